@@ -1,0 +1,3 @@
+from otlp_gateway.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""REST API, UI, health and metrics listener (:8080) settings."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+
+from otlp_gateway.settings_base import HostPort, StrictModel, TLSServerSettings
+
+
+class RateLimitSettings(StrictModel):
+    rps: float = Field(1000.0, gt=0)
+    """``GLOBAL_RATE_LIMIT_RPS``: token refill rate."""
+    burst: int = Field(2000, gt=0)
+    """``GLOBAL_RATE_LIMIT_BURST``: bucket size."""
+    apply_to_ingest: bool = True
+
+
+class ApiSettings(StrictModel):
+    listen: HostPort = "0.0.0.0:8080"
+    tls: TLSServerSettings = TLSServerSettings()
+    jwt_secret: SecretStr | None = None
+    """``JWT_SECRET``: HS256 bearer tokens are accepted when set; at least 32 characters."""
+    jwt_issuer: str = "driftlock"
+    auth_required: bool = True
+    """``/v1`` refuses unauthenticated requests. Turn off only on a trusted loopback."""
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    profiling_enabled: bool = True
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("JWT_SECRET must be at least 32 characters")
+        return value

@@ -1,0 +1,38 @@
+"""The unit of work that flows from the receiver through detection to the exporter."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Signal = Literal["traces", "metrics", "logs"]
+SIGNALS: tuple[Signal, ...] = ("traces", "metrics", "logs")
+
+
+@dataclass(slots=True)
+class TelemetryBatch:
+    """One accepted OTLP export request.
+
+    ``payload`` is the serialized ``Export*ServiceRequest`` to forward: the client's original bytes
+    (after decompression) when nothing was dropped or annotated, otherwise a re-serialization.
+    ``message`` is the parsed request when a stage already parsed it (may be ``None``).
+    """
+
+    signal: Signal
+    payload: bytes
+    item_count: int
+    message: object | None = None
+    received_at: float = field(default_factory=time.time)
+    """Wall-clock seconds at receipt (for latency metrics and window timestamps)."""
+
+
+class BatchConsumer(Protocol):
+    """Next stage of the pipeline. ``consume`` returns once the batch is durably handed over.
+
+    Raises ``RetryableError`` (the receiver answers UNAVAILABLE/503 with a retry hint) or
+    ``PermanentError`` (the receiver answers INVALID_ARGUMENT/400). Once ``consume`` returns, the
+    caller must not touch ``batch`` again (the collector's ownership rule).
+    """
+
+    async def consume(self, batch: TelemetryBatch) -> None: ...

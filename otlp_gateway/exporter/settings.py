@@ -1,0 +1,61 @@
+"""Downstream exporter settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+
+from otlp_gateway.settings_base import StrictModel
+
+
+class RetrySettings(StrictModel):
+    """Collector defaults (exporterhelper): 5 s initial, 30 s max interval, 300 s max elapsed."""
+
+    enabled: bool = True
+    initial_interval_seconds: float = Field(5.0, gt=0)
+    max_interval_seconds: float = Field(30.0, gt=0)
+    max_elapsed_seconds: float = Field(300.0, ge=0)
+    """0 means retry forever (the persistent spool keeps data across restarts)."""
+    multiplier: float = Field(1.5, ge=1.0)
+    randomization_factor: float = Field(0.5, ge=0, le=1)
+
+
+class QueueSettings(StrictModel):
+    capacity_requests: int = Field(10_000, gt=0)
+    capacity_bytes: int = Field(512 * 1024 * 1024, gt=0)
+    consumers: int = Field(8, gt=0)
+    """Concurrent export calls in flight downstream."""
+    persistent: bool = True
+    """Spool accepted requests to disk under ``data_dir`` so a restart or outage loses nothing."""
+    spool_max_bytes: int = Field(2 * 1024 * 1024 * 1024, gt=0)
+
+
+class ExporterTLSSettings(StrictModel):
+    insecure: bool = True
+    """Plaintext to the downstream (typical for a collector on localhost)."""
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure_skip_verify: bool = False
+
+
+class ExporterSettings(StrictModel):
+    endpoint: str | None = None
+    """``grpc://host:port``, ``http://host:port`` or ``https://host:port``. Unset: detection only."""
+    protocol: Literal["auto", "grpc", "http/protobuf"] = "auto"
+    headers: dict[str, SecretStr] = {}
+    compression: Literal["none", "gzip"] = "gzip"
+    timeout_seconds: float = Field(10.0, gt=0)
+    tls: ExporterTLSSettings = ExporterTLSSettings()
+    retry: RetrySettings = RetrySettings()
+    queue: QueueSettings = QueueSettings()
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("grpc://", "grpcs://", "http://", "https://")):
+            raise ValueError("endpoint must start with grpc://, grpcs://, http:// or https://")
+        return value

@@ -1,0 +1,105 @@
+"""The anomaly store contract: Postgres in production, SQLite embedded. Both implement ``AnomalyStore``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Severity = Literal["low", "medium", "high", "critical"]
+AnomalyStatus = Literal["open", "acknowledged", "confirmed", "false_positive", "dismissed"]
+StreamState = Literal["warming", "active", "drifted", "evicted"]
+
+
+def anomaly_id(stream_id: str, window_start_offset: int) -> str:
+    """Deterministic id: the same stream and window always give the same id (idempotent writes)."""
+    return hashlib.sha256(f"{stream_id}\x00{window_start_offset}".encode()).hexdigest()[:32]
+
+
+@dataclass(slots=True)
+class AnomalyRecord:
+    stream_id: str
+    signal: str
+    service: str
+    window_start_offset: int
+    """Index of the first event of the window in the stream (the idempotency key with ``stream_id``)."""
+    window_end_offset: int
+    window_start: dt.datetime
+    window_end: dt.datetime
+    score: float
+    p_value: float
+    severity: Severity
+    figures: dict[str, float]
+    """Every figure the detector reported (novelty bits per byte/event, NCD, ratios, entropies...)."""
+    explanation: dict[str, Any]
+    evidence: list[dict[str, str]]
+    """Blamed events: ``{"trace_id": hex, "span_id": hex}`` (logs may carry only what they have)."""
+    detector: str
+    config_hash: str
+    seed: int
+    engine_version: str
+    is_drift: bool = False
+    status: AnomalyStatus = "open"
+    detected_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = anomaly_id(self.stream_id, self.window_start_offset)
+
+
+@dataclass(slots=True)
+class AnomalyFilter:
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    stream_id: str | None = None
+    service: str | None = None
+    signal: str | None = None
+    severity: Severity | None = None
+    status: AnomalyStatus | None = None
+
+
+@dataclass(slots=True)
+class Page:
+    items: list[AnomalyRecord]
+    next_cursor: str | None
+
+
+@dataclass(slots=True)
+class StreamInfo:
+    stream_id: str
+    signal: str
+    service: str
+    name: str
+    state: StreamState
+    profile: str
+    settings: dict[str, Any]
+    """Per-stream overrides (baseline/window/hop/false_alarm_target/enabled) set through the API."""
+    events_seen: int
+    updated_at: dt.datetime
+
+
+class AnomalyStore(Protocol):
+    backend: str
+    """``postgres`` or ``sqlite`` (a metric label)."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations in order; return the names applied (empty when up to date)."""
+        ...
+    async def ping(self) -> float:
+        """A real round trip; returns seconds taken; raises on failure."""
+        ...
+    async def write_anomalies(self, rows: list[AnomalyRecord]) -> int:
+        """Insert in one batch; a row whose (stream_id, window_start_offset) exists is skipped."""
+        ...
+    async def query_anomalies(self, flt: AnomalyFilter, limit: int, cursor: str | None) -> Page: ...
+    async def get_anomaly(self, anomaly_id: str) -> AnomalyRecord | None: ...
+    async def set_anomaly_status(self, anomaly_id: str, status: AnomalyStatus) -> AnomalyRecord | None: ...
+    async def upsert_stream(self, info: StreamInfo) -> None: ...
+    async def list_streams(self) -> list[StreamInfo]: ...
+    async def get_stream(self, stream_id: str) -> StreamInfo | None: ...
+    async def save_state(self, stream_id: str, snapshot: bytes) -> None: ...
+    async def load_state(self, stream_id: str) -> bytes | None: ...

@@ -1,0 +1,25 @@
+"""Anomaly store settings. Postgres when a URL is set, otherwise an embedded SQLite file."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from otlp_gateway.settings_base import StrictModel
+
+
+class StoreSettings(StrictModel):
+    database_url: SecretStr | None = None
+    """``postgresql://user:pass@host:5432/db``; from ``DATABASE_URL``. Unset: SQLite in ``data_dir``."""
+    sqlite_path: str | None = None
+    """Override the embedded SQLite file (default ``<data_dir>/driftlock.db``)."""
+    max_open_conns: int = Field(25, gt=0)
+    """``DB_MAX_OPEN_CONNS``: pool maximum size."""
+    max_idle_conns: int = Field(10, ge=0)
+    """``DB_MAX_IDLE_CONNS``: connections kept open when idle (pool minimum size)."""
+    conn_max_lifetime_seconds: float = Field(3600.0, gt=0)
+    """``DB_CONN_MAX_LIFETIME`` (accepts Go-style durations such as ``1h`` in the environment)."""
+    migrate_on_start: bool = True
+    batch_max_rows: int = Field(500, gt=0)
+    flush_interval_seconds: float = Field(1.0, gt=0)
+    spool_max_rows: int = Field(1_000_000, gt=0)
+    """Anomalies held on local disk while the database is unreachable."""

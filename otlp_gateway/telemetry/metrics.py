@@ -1,0 +1,143 @@
+"""Every Prometheus series the gateway emits, in one place.
+
+Each gateway instance owns a ``GatewayMetrics`` bound to its own registry, so several gateways in one
+process (tests) never share counters. Names follow two conventions on purpose:
+
+* ``otelcol_*`` receiver/exporter counters in the OpenTelemetry Collector's shape, so existing collector
+  dashboards work unchanged;
+* ``driftlock_*`` names from the operations runbook ("Key Metrics to Monitor"), so its alert rules work.
+
+Label values are always from small fixed sets (signal, transport, severity, status class...): never a
+stream id, service name or trace id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+SIGNAL_ITEMS = {"traces": "spans", "metrics": "metric_points", "logs": "log_records"}
+"""OTLP signal name -> the collector's item noun used in metric names."""
+
+SEVERITIES = ("low", "medium", "high", "critical")
+STREAM_TYPES = ("traces", "metrics", "logs")
+
+
+@dataclass
+class GatewayMetrics:
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        # --- receiver (collector-shaped), one series per item kind, labelled by transport (grpc|http)
+        self.receiver_accepted = {
+            sig: Counter(f"otelcol_receiver_accepted_{noun}", f"{noun} accepted by the receiver",
+                         ["transport"], registry=r)
+            for sig, noun in SIGNAL_ITEMS.items()
+        }
+        self.receiver_refused = {
+            sig: Counter(f"otelcol_receiver_refused_{noun}", f"{noun} refused by the receiver",
+                         ["transport", "reason"], registry=r)
+            for sig, noun in SIGNAL_ITEMS.items()
+        }
+        # --- exporter (collector-shaped)
+        self.exporter_sent = {
+            sig: Counter(f"otelcol_exporter_sent_{noun}", f"{noun} delivered downstream", registry=r)
+            for sig, noun in SIGNAL_ITEMS.items()
+        }
+        self.exporter_send_failed = {
+            sig: Counter(f"otelcol_exporter_send_failed_{noun}",
+                         f"{noun} dropped after a permanent failure or exhausted retries", ["reason"],
+                         registry=r)
+            for sig, noun in SIGNAL_ITEMS.items()
+        }
+        self.exporter_enqueue_failed = {
+            sig: Counter(f"otelcol_exporter_enqueue_failed_{noun}",
+                         f"{noun} refused because the export queue was full", registry=r)
+            for sig, noun in SIGNAL_ITEMS.items()
+        }
+        self.exporter_partial_rejected = Counter(
+            "driftlock_exporter_partial_rejected_items",
+            "items the downstream reported as rejected through partial_success (never retried)",
+            ["signal"], registry=r)
+        self.exporter_retries = Counter(
+            "driftlock_exporter_retries", "export attempts retried after a retryable failure",
+            ["signal"], registry=r)
+        self.exporter_queue_size = Gauge(
+            "otelcol_exporter_queue_size", "requests waiting in the export queue (memory and spool)",
+            registry=r)
+        self.exporter_queue_capacity = Gauge(
+            "otelcol_exporter_queue_capacity", "capacity of the export queue in requests", registry=r)
+        self.exporter_spool_bytes = Gauge(
+            "driftlock_exporter_spool_bytes", "bytes held in the persistent export spool", registry=r)
+        # --- admission control and rate limits on ingest
+        self.ingest_throttled = Counter(
+            "driftlock_ingest_throttled_requests",
+            "ingest requests answered UNAVAILABLE/429/503 with a retry hint", ["transport", "reason"],
+            registry=r)
+        self.inflight_items = Gauge("driftlock_ingest_inflight_items", "items admitted, not yet done",
+                                    registry=r)
+        self.inflight_bytes = Gauge("driftlock_ingest_inflight_bytes", "bytes admitted, not yet done",
+                                    registry=r)
+        # --- runbook: business metrics
+        self.anomalies_detected = Counter(
+            "driftlock_anomalies_detected", "anomalies detected", ["stream_type", "severity"], registry=r)
+        self.anomaly_processing_duration = Histogram(
+            "driftlock_anomaly_processing_duration_seconds",
+            "time from receipt of a batch to its anomaly decision",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
+        self.cbad_events_per_second = Gauge(
+            "driftlock_cbad_events_per_second", "events scored per second by the detectors (recent rate)",
+            registry=r)
+        self.cbad_compression_ratio = Gauge(
+            "driftlock_cbad_compression_ratio", "mean compression ratio of recent windows",
+            ["stream_type"], registry=r)
+        self.anomaly_ncd_threshold = Gauge(
+            "driftlock_anomaly_ncd_threshold",
+            "configured decision threshold (false-alarm target per window) of the default profile",
+            registry=r)
+        self.streams_live = Gauge("driftlock_streams_live", "streams with a detector in memory", registry=r)
+        self.streams_evicted = Counter("driftlock_streams_evicted",
+                                       "least recently used streams snapshotted and evicted", registry=r)
+        self.detector_events = Counter("driftlock_detector_events", "events fed to detectors",
+                                       ["stream_type"], registry=r)
+        self.detector_dropped_events = Counter(
+            "driftlock_detector_dropped_events",
+            "events not scored because the detection queue was full (forwarding unaffected)",
+            ["stream_type"], registry=r)
+        # --- store
+        self.store_written = Counter("driftlock_store_anomalies_written", "anomaly rows written",
+                                     ["backend"], registry=r)
+        self.store_spooled = Gauge("driftlock_store_spool_rows",
+                                   "anomaly rows waiting in the local spool for the store", registry=r)
+        self.store_write_failures = Counter("driftlock_store_write_failures",
+                                            "failed store write attempts (rows are spooled)", registry=r)
+        # --- runbook: system metrics
+        self.http_requests = Counter("driftlock_http_requests", "API requests on :8080 by status code",
+                                     ["status"], registry=r)
+        self.http_request_duration = Histogram(
+            "driftlock_http_request_duration_seconds", "API request duration on :8080", registry=r)
+        self.db_connections = Gauge(
+            "driftlock_db_connections_total",
+            "database pool connections by state (open, idle, in_use, waiting, max, failed)",
+            ["connection_state"], registry=r)
+        self.memory_allocated = Gauge("driftlock_memory_allocated_bytes",
+                                      "resident memory of the process (RSS)", registry=r)
+        self.memory_heap = Gauge("driftlock_memory_heap_bytes",
+                                 "memory allocated by the Python heap allocator and numpy (approx.)",
+                                 registry=r)
+        self.goroutines = Gauge(
+            "driftlock_goroutines",
+            "Python analogue of the runbook's goroutines: live threads plus pending asyncio tasks",
+            registry=r)
+        self.rate_limited = Counter("driftlock_rate_limited_requests",
+                                    "requests refused by the global token bucket", ["surface"], registry=r)
+
+    def count_accepted(self, signal: str, transport: str, n: int) -> None:
+        if n:
+            self.receiver_accepted[signal].labels(transport).inc(n)
+
+    def count_refused(self, signal: str, transport: str, reason: str, n: int) -> None:
+        if n:
+            self.receiver_refused[signal].labels(transport, reason).inc(n)

@@ -1,0 +1,59 @@
+"""Detector registry: ``kind -> factory(**config) -> Detector`` and ``kind -> restore(bytes)``.
+
+A new detector module registers itself with ``@register("kind", restore=...)``; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from detectors.base import Detector
+
+_FACTORIES: dict[str, Callable[..., Detector]] = {}
+_RESTORERS: dict[str, Callable[[bytes], Detector]] = {}
+_BUILTIN_MODULES = ("detectors.cbad", "detectors.numeric")
+
+
+Factory = Callable[..., Detector]
+
+
+def register(kind: str, *, restore: Callable[[bytes], Detector]) -> Callable[[Factory], Factory]:
+    def wrap(factory: Factory) -> Factory:
+        if kind in _FACTORIES:
+            raise ValueError(f"detector kind {kind!r} is already registered")
+        _FACTORIES[kind] = factory
+        _RESTORERS[kind] = restore
+        return factory
+
+    return wrap
+
+
+def _load_builtins() -> None:
+    for module in _BUILTIN_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def available() -> list[str]:
+    _load_builtins()
+    return sorted(_FACTORIES)
+
+
+def create(kind: str, **config: Any) -> Detector:
+    _load_builtins()
+    try:
+        factory = _FACTORIES[kind]
+    except KeyError:
+        known = ", ".join(sorted(_FACTORIES))
+        raise ValueError(f"unknown detector kind {kind!r}; available: {known}") from None
+    return factory(**config)
+
+
+def restore(kind: str, data: bytes) -> Detector:
+    _load_builtins()
+    return _RESTORERS[kind](data)

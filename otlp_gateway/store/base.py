@@ -103,3 +103,48 @@ class AnomalyStore(Protocol):
     async def get_stream(self, stream_id: str) -> StreamInfo | None: ...
     async def save_state(self, stream_id: str, snapshot: bytes) -> None: ...
     async def load_state(self, stream_id: str) -> bytes | None: ...
+
+
+ApiRole = Literal["admin", "read"]
+
+
+@dataclass(slots=True)
+class ApiKey:
+    key_id: str
+    """Public identifier, the part of the presented key before the dot (``dlk_<key_id>.<secret>``)."""
+    name: str
+    role: ApiRole
+    secret_hash: str
+    """Memory-hard hash (argon2id) of the secret part; the secret itself is never stored."""
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None = None
+    rotated_at: dt.datetime | None = None
+    last_used_at: dt.datetime | None = None
+
+
+@dataclass(slots=True)
+class AuditEntry:
+    actor: str
+    """``key:<key_id>``, ``jwt:<subject>`` or ``cli``."""
+    action: str
+    """For example ``api_key.create``, ``anomaly.feedback``, ``stream.update``."""
+    target: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    id: int | None = None
+
+
+class ApiKeyStore(Protocol):
+    """API keys and the audit log live in the same database as anomalies (same store object)."""
+
+    async def create_api_key(self, key: ApiKey) -> None: ...
+    async def get_api_key(self, key_id: str) -> ApiKey | None: ...
+    async def list_api_keys(self) -> list[ApiKey]: ...
+    async def update_api_key(self, key: ApiKey) -> None:
+        """Replace the stored row with ``key`` (rotate: new secret_hash + rotated_at; revoke: revoked_at)."""
+        ...
+    async def touch_api_key(self, key_id: str, at: dt.datetime) -> None: ...
+    async def append_audit(self, entry: AuditEntry) -> int: ...
+    async def query_audit(self, since: dt.datetime | None, actor: str | None, limit: int,
+                          cursor: str | None) -> tuple[list[AuditEntry], str | None]: ...

@@ -24,7 +24,7 @@ HostPort = Annotated[str, AfterValidator(_check_hostport)]
 class StrictModel(BaseModel):
     """Unknown keys are errors (a typo must fail at start naming its path)."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_default=True, use_attribute_docstrings=True)
 
 
 class TLSServerSettings(StrictModel):

@@ -5,6 +5,6 @@ from pathlib import Path
 # TEMPORARY during parallel development: load the fixture plugins that exist. Made strict at integration.
 pytest_plugins = [
     f"tests.fixtures.{name}"
-    for name in ("postgres", "downstream")
+    for name in ("postgres", "downstream", "gateway")
     if (Path(__file__).parent / "fixtures" / f"{name}.py").exists()
 ]

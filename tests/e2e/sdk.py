@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
@@ -78,14 +78,15 @@ def sdk_client(transport: Transport, endpoint: str, service: str = "checkout",
         logger_provider.shutdown()
 
 
-def emit(client: SdkClient, n_spans: int, n_logs: int, on_span: Callable[[int], None] | None = None) -> None:
+def emit(client: SdkClient, n_spans: int, n_logs: int, on_span: Callable[[Any], None] | None = None) -> None:
+    """``n_spans`` spans over 5 names, a counter per route, ``n_logs`` INFO records."""
     tracer = client.tracer_provider.get_tracer("e2e")
     counter = client.meter_provider.get_meter("e2e").create_counter("orders_total")
     for i in range(n_spans):
         with tracer.start_as_current_span(f"GET /item/{i % 5}") as span:
             span.set_attribute("http.response.status_code", 200)
             if on_span:
-                on_span(i)
+                on_span(span)
         counter.add(1, {"route": f"/item/{i % 5}"})
     for i in range(n_logs):
         client.logger.info("order %d placed for user %d", i, i % 7)

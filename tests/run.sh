@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: PostgreSQL 15 (the suite starts its own cluster) and promtool (alert-rule tests).
+# System packages: PostgreSQL 15 (the suite starts its own cluster), promtool (alert-rule tests), openssl.
 missing=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || command -v initdb >/dev/null || missing+=(postgresql-15)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v openssl >/dev/null || missing+=(openssl)  # throw-away TLS certificates
 if [ ${#missing[@]} -gt 0 ]; then
   sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
   $sudo_ apt-get update -qq

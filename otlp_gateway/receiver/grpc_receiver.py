@@ -1,0 +1,136 @@
+"""OTLP/gRPC receiver (:4317): Trace, Metrics and Logs ``Export`` plus ``grpc.health.v1.Health``.
+
+Requests are taken as raw bytes (generic handlers without a deserializer) so that a fully valid request is
+forwarded as the client's own bytes; upb parses them once to validate and count. grpc core enforces the
+size limit on the decompressed message (``grpc.max_receive_message_length``) and answers
+RESOURCE_EXHAUSTED without RetryInfo, as the OTLP rules ask.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.rpc import error_details_pb2, status_pb2
+
+from otlp_gateway.batch import BatchConsumer
+from otlp_gateway.health import HealthState
+from otlp_gateway.ratelimit import TokenBucket
+from otlp_gateway.receiver.address import grpc_address
+from otlp_gateway.receiver.admission import AdmissionController
+from otlp_gateway.receiver.health_service import GrpcHealthBridge
+from otlp_gateway.receiver.ingest import IngestCore, Refusal, RefusalKind
+from otlp_gateway.receiver.settings import ReceiverSettings
+from otlp_gateway.receiver.signals import RECEIVER_SIGNALS, ReceiverSignal
+from otlp_gateway.receiver.tls import grpc_server_credentials
+from otlp_gateway.telemetry.metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+GRPC_CODES: dict[RefusalKind, grpc.StatusCode] = {
+    RefusalKind.MALFORMED: grpc.StatusCode.INVALID_ARGUMENT,
+    RefusalKind.TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    RefusalKind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    RefusalKind.OVERLOADED: grpc.StatusCode.UNAVAILABLE,
+    RefusalKind.RATE_LIMITED: grpc.StatusCode.UNAVAILABLE,
+    RefusalKind.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+
+def retry_trailers(code: grpc.StatusCode, message: str, retry_after: float) -> tuple[tuple[str, bytes], ...]:
+    """RetryInfo for both client families: ``grpc-status-details-bin`` (a ``google.rpc.Status`` carrying
+    it, read by Go clients) and ``google.rpc.retryinfo-bin`` (the bare RetryInfo, read by Python)."""
+    delay = Duration()
+    delay.FromNanoseconds(max(1, round(retry_after * 1e9)))
+    info = error_details_pb2.RetryInfo(retry_delay=delay)
+    status = status_pb2.Status(code=code.value[0], message=message)
+    status.details.add().Pack(info)
+    return (("grpc-status-details-bin", status.SerializeToString()),
+            ("google.rpc.retryinfo-bin", info.SerializeToString()))
+
+
+def _metadata_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
+    for item in context.invocation_metadata() or ():
+        if item.key == key:
+            return item.value if isinstance(item.value, str) else None
+    return None
+
+
+class OtlpGrpcReceiver:
+    def __init__(self, settings: ReceiverSettings, consumer: BatchConsumer, metrics: GatewayMetrics,
+                 health: HealthState, admission: AdmissionController,
+                 rate_limiter: TokenBucket | None = None):
+        self._settings = settings
+        self._core = IngestCore("grpc", consumer, metrics, admission, rate_limiter, settings.bearer_token)
+        self._health = GrpcHealthBridge(health, [s.grpc_service for s in RECEIVER_SIGNALS.values()])
+        self._server: grpc.aio.Server | None = None
+        self._shut_down = False
+        self.port: int | None = None
+        """The bound port once started (useful with ``:0``)."""
+
+    async def start(self) -> None:
+        options = [("grpc.max_receive_message_length", self._settings.max_request_bytes),
+                   ("grpc.so_reuseport", 0)]
+        server = grpc.aio.server(options=options)
+        # no request_deserializer: the handler gets the client's bytes, to forward them unchanged
+        server.add_generic_rpc_handlers([
+            grpc.method_handlers_generic_handler(
+                spec.grpc_service,
+                {"Export": grpc.unary_unary_rpc_method_handler(self._export_handler(spec))})
+            for spec in RECEIVER_SIGNALS.values()
+        ])
+        await self._health.attach(server)
+        address = grpc_address(self._settings.grpc_listen)
+        try:
+            if self._settings.tls.enabled:
+                self.port = server.add_secure_port(address, grpc_server_credentials(self._settings.tls))
+            else:
+                self.port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise RuntimeError(f"OTLP gRPC receiver cannot listen on {address}: {exc}") from None
+        await server.start()
+        self._server = server
+        log.info("OTLP gRPC receiver listening on %s (port %d, tls=%s)", address, self.port,
+                 self._settings.tls.enabled)
+
+    async def stop_accepting(self) -> None:
+        """Drain phase: new requests get UNAVAILABLE with a retry hint; in-flight requests finish."""
+        self._core.draining = True
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        """Stop the server, letting in-flight requests finish within ``grace``; idempotent."""
+        if self._server is None or self._shut_down:
+            return
+        self._shut_down = True
+        self._core.draining = True
+        await self._health.close()
+        await self._server.stop(grace)
+
+    def _export_handler(self, spec: ReceiverSignal):
+        core = self._core
+
+        async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            try:
+                core.authenticate(_metadata_value(context, "authorization"))
+                core.gate()
+                message = core.parse_protobuf(spec, request)
+                response = await core.ingest(spec, message, request, len(request))
+                return response.SerializeToString()
+            except Refusal as refusal:
+                failure = refusal
+            except Exception:  # never let a handler fall through to UNKNOWN
+                log.exception("OTLP gRPC %s export failed unexpectedly", spec.signal)
+                failure = Refusal(RefusalKind.INTERNAL, "internal error while accepting the request")
+            await _abort(context, failure)
+            raise AssertionError("unreachable: abort raises")
+
+        return export
+
+
+async def _abort(context: grpc.aio.ServicerContext, refusal: Refusal) -> None:
+    code = GRPC_CODES[refusal.kind]
+    trailers: tuple = ()
+    if code is grpc.StatusCode.UNAVAILABLE and refusal.retry_after is not None:
+        trailers = retry_trailers(code, refusal.message, refusal.retry_after)
+    await context.abort(code, refusal.message, trailing_metadata=trailers)

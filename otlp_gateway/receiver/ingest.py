@@ -1,0 +1,143 @@
+"""The transport-independent part of receiving: authenticate, gate, validate, admit, hand over.
+
+Both receivers call the same ``IngestCore``; failures are raised as one ``Refusal`` whose ``kind`` each
+transport maps onto its wire (gRPC status + trailers, HTTP status + headers). Errors are classified here,
+once: the next stage's ``RetryableError`` / ``PermanentError`` / anything else.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import logging
+
+from google.protobuf.message import DecodeError, Message
+from pydantic import SecretStr
+
+from otlp_gateway.batch import BatchConsumer, TelemetryBatch
+from otlp_gateway.errors import OverloadedError, PermanentError, RateLimitedError, RetryableError
+from otlp_gateway.ratelimit import TokenBucket
+from otlp_gateway.receiver.admission import AdmissionController
+from otlp_gateway.receiver.signals import ReceiverSignal
+from otlp_gateway.telemetry.metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+
+class RefusalKind(enum.Enum):
+    MALFORMED = "malformed"              # gRPC INVALID_ARGUMENT, HTTP 400
+    TOO_LARGE = "too_large"              # RESOURCE_EXHAUSTED (no RetryInfo), 413
+    UNAUTHENTICATED = "unauthenticated"  # UNAUTHENTICATED, 401
+    OVERLOADED = "overloaded"            # UNAVAILABLE + RetryInfo, 503 + Retry-After
+    RATE_LIMITED = "rate_limited"        # UNAVAILABLE + RetryInfo, 429 + Retry-After
+    INTERNAL = "internal"                # INTERNAL, 500
+
+
+class Refusal(Exception):
+    """A request the receiver answers with an error; ``retry_after`` is set for the retryable kinds."""
+
+    def __init__(self, kind: RefusalKind, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.retry_after = retry_after
+
+
+class IngestCore:
+    """One per receiver (``transport`` labels its metrics); the admission controller is shared."""
+
+    def __init__(self, transport: str, consumer: BatchConsumer, metrics: GatewayMetrics,
+                 admission: AdmissionController, rate_limiter: TokenBucket | None,
+                 bearer_token: SecretStr | None):
+        self.transport = transport
+        self._consumer = consumer
+        self._metrics = metrics
+        self._admission = admission
+        self._rate_limiter = rate_limiter
+        self._expected_token = bearer_token.get_secret_value().encode() if bearer_token else None
+        self.draining = False
+
+    # ------------------------------------------------------------------------------------ before the body
+    def authenticate(self, authorization: str | None) -> None:
+        """Check ``Authorization: Bearer <token>`` when a token is configured (constant-time compare)."""
+        if self._expected_token is None:
+            return
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        presented = token.strip().encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented, self._expected_token):
+            raise Refusal(RefusalKind.UNAUTHENTICATED,
+                          "missing or invalid bearer token (expected 'authorization: Bearer <token>')")
+
+    def gate(self) -> None:
+        """Refuse cheaply, before the body is read or parsed: draining, rate limit, admission full."""
+        if self.draining:
+            raise self._retry_later(RefusalKind.OVERLOADED, "draining",
+                                    "the gateway is shutting down; retry against another instance")
+        if self._rate_limiter is not None:
+            wait = self._rate_limiter.try_acquire(1)
+            if wait:
+                self._metrics.rate_limited.labels("ingest").inc()
+                raise self._retry_later(RefusalKind.RATE_LIMITED, "rate_limited",
+                                        "ingest rate limit exceeded; retry later", wait)
+        if self._admission.saturated:
+            raise self._retry_later(RefusalKind.OVERLOADED, "admission",
+                                    "the gateway is at its in-flight limit; retry later")
+
+    # ------------------------------------------------------------------------------------ the body
+    @staticmethod
+    def parse_protobuf(spec: ReceiverSignal, body: bytes) -> Message:
+        try:
+            return spec.request_type.FromString(body)
+        except (DecodeError, RecursionError) as exc:
+            raise Refusal(RefusalKind.MALFORMED,
+                          f"body is not a valid {spec.request_type.DESCRIPTOR.name}: {exc}") from None
+
+    async def ingest(self, spec: ReceiverSignal, request: Message, original: bytes | None,
+                     body_size: int) -> Message:
+        """Validate, admit and hand ``request`` to the next stage; return the Export*ServiceResponse.
+
+        ``original`` is the client's serialized request (after decompression) when it arrived as
+        protobuf: it is forwarded unchanged when every item is valid.
+        """
+        verdict = spec.validate(request)
+        signal = spec.signal
+        if verdict.rejected:
+            self._metrics.count_refused(signal, self.transport, "invalid", verdict.rejected)
+            log.debug("%s %s: %s", self.transport, signal, verdict.message)
+        if verdict.accepted == 0:  # empty request, or nothing valid in it: nothing to hand over
+            return spec.response(verdict)
+        payload = original if original is not None and not verdict.rejected else request.SerializeToString()
+        admission = self._admission.try_admit(verdict.accepted, max(body_size, len(payload)))
+        if admission is None:
+            self._metrics.count_refused(signal, self.transport, "admission", verdict.accepted)
+            raise self._retry_later(RefusalKind.OVERLOADED, "admission",
+                                    "the gateway is at its in-flight limit; retry later")
+        with admission:
+            try:
+                await self._consumer.consume(TelemetryBatch(signal, payload, verdict.accepted, request))
+            except Exception as exc:
+                raise self._classify(signal, verdict.accepted, exc) from None
+        self._metrics.count_accepted(signal, self.transport, verdict.accepted)
+        return spec.response(verdict)
+
+    # ------------------------------------------------------------------------------------ errors
+    def _retry_later(self, kind: RefusalKind, reason: str, message: str,
+                     retry_after: float | None = None) -> Refusal:
+        self._metrics.ingest_throttled.labels(self.transport, reason).inc()
+        return Refusal(kind, message, retry_after if retry_after else self._admission.retry_after)
+
+    def _classify(self, signal: str, items: int, exc: Exception) -> Refusal:
+        """Map the next stage's error class onto a refusal kind, once."""
+        if isinstance(exc, RetryableError):
+            reason = ("rate_limited" if isinstance(exc, RateLimitedError)
+                      else "overloaded" if isinstance(exc, OverloadedError) else "retryable")
+            self._metrics.count_refused(signal, self.transport, reason, items)
+            kind = RefusalKind.RATE_LIMITED if isinstance(exc, RateLimitedError) else RefusalKind.OVERLOADED
+            return self._retry_later(kind, reason, f"temporarily unable to accept {signal}: {exc}",
+                                     exc.retry_after)
+        if isinstance(exc, PermanentError):
+            self._metrics.count_refused(signal, self.transport, "permanent", items)
+            return Refusal(RefusalKind.MALFORMED, f"{signal} refused: {exc}")
+        self._metrics.count_refused(signal, self.transport, "internal", items)
+        log.error("%s %s: the next stage failed unexpectedly", self.transport, signal, exc_info=exc)
+        return Refusal(RefusalKind.INTERNAL, "internal error while accepting the request")

@@ -1,0 +1,191 @@
+"""Receiver test harness: real gRPC and HTTP receivers on 127.0.0.1:0 in a background event loop, feeding a
+small recording next stage that can be told to fail or to hold requests."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from otlp_gateway.batch import TelemetryBatch
+from otlp_gateway.health import HealthState, Phase
+from otlp_gateway.ratelimit import TokenBucket
+from otlp_gateway.receiver import AdmissionController, OtlpGrpcReceiver, OtlpHttpReceiver
+from otlp_gateway.receiver.settings import ReceiverSettings
+from otlp_gateway.telemetry.metrics import GatewayMetrics
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+class RecordingConsumer:
+    """The next stage: records every batch; can raise chosen errors or hold calls until released."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.batches: list[TelemetryBatch] = []
+        self._failures: list[BaseException] = []
+        self._held = False
+        self._release: asyncio.Event | None = None
+        self.waiting = 0
+        """Calls currently held."""
+
+    async def consume(self, batch: TelemetryBatch) -> None:
+        with self._lock:
+            failure = self._failures.pop(0) if self._failures else None
+            held = self._held
+            if held and self._release is None:
+                self._release = asyncio.Event()
+            release = self._release
+        if failure is not None:
+            raise failure
+        if held and release is not None:
+            with self._lock:
+                self.waiting += 1
+            try:
+                await release.wait()
+            finally:
+                with self._lock:
+                    self.waiting -= 1
+        with self._lock:
+            self.batches.append(batch)
+
+    def fail_next(self, *errors: BaseException) -> None:
+        with self._lock:
+            self._failures.extend(errors)
+
+    def hold(self) -> None:
+        with self._lock:
+            self._held = True
+
+    def release(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self._held = False
+            event, self._release = self._release, None
+        if event is not None:
+            loop.call_soon_threadsafe(event.set)
+
+    def items(self, signal: str | None = None) -> int:
+        with self._lock:
+            return sum(b.item_count for b in self.batches if signal in (None, b.signal))
+
+    def snapshot(self) -> list[TelemetryBatch]:
+        with self._lock:
+            return list(self.batches)
+
+
+@dataclass
+class Receivers:
+    settings: ReceiverSettings
+    metrics: GatewayMetrics
+    health: HealthState
+    consumer: RecordingConsumer
+    admission: AdmissionController
+    grpc: OtlpGrpcReceiver
+    http: OtlpHttpReceiver
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc.port}"
+
+    @property
+    def http_url(self) -> str:
+        scheme = "https" if self.settings.tls.enabled else "http"
+        return f"{scheme}://127.0.0.1:{self.http.port}"
+
+    def run(self, coro, timeout: float = 30.0):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def release(self) -> None:
+        self.consumer.release(self.loop)
+
+    def sample(self, name: str, labels: dict[str, str] | None = None) -> float:
+        return self.metrics.registry.get_sample_value(name, labels or {}) or 0.0
+
+
+class _LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="receiver-loop", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+@pytest.fixture
+def start_receivers() -> Iterator[Callable[..., Receivers]]:
+    """``start_receivers(rate_limiter=None, phase=Phase.SERVING, **settings)`` -> running ``Receivers``."""
+    started: list[Receivers] = []
+    loop_thread = _LoopThread()
+
+    def start(rate_limiter: TokenBucket | None = None, phase: Phase = Phase.SERVING,
+              **overrides: Any) -> Receivers:
+        settings = ReceiverSettings.model_validate(
+            {"grpc_listen": "127.0.0.1:0", "http_listen": "127.0.0.1:0", **overrides})
+        metrics, health, consumer = GatewayMetrics(), HealthState(), RecordingConsumer()
+        admission = AdmissionController(settings.admission, metrics)
+        args = (settings, consumer, metrics, health, admission, rate_limiter)
+        rx = Receivers(settings, metrics, health, consumer, admission, OtlpGrpcReceiver(*args),
+                       OtlpHttpReceiver(*args), loop_thread.loop)
+        rx.run(rx.grpc.start())
+        rx.run(rx.http.start())
+        health.set_phase(phase)
+        started.append(rx)
+        return rx
+
+    yield start
+    for rx in started:
+        rx.release()
+        rx.run(rx.grpc.shutdown(1.0))
+        rx.run(rx.http.shutdown(1.0))
+    loop_thread.stop()
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A throw-away CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
+    d = tmp_path_factory.mktemp("tls")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+             "-subj", "/CN=receiver-test-ca", cwd=d)
+    for name, extensions in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+                             ("client", "extendedKeyUsage=clientAuth")):
+        _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
+        (d / f"{name}.ext").write_text(extensions + "\n")
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
+    return TlsFiles(d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key")

@@ -31,8 +31,7 @@ class Endpoint:
 
     def describe(self) -> str:
         """For logs: never includes credentials (userinfo is not kept at all)."""
-        scheme = {("grpc", False): "grpc", ("grpc", True): "grpcs",
-                  ("http/protobuf", False): "http", ("http/protobuf", True): "https"}[(self.protocol, self.tls)]
+        scheme = ("grpc" if self.protocol == "grpc" else "http") + ("s" if self.tls else "")
         return f"{scheme}://{self.host}:{self.port}{self.base_path} ({self.protocol})"
 
 

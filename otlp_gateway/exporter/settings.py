@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from otlp_gateway.settings_base import StrictModel
 
@@ -59,3 +59,18 @@ class ExporterSettings(StrictModel):
         if not value.startswith(("grpc://", "grpcs://", "http://", "https://")):
             raise ValueError("endpoint must start with grpc://, grpcs://, http:// or https://")
         return value
+
+    @model_validator(mode="after")
+    def _check_transport_options(self) -> ExporterSettings:
+        if self.endpoint is None:
+            return self
+        grpc_scheme = self.endpoint.startswith(("grpc://", "grpcs://"))
+        if self.protocol == "http/protobuf" and grpc_scheme:
+            raise ValueError("protocol http/protobuf needs an http:// or https:// endpoint")
+        uses_grpc = self.protocol == "grpc" or (self.protocol == "auto" and grpc_scheme)
+        if uses_grpc and self.tls.insecure_skip_verify:
+            raise ValueError("tls.insecure_skip_verify is not supported by the gRPC exporter "
+                             "(grpcio cannot skip certificate checks); set tls.ca_file instead")
+        if (self.tls.cert_file is None) != (self.tls.key_file is None):
+            raise ValueError("tls.cert_file and tls.key_file must be set together")
+        return self

@@ -87,7 +87,7 @@ def test_acknowledged_data_survives_outage_and_restart(stop: str, downstream, tm
     downstream.fail_with(grpc.StatusCode.UNAVAILABLE)
     config = gateway_config_dict(tmp_path / "data", forward_to=downstream.endpoint,
                                  detection={"enabled": False}, shutdown_grace_seconds=1)
-    requests = [trace_request(50, seed=100 + i) for i in range(10)]
+    requests = [trace_request(50, seed=100 + i).SerializeToString() for i in range(10)]
     expected = {span.span_id for raw in requests
                 for rs in ExportTraceServiceRequest.FromString(raw).resource_spans
                 for ss in rs.scope_spans for span in ss.spans}
@@ -117,7 +117,7 @@ def test_sigterm_drains_and_exits_zero(downstream, tmp_path: Path) -> None:
     config = gateway_config_dict(tmp_path / "data", forward_to=downstream.endpoint,
                                  detection={"enabled": False})
     gateway = GatewayProcess(config, tmp_path).start()
-    _send_acknowledged(gateway.grpc_endpoint, [trace_request(20, seed=7)])
+    _send_acknowledged(gateway.grpc_endpoint, [trace_request(20, seed=7).SerializeToString()])
     assert gateway.terminate() == 0, gateway.log()
     wait_until(lambda: downstream.span_count() == 20, what="delivery before exit")
     assert "draining" in gateway.log()

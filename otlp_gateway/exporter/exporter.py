@@ -1,0 +1,202 @@
+"""The downstream exporter: bounded (optionally persistent) queue, concurrent senders, retries.
+
+``consume()`` is the pipeline's last ``BatchConsumer``: it returns once the request is durably queued
+(committed to the spool when persistent), so what a client got an OK for survives an outage and a
+restart. Senders deliver at-least-once: a request is deleted from the spool only after the downstream
+accepted it or it failed permanently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from pathlib import Path
+
+from otlp_gateway.batch import TelemetryBatch
+from otlp_gateway.errors import OverloadedError, PermanentError, RetryableError
+from otlp_gateway.exporter.endpoint import Endpoint, parse_endpoint
+from otlp_gateway.exporter.queue import QUEUE_FULL_RETRY_AFTER_SECONDS, ExportQueue, QueuedRequest
+from otlp_gateway.exporter.retry import Backoff
+from otlp_gateway.exporter.settings import ExporterSettings
+from otlp_gateway.exporter.signals import ExportOutcome
+from otlp_gateway.exporter.transport import Transport, build_transport
+from otlp_gateway.telemetry.metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+SPOOL_SUBDIR = "export-spool"
+
+
+class Exporter:
+    """Forwards accepted telemetry downstream over OTLP (gRPC or http/protobuf).
+
+    Lifecycle: ``start()`` opens the spool, re-queues what a previous run left and starts the senders;
+    ``shutdown(grace)`` refuses new requests, delivers what it can within ``grace`` seconds, and leaves
+    the rest in the spool (a memory-only queue counts it as failed with reason ``shutdown``).
+    Idempotent, and safe without ``start()``.
+    """
+
+    def __init__(self, settings: ExporterSettings, data_dir: Path, metrics: GatewayMetrics):
+        self._settings = settings
+        self._metrics = metrics
+        self._endpoint: Endpoint | None = parse_endpoint(settings) if settings.endpoint else None
+        spool_dir = Path(data_dir) / SPOOL_SUBDIR if settings.queue.persistent else None
+        self._queue = ExportQueue(settings.queue, spool_dir, metrics) if self.enabled else None
+        self._transport: Transport | None = None
+        self._senders: list[asyncio.Task[None]] = []
+        self._started = False
+        self._closed = False
+        self._downstream_failing = False
+        self._rng = random.Random()
+        self.discarded_items = 0
+        """Items consumed in detection-only mode (no endpoint): counted, never forwarded."""
+
+    @property
+    def enabled(self) -> bool:
+        return self._endpoint is not None
+
+    @property
+    def queue(self) -> ExportQueue | None:
+        return self._queue
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._started or self._closed:
+            return
+        self._started = True
+        if self._endpoint is None or self._queue is None:
+            log.info("exporter: no endpoint configured; telemetry is consumed for detection only and "
+                     "not forwarded")
+            return
+        recovered = await self._queue.open()
+        self._transport = build_transport(self._endpoint, self._settings)
+        q = self._settings.queue
+        log.info("exporter: forwarding to %s, %d concurrent senders, queue %d requests, %s%s",
+                 self._endpoint.describe(), q.consumers, q.capacity_requests,
+                 f"persistent spool ({q.spool_max_bytes} bytes max)" if q.persistent else "in memory only",
+                 f"; {recovered} requests recovered from the spool" if recovered else "")
+        self._senders = [asyncio.create_task(self._sender_loop(), name=f"exporter-sender-{i}")
+                         for i in range(q.consumers)]
+
+    async def shutdown(self, grace: float = 0.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._queue is None:
+            return
+        if self._senders:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.wait_idle(), timeout=max(grace, 0.0))
+            for task in self._senders:
+                task.cancel()
+            await asyncio.gather(*self._senders, return_exceptions=True)
+            self._senders = []
+        self._account_unfinished()
+        await self._queue.close()
+        if self._transport is not None:
+            await self._transport.close()
+            self._transport = None
+
+    def _account_unfinished(self) -> None:
+        assert self._queue is not None
+        left = self._queue.unfinished()
+        if not left:
+            return
+        if self._queue.persistent:
+            log.info("exporter: %d undelivered requests stay in the spool for the next start", len(left))
+            return
+        for request in left:
+            self._metrics.exporter_send_failed[request.signal].labels("shutdown").inc(request.item_count)
+        log.warning("exporter: shutdown with a memory-only queue dropped %d undelivered requests (%d items)",
+                    len(left), sum(r.item_count for r in left))
+
+    # ---- BatchConsumer ---------------------------------------------------------------------------
+    async def consume(self, batch: TelemetryBatch) -> None:
+        if self._queue is None:
+            self.discarded_items += batch.item_count
+            return
+        if self._closed or not self._started:
+            self._metrics.exporter_enqueue_failed[batch.signal].inc(batch.item_count)
+            state = "shutting down" if self._closed else "not started yet"
+            raise OverloadedError(f"exporter is {state}", retry_after=QUEUE_FULL_RETRY_AFTER_SECONDS)
+        try:
+            await self._queue.put(batch)
+        except OverloadedError:
+            self._metrics.exporter_enqueue_failed[batch.signal].inc(batch.item_count)
+            raise
+
+    # ---- senders ---------------------------------------------------------------------------------
+    async def _sender_loop(self) -> None:
+        assert self._queue is not None
+        while True:
+            request = await self._queue.get()
+            # Cancelled mid-delivery (shutdown): the request is not marked done and stays in the spool.
+            try:
+                await self._deliver(request)
+            except Exception:  # a defect must not silently stop one of the senders
+                log.exception("exporter: sender failed on a %s request; it stays queued", request.signal)
+                self._queue.requeue(request)
+                await asyncio.sleep(self._settings.retry.initial_interval_seconds)
+                continue
+            self._queue.done(request)
+
+    async def _deliver(self, request: QueuedRequest) -> None:
+        assert self._transport is not None and request.payload is not None
+        backoff = Backoff(self._settings.retry, self._rng)
+        started = time.monotonic()
+        signal, items = request.signal, request.item_count
+        while True:
+            try:
+                outcome = await self._transport.send(signal, request.payload)
+            except PermanentError as err:
+                self._drop(request, "permanent", str(err))
+                return
+            except RetryableError as err:
+                delay = backoff.next_delay(time.monotonic() - started, err.retry_after)
+                self._note_failing(str(err))
+                if delay is None:
+                    reason = "retries_exhausted" if self._settings.retry.enabled else "retry_disabled"
+                    self._drop(request, reason, str(err))
+                    return
+                self._metrics.exporter_retries.labels(signal).inc()
+                log.debug("exporter: %s request (%d items) failed (%s); retrying in %.3fs",
+                          signal, items, err, delay)
+                await asyncio.sleep(delay)
+                continue
+            except Exception as err:  # a defect, not a downstream answer: never retry it blindly
+                log.exception("exporter: unexpected error sending %s", signal)
+                self._drop(request, "internal", repr(err))
+                return
+            self._delivered(request, outcome)
+            return
+
+    def _delivered(self, request: QueuedRequest, outcome: ExportOutcome) -> None:
+        if self._downstream_failing:
+            self._downstream_failing = False
+            log.info("exporter: downstream %s accepts requests again", self._describe())
+        accepted = request.item_count
+        if outcome.rejected or outcome.message:
+            rejected = min(outcome.rejected, request.item_count)
+            accepted -= rejected
+            self._metrics.exporter_partial_rejected.labels(request.signal).inc(rejected)
+            log.warning("exporter: downstream rejected %d of %d %s in a request (partial success): %s",
+                        rejected, request.item_count, request.signal, outcome.message or "no message")
+        self._metrics.exporter_sent[request.signal].inc(accepted)
+
+    def _drop(self, request: QueuedRequest, reason: str, detail: str) -> None:
+        self._metrics.exporter_send_failed[request.signal].labels(reason).inc(request.item_count)
+        log.error("exporter: dropped a %s request of %d items (%s): %s",
+                  request.signal, request.item_count, reason, detail)
+
+    def _note_failing(self, detail: str) -> None:
+        # One warning per outage, not one per attempt: with several senders retrying it would flood.
+        if not self._downstream_failing:
+            self._downstream_failing = True
+            log.warning("exporter: downstream %s failing (%s); retrying with backoff",
+                        self._describe(), detail)
+
+    def _describe(self) -> str:
+        return self._endpoint.describe() if self._endpoint else "(none)"

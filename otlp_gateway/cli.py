@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from otlp_gateway import __version__
@@ -128,9 +129,15 @@ async def _migrate(config: GatewayConfig) -> int:
 
 
 async def _api_keys(config: GatewayConfig, args: argparse.Namespace) -> int:
-    from pathlib import Path
 
-    from otlp_gateway.api.keys import cli_create_key, cli_list_keys, cli_revoke_key, cli_rotate_key
+    from otlp_gateway.api.keys import (
+        KeyRevokedError,
+        cli_create_key,
+        cli_list_keys,
+        cli_revoke_key,
+        cli_rotate_key,
+        password_hasher,
+    )
     from otlp_gateway.store import open_store
     from otlp_gateway.telemetry.metrics import GatewayMetrics
 
@@ -138,8 +145,9 @@ async def _api_keys(config: GatewayConfig, args: argparse.Namespace) -> int:
     await store.open()
     try:
         await store.migrate()
+        hasher = password_hasher(config.api.key_hash)
         if args.keys_command == "create":
-            key, secret = await cli_create_key(store, args.name, args.role)
+            key, secret = await cli_create_key(store, args.name, args.role, hasher)
             print(f"created {key.role} key {key.key_id}; the secret is shown only now:")
             print(secret)
         elif args.keys_command == "list":
@@ -148,11 +156,11 @@ async def _api_keys(config: GatewayConfig, args: argparse.Namespace) -> int:
                 created = f"{key.created_at:%Y-%m-%d %H:%M}"
                 print(f"{key.key_id}\t{key.role}\t{state}\t{key.name}\tcreated {created}")
         elif args.keys_command == "rotate":
-            print(await cli_rotate_key(store, args.key_id))
+            print(await cli_rotate_key(store, args.key_id, hasher))
         elif args.keys_command == "revoke":
             await cli_revoke_key(store, args.key_id)
             print(f"revoked {args.key_id}")
-    except LookupError as exc:
+    except (LookupError, KeyRevokedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -15,6 +15,18 @@ class RateLimitSettings(StrictModel):
     apply_to_ingest: bool = True
 
 
+class KeyHashSettings(StrictModel):
+    """argon2id cost of new API key secrets (RFC 9106 low-memory profile by default). Existing hashes
+    keep the parameters they were made with, so changing these never locks out a key."""
+
+    time_cost: int = Field(3, ge=1)
+    """argon2id iterations."""
+    memory_kib: int = Field(65536, ge=8)
+    """argon2id memory per hash, KiB."""
+    parallelism: int = Field(4, ge=1)
+    """argon2id lanes."""
+
+
 class ApiSettings(StrictModel):
     listen: HostPort = "0.0.0.0:8080"
     tls: TLSServerSettings = TLSServerSettings()
@@ -25,6 +37,8 @@ class ApiSettings(StrictModel):
     """``/v1`` refuses unauthenticated requests. Turn off only on a trusted loopback."""
     rate_limit: RateLimitSettings = RateLimitSettings()
     profiling_enabled: bool = True
+    key_hash: KeyHashSettings = KeyHashSettings()
+    """Cost of hashing new API key secrets; existing keys keep the cost they were made with."""
 
     @field_validator("jwt_secret")
     @classmethod

@@ -1,0 +1,30 @@
+"""Everything the :8080 surface needs from the rest of the gateway, passed in explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from otlp_gateway.health import HealthState
+from otlp_gateway.ratelimit import TokenBucket
+from otlp_gateway.store.base import AnomalyStore, ApiKeyStore
+from otlp_gateway.telemetry.metrics import GatewayMetrics
+
+from .streams import StreamControl
+
+if TYPE_CHECKING:  # config imports api.settings; a runtime import here would be circular
+    from otlp_gateway.config import GatewayConfig
+
+
+class ApiStore(AnomalyStore, ApiKeyStore, Protocol):
+    """The one store object holds anomalies, streams, API keys and the audit log."""
+
+
+@dataclass
+class ApiContext:
+    config: GatewayConfig
+    store: ApiStore
+    metrics: GatewayMetrics
+    health: HealthState
+    streams: StreamControl
+    rate_limiter: TokenBucket

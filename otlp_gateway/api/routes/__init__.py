@@ -1,0 +1,1 @@
+"""HTTP routes of the :8080 surface, one module per resource."""

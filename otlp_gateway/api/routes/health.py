@@ -1,0 +1,75 @@
+"""Liveness, readiness, database and configuration checks (always open, never rate limited)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from otlp_gateway.health import Phase
+
+from ..context import ApiContext
+from ..schemas import ConfigHealthOut, DbHealthOut, HealthOut, ReadyOut
+
+router = APIRouter(tags=["health"])
+DB_PING_TIMEOUT_SECONDS = 2.0
+
+
+def _ctx(request: Request) -> ApiContext:
+    return request.app.state.ctx
+
+
+def _json(model, status: int) -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json"), status_code=status)
+
+
+@router.get("/healthz", response_model=HealthOut, responses={503: {"model": HealthOut}},
+            summary="Liveness: 200 while serving, 503 while starting or draining")
+async def healthz(request: Request) -> JSONResponse:
+    phase = _ctx(request).health.phase
+    serving = phase is Phase.SERVING
+    return _json(HealthOut(status="ok" if serving else "unavailable", phase=phase.value),
+                 200 if serving else 503)
+
+
+@router.get("/healthz/db", response_model=DbHealthOut, responses={503: {"model": DbHealthOut}},
+            summary="A real round trip to the anomaly store")
+async def healthz_db(request: Request) -> JSONResponse:
+    store = _ctx(request).store
+    backend = getattr(store, "backend", "unknown")
+    try:
+        latency = await asyncio.wait_for(store.ping(), DB_PING_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return _json(DbHealthOut(status="failing", backend=backend,
+                                 error=f"no answer within {DB_PING_TIMEOUT_SECONDS} s"), 503)
+    except Exception as exc:  # any failure of the store is the answer here, not a crash
+        return _json(DbHealthOut(status="failing", backend=backend, error=f"{type(exc).__name__}: {exc}"),
+                     503)
+    return _json(DbHealthOut(status="ok", backend=backend, latency_seconds=latency), 200)
+
+
+@router.get("/healthz/config", response_model=ConfigHealthOut, responses={503: {"model": ConfigHealthOut}},
+            summary="The loaded configuration re-validates; its hash identifies it")
+async def healthz_config(request: Request) -> JSONResponse:
+    config = _ctx(request).config
+    errors: list[str] = []
+    try:
+        type(config).model_validate(config.model_dump(mode="python"))
+    except ValidationError as exc:
+        errors = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+    valid = not errors
+    body = ConfigHealthOut(status="ok" if valid else "invalid", loaded=True, valid=valid,
+                           config_hash=config.config_hash(), errors=errors)
+    return _json(body, 200 if valid else 503)
+
+
+@router.get("/readyz", response_model=ReadyOut, responses={503: {"model": ReadyOut}},
+            summary="Readiness: serving, and every component (jit, store, receivers...) ready")
+async def readyz(request: Request) -> JSONResponse:
+    health = _ctx(request).health
+    ready = health.ready
+    body = ReadyOut(status="ready" if ready else "not_ready", phase=health.phase.value,
+                    components=health.readiness())
+    return _json(body, 200 if ready else 503)

@@ -1,0 +1,315 @@
+"""Request and response bodies of the REST API (the OpenAPI document is generated from these)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from otlp_gateway.store.base import AnomalyRecord, ApiKey, AuditEntry, StreamInfo
+
+from .streams import effective_profile
+
+Severity = Literal["low", "medium", "high", "critical"]
+AnomalyStatus = Literal["open", "acknowledged", "confirmed", "false_positive", "dismissed"]
+Verdict = Literal["confirmed", "false_positive", "dismissed"]
+Signal = Literal["traces", "metrics", "logs"]
+StreamState = Literal["warming", "active", "drifted", "evicted"]
+Role = Literal["admin", "read"]
+ProfileName = Literal["sensitive", "balanced", "strict"]
+
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339_only(value: Any) -> Any:
+    """Query timestamps are RFC 3339 with an offset, as documented; pydantic alone would also take
+    unix numbers and bare dates, which the OpenAPI document does not promise."""
+    if isinstance(value, str) and not _RFC3339.match(value):
+        raise ValueError("expected an RFC 3339 timestamp with offset, e.g. 2026-11-01T12:00:00Z")
+    return value
+
+
+Timestamp = Annotated[dt.datetime, BeforeValidator(_rfc3339_only)]
+
+
+def finite(value: float | None) -> float | None:
+    """JSON has no NaN/inf: report them as null."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return finite(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, str | int | bool) or value is None:
+        return value
+    return str(value)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- anomalies
+
+def explanation_sentence(rec: AnomalyRecord) -> str:
+    for key in ("sentence", "summary", "text"):
+        text = rec.explanation.get(key)
+        if isinstance(text, str) and text:
+            return text
+    score = finite(rec.score)
+    p_value = finite(rec.p_value)
+    score_text = f"score {score:.3g}" if score is not None else "score n/a"
+    p_text = f"p={p_value:.2g}" if p_value is not None else "p=n/a"
+    kind = "drift" if rec.is_drift else "anomaly"
+    return f"{rec.severity} {kind} in {rec.signal} stream {rec.stream_id} ({score_text}, {p_text})"
+
+
+class AnomalySummary(_Out):
+    id: str
+    stream_id: str
+    signal: str
+    service: str
+    severity: Severity
+    status: AnomalyStatus
+    score: float | None
+    p_value: float | None
+    is_drift: bool
+    window_start: dt.datetime
+    window_end: dt.datetime
+    window_start_offset: int
+    window_end_offset: int
+    detected_at: dt.datetime
+    detector: str
+    summary: str
+    """One sentence explaining why the window was flagged."""
+    figures: dict[str, float | None]
+
+    @classmethod
+    def from_record(cls, rec: AnomalyRecord) -> AnomalySummary:
+        return cls(**_summary_fields(rec))
+
+
+def _summary_fields(rec: AnomalyRecord) -> dict[str, Any]:
+    return dict(id=rec.id, stream_id=rec.stream_id, signal=rec.signal, service=rec.service,
+                severity=rec.severity, status=rec.status, score=finite(rec.score),
+                p_value=finite(rec.p_value), is_drift=rec.is_drift, window_start=rec.window_start,
+                window_end=rec.window_end, window_start_offset=rec.window_start_offset,
+                window_end_offset=rec.window_end_offset, detected_at=rec.detected_at,
+                detector=rec.detector, summary=explanation_sentence(rec),
+                figures={str(k): finite(v) for k, v in rec.figures.items()})
+
+
+class AnomalyDetail(AnomalySummary):
+    explanation: dict[str, Any]
+    evidence: list[dict[str, str]]
+    """The blamed events (trace/span ids; logs may carry only what they have)."""
+    config_hash: str
+    seed: int
+    engine_version: str
+
+    @classmethod
+    def from_record(cls, rec: AnomalyRecord) -> AnomalyDetail:
+        return cls(**_summary_fields(rec), explanation=json_safe(rec.explanation),
+                   evidence=[{str(k): str(v) for k, v in e.items()} for e in rec.evidence],
+                   config_hash=rec.config_hash, seed=rec.seed, engine_version=rec.engine_version)
+
+
+class AnomalyPage(_Out):
+    items: list[AnomalySummary]
+    next_cursor: str | None
+    """Pass as ``cursor`` to get the next page; null on the last page."""
+
+
+class FeedbackIn(_In):
+    verdict: Verdict
+    comment: str | None = Field(None, max_length=2000)
+
+
+# --- streams
+
+class EffectiveProfile(_Out):
+    baseline: int
+    window: int
+    hop: int
+    false_alarm_target: float
+
+
+class StreamOut(_Out):
+    stream_id: str
+    signal: str
+    service: str
+    name: str
+    state: StreamState
+    profile: str
+    settings: dict[str, Any]
+    """Per-stream overrides set through the API (baseline, window, hop, false_alarm_target, enabled)."""
+    effective: EffectiveProfile | None
+    """The profile the detector runs with (null if the stored overrides are inconsistent)."""
+    events_seen: int
+    updated_at: dt.datetime
+
+    @classmethod
+    def from_info(cls, info: StreamInfo) -> StreamOut:
+        try:
+            prof = effective_profile(info)
+            effective = EffectiveProfile(baseline=prof.baseline, window=prof.window, hop=prof.hop,
+                                         false_alarm_target=prof.false_alarm_target)
+        except ValueError:
+            effective = None
+        return cls(stream_id=info.stream_id, signal=info.signal, service=info.service, name=info.name,
+                   state=info.state, profile=info.profile, settings=json_safe(info.settings),
+                   effective=effective, events_seen=info.events_seen, updated_at=info.updated_at)
+
+
+class StreamList(_Out):
+    items: list[StreamOut]
+
+
+class StreamPatch(_In):
+    """Only the fields present change; ``null`` on a numeric field clears that override."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
+    profile: ProfileName | SkipJsonSchema[None] = None
+    baseline: int | None = Field(None, gt=0, le=1_000_000)
+    window: int | None = Field(None, gt=0, le=1_000_000)
+    hop: int | None = Field(None, gt=0, le=1_000_000)
+    false_alarm_target: float | None = Field(None, gt=0, lt=1)
+    enabled: bool | SkipJsonSchema[None] = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> StreamPatch:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change: give at least one of "
+                             "profile, baseline, window, hop, false_alarm_target, enabled")
+        if "profile" in self.model_fields_set and self.profile is None:
+            raise ValueError("profile cannot be null")
+        if "enabled" in self.model_fields_set and self.enabled is None:
+            raise ValueError("enabled cannot be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(include=self.model_fields_set)
+
+
+# --- API keys
+
+class ApiKeyOut(_Out):
+    key_id: str
+    name: str
+    role: Role
+    created_at: dt.datetime
+    rotated_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+
+    @classmethod
+    def from_key(cls, key: ApiKey) -> ApiKeyOut:
+        return cls(key_id=key.key_id, name=key.name, role=key.role, created_at=key.created_at,
+                   rotated_at=key.rotated_at, revoked_at=key.revoked_at, last_used_at=key.last_used_at)
+
+
+class ApiKeyList(_Out):
+    items: list[ApiKeyOut]
+
+
+class ApiKeyCreate(_In):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w .@:/+-]+$")
+    role: Role
+
+
+class ApiKeyIssued(_Out):
+    key: ApiKeyOut
+    secret: str
+    """The full key ``dlk_<key_id>.<secret>``. Shown only in this response; store it now."""
+
+
+# --- audit
+
+class AuditOut(_Out):
+    id: int | None
+    actor: str
+    action: str
+    target: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    at: dt.datetime
+
+    @classmethod
+    def from_entry(cls, entry: AuditEntry) -> AuditOut:
+        return cls(id=entry.id, actor=entry.actor, action=entry.action, target=entry.target,
+                   before=json_safe(entry.before), after=json_safe(entry.after), at=entry.at)
+
+
+class AuditPage(_Out):
+    items: list[AuditOut]
+    next_cursor: str | None
+
+
+# --- health
+
+class HealthOut(_Out):
+    status: Literal["ok", "unavailable"]
+    phase: Literal["starting", "serving", "draining", "stopped"]
+
+
+class DbHealthOut(_Out):
+    status: Literal["ok", "failing"]
+    backend: str
+    latency_seconds: float | None = None
+    error: str | None = None
+
+
+class ConfigHealthOut(_Out):
+    status: Literal["ok", "invalid"]
+    loaded: bool
+    valid: bool
+    config_hash: str
+    errors: list[str] = []
+
+
+class ReadyOut(_Out):
+    status: Literal["ready", "not_ready"]
+    phase: Literal["starting", "serving", "draining", "stopped"]
+    components: dict[str, bool]
+
+
+# --- debug
+
+class MemoryAllocation(_Out):
+    where: str
+    size_bytes: int
+    count: int
+
+
+class ObjectTypeCount(_Out):
+    type: str
+    count: int
+
+
+class MemoryReport(_Out):
+    rss_bytes: int
+    heap_bytes: int
+    traced_seconds: float
+    """How long allocations were traced for this report (0 when tracing was already on)."""
+    traced_current_bytes: int
+    traced_peak_bytes: int
+    top_allocations: list[MemoryAllocation]
+    """Live allocations by source line, largest first (only those made while tracing)."""
+    object_types: list[ObjectTypeCount]
+    """The most numerous live objects tracked by the garbage collector."""

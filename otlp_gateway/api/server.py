@@ -1,0 +1,117 @@
+"""Serve the API app with uvicorn inside the gateway's own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import socket
+import ssl
+from collections.abc import Iterator
+
+import uvicorn
+
+from otlp_gateway.settings_base import TLSServerSettings
+
+from .app import create_api_app
+from .context import ApiContext
+
+log = logging.getLogger(__name__)
+STARTUP_TIMEOUT_SECONDS = 10.0
+
+
+def split_host_port(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def bind_socket(listen: str) -> socket.socket:
+    """Bind here rather than in uvicorn: a taken port raises OSError instead of uvicorn's sys.exit."""
+    host, port = split_host_port(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"API cannot listen on {listen}: {exc.strerror}") from exc
+    return sock
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the gateway owns SIGTERM/SIGINT and calls shutdown()."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _tls_kwargs(tls: TLSServerSettings) -> dict[str, object]:
+    if not tls.enabled:
+        return {}
+    kwargs: dict[str, object] = {"ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
+    if tls.client_ca_file:
+        kwargs.update(ssl_ca_certs=tls.client_ca_file, ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return kwargs
+
+
+class ApiServer:
+    """``await start()`` returns once listening; ``await shutdown(grace)`` is idempotent, safe unstarted."""
+
+    def __init__(self, ctx: ApiContext):
+        self._ctx = ctx
+        self._app = create_api_app(ctx)
+        self._server: _EmbeddedServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
+        self.port: int = 0
+
+    @property
+    def app(self):
+        return self._app
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        settings = self._ctx.config.api
+        self._socket = bind_socket(settings.listen)
+        self.port = self._socket.getsockname()[1]
+        config = uvicorn.Config(self._app, lifespan="off", log_level="warning", access_log=False,
+                                server_header=False, timeout_graceful_shutdown=None,
+                                **_tls_kwargs(settings.tls))  # type: ignore[arg-type]
+        self._server = _EmbeddedServer(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]), name="api-server")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STARTUP_TIMEOUT_SECONDS
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # re-raise why it stopped
+                raise RuntimeError("the API server stopped during startup")
+            if loop.time() > deadline:
+                raise TimeoutError(f"the API server did not start within {STARTUP_TIMEOUT_SECONDS} s")
+            await asyncio.sleep(0.01)
+        log.info("API listening on %s (port %d)", settings.listen, self.port)
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        """Stop accepting, let in-flight requests finish for up to ``grace`` seconds, then cancel them."""
+        server, task = self._server, self._task
+        if server is None or task is None:
+            return
+        self._server = None
+        server.config.timeout_graceful_shutdown = max(1, math.ceil(grace))
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace + 2.0)
+        except TimeoutError:
+            server.force_exit = True
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            if self._socket is not None:
+                self._socket.close()

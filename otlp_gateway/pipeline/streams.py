@@ -1,0 +1,257 @@
+"""One live stream: its detector, its recent items, and its snapshot format.
+
+Every method that touches the detector runs on the stream's shard thread (one thread per shard), so a
+stream's events are scored strictly in arrival order and the detector needs no lock.
+
+Offsets: a stream keeps ``offset_base`` = events fed to its earlier detectors (a reconfiguration starts a
+new detector), so stream offsets (base + detector offset) never repeat and anomaly ids stay unique.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from detectors import registry
+from detectors.base import WindowResult
+from detectors.profiles import resolve_profile
+from otlp_gateway.pipeline.extract import StreamBatch
+from otlp_gateway.pipeline.ring import EventRing, RingChunk, RingItem
+from otlp_gateway.pipeline.routing import DETECTOR_KIND, StreamConfig, StreamKey
+from otlp_gateway.store.base import AnomalyRecord, StreamState
+
+log = logging.getLogger(__name__)
+_MAGIC = b"DLS1"
+RATIO_FIGURE = "compression_ratio_conditional"
+"""The per-window ratio behind ``driftlock_cbad_compression_ratio``: raw bits of the window over its code
+length given the baseline; cbad reports it for every window (``compression_ratio_window`` only for
+anomalous ones)."""
+RING_WINDOWS = 4
+"""The ring keeps this many windows' worth of items (at least), enough to map any completed window."""
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSpec:
+    """Everything that determines a fresh detector; a snapshot restores only under the same spec."""
+
+    kind: str
+    seed: int
+    compressor: str
+    config: StreamConfig
+
+    def create_kwargs(self) -> dict[str, Any]:
+        c = self.config
+        kwargs: dict[str, Any] = {"profile": c.profile, "seed": self.seed, "baseline": c.baseline,
+                                  "window": c.window, "hop": c.hop,
+                                  "false_alarm_target": c.false_alarm_target}
+        if self.kind == "cbad":
+            kwargs["compressor"] = self.compressor
+        return kwargs
+
+    def identity(self) -> dict[str, Any]:
+        ident = {"kind": self.kind, "seed": self.seed, "compressor": self.compressor, **self.config.as_dict()}
+        ident.pop("enabled")  # pausing a stream keeps its detector
+        return ident
+
+    def ring_capacity(self) -> int:
+        c = self.config
+        window = resolve_profile(c.profile, baseline=c.baseline, window=c.window, hop=c.hop,
+                                 false_alarm_target=c.false_alarm_target).window
+        return RING_WINDOWS * window + 64
+
+
+@dataclass(slots=True)
+class ScoredWindow:
+    result: WindowResult
+    start_offset: int
+    end_offset: int
+    """Stream offsets of the window."""
+    blamed: list[RingItem]
+    start_time_ns: int
+    end_time_ns: int
+
+
+@dataclass(slots=True)
+class ScoreOutcome:
+    stream: LiveStream
+    scored: int
+    windows: list[ScoredWindow] = field(default_factory=list)
+    state_changed: bool = False
+    ratio_sum: float = 0.0
+    ratio_count: int = 0
+    """Sum/count of ``RATIO_FIGURE`` over every window scored (not only anomalies)."""
+
+
+class LiveStream:
+    def __init__(self, key: StreamKey, spec: DetectorSpec, shard: int, *, detector: Any = None,
+                 offset_base: int = 0, ring: EventRing | None = None):
+        self.key = key
+        self.spec = spec
+        self.shard = shard
+        if detector is None:
+            detector = registry.create(spec.kind, **spec.create_kwargs())
+        self.detector = detector
+        self.offset_base = offset_base
+        self.ring = ring if ring is not None else EventRing(spec.ring_capacity())
+        self.desired_spec: DetectorSpec | None = None
+        """Set from the event loop (API change); applied by the next job on the shard thread."""
+        self.state: StreamState = "active" if self.detector.warmed_up else "warming"
+        self.dirty = False
+        """Scored events since the last snapshot."""
+        self.api_settings: dict[str, Any] = {}
+        """Settings changed through the API (persisted in ``StreamInfo.settings``)."""
+
+    @property
+    def events_seen(self) -> int:
+        return self.offset_base + self.detector.events_seen
+
+    @property
+    def config_hash(self) -> str:
+        return self.detector.config_hash
+
+    # --- shard-thread methods -------------------------------------------------------------------
+    def apply_desired_spec(self) -> bool:
+        spec = self.desired_spec
+        if spec is None:
+            return False
+        self.desired_spec = None
+        if spec.identity() == self.spec.identity():
+            self.spec = spec  # only ``enabled`` changed
+            return False
+        self.offset_base = self.events_seen
+        self.spec = spec
+        self.detector = registry.create(spec.kind, **spec.create_kwargs())
+        self.ring = EventRing(spec.ring_capacity())
+        self.state = "warming"
+        self.dirty = True
+        return True
+
+    def score(self, batch: StreamBatch, request_seq: int) -> ScoreOutcome:
+        changed = self.apply_desired_spec()
+        if not self.spec.config.enabled:
+            return ScoreOutcome(self, 0, state_changed=changed)
+        base = self.offset_base
+        self.ring.append(RingChunk(self.events_seen, batch.trace_ids, batch.span_ids, batch.times,
+                                   batch.positions, request_seq))
+        if self.spec.kind == "numeric":
+            values = np.asarray(batch.events, dtype=np.float64)
+            # point times (unix seconds) let the numeric detector learn the sampling period
+            stamps = np.asarray(batch.times, dtype=np.float64) / 1e9 if all(batch.times) else None
+            results = self.detector.update(values, timestamps=stamps)
+        else:
+            results = self.detector.update(batch.events)
+        self.dirty = True
+        outcome = ScoreOutcome(self, len(batch.times), state_changed=changed)
+        drift = False
+        for result in results:
+            drift = drift or result.is_drift
+            ratio = result.figures.get(RATIO_FIGURE)
+            if ratio is not None:
+                outcome.ratio_sum += ratio
+                outcome.ratio_count += 1
+            if result.is_anomaly:
+                outcome.windows.append(self._scored(result, base))
+        new_state: StreamState
+        if not self.detector.warmed_up:
+            new_state = "warming"
+        elif drift:
+            new_state = "drifted"
+        elif results or self.state == "warming":
+            new_state = "active"
+        else:
+            new_state = self.state
+        if new_state != self.state:
+            self.state = new_state
+            outcome.state_changed = True
+        return outcome
+
+    def _scored(self, result: WindowResult, base: int) -> ScoredWindow:
+        start, end = base + result.start_offset, base + result.end_offset
+        blamed: list[RingItem] = []
+        seen: set[int] = set()
+        for top in result.explanation.get("top_events", ()):
+            offset = base + int(top["offset"])
+            if offset in seen:
+                continue
+            seen.add(offset)
+            item = self.ring.get(offset)
+            if item is not None:
+                blamed.append(item)
+        first, last = self.ring.get(start), self.ring.get(end - 1)
+        return ScoredWindow(result, start, end, blamed, first.time_unix_nano if first else 0,
+                            last.time_unix_nano if last else 0)
+
+    def snapshot(self) -> bytes:
+        header = {"v": 1, "key": [self.key.stream_id, self.key.signal, self.key.service, self.key.name],
+                  "spec": self.spec.identity(), "enabled": self.spec.config.enabled,
+                  "offset_base": self.offset_base, "events_seen": self.events_seen, "state": self.state,
+                  "ring": self.ring.dump()}
+        head = json.dumps(header, separators=(",", ":")).encode()
+        self.dirty = False
+        return _MAGIC + struct.pack(">I", len(head)) + head + self.detector.snapshot()
+
+    @classmethod
+    def restore(cls, data: bytes, key: StreamKey, spec: DetectorSpec, shard: int) -> LiveStream:
+        """Resume from a snapshot; a snapshot taken under another detector spec (the configuration
+        changed meanwhile) starts a fresh detector, continuing the stream's offsets."""
+        if data[:4] != _MAGIC:
+            raise ValueError("not a stream snapshot")
+        (length,) = struct.unpack(">I", data[4:8])
+        header = json.loads(data[8:8 + length])
+        base = int(header["offset_base"])
+        if header["spec"] != spec.identity():
+            return cls(key, spec, shard, offset_base=int(header["events_seen"]))
+        try:
+            detector = registry.restore(spec.kind, data[8 + length:])
+        except Exception:
+            log.exception("detection: detector state of stream %s is unreadable; it warms up again",
+                          key.stream_id)
+            return cls(key, spec, shard, offset_base=int(header["events_seen"]))
+        stream = cls(key, spec, shard, detector=detector, offset_base=base,
+                     ring=EventRing.load(spec.ring_capacity(), header["ring"]))
+        if header.get("state") in ("active", "drifted") and detector.warmed_up:
+            stream.state = header["state"]
+        return stream
+
+
+def build_record(stream: LiveStream, window: ScoredWindow, *, engine_version: str, received_at: float
+                 ) -> AnomalyRecord:
+    """The stored form of one anomalous window (pure)."""
+    r = window.result
+    fallback = int(received_at * 1e9)
+    evidence = [_evidence(item, stream.key.signal) for item in window.blamed]
+    return AnomalyRecord(
+        stream_id=stream.key.stream_id, signal=stream.key.signal, service=stream.key.service,
+        window_start_offset=window.start_offset, window_end_offset=window.end_offset,
+        window_start=_ns_to_dt(window.start_time_ns or fallback),
+        window_end=_ns_to_dt(window.end_time_ns or fallback),
+        score=float(r.score), p_value=float(r.p_value),
+        severity=r.severity if r.severity != "none" else "low",
+        figures={k: float(v) for k, v in r.figures.items()}, explanation=dict(r.explanation),
+        evidence=evidence, detector=stream.spec.kind, config_hash=stream.config_hash, seed=stream.spec.seed,
+        engine_version=engine_version, is_drift=bool(r.is_drift))
+
+
+def _evidence(item: RingItem, signal: str) -> dict[str, str]:
+    ev: dict[str, str] = {"offset": str(item.offset)}
+    if item.trace_id:
+        ev["trace_id"] = item.trace_id.hex()
+    if item.span_id:
+        ev["span_id"] = item.span_id.hex()
+    if item.time_unix_nano:
+        ev["time_unix_nano"] = str(item.time_unix_nano)
+    return ev
+
+
+def _ns_to_dt(ns: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC)
+
+
+def detector_spec(signal: str, seed: int, compressor: str, config: StreamConfig) -> DetectorSpec:
+    return DetectorSpec(DETECTOR_KIND[signal], seed, compressor, config)

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from otlp_gateway.pipeline.routing import StreamKey, StreamRouter, resolve_stream_config
+from otlp_gateway.pipeline.settings import DetectionSettings, StreamOverride
+
+
+def test_default_key_is_signal_service_name() -> None:
+    router = StreamRouter(DetectionSettings().stream_key)
+    assert router.stream_id("traces", "checkout", "GET /cart", {}, {"service.name": "checkout"}) == \
+        "traces/checkout/GET /cart"
+    assert router.stream_id("logs", "checkout", "", {}, {}) == "logs/checkout/-"
+
+
+def test_explicit_stream_id_on_item_wins_over_resource_and_key() -> None:
+    router = StreamRouter(DetectionSettings().stream_key)
+    res = {"service.name": "checkout", "driftlock.stream_id": "from-resource"}
+    item = {"driftlock.stream_id": "from-item"}
+    assert router.stream_id("traces", "checkout", "x", item, res) == "from-item"
+    assert router.stream_id("traces", "checkout", "x", {}, res) == "from-resource"
+
+
+def test_configurable_parts_use_item_then_resource_attributes() -> None:
+    router = StreamRouter(["signal", "service.name", "deployment.environment", "http.route"])
+    res = {"service.name": "api", "deployment.environment": "prod"}
+    assert router.stream_id("traces", "api", "n", {"http.route": "/a"}, res) == "traces/api/prod//a"
+    assert router.stream_id("traces", "api", "n", {}, res) == "traces/api/prod/-"
+
+
+def test_overrides_apply_in_order_and_api_settings_win() -> None:
+    settings = DetectionSettings(overrides=[
+        StreamOverride(match="traces/checkout/*", profile="sensitive", window=40),
+        StreamOverride(match="traces/*/GET *", hop=5),
+        StreamOverride(match="logs/*", enabled=False),
+    ])
+    key = StreamKey("traces/checkout/GET /x", "traces", "checkout", "GET /x")
+    config = resolve_stream_config(settings, key)
+    assert (config.profile, config.window, config.hop, config.enabled) == ("sensitive", 40, 5, True)
+    config = resolve_stream_config(settings, key, {"profile": "strict", "window": None, "enabled": False})
+    assert (config.profile, config.window, config.enabled) == ("strict", 40, False)
+    other = resolve_stream_config(settings, StreamKey("logs/a/-", "logs", "a", "-"))
+    assert (other.profile, other.enabled) == ("balanced", False)

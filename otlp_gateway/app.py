@@ -71,11 +71,7 @@ class Gateway:
 
         self.exporter = Exporter(cfg.exporter, self.data_dir, self.metrics)
         await self.exporter.start()
-        if not self.exporter.enabled:
-            log.warning("no downstream configured (exporter.endpoint / --forward-to): telemetry is consumed "
-                        "for detection only and not forwarded")
-        else:
-            log.info("forwarding to %s", _redact_url(cfg.exporter.endpoint or ""))
+        # the exporter itself states at start-up whether it forwards or runs detection-only
 
         consumer = self.exporter
         stream_control = StoreStreamControl(self.store)
@@ -203,14 +199,6 @@ def _false_alarm_target(cfg: GatewayConfig) -> float:
     from detectors.profiles import resolve_profile
 
     return resolve_profile(cfg.detection.profile).false_alarm_target
-
-
-def _redact_url(url: str) -> str:
-    """Drop any user:password@ from a URL before logging it."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.split("@", 1)[1]
-    return f"{scheme}{sep}{rest}"
 
 
 async def _quietly(awaitable, what: str) -> None:

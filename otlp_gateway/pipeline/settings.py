@@ -31,8 +31,10 @@ class DetectionSettings(StrictModel):
     """Parts of the stream key; ``name`` is span name / metric name / log scope name. An explicit
     ``driftlock.stream_id`` attribute on the item or resource overrides the whole key."""
     overrides: list[StreamOverride] = []
-    max_live_streams: int = Field(10_000, gt=0)
-    """Least recently used streams beyond this are snapshotted to the store and evicted."""
+    max_live_streams: int = Field(1_000, gt=0)
+    """Least recently used streams beyond this are snapshotted to the store and evicted. A live log or span
+    stream holds about 0.7 MiB (the context model's count table plus the retained events), so the default
+    bounds detector memory near 700 MiB."""
     queue_max_events: int = Field(1_000_000, gt=0)
     workers: int = Field(2, gt=0)
     snapshot_interval_seconds: float = Field(60.0, gt=0)

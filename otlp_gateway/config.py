@@ -34,6 +34,7 @@ class GatewayConfig(StrictModel):
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     """On SIGTERM/SIGINT: stop accepting, then drain queues for at most this long."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Log verbosity (logs go to stderr)."""
     receiver: ReceiverSettings = ReceiverSettings()
     exporter: ExporterSettings = ExporterSettings()
     store: StoreSettings = StoreSettings()

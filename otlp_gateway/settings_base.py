@@ -29,7 +29,9 @@ class StrictModel(BaseModel):
 
 class TLSServerSettings(StrictModel):
     cert_file: str | None = None
+    """PEM certificate chain; TLS is on when this and key_file are set."""
     key_file: str | None = None
+    """PEM private key of cert_file."""
     client_ca_file: str | None = None
     """When set, clients must present a certificate signed by this CA (mutual TLS)."""
 

@@ -13,6 +13,7 @@ class RateLimitSettings(StrictModel):
     burst: int = Field(2000, gt=0)
     """``GLOBAL_RATE_LIMIT_BURST``: bucket size."""
     apply_to_ingest: bool = True
+    """Also charge each OTLP request against the bucket (UNAVAILABLE/429 with a retry hint when empty)."""
 
 
 class KeyHashSettings(StrictModel):
@@ -29,14 +30,17 @@ class KeyHashSettings(StrictModel):
 
 class ApiSettings(StrictModel):
     listen: HostPort = "0.0.0.0:8080"
+    """API, web UI, /metrics and health checks."""
     tls: TLSServerSettings = TLSServerSettings()
     jwt_secret: SecretStr | None = None
     """``JWT_SECRET``: HS256 bearer tokens are accepted when set; at least 32 characters."""
     jwt_issuer: str = "driftlock"
+    """Expected iss claim of JWT bearer tokens."""
     auth_required: bool = True
     """``/v1`` refuses unauthenticated requests. Turn off only on a trusted loopback."""
     rate_limit: RateLimitSettings = RateLimitSettings()
     profiling_enabled: bool = True
+    """Allow admin-only CPU and memory profiling under /v1/debug."""
     key_hash: KeyHashSettings = KeyHashSettings()
     """Cost of hashing new API key secrets; existing keys keep the cost they were made with."""
 

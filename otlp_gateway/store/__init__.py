@@ -1,0 +1,64 @@
+"""The anomaly store: Postgres (psycopg 3, pooled) when a database URL is configured, else embedded SQLite.
+
+    store = open_store(settings, data_dir, metrics)      # PostgresStore | SqliteStore (not yet opened)
+    await store.open(); await store.migrate(); ...; await store.close()
+    writer = AnomalyWriter(store, spool_dir, settings, metrics)   # batched, spooled, idempotent writes
+    applied = await run_migrations(settings, data_dir)   # `otlp-gateway migrate`
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from otlp_gateway.store.base import AnomalyStore, ApiKeyStore
+from otlp_gateway.store.errors import (
+    AlreadyExistsError,
+    InvalidCursorError,
+    RowRejectedError,
+    StoreUnavailableError,
+)
+from otlp_gateway.store.migrator import MigrationError
+from otlp_gateway.store.postgres import PostgresStore, migrate_postgres
+from otlp_gateway.store.settings import StoreSettings
+from otlp_gateway.store.sqlite import SqliteStore, migrate_sqlite
+from otlp_gateway.store.writer import AnomalyWriter
+from otlp_gateway.telemetry.metrics import GatewayMetrics
+
+SQLITE_FILE_NAME = "driftlock.db"
+
+
+def sqlite_path(settings: StoreSettings, data_dir: Path) -> Path:
+    return Path(settings.sqlite_path) if settings.sqlite_path else Path(data_dir) / SQLITE_FILE_NAME
+
+
+def open_store(settings: StoreSettings, data_dir: Path,
+               metrics: GatewayMetrics) -> PostgresStore | SqliteStore:
+    """The configured backend, constructed but not opened (call ``await store.open()``)."""
+    if settings.database_url is not None:
+        return PostgresStore(settings, metrics)
+    return SqliteStore(sqlite_path(settings, data_dir))
+
+
+async def run_migrations(settings: StoreSettings, data_dir: Path) -> list[str]:
+    """Apply pending migrations to the configured backend; returns the labels applied (``0001_...``)."""
+    if settings.database_url is not None:
+        return await migrate_postgres(settings.database_url.get_secret_value())
+    return await asyncio.to_thread(migrate_sqlite, sqlite_path(settings, data_dir))
+
+
+__all__ = [
+    "AlreadyExistsError",
+    "AnomalyStore",
+    "AnomalyWriter",
+    "ApiKeyStore",
+    "InvalidCursorError",
+    "MigrationError",
+    "PostgresStore",
+    "RowRejectedError",
+    "SqliteStore",
+    "StoreUnavailableError",
+    "open_store",
+    "run_migrations",
+    "sqlite_path",
+]

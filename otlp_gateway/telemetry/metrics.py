@@ -113,6 +113,12 @@ class GatewayMetrics:
                                    "anomaly rows waiting in the local spool for the store", registry=r)
         self.store_write_failures = Counter("driftlock_store_write_failures",
                                             "failed store write attempts (rows are spooled)", registry=r)
+        self.store_spool_refused = Counter(
+            "driftlock_store_spool_refused_rows",
+            "anomaly rows refused because the local spool was full (store unreachable too long)", registry=r)
+        self.store_rejected = Counter(
+            "driftlock_store_rejected_rows",
+            "anomaly rows the database refused permanently (kept in the spool's rejected.jsonl)", registry=r)
         # --- runbook: system metrics
         self.http_requests = Counter("driftlock_http_requests", "API requests on :8080 by status code",
                                      ["status"], registry=r)

@@ -20,6 +20,7 @@ from otlp_gateway import __version__
 from otlp_gateway.config import GatewayConfig
 from otlp_gateway.health import HealthState, Phase
 from otlp_gateway.ratelimit import TokenBucket
+from otlp_gateway.store.errors import StoreUnavailableError
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 log = logging.getLogger("otlp_gateway")
@@ -41,6 +42,7 @@ class Gateway:
         self.api = None
         self.receivers: list = []
         self._stopped = asyncio.Event()
+        self._store_task: asyncio.Task[None] | None = None
         self._shutdown_started = False
 
     # ----------------------------------------------------------------------------------------------- start
@@ -59,12 +61,14 @@ class Gateway:
 
         self.store = open_store(cfg.store, self.data_dir, self.metrics)
         await self.store.open()
-        if cfg.store.migrate_on_start:
-            applied = await self.store.migrate()
-            if applied:
-                log.info("applied migrations: %s", ", ".join(applied))
-        self.health.set_ready("store", True)
         log.info("anomaly store: %s", self.store.backend)
+        try:
+            await self._prepare_store()
+        except StoreUnavailableError as exc:
+            # The database being down must not stop ingest and forwarding: anomalies spool on disk
+            # until it is back; readiness stays false meanwhile.
+            log.warning("anomaly store unreachable at start (%s); retrying in the background", exc)
+            self._store_task = asyncio.create_task(self._prepare_store_until_reachable())
 
         self.writer = AnomalyWriter(self.store, self.data_dir / "anomaly-spool", cfg.store, self.metrics)
         await self.writer.start()
@@ -108,6 +112,27 @@ class Gateway:
         log.info("driftlock otlp-gateway %s serving: grpc=%s http=%s api=%s", __version__, self.grpc_port,
                  self.http_port, self.api_port)
 
+    async def _prepare_store(self) -> None:
+        if self.config.store.migrate_on_start:
+            applied = await self.store.migrate()
+            if applied:
+                log.info("applied migrations: %s", ", ".join(applied))
+        else:
+            await self.store.ping()
+        self.health.set_ready("store", True)
+
+    async def _prepare_store_until_reachable(self) -> None:
+        delay = 0.5
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._prepare_store()
+            except StoreUnavailableError:
+                delay = min(delay * 2, 15.0)
+                continue
+            log.info("anomaly store reachable again")
+            return
+
     def _warm_jit(self) -> None:
         """Compile (or load from cache) every kernel off the loop, then report ready."""
         started = time.perf_counter()
@@ -148,6 +173,8 @@ class Gateway:
         deadline = time.monotonic() + grace
         self.health.set_phase(Phase.DRAINING)
         log.info("draining (grace %.1f s)", grace)
+        if self._store_task is not None:
+            self._store_task.cancel()
 
         def left() -> float:
             return max(0.0, deadline - time.monotonic())

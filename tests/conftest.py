@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.downstream",
     "tests.fixtures.gateway",
+    "tests.fixtures.tls",
 ]

@@ -99,7 +99,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_check_config_prints_resolved_config_with_secrets_masked(tmp_path: Path) -> None:
-    result = run_cli("check-config", str(write(tmp_path, "exporter:\n  headers:\n    authorization: s3cr3t-header\n")))
+    text = "exporter:\n  headers:\n    authorization: s3cr3t-header\n"
+    result = run_cli("check-config", str(write(tmp_path, text)))
     assert result.returncode == 0, result.stderr
     assert '"database_url": "***"' in result.stdout
     assert '"authorization": "***"' in result.stdout

@@ -13,9 +13,9 @@ import grpc
 import pytest
 
 from otlp_gateway.exporter.spool import SpoolError
-from tests.exporter.conftest import TlsFiles
 from tests.exporter.support import batch, eventually, new_exporter, run, sample
 from tests.fixtures.downstream import RecordingDownstream
+from tests.fixtures.tls import TlsFiles
 
 
 def _mtls_server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:

@@ -4,12 +4,9 @@ small recording next stage that can be told to fail or to hold requests."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,19 +17,7 @@ from otlp_gateway.ratelimit import TokenBucket
 from otlp_gateway.receiver import AdmissionController, OtlpGrpcReceiver, OtlpHttpReceiver
 from otlp_gateway.receiver.settings import ReceiverSettings
 from otlp_gateway.telemetry.metrics import GatewayMetrics
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
+from tests.fixtures.waiting import wait_until  # noqa: F401  (re-exported for the receiver tests)
 
 
 class RecordingConsumer:
@@ -160,32 +145,3 @@ def start_receivers() -> Iterator[Callable[..., Receivers]]:
         rx.run(rx.grpc.shutdown(1.0))
         rx.run(rx.http.shutdown(1.0))
     loop_thread.stop()
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-@pytest.fixture(scope="session")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    """A throw-away CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
-    d = tmp_path_factory.mktemp("tls")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-             "-subj", "/CN=receiver-test-ca", cwd=d)
-    for name, extensions in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
-                             ("client", "extendedKeyUsage=clientAuth")):
-        _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
-        (d / f"{name}.ext").write_text(extensions + "\n")
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
-    return TlsFiles(d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key")

@@ -34,6 +34,11 @@ length given the baseline; cbad reports it for every window (``compression_ratio
 anomalous ones)."""
 RING_WINDOWS = 4
 """The ring keeps this many windows' worth of items (at least), enough to map any completed window."""
+BLAME_SHARE = 0.25
+"""An explained event is blamed (stored as evidence, annotated downstream) only when its excess is at least
+this share of the costliest event's: the explanation lists up to three events with *positive* excess, and
+once one or two novel events remain in a window the rest are ordinary events with a fraction of a bit of
+excess, which must not be marked anomalous downstream."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +180,11 @@ class LiveStream:
         start, end = base + result.start_offset, base + result.end_offset
         blamed: list[RingItem] = []
         seen: set[int] = set()
-        for top in result.explanation.get("top_events", ()):
+        tops = list(result.explanation.get("top_events", ()))
+        bar = BLAME_SHARE * max((float(t.get("excess_bits", 0.0)) for t in tops), default=0.0)
+        for top in tops:
+            if float(top.get("excess_bits", 0.0)) < bar:
+                continue
             offset = base + int(top["offset"])
             if offset in seen:
                 continue

@@ -82,11 +82,14 @@ class AnomalyWriter:
         if self._closed:
             self._refuse(len(rows), "the anomaly writer is shut down")
             return
-        if not self._queue:
+        was_empty = not self._queue
+        if was_empty:
             self._queued_since = time.monotonic()
         self._queue.extend(rows)
         self._idle.clear()
-        if len(self._queue) >= self._batch:
+        # Wake the loop on a full batch, and on the first row after idling so it arms the flush timer
+        # (an idle loop waits without a timeout).
+        if was_empty or len(self._queue) >= self._batch:
             self._wake.set()
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -55,6 +56,33 @@ def test_writes_everything_once_in_batches(store_target: StoreTarget, tmp_path: 
         assert _value(m, "driftlock_store_anomalies_written_total", backend=store_target.backend) == len(rows)
         assert _value(m, "driftlock_store_spool_rows") == 0
         assert _value(m, "driftlock_store_write_failures_total") == 0
+
+    run(body())
+
+
+def test_a_few_rows_are_written_on_the_flush_timer_without_an_explicit_flush(
+        store_target: StoreTarget, tmp_path: Path) -> None:
+    rows = [make_record(1, o) for o in range(3)]  # far fewer than a batch
+
+    async def body() -> None:
+        async with store_target.opened() as store:
+            writer = AnomalyWriter(store, tmp_path / "spool", _settings(store_target), store_target.metrics)
+            await writer.start()
+            writer.submit([make_record(0, 0)])
+            assert await writer.flush(10)  # the writer is now idle, waiting without a timeout
+            writer.submit(rows)
+            ids: list[str] = []
+
+            async def written() -> bool:
+                ids[:] = [i for i in await _all_ids(store) if i != make_record(0, 0).id]
+                return len(ids) == len(rows)
+
+            for _ in range(200):  # 10 s at most; the timer is 0.05 s
+                if await written():
+                    break
+                await asyncio.sleep(0.05)
+            assert sorted(ids) == sorted(r.id for r in rows)
+            await writer.shutdown(5)
 
     run(body())
 

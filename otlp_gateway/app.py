@@ -215,11 +215,13 @@ def warm_up_detectors(config: GatewayConfig | None = None) -> None:
     """Run every registered detector on its example events once, so every kernel is compiled (or loaded
     from numba's cache) before the first request needs it."""
     from detectors import registry
+    from otlp_gateway.pipeline.wire_extract import warm_up as warm_up_wire_extraction
 
     seed = config.detection.seed if config else 0
     for kind in registry.available():
         detector = registry.create(kind, seed=seed)
         detector.update(type(detector).example_events(1000, seed))
+    warm_up_wire_extraction()
 
 
 def _false_alarm_target(cfg: GatewayConfig) -> float:

@@ -57,9 +57,9 @@ class CanonicalCache:
                 if fragment is None:
                     if len(memo) >= self._max:
                         memo.clear()
-                    fragment = memo[memo_key] = _render(key, value)
+                    fragment = memo[memo_key] = render_attribute(key, value)
             else:
-                fragment = _render(key, value)
+                fragment = render_attribute(key, value)
             parts.append(fragment)
         return b"".join(parts)
 
@@ -77,5 +77,6 @@ class CanonicalCache:
         return canonical_log(body, severity_number, None) + self._attributes(attrs)
 
 
-def _render(key: str, value: Any) -> bytes:
+def render_attribute(key: str, value: Any) -> bytes:
+    """One attribute's canonical fragment, `` key=text`` (escaped, encoded), as in ``attributes_text``."""
     return _escape(attributes_text({key: value})[2:]).encode("utf-8", "backslashreplace")

@@ -1,8 +1,11 @@
 """Extraction: a parsed ``Export*ServiceRequest`` -> per-stream event batches, in arrival order.
 
 Pure functions, no I/O. Items are visited resource -> scope -> item; an item's *position* is its index
-in that order, which ``annotate`` uses to find it again. Per-item Python work is kept to the fields the
-detectors and the evidence need (every attribute read from Python costs about a microsecond).
+in that order, which ``annotate`` uses to find it again. ``Extractor.extract_payload`` is the entry point:
+trace and log requests go through the wire-format fast path (``wire_extract``: no parse, no per-item
+field access) and everything it declines through ``extract`` on the parsed message (the reference path).
+On the reference path, per-item Python work is kept to the fields the detectors and the evidence need
+(every attribute read from Python costs about a microsecond).
 
 Metric points become float values: gauge and sum points their value; histograms (explicit and
 exponential) three sub-streams ``<name>:count``, ``<name>:sum`` and ``<name>:mean``; summaries
@@ -47,6 +50,7 @@ class StreamBatch:
 class Extraction:
     signal: str
     message: Any
+    """The parsed request, or ``None`` when the fast path did not need it (parse the payload then)."""
     streams: dict[str, StreamBatch]
     event_count: int
 
@@ -97,6 +101,27 @@ class Extractor:
         self.router = router
         self.canonical = CanonicalCache()
         """Same bytes as ``detectors.canonical``; one per extractor (used from one thread)."""
+        from otlp_gateway.pipeline.wire_extract import WireSpanExtractor  # it imports this module
+
+        self.wire_spans = WireSpanExtractor(router, signal="traces")
+        self.wire_logs = WireSpanExtractor(router, self.wire_spans.memo, signal="logs")
+        """The fast paths for trace and log requests (from their bytes); they decline what they do not
+        model. They share one fragment memo (head hashes are tagged per signal)."""
+
+    def extract_payload(self, signal: str, payload: bytes, message: Any | None = None) -> Extraction:
+        """Like ``extract`` from request bytes (``message``: the parsed request, when already parsed).
+
+        Trace and log requests take the wire-format fast path and leave ``Extraction.message`` as given (maybe
+        ``None``: parse ``payload`` when the message is needed); otherwise, or when the fast path
+        declines, the request is parsed (``DecodeError`` on bad input) and extracted from the message.
+        """
+        if signal in ("traces", "logs"):
+            found = (self.wire_spans if signal == "traces" else self.wire_logs).extract(payload)
+            if found is not None:
+                return Extraction(signal, message, found[0], found[1])
+        if message is None:
+            message = parse_request(signal, payload)
+        return self.extract(signal, message)
 
     def extract(self, signal: str, message: Any) -> Extraction:
         if signal == "traces":

@@ -101,6 +101,10 @@ class Pipeline:
         """Returns at once; streams load their snapshots lazily on first use."""
         self._metrics.anomaly_ncd_threshold.set(resolve_profile(self.settings.profile).false_alarm_target)
         self._metrics.streams_live.set(0)
+        if self.settings.enabled:  # compile/load the wire kernels on the extraction thread, ahead of requests
+            from otlp_gateway.pipeline.wire_extract import warm_up
+
+            self._extract_pool.submit(warm_up).add_done_callback(_log_failure("warming up the wire kernels"))
         if self._periodic is None and self._store is not None and self.settings.enabled:
             self._periodic = asyncio.create_task(self._snapshot_periodically(), name="driftlock-snapshots")
 
@@ -154,9 +158,10 @@ class Pipeline:
         if decision is not None and decision.marks:
             loop = asyncio.get_running_loop()
             try:
-                batch.payload = await loop.run_in_executor(self._extract_pool, _annotate_and_serialize,
-                                                           batch.signal, decision.message, decision.marks)
-                batch.message = decision.message
+                message = decision.message if decision.message is not None else batch.message
+                batch.payload, batch.message = await loop.run_in_executor(
+                    self._extract_pool, _annotate_and_serialize, batch.signal, message, batch.payload,
+                    decision.marks)
             except Exception:  # annotation is best effort; the original bytes still go out
                 log.exception("detection: annotation failed; forwarding the request unannotated")
         await self._next.consume(batch)
@@ -199,8 +204,7 @@ class Pipeline:
         return self._decide(batch, extraction, ticket, outcomes)
 
     def _extract(self, batch: TelemetryBatch) -> Extraction:
-        message = batch.message if batch.message is not None else parse_request(batch.signal, batch.payload)
-        return self._extractor.extract(batch.signal, message)
+        return self._extractor.extract_payload(batch.signal, batch.payload, batch.message)
 
     async def _dispatch(self, extraction: Extraction, ticket: int) -> list[tuple[StreamBatch, Any]]:
         """Find or load every stream of the request and queue its events on its shard (in order)."""
@@ -416,6 +420,18 @@ class Pipeline:
             await asyncio.wait(pending, timeout=max(0.01, deadline - time.monotonic()))
 
 
-def _annotate_and_serialize(signal: str, message: Any, marks: dict[int, AnomalyMark]) -> bytes:
+def _log_failure(what: str) -> Any:
+    def done(future: Any) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            log.error("detection: %s failed", what, exc_info=future.exception())
+
+    return done
+
+
+def _annotate_and_serialize(signal: str, message: Any, payload: bytes, marks: dict[int, AnomalyMark]
+                            ) -> tuple[bytes, Any]:
+    """(annotated bytes, annotated message); the request is parsed here when extraction did not need to."""
+    if message is None:
+        message = parse_request(signal, payload)
     annotate(signal, message, marks)
-    return message.SerializeToString()
+    return message.SerializeToString(), message

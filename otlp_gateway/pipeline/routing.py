@@ -50,6 +50,11 @@ class StreamRouter:
         self.parts = tuple(parts)
         self._default = self.parts == ("signal", "service.name", "name")
 
+    @property
+    def is_default(self) -> bool:
+        """Whether the key is the default ``signal/service.name/name``."""
+        return self._default
+
     def stream_id(self, signal: str, service: str, name: str, item_attrs: Mapping[str, Any] | None,
                   resource_attrs: Mapping[str, Any]) -> str:
         explicit = (item_attrs.get(EXPLICIT_STREAM_ATTRIBUTE) if item_attrs else None) \

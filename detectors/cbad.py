@@ -38,7 +38,7 @@ from detectors import registry
 from detectors._kernels import cm
 from detectors.base import WindowResult
 from detectors.calibration import CALIBRATION_CAPACITY, MIN_CALIBRATION, Calibrator, severity
-from detectors.compressors import COMPRESSORS, DEFAULT_TABLE_BITS, CodeLengthModel, make_model
+from detectors.compressors import COMPRESSORS, DEFAULT_TABLE_BITS, CodeLengthModel, ContextModel, make_model
 from detectors.explain import event_bits_table, sentence, token_bits, top_events
 from detectors.profiles import DEFAULT_PROFILE, resolve_profile
 from detectors.testing import KernelCheck
@@ -46,6 +46,7 @@ from detectors.testing import KernelCheck
 KIND = "cbad"
 _MAGIC = b"CBAD\x01"
 _STATS = 2  # window bits/byte; mean bits/byte of the costliest tenth of the window's events
+MAX_WARM_UP_CALIBRATION = 8192  # calibration windows kept from a bulk warm-up (2 x 8 bytes each)
 
 
 def _as_bytes_list(events: Sequence[bytes]) -> list[bytes]:
@@ -198,7 +199,7 @@ class CbadDetector:
 
         baseline_full = len(self._baseline) >= p.baseline
         warmed = baseline_full and cal.count >= MIN_CALIBRATION
-        p_value = cal.pvalue(stats, (int(greater0), int(greater1))) if warmed else 1.0
+        p_value = self._pvalue(stats, (int(greater0), int(greater1))) if warmed else 1.0
         is_anomaly = warmed and p_value <= p.false_alarm_target
         effect = cal.effect(stats) if is_anomaly else 0.0
         level = severity(p_value, p.false_alarm_target, effect, is_anomaly)
@@ -246,6 +247,55 @@ class CbadDetector:
         if is_drift:
             self._adopt_new_normal(w0)
         return result
+
+    def _pvalue(self, stats: tuple[float, float], greater: tuple[int, int]) -> float:
+        """Bonferroni over the distinct statistics: with one event per window the costliest-tenth statistic
+        is the window's bits/byte itself, and doubling its p-value would halve the false-alarm target."""
+        if self.profile.window == 1:
+            return self._calibrator.pvalues(stats[:1], greater[:1])[0]
+        return self._calibrator.pvalue(stats, greater)
+
+    # ------------------------------------------------------------------ bulk warm-up
+
+    def warm_up(self, history: Sequence[bytes]) -> list[WindowResult]:
+        """Feed a history known to be normal, then calibrate on it by leave-one-out.
+
+        The history is fed as by :meth:`update` (so the stream state is the ordinary one), then the
+        calibration history is replaced by the statistics of the baseline's own windows, each block of W
+        consecutive baseline events scored against the baseline *without its own counts*: what a new normal
+        window costs, estimated from the whole baseline rather than from the few windows that happened to
+        follow it. Up to ``MAX_WARM_UP_CALIBRATION`` blocks, evenly spaced over the baseline; the ring
+        keeps that size afterwards. Needs the ``cm`` model (the oracles cannot subtract an event).
+        """
+        if not isinstance(self._model, ContextModel):
+            raise ValueError("warm_up needs the cm compressor (leave-one-out subtracts counts)")
+        results = self.update(history)
+        self._calibrate_leave_one_out()
+        return results
+
+    def _calibrate_leave_one_out(self) -> None:
+        w = self.profile.window
+        events = list(self._baseline)
+        blocks = len(events) // w
+        if blocks == 0:
+            return
+        chosen = np.unique(np.linspace(0, blocks - 1, min(blocks, MAX_WARM_UP_CALIBRATION)).astype(np.int64))
+        model = self._model
+        assert isinstance(model, ContextModel)
+        buf, starts, ends = _layout(events)
+        sizes = (ends - starts + 1).astype(np.float64)
+        bits = np.zeros(w)
+        self._calibrator = Calibrator(_STATS, max(CALIBRATION_CAPACITY, chosen.size))
+        for b in chosen.tolist():
+            i0, i1 = b * w, b * w + w
+            own = (buf, starts[i0:i1], ends[i0:i1])
+            cm.count_events(model.table, model._salt, model._mask, *own, False)
+            cm.score_events(model.table, model._lt, model._ls, model._salt, model._mask, buf, starts, ends,
+                            i0, i1, bits)
+            cm.count_events(model.table, model._salt, model._mask, *own, True)
+            per_byte = np.sort(bits / sizes[i0:i1])
+            self._calibrator.add((float(bits.sum() / sizes[i0:i1].sum()),
+                                  float(per_byte[-self._top_m:].mean())))
 
     def _admit(self, w0: int) -> tuple[list[bytes], list[bytes]]:
         """Events that left the window enter the baseline, unless held by an anomaly that still lasts."""
@@ -366,6 +416,8 @@ class CbadDetector:
         det._tail_base = header["tail_base"]
         det._admitted_upto = header["admitted_upto"]
         det._anomaly_run = header["anomaly_run"]
+        if arrays["calibration"].shape != det._calibrator.ring.shape:  # enlarged by a bulk warm-up
+            det._calibrator = Calibrator(_STATS, arrays["calibration"].shape[1])
         det._calibrator.ring[:] = arrays["calibration"]
         det._calibrator.count = header["calibration_count"]
         det._calibrator.position = header["calibration_position"]

@@ -35,8 +35,13 @@ def summary(which: str, r: dict[str, Any]) -> str:
             lines.append(line)
         return "\n".join(lines)
     if which in ("hdfs", "bgl"):
-        return (f"{which} [{r['profile']}]: precision {r['precision']:.3f} recall {r['recall']:.3f} "
+        line = (f"{which} [{r['profile']}]: precision {r['precision']:.3f} recall {r['recall']:.3f} "
                 f"F1 {r['f1']:.3f} (tp {r['tp']} fp {r['fp']} fn {r['fn']})")
+        if "held_out_check" in r:
+            c = r["held_out_check"]
+            line += (f"; {c['file']}: precision {c['precision']:.3f} recall {c['recall']:.3f} "
+                     f"F1 {c['f1']:.3f}")
+        return line
     if which == "nezha":
         return "nezha: " + "; ".join(
             f"{row['fault'][11:]}: cbad {_pct(row['cbad']['rate_before'])}->"
@@ -191,6 +196,13 @@ def _prf(key: str, title: str, r: dict[str, Any]) -> str:
     extra = (f"{r['train_sessions']} training sessions, {r['sessions']} scored" if key == "hdfs"
              else f"{r['lines']} lines, {r['alerts']} alerts")
     warm = ""
+    if "held_out_check" in r:
+        c = r["held_out_check"]
+        warm = (f"\nSame detector and threshold on `{c['file']}` (its {c['sessions']} rows, {c['distinct']} "
+                f"distinct, whose sequence is not in robust_log_valid.csv; a labelled file not used to "
+                f"choose anything): precision {c['precision']:.3f}, "
+                f"recall {c['recall']:.3f}, "
+                f"F1 {c['f1']:.3f} (TP {c['tp']}, FP {c['fp']}, FN {c['fn']}, TN {c['tn']}).\n")
     if "after_warm_up" in r:
         a = r["after_warm_up"]
         warm = (f"\nAfter warm-up (from line {r['warm_from_line']}; {r['alerts_before_warm']} alerts came "

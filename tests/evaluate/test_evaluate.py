@@ -84,3 +84,73 @@ def test_hdfs_session_events_do_not_depend_on_the_hash_seed():
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
     assert len(outs) == 1 and outs.pop().startswith("[")
+
+
+def test_transition_codes_survive_canonical_masking_and_never_run_together():
+    from detectors.canonical import mask_text
+
+    book = logs.TransitionCodebook()
+    codes = [book.code(f"{i}>{i + 1}") for i in range(200)]
+    assert len(set(codes)) == 200
+    assert all(mask_text(c) == c and not any(ch.isdigit() for ch in c) for c in codes)
+    singles = [c for c in codes if len(c) == 1]
+    assert all(c.startswith("`") and c[1:] and "`" not in c[1:] for c in codes[len(singles):])
+    assert "`" not in "".join(singles)
+
+
+def _warm_detector():
+    from detectors import registry
+    from detectors.testing import synthetic_logs
+
+    history = synthetic_logs(1500, seed=5)
+    det = registry.create("cbad", profile="sensitive", seed=3, window=1, hop=1, baseline=len(history))
+    det.warm_up(history)
+    return det
+
+
+def test_warm_up_calibrates_on_the_baseline_by_leave_one_out():
+    det = _warm_detector()
+    cal = det._calibrator
+    # every baseline event (all but the one still in the window) is one calibration window
+    assert cal.count == 1499 and cal.capacity == 1499
+    # leave-one-out: a template seen once in the history must cost more than when scored with its own counts
+    assert float(cal.history(0).max()) > float(np.median(cal.history(0)))
+    from detectors.testing import synthetic_logs
+
+    fresh = synthetic_logs(1700, seed=5)[1500:]
+    novel = [b"FATAL kernel panic: unexpected trap in module zq_fs at stage <N2>"]
+    results = det.update(fresh[:150] + novel + fresh[150:])
+    flagged = [r.start_offset for r in results if r.is_anomaly]
+    assert 1650 in flagged  # the novel line
+    assert len(flagged) <= 12  # about the 1e-2 target on 201 normal lines, with room for chance
+
+
+def test_warm_up_snapshot_restores_the_enlarged_calibration_ring():
+    from detectors import registry
+    from detectors.testing import synthetic_logs
+
+    det = _warm_detector()
+    again = registry.restore("cbad", det.snapshot())
+    assert again._calibrator.capacity == det._calibrator.capacity
+    more = synthetic_logs(1600, seed=8)[1500:]
+    assert again.update(more) == det.update(more)
+
+
+def test_warm_up_needs_the_context_model():
+    from detectors import registry
+
+    det = registry.create("cbad", profile="sensitive", compressor="zlib", window=1, hop=1, baseline=10)
+    with pytest.raises(ValueError, match="cm compressor"):
+        det.warm_up([b"INFO ok"] * 20)
+
+
+def test_warm_up_with_multi_event_windows_calibrates_one_block_per_window():
+    from detectors import registry
+    from detectors.testing import synthetic_logs
+
+    history = synthetic_logs(1000, seed=2)
+    det = registry.create("cbad", profile="sensitive", seed=1, window=10, hop=5, baseline=600)
+    det.warm_up(history)
+    assert det._calibrator.count == 60 and det.warmed_up
+    results = det.update(synthetic_logs(1200, seed=2)[1000:])
+    assert sum(r.is_anomaly for r in results) <= 4  # 40 windows at a 1e-2 target

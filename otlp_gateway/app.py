@@ -130,6 +130,10 @@ class Gateway:
             except StoreUnavailableError:
                 delay = min(delay * 2, 15.0)
                 continue
+            except Exception:  # e.g. a migration refused: keep trying, readiness stays false, say why
+                log.exception("anomaly store: preparing the schema failed; retrying")
+                delay = min(delay * 2, 60.0)
+                continue
             log.info("anomaly store reachable again")
             return
 

@@ -114,14 +114,26 @@ class Exporter:
                     len(left), sum(r.item_count for r in left))
 
     # ---- BatchConsumer ---------------------------------------------------------------------------
+    def check_capacity(self, batch: TelemetryBatch) -> None:
+        """Raise ``OverloadedError`` (counted as enqueue_failed) when ``consume`` would refuse ``batch``
+        now. The detection pipeline asks before scoring, so a request the client must retry is not
+        scored twice (a narrow race between concurrent requests remains)."""
+        if self._queue is None:
+            return
+        try:
+            if self._closed or not self._started:
+                state = "shutting down" if self._closed else "not started yet"
+                raise OverloadedError(f"exporter is {state}", retry_after=QUEUE_FULL_RETRY_AFTER_SECONDS)
+            self._queue.check_capacity(len(batch.payload))
+        except OverloadedError:
+            self._metrics.exporter_enqueue_failed[batch.signal].inc(batch.item_count)
+            raise
+
     async def consume(self, batch: TelemetryBatch) -> None:
         if self._queue is None:
             self.discarded_items += batch.item_count
             return
-        if self._closed or not self._started:
-            self._metrics.exporter_enqueue_failed[batch.signal].inc(batch.item_count)
-            state = "shutting down" if self._closed else "not started yet"
-            raise OverloadedError(f"exporter is {state}", retry_after=QUEUE_FULL_RETRY_AFTER_SECONDS)
+        self.check_capacity(batch)
         try:
             await self._queue.put(batch)
         except OverloadedError:

@@ -80,9 +80,8 @@ class ExportQueue:
             await self._spool.close()
 
     # ---- producer side ---------------------------------------------------------------------------
-    async def put(self, batch: TelemetryBatch) -> None:
-        """Returns once the request is queued (and committed to disk when persistent)."""
-        size = len(batch.payload)
+    def check_capacity(self, size: int) -> None:
+        """Raise ``OverloadedError`` when a request of ``size`` bytes would be refused right now."""
         if self.pending_requests >= self._cap_requests:
             raise OverloadedError(f"export queue full ({self.pending_requests} requests)",
                                   retry_after=QUEUE_FULL_RETRY_AFTER_SECONDS)
@@ -90,6 +89,11 @@ class ExportQueue:
         if self.pending_bytes and self.pending_bytes + size > self._cap_bytes:
             raise OverloadedError(f"export queue full ({self.pending_bytes} bytes)",
                                   retry_after=QUEUE_FULL_RETRY_AFTER_SECONDS)
+
+    async def put(self, batch: TelemetryBatch) -> None:
+        """Returns once the request is queued (and committed to disk when persistent)."""
+        size = len(batch.payload)
+        self.check_capacity(size)
         self._reserve(size)
         if self._spool is None:
             self._memory_bytes += size

@@ -146,6 +146,9 @@ class Pipeline:
             self._metrics.detector_dropped_events.labels(batch.signal).inc(n)
             await self._next.consume(batch)
             return
+        check_capacity = getattr(self._next, "check_capacity", None)
+        if check_capacity is not None:
+            check_capacity(batch)  # refuse before scoring: the client's retry must not be scored twice
         self._pending_events += n
         task = asyncio.create_task(self._detect(batch))
         self._inflight.add(task)

@@ -350,3 +350,23 @@ def test_an_unparseable_request_is_forwarded_as_received_and_counted(tmp_path: P
         await run.close()
 
     asyncio.run(scenario())
+
+
+def test_a_request_the_exporter_would_refuse_is_not_scored(tmp_path: Path) -> None:
+    """The client retries a refused request: scoring it first would score its events twice."""
+    from otlp_gateway.errors import OverloadedError
+    from otlp_gateway.exporter import Exporter
+    from otlp_gateway.exporter.settings import ExporterSettings
+
+    async def scenario() -> None:
+        run = await open_run(tmp_path / "x.db")
+        exporter = Exporter(ExporterSettings(endpoint="grpc://127.0.0.1:9"), tmp_path / "export",
+                            run.metrics)  # not started: it refuses everything
+        run.pipeline._next = exporter
+        with pytest.raises(OverloadedError):
+            await run.feed("logs", [logs_request(normal_logs(50, 1))])
+        assert run.metric("driftlock_detector_events_total", {"stream_type": "logs"}) == 0
+        assert run.metric("otelcol_exporter_enqueue_failed_log_records_total") == 50
+        await run.close()
+
+    asyncio.run(scenario())

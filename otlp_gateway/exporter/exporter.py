@@ -132,6 +132,7 @@ class Exporter:
     async def consume(self, batch: TelemetryBatch) -> None:
         if self._queue is None:
             self.discarded_items += batch.item_count
+            self._metrics.exporter_discarded.labels(batch.signal).inc(batch.item_count)
             return
         self.check_capacity(batch)
         try:

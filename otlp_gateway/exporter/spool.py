@@ -196,6 +196,10 @@ class Spool:
             conn = self._connect()
             rows = []
         self._conn = conn
+        unknown = [r for r in rows if r[1] not in SIGNALS]
+        if unknown:  # written by a newer version? keep them on disk, say so, don't send them
+            log.error("export spool: %d request(s) of unknown signal(s) %s left in %s", len(unknown),
+                      sorted({r[1] for r in unknown}), self.path)
         return [SpoolRecord(r[0], r[1], r[2], r[3]) for r in rows if r[1] in SIGNALS]
 
     def _move_aside(self, err: Exception) -> None:

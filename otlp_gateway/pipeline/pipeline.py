@@ -167,6 +167,7 @@ class Pipeline:
                     decision.marks)
             except Exception:  # annotation is best effort; the original bytes still go out
                 log.exception("detection: annotation failed; forwarding the request unannotated")
+                self._metrics.annotation_failures.labels(batch.signal).inc()
         await self._next.consume(batch)
 
     def _detection_done(self, n: int) -> Any:
@@ -357,6 +358,7 @@ class Pipeline:
                     await self._store.upsert_stream(self.stream_info(victim, state="evicted"))
         except Exception:
             log.exception("detection: could not save evicted stream %s", stream_id)
+            self._metrics.detector_state_save_failures.inc()
         finally:
             entry = self._evicting.get(stream_id)
             if entry is not None and entry[0] is snapshot:
@@ -378,6 +380,7 @@ class Pipeline:
                 saved += 1
             except Exception:
                 log.exception("detection: could not snapshot stream %s", stream.key.stream_id)
+                self._metrics.detector_state_save_failures.inc()
         return saved
 
     async def _snapshot_periodically(self) -> None:

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -164,14 +165,19 @@ class AnomalySpool:
             return None
         segment = self._sealed[0]
         plain, bad = _read_lines(segment.path)
-        if bad:
-            log.error("anomaly spool: %d undecodable line(s) in %s skipped", bad, segment.path.name)
         records: list[AnomalyRecord] = []
         for item in plain:
             try:
                 records.append(codec.record_from_plain(item))
             except (KeyError, TypeError, ValueError) as exc:
-                log.error("anomaly spool: undecodable record in %s skipped: %s", segment.path.name, exc)
+                bad += 1
+                log.error("anomaly spool: undecodable record in %s: %s", segment.path.name, exc)
+        if bad:
+            # Keep the whole segment for an operator before it is removed with its good rows.
+            kept = segment.path.with_name(segment.path.name + ".undecodable")
+            shutil.copyfile(segment.path, kept)
+            log.error("anomaly spool: %d undecodable line(s) in %s; segment kept as %s", bad,
+                      segment.path.name, kept.name)
         return segment, records
 
     def remove(self, segment: Segment) -> None:

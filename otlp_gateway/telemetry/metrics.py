@@ -106,6 +106,16 @@ class GatewayMetrics:
             "driftlock_detector_dropped_events",
             "events not scored because the detection queue was full (forwarding unaffected)",
             ["stream_type"], registry=r)
+        self.detector_state_save_failures = Counter(
+            "driftlock_detector_state_save_failures",
+            "detector snapshots the store did not take (an evicted stream then warms up again)", registry=r)
+        self.annotation_failures = Counter(
+            "driftlock_annotation_failures",
+            "requests forwarded unannotated because annotating them failed", ["signal"], registry=r)
+        self.exporter_discarded = Counter(
+            "driftlock_exporter_discarded_items",
+            "items consumed without forwarding because no downstream is configured (detection only)",
+            ["signal"], registry=r)
         # --- store
         self.store_written = Counter("driftlock_store_anomalies_written", "anomaly rows written",
                                      ["backend"], registry=r)

@@ -3,7 +3,7 @@
 #   build:   docker build -t driftlock/otlp-gateway:0.1.0 .
 #   run:     docker run -p 4317:4317 -p 4318:4318 -p 8080:8080 driftlock/otlp-gateway:0.1.0
 #   migrate: docker run --rm -e DATABASE_URL=postgresql://... driftlock/otlp-gateway:0.1.0 migrate
-# docs/operations.md explains every knob; tests/deploy/test_dockerfile.py keeps this file honest.
+# docs/operations.md explains every knob; tests/deploy/test_deploy_dockerfile.py keeps this file honest.
 
 # ---------------------------------------------------------------------------------------- build stage
 # Installs the package and its dependencies into a self-contained venv; only the venv leaves this stage.

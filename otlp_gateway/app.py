@@ -14,7 +14,9 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from otlp_gateway import __version__
 from otlp_gateway.config import GatewayConfig
@@ -22,6 +24,14 @@ from otlp_gateway.health import HealthState, Phase
 from otlp_gateway.ratelimit import TokenBucket
 from otlp_gateway.store.errors import StoreUnavailableError
 from otlp_gateway.telemetry.metrics import GatewayMetrics
+
+if TYPE_CHECKING:  # the components import grpc, uvicorn, numba: loaded only when the gateway starts
+    from otlp_gateway.api import ApiServer
+    from otlp_gateway.exporter import Exporter
+    from otlp_gateway.pipeline import Pipeline
+    from otlp_gateway.receiver import OtlpGrpcReceiver, OtlpHttpReceiver
+    from otlp_gateway.store import AnomalyWriter
+    from otlp_gateway.store.base import AnomalyStore
 
 log = logging.getLogger("otlp_gateway")
 
@@ -35,12 +45,13 @@ class Gateway:
         self.health = HealthState()
         self.rate_limiter = TokenBucket(config.api.rate_limit.rps, config.api.rate_limit.burst)
         self.data_dir = Path(config.data_dir)
-        self.store = None
-        self.writer = None
-        self.exporter = None
-        self.pipeline = None
-        self.api = None
-        self.receivers: list = []
+        self.store: AnomalyStore | None = None
+        self.writer: AnomalyWriter | None = None
+        self.exporter: Exporter | None = None
+        self.pipeline: Pipeline | None = None
+        self.api: ApiServer | None = None
+        self.grpc_receiver: OtlpGrpcReceiver | None = None
+        self.http_receiver: OtlpHttpReceiver | None = None
         self._stopped = asyncio.Event()
         self._store_task: asyncio.Task[None] | None = None
         self._shutdown_started = False
@@ -100,11 +111,11 @@ class Gateway:
         admission = AdmissionController(cfg.receiver.admission, self.metrics)
         limiter = self.rate_limiter if cfg.api.rate_limit.apply_to_ingest else None
         if cfg.receiver.grpc_enabled:
-            self.receivers.append(OtlpGrpcReceiver(cfg.receiver, consumer, self.metrics, self.health,
-                                                   admission, limiter))
+            self.grpc_receiver = OtlpGrpcReceiver(cfg.receiver, consumer, self.metrics, self.health,
+                                                  admission, limiter)
         if cfg.receiver.http_enabled:
-            self.receivers.append(OtlpHttpReceiver(cfg.receiver, consumer, self.metrics, self.health,
-                                                   admission, limiter))
+            self.http_receiver = OtlpHttpReceiver(cfg.receiver, consumer, self.metrics, self.health,
+                                                  admission, limiter)
         for receiver in self.receivers:
             await receiver.start()
         self.health.set_ready("receivers", True)
@@ -148,19 +159,17 @@ class Gateway:
         log.info("detector kernels ready in %.2f s", time.perf_counter() - started)
 
     # ----------------------------------------------------------------------------------------------- ports
-    def _port_of(self, kind: str) -> int | None:
-        for receiver in self.receivers:
-            if type(receiver).__name__ == kind:
-                return receiver.port
-        return None
+    @property
+    def receivers(self) -> list[OtlpGrpcReceiver | OtlpHttpReceiver]:
+        return [r for r in (self.grpc_receiver, self.http_receiver) if r is not None]
 
     @property
     def grpc_port(self) -> int | None:
-        return self._port_of("OtlpGrpcReceiver")
+        return self.grpc_receiver.port if self.grpc_receiver else None
 
     @property
     def http_port(self) -> int | None:
-        return self._port_of("OtlpHttpReceiver")
+        return self.http_receiver.port if self.http_receiver else None
 
     @property
     def api_port(self) -> int | None:
@@ -234,7 +243,7 @@ def _false_alarm_target(cfg: GatewayConfig) -> float:
     return resolve_profile(cfg.detection.profile).false_alarm_target
 
 
-async def _quietly(awaitable, what: str) -> None:
+async def _quietly(awaitable: Awaitable[object], what: str) -> None:
     try:
         await awaitable
     except Exception:  # one component failing to stop must not keep the others running

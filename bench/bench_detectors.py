@@ -1,7 +1,9 @@
 """Throughput, JIT start-up and separation of the CBAD detector, measured in one run (not a test).
 
 (1) events/s per core (thread CPU time) of the default detector (context model) at each profile, on
-    synthetic canonical log and span streams, fed in 512-event batches;
+    synthetic canonical log and span streams, fed in 512-event batches (and smaller batches: 128 is what a
+    stream gets from a 512-span request spread over four streams); then where a hop's CPU goes: the batched
+    numba kernel (all hops of one ``update`` call) versus the Python around it;
 (2) the same log stream through a faithful re-implementation of the earlier system's algorithm (zstd-3,
     B=400, W=50, a detection per event: NCD + 300 line permutations, each a fresh one-shot compression),
     on a few hundred events, and the ratio (1)/(2);
@@ -27,12 +29,36 @@ import zstandard
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from detectors import registry  # noqa: E402
+from detectors import cbad, registry  # noqa: E402
 from detectors.compressors import make_model  # noqa: E402
 from detectors.profiles import PROFILES  # noqa: E402
 from detectors.testing import synthetic_logs, synthetic_spans  # noqa: E402
 
 BATCH = 512
+
+
+def hop_split(events: list[bytes], batch: int = 128) -> tuple[float, float, int]:
+    """Balanced profile: CPU µs per hop inside the batched hop kernel and outside it (Python), and hops."""
+    det = registry.create("cbad", profile="balanced", seed=42)
+    warm = 3000
+    det.update(events[:warm])
+    kernel_fn = cbad.hops_kernel.hops
+    in_kernel = [0.0]
+
+    def timed(*args: object) -> int:
+        t0 = time.thread_time()
+        done = kernel_fn(*args)
+        in_kernel[0] += time.thread_time() - t0
+        return done
+
+    cbad.hops_kernel.hops = timed
+    try:
+        start = time.thread_time()
+        hops = sum(len(det.update(events[i:i + batch])) for i in range(warm, len(events), batch))
+        total = time.thread_time() - start
+    finally:
+        cbad.hops_kernel.hops = kernel_fn
+    return 1e6 * in_kernel[0] / hops, 1e6 * (total - in_kernel[0]) / hops, hops
 
 
 def detector_rate(events: list[bytes], profile: str, compressor: str = "cm",
@@ -162,7 +188,11 @@ def main() -> None:
             rate, windows, flagged = detector_rate(events, profile)
             ours[(profile, name)] = rate
             print(f"  {profile:9s} {name:5s} {rate:10,.0f} ev/s   windows {windows:6d}  flagged {flagged}")
-    for batch in (16, 1):
+    for name, events in streams.items():
+        kernel_us, python_us, hops = hop_split(events)
+        print(f"  balanced  {name:5s} per hop (128-event batches, {hops} hops): kernel {kernel_us:5.1f} µs, "
+              f"Python {python_us:5.1f} µs")
+    for batch in (128, 16, 1):
         rate, _, _ = detector_rate(streams["logs"][:20000], "balanced", batch=batch)
         print(f"  balanced  logs  {rate:10,.0f} ev/s   ({batch}-event batches)")
     for compressor in ("zlib", "zstd"):

@@ -25,6 +25,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import struct
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from detectors import registry
+from detectors._kernels import cbad_hops as hops_kernel
 from detectors._kernels import cm
 from detectors.base import WindowResult
 from detectors.calibration import CALIBRATION_CAPACITY, MIN_CALIBRATION, Calibrator, severity
@@ -51,6 +53,8 @@ MAX_WARM_UP_CALIBRATION = 8192  # calibration windows kept from a bulk warm-up (
 
 def _as_bytes_list(events: Sequence[bytes]) -> list[bytes]:
     batch = list(events)
+    if set(map(type, batch)) <= {bytes}:  # the usual case, checked in C
+        return batch
     for i, event in enumerate(batch):
         if type(event) is not bytes:
             if isinstance(event, bytearray | memoryview):
@@ -152,15 +156,112 @@ class CbadDetector:
         lo = max(self._tail_base, min(self._hist_lo, hop_ends[0] - 2 * p.window))
         buf, starts, ends = _layout(self._tail[lo - self._tail_base:])
         sizes = ends - starts + 1  # each event is coded with its separator
-        results = [self._score_hop(end, lo, buf, starts, ends, sizes) for end in hop_ends]
+        results: list[WindowResult] = []
+        k = 0
+        while k < len(hop_ends):
+            if self._fast_path_ready(lo):
+                k += self._run_hops(hop_ends[k:], lo, buf, starts, ends, sizes, results)
+            else:
+                results.append(self._score_hop(hop_ends[k], lo, buf, starts, ends, sizes))
+                k += 1
         self._trim(hop_ends[-1])
         return results
+
+    # ------------------------------------------------------------------ many hops per kernel call
+
+    def _fast_path_ready(self, lo: int) -> bool:
+        """The batched kernel applies: the count model, no anomaly lasting, nothing held out."""
+        return (self._anomaly_run == 0 and not self._held and self._admitted_upto >= lo
+                and isinstance(self._model, ContextModel))
+
+    def _run_hops(self, hop_ends: range, lo: int, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                  sizes: np.ndarray, results: list[WindowResult]) -> int:
+        """Score ``hop_ends`` in one kernel call until a hop needs a decision in Python (then make it);
+        appends the results and returns how many hops were done."""
+        p = self.profile
+        w = p.window
+        model = self._model
+        assert isinstance(model, ContextModel)
+        cal = self._calibrator
+        base = self._tail_base
+        # The baseline events this run may remove: the oldest, at most as many as the run can admit.
+        may_add = max(0, hop_ends[-1] - w - self._admitted_upto)
+        n_old = min(len(self._baseline), max(0, len(self._baseline) + may_add - p.baseline))
+        old = list(itertools.islice(self._baseline, n_old))
+        state = np.array([self._scored_upto - lo, self._admitted_upto - lo, self._hist_lo - lo,
+                          self._hist_hi - lo, len(self._baseline), cal.count, cal.position, 0, 0, 0],
+                         dtype=np.int64)
+        sums = np.array(cal.sums, dtype=np.float64)
+        n = len(hop_ends)
+        out = np.empty((n, hops_kernel.OUT_COLUMNS))
+        excess_out = np.empty((n, w))
+        done = hops_kernel.hops(
+            model.table, model._lt, model._ls, model._salt, model._mask,
+            np.frombuffer(b"".join(old), dtype=np.uint8), np.fromiter(map(len, old), np.int64, len(old)),
+            buf, starts, ends, self._bits[lo - base:], self._hist, hop_ends[0] - lo, n, p.hop, w, self._top_m,
+            p.baseline, MIN_CALIBRATION, p.false_alarm_target, cal.ring, sums, state, out, excess_out)
+        undecided = bool(state[hops_kernel.UNDECIDED])
+        # Bring the Python-side state to where the kernel left it.
+        admitted = int(state[hops_kernel.ADMITTED]) + lo
+        self._baseline.extend(self._tail[self._admitted_upto - base:admitted - base])
+        for _ in range(int(state[hops_kernel.REMOVED])):
+            self._baseline.popleft()
+        self._admitted_upto = admitted
+        self._scored_upto = int(state[hops_kernel.SCORED]) + lo
+        self._hist_lo = int(state[hops_kernel.HIST_LO]) + lo
+        self._hist_hi = int(state[hops_kernel.HIST_HI]) + lo
+        cal.count = int(state[hops_kernel.CAL_COUNT])
+        cal.position = int(state[hops_kernel.CAL_POSITION])
+        cal.sums = sums.tolist()
+        decided = done - undecided
+        first_w0 = hop_ends[0] - w
+        bits = self._bits[first_w0 - base:hop_ends[decided - 1] - base].tolist() if decided else []
+        rows = out[:decided].tolist()
+        excess_rows = excess_out[:decided].tolist()
+        for k in range(decided):
+            end = hop_ends[k]
+            total, n_bytes, entropy_window, top_bpb, n_excess, _, _, expected, p_value, n_base, n_cal = (
+                rows[k])
+            w0 = end - w
+            stats = (total / n_bytes, top_bpb)
+            if math.isnan(expected):
+                expected = stats[0]
+            a = w0 - first_w0
+            results.append(self._result(end, lo, buf, starts, ends, total, n_bytes, stats, entropy_window,
+                                        expected, n_excess, p_value, False, False, 0.0, n_base, n_cal,
+                                        event_bits_table(w0, bits[a:a + w], excess_rows[k]), []))
+        if undecided:
+            k = done - 1
+            end = hop_ends[k]
+            results.append(self._decide(end, lo, buf, starts, ends, sizes, out[k, :7].tolist(),
+                                        float(out[k, hops_kernel.EXPECTED]), excess_out[k]))
+        return done
 
     # ------------------------------------------------------------------ one hop
 
     def _score_hop(self, end: int, lo: int, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                    sizes: np.ndarray) -> WindowResult:
-        """Score the window ending at ``end``; ``buf`` holds the events from stream offset ``lo`` on."""
+        """Score the window ending at ``end`` alone; ``buf`` holds the events from stream offset ``lo`` on."""
+        p = self.profile
+        w0 = end - p.window
+        added, removed = self._admit(w0)
+        hist_ranges = (self._hist_lo - lo, min(w0, self._hist_hi) - lo, max(self._hist_hi, w0) - lo, end - lo)
+        cal = self._calibrator
+        expected_bpb = cal.mean(0, math.nan)
+        self._model.hop(added, removed, buf, starts, ends, self._scored_upto - lo, end - lo, w0 - lo,
+                        self._top_m, self._bits[lo - self._tail_base:], self._hist, hist_ranges,
+                        0.0 if math.isnan(expected_bpb) else expected_bpb, self._excess, cal.ring, cal.count,
+                        self._summary)
+        self._scored_upto = end
+        self._hist_lo, self._hist_hi = w0, end
+        return self._decide(end, lo, buf, starts, ends, sizes, self._summary.tolist(), expected_bpb,
+                            self._excess)
+
+    def _decide(self, end: int, lo: int, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                sizes: np.ndarray, summary: list[float], expected_bpb: float,
+                excess: np.ndarray) -> WindowResult:
+        """Decide on the scored window ending at ``end`` (``summary``: ``cm.hop``'s first seven figures;
+        ``expected_bpb`` NaN without calibration) and update the anomaly, calibration and drift state."""
         p = self.profile
         w = p.window
         base = self._tail_base
@@ -169,32 +270,13 @@ class CbadDetector:
         i1 = i0 + w
         j0 = w0 - lo  # index into this call's buffer
         r0 = max(i0 - w, 0)  # reference block: the W events before the window (equal size)
-        added, removed = self._admit(w0)
-        hist_ranges = (self._hist_lo - lo, min(w0, self._hist_hi) - lo, max(self._hist_hi, w0) - lo, end - lo)
         cal = self._calibrator
-        expected_bpb = cal.mean(0, math.nan)
-        excess = self._excess
-        self._model.hop(added, removed, buf, starts, ends, self._scored_upto - lo, end - lo, j0, self._top_m,
-                        self._bits[lo - base:], self._hist, hist_ranges,
-                        0.0 if math.isnan(expected_bpb) else expected_bpb, excess, cal.ring, cal.count,
-                        self._summary)
-        self._scored_upto = end
-        self._hist_lo, self._hist_hi = w0, end
-        total, n_bytes, entropy_window, top_bpb, n_excess, greater0, greater1 = self._summary.tolist()
+        total, n_bytes, entropy_window, top_bpb, n_excess, greater0, greater1 = summary
         stats = (total / n_bytes, top_bpb)
         if math.isnan(expected_bpb):  # no calibration yet: the window's own rate is the reference
             expected_bpb = stats[0]
             np.subtract(self._bits[i0:i1], expected_bpb * sizes[j0:j0 + w], out=excess)
             n_excess = np.count_nonzero(excess > 0)
-        # Entropy of the equal-sized block before the window: the window that ended at w0, if one did.
-        entropy_reference = self._recent_entropy.get(w0)
-        if entropy_reference is None:  # W not a multiple of H, or the stream's first windows
-            rj0 = max(j0 - w, 0)
-            entropy_reference = entropy_window
-            if j0 > rj0:
-                entropy_reference = cm.byte_entropy(buf, starts[rj0], ends[j0 - 1])
-        self._recent_entropy[end] = entropy_window
-        self._recent_entropy.pop(end - (w // p.hop + 2) * p.hop, None)
         bits = self._bits[i0:i1]
 
         baseline_full = len(self._baseline) >= p.baseline
@@ -202,7 +284,6 @@ class CbadDetector:
         p_value = self._pvalue(stats, (int(greater0), int(greater1))) if warmed else 1.0
         is_anomaly = warmed and p_value <= p.false_alarm_target
         effect = cal.effect(stats) if is_anomaly else 0.0
-        level = severity(p_value, p.false_alarm_target, effect, is_anomaly)
         is_drift = False
         if is_anomaly:
             # The window's events are held out of the baseline while the anomaly lasts; when it ends they
@@ -216,7 +297,39 @@ class CbadDetector:
             self._anomaly_run = 0
             if baseline_full:
                 cal.add(stats)
+        compat: dict[str, float] = {}
+        tops: list[dict[str, Any]] = []
+        if is_anomaly:
+            compat = self._compat_figures(r0, i0)
+            tops = top_events(self._model, self._tail[i0:i1], w0, bits, excess)
+        result = self._result(end, lo, buf, starts, ends, total, n_bytes, stats, entropy_window, expected_bpb,
+                              n_excess, p_value, is_anomaly, is_drift, effect, float(len(self._baseline)),
+                              float(cal.count), event_bits_table(w0, bits.tolist(), excess.tolist()), tops,
+                              compat)
+        if is_drift:
+            self._adopt_new_normal(w0)
+        return result
 
+    def _result(self, end: int, lo: int, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                total: float, n_bytes: float, stats: tuple[float, float], entropy_window: float,
+                expected_bpb: float, n_excess: float, p_value: float, is_anomaly: bool, is_drift: bool,
+                effect: float, baseline_events: float, calibration_windows: float,
+                event_bits: list[list[float]], tops: list[dict[str, Any]],
+                compat: dict[str, float] | None = None) -> WindowResult:
+        """The WindowResult of a decided window (also records the window's entropy for later windows)."""
+        p = self.profile
+        w = p.window
+        w0 = end - w
+        # Entropy of the equal-sized block before the window: the window that ended at w0, if one did.
+        entropy_reference = self._recent_entropy.get(w0)
+        if entropy_reference is None:  # W not a multiple of H, or the stream's first windows
+            j0 = w0 - lo
+            rj0 = max(j0 - w, 0)
+            entropy_reference = entropy_window
+            if j0 > rj0:
+                entropy_reference = cm.byte_entropy(buf, starts[rj0], ends[j0 - 1])
+        self._recent_entropy[end] = entropy_window
+        self._recent_entropy.pop(end - (w // p.hop + 2) * p.hop, None)
         figures = {
             "novelty_bits": total,
             "novelty_bits_per_byte": stats[0],
@@ -228,25 +341,21 @@ class CbadDetector:
             "entropy_window": entropy_window,
             "entropy_reference": entropy_reference,
             "effect_size": effect,
-            "baseline_events": float(len(self._baseline)),
-            "calibration_windows": float(cal.count),
+            "baseline_events": baseline_events,
+            "calibration_windows": calibration_windows,
         }
-        tops: list[dict[str, Any]] = []
-        if is_anomaly:
-            figures.update(self._compat_figures(r0, i0))
-            tops = top_events(self._model, self._tail[i0:i1], w0, bits, excess)
+        if compat:
+            figures.update(compat)
         explanation = {
-            "sentence": sentence(is_anomaly, is_drift, p_value, (w0, end), int(n_excess), tops,
-                                 expected_bpb),
+            "sentence": sentence(is_anomaly, is_drift, p_value, (w0, end), int(n_excess), tops, expected_bpb),
             "top_events": tops,
-            "event_bits": event_bits_table(w0, bits, excess),
+            "event_bits": event_bits,
         }
-        result = WindowResult(start_offset=w0, end_offset=end, score=-math.log10(max(p_value, 1e-300)),
-                              p_value=p_value, is_anomaly=is_anomaly, severity=level, is_drift=is_drift,
-                              figures=figures, explanation=explanation)
-        if is_drift:
-            self._adopt_new_normal(w0)
-        return result
+        # Positional (start_offset, end_offset, score, p_value, is_anomaly, severity, is_drift, figures,
+        # explanation): keyword arguments cost a third more, once per window.
+        return WindowResult(w0, end, -math.log10(max(p_value, 1e-300)), p_value, is_anomaly,
+                            severity(p_value, p.false_alarm_target, effect, is_anomaly), is_drift, figures,
+                            explanation)
 
     def _pvalue(self, stats: tuple[float, float], greater: tuple[int, int]) -> float:
         """Bonferroni over the distinct statistics: with one event per window the costliest-tenth statistic

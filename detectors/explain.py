@@ -10,6 +10,7 @@ its ``tokens``: the ``TOP_TOKENS`` costliest tokens as ``[token, bits]``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -43,10 +44,14 @@ def token_bits(model: CodeLengthModel, event: bytes) -> list[list[Any]]:
     return [[event[spans[k][0]:spans[k][1]].decode("utf-8", "replace"), round(costs[k], 3)] for k in ranked]
 
 
-def event_bits_table(start_offset: int, bits: np.ndarray, excess: np.ndarray) -> list[list[float]]:
-    """``[[offset, bits, excess_bits], ...]`` for every event of the window."""
-    offsets = range(start_offset, start_offset + len(bits))
-    return [[o, b, x] for o, b, x in zip(offsets, bits.tolist(), excess.tolist(), strict=True)]
+def event_bits_table(start_offset: int, bits: Sequence[float], excess: Sequence[float]) -> list[list[float]]:
+    """``[[offset, bits, excess_bits], ...]`` for every event of the window (built for every window, so in
+    C loops: pass lists, ``ndarray.tolist()``, rather than arrays).
+
+    >>> event_bits_table(7, [12.5, 3.0], [4.0, -1.5])
+    [[7, 12.5, 4.0], [8, 3.0, -1.5]]
+    """
+    return list(map(list, zip(range(start_offset, start_offset + len(bits)), bits, excess, strict=True)))
 
 
 def top_events(model: CodeLengthModel, events: list[bytes], start_offset: int, bits: np.ndarray,

@@ -208,12 +208,23 @@ def hop(tab, lt, ls, salt, mask, chg_buf, chg_lens, n_added, buf, starts, ends, 
         _count_event(tab, salt, mask, chg_buf, pos, pos + chg_lens[i], i < n_added)
         pos += chg_lens[i]
     score_events(tab, lt, ls, salt, mask, buf, starts, ends, s0, s1, bits[s0:s1])
-    for i in range(hist_add0, hist_add1):
+    _move_histogram(buf, starts, ends, hist, hist_remove0, hist_remove1, hist_add0, hist_add1)
+    _summarize(buf, starts, ends, w0, s1, top_m, bits, hist, expected_bpb, excess, history, n_history, out)
+
+
+@kernel
+def _move_histogram(buf, starts, ends, hist, remove0, remove1, add0, add1):
+    for i in range(add0, add1):
         for j in range(starts[i], ends[i]):
             hist[buf[j]] += 1
-    for i in range(hist_remove0, hist_remove1):
+    for i in range(remove0, remove1):
         for j in range(starts[i], ends[i]):
             hist[buf[j]] -= 1
+
+
+@kernel
+def _summarize(buf, starts, ends, w0, s1, top_m, bits, hist, expected_bpb, excess, history, n_history, out):
+    """The window ``w0..s1`` summary of :func:`hop` (its step 3) into ``excess`` and ``out[:7]``."""
     w = s1 - w0
     per_byte = np.empty(w, np.float64)
     total = 0.0

@@ -1,0 +1,144 @@
+"""Golden results: the CBAD detector's WindowResults on fixed seeded streams, recorded once, must not change.
+
+Speed work on the detector (batched kernels, vectorised calibration, lazy explanations) must leave every
+result bit-identical; each scenario below is compared window by window with digests recorded from the
+code before that work (``cbad_golden.json``). Re-record only for an intended change of results:
+
+    /work/venv/bin/python -m tests.detectors.test_cbad_golden --record
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from detectors import registry
+from detectors.base import WindowResult
+from detectors.testing import synthetic_logs, synthetic_spans
+
+GOLDEN = Path(__file__).with_name("cbad_golden.json")
+SMALL = {"profile": "sensitive", "baseline": 100, "window": 20, "hop": 5}
+
+
+def _feed(det, events: list[bytes], chunks: list[int]) -> list[WindowResult]:
+    out: list[WindowResult] = []
+    i = k = 0
+    while i < len(events):
+        size = chunks[k % len(chunks)]
+        out += det.update(events[i:i + size])
+        i += size
+        k += 1
+    return out
+
+
+def _logs_anomalies(chunks: list[int]) -> Callable[[], tuple[list[WindowResult], bytes]]:
+    def run() -> tuple[list[WindowResult], bytes]:
+        det = registry.create("cbad", seed=1, **SMALL)
+        events = synthetic_logs(1400, seed=9, anomalies=[*range(700, 704), *range(1300, 1303)])
+        return _feed(det, events, chunks), det.snapshot()
+    return run
+
+
+def _drift() -> tuple[list[WindowResult], bytes]:
+    det = registry.create("cbad", seed=1, **SMALL)
+    return _feed(det, synthetic_logs(1200, seed=3) + synthetic_spans(1500, seed=4), [333]), det.snapshot()
+
+
+def _balanced_spans() -> tuple[list[WindowResult], bytes]:
+    det = registry.create("cbad", profile="balanced", seed=5)
+    events = synthetic_spans(3000, seed=2, anomalies=[*range(1500, 1504), 2700])
+    return _feed(det, events, [512, 17, 1]), det.snapshot()
+
+
+def _one_event_windows() -> tuple[list[WindowResult], bytes]:
+    det = registry.create("cbad", profile="sensitive", seed=42, window=1, hop=1)
+    events = synthetic_logs(900, seed=4, anomalies=[500, 501, 800])
+    return _feed(det, events, [100]), det.snapshot()
+
+
+def _window_not_multiple_of_hop() -> tuple[list[WindowResult], bytes]:
+    det = registry.create("cbad", seed=3, baseline=60, window=12, hop=5)
+    events = synthetic_logs(900, seed=6, anomalies=range(600, 606))
+    return _feed(det, events, [64, 3]), det.snapshot()
+
+
+def _zlib_oracle() -> tuple[list[WindowResult], bytes]:
+    det = registry.create("cbad", seed=1, compressor="zlib", **SMALL)
+    return _feed(det, synthetic_logs(500, seed=9, anomalies=[450, 451]), [50]), det.snapshot()
+
+
+def _warm_up_then_stream() -> tuple[list[WindowResult], bytes]:
+    det = registry.create("cbad", seed=2, **SMALL)
+    results = det.warm_up(synthetic_logs(600, seed=7))
+    results += _feed(det, synthetic_logs(400, seed=8, anomalies=[300, 301]), [40])
+    return results, det.snapshot()
+
+
+def _snapshot_restore_midway() -> tuple[list[WindowResult], bytes]:
+    events = synthetic_logs(1100, seed=10, anomalies=[900, 901, 902])
+    det = registry.create("cbad", seed=4, **SMALL)
+    results = _feed(det, events[:613], [200])
+    det = registry.restore("cbad", det.snapshot())
+    results += _feed(det, events[613:], [200])
+    return results, det.snapshot()
+
+
+SCENARIOS: dict[str, Callable[[], tuple[list[WindowResult], bytes]]] = {
+    "logs_anomalies_big_chunks": _logs_anomalies([512]),
+    "logs_anomalies_mixed_chunks": _logs_anomalies([1, 5, 7, 64]),
+    "drift": _drift,
+    "balanced_spans": _balanced_spans,
+    "one_event_windows": _one_event_windows,
+    "window_not_multiple_of_hop": _window_not_multiple_of_hop,
+    "zlib_oracle": _zlib_oracle,
+    "warm_up_then_stream": _warm_up_then_stream,
+    "snapshot_restore_midway": _snapshot_restore_midway,
+}
+
+
+def window_digest(result: WindowResult) -> str:
+    """Every field of the result, floats at full precision (JSON writes floats by ``repr``)."""
+    text = json.dumps(dataclasses.asdict(result), sort_keys=True, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def record() -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {}
+    for name, run in SCENARIOS.items():
+        results, snapshot = run()
+        out[name] = {"windows": [window_digest(r) for r in results],
+                     "anomalies": sum(r.is_anomaly for r in results),
+                     "snapshot": hashlib.sha256(snapshot).hexdigest()[:16]}
+    return out
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict[str, dict[str, object]]:
+    return json.loads(GOLDEN.read_text())
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_results_match_the_golden_record(name, golden):
+    results, snapshot = SCENARIOS[name]()
+    expected = golden[name]
+    assert expected["anomalies"] > 0  # every scenario exercises the anomalous-window path
+    digests = [window_digest(r) for r in results]
+    assert len(digests) == len(expected["windows"])
+    first_diff = next((i for i, (a, b) in enumerate(zip(digests, expected["windows"], strict=True))
+                       if a != b), None)
+    assert first_diff is None, f"window {first_diff} differs: {results[first_diff]}"
+    assert sum(r.is_anomaly for r in results) == expected["anomalies"]
+    assert hashlib.sha256(snapshot).hexdigest()[:16] == expected["snapshot"]
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--record"]:
+        sys.exit("usage: python -m tests.detectors.test_cbad_golden --record")
+    GOLDEN.write_text(json.dumps(record(), indent=0, sort_keys=True) + "\n")
+    print(f"recorded {GOLDEN}")

@@ -137,7 +137,9 @@ async def main_async(args: argparse.Namespace) -> None:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise SystemExit(f"gateway did not become ready; log in {workdir / 'gateway.log'}")
             await asyncio.sleep(0.2)
-        await drive(f"127.0.0.1:{grpc_port}", payloads, 2.0, args.inflight)  # warm-up
+        warm_sent = await drive(f"127.0.0.1:{grpc_port}", payloads, 2.0, args.inflight)  # warm-up
+        while downstream.requests < warm_sent and proc.poll() is None:  # let the warm-up drain first
+            await asyncio.sleep(0.05)
         base_delivered = downstream.requests
         cpu0 = sum(gateway.cpu_times()[:2])
         t0 = time.monotonic()

@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", type=float, default=0.5, help="nab: decision threshold on anomaly_score")
     ap.add_argument("--optimize", action="store_true", help="nab: also report the corpus-optimal threshold")
     ap.add_argument("--byte-events", type=int, default=None,
-                    help="stationary: events per log/span stream (default: enough for ~20 expected alarms)")
+                    help="stationary: cap on events per log/span stream (each profile runs enough for ~20 "
+                         "expected alarms, up to this cap)")
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/quality.md and its plots")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     args = ap.parse_args(argv)

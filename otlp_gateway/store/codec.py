@@ -17,6 +17,21 @@ FIGURE_COLUMNS: tuple[str, ...] = (
     "novelty_bits_per_byte", "novelty_bits_per_event", "ncd", "compression_ratio_baseline",
     "compression_ratio_window", "entropy_baseline", "entropy_window", "delta_bits",
 )
+
+
+# Column lists shared by both backends (their SQL differs only in placeholders and casts).
+ANOMALY_WRITE_COLUMNS: tuple[str, ...] = (
+    "id", "stream_id", "signal", "service", "window_start", "window_end", "window_start_offset",
+    "window_end_offset", "score", "p_value", "severity", *FIGURE_COLUMNS, "figures", "explanation",
+    "evidence", "detector", "config_hash", "seed", "engine_version", "is_drift", "status", "detected_at",
+)
+ANOMALY_READ_COLUMNS = (
+    "id, stream_id, signal, service, window_start_offset, window_end_offset, window_start, window_end, "
+    "score, p_value, severity, figures, explanation, evidence, detector, config_hash, seed, engine_version, "
+    "is_drift, status, detected_at")
+STREAM_COLUMNS = "stream_id, signal, service, name, state, profile, settings, events_seen, updated_at"
+KEY_COLUMNS = "key_id, name, role, secret_hash, created_at, revoked_at, rotated_at, last_used_at"
+AUDIT_COLUMNS = "id, actor, action, target, before, after, at"
 """Detector figures stored as their own columns (all figures are also kept in the JSON ``figures``)."""
 
 ANOMALY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(AnomalyRecord))

@@ -36,11 +36,7 @@ log = logging.getLogger(__name__)
 
 MIGRATION_LOCK_KEY = 0x647269667430  # pg_advisory_lock key held while migrating ("driftl0")
 
-ANOMALY_COLUMNS: tuple[str, ...] = (
-    "id", "stream_id", "signal", "service", "window_start", "window_end", "window_start_offset",
-    "window_end_offset", "score", "p_value", "severity", *codec.FIGURE_COLUMNS, "figures", "explanation",
-    "evidence", "detector", "config_hash", "seed", "engine_version", "is_drift", "status", "detected_at",
-)
+ANOMALY_COLUMNS = codec.ANOMALY_WRITE_COLUMNS
 _COPY_TYPES: tuple[str, ...] = (
     "text", "text", "text", "text", "timestamptz", "timestamptz", "int8", "int8", "float8", "float8", "text",
     *("float8",) * len(codec.FIGURE_COLUMNS), "text", "text", "text", "text", "text", "int8", "text", "bool",
@@ -66,15 +62,12 @@ _MOVE_INCOMING = sql.SQL(
         for c in ANOMALY_COLUMNS),
 )
 
-_ANOMALY_READ = (
-    "id, stream_id, signal, service, window_start_offset, window_end_offset, window_start, window_end, "
-    "score, p_value, severity, figures, explanation, evidence, detector, config_hash, seed, engine_version, "
-    "is_drift, status, detected_at")
+_ANOMALY_READ = codec.ANOMALY_READ_COLUMNS
 _SELECT_ANOMALY = sql.SQL(f"SELECT {_ANOMALY_READ} FROM anomalies")
 
-_STREAM_COLUMNS = "stream_id, signal, service, name, state, profile, settings, events_seen, updated_at"
-_KEY_COLUMNS = "key_id, name, role, secret_hash, created_at, revoked_at, rotated_at, last_used_at"
-_AUDIT_COLUMNS = "id, actor, action, target, before, after, at"
+_STREAM_COLUMNS = codec.STREAM_COLUMNS
+_KEY_COLUMNS = codec.KEY_COLUMNS
+_AUDIT_COLUMNS = codec.AUDIT_COLUMNS
 
 
 def _classify(exc: BaseException) -> Exception | None:

@@ -36,22 +36,15 @@ from otlp_gateway.store.migrator import check_history, load_migrations
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_WRITE_COLUMNS: tuple[str, ...] = (
-    "id", "stream_id", "signal", "service", "window_start", "window_end", "window_start_offset",
-    "window_end_offset", "score", "p_value", "severity", *codec.FIGURE_COLUMNS, "figures", "explanation",
-    "evidence", "detector", "config_hash", "seed", "engine_version", "is_drift", "status", "detected_at",
-)
+_WRITE_COLUMNS = codec.ANOMALY_WRITE_COLUMNS
 # ON CONFLICT DO NOTHING, not INSERT OR IGNORE: OR IGNORE would also skip rows failing a CHECK or NOT
 # NULL constraint, silently; the upsert clause skips only the (stream, window) duplicates.
 _INSERT_ANOMALY = (f"INSERT INTO anomalies ({', '.join(_WRITE_COLUMNS)}) "
                    f"VALUES ({', '.join('?' * len(_WRITE_COLUMNS))}) ON CONFLICT DO NOTHING")
-_ANOMALY_READ = (
-    "id, stream_id, signal, service, window_start_offset, window_end_offset, window_start, window_end, "
-    "score, p_value, severity, figures, explanation, evidence, detector, config_hash, seed, engine_version, "
-    "is_drift, status, detected_at")
-_STREAM_COLUMNS = "stream_id, signal, service, name, state, profile, settings, events_seen, updated_at"
-_KEY_COLUMNS = "key_id, name, role, secret_hash, created_at, revoked_at, rotated_at, last_used_at"
-_AUDIT_COLUMNS = "id, actor, action, target, before, after, at"
+_ANOMALY_READ = codec.ANOMALY_READ_COLUMNS
+_STREAM_COLUMNS = codec.STREAM_COLUMNS
+_KEY_COLUMNS = codec.KEY_COLUMNS
+_AUDIT_COLUMNS = codec.AUDIT_COLUMNS
 
 
 def ts(value: dt.datetime) -> str:

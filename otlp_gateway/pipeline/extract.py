@@ -45,6 +45,14 @@ class StreamBatch:
     positions: list[int] = field(default_factory=list)
     """Position of each item in the request (-1 for metric points: never annotated)."""
 
+    def add(self, event: Any, trace_id: bytes, span_id: bytes, time: int, position: int) -> None:
+        """Append one item to every aligned list."""
+        self.events.append(event)
+        self.trace_ids.append(trace_id)
+        self.span_ids.append(span_id)
+        self.times.append(time)
+        self.positions.append(position)
+
 
 @dataclass(slots=True)
 class Extraction:
@@ -157,12 +165,9 @@ class Extractor:
                     start = span.start_time_unix_nano
                     stream_id = route("traces", service, name, attrs, res_attrs)
                     batch = streams.get(stream_id) or self._batch(streams, stream_id, "traces", service, name)
-                    batch.events.append(canonical_span(name, span.kind, span.status.code,
-                                                       span.end_time_unix_nano - start, attrs))
-                    batch.trace_ids.append(span.trace_id)
-                    batch.span_ids.append(span.span_id)
-                    batch.times.append(start)
-                    batch.positions.append(position)
+                    event = canonical_span(name, span.kind, span.status.code, span.end_time_unix_nano - start,
+                                           attrs)
+                    batch.add(event, span.trace_id, span.span_id, start, position)
                     position += 1
         return streams, position
 
@@ -181,11 +186,9 @@ class Extractor:
                     stream_id = route("logs", service, scope, attrs, res_attrs)
                     batch = streams.get(stream_id) or self._batch(streams, stream_id, "logs", service, scope)
                     body = render_body(record.body)
-                    batch.events.append(canonical_log(body, record.severity_number, attrs))
-                    batch.trace_ids.append(record.trace_id)
-                    batch.span_ids.append(record.span_id)
-                    batch.times.append(record.time_unix_nano or record.observed_time_unix_nano)
-                    batch.positions.append(position)
+                    event = canonical_log(body, record.severity_number, attrs)
+                    when = record.time_unix_nano or record.observed_time_unix_nano
+                    batch.add(event, record.trace_id, record.span_id, when, position)
                     position += 1
         return streams, position
 
@@ -205,11 +208,7 @@ class Extractor:
                             stream_id = f"{stream_id}{sub_name[len(metric.name):]}"
                         batch = streams.get(stream_id) or self._batch(streams, stream_id, "metrics", service,
                                                                       sub_name)
-                        batch.events.append(value)
-                        batch.trace_ids.append(b"")
-                        batch.span_ids.append(b"")
-                        batch.times.append(ts)
-                        batch.positions.append(-1)
+                        batch.add(value, b"", b"", ts, -1)
                         count += 1
         return streams, count
 

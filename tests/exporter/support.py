@@ -15,6 +15,7 @@ from otlp_gateway.batch import Signal, TelemetryBatch
 from otlp_gateway.exporter import Exporter
 from otlp_gateway.exporter.settings import ExporterSettings
 from otlp_gateway.telemetry.metrics import GatewayMetrics
+from tests.fixtures.waiting import eventually  # noqa: F401  (re-exported)
 
 SPANS_PER_CRASH_BATCH = 50
 """Batch size the crash-test child uses (the parent rebuilds the same payloads to compare)."""
@@ -80,15 +81,3 @@ def run(coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
         return await asyncio.wait_for(coro, timeout)
 
     return asyncio.run(bounded())
-
-
-async def eventually(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll with a growing interval until ``predicate()`` is truthy or the deadline passes."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    delay = 0.005
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.1)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from otlp_gateway.store import PostgresStore, SqliteStore, open_store
 from otlp_gateway.store.base import AnomalyRecord
 from otlp_gateway.store.settings import StoreSettings
 from otlp_gateway.telemetry.metrics import GatewayMetrics
+from tests.fixtures.waiting import eventually
 
 T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 SERVICES = ("checkout", "cart", "frontend")
@@ -79,12 +79,4 @@ def run(coro: Awaitable[object], timeout: float = 60.0) -> object:
     return asyncio.run(bounded())
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll with a deadline (never a bare sleep as a synchronization)."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.2)
+wait_until = eventually  # the store tests' name for the shared async poll

@@ -23,6 +23,13 @@ def _plt() -> Any:
     return plt
 
 
+
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
 def _shade(ax: Any, labels: np.ndarray, color: str = "tab:red") -> None:
     idx = np.flatnonzero(np.diff(np.concatenate([[0], labels.astype(np.int8), [0]])))
     for a, b in zip(idx[::2], idx[1::2], strict=True):
@@ -51,10 +58,7 @@ def nab(path: Path, result: dict[str, Any]) -> Path:
         tw.tick_params(labelsize=7)
     fig.suptitle("NAB: value (blue), label windows (red band), anomaly_score (grey), detections (red dots)",
                  fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def hdfs(path: Path, result: dict[str, Any]) -> Path:
@@ -70,10 +74,7 @@ def hdfs(path: Path, result: dict[str, Any]) -> Path:
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     ax.set_title("HDFS robust_log_valid: calibrated surprise by label", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def bgl(path: Path, result: dict[str, Any]) -> Path:
@@ -86,10 +87,7 @@ def bgl(path: Path, result: dict[str, Any]) -> Path:
     ax.set_xlabel("line")
     ax.set_ylabel("max excess bits")
     ax.set_title("BGL_2k: per-line excess bits (alert lines shaded)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _pct_or_zero(rate: float) -> float:
@@ -109,10 +107,7 @@ def nezha(path: Path, rows: list[dict[str, Any]]) -> Path:
     ax.set_ylabel("% windows anomalous")
     ax.legend(fontsize=7, ncol=4)
     ax.set_title("Nezha: faulty service's span windows flagged, minute before vs fault minutes", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def stationary(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -128,7 +123,4 @@ def stationary(path: Path, rows: list[dict[str, Any]]) -> Path:
     ax.set_xticks(np.arange(len(rows)), labels, fontsize=7)
     ax.set_ylabel("measured / target false-alarm rate")
     ax.set_title("Stationary streams: false alarms per window vs profile target (band = +-50 %)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

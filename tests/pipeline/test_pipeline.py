@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -290,11 +291,22 @@ def test_detection_runs_off_the_event_loop(tmp_path: Path) -> None:
                 ticks += 1
                 await asyncio.sleep(0)
 
-        task = asyncio.create_task(ticker())
         rng = random.Random(1)
+        await run.feed("logs", [logs_request(normal_logs(50, rng.randint(0, 99)))])
+        (stream,) = run.pipeline.live_streams()
+        scoring_threads: set[int] = set()
+        update = stream.detector.update
+
+        def recording_update(events):  # the real detector, noting which thread runs it
+            scoring_threads.add(threading.get_ident())
+            return update(events)
+
+        stream.detector.update = recording_update
+        task = asyncio.create_task(ticker())
         await run.feed("logs", [logs_request(normal_logs(3000, rng.randint(0, 99)))])
         stop.set()
         await task
+        assert scoring_threads and threading.get_ident() not in scoring_threads
         assert ticks > 10
         await run.close()
 

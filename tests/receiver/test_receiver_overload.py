@@ -59,7 +59,7 @@ def test_admission_full_refusal_carries_retry_info_on_grpc_and_retry_after_on_ht
 
 
 def test_rate_limit_makes_the_sdk_grpc_exporter_retry_and_deliver(start_receivers):
-    bucket = TokenBucket(rate_per_second=5, burst=1)  # back-to-back exports must wait ~0.2 s
+    bucket = TokenBucket(rate_per_second=2, burst=1)  # back-to-back exports wait ~0.5 s even when slow
     rx = start_receivers(rate_limiter=bucket)
     span_exporter, _, _ = exporters("grpc", rx.grpc_target, timeout=20)
     batches = [make_spans(2) for _ in range(4)]

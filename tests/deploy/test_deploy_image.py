@@ -129,9 +129,13 @@ def test_warmup_fills_the_numba_cache(image: Image):
 
 def test_migrate_is_a_repeatable_one_off_command(image: Image):
     data = image.root / "migrate-data"
+    outputs = []
     for _ in range(2):
         result = image.run([*ENTRYPOINT, "migrate", "--config", IMAGE_CONFIG, "--data-dir", str(data)])
         assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    assert outputs[0].startswith("applied: 0001_"), outputs[0]
+    assert outputs[1].strip() == "schema up to date", outputs[1]
 
 
 def _free_ports(count: int) -> list[int]:

@@ -260,6 +260,31 @@ def _span(buf, pos, end, res, spans, s, times, kvs, k, kv_cap):
 
 
 @kernel
+def next_message_field(buf, pos, end, first, second):
+    """Read the field at ``pos`` of a message body ending at ``end``.
+
+    Fields numbered ``first`` or ``second`` (0: no second) must be length-delimited: the answer is
+    ``(field, body_start, body_end)``. Any other field is skipped and answered ``(0, after, after)``.
+    ``(-1, 0, 0)``: malformed. One place for the walk every nesting level repeats."""
+    tag, pos = read_varint(buf, pos, end)
+    if pos < 0:
+        return -1, 0, 0
+    field = np.int64(tag >> np.uint64(3))
+    wire = np.int64(tag & np.uint64(7))
+    if field != first and (second == 0 or field != second):
+        pos = skip_field(buf, pos, end, wire)
+        if pos < 0:
+            return -1, 0, 0
+        return 0, pos, pos
+    if wire != 2:
+        return -1, 0, 0
+    n, pos = read_varint(buf, pos, end)
+    if pos < 0 or n > np.uint64(end - pos):
+        return -1, 0, 0
+    return field, pos, pos + np.int64(n)
+
+
+@kernel
 def walk_traces(buf, spans, times, kvs, resources, counts):
     """Walk an ``ExportTraceServiceRequest``: fill the tables (spans in resource -> scope -> span order,
     ``times[s] = (start, end)`` as uint64) and ``counts = (spans, kvs, resources)``.
@@ -276,69 +301,42 @@ def walk_traces(buf, spans, times, kvs, resources, counts):
     res_cap = resources.shape[0]
     full = False
     while pos < end:
-        tag, pos = read_varint(buf, pos, end)
-        if pos < 0:
+        field, start, rs_end = next_message_field(buf, pos, end, 1, 0)
+        if field < 0:
             return ERR_MALFORMED
-        wire = np.int64(tag & np.uint64(7))
-        if (tag >> np.uint64(3)) != 1:
-            pos = skip_field(buf, pos, end, wire)
-            if pos < 0:
-                return ERR_MALFORMED
+        pos = rs_end
+        if field == 0:
             continue
-        if wire != 2:
-            return ERR_MALFORMED
-        n, pos = read_varint(buf, pos, end)
-        if pos < 0 or n > np.uint64(end - pos):
-            return ERR_MALFORMED
-        rs_end = pos + np.int64(n)
+        pos = start
         if r < res_cap:
             resources[r, 0] = -1
             resources[r, 1] = -1
         else:
             full = True
         while pos < rs_end:  # ResourceSpans
-            tag, pos = read_varint(buf, pos, rs_end)
-            if pos < 0:
+            field, start, stop = next_message_field(buf, pos, rs_end, 1, 2)
+            if field < 0:
                 return ERR_MALFORMED
-            field = tag >> np.uint64(3)
-            wire = np.int64(tag & np.uint64(7))
-            if field != 1 and field != 2:
-                pos = skip_field(buf, pos, rs_end, wire)
-                if pos < 0:
-                    return ERR_MALFORMED
+            pos = stop
+            if field == 0:
                 continue
-            if wire != 2:
-                return ERR_MALFORMED
-            n, pos = read_varint(buf, pos, rs_end)
-            if pos < 0 or n > np.uint64(rs_end - pos):
-                return ERR_MALFORMED
-            stop = pos + np.int64(n)
             if field == 1:
                 if r < res_cap:
                     if resources[r, 0] >= 0:
                         return ERR_MALFORMED  # a second resource message would be merged by protobuf
-                    resources[r, 0] = pos
-                    resources[r, 1] = stop - pos
-                pos = stop
+                    resources[r, 0] = start
+                    resources[r, 1] = stop - start
                 continue
+            pos = start
             while pos < stop:  # ScopeSpans
-                tag, pos = read_varint(buf, pos, stop)
-                if pos < 0:
+                field, start, span_end = next_message_field(buf, pos, stop, 2, 0)
+                if field < 0:
                     return ERR_MALFORMED
-                wire = np.int64(tag & np.uint64(7))
-                if (tag >> np.uint64(3)) != 2:
-                    pos = skip_field(buf, pos, stop, wire)
-                    if pos < 0:
-                        return ERR_MALFORMED
+                pos = span_end
+                if field == 0:
                     continue
-                if wire != 2:
-                    return ERR_MALFORMED
-                n, pos = read_varint(buf, pos, stop)
-                if pos < 0 or n > np.uint64(stop - pos):
-                    return ERR_MALFORMED
-                span_end = pos + np.int64(n)
                 if s < span_cap and not full:
-                    nk = _span(buf, pos, span_end, r, spans, s, times, kvs, k, kv_cap)
+                    nk = _span(buf, start, span_end, r, spans, s, times, kvs, k, kv_cap)
                     if nk == -1:
                         return ERR_MALFORMED
                     k = nk
@@ -346,9 +344,8 @@ def walk_traces(buf, spans, times, kvs, resources, counts):
                         full = True
                 else:
                     full = True
-                    k += _count_fields(buf, pos, span_end, 9)
+                    k += _count_fields(buf, start, span_end, 9)
                 s += 1
-                pos = span_end
         r += 1
     counts[0] = s
     counts[1] = k
@@ -455,81 +452,53 @@ def walk_logs(buf, items, times, kvs, resources, scopes, counts):
     kv_cap = kvs.shape[0]
     full = False
     while pos < end:
-        tag, pos = read_varint(buf, pos, end)
-        if pos < 0:
+        field, start, rl_end = next_message_field(buf, pos, end, 1, 0)
+        if field < 0:
             return ERR_MALFORMED
-        wire = np.int64(tag & np.uint64(7))
-        if (tag >> np.uint64(3)) != 1:
-            pos = skip_field(buf, pos, end, wire)
-            if pos < 0:
-                return ERR_MALFORMED
+        pos = rl_end
+        if field == 0:
             continue
-        if wire != 2:
-            return ERR_MALFORMED
-        n, pos = read_varint(buf, pos, end)
-        if pos < 0 or n > np.uint64(end - pos):
-            return ERR_MALFORMED
-        rl_end = pos + np.int64(n)
+        pos = start
         if r < resources.shape[0]:
             resources[r, 0] = -1
             resources[r, 1] = -1
         else:
             full = True
         while pos < rl_end:  # ResourceLogs
-            tag, pos = read_varint(buf, pos, rl_end)
-            if pos < 0:
+            field, start, stop = next_message_field(buf, pos, rl_end, 1, 2)
+            if field < 0:
                 return ERR_MALFORMED
-            field = tag >> np.uint64(3)
-            wire = np.int64(tag & np.uint64(7))
-            if field != 1 and field != 2:
-                pos = skip_field(buf, pos, rl_end, wire)
-                if pos < 0:
-                    return ERR_MALFORMED
+            pos = stop
+            if field == 0:
                 continue
-            if wire != 2:
-                return ERR_MALFORMED
-            n, pos = read_varint(buf, pos, rl_end)
-            if pos < 0 or n > np.uint64(rl_end - pos):
-                return ERR_MALFORMED
-            stop = pos + np.int64(n)
             if field == 1:
                 if r < resources.shape[0]:
                     if resources[r, 0] >= 0:
                         return ERR_MALFORMED
-                    resources[r, 0] = pos
-                    resources[r, 1] = stop - pos
-                pos = stop
+                    resources[r, 0] = start
+                    resources[r, 1] = stop - start
                 continue
+            pos = start
             if sc < scopes.shape[0]:
                 scopes[sc, 0] = -1
                 scopes[sc, 1] = -1
             else:
                 full = True
             while pos < stop:  # ScopeLogs
-                tag, pos = read_varint(buf, pos, stop)
-                if pos < 0:
+                field, start, item_end = next_message_field(buf, pos, stop, 1, 2)
+                if field < 0:
                     return ERR_MALFORMED
-                field = tag >> np.uint64(3)
-                wire = np.int64(tag & np.uint64(7))
-                if field != 1 and field != 2:
-                    pos = skip_field(buf, pos, stop, wire)
-                    if pos < 0:
-                        return ERR_MALFORMED
+                pos = item_end
+                if field == 0:
                     continue
-                if wire != 2:
-                    return ERR_MALFORMED
-                n, pos = read_varint(buf, pos, stop)
-                if pos < 0 or n > np.uint64(stop - pos):
-                    return ERR_MALFORMED
-                item_end = pos + np.int64(n)
                 if field == 1:
                     if sc < scopes.shape[0]:
                         if scopes[sc, 0] >= 0:
                             return ERR_MALFORMED  # a second scope message would be merged
-                        scopes[sc, 0] = pos
-                        scopes[sc, 1] = item_end - pos
+                        scopes[sc, 0] = start
+                        scopes[sc, 1] = item_end - start
                 elif s < item_cap and not full:
-                    nk = _log_record(buf, pos, item_end, r, sc, items, s, times, kvs, k, kv_cap)
+                    nk = _log_record(buf, start, item_end, r, sc, items, s, times, kvs, k, kv_cap)
                     if nk == -1:
                         return ERR_MALFORMED
                     k = nk
@@ -538,9 +507,8 @@ def walk_logs(buf, items, times, kvs, resources, scopes, counts):
                     s += 1
                 else:
                     full = True
-                    k += _count_fields(buf, pos, item_end, 6)
+                    k += _count_fields(buf, start, item_end, 6)
                     s += 1
-                pos = item_end
             sc += 1
         r += 1
     counts[0] = s

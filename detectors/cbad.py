@@ -39,7 +39,7 @@ from detectors import registry
 from detectors._kernels import cbad_hops as hops_kernel
 from detectors._kernels import cm
 from detectors.base import WindowResult
-from detectors.calibration import CALIBRATION_CAPACITY, MIN_CALIBRATION, Calibrator, severity
+from detectors.calibration import MIN_CALIBRATION, Calibrator, calibration_capacity, severity
 from detectors.compressors import COMPRESSORS, DEFAULT_TABLE_BITS, CodeLengthModel, ContextModel, make_model
 from detectors.explain import event_bits_table, sentence, token_bits, top_events
 from detectors.profiles import DEFAULT_PROFILE, resolve_profile
@@ -96,7 +96,7 @@ class CbadDetector:
         self._top_m = max(1, round(p.window / 10))
         # A change is adopted as the new normal once anomalous windows cover max(2W, B/2) events in a row.
         self._drift_windows = math.ceil(max(2 * p.window, p.baseline / 2) / p.hop)
-        self._calibrator = Calibrator(_STATS, CALIBRATION_CAPACITY)
+        self._calibrator = Calibrator(_STATS, calibration_capacity(p.false_alarm_target))
         self._baseline: deque[bytes] = deque()
         self._tail: list[bytes] = []  # recent events, stream offsets [tail_base, seen)
         self._taint: list[int] = []  # parallel to _tail: 1 if the event was in an anomalous window
@@ -394,7 +394,8 @@ class CbadDetector:
         buf, starts, ends = _layout(events)
         sizes = (ends - starts + 1).astype(np.float64)
         bits = np.zeros(w)
-        self._calibrator = Calibrator(_STATS, max(CALIBRATION_CAPACITY, chosen.size))
+        capacity = max(calibration_capacity(self.profile.false_alarm_target), chosen.size)
+        self._calibrator = Calibrator(_STATS, capacity)
         for b in chosen.tolist():
             i0, i1 = b * w, b * w + w
             own = (buf, starts[i0:i1], ends[i0:i1])

@@ -67,7 +67,9 @@ def sentence(is_anomaly: bool, is_drift: bool, p_value: float, window: tuple[int
     if not (is_anomaly or is_drift):
         return f"Events {a}-{b - 1} are consistent with the baseline (p={p_value:.3g})."
     lead = "Persistent change, adopted as the new normal" if is_drift else "Unusual window"
-    text = f"{lead}: events {a}-{b - 1}, p={p_value:.3g}; {n_excess} of {b - a} events cost more than usual"
+    # below 1e-12 the figure only says "beyond anything the fitted tail allows"; print it as a bound
+    shown = "p<1e-12" if p_value < 1e-12 else f"p={p_value:.3g}"
+    text = f"{lead}: events {a}-{b - 1}, {shown}; {n_excess} of {b - a} events cost more than usual"
     if tops:
         top = tops[0]
         words = ", ".join(repr(t[0]) for t in top["tokens"][:3])

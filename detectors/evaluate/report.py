@@ -208,6 +208,13 @@ def _prf(key: str, title: str, r: dict[str, Any]) -> str:
         warm = (f"\nAfter warm-up (from line {r['warm_from_line']}; {r['alerts_before_warm']} alerts came "
                 f"before it): precision {a['precision']:.3f}, recall {a['recall']:.3f}, F1 {a['f1']:.3f} "
                 f"(TP {a['tp']}, FP {a['fp']}, FN {a['fn']}).\n")
+    if r.get("ceilings"):
+        warm += ("\nCeilings of the bar (loghub's ground-truth templates given, the threshold k chosen on "
+                 "the "
+                 "labels: bounds for novelty, not detectors; `detectors.evaluate.logs.bgl_ceilings`):\n\n"
+                 "| rule | best k | precision | recall | F1 |\n|---|---|---|---|---|\n"
+                 + "".join(f"| {c['rule']} | {'-' if c['k'] is None else c['k']} | {c['precision']:.3f} | "
+                           f"{c['recall']:.3f} | {c['f1']:.3f} |\n" for c in r["ceilings"]))
     return "\n".join([f"## {title}", "", f"Command: `{r['_command']}` (profile {r['profile']}; {extra}).", "",
                       "| precision | recall | F1 | TP | FP | FN | TN |", "|---|---|---|---|---|---|---|",
                       f"| {r['precision']:.3f} | {r['recall']:.3f} | **{r['f1']:.3f}** | {r['tp']} | "

@@ -12,8 +12,12 @@ model, the excess code length in bits of the prediction error under an adaptive 
 * ``DAILY``  - the value one day earlier, shifted by the change of a slow level since then;
 * ``WEEKLY`` - the same one week earlier. Seasonal models need the lag in samples (0 = off).
 
-Scales are exponentially weighted mean absolute errors whose updates are clipped at
-``clip * scale`` so a spike cannot inflate them (the model protects itself from anomalies).
+Scales are exponentially weighted mean absolute errors, kept as the product of the rate of non-zero
+errors and their mean size; only the size is clipped (at ``clip`` times itself) so a spike cannot
+inflate it (the model protects itself from anomalies). Clipping the whole mean instead collapses it
+to 0 on sparse streams (fewer than 1 / ``clip`` non-zero errors, e.g. a counter's deltas: mostly 0,
+sometimes 1), where every non-zero error then costs ``MAX_BITS``. On continuous data every error is
+non-zero and the two are the same estimator.
 
 ``window_scores`` sums, per window and model, the hinge ``max(0, bits - hinge)`` over the last
 ``spans[k]`` points of the window (no hinge for ``RANGE``, whose bits are already an excess over the
@@ -47,7 +51,9 @@ I_SIZE = 16
 # fstate layout (float64)
 F_SCALE = 0         # .. 0 + N_MODELS: error scale per model
 F_LEVEL = 4         # slow level (EWMA) of the values
-F_SIZE = 5
+F_RATE = 5          # .. 5 + N_MODELS: share of non-zero errors per model
+F_MAG = 9           # .. 9 + N_MODELS: mean size of the non-zero errors (scale = rate * size)
+F_SIZE = 13
 
 # window output layout
 O_END, O_FLAGS, O_BEST = 0, 1, 2
@@ -77,8 +83,10 @@ def point_bits(values, lag_daily, lag_weekly, ring, level_ring, fstate, istate, 
             pred_out[j, k] = np.nan
         prev = ring[(n - 1) % size] if n >= 1 else x
         lvl_prev = level_ring[(n - 1) % size] if n >= 1 else x
-        step_scale = fstate[F_SCALE + STEP]
-        # RANGE: distance outside [min, max] of the last range_n values, in step-scale units
+        # the range's unit is the typical size of a move (the step model's non-zero errors): on a sparse
+        # stream the mean error is far below the smallest move, and one step past the range is not rare
+        step_size = fstate[F_MAG + STEP]
+        # RANGE: distance outside [min, max] of the last range_n values, in step-size units
         m = min(n, range_n)
         if m >= 8 and istate[I_COUNT + STEP] >= warm:
             lo = np.inf
@@ -87,7 +95,7 @@ def point_bits(values, lag_daily, lag_weekly, ring, level_ring, fstate, istate, 
                 v = ring[(n - i) % size]
                 lo = min(lo, v)
                 hi = max(hi, v)
-            s = max(step_scale, 1e-3 * (hi - lo), 1e-9 * (abs(hi) + abs(lo)) + 1e-12)
+            s = max(step_size, 1e-3 * (hi - lo), 1e-9 * (abs(hi) + abs(lo)) + 1e-12)
             if x > hi:
                 bits_out[j, RANGE] = min((x - hi) / (s * LN2), MAX_BITS)
                 pred_out[j, RANGE] = hi
@@ -111,13 +119,25 @@ def point_bits(values, lag_daily, lag_weekly, ring, level_ring, fstate, istate, 
             err = abs(x - pred)
             cnt = istate[I_COUNT + k]
             s = fstate[F_SCALE + k]
+            q = fstate[F_RATE + k]
+            mag = fstate[F_MAG + k]
+            floor = 1e-9 * abs(pred) + 1e-12
+            hit = err > floor
+            # the rate is a plain mean until it has 1 / scale_alpha errors (a sparse stream's first few
+            # values, often all 0, say little about it), an exponential average after
+            q_next = q + max(scale_alpha, 1.0 / (cnt + 1)) * ((1.0 if hit else 0.0) - q)
             if cnt >= warm:
-                floor = 1e-9 * abs(pred) + 1e-12
                 bits_out[j, k] = min((err / max(s, floor) - 1.0) / LN2, MAX_BITS)
                 pred_out[j, k] = pred
-                fstate[F_SCALE + k] = s + scale_alpha * (min(err, clip * s) - s)
-            else:
-                fstate[F_SCALE + k] = s + (err - s) / (cnt + 1)
+                if hit:  # a first non-zero error after an all-zero warm-up sets the size unclipped
+                    mag += scale_alpha * (min(err, clip * mag) - mag) if mag > 0.0 else err
+            elif hit:
+                hits = math.floor(q * cnt + 0.5)  # non-zero errors so far (q is their plain mean here)
+                mag += (err - mag) / (hits + 1)
+            q = q_next
+            fstate[F_RATE + k] = q
+            fstate[F_MAG + k] = mag
+            fstate[F_SCALE + k] = q * mag
             istate[I_COUNT + k] = cnt + 1
         # --- learn the value
         pos = n % size
@@ -145,29 +165,34 @@ def _tail_p(sorted_k, n, s, tail_frac, tail_min, sigma_min, xi_min):
     u = sorted_k[n - 1 - kt]
     if s <= u:
         return p_rank
-    # peaks over threshold: fit a generalized Pareto to the kt largest excesses (method of moments),
-    # shape clamped to [xi_min, 0.5], scale at least sigma_min
+    # the tail is what lies strictly above u: when the kt largest include ties at u (a point mass, e.g.
+    # a history that is mostly zeros) only the kx values above it exceed u; counting the ties as
+    # exceedances overstates P(S > u) and makes rare events look up to kt / kx times less rare
+    first = n - kt
+    while first < n and sorted_k[first] <= u:
+        first += 1
+    kx = n - first
+    # peaks over threshold: fit a generalized Pareto to the kx excesses (method of moments),
+    # shape clamped to [xi_min, 0.5]; a scale at or below sigma_min is not resolved (below)
     mean = 0.0
-    for i in range(n - kt, n):
+    for i in range(first, n):
         mean += sorted_k[i] - u
-    mean /= kt
+    mean /= max(kx, 1)
     var = 0.0
-    for i in range(n - kt, n):
+    for i in range(first, n):
         d = sorted_k[i] - u - mean
         var += d * d
-    var /= max(kt - 1, 1)
+    var /= max(kx - 1, 1)
     xi = 0.0
     if var > 0.0 and mean > 0.0:
         xi = 0.5 * (1.0 - mean * mean / var)
     xi = min(max(xi, xi_min), 0.5)
-    sigma = max(mean * (1.0 - xi), sigma_min)
-    # a short history, or mostly ties at the threshold (a history of zeros): too little tail to fit;
-    # fall back to the code-length prior, each bit beyond the threshold halves the probability
-    ties = 0
-    for i in range(n - kt, n):
-        if sorted_k[i] <= u:
-            ties += 1
-    if 2 * ties >= kt or n < TAIL_FIT_MIN:
+    sigma = mean * (1.0 - xi)
+    # a short history, too few values above u, or a tail no wider than its resolution (near-ties: a
+    # count stream's "one step past the range", smeared by a drifting scale, fitted a scale of a few
+    # hundredths of a bit and made the next step look 1e-7 rare): nothing to extrapolate from; fall back
+    # to the code-length prior, each bit beyond the threshold at least halves the probability
+    if kx < tail_min or n < TAIL_FIT_MIN or sigma <= sigma_min:
         sigma = max(sigma, 1.0 / LN2)
     y = s - u
     if abs(xi) < 1e-6:
@@ -175,7 +200,7 @@ def _tail_p(sorted_k, n, s, tail_frac, tail_min, sigma_min, xi_min):
     else:
         z = 1.0 + xi * y / sigma
         sf = z ** (-1.0 / xi) if z > 0.0 else 0.0  # beyond the end point of a light (xi < 0) tail
-    p = (kt + 1.0) / (n + 1.0) * sf
+    p = (kx + 1.0) / (n + 1.0) * sf
     return max(p, 1e-300)
 
 

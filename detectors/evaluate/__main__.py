@@ -36,7 +36,7 @@ def run(which: str, args: argparse.Namespace) -> dict[str, Any]:
     if which == "stationary":
         from detectors.evaluate import stationary
 
-        signals = ("metrics", "logs", "spans") if _cbad_available() else ("metrics",)
+        signals = stationary.SIGNALS if _cbad_available() else stationary.NUMERIC_SIGNALS
         profiles = (args.profile,) if args.profile else ("sensitive", "balanced", "strict")
         budget = {"logs": args.byte_events, "spans": args.byte_events} if args.byte_events else None
         return {"rows": stationary.evaluate(signals, profiles, budget, progress)}

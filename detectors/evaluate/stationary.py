@@ -5,10 +5,12 @@ signal gets one long stream per profile, fed in chunks; only windows scored afte
 The 95 % interval is the exact Poisson interval on the number of alarms (chi-square quantiles via a
 normal approximation with continuity; enough for a pass/fail against +-50 %).
 
-Streams: metrics = AR(1) noise (phi 0.6) around a level, fed to the numeric detector; logs and
-spans = ``detectors.testing.synthetic_logs`` / ``synthetic_spans`` (stationary service traffic) fed
-to the cbad detector. Logs and spans are far slower per event than metrics, so their streams are
-shorter: ``events`` sets the budget per signal and profile.
+Streams: metrics = AR(1) noise (phi 0.6) around a level and counts = Poisson counts of mean 0.05
+(a counter's per-interval deltas, e.g. errors: mostly 0, sometimes 1 or 2; the sparsest common case,
+where a scale learnt from the errors collapses and ties dominate the window statistics), both fed to
+the numeric detector; logs and spans = ``detectors.testing.synthetic_logs`` / ``synthetic_spans``
+(stationary service traffic) fed to the cbad detector. Logs and spans are far slower per event than
+metrics, so their streams are shorter: ``events`` sets the budget per signal and profile.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from detectors import registry
 from detectors.evaluate._progress import Progress
 from detectors.profiles import PROFILES
 
+# signals fed to the numeric detector (cheap: run long enough for every profile) and to cbad
+NUMERIC_SIGNALS = ("metrics", "counts")
+SIGNALS = (*NUMERIC_SIGNALS, "logs", "spans")
+COUNT_MEAN = 0.05
 # windows needed so that the target is expected at least ~20 times (strict: 1e-4 -> 200k windows)
 _EXPECTED_ALARMS = 20
 _CHUNK = 4096
@@ -57,6 +63,16 @@ def metric_chunks(n: int, seed: int) -> Iterator[np.ndarray]:
         yield out
 
 
+def count_chunks(n: int, seed: int) -> Iterator[np.ndarray]:
+    """Per-interval deltas of a counter: Poisson counts of mean ``COUNT_MEAN``, as floats."""
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < n:
+        m = min(_CHUNK, n - done)
+        done += m
+        yield rng.poisson(COUNT_MEAN, m).astype(np.float64)
+
+
 def _byte_chunks(maker: Callable[[int, int], list[bytes]], n: int, seed: int) -> Iterator[list[bytes]]:
     done, part = 0, 0
     while done < n:
@@ -70,13 +86,15 @@ def measure(signal: str, profile: str, events: int | None = None, seed: int = 7,
             progress: bool = True) -> dict[str, Any]:
     prof = PROFILES[profile]
     need = int(_EXPECTED_ALARMS / prof.false_alarm_target) * prof.hop + 50 * prof.baseline
-    if signal == "metrics":
+    if signal not in SIGNALS:
+        raise ValueError(f"unknown signal {signal!r}; choose one of {', '.join(SIGNALS)}")
+    if signal in NUMERIC_SIGNALS:
         n = events if events is not None else need
     else:  # byte events cost ~0.01 ms each: ``events`` raises the cap, never pads a profile past its need
         n = min(need, events if events is not None else BYTE_EVENTS_CAP)
-    if signal == "metrics":
+    if signal in NUMERIC_SIGNALS:
         det = registry.create("numeric", profile=profile, seed=seed)
-        chunks: Iterator[Any] = metric_chunks(n, seed)
+        chunks: Iterator[Any] = (metric_chunks if signal == "metrics" else count_chunks)(n, seed)
     else:
         from detectors.testing import synthetic_logs, synthetic_spans
 
@@ -108,7 +126,7 @@ def measure(signal: str, profile: str, events: int | None = None, seed: int = 7,
             "expected_alarms": expected, "within_50pct": verdict, "cpu_s": cpu}
 
 
-def evaluate(signals: tuple[str, ...] = ("metrics", "logs", "spans"),
+def evaluate(signals: tuple[str, ...] = SIGNALS,
              profiles: tuple[str, ...] = tuple(PROFILES),
              budget: dict[str, int] | None = None, progress: bool = True) -> list[dict[str, Any]]:
     budget = budget or {}

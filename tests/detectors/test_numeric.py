@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from detectors import registry
+from detectors._kernels import numeric as K
 from detectors.numeric import NumericDetector
 
 
@@ -58,6 +59,52 @@ def test_missing_daily_peak_is_found_by_the_daily_model():
     in_day9 = [r for r in flagged if r.end_offset > 288 * 9]
     assert in_day9, "a missing daily peak inside the normal range was not flagged"
     assert in_day9[0].explanation["model"] == "daily"
+
+
+def test_tail_p_value_counts_only_the_values_above_a_tied_threshold():
+    # a history that is mostly zeros (the range model judging one row at a time): only the 10 positive
+    # values exceed the tail threshold, so a score among them is about as rare as its rank says, not
+    # diluted by the 5 % tail share made of zeros (the old fit gave ~9x the rank p-value here)
+    hist = np.sort(np.concatenate([np.zeros(2990), np.linspace(1.0, 3.0, 10)]))
+    rank = (1 + int((hist >= 2.0).sum())) / (hist.size + 1)
+    p = K._tail_p(hist, hist.size, 2.0, 0.05, 10, 0.1, 0.0)
+    assert p <= 11 / (hist.size + 1)
+    assert rank / 3 < p < 3 * rank
+    assert K._tail_p(hist, hist.size, 8.0, 0.05, 10, 0.1, 0.0) < 1 / (hist.size + 1)
+
+
+def _warm_alarms(values: np.ndarray, profile: str) -> tuple[int, int]:
+    results = [r for r in NumericDetector(profile=profile).update(values) if r.figures["warm"]]
+    return sum(r.is_anomaly for r in results), len(results)
+
+
+@pytest.mark.parametrize(("seed", "profile"), [(14, "sensitive"), (12, "balanced")])
+def test_sparse_counter_deltas_keep_the_false_alarm_target(seed, profile):
+    # a counter fed as per-interval deltas: mostly 0, sometimes 1 or 2. The error scale used to collapse
+    # to 0 on such a stream (fewer than 1 / clip non-zero errors) and every 1 then cost MAX_BITS, and the
+    # range model judged one step past its range in units of that collapsed scale: 3x (Poisson 0.05,
+    # sensitive) and 70x (0/1 with p = 0.02, balanced) the target
+    rng = np.random.default_rng(seed)
+    if profile == "sensitive":
+        x, target = rng.poisson(0.05, 60_000).astype(float), 1e-2
+    else:
+        x, target = (rng.random(120_000) < 0.02).astype(float), 1e-3
+    alarms, windows = _warm_alarms(x, profile)
+    assert windows > 5000
+    assert alarms <= 2.5 * target * windows, f"{alarms} false alarms in {windows} windows"
+
+
+def test_tail_does_not_extrapolate_a_cluster_of_near_ties():
+    # a count stream's range statistic: mostly 0, a cluster at "one step past the range" (~1.26 bits,
+    # smeared by the drifting scale). Fitting the cluster's spread as a tail gave it a scale of 0.1 bit
+    # and made the next step (2.52 bits) look 1e-7 rare; an unresolved tail falls back to 2^-bits
+    cluster = 1.26 + np.linspace(0.0, 0.05, 60)
+    hist = np.sort(np.concatenate([np.zeros(940), cluster]))
+    n = hist.size
+    assert K._tail_p(hist, n, 2.52, 0.05, 10, 0.1, 0.0) > 1 / (n + 1)
+    # a tail spread over bits is still fitted, and extrapolates below the rank
+    spread = np.sort(np.concatenate([np.zeros(940), 1.26 + np.linspace(0.0, 3.0, 60)]))
+    assert K._tail_p(spread, n, 12.0, 0.05, 10, 0.1, 0.0) < 0.1 / (n + 1)
 
 
 def test_snapshot_restore_continues_exactly():

@@ -78,6 +78,17 @@ def test_stationary_measure_counts_windows_after_warm_up():
     assert lo <= row["ratio"] <= hi
 
 
+def test_stationary_counts_stream_is_a_default_signal_near_its_target():
+    # counter deltas (Poisson 0.05) are measured like metrics, by default; the detector used to raise
+    # 3-30x the target on them (the error scale collapsed to 0 on a stream of mostly zero changes)
+    assert stationary.evaluate.__defaults__[0] == ("metrics", "counts", "logs", "spans")
+    row = stationary.measure("counts", "sensitive", events=40_000, progress=False)
+    assert row["signal"] == "counts" and row["windows"] > 3000
+    assert row["ratio"] < 2.0
+    with pytest.raises(ValueError, match="unknown signal"):
+        stationary.measure("gauges", "sensitive", events=100, progress=False)
+
+
 def test_hdfs_session_events_do_not_depend_on_the_hash_seed():
     code = ("from detectors.evaluate.logs import TransitionCodebook, hdfs_event; cb = TransitionCodebook(); "
             "print([hdfs_event(s.split(), cb).hex() for s in ('5 5 22 11 9 26 23 21', '22 5 5 4 3 2 26')])")

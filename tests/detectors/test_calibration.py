@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from detectors import registry
-from detectors.calibration import Calibrator, conformal_pvalue, severity, tail_quantile
+from detectors.calibration import (
+    SHAPE_MIN,
+    Calibrator,
+    calibration_capacity,
+    conformal_pvalue,
+    fit_tail,
+    severity,
+    tail_quantile,
+)
 from detectors.testing import synthetic_logs
 
 
@@ -76,3 +84,22 @@ def test_deterministic_for_a_seed():
     a = registry.create("cbad", profile="sensitive", seed=5).update(events)
     b = registry.create("cbad", profile="sensitive", seed=5).update(events)
     assert a == b
+
+
+def test_tail_fit_recovers_the_shape_and_clamps_light_tails():
+    """Probability-weighted moments on known tails: exponential (shape 0), a heavy Pareto (shape 0.3),
+    and a uniform (shape -1, clamped at SHAPE_MIN so noise cannot put the end point just above the sample)."""
+    rng = np.random.default_rng(4)
+    n = 20000
+    exponential = fit_tail(rng.exponential(2.0, n))
+    assert abs(exponential.shape) < 0.05
+    assert exponential.scale == pytest.approx(2.0, rel=0.1)
+    xi = 0.3
+    pareto = fit_tail((rng.random(n) ** -xi - 1.0) / xi)  # GPD(shape 0.3, scale 1) by inversion
+    assert pareto.shape == pytest.approx(xi, abs=0.06)
+    assert fit_tail(rng.random(n)).shape == SHAPE_MIN
+
+
+def test_calibration_history_is_long_enough_for_the_target():
+    assert calibration_capacity(1e-2) == calibration_capacity(1e-3) == 500
+    assert calibration_capacity(1e-4) == 2500

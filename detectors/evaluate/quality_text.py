@@ -40,7 +40,7 @@ to 10 windows for 80 to 120 extra false-positive rows; a short hold-off (24 to 6
 to 400) gained 5 points. That left balanced at 46.5 (sensitive 64.1). Second round (twelve runs): a
 defect, not a knob, was most of the gain: the range model's history is mostly zeros (a row inside the
 recent range costs nothing), and the tail fit counted those ties as exceedances, so a value beyond a
-rarely-left range looked up to 20x less rare than its history said; counting only the values strictly
+rarely-left range looked many times less rare than it was; counting only the values strictly
 above the tail threshold took balanced from 46.5 to 59.7 (sensitive 64.7). Then the previous-value
 predictor over 6 rows (+0.2), a 6,000-window calibration history (+0.1; +1.2 measured against 3,000 with
 the final weights), and predictor weights 0.01 instead of 0.001 (+3.7; neighbours 0.0033 and calibration

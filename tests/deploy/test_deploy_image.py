@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import pytest
 
 from tests.deploy.dockerfile import env_of, parse
 from tests.deploy.support import REPO, run
+from tests.fixtures.waiting import free_ports
 
 RUNTIME = parse(REPO / "Dockerfile")[-1]
 ENTRYPOINT = RUNTIME.last("ENTRYPOINT").exec_form()
@@ -138,21 +138,10 @@ def test_migrate_is_a_repeatable_one_off_command(image: Image):
     assert outputs[1].strip() == "schema up to date", outputs[1]
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 @pytest.fixture
 def serving(image: Image) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """ENTRYPOINT + CMD, listening on loopback ports instead of the image's fixed ones."""
-    grpc_port, http_port, api_port = _free_ports(3)
+    grpc_port, http_port, api_port = free_ports(3)
     argv = [*ENTRYPOINT, *CMD]
     data_dir_index = argv.index("--data-dir") + 1
     argv[data_dir_index] = str(image.root / "serve-data")

@@ -9,7 +9,7 @@ import pytest
 from otlp_gateway.config import load_config
 from otlp_gateway.store import PostgresStore, SqliteStore, StoreUnavailableError, open_store
 from otlp_gateway.telemetry.metrics import GatewayMetrics
-from tests.fixtures.postgres import _free_port
+from tests.fixtures.waiting import free_port
 from tests.store.support import make_record, run
 
 
@@ -30,7 +30,7 @@ def test_runbook_pool_knobs_size_the_pool(tmp_path: Path) -> None:
 
 def test_postgres_down_at_start_opens_and_reports_unavailable(tmp_path: Path) -> None:
     """The gateway must start (and spool) while the database is down: open() does not wait for it."""
-    config = load_config(env={"DATABASE_URL": f"postgresql://postgres@127.0.0.1:{_free_port()}/none"})
+    config = load_config(env={"DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/none"})
     metrics = GatewayMetrics()
 
     async def body() -> None:

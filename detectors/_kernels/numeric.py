@@ -150,14 +150,7 @@ def point_bits(values, lag_daily, lag_weekly, ring, level_ring, fstate, istate, 
 def _tail_p(sorted_k, n, s, tail_frac, tail_min, sigma_min, xi_min):
     """p-value of score ``s`` against the ``n`` sorted history scores (conformal, GPD tail)."""
     # conformal rank: (1 + #{h >= s}) / (n + 1)
-    lo = 0
-    hi = n
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if sorted_k[mid] < s:
-            lo = mid + 1
-        else:
-            hi = mid
+    lo = np.searchsorted(sorted_k[:n], s)
     p_rank = (1.0 + (n - lo)) / (n + 1.0)
     kt = max(tail_min, int(tail_frac * n))
     if kt >= n:
@@ -209,27 +202,12 @@ def _calib_push(ring_k, sorted_k, n, pos, value):
     """Insert ``value`` into the history (dropping the oldest when full); returns the new size."""
     cap = ring_k.shape[0]
     if n == cap:
-        old = ring_k[pos]
-        lo = 0
-        hi = n
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if sorted_k[mid] < old:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = np.searchsorted(sorted_k[:n], ring_k[pos])
         for i in range(lo, n - 1):
             sorted_k[i] = sorted_k[i + 1]
         n -= 1
     ring_k[pos] = value
-    lo = 0
-    hi = n
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if sorted_k[mid] <= value:
-            lo = mid + 1
-        else:
-            hi = mid
+    lo = np.searchsorted(sorted_k[:n], value, side="right")
     for i in range(n, lo, -1):
         sorted_k[i] = sorted_k[i - 1]
     sorted_k[lo] = value

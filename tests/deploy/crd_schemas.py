@@ -26,45 +26,43 @@ _LABEL_SELECTOR: dict[str, Any] = {
 _DURATION = {"type": "string",
              "pattern": r"^((\d+)y)?((\d+)w)?((\d+)d)?((\d+)h)?((\d+)m)?((\d+)s)?((\d+)ms)?$"}
 
-SERVICE_MONITOR: dict[str, Any] = {
+def _custom_resource(api_version: str, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The schema of a custom resource: the fixed envelope around the kind's ``spec`` schema."""
+    return {"type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+            "properties": {"apiVersion": {"const": api_version}, "kind": {"const": kind},
+                           "metadata": _METADATA, "spec": spec}}
+
+
+SERVICE_MONITOR = _custom_resource("monitoring.coreos.com/v1", "ServiceMonitor", {
     "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "required": ["selector", "endpoints"],
+    "additionalProperties": False,
     "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "kind": {"const": "ServiceMonitor"},
-        "metadata": _METADATA,
-        "spec": {
-            "type": "object",
-            "required": ["selector", "endpoints"],
-            "additionalProperties": False,
-            "properties": {
-                "jobLabel": {"type": "string"},
-                "targetLabels": {"type": "array", "items": {"type": "string"}},
-                "podTargetLabels": {"type": "array", "items": {"type": "string"}},
-                "selector": _LABEL_SELECTOR,
-                "namespaceSelector": {"type": "object", "additionalProperties": False,
-                                      "properties": {"any": {"type": "boolean"},
-                                                     "matchNames": {"type": "array",
-                                                                    "items": {"type": "string"}}}},
-                "sampleLimit": {"type": "integer"},
-                "endpoints": {
-                    "type": "array", "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {
-                            "port": {"type": "string"}, "targetPort": {"type": ["string", "integer"]},
-                            "path": {"type": "string"}, "scheme": {"enum": ["http", "https"]},
-                            "interval": _DURATION, "scrapeTimeout": _DURATION,
-                            "honorLabels": {"type": "boolean"}, "relabelings": {"type": "array"},
-                            "metricRelabelings": {"type": "array"}, "tlsConfig": {"type": "object"},
-                        },
-                    },
+        "jobLabel": {"type": "string"},
+        "targetLabels": {"type": "array", "items": {"type": "string"}},
+        "podTargetLabels": {"type": "array", "items": {"type": "string"}},
+        "selector": _LABEL_SELECTOR,
+        "namespaceSelector": {"type": "object", "additionalProperties": False,
+                              "properties": {"any": {"type": "boolean"},
+                                             "matchNames": {"type": "array",
+                                                            "items": {"type": "string"}}}},
+        "sampleLimit": {"type": "integer"},
+        "endpoints": {
+            "type": "array", "minItems": 1,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "port": {"type": "string"}, "targetPort": {"type": ["string", "integer"]},
+                    "path": {"type": "string"}, "scheme": {"enum": ["http", "https"]},
+                    "interval": _DURATION, "scrapeTimeout": _DURATION,
+                    "honorLabels": {"type": "boolean"}, "relabelings": {"type": "array"},
+                    "metricRelabelings": {"type": "array"}, "tlsConfig": {"type": "object"},
                 },
             },
         },
     },
-}
+})
 
 _RULE: dict[str, Any] = {
     "type": "object",
@@ -79,23 +77,14 @@ _RULE: dict[str, Any] = {
     },
 }
 
-PROMETHEUS_RULE: dict[str, Any] = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "kind": {"const": "PrometheusRule"},
-        "metadata": _METADATA,
-        "spec": {
-            "type": "object", "required": ["groups"], "additionalProperties": False,
-            "properties": {"groups": {"type": "array", "minItems": 1, "items": {
-                "type": "object", "required": ["name", "rules"], "additionalProperties": False,
-                "properties": {"name": {"type": "string"}, "interval": _DURATION,
-                               "limit": {"type": "integer"},
-                               "rules": {"type": "array", "items": _RULE}}}}},
-        },
-    },
-}
+PROMETHEUS_RULE = _custom_resource("monitoring.coreos.com/v1", "PrometheusRule", {
+    "type": "object", "required": ["groups"], "additionalProperties": False,
+    "properties": {"groups": {"type": "array", "minItems": 1, "items": {
+        "type": "object", "required": ["name", "rules"], "additionalProperties": False,
+        "properties": {"name": {"type": "string"}, "interval": _DURATION,
+                       "limit": {"type": "integer"},
+                       "rules": {"type": "array", "items": _RULE}}}}},
+})
 
 _PIPELINE = {
     "type": "object", "required": ["receivers", "exporters"], "additionalProperties": False,
@@ -120,32 +109,22 @@ COLLECTOR_CONFIG: dict[str, Any] = {
     },
 }
 
-OPENTELEMETRY_COLLECTOR: dict[str, Any] = {
+OPENTELEMETRY_COLLECTOR = _custom_resource("opentelemetry.io/v1beta1", "OpenTelemetryCollector", {
     "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "required": ["config"],
     "properties": {
-        "apiVersion": {"const": "opentelemetry.io/v1beta1"},
-        "kind": {"const": "OpenTelemetryCollector"},
-        "metadata": _METADATA,
-        "spec": {
-            "type": "object",
-            "required": ["config"],
-            "properties": {
-                "mode": {"enum": ["daemonset", "deployment", "sidecar", "statefulset"]},
-                # v1beta1 takes the collector configuration as an object (v1alpha1 took a string).
-                "config": COLLECTOR_CONFIG,
-                "resources": {"type": "object", "additionalProperties": False,
-                              "properties": {"requests": {"type": "object"}, "limits": {"type": "object"}}},
-                "image": {"type": "string"}, "replicas": {"type": "integer"},
-                "env": {"type": "array"}, "args": {"type": "object"},
-                "securityContext": {"type": "object"}, "managementState": {"enum": ["managed", "unmanaged"]},
-            },
-        },
+        "mode": {"enum": ["daemonset", "deployment", "sidecar", "statefulset"]},
+        # v1beta1 takes the collector configuration as an object (v1alpha1 took a string).
+        "config": COLLECTOR_CONFIG,
+        "resources": {"type": "object", "additionalProperties": False,
+                      "properties": {"requests": {"type": "object"}, "limits": {"type": "object"}}},
+        "image": {"type": "string"}, "replicas": {"type": "integer"},
+        "env": {"type": "array"}, "args": {"type": "object"},
+        "securityContext": {"type": "object"}, "managementState": {"enum": ["managed", "unmanaged"]},
     },
-}
+})
 
 CUSTOM_RESOURCES = {
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR,
-    ("monitoring.coreos.com/v1", "PrometheusRule"): PROMETHEUS_RULE,
-    ("opentelemetry.io/v1beta1", "OpenTelemetryCollector"): OPENTELEMETRY_COLLECTOR,
+    (schema["properties"]["apiVersion"]["const"], schema["properties"]["kind"]["const"]): schema
+    for schema in (SERVICE_MONITOR, PROMETHEUS_RULE, OPENTELEMETRY_COLLECTOR)
 }

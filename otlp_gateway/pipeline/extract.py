@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +82,18 @@ def any_value(value: Any) -> Any:
 
 def attributes(kvs: Any) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+def _scope_groups(resource_groups: Iterable[Any],
+                  scopes_field: str) -> Iterator[tuple[dict[str, Any], str, Any]]:
+    """(resource attributes, service, scope group) for every scope group of a request, in order.
+
+    Runs once per scope group, not per item, so the per-item loops of the callers stay as they were."""
+    for group in resource_groups:
+        res_attrs = attributes(group.resource.attributes)
+        service = service_of(res_attrs)
+        for scope_group in getattr(group, scopes_field):
+            yield res_attrs, service, scope_group
 
 
 def _json_default(obj: Any) -> Any:
@@ -155,20 +167,17 @@ class Extractor:
         route = self.router.stream_id
         canonical_span = self.canonical.span
         position = 0
-        for rs in message.resource_spans:
-            res_attrs = attributes(rs.resource.attributes)
-            service = service_of(res_attrs)
-            for ss in rs.scope_spans:
-                for span in ss.spans:
-                    attrs = attributes(span.attributes)
-                    name = span.name
-                    start = span.start_time_unix_nano
-                    stream_id = route("traces", service, name, attrs, res_attrs)
-                    batch = streams.get(stream_id) or self._batch(streams, stream_id, "traces", service, name)
-                    event = canonical_span(name, span.kind, span.status.code, span.end_time_unix_nano - start,
-                                           attrs)
-                    batch.add(event, span.trace_id, span.span_id, start, position)
-                    position += 1
+        for res_attrs, service, ss in _scope_groups(message.resource_spans, "scope_spans"):
+            for span in ss.spans:
+                attrs = attributes(span.attributes)
+                name = span.name
+                start = span.start_time_unix_nano
+                stream_id = route("traces", service, name, attrs, res_attrs)
+                batch = streams.get(stream_id) or self._batch(streams, stream_id, "traces", service, name)
+                event = canonical_span(name, span.kind, span.status.code, span.end_time_unix_nano - start,
+                                       attrs)
+                batch.add(event, span.trace_id, span.span_id, start, position)
+                position += 1
         return streams, position
 
     def _logs(self, message: ExportLogsServiceRequest) -> tuple[dict[str, StreamBatch], int]:
@@ -176,40 +185,34 @@ class Extractor:
         route = self.router.stream_id
         canonical_log = self.canonical.log
         position = 0
-        for rl in message.resource_logs:
-            res_attrs = attributes(rl.resource.attributes)
-            service = service_of(res_attrs)
-            for sl in rl.scope_logs:
-                scope = sl.scope.name
-                for record in sl.log_records:
-                    attrs = attributes(record.attributes)
-                    stream_id = route("logs", service, scope, attrs, res_attrs)
-                    batch = streams.get(stream_id) or self._batch(streams, stream_id, "logs", service, scope)
-                    body = render_body(record.body)
-                    event = canonical_log(body, record.severity_number, attrs)
-                    when = record.time_unix_nano or record.observed_time_unix_nano
-                    batch.add(event, record.trace_id, record.span_id, when, position)
-                    position += 1
+        for res_attrs, service, sl in _scope_groups(message.resource_logs, "scope_logs"):
+            scope = sl.scope.name
+            for record in sl.log_records:
+                attrs = attributes(record.attributes)
+                stream_id = route("logs", service, scope, attrs, res_attrs)
+                batch = streams.get(stream_id) or self._batch(streams, stream_id, "logs", service, scope)
+                body = render_body(record.body)
+                event = canonical_log(body, record.severity_number, attrs)
+                when = record.time_unix_nano or record.observed_time_unix_nano
+                batch.add(event, record.trace_id, record.span_id, when, position)
+                position += 1
         return streams, position
 
     def _metrics(self, message: ExportMetricsServiceRequest) -> tuple[dict[str, StreamBatch], int]:
         streams: dict[str, StreamBatch] = {}
         route = self.router.stream_id
         count = 0
-        for rm in message.resource_metrics:
-            res_attrs = attributes(rm.resource.attributes)
-            service = service_of(res_attrs)
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    for sub_name, value, attrs, ts in _metric_values(metric):
-                        stream_id = route("metrics", service, sub_name, attrs, res_attrs)
-                        if sub_name != metric.name and not stream_id.endswith(sub_name):
-                            # an explicit stream id still keeps the sub-streams apart
-                            stream_id = f"{stream_id}{sub_name[len(metric.name):]}"
-                        batch = streams.get(stream_id) or self._batch(streams, stream_id, "metrics", service,
-                                                                      sub_name)
-                        batch.add(value, b"", b"", ts, -1)
-                        count += 1
+        for res_attrs, service, sm in _scope_groups(message.resource_metrics, "scope_metrics"):
+            for metric in sm.metrics:
+                for sub_name, value, attrs, ts in _metric_values(metric):
+                    stream_id = route("metrics", service, sub_name, attrs, res_attrs)
+                    if sub_name != metric.name and not stream_id.endswith(sub_name):
+                        # an explicit stream id still keeps the sub-streams apart
+                        stream_id = f"{stream_id}{sub_name[len(metric.name):]}"
+                    batch = streams.get(stream_id) or self._batch(streams, stream_id, "metrics", service,
+                                                                  sub_name)
+                    batch.add(value, b"", b"", ts, -1)
+                    count += 1
         return streams, count
 
 

@@ -156,23 +156,6 @@ def adaptive_bits(tab, lt, ls, salt, mask, buf, starts, ends, i0, i1):
 
 
 @kernel
-def byte_entropy(buf, start, end):
-    """Order-0 empirical entropy (bits per byte, 0..8) of ``buf[start:end]``."""
-    counts = np.zeros(256, np.int64)
-    for j in range(start, end):
-        counts[buf[j]] += 1
-    n = end - start
-    if n <= 0:
-        return 0.0
-    h = 0.0
-    for c in counts:
-        if c > 0:
-            p = c / n
-            h -= p * math.log2(p)
-    return h
-
-
-@kernel
 def _histogram_entropy(hist):
     n = 0
     for c in hist:
@@ -185,6 +168,15 @@ def _histogram_entropy(hist):
             p = c / n
             h -= p * math.log2(p)
     return h
+
+
+@kernel
+def byte_entropy(buf, start, end):
+    """Order-0 empirical entropy (bits per byte, 0..8) of ``buf[start:end]``."""
+    counts = np.zeros(256, np.int64)
+    for j in range(start, end):
+        counts[buf[j]] += 1
+    return _histogram_entropy(counts)
 
 
 @kernel

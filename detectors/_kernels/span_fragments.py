@@ -213,6 +213,16 @@ def _digits_bits(v):
 
 
 @kernel
+def _miss(misses, n_miss, kind, row, h, extra):
+    """Record a cache miss (what, which span or KeyValue row, its hash, an extra hash); the new count."""
+    misses[n_miss, 0] = kind
+    misses[n_miss, 1] = row
+    misses[n_miss, 2] = np.int64(h)
+    misses[n_miss, 3] = np.int64(extra)
+    return n_miss + 1
+
+
+@kernel
 def assemble(buf, spans, times, n_spans, is_logs, kvs, fkeys, foff, flen, arena, kkeys, kflag,
              order, slots, misses, out, out_off, out_len, sizes):
     """Canonical bytes of every span (or log record: ``is_logs``) into ``out`` (item ``s`` at
@@ -234,11 +244,7 @@ def assemble(buf, spans, times, n_spans, is_logs, kvs, fkeys, foff, flen, arena,
             hh = head_hash(spans[s, SPAN_NAME_HASH], spans[s, SPAN_KIND], spans[s, SPAN_STATUS], times[s])
         hslot = find(fkeys, hh)
         if fkeys[hslot] == 0:
-            misses[n_miss, 0] = MISS_HEAD
-            misses[n_miss, 1] = s
-            misses[n_miss, 2] = np.int64(hh)
-            misses[n_miss, 3] = 0
-            n_miss += 1
+            n_miss = _miss(misses, n_miss, MISS_HEAD, s, hh, np.uint64(0))
         else:
             total += flen[hslot]
         slots[cursor] = hslot
@@ -266,13 +272,9 @@ def assemble(buf, spans, times, n_spans, is_logs, kvs, fkeys, foff, flen, arena,
             kslot = find(kkeys, kh)
             id_hash = mix(kh, _TAG_ID)
             if kkeys[kslot] == 0:
-                misses[n_miss, 0] = MISS_KEY
-                misses[n_miss, 1] = row
-                misses[n_miss, 2] = np.int64(id_hash)
-                misses[n_miss, 3] = np.int64(mix(kh, value_class(buf, kvs[row, KV_VAL_OFF],
-                                                                 kvs[row, KV_VAL_LEN], False)))
                 misses[n_miss, 4] = np.int64(kh)
-                n_miss += 1
+                n_miss = _miss(misses, n_miss, MISS_KEY, row, id_hash,
+                               mix(kh, value_class(buf, kvs[row, KV_VAL_OFF], kvs[row, KV_VAL_LEN], False)))
                 slots[cursor + kept] = -1
                 kept += 1
                 continue
@@ -282,11 +284,7 @@ def assemble(buf, spans, times, n_spans, is_logs, kvs, fkeys, foff, flen, arena,
                 fh = mix(kh, value_class(buf, kvs[row, KV_VAL_OFF], kvs[row, KV_VAL_LEN], False))
             fslot = find(fkeys, fh)
             if fkeys[fslot] == 0:
-                misses[n_miss, 0] = MISS_FRAGMENT
-                misses[n_miss, 1] = row
-                misses[n_miss, 2] = np.int64(fh)
-                misses[n_miss, 3] = 0
-                n_miss += 1
+                n_miss = _miss(misses, n_miss, MISS_FRAGMENT, row, fh, np.uint64(0))
             else:
                 total += flen[fslot]
             slots[cursor + kept] = fslot

@@ -190,6 +190,34 @@ def _status_code(buf, pos, end, code):
 
 
 @kernel
+def _length_delimited(buf, pos, end, wire):
+    """(start, end) of the length-delimited value whose length prefix is at ``pos``; end -1 when the wire
+    type is not 2 or the length runs past ``end``."""
+    if wire != 2:
+        return pos, np.int64(-1)
+    n, pos = read_varint(buf, pos, end)
+    if pos < 0 or n > np.uint64(end - pos):
+        return pos, np.int64(-1)
+    return pos, pos + np.int64(n)
+
+
+@kernel
+def _varint_field(buf, pos, end, wire):
+    """(value, next position) of a varint field; next position -1 when malformed."""
+    if wire != 0:
+        return np.uint64(0), np.int64(-1)
+    return read_varint(buf, pos, end)
+
+
+@kernel
+def _fixed64_field(buf, pos, end, wire):
+    """(value, next position) of a fixed64 field; next position -1 when malformed."""
+    if wire != 1 or pos + 8 > end:
+        return np.uint64(0), np.int64(-1)
+    return read_fixed64(buf, pos), pos + 8
+
+
+@kernel
 def _span(buf, pos, end, res, spans, s, times, kvs, k, kv_cap):
     """Fill span row ``s`` (KeyValues from row ``k`` on); returns the next KeyValue row, or -1 malformed,
     or -2 when the KeyValue table is full (the walk continues counting)."""
@@ -213,12 +241,9 @@ def _span(buf, pos, end, res, spans, s, times, kvs, k, kv_cap):
         field = tag >> np.uint64(3)
         wire = np.int64(tag & np.uint64(7))
         if field == 1 or field == 2 or field == 5 or field == 9 or field == 15:
-            if wire != 2:
+            pos, stop = _length_delimited(buf, pos, end, wire)
+            if stop < 0:
                 return -1
-            n, pos = read_varint(buf, pos, end)
-            if pos < 0 or n > np.uint64(end - pos):
-                return -1
-            stop = pos + np.int64(n)
             if field == 1:
                 spans[s, SPAN_TID_OFF] = pos
                 spans[s, SPAN_TID_LEN] = stop - pos
@@ -239,17 +264,15 @@ def _span(buf, pos, end, res, spans, s, times, kvs, k, kv_cap):
                 spans[s, SPAN_STATUS] = code
             pos = stop
         elif field == 6:
-            if wire != 0:
-                return -1
-            v, pos = read_varint(buf, pos, end)
+            v, pos = _varint_field(buf, pos, end, wire)
             if pos < 0:
                 return -1
             spans[s, SPAN_KIND] = _int32(v)
         elif field == 7 or field == 8:
-            if wire != 1 or pos + 8 > end:
+            v, pos = _fixed64_field(buf, pos, end, wire)
+            if pos < 0:
                 return -1
-            times[s, 0 if field == 7 else 1] = read_fixed64(buf, pos)
-            pos += 8
+            times[s, 0 if field == 7 else 1] = v
         else:
             pos = skip_field(buf, pos, end, wire)
             if pos < 0:
@@ -396,12 +419,9 @@ def _log_record(buf, pos, end, res, scope, items, s, times, kvs, k, kv_cap):
         field = tag >> np.uint64(3)
         wire = np.int64(tag & np.uint64(7))
         if field == 5 or field == 6 or field == 9 or field == 10:
-            if wire != 2:
+            pos, stop = _length_delimited(buf, pos, end, wire)
+            if stop < 0:
                 return -1
-            n, pos = read_varint(buf, pos, end)
-            if pos < 0 or n > np.uint64(end - pos):
-                return -1
-            stop = pos + np.int64(n)
             if field == 5:
                 if items[s, LOG_BODY_LEN] >= 0:
                     return -1  # a second body message would be merged by protobuf
@@ -419,17 +439,15 @@ def _log_record(buf, pos, end, res, scope, items, s, times, kvs, k, kv_cap):
                 count += 1
             pos = stop
         elif field == 2:
-            if wire != 0:
-                return -1
-            v, pos = read_varint(buf, pos, end)
+            v, pos = _varint_field(buf, pos, end, wire)
             if pos < 0:
                 return -1
             items[s, LOG_SEVERITY] = _int32(v)
         elif field == 1 or field == 11:
-            if wire != 1 or pos + 8 > end:
+            v, pos = _fixed64_field(buf, pos, end, wire)
+            if pos < 0:
                 return -1
-            times[s, 0 if field == 1 else 1] = read_fixed64(buf, pos)
-            pos += 8
+            times[s, 0 if field == 1 else 1] = v
         else:
             pos = skip_field(buf, pos, end, wire)
             if pos < 0:

@@ -7,16 +7,18 @@ import binascii
 import datetime as dt
 import json
 import math
-from dataclasses import fields
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
 
-from otlp_gateway.store.base import AnomalyRecord
+from otlp_gateway.store.base import AnomalyFilter, AnomalyRecord, ApiKey, AuditEntry, Page, StreamInfo
 from otlp_gateway.store.errors import InvalidCursorError
 
 FIGURE_COLUMNS: tuple[str, ...] = (
     "novelty_bits_per_byte", "novelty_bits_per_event", "ncd", "compression_ratio_baseline",
     "compression_ratio_window", "entropy_baseline", "entropy_window", "delta_bits",
 )
+"""Detector figures stored as their own columns (all figures are also kept in the JSON ``figures``)."""
 
 
 # Column lists shared by both backends (their SQL differs only in placeholders and casts).
@@ -32,7 +34,6 @@ ANOMALY_READ_COLUMNS = (
 STREAM_COLUMNS = "stream_id, signal, service, name, state, profile, settings, events_seen, updated_at"
 KEY_COLUMNS = "key_id, name, role, secret_hash, created_at, revoked_at, rotated_at, last_used_at"
 AUDIT_COLUMNS = "id, actor, action, target, before, after, at"
-"""Detector figures stored as their own columns (all figures are also kept in the JSON ``figures``)."""
 
 ANOMALY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(AnomalyRecord))
 
@@ -121,3 +122,165 @@ def record_from_plain(data: dict[str, Any]) -> AnomalyRecord:
     for name in ("window_start", "window_end", "detected_at"):
         values[name] = dt.datetime.fromisoformat(values[name])
     return AnomalyRecord(**{k: v for k, v in values.items() if k in ANOMALY_FIELDS})
+
+
+# --- shared by both backends' SQL: value tuples, row decoding, filters and keyset pages
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def anomaly_values(rec: AnomalyRecord, time: Callable[[dt.datetime], Any] = _as_is,
+                   flag: Callable[[bool], Any] = _as_is) -> tuple[Any, ...]:
+    """One anomaly's values in ``ANOMALY_WRITE_COLUMNS`` order; ``time``/``flag`` adapt to the backend."""
+    figures = rec.figures
+    return (
+        rec.id, rec.stream_id, rec.signal, rec.service, time(rec.window_start), time(rec.window_end),
+        rec.window_start_offset, rec.window_end_offset, rec.score, rec.p_value, rec.severity,
+        *(figure_value(figures, name) for name in FIGURE_COLUMNS),
+        dumps_json(figures), dumps_json(rec.explanation), dumps_json(rec.evidence),
+        rec.detector, rec.config_hash, rec.seed, rec.engine_version, flag(rec.is_drift), rec.status,
+        time(rec.detected_at),
+    )
+
+
+def stream_values(info: StreamInfo, time: Callable[[dt.datetime], Any]) -> tuple[Any, ...]:
+    """One stream's values in ``STREAM_COLUMNS`` order."""
+    return (info.stream_id, info.signal, info.service, info.name, info.state, info.profile,
+            dumps_json(info.settings), info.events_seen, time(info.updated_at))
+
+
+def api_key_values(key: ApiKey, time: Callable[[dt.datetime], Any]) -> tuple[Any, ...]:
+    """One key's values in ``KEY_COLUMNS`` order."""
+    return (key.key_id, key.name, key.role, key.secret_hash, time(key.created_at),
+            *(None if v is None else time(v) for v in (key.revoked_at, key.rotated_at, key.last_used_at)))
+
+
+def audit_values(entry: AuditEntry, time: Callable[[dt.datetime], Any]) -> tuple[Any, ...]:
+    """(actor, action, target, before, after, at) of an entry to append."""
+    return (entry.actor, entry.action, entry.target,
+            None if entry.before is None else dumps_json(entry.before),
+            None if entry.after is None else dumps_json(entry.after), time(entry.at))
+
+
+class Row(Protocol):
+    """A result row addressed by column name (psycopg's dict row, ``sqlite3.Row``)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RowDecoder:
+    """Rows to records; only how a backend returns times and JSON columns differs."""
+
+    time: Callable[[Any], dt.datetime]
+    json: Callable[[Any], Any]
+
+    def _optional_time(self, value: Any) -> dt.datetime | None:
+        return None if value is None else self.time(value)
+
+    def _optional_json(self, value: Any) -> Any:
+        return None if value is None else self.json(value)
+
+    def anomaly(self, row: Row) -> AnomalyRecord:
+        return AnomalyRecord(
+            id=row["id"], stream_id=row["stream_id"], signal=row["signal"], service=row["service"],
+            window_start_offset=row["window_start_offset"], window_end_offset=row["window_end_offset"],
+            window_start=self.time(row["window_start"]), window_end=self.time(row["window_end"]),
+            score=row["score"], p_value=row["p_value"], severity=row["severity"],
+            figures=self.json(row["figures"]), explanation=self.json(row["explanation"]),
+            evidence=self.json(row["evidence"]), detector=row["detector"], config_hash=row["config_hash"],
+            seed=row["seed"], engine_version=row["engine_version"], is_drift=bool(row["is_drift"]),
+            status=row["status"], detected_at=self.time(row["detected_at"]),
+        )
+
+    def stream(self, row: Row) -> StreamInfo:
+        return StreamInfo(
+            stream_id=row["stream_id"], signal=row["signal"], service=row["service"], name=row["name"],
+            state=row["state"], profile=row["profile"], settings=self.json(row["settings"]),
+            events_seen=row["events_seen"], updated_at=self.time(row["updated_at"]))
+
+    def api_key(self, row: Row) -> ApiKey:
+        return ApiKey(
+            key_id=row["key_id"], name=row["name"], role=row["role"], secret_hash=row["secret_hash"],
+            created_at=self.time(row["created_at"]), revoked_at=self._optional_time(row["revoked_at"]),
+            rotated_at=self._optional_time(row["rotated_at"]),
+            last_used_at=self._optional_time(row["last_used_at"]))
+
+    def audit(self, row: Row) -> AuditEntry:
+        return AuditEntry(
+            id=row["id"], actor=row["actor"], action=row["action"], target=row["target"],
+            before=self._optional_json(row["before"]), after=self._optional_json(row["after"]),
+            at=self.time(row["at"]))
+
+
+def check_limit(limit: int) -> None:
+    if limit <= 0:
+        raise ValueError(f"limit must be positive, got {limit}")
+
+
+# Equality filters of AnomalyFilter, in the order their parameters are bound.
+_ANOMALY_EQUALITY_FILTERS: tuple[str, ...] = ("stream_id", "service", "signal", "severity", "status")
+
+
+def _where(conds: list[str]) -> str:
+    return (" WHERE " + " AND ".join(conds)) if conds else ""
+
+
+def anomaly_where(flt: AnomalyFilter, cursor: str | None, placeholder: str,
+                  time: Callable[[dt.datetime], Any]) -> tuple[str, list[Any]]:
+    """`` WHERE ...`` (or "") and its parameters for an anomaly query page, newest first."""
+    conds: list[str] = []
+    params: list[Any] = []
+    for column in _ANOMALY_EQUALITY_FILTERS:  # column names from the fixed tuple, never input
+        value = getattr(flt, column)
+        if value is not None:
+            conds.append(f"{column} = {placeholder}")
+            params.append(value)
+    if flt.since is not None:
+        conds.append(f"detected_at >= {placeholder}")
+        params.append(time(flt.since))
+    if flt.until is not None:
+        conds.append(f"detected_at < {placeholder}")
+        params.append(time(flt.until))
+    if cursor is not None:
+        at, last_id = decode_cursor(cursor, str)
+        conds.append(f"(detected_at, id) < ({placeholder}, {placeholder})")
+        params.extend((time(at), last_id))
+    return _where(conds), params
+
+
+def audit_where(since: dt.datetime | None, actor: str | None, cursor: str | None, placeholder: str,
+                time: Callable[[dt.datetime], Any]) -> tuple[str, list[Any]]:
+    """`` WHERE ...`` (or "") and its parameters for an audit log page, newest first."""
+    conds: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        conds.append(f"at >= {placeholder}")
+        params.append(time(since))
+    if actor is not None:
+        conds.append(f"actor = {placeholder}")
+        params.append(actor)
+    if cursor is not None:
+        at, last_id = decode_cursor(cursor, int)
+        conds.append(f"(at, id) < ({placeholder}, {placeholder})")
+        params.extend((time(at), last_id))
+    return _where(conds), params
+
+
+def anomaly_page(rows: Sequence[Row], limit: int, decoder: RowDecoder) -> Page:
+    """A page from ``limit + 1`` fetched rows: the extra row only says there is a next page."""
+    items = [decoder.anomaly(r) for r in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = encode_cursor(items[-1].detected_at, items[-1].id)
+    return Page(items, next_cursor)
+
+
+def audit_page(rows: Sequence[Row], limit: int, decoder: RowDecoder) -> tuple[list[AuditEntry], str | None]:
+    """Entries and next cursor from ``limit + 1`` fetched rows."""
+    entries = [decoder.audit(r) for r in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = encode_cursor(entries[-1].at, int(entries[-1].id or 0))
+    return entries, next_cursor

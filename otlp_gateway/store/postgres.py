@@ -104,42 +104,8 @@ def _connect_kwargs(dsn: str) -> dict[str, Any]:
     return extra
 
 
-def _anomaly_row(rec: AnomalyRecord) -> tuple[Any, ...]:
-    figures = rec.figures
-    return (
-        rec.id, rec.stream_id, rec.signal, rec.service, rec.window_start, rec.window_end,
-        rec.window_start_offset, rec.window_end_offset, rec.score, rec.p_value, rec.severity,
-        *(codec.figure_value(figures, name) for name in codec.FIGURE_COLUMNS),
-        codec.dumps_json(figures), codec.dumps_json(rec.explanation), codec.dumps_json(rec.evidence),
-        rec.detector, rec.config_hash, rec.seed, rec.engine_version, rec.is_drift, rec.status,
-        rec.detected_at,
-    )
-
-
-def _anomaly_from(row: dict[str, Any]) -> AnomalyRecord:
-    for name in ("window_start", "window_end", "detected_at"):
-        row[name] = codec.as_utc(row[name])
-    return AnomalyRecord(**row)
-
-
-def _stream_from(row: dict[str, Any]) -> StreamInfo:
-    row["updated_at"] = codec.as_utc(row["updated_at"])
-    return StreamInfo(**row)
-
-
-def _utc_or_none(value: dt.datetime | None) -> dt.datetime | None:
-    return None if value is None else codec.as_utc(value)
-
-
-def _key_from(row: dict[str, Any]) -> ApiKey:
-    for name in ("created_at", "revoked_at", "rotated_at", "last_used_at"):
-        row[name] = _utc_or_none(row[name])
-    return ApiKey(**row)
-
-
-def _audit_from(row: dict[str, Any]) -> AuditEntry:
-    row["at"] = codec.as_utc(row["at"])
-    return AuditEntry(**row)
+# psycopg returns aware datetimes (in the session's zone) and jsonb already decoded.
+_DECODE = codec.RowDecoder(time=codec.as_utc, json=lambda value: value)
 
 
 async def migrate_postgres(dsn: str) -> list[str]:
@@ -230,7 +196,7 @@ class PostgresStore:
         if not rows:
             return 0
         # Encoding 500 rows takes ~10 ms of CPU: do it off the loop so ingest keeps being served.
-        encoded = await asyncio.to_thread(lambda: [_anomaly_row(r) for r in rows])
+        encoded = await asyncio.to_thread(lambda: [codec.anomaly_values(r) for r in rows])
         async with _db_errors(), self._pool.connection() as conn, conn.cursor() as cur:
             async with cur.copy(_COPY_INCOMING) as copy:
                 copy.set_types(list(_COPY_TYPES))
@@ -240,44 +206,21 @@ class PostgresStore:
             return max(cur.rowcount, 0)
 
     async def query_anomalies(self, flt: AnomalyFilter, limit: int, cursor: str | None) -> Page:
-        if limit <= 0:
-            raise ValueError(f"limit must be positive, got {limit}")
-        conds: list[sql.Composable] = []
-        params: list[Any] = []
-        for column, value in (("stream_id", flt.stream_id), ("service", flt.service),
-                              ("signal", flt.signal), ("severity", flt.severity), ("status", flt.status)):
-            if value is not None:
-                conds.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
-                params.append(value)
-        if flt.since is not None:
-            conds.append(sql.SQL("detected_at >= %s"))
-            params.append(codec.as_utc(flt.since))
-        if flt.until is not None:
-            conds.append(sql.SQL("detected_at < %s"))
-            params.append(codec.as_utc(flt.until))
-        if cursor is not None:
-            at, last_id = codec.decode_cursor(cursor, str)
-            conds.append(sql.SQL("(detected_at, id) < (%s, %s)"))
-            params.extend((at, last_id))
-        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
-        query = _SELECT_ANOMALY + where + sql.SQL(" ORDER BY detected_at DESC, id DESC LIMIT %s")
-        params.append(limit + 1)
-        rows = await self._fetch(query, params)
-        items = [_anomaly_from(r) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            next_cursor = codec.encode_cursor(items[-1].detected_at, items[-1].id)
-        return Page(items, next_cursor)
+        codec.check_limit(limit)
+        where, params = codec.anomaly_where(flt, cursor, "%s", codec.as_utc)
+        query = _SELECT_ANOMALY + sql.SQL(where + " ORDER BY detected_at DESC, id DESC LIMIT %s")
+        rows = await self._fetch(query, [*params, limit + 1])
+        return codec.anomaly_page(rows, limit, _DECODE)
 
     async def get_anomaly(self, anomaly_id: str) -> AnomalyRecord | None:
         rows = await self._fetch(_SELECT_ANOMALY + sql.SQL(" WHERE id = %s"), (anomaly_id,))
-        return _anomaly_from(rows[0]) if rows else None
+        return _DECODE.anomaly(rows[0]) if rows else None
 
     async def set_anomaly_status(self, anomaly_id: str, status: AnomalyStatus) -> AnomalyRecord | None:
         rows = await self._fetch(
             f"UPDATE anomalies SET status = %s WHERE id = %s RETURNING {_ANOMALY_READ}",
             (status, anomaly_id))
-        return _anomaly_from(rows[0]) if rows else None
+        return _DECODE.anomaly(rows[0]) if rows else None
 
     # --- streams and detector state
 
@@ -288,16 +231,15 @@ class PostgresStore:
             "name = EXCLUDED.name, state = EXCLUDED.state, profile = EXCLUDED.profile, "
             "settings = EXCLUDED.settings, events_seen = EXCLUDED.events_seen, "
             "updated_at = EXCLUDED.updated_at",
-            (info.stream_id, info.signal, info.service, info.name, info.state, info.profile,
-             codec.dumps_json(info.settings), info.events_seen, codec.as_utc(info.updated_at)))
+            codec.stream_values(info, codec.as_utc))
 
     async def list_streams(self) -> list[StreamInfo]:
         rows = await self._fetch(f"SELECT {_STREAM_COLUMNS} FROM streams ORDER BY stream_id", ())
-        return [_stream_from(r) for r in rows]
+        return [_DECODE.stream(r) for r in rows]
 
     async def get_stream(self, stream_id: str) -> StreamInfo | None:
         rows = await self._fetch(f"SELECT {_STREAM_COLUMNS} FROM streams WHERE stream_id = %s", (stream_id,))
-        return _stream_from(rows[0]) if rows else None
+        return _DECODE.stream(rows[0]) if rows else None
 
     async def save_state(self, stream_id: str, snapshot: bytes) -> None:
         await self._execute(
@@ -315,23 +257,21 @@ class PostgresStore:
     async def create_api_key(self, key: ApiKey) -> None:
         await self._execute(
             f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (key.key_id, key.name, key.role, key.secret_hash, codec.as_utc(key.created_at),
-             _utc_or_none(key.revoked_at), _utc_or_none(key.rotated_at), _utc_or_none(key.last_used_at)))
+            codec.api_key_values(key, codec.as_utc))
 
     async def get_api_key(self, key_id: str) -> ApiKey | None:
         rows = await self._fetch(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = %s", (key_id,))
-        return _key_from(rows[0]) if rows else None
+        return _DECODE.api_key(rows[0]) if rows else None
 
     async def list_api_keys(self) -> list[ApiKey]:
         rows = await self._fetch(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, key_id", ())
-        return [_key_from(r) for r in rows]
+        return [_DECODE.api_key(r) for r in rows]
 
     async def update_api_key(self, key: ApiKey) -> None:
         await self._execute(
             "UPDATE api_keys SET name = %s, role = %s, secret_hash = %s, created_at = %s, revoked_at = %s, "
             "rotated_at = %s, last_used_at = %s WHERE key_id = %s",
-            (key.name, key.role, key.secret_hash, codec.as_utc(key.created_at), _utc_or_none(key.revoked_at),
-             _utc_or_none(key.rotated_at), _utc_or_none(key.last_used_at), key.key_id))
+            (*codec.api_key_values(key, codec.as_utc)[1:], key.key_id))
 
     async def touch_api_key(self, key_id: str, at: dt.datetime) -> None:
         await self._execute("UPDATE api_keys SET last_used_at = %s WHERE key_id = %s",
@@ -341,38 +281,18 @@ class PostgresStore:
         rows = await self._fetch(
             "INSERT INTO audit_log (actor, action, target, before, after, at) "
             "VALUES (%s, %s, %s, %s::jsonb, %s::jsonb, %s) RETURNING id",
-            (entry.actor, entry.action, entry.target,
-             None if entry.before is None else codec.dumps_json(entry.before),
-             None if entry.after is None else codec.dumps_json(entry.after), codec.as_utc(entry.at)))
+            codec.audit_values(entry, codec.as_utc))
         entry.id = int(rows[0]["id"])
         return entry.id
 
     async def query_audit(self, since: dt.datetime | None, actor: str | None, limit: int,
                           cursor: str | None) -> tuple[list[AuditEntry], str | None]:
-        if limit <= 0:
-            raise ValueError(f"limit must be positive, got {limit}")
-        conds: list[sql.Composable] = []
-        params: list[Any] = []
-        if since is not None:
-            conds.append(sql.SQL("at >= %s"))
-            params.append(codec.as_utc(since))
-        if actor is not None:
-            conds.append(sql.SQL("actor = %s"))
-            params.append(actor)
-        if cursor is not None:
-            at, last_id = codec.decode_cursor(cursor, int)
-            conds.append(sql.SQL("(at, id) < (%s, %s)"))
-            params.extend((at, last_id))
-        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
-        query = (sql.SQL(f"SELECT {_AUDIT_COLUMNS} FROM audit_log") + where
-                 + sql.SQL(" ORDER BY at DESC, id DESC LIMIT %s"))
-        params.append(limit + 1)
-        rows = await self._fetch(query, params)
-        entries = [_audit_from(r) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            next_cursor = codec.encode_cursor(entries[-1].at, int(entries[-1].id or 0))
-        return entries, next_cursor
+        codec.check_limit(limit)
+        where, params = codec.audit_where(since, actor, cursor, "%s", codec.as_utc)
+        rows = await self._fetch(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit_log{where} ORDER BY at DESC, id DESC LIMIT %s",
+            [*params, limit + 1])
+        return codec.audit_page(rows, limit, _DECODE)
 
     # --- plumbing
 

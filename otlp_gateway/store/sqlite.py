@@ -53,14 +53,6 @@ def ts(value: dt.datetime) -> str:
     return codec.as_utc(value).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def ts_or_none(value: dt.datetime | None) -> str | None:
-    return None if value is None else ts(value)
-
-
-def parse_ts(value: str | None) -> dt.datetime | None:
-    return None if value is None else dt.datetime.fromisoformat(value)
-
-
 def _classify(exc: BaseException) -> Exception | None:
     if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE constraint failed" in str(exc):
         return AlreadyExistsError(str(exc))
@@ -149,52 +141,8 @@ def migrate_sqlite(path: Path) -> list[str]:
             conn.close()
 
 
-def _anomaly_params(rec: AnomalyRecord) -> tuple[Any, ...]:
-    figures = rec.figures
-    return (
-        rec.id, rec.stream_id, rec.signal, rec.service, ts(rec.window_start), ts(rec.window_end),
-        rec.window_start_offset, rec.window_end_offset, rec.score, rec.p_value, rec.severity,
-        *(codec.figure_value(figures, name) for name in codec.FIGURE_COLUMNS),
-        codec.dumps_json(figures), codec.dumps_json(rec.explanation), codec.dumps_json(rec.evidence),
-        rec.detector, rec.config_hash, rec.seed, rec.engine_version, int(rec.is_drift), rec.status,
-        ts(rec.detected_at),
-    )
-
-
-def _anomaly_from(row: sqlite3.Row) -> AnomalyRecord:
-    return AnomalyRecord(
-        id=row["id"], stream_id=row["stream_id"], signal=row["signal"], service=row["service"],
-        window_start_offset=row["window_start_offset"], window_end_offset=row["window_end_offset"],
-        window_start=dt.datetime.fromisoformat(row["window_start"]),
-        window_end=dt.datetime.fromisoformat(row["window_end"]),
-        score=row["score"], p_value=row["p_value"], severity=row["severity"],
-        figures=json.loads(row["figures"]), explanation=json.loads(row["explanation"]),
-        evidence=json.loads(row["evidence"]), detector=row["detector"], config_hash=row["config_hash"],
-        seed=row["seed"], engine_version=row["engine_version"], is_drift=bool(row["is_drift"]),
-        status=row["status"], detected_at=dt.datetime.fromisoformat(row["detected_at"]),
-    )
-
-
-def _stream_from(row: sqlite3.Row) -> StreamInfo:
-    return StreamInfo(
-        stream_id=row["stream_id"], signal=row["signal"], service=row["service"], name=row["name"],
-        state=row["state"], profile=row["profile"], settings=json.loads(row["settings"]),
-        events_seen=row["events_seen"], updated_at=dt.datetime.fromisoformat(row["updated_at"]))
-
-
-def _key_from(row: sqlite3.Row) -> ApiKey:
-    return ApiKey(
-        key_id=row["key_id"], name=row["name"], role=row["role"], secret_hash=row["secret_hash"],
-        created_at=dt.datetime.fromisoformat(row["created_at"]), revoked_at=parse_ts(row["revoked_at"]),
-        rotated_at=parse_ts(row["rotated_at"]), last_used_at=parse_ts(row["last_used_at"]))
-
-
-def _audit_from(row: sqlite3.Row) -> AuditEntry:
-    return AuditEntry(
-        id=row["id"], actor=row["actor"], action=row["action"], target=row["target"],
-        before=None if row["before"] is None else json.loads(row["before"]),
-        after=None if row["after"] is None else json.loads(row["after"]),
-        at=dt.datetime.fromisoformat(row["at"]))
+# Times are stored as fixed-width ISO text (``ts``) and JSON columns as text.
+_DECODE = codec.RowDecoder(time=dt.datetime.fromisoformat, json=json.loads)
 
 
 class SqliteStore:
@@ -236,7 +184,7 @@ class SqliteStore:
         if not rows:
             return 0
         def write(conn: sqlite3.Connection) -> int:
-            params = [_anomaly_params(r) for r in rows]  # encoded on the store thread, not the loop
+            params = [codec.anomaly_values(r, ts, int) for r in rows]  # on the store thread, not the loop
             with _transaction(conn):
                 before = conn.total_changes
                 conn.executemany(_INSERT_ANOMALY, params)
@@ -245,43 +193,20 @@ class SqliteStore:
         return await self._with_conn(write)
 
     async def query_anomalies(self, flt: AnomalyFilter, limit: int, cursor: str | None) -> Page:
-        if limit <= 0:
-            raise ValueError(f"limit must be positive, got {limit}")
-        conds: list[str] = []
-        params: list[Any] = []
-        for column, value in (("stream_id", flt.stream_id), ("service", flt.service),
-                              ("signal", flt.signal), ("severity", flt.severity), ("status", flt.status)):
-            if value is not None:
-                conds.append(f"{column} = ?")  # column names from the fixed tuple above, never input
-                params.append(value)
-        if flt.since is not None:
-            conds.append("detected_at >= ?")
-            params.append(ts(flt.since))
-        if flt.until is not None:
-            conds.append("detected_at < ?")
-            params.append(ts(flt.until))
-        if cursor is not None:
-            at, last_id = codec.decode_cursor(cursor, str)
-            conds.append("(detected_at, id) < (?, ?)")
-            params.extend((ts(at), last_id))
-        where = (" WHERE " + " AND ".join(conds)) if conds else ""
+        codec.check_limit(limit)
+        where, params = codec.anomaly_where(flt, cursor, "?", ts)
         query = f"SELECT {_ANOMALY_READ} FROM anomalies{where} ORDER BY detected_at DESC, id DESC LIMIT ?"
-        params.append(limit + 1)
-        rows = await self._fetch(query, params)
-        items = [_anomaly_from(r) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            next_cursor = codec.encode_cursor(items[-1].detected_at, items[-1].id)
-        return Page(items, next_cursor)
+        rows = await self._fetch(query, [*params, limit + 1])
+        return codec.anomaly_page(rows, limit, _DECODE)
 
     async def get_anomaly(self, anomaly_id: str) -> AnomalyRecord | None:
         rows = await self._fetch(f"SELECT {_ANOMALY_READ} FROM anomalies WHERE id = ?", (anomaly_id,))
-        return _anomaly_from(rows[0]) if rows else None
+        return _DECODE.anomaly(rows[0]) if rows else None
 
     async def set_anomaly_status(self, anomaly_id: str, status: AnomalyStatus) -> AnomalyRecord | None:
         rows = await self._fetch(
             f"UPDATE anomalies SET status = ? WHERE id = ? RETURNING {_ANOMALY_READ}", (status, anomaly_id))
-        return _anomaly_from(rows[0]) if rows else None
+        return _DECODE.anomaly(rows[0]) if rows else None
 
     # --- streams and detector state
 
@@ -292,16 +217,15 @@ class SqliteStore:
             "name = excluded.name, state = excluded.state, profile = excluded.profile, "
             "settings = excluded.settings, events_seen = excluded.events_seen, "
             "updated_at = excluded.updated_at",
-            (info.stream_id, info.signal, info.service, info.name, info.state, info.profile,
-             codec.dumps_json(info.settings), info.events_seen, ts(info.updated_at)))
+            codec.stream_values(info, ts))
 
     async def list_streams(self) -> list[StreamInfo]:
         rows = await self._fetch(f"SELECT {_STREAM_COLUMNS} FROM streams ORDER BY stream_id", ())
-        return [_stream_from(r) for r in rows]
+        return [_DECODE.stream(r) for r in rows]
 
     async def get_stream(self, stream_id: str) -> StreamInfo | None:
         rows = await self._fetch(f"SELECT {_STREAM_COLUMNS} FROM streams WHERE stream_id = ?", (stream_id,))
-        return _stream_from(rows[0]) if rows else None
+        return _DECODE.stream(rows[0]) if rows else None
 
     async def save_state(self, stream_id: str, snapshot: bytes) -> None:
         await self._execute(
@@ -319,23 +243,21 @@ class SqliteStore:
     async def create_api_key(self, key: ApiKey) -> None:
         await self._execute(
             f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (key.key_id, key.name, key.role, key.secret_hash, ts(key.created_at), ts_or_none(key.revoked_at),
-             ts_or_none(key.rotated_at), ts_or_none(key.last_used_at)))
+            codec.api_key_values(key, ts))
 
     async def get_api_key(self, key_id: str) -> ApiKey | None:
         rows = await self._fetch(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,))
-        return _key_from(rows[0]) if rows else None
+        return _DECODE.api_key(rows[0]) if rows else None
 
     async def list_api_keys(self) -> list[ApiKey]:
         rows = await self._fetch(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, key_id", ())
-        return [_key_from(r) for r in rows]
+        return [_DECODE.api_key(r) for r in rows]
 
     async def update_api_key(self, key: ApiKey) -> None:
         await self._execute(
             "UPDATE api_keys SET name = ?, role = ?, secret_hash = ?, created_at = ?, revoked_at = ?, "
             "rotated_at = ?, last_used_at = ? WHERE key_id = ?",
-            (key.name, key.role, key.secret_hash, ts(key.created_at), ts_or_none(key.revoked_at),
-             ts_or_none(key.rotated_at), ts_or_none(key.last_used_at), key.key_id))
+            (*codec.api_key_values(key, ts)[1:], key.key_id))
 
     async def touch_api_key(self, key_id: str, at: dt.datetime) -> None:
         await self._execute("UPDATE api_keys SET last_used_at = ? WHERE key_id = ?", (ts(at), key_id))
@@ -344,37 +266,18 @@ class SqliteStore:
         rows = await self._fetch(
             "INSERT INTO audit_log (actor, action, target, before, after, at) VALUES (?, ?, ?, ?, ?, ?) "
             "RETURNING id",
-            (entry.actor, entry.action, entry.target,
-             None if entry.before is None else codec.dumps_json(entry.before),
-             None if entry.after is None else codec.dumps_json(entry.after), ts(entry.at)))
+            codec.audit_values(entry, ts))
         entry.id = int(rows[0]["id"])
         return entry.id
 
     async def query_audit(self, since: dt.datetime | None, actor: str | None, limit: int,
                           cursor: str | None) -> tuple[list[AuditEntry], str | None]:
-        if limit <= 0:
-            raise ValueError(f"limit must be positive, got {limit}")
-        conds: list[str] = []
-        params: list[Any] = []
-        if since is not None:
-            conds.append("at >= ?")
-            params.append(ts(since))
-        if actor is not None:
-            conds.append("actor = ?")
-            params.append(actor)
-        if cursor is not None:
-            at, last_id = codec.decode_cursor(cursor, int)
-            conds.append("(at, id) < (?, ?)")
-            params.extend((ts(at), last_id))
-        where = (" WHERE " + " AND ".join(conds)) if conds else ""
+        codec.check_limit(limit)
+        where, params = codec.audit_where(since, actor, cursor, "?", ts)
         rows = await self._fetch(
             f"SELECT {_AUDIT_COLUMNS} FROM audit_log{where} ORDER BY at DESC, id DESC LIMIT ?",
             [*params, limit + 1])
-        entries = [_audit_from(r) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            next_cursor = codec.encode_cursor(entries[-1].at, int(entries[-1].id or 0))
-        return entries, next_cursor
+        return codec.audit_page(rows, limit, _DECODE)
 
     # --- plumbing: every call runs on the store's one thread
 

@@ -4,6 +4,12 @@ Priority (first alternative that matches at a position wins): e-mail, timestamp,
 identifier, number. Numbers are not deleted but bucketed by magnitude: ``<N{d}>`` for an integer with ``d``
 significant integer digits (``<N0>`` for zero) and ``<F{d}>`` for a decimal, so "took 12 ms" and "took 45 ms"
 share a canonical form while "took 12000 ms" does not.
+
+This runs on the ingest path, so its cost must be linear in the text's length: one hostile value (a 20 MB
+token) may cost no more per character than an ordinary one. Every alternative is anchored where a token can
+start (a word boundary, or for the e-mail's local part the start of a run of its characters) and consumes
+runs possessively, so no position re-scans a run an earlier position already scanned. Text is also cut to
+``MAX_MASKED_CHARS`` before the regex runs (marked ``<CUT>``): a longer value carries no more pattern.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import re
 
 _PATTERN = re.compile(
     r"""
-    (?P<email>[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)
+    (?P<email>(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]++@[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)++)
     |(?P<ts>\b\d{4}-\d{2}-\d{2}(?:[T\x20]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?\b
         |\b\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\b)
     |(?P<uuid>\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b)
@@ -23,6 +29,9 @@ _PATTERN = re.compile(
     re.VERBOSE | re.IGNORECASE,
 )
 
+MAX_MASKED_CHARS = 4096
+"""Characters of a text that are masked; the rest is replaced by ``CUT_MARK``."""
+CUT_MARK = "<CUT>"
 PLACEHOLDERS = {"email": "<EMAIL>", "ts": "<TS>", "uuid": "<UUID>", "ip": "<IP>", "hex": "<HEX>"}
 MAX_DIGITS = 20
 _INT_TOKENS = [f"<N{d}>" for d in range(MAX_DIGITS + 1)]
@@ -45,4 +54,6 @@ def mask_text(text: str) -> str:
     >>> mask_text("req 3f2a9c1e-0b7d-4c1a-9e2f-1234567890ab hash deadbeef01")
     'req <UUID> hash <HEX>'
     """
+    if len(text) > MAX_MASKED_CHARS:
+        return _PATTERN.sub(_replace, text[:MAX_MASKED_CHARS]) + CUT_MARK
     return _PATTERN.sub(_replace, text)

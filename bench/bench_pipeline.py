@@ -29,12 +29,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from detectors import registry
 from otlp_gateway.batch import TelemetryBatch
-from otlp_gateway.pipeline import Pipeline
-from otlp_gateway.pipeline.extract import Extractor
-from otlp_gateway.pipeline.routing import StreamRouter
-from otlp_gateway.pipeline.settings import DetectionSettings
+from otlp_gateway.detection import Pipeline
+from otlp_gateway.detection.settings import DetectionSettings
+from otlp_gateway.otlp.extract import Extractor
+from otlp_gateway.streams.routing import StreamRouter
 from otlp_gateway.telemetry.metrics import GatewayMetrics
-from tests.pipeline.otlp_data import LogSpec, SpanSpec, logs_request, traces_request
+from tests.otlp.otlp_data import LogSpec, SpanSpec, logs_request, traces_request
 
 SPANS_PER_REQUEST = 512
 

@@ -29,12 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from otlp_load import trace_request
 
 from otlp_gateway.batch import TelemetryBatch
+from otlp_gateway.otlp.json_codec import parse_otlp_json
+from otlp_gateway.otlp.receiving import RECEIVER_SIGNALS
 from otlp_gateway.ratelimit import TokenBucket
 from otlp_gateway.receiver.admission import AdmissionController
 from otlp_gateway.receiver.ingest import IngestCore
-from otlp_gateway.receiver.otlp_json import parse_otlp_json
 from otlp_gateway.receiver.settings import AdmissionSettings
-from otlp_gateway.receiver.signals import RECEIVER_SIGNALS
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 SPANS = 512

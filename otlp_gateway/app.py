@@ -27,8 +27,8 @@ from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 if TYPE_CHECKING:  # the components import grpc, uvicorn, numba: loaded only when the gateway starts
     from otlp_gateway.api import ApiServer
+    from otlp_gateway.detection import Pipeline
     from otlp_gateway.exporter import Exporter
-    from otlp_gateway.pipeline import Pipeline
     from otlp_gateway.receiver import OtlpGrpcReceiver, OtlpHttpReceiver
     from otlp_gateway.store import AnomalyWriter
     from otlp_gateway.store.base import AnomalyStore
@@ -59,10 +59,10 @@ class Gateway:
     # ----------------------------------------------------------------------------------------------- start
     async def start(self) -> None:
         from otlp_gateway.api import ApiContext, ApiServer
-        from otlp_gateway.api.streams import StoreStreamControl
         from otlp_gateway.exporter import Exporter
         from otlp_gateway.receiver import AdmissionController, OtlpGrpcReceiver, OtlpHttpReceiver
         from otlp_gateway.store import AnomalyWriter, open_store
+        from otlp_gateway.streams.changes import StoreStreamControl
 
         cfg = self.config
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,7 @@ class Gateway:
         consumer = self.exporter
         stream_control = StoreStreamControl(self.store)
         if cfg.detection.enabled:
-            from otlp_gateway.pipeline import Pipeline
+            from otlp_gateway.detection import Pipeline
 
             self.pipeline = Pipeline(cfg.detection, self.exporter, self.writer, self.store, self.metrics,
                                      engine_version=__version__)
@@ -228,7 +228,7 @@ def warm_up_detectors(config: GatewayConfig | None = None) -> None:
     """Run every registered detector on its example events once, so every kernel is compiled (or loaded
     from numba's cache) before the first request needs it."""
     from detectors import registry
-    from otlp_gateway.pipeline.wire_extract import warm_up as warm_up_wire_extraction
+    from otlp_gateway.otlp.wire import warm_up as warm_up_wire_extraction
 
     seed = config.detection.seed if config else 0
     for kind in registry.available():

@@ -21,8 +21,8 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError
 
 from otlp_gateway.api.settings import ApiSettings
+from otlp_gateway.detection.settings import DetectionSettings
 from otlp_gateway.exporter.settings import ExporterSettings
-from otlp_gateway.pipeline.settings import DetectionSettings
 from otlp_gateway.receiver.settings import ReceiverSettings
 from otlp_gateway.settings_base import StrictModel
 from otlp_gateway.store.settings import StoreSettings

@@ -23,8 +23,8 @@ _EXPORTS = {
     "cli_revoke_key": ".keys",
     "cli_rotate_key": ".keys",
     "password_hasher": ".keys",
-    "StoreStreamControl": ".streams",
-    "StreamControl": ".streams",
+    "StoreStreamControl": "otlp_gateway.streams.changes",
+    "StreamControl": "otlp_gateway.streams.changes",
 }
 
 __all__ = [
@@ -55,6 +55,8 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
+    from otlp_gateway.streams.changes import StoreStreamControl, StreamControl
+
     from .app import create_api_app
     from .auth import Principal, make_jwt
     from .context import ApiContext
@@ -68,4 +70,3 @@ if TYPE_CHECKING:
         password_hasher,
     )
     from .server import ApiServer
-    from .streams import StoreStreamControl, StreamControl

@@ -11,8 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from pydantic.json_schema import SkipJsonSchema
 
 from otlp_gateway.store.base import AnomalyRecord, ApiKey, AuditEntry, StreamInfo
-
-from .streams import effective_profile
+from otlp_gateway.streams.changes import effective_profile
 
 Severity = Literal["low", "medium", "high", "critical"]
 AnomalyStatus = Literal["open", "acknowledged", "confirmed", "false_positive", "dismissed"]

@@ -21,8 +21,8 @@ from otlp_gateway.exporter.endpoint import Endpoint, parse_endpoint
 from otlp_gateway.exporter.queue import QUEUE_FULL_RETRY_AFTER_SECONDS, ExportQueue, QueuedRequest
 from otlp_gateway.exporter.retry import Backoff
 from otlp_gateway.exporter.settings import ExporterSettings
-from otlp_gateway.exporter.signals import ExportOutcome
 from otlp_gateway.exporter.transport import Transport, build_transport
+from otlp_gateway.otlp.signals import ExportOutcome
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from otlp_gateway.batch import SIGNALS, Signal
 from otlp_gateway.errors import PermanentError, RetryableError
 from otlp_gateway.exporter.endpoint import Endpoint
 from otlp_gateway.exporter.settings import ExporterSettings
-from otlp_gateway.exporter.signals import SIGNAL_SPECS, ExportOutcome, outcome_from_response
 from otlp_gateway.exporter.transport import read_optional
+from otlp_gateway.otlp.signals import SIGNAL_SPECS, ExportOutcome, outcome_from_response
 
 _ALWAYS_RETRYABLE = frozenset({
     grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,

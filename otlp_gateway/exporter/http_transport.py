@@ -16,7 +16,7 @@ from otlp_gateway.batch import Signal
 from otlp_gateway.errors import PermanentError, RetryableError
 from otlp_gateway.exporter.endpoint import Endpoint
 from otlp_gateway.exporter.settings import ExporterSettings, ExporterTLSSettings
-from otlp_gateway.exporter.signals import SIGNAL_SPECS, ExportOutcome, outcome_from_response
+from otlp_gateway.otlp.signals import SIGNAL_SPECS, ExportOutcome, outcome_from_response
 
 RETRYABLE_HTTP_STATUS = frozenset({429, 502, 503, 504})
 _GZIP_LEVEL = 1  # the body is usually forwarded once; speed matters more than the last few percent

@@ -12,7 +12,7 @@ from typing import Protocol
 from otlp_gateway.batch import Signal
 from otlp_gateway.exporter.endpoint import Endpoint
 from otlp_gateway.exporter.settings import ExporterSettings
-from otlp_gateway.exporter.signals import ExportOutcome
+from otlp_gateway.otlp.signals import ExportOutcome
 
 
 class Transport(Protocol):

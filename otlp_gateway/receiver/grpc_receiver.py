@@ -16,13 +16,13 @@ from google.rpc import error_details_pb2, status_pb2
 
 from otlp_gateway.batch import BatchConsumer
 from otlp_gateway.health import HealthState
+from otlp_gateway.otlp.receiving import RECEIVER_SIGNALS, ReceiverSignal
 from otlp_gateway.ratelimit import TokenBucket
 from otlp_gateway.receiver.address import grpc_address
 from otlp_gateway.receiver.admission import AdmissionController
 from otlp_gateway.receiver.health_service import GrpcHealthBridge
 from otlp_gateway.receiver.ingest import IngestCore, Refusal, RefusalKind
 from otlp_gateway.receiver.settings import ReceiverSettings
-from otlp_gateway.receiver.signals import RECEIVER_SIGNALS, ReceiverSignal
 from otlp_gateway.receiver.tls import grpc_server_credentials
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 

@@ -16,6 +16,8 @@ from typing import Any
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
+from otlp_gateway.otlp.json_codec import OtlpJsonError, parse_otlp_json, to_otlp_json
+from otlp_gateway.otlp.receiving import BY_HTTP_PATH, ReceiverSignal
 from otlp_gateway.receiver.grpc_receiver import GRPC_CODES
 from otlp_gateway.receiver.http_body import (
     CONTENT_ENCODINGS,
@@ -26,8 +28,6 @@ from otlp_gateway.receiver.http_body import (
     read_body,
 )
 from otlp_gateway.receiver.ingest import IngestCore, Refusal, RefusalKind
-from otlp_gateway.receiver.otlp_json import OtlpJsonError, parse_otlp_json, to_otlp_json
-from otlp_gateway.receiver.signals import BY_HTTP_PATH, ReceiverSignal
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from pydantic import SecretStr
 
 from otlp_gateway.batch import BatchConsumer, TelemetryBatch
 from otlp_gateway.errors import OverloadedError, PermanentError, RateLimitedError, RetryableError
+from otlp_gateway.otlp.receiving import ReceiverSignal
 from otlp_gateway.ratelimit import TokenBucket
 from otlp_gateway.receiver.admission import AdmissionController
-from otlp_gateway.receiver.signals import ReceiverSignal
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)

@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from otlp_gateway.otlp.json_codec import OtlpJsonError, parse_otlp_json
+from otlp_gateway.otlp.receiving import RECEIVER_SIGNALS
+from otlp_gateway.otlp.validate import VALIDATORS
 from otlp_gateway.receiver.admission import AdmissionController
 from otlp_gateway.receiver.http_app import OtlpHttpApp
 from otlp_gateway.receiver.ingest import IngestCore, Refusal, RefusalKind
-from otlp_gateway.receiver.otlp_json import OtlpJsonError, parse_otlp_json
 from otlp_gateway.receiver.settings import AdmissionSettings
-from otlp_gateway.receiver.signals import RECEIVER_SIGNALS
-from otlp_gateway.receiver.validate import VALIDATORS
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 from tests.fixtures.otlp_payloads import trace_request
 from tests.receiver.conftest import RecordingConsumer

@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otlp_gateway.errors import OverloadedError, PermanentError, RateLimitedError
 from tests.fixtures.otlp_payloads import gzip_bomb, trace_request
+from tests.otlp.test_json_codec import TRACE_EXAMPLE, TRACE_ID_HEX
 from tests.receiver.sdk_clients import encoded_spans, exporters, make_spans, send_logs, send_metrics
-from tests.receiver.test_receiver_otlp_json import TRACE_EXAMPLE, TRACE_ID_HEX
 
 PB = {"content-type": "application/x-protobuf"}
 JS = {"content-type": "application/json"}

@@ -6,11 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
+from otlp_gateway.streams.changes import InvalidStreamChange, StreamControl, UnknownStreamError
+
 from ..audit import record_change, stream_view
 from ..auth import CurrentPrincipal
 from ..errors import ApiError, error_responses
 from ..schemas import StreamList, StreamOut, StreamPatch, StreamState
-from ..streams import InvalidStreamChange, StreamControl, UnknownStreamError
 
 router = APIRouter(prefix="/streams", tags=["streams"])
 StreamId = Annotated[str, Path(min_length=1, max_length=512, description="The stream id")]

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from otlp_gateway.pipeline.routing import StreamKey, StreamRouter, resolve_stream_config
-from otlp_gateway.pipeline.settings import DetectionSettings, StreamOverride
+from otlp_gateway.detection.settings import DetectionSettings, StreamOverride
+from otlp_gateway.streams.routing import StreamKey, StreamRouter, resolve_stream_config
 
 
 def test_default_key_is_signal_service_name() -> None:

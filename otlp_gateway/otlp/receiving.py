@@ -1,6 +1,6 @@
 """Per-signal facts of the receiving side: request type, validator, gRPC service, HTTP path.
 
-The response type, paths and partial-success field come from ``otlp_gateway.exporter.signals`` so the
+The response type, paths and partial-success field come from ``otlp_gateway.otlp.signals`` so the
 two edges of the gateway cannot disagree about them.
 """
 
@@ -15,8 +15,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otlp_gateway.batch import SIGNALS, Signal
-from otlp_gateway.exporter.signals import SIGNAL_SPECS
-from otlp_gateway.receiver.validate import VALIDATORS, Validation
+from otlp_gateway.otlp.signals import SIGNAL_SPECS
+from otlp_gateway.otlp.validate import VALIDATORS, Validation
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """A protobuf wire-format walker for OTLP trace and log requests, over raw request bytes (``uint8``).
 
 It finds, per span or log record, the byte ranges and scalars the canonical form needs, without building
-any Python object: Python then touches only what it must (see ``otlp_gateway.pipeline.wire_extract``).
+any Python object: Python then touches only what it must (see ``otlp_gateway.otlp.wire``).
 Layouts walked (field numbers from ``opentelemetry/proto/*/v1/*.proto``)::
 
     ExportTraceServiceRequest  1: resource_spans (repeated)

@@ -12,13 +12,13 @@ import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from otlp_gateway.api.streams import InvalidStreamChange, UnknownStreamError, apply_changes
-from otlp_gateway.pipeline.routing import StreamKey, check_profile, resolve_stream_config
-from otlp_gateway.pipeline.streams import detector_spec
 from otlp_gateway.store.base import StreamInfo
+from otlp_gateway.streams.changes import InvalidStreamChange, UnknownStreamError, apply_changes
+from otlp_gateway.streams.live import detector_spec
+from otlp_gateway.streams.routing import StreamKey, check_profile, resolve_stream_config
 
 if TYPE_CHECKING:
-    from otlp_gateway.pipeline.pipeline import Pipeline
+    from otlp_gateway.detection.stage import Pipeline
 
 
 class PipelineStreamControl:

@@ -21,10 +21,10 @@ import numpy as np
 from detectors import registry
 from detectors.base import WindowResult
 from detectors.profiles import resolve_profile
-from otlp_gateway.pipeline.extract import StreamBatch
-from otlp_gateway.pipeline.ring import EventRing, RingChunk, RingItem
-from otlp_gateway.pipeline.routing import DETECTOR_KIND, StreamConfig, StreamKey
+from otlp_gateway.otlp.extract import StreamBatch
 from otlp_gateway.store.base import AnomalyRecord, StreamState
+from otlp_gateway.streams.ring import EventRing, RingChunk, RingItem
+from otlp_gateway.streams.routing import DETECTOR_KIND, StreamConfig, StreamKey
 
 log = logging.getLogger(__name__)
 _MAGIC = b"DLS1"

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from otlp_gateway.batch import TelemetryBatch
-from otlp_gateway.pipeline import Pipeline
-from otlp_gateway.pipeline.settings import DetectionSettings
+from otlp_gateway.detection import Pipeline
+from otlp_gateway.detection.settings import DetectionSettings
 from otlp_gateway.store import AnomalyWriter
 from otlp_gateway.store.base import AnomalyFilter, AnomalyRecord
 from otlp_gateway.store.settings import StoreSettings

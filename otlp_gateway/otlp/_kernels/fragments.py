@@ -1,4 +1,4 @@
-"""Canonical span and log bytes assembled from memoized fragments, over the tables of :mod:`otlp_wire`.
+"""Canonical span and log bytes assembled from memoized fragments, over the tables of :mod:`walk`.
 
 A canonical span or log is ``head + (" |" + fragment per attribute in sorted key order, if any)``, where
 a span head depends on (name, kind, status, duration bucket), a log head on (body class, severity), and
@@ -27,7 +27,7 @@ import struct
 import numpy as np
 
 from detectors._kernels import kernel
-from detectors._kernels.otlp_wire import (
+from otlp_gateway.otlp._kernels.walk import (
     KV_KEY_LEN,
     KV_KEY_OFF,
     KV_VAL_LEN,

@@ -13,10 +13,11 @@ import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otlp_gateway.api.streams import InvalidStreamChange, UnknownStreamError
 from otlp_gateway.errors import RetryableError
-from otlp_gateway.pipeline.annotate import PREFIX
-from tests.pipeline.otlp_data import (
+from otlp_gateway.otlp.annotate import PREFIX
+from otlp_gateway.streams.changes import InvalidStreamChange, UnknownStreamError
+from tests.detection.support import ENGINE, chunks, open_run, summary
+from tests.otlp.otlp_data import (
     LogSpec,
     gauge_request,
     logs_request,
@@ -24,7 +25,6 @@ from tests.pipeline.otlp_data import (
     normal_spans,
     traces_request,
 )
-from tests.pipeline.support import ENGINE, chunks, open_run, summary
 
 NEW_ERROR = ("java.lang.NullPointerException: Cannot invoke \"Cart.total()\" at "
              "com.shop.CheckoutService.pay(CheckoutService.java:{line})")

@@ -3,7 +3,7 @@
 ``canonical_span``/``canonical_log`` mask every attribute value with a regular expression on every call
 (about 100 us for a span with 10 attributes), while most ``(key, value)`` pairs repeat across items. This
 builds the same bytes from memoized pieces, relying on two properties of the canonical form (checked by
-``tests/pipeline/test_canonical_cache.py`` against the real functions):
+``tests/otlp/test_canonical_cache.py`` against the real functions):
 
 * ``canonical_x(..., attrs) == canonical_x(..., None) + encode(escape(attributes_text(attrs)))``;
 * ``attributes_text(attrs) == " |" + "".join(attributes_text({k: attrs[k]})[2:] for k in sorted(attrs))``.

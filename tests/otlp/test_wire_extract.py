@@ -15,10 +15,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
 from detectors.canonical import canonical_log
-from otlp_gateway.pipeline.extract import Extraction, Extractor, parse_request
-from otlp_gateway.pipeline.routing import StreamRouter
-from otlp_gateway.pipeline.wire_extract import SpanFragmentMemo, WireSpanExtractor, warm_up
-from tests.pipeline.otlp_data import (
+from otlp_gateway.otlp.extract import Extraction, Extractor, parse_request
+from otlp_gateway.otlp.wire import SpanFragmentMemo, WireSpanExtractor, warm_up
+from otlp_gateway.streams.routing import StreamRouter
+from tests.otlp.otlp_data import (
     LogSpec,
     SpanSpec,
     logs_request,

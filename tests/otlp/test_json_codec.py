@@ -12,7 +12,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otlp_gateway.receiver.otlp_json import OtlpJsonError, _reference_parse, parse_otlp_json
+from otlp_gateway.otlp.json_codec import OtlpJsonError, _reference_parse, parse_otlp_json
 from tests.fixtures.otlp_payloads import logs_request, metrics_request, trace_request
 
 TRACE_ID_HEX = "5B8EFFF798038103D269B633813FC60C"

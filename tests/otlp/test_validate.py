@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from otlp_gateway.receiver.validate import validate_logs, validate_metrics, validate_traces
+from otlp_gateway.otlp.validate import validate_logs, validate_metrics, validate_traces
 from tests.fixtures.otlp_payloads import logs_request, metrics_request, trace_request
 
 

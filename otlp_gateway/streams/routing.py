@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from otlp_gateway.pipeline.settings import DetectionSettings
+from otlp_gateway.detection.settings import DetectionSettings
 
 EXPLICIT_STREAM_ATTRIBUTE = "driftlock.stream_id"
 UNKNOWN_SERVICE = "unknown_service"

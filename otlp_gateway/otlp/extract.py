@@ -24,8 +24,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otlp_gateway.pipeline.canonical_cache import CanonicalCache
-from otlp_gateway.pipeline.routing import EMPTY_PART, StreamKey, StreamRouter, service_of
+from otlp_gateway.otlp.canonical_cache import CanonicalCache
+from otlp_gateway.streams.routing import EMPTY_PART, StreamKey, StreamRouter, service_of
 
 REQUEST_TYPES = {"traces": ExportTraceServiceRequest, "metrics": ExportMetricsServiceRequest,
                  "logs": ExportLogsServiceRequest}
@@ -121,7 +121,7 @@ class Extractor:
         self.router = router
         self.canonical = CanonicalCache()
         """Same bytes as ``detectors.canonical``; one per extractor (used from one thread)."""
-        from otlp_gateway.pipeline.wire_extract import WireSpanExtractor  # it imports this module
+        from otlp_gateway.otlp.wire import WireSpanExtractor  # it imports this module
 
         self.wire_spans = WireSpanExtractor(router, signal="traces")
         self.wire_logs = WireSpanExtractor(router, self.wire_spans.memo, signal="logs")

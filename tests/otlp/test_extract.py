@@ -4,9 +4,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValueList
 
 from detectors.canonical import canonical_log, canonical_span
-from otlp_gateway.pipeline.extract import Extractor, render_body
-from otlp_gateway.pipeline.routing import StreamRouter
-from tests.pipeline.otlp_data import LogSpec, SpanSpec, kv, logs_request, traces_request
+from otlp_gateway.otlp.extract import Extractor, render_body
+from otlp_gateway.streams.routing import StreamRouter
+from tests.otlp.otlp_data import LogSpec, SpanSpec, kv, logs_request, traces_request
 
 EXTRACTOR = Extractor(StreamRouter(["signal", "service.name", "name"]))
 

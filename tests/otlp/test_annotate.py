@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from otlp_gateway.pipeline.annotate import PREFIX, AnomalyMark, annotate
-from tests.pipeline.otlp_data import LogSpec, SpanSpec, kv, logs_request, traces_request
+from otlp_gateway.otlp.annotate import PREFIX, AnomalyMark, annotate
+from tests.otlp.otlp_data import LogSpec, SpanSpec, kv, logs_request, traces_request
 
 MARK = AnomalyMark("abc123", 7.5, 0.0004, "high", "cbad", "3 events cost 40 bits more", "traces/a/GET /x")
 

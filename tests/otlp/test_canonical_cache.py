@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.canonical import canonical_log, canonical_span
-from otlp_gateway.pipeline.canonical_cache import CanonicalCache
+from otlp_gateway.otlp.canonical_cache import CanonicalCache
 
 KEYS = st.sampled_from(["http.method", "http.route", "user_id", "n", "flag", "note", "requestId", "x.y"])
 VALUES = st.one_of(

@@ -30,10 +30,15 @@ from typing import Any
 
 from detectors.profiles import resolve_profile
 from otlp_gateway.batch import BatchConsumer, TelemetryBatch
+from otlp_gateway.detection.settings import DetectionSettings
+from otlp_gateway.detection.shards import ShardPool
+from otlp_gateway.detection.turnstile import Turnstile
 from otlp_gateway.errors import RetryableError
-from otlp_gateway.pipeline.annotate import AnomalyMark, annotate
-from otlp_gateway.pipeline.extract import Extraction, Extractor, StreamBatch, parse_request
-from otlp_gateway.pipeline.routing import (
+from otlp_gateway.otlp.annotate import AnomalyMark, annotate
+from otlp_gateway.otlp.extract import Extraction, Extractor, StreamBatch, parse_request
+from otlp_gateway.store.base import AnomalyRecord, AnomalyStore, StreamInfo
+from otlp_gateway.streams.live import LiveStream, ScoreOutcome, build_record, detector_spec
+from otlp_gateway.streams.routing import (
     DETECTOR_KIND,
     StreamConfig,
     StreamKey,
@@ -41,11 +46,6 @@ from otlp_gateway.pipeline.routing import (
     check_profile,
     resolve_stream_config,
 )
-from otlp_gateway.pipeline.settings import DetectionSettings
-from otlp_gateway.pipeline.shards import ShardPool
-from otlp_gateway.pipeline.streams import LiveStream, ScoreOutcome, build_record, detector_spec
-from otlp_gateway.pipeline.turnstile import Turnstile
-from otlp_gateway.store.base import AnomalyRecord, AnomalyStore, StreamInfo
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class Pipeline:
 
     def __init__(self, settings: DetectionSettings, next_consumer: BatchConsumer, writer: Any | None,
                  store: AnomalyStore | None, metrics: GatewayMetrics, engine_version: str):
-        from otlp_gateway.pipeline.control import PipelineStreamControl
+        from otlp_gateway.streams.control import PipelineStreamControl
 
         self.settings = settings
         self._next = next_consumer
@@ -102,7 +102,7 @@ class Pipeline:
         self._metrics.anomaly_ncd_threshold.set(resolve_profile(self.settings.profile).false_alarm_target)
         self._metrics.streams_live.set(0)
         if self.settings.enabled:  # compile/load the wire kernels on the extraction thread, ahead of requests
-            from otlp_gateway.pipeline.wire_extract import warm_up
+            from otlp_gateway.otlp.wire import warm_up
 
             self._extract_pool.submit(warm_up).add_done_callback(_log_failure("warming up the wire kernels"))
         if self._periodic is None and self._store is not None and self.settings.enabled:

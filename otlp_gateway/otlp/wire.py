@@ -1,9 +1,9 @@
 """Span and log extraction from request bytes: numba walks the wire format, Python touches only groups.
 
 The fast path behind ``Extractor.extract_payload`` for trace and log requests.
-``detectors._kernels.otlp_wire`` walks the serialized request into flat tables; ``span_fragments``
+``otlp_gateway.otlp._kernels.walk`` walks the serialized request into flat tables; ``fragments``
 assembles every item's canonical bytes from memoized fragments (the same bytes as
-``detectors.canonical.canonical_span``/``canonical_log``: ``tests/pipeline/test_wire_extract.py`` checks
+``detectors.canonical.canonical_span``/``canonical_log``: ``tests/otlp/test_wire_extract.py`` checks
 this against the reference path on generated requests). Python work per request: one decode per resource
 (service.name) and scope, one render per *new* fragment, and a few list slices per item.
 
@@ -21,12 +21,12 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from detectors._kernels import otlp_wire as wire
-from detectors._kernels import span_fragments as frag
 from detectors.canonical import canonical_log, canonical_span, is_identifier_key
-from otlp_gateway.pipeline.canonical_cache import render_attribute
-from otlp_gateway.pipeline.extract import StreamBatch, any_value, render_body
-from otlp_gateway.pipeline.routing import (
+from otlp_gateway.otlp._kernels import fragments as frag
+from otlp_gateway.otlp._kernels import walk as wire
+from otlp_gateway.otlp.canonical_cache import render_attribute
+from otlp_gateway.otlp.extract import StreamBatch, any_value, render_body
+from otlp_gateway.streams.routing import (
     EMPTY_PART,
     EXPLICIT_STREAM_ATTRIBUTE,
     StreamKey,
@@ -45,7 +45,7 @@ _EXPLICIT = EXPLICIT_STREAM_ATTRIBUTE.encode()
 
 
 class SpanFragmentMemo:
-    """The memo tables of ``span_fragments`` (fragments by hash, identifier flags by key hash)."""
+    """The memo tables of ``fragments`` (fragments by hash, identifier flags by key hash)."""
 
     def __init__(self, slots: int = FRAGMENT_SLOTS, key_slots: int = KEY_SLOTS,
                  arena_bytes: int = ARENA_BYTES):

@@ -1,20 +1,22 @@
-"""Running a real Pipeline (real detectors, real SQLite store and AnomalyWriter) over a list of requests."""
+"""Running a real DetectionStage (real detectors, SQLite store and AnomalyWriter) over a list of requests."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from otlp_gateway.batch import TelemetryBatch
-from otlp_gateway.detection import Pipeline
+from otlp_gateway.batch import ReservingConsumer, TelemetryBatch, Unreserved
+from otlp_gateway.detection import DetectionStage
 from otlp_gateway.detection.settings import DetectionSettings
 from otlp_gateway.store import AnomalyWriter
 from otlp_gateway.store.base import AnomalyFilter, AnomalyRecord
 from otlp_gateway.store.settings import StoreSettings
 from otlp_gateway.store.sqlite import SqliteStore
+from otlp_gateway.streams.control import StreamControl
+from otlp_gateway.streams.table import LiveStreamTable
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 ENGINE = "test-engine"
@@ -29,27 +31,35 @@ class RecordingConsumer:
     async def consume(self, batch: TelemetryBatch) -> None:
         self.batches.append(batch)
 
+    def reserve(self, batch: TelemetryBatch) -> Unreserved:
+        return Unreserved(self)
+
 
 @dataclass
 class Run:
-    pipeline: Pipeline
+    stage: DetectionStage
     consumer: RecordingConsumer
     writer: AnomalyWriter
     store: SqliteStore
     metrics: GatewayMetrics
+    control: StreamControl
+
+    @property
+    def streams(self) -> LiveStreamTable:
+        return self.stage.streams
 
     async def feed(self, signal: str, messages: Sequence[Any], *,
                    concurrent: bool = False) -> list[TelemetryBatch]:
         batches = [TelemetryBatch(signal, m.SerializeToString(), _count(signal, m)) for m in messages]
         if concurrent:
-            await asyncio.gather(*(self.pipeline.consume(b) for b in batches))
+            await asyncio.gather(*(self.stage.consume(b) for b in batches))
         else:
             for b in batches:
-                await self.pipeline.consume(b)
+                await self.stage.consume(b)
         return batches
 
     async def stored(self) -> list[AnomalyRecord]:
-        await self.pipeline.drain()
+        await self.stage.drain()
         assert await self.writer.flush(10.0), "anomaly rows not written within 10 s"
         page = await self.store.query_anomalies(AnomalyFilter(), 1000, None)
         return sorted(page.items, key=lambda r: (r.stream_id, r.window_start_offset))
@@ -58,12 +68,14 @@ class Run:
         return self.metrics.registry.get_sample_value(name, labels or {}) or 0.0
 
     async def close(self, grace: float = 10.0) -> None:
-        await self.pipeline.shutdown(grace)
+        await self.stage.shutdown(grace)
         await self.writer.shutdown(grace)
         await self.store.close()
 
 
-async def open_run(db: Path, **settings: Any) -> Run:
+async def open_run(db: Path, next_stage: Callable[[GatewayMetrics], ReservingConsumer] | None = None,
+                   **settings: Any) -> Run:
+    """A started stage; it forwards to a ``RecordingConsumer`` unless ``next_stage(metrics)`` gives one."""
     store = SqliteStore(db)
     await store.open()
     await store.migrate()
@@ -72,9 +84,13 @@ async def open_run(db: Path, **settings: Any) -> Run:
     writer = AnomalyWriter(store, db.parent / f"{db.stem}-spool", StoreSettings(flush_interval_seconds=0.05),
                            metrics)
     await writer.start()
-    pipeline = Pipeline(DetectionSettings(**settings), consumer, writer, store, metrics, ENGINE)
-    await pipeline.start()
-    return Run(pipeline, consumer, writer, store, metrics)
+    # scoring results must not depend on how loaded the machine is: the budget has tests of its own
+    detection = DetectionSettings(**{"budget_ms": 60_000, **settings})
+    stage = DetectionStage.create(detection, next_stage(metrics) if next_stage else consumer, writer, store,
+                                  metrics, ENGINE)
+    await stage.start()
+    return Run(stage, consumer, writer, store, metrics,
+               StreamControl(detection.stream_settings(), store, stage.streams))
 
 
 def _count(signal: str, message: Any) -> int:

@@ -59,6 +59,15 @@ class Gateway:
     # ----------------------------------------------------------------------------------------------- start
     async def start(self) -> None:
         """Build and start every component; a failure names the component (``ComponentStartError``)."""
+        self.build()
+        await self.components.start_all()
+        self.health.set_ready("receivers", True)
+        self.health.set_phase(Phase.SERVING)
+        log.info("driftlock otlp-gateway %s serving: grpc=%s http=%s api=%s", __version__, self.grpc_port,
+                 self.http_port, self.api_port)
+
+    def build(self) -> Components:
+        """Construct every component from the configuration, in start order (nothing runs yet)."""
         from otlp_gateway.api import ApiContext, ApiServer
         from otlp_gateway.detection import DetectionStage
         from otlp_gateway.exporter import Exporter
@@ -67,6 +76,8 @@ class Gateway:
         from otlp_gateway.store import AnomalyWriter, open_store
         from otlp_gateway.streams.control import StreamControl
 
+        if self.components.items():
+            raise RuntimeError("the gateway's components are already built")
         cfg = self.config
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for name in ("jit", "store", "receivers"):
@@ -101,11 +112,7 @@ class Gateway:
         self.components.add(("detection stage", self.stage))
         receivers = (("OTLP gRPC receiver", self.grpc_receiver), ("OTLP HTTP receiver", self.http_receiver))
         self.components.add(*((name, r) for name, r in receivers if r is not None))
-        await self.components.start_all()
-        self.health.set_ready("receivers", True)
-        self.health.set_phase(Phase.SERVING)
-        log.info("driftlock otlp-gateway %s serving: grpc=%s http=%s api=%s", __version__, self.grpc_port,
-                 self.http_port, self.api_port)
+        return self.components
 
     # ----------------------------------------------------------------------------------------------- ports
     @property

@@ -44,9 +44,9 @@ class Components:
         if named:
             self._tiers.append(list(named))
 
-    def names(self) -> list[str]:
-        """Component names in start order."""
-        return [name for tier in self._tiers for name, _ in tier]
+    def items(self) -> list[tuple[str, Component]]:
+        """``(name, component)`` in start order."""
+        return [entry for tier in self._tiers for entry in tier]
 
     async def start_all(self, grace: float = 5.0) -> None:
         """Start every component in order; on a failure, shut everything down (within ``grace``) and

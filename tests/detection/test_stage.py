@@ -16,9 +16,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from otlp_gateway.errors import RetryableError
 from otlp_gateway.otlp.annotate import PREFIX
 from otlp_gateway.streams.control import InvalidStreamChange, UnknownStreamError
-from tests.detection.support import ENGINE, chunks, open_run, summary
+from tests.detection.support import (
+    ENGINE,
+    annotated_logs,
+    chunks,
+    log_phase,
+    open_run,
+    span_phase,
+    summary,
+)
 from tests.otlp.otlp_data import (
-    LogSpec,
     gauge_request,
     logs_request,
     normal_logs,
@@ -26,39 +33,11 @@ from tests.otlp.otlp_data import (
     traces_request,
 )
 
-NEW_ERROR = ("java.lang.NullPointerException: Cannot invoke \"Cart.total()\" at "
-             "com.shop.CheckoutService.pay(CheckoutService.java:{line})")
 
-
-def _log_phase(seed: int) -> tuple[list[LogSpec], list[LogSpec], set[str]]:
-    """1000 normal log records (warm-up at the balanced profile is B + 40 hops), then 120 more with 8
-    injected records of a new error template."""
-    normal = normal_logs(1000, seed)
-    tail = normal_logs(120, seed + 1, t0=normal[-1].time_ns + 1_000_000)
-    injected = set()
-    for i in range(20, 28):
-        tail[i] = dataclasses.replace(tail[i], body=NEW_ERROR.format(line=400 + i), severity=17,
-                                      attrs={"thread": "worker-1", "exception.type": "NullPointerException"})
-        injected.add(tail[i].span_id.hex())
-    return normal, tail, injected
-
-
-def _annotated(batch_payload: bytes) -> list[dict]:
-    req = ExportLogsServiceRequest.FromString(batch_payload)
-    out = []
-    for rl in req.resource_logs:
-        for sl in rl.scope_logs:
-            for rec in sl.log_records:
-                attrs = {a.key: a.value for a in rec.attributes}
-                if PREFIX + "id" in attrs:
-                    out.append({"span_id": rec.span_id.hex(), "body": rec.body.string_value, **attrs})
-    return out
-
-
-def test_new_error_template_is_detected_stored_and_annotated(tmp_path: Path) -> None:
+def test_new_error_template_is_detected_stored_andannotated_logs(tmp_path: Path) -> None:
     async def scenario() -> None:
         run = await open_run(tmp_path / "a.db")
-        normal, tail, injected = _log_phase(7)
+        normal, tail, injected = log_phase(7)
         normal_batches = await run.feed("logs", [logs_request(c) for c in chunks(normal, [100])])
         assert await run.stored() == [], "no anomalies in the normal phase at the balanced profile"
         assert [b.payload for b in run.consumer.batches] == [b.payload for b in normal_batches]
@@ -73,7 +52,7 @@ def test_new_error_template_is_detected_stored_and_annotated(tmp_path: Path) -> 
             ("logs", "checkout", "logs/checkout/app.orders", "cbad", ENGINE)
         assert r.window_start <= r.window_end and r.seed == 42 and r.config_hash
         assert r.explanation.get("sentence")
-        annotated = _annotated(run.consumer.batches[-1].payload)
+        annotated = annotated_logs(run.consumer.batches[-1].payload)
         assert annotated and {a["span_id"] for a in annotated} <= injected
         ids = {r.id for r in records}
         assert all(a[PREFIX + "id"].string_value in ids for a in annotated)
@@ -98,20 +77,9 @@ def test_new_error_template_is_detected_stored_and_annotated(tmp_path: Path) -> 
     asyncio.run(scenario())
 
 
-def _span_phase(seed: int) -> tuple[list, list, set[str]]:
-    """Two span names; then a latency regression with a new ERROR status on one of them."""
-    normal = normal_spans(2000, seed, names=("GET /cart", "POST /pay"))
-    tail = normal_spans(200, seed + 1, names=("GET /cart", "POST /pay"), t0=normal[-1].start_ns + 10**6)
-    injected = set()
-    for i in range(41, 61, 2):  # POST /pay spans (odd positions)
-        tail[i] = dataclasses.replace(tail[i], duration_ns=900_000_000, status=2)
-        injected.add(tail[i].span_id.hex())
-    return normal, tail, injected
-
-
 def test_span_latency_regression_with_new_status_is_detected_identically_across_splits(
         tmp_path: Path) -> None:
-    normal, tail, injected = _span_phase(11)
+    normal, tail, injected = span_phase(11)
     everything = normal + tail
 
     async def scenario(db: str, sizes: list[int], concurrent: bool) -> tuple[list, list[bytes]]:
@@ -173,7 +141,7 @@ def test_lru_eviction_and_restore_give_the_same_results_as_unbounded(tmp_path: P
 
 
 def test_restart_resumes_streams_without_a_new_warm_up(tmp_path: Path) -> None:
-    normal, tail, _ = _log_phase(21)
+    normal, tail, _ = log_phase(21)
     first_part = [logs_request(c) for c in chunks(normal, [100])]
     second_part = [logs_request(c) for c in chunks(tail, [60])]
 

@@ -43,7 +43,8 @@ class DetectionSettings(StrictModel):
     """Events waiting for a detector; beyond it events are forwarded unscored and counted."""
     queue_max_bytes: int = Field(32 << 20, gt=0)
     """Request bytes waiting for a detector (requests forwarded before their decision included); beyond it
-    requests are forwarded unscored and counted, so a detection backlog cannot grow memory without bound."""
+    requests are forwarded unscored and counted, so a detection backlog cannot grow memory without bound
+    (an empty backlog takes one request of any size)."""
     budget_ms: float = Field(250.0, ge=0)
     """Longest a request waits for its detection decision before it is forwarded unannotated (it is still
     scored afterwards, in order, and its anomalies stored; counted in driftlock_annotation_skipped_total).

@@ -154,8 +154,10 @@ class DetectionStage:
             reservation.release()
 
     def _room_for(self, batch: TelemetryBatch) -> bool:
+        # an empty backlog takes a request of any size, so no request is too large to be ever scored
+        size = len(batch.payload)
         return (self._pending_events + batch.item_count <= self.settings.queue_max_events
-                and self._pending_bytes + len(batch.payload) <= self.settings.queue_max_bytes)
+                and (not self._pending_bytes or self._pending_bytes + size <= self.settings.queue_max_bytes))
 
     def _start_detection(self, batch: TelemetryBatch) -> asyncio.Task[Decision | None]:
         events, size = batch.item_count, len(batch.payload)

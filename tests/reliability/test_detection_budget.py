@@ -94,3 +94,26 @@ def test_a_bystander_is_forwarded_while_another_request_holds_detection(tmp_path
         await run.close()
 
     asyncio.run(scenario())
+
+
+def test_the_backlog_the_budget_allows_is_bounded_in_bytes(tmp_path: Path) -> None:
+    """Requests forwarded past the budget wait for detection in memory: beyond ``queue_max_bytes`` the
+    next ones are forwarded unscored and counted (an empty backlog still takes one of any size)."""
+
+    async def scenario() -> None:
+        normal, _, _ = log_phase(5)
+        requests = [logs_request(c) for c in chunks(normal[:300], [100])]
+        size = len(requests[0].SerializeToString())
+        run = await open_run(tmp_path / "q.db", budget_ms=50, queue_max_bytes=size + size // 2)
+        gate = threading.Event()
+        run.stage._extraction.submit(gate.wait)
+        await asyncio.wait_for(run.feed("logs", requests), FORWARD_TIMEOUT)
+        assert len(run.consumer.batches) == 3  # every request forwarded
+        # the first waits for detection; each later one would take the backlog past the bound: unscored
+        assert run.metric("driftlock_detector_dropped_events_total", {"stream_type": "logs"}) == 200
+        gate.set()
+        await run.stage.drain()
+        assert run.metric("driftlock_detector_events_total", {"stream_type": "logs"}) == 100
+        await run.close()
+
+    asyncio.run(scenario())

@@ -1,14 +1,14 @@
 """Detection pipeline throughput and memory, measured in one run (CPU-time clocks: the machine is shared).
 
 Figures printed:
-* spans per CPU-second through ``Pipeline.consume`` with detection on (512-span requests, a few streams,
+* spans per CPU-second through ``DetectionStage.consume`` with detection on (512-span requests, a few streams,
   real cbad detector, no store), i.e. spans/s per core;
 * CPU per span against a bare upb parse + serialize floor of the same requests, and the split between
   extraction (the wire-format fast path from request bytes; the reference parse + per-span path for
   comparison) and scoring; the same two extraction figures for log requests of the same size;
 * memory per live stream (tracemalloc, which sees numpy buffers) and snapshot bytes per stream.
 
-Run: /work/venv/bin/python bench/bench_pipeline.py [--requests 60] [--streams 4]
+Run: .venv/bin/python bench/bench_pipeline.py [--requests 60] [--streams 4]
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from detectors import registry
-from otlp_gateway.batch import TelemetryBatch
-from otlp_gateway.detection import Pipeline
+from otlp_gateway.batch import TelemetryBatch, Unreserved
+from otlp_gateway.detection import DetectionStage
 from otlp_gateway.detection.settings import DetectionSettings
 from otlp_gateway.otlp.extract import Extractor
 from otlp_gateway.streams.routing import StreamRouter
@@ -42,6 +42,9 @@ SPANS_PER_REQUEST = 512
 class NullConsumer:
     async def consume(self, batch: TelemetryBatch) -> None:
         return None
+
+    def reserve(self, batch: TelemetryBatch) -> Unreserved:
+        return Unreserved(self)
 
 
 def make_requests(n: int, streams: int, seed: int) -> list[bytes]:
@@ -148,10 +151,11 @@ def scoring_cpu(warm: list[Any], extractions: list[Any]) -> float:
 async def pipeline_cpu(payloads: list[bytes], warm: list[bytes],
                        concurrency: int) -> tuple[float, float, float]:
     metrics = GatewayMetrics()
-    pipe = Pipeline(DetectionSettings(workers=2), NullConsumer(), None, None, metrics, "bench")
+    pipe = DetectionStage.create(DetectionSettings(workers=2), NullConsumer(), None, None, metrics, "bench")
     await pipe.start()
     for p in warm:  # warm-up: JIT cache load, detector baselines
         await pipe.consume(TelemetryBatch("traces", p, SPANS_PER_REQUEST))
+    await pipe.drain()
     sem = asyncio.Semaphore(concurrency)
 
     async def one(p: bytes) -> None:
@@ -165,6 +169,7 @@ async def pipeline_cpu(payloads: list[bytes], warm: list[bytes],
     before = scored()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     await asyncio.gather(*(one(p) for p in payloads))
+    await pipe.drain(60)  # requests past the detection budget are still being scored
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     after = scored()
     await pipe.shutdown(5)
@@ -172,8 +177,8 @@ async def pipeline_cpu(payloads: list[bytes], warm: list[bytes],
 
 
 async def memory_per_stream(n_streams: int, events_per_stream: int) -> tuple[float, float]:
-    pipe = Pipeline(DetectionSettings(max_live_streams=n_streams + 1), NullConsumer(), None, None,
-                    GatewayMetrics(), "bench")
+    pipe = DetectionStage.create(DetectionSettings(max_live_streams=n_streams + 1), NullConsumer(), None,
+                                 None, GatewayMetrics(), "bench")
     rng = random.Random(3)
     spans = [SpanSpec("svc", f"op-{i}", rng.randint(10**6, 9 * 10**6), attrs={"k": "v"},
                       trace_id=rng.randbytes(16), span_id=rng.randbytes(8), start_ns=10**18 + j)
@@ -185,7 +190,7 @@ async def memory_per_stream(n_streams: int, events_per_stream: int) -> tuple[flo
     await pipe.drain()
     used = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
-    snap = sum(len(s.snapshot()) for s in pipe.live_streams()) / n_streams
+    snap = sum(len(s.snapshot()) for s in pipe.streams.streams()) / n_streams
     await pipe.shutdown(5)
     return used / n_streams, snap
 
@@ -197,9 +202,9 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=4)
     args = ap.parse_args()
     # What the gateway does at start: compile or load every kernel, so no one-time cache load is timed.
-    from otlp_gateway.app import warm_up_detectors
+    from otlp_gateway.jit import warm_up_kernels
 
-    warm_up_detectors()
+    warm_up_kernels()
     warm = make_requests(4, args.streams, 1)
     payloads = make_requests(args.requests, args.streams, 2)
     spans = args.requests * SPANS_PER_REQUEST

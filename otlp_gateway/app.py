@@ -1,10 +1,11 @@
-"""Wiring: build every component from the configuration; start downstream-first, stop upstream-first.
+"""Wiring: build every component from the configuration; start them downstream first, stop upstream first.
 
-Start order (consumers are ready before producers): store -> anomaly writer -> exporter -> pipeline -> API
--> receivers. Shutdown walks the other way so each stage drains into a live consumer:
-receivers stop accepting (new requests get a retry hint), in-flight requests finish, the pipeline
-snapshots its streams, the exporter delivers within the grace period (the rest stays in its spool),
-the anomaly writer flushes, the store closes.
+Start order (tiers of ``Components``): anomaly store -> API -> anomaly writer -> exporter -> kernel warm-up
+-> detection stage -> receivers (gRPC and HTTP together). Shutdown walks the other way, so each component
+drains into a live consumer: the receivers stop accepting (new requests get a retry hint) and finish
+in-flight requests, the detection stage finishes in-flight detection and snapshots its streams, the
+exporter delivers within the grace period (the rest stays in its spool), the anomaly writer flushes, the
+API stops answering (it reports the drain until then), the store closes.
 """
 
 from __future__ import annotations
@@ -12,22 +13,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import threading
-import time
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from otlp_gateway import __version__
+from otlp_gateway.component import Components
 from otlp_gateway.config import GatewayConfig
 from otlp_gateway.health import HealthState, Phase
 from otlp_gateway.ratelimit import TokenBucket
 from otlp_gateway.store.errors import StoreUnavailableError
+from otlp_gateway.store.settings import StoreSettings
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 if TYPE_CHECKING:  # the components import grpc, uvicorn, numba: loaded only when the gateway starts
     from otlp_gateway.api import ApiServer
-    from otlp_gateway.detection import Pipeline
+    from otlp_gateway.detection import DetectionStage
     from otlp_gateway.exporter import Exporter
     from otlp_gateway.receiver import OtlpGrpcReceiver, OtlpHttpReceiver
     from otlp_gateway.store import AnomalyWriter
@@ -45,118 +45,74 @@ class Gateway:
         self.health = HealthState()
         self.rate_limiter = TokenBucket(config.api.rate_limit.rps, config.api.rate_limit.burst)
         self.data_dir = Path(config.data_dir)
+        self.components = Components()
         self.store: AnomalyStore | None = None
         self.writer: AnomalyWriter | None = None
         self.exporter: Exporter | None = None
-        self.pipeline: Pipeline | None = None
+        self.stage: DetectionStage | None = None
         self.api: ApiServer | None = None
         self.grpc_receiver: OtlpGrpcReceiver | None = None
         self.http_receiver: OtlpHttpReceiver | None = None
         self._stopped = asyncio.Event()
-        self._store_task: asyncio.Task[None] | None = None
         self._shutdown_started = False
 
     # ----------------------------------------------------------------------------------------------- start
     async def start(self) -> None:
-        from otlp_gateway.api import ApiContext, ApiServer
-        from otlp_gateway.exporter import Exporter
-        from otlp_gateway.receiver import AdmissionController, OtlpGrpcReceiver, OtlpHttpReceiver
-        from otlp_gateway.store import AnomalyWriter, open_store
-        from otlp_gateway.streams.changes import StoreStreamControl
-
-        cfg = self.config
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.metrics.anomaly_ncd_threshold.set(_false_alarm_target(cfg))
-        for name in ("jit", "store", "receivers"):
-            self.health.set_ready(name, False)
-
-        self.store = open_store(cfg.store, self.data_dir, self.metrics)
-        await self.store.open()
-        log.info("anomaly store: %s", self.store.backend)
-        try:
-            await self._prepare_store()
-        except StoreUnavailableError as exc:
-            # The database being down must not stop ingest and forwarding: anomalies spool on disk
-            # until it is back; readiness stays false meanwhile.
-            log.warning("anomaly store unreachable at start (%s); retrying in the background", exc)
-            self._store_task = asyncio.create_task(self._prepare_store_until_reachable())
-
-        self.writer = AnomalyWriter(self.store, self.data_dir / "anomaly-spool", cfg.store, self.metrics)
-        await self.writer.start()
-
-        self.exporter = Exporter(cfg.exporter, self.data_dir, self.metrics)
-        await self.exporter.start()
-        # the exporter itself states at start-up whether it forwards or runs detection-only
-
-        consumer = self.exporter
-        stream_control = StoreStreamControl(self.store)
-        if cfg.detection.enabled:
-            from otlp_gateway.detection import Pipeline
-
-            self.pipeline = Pipeline(cfg.detection, self.exporter, self.writer, self.store, self.metrics,
-                                     engine_version=__version__)
-            await self.pipeline.start()
-            consumer = self.pipeline
-            stream_control = self.pipeline.stream_control
-            threading.Thread(target=self._warm_jit, name="jit-warmup", daemon=True).start()
-        else:
-            log.warning("detection disabled: the gateway only forwards")
-            self.health.set_ready("jit", True)
-
-        ctx = ApiContext(config=cfg, store=self.store, metrics=self.metrics, health=self.health,
-                         streams=stream_control, rate_limiter=self.rate_limiter)
-        self.api = ApiServer(ctx)
-        await self.api.start()
-
-        admission = AdmissionController(cfg.receiver.admission, self.metrics)
-        limiter = self.rate_limiter if cfg.api.rate_limit.apply_to_ingest else None
-        if cfg.receiver.grpc_enabled:
-            self.grpc_receiver = OtlpGrpcReceiver(cfg.receiver, consumer, self.metrics, self.health,
-                                                  admission, limiter)
-        if cfg.receiver.http_enabled:
-            self.http_receiver = OtlpHttpReceiver(cfg.receiver, consumer, self.metrics, self.health,
-                                                  admission, limiter)
-        for receiver in self.receivers:
-            await receiver.start()
+        """Build and start every component; a failure names the component (``ComponentStartError``)."""
+        self.build()
+        await self.components.start_all()
         self.health.set_ready("receivers", True)
         self.health.set_phase(Phase.SERVING)
         log.info("driftlock otlp-gateway %s serving: grpc=%s http=%s api=%s", __version__, self.grpc_port,
                  self.http_port, self.api_port)
 
-    async def _prepare_store(self) -> None:
-        if self.config.store.migrate_on_start:
-            applied = await self.store.migrate()
-            if applied:
-                log.info("applied migrations: %s", ", ".join(applied))
-        else:
-            await self.store.ping()
-        self.health.set_ready("store", True)
+    def build(self) -> Components:
+        """Construct every component from the configuration, in start order (nothing runs yet)."""
+        from otlp_gateway.api import ApiContext, ApiServer
+        from otlp_gateway.detection import DetectionStage
+        from otlp_gateway.exporter import Exporter
+        from otlp_gateway.jit import KernelWarmup
+        from otlp_gateway.receiver import AdmissionController, OtlpGrpcReceiver, OtlpHttpReceiver
+        from otlp_gateway.store import AnomalyWriter, open_store
+        from otlp_gateway.streams.control import StreamControl
 
-    async def _prepare_store_until_reachable(self) -> None:
-        delay = 0.5
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                await self._prepare_store()
-            except StoreUnavailableError:
-                delay = min(delay * 2, 15.0)
-                continue
-            except Exception:  # e.g. a migration refused: keep trying, readiness stays false, say why
-                log.exception("anomaly store: preparing the schema failed; retrying")
-                delay = min(delay * 2, 60.0)
-                continue
-            log.info("anomaly store reachable again")
-            return
+        if self.components.items():
+            raise RuntimeError("the gateway's components are already built")
+        cfg = self.config
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("jit", "store", "receivers"):
+            self.health.set_ready(name, False)
 
-    def _warm_jit(self) -> None:
-        """Compile (or load from cache) every kernel off the loop, then report ready."""
-        started = time.perf_counter()
-        try:
-            warm_up_detectors(self.config)
-        except Exception:  # warm-up failing must not kill the process; detection compiles lazily then
-            log.exception("JIT warm-up failed; kernels will compile on first use")
-        self.health.set_ready("jit", True)
-        log.info("detector kernels ready in %.2f s", time.perf_counter() - started)
+        self.store = open_store(cfg.store, self.data_dir, self.metrics)
+        self.writer = AnomalyWriter(self.store, self.data_dir / "anomaly-spool", cfg.store, self.metrics)
+        # the exporter itself states at start-up whether it forwards or runs detection-only
+        self.exporter = Exporter(cfg.exporter, self.data_dir, self.metrics)
+        self.stage = DetectionStage.create(cfg.detection, self.exporter, self.writer, self.store,
+                                           self.metrics, engine_version=__version__)
+        if not cfg.detection.enabled:
+            log.warning("detection disabled: the gateway only forwards")
+        streams = StreamControl(cfg.detection.stream_settings(), self.store, self.stage.streams)
+        self.api = ApiServer(ApiContext(config=cfg, store=self.store, metrics=self.metrics,
+                                        health=self.health, streams=streams, rate_limiter=self.rate_limiter))
+        admission = AdmissionController(cfg.receiver.admission, self.metrics)
+        limiter = self.rate_limiter if cfg.api.rate_limit.apply_to_ingest else None
+        if cfg.receiver.grpc_enabled:
+            self.grpc_receiver = OtlpGrpcReceiver(cfg.receiver, self.stage, self.metrics, self.health,
+                                                  admission, limiter)
+        if cfg.receiver.http_enabled:
+            self.http_receiver = OtlpHttpReceiver(cfg.receiver, self.stage, self.metrics, self.health,
+                                                  admission, limiter)
+
+        self.components.add(("anomaly store", StoreComponent(self.store, cfg.store, self.health)))
+        self.components.add(("API", self.api))
+        self.components.add(("anomaly writer", self.writer))
+        self.components.add(("exporter", self.exporter))
+        self.components.add(("kernel warm-up", KernelWarmup(self.health, cfg.detection.seed,
+                                                             enabled=cfg.detection.enabled)))
+        self.components.add(("detection stage", self.stage))
+        receivers = (("OTLP gRPC receiver", self.grpc_receiver), ("OTLP HTTP receiver", self.http_receiver))
+        self.components.add(*((name, r) for name, r in receivers if r is not None))
+        return self.components
 
     # ----------------------------------------------------------------------------------------------- ports
     @property
@@ -183,29 +139,9 @@ class Gateway:
             return
         self._shutdown_started = True
         grace = self.config.shutdown_grace_seconds if grace is None else grace
-        deadline = time.monotonic() + grace
         self.health.set_phase(Phase.DRAINING)
         log.info("draining (grace %.1f s)", grace)
-        if self._store_task is not None:
-            self._store_task.cancel()
-
-        def left() -> float:
-            return max(0.0, deadline - time.monotonic())
-
-        for receiver in self.receivers:
-            await _quietly(receiver.stop_accepting(), "receiver stop_accepting")
-        for receiver in reversed(self.receivers):
-            await _quietly(receiver.shutdown(left()), "receiver shutdown")
-        if self.pipeline is not None:
-            await _quietly(self.pipeline.shutdown(left()), "pipeline shutdown")
-        if self.exporter is not None:
-            await _quietly(self.exporter.shutdown(left()), "exporter shutdown")
-        if self.writer is not None:
-            await _quietly(self.writer.shutdown(left()), "anomaly writer shutdown")
-        if self.api is not None:
-            await _quietly(self.api.shutdown(min(left(), 2.0)), "api shutdown")
-        if self.store is not None:
-            await _quietly(self.store.close(), "store close")
+        await self.components.shutdown_all(grace)
         self.health.set_phase(Phase.STOPPED)
         self._stopped.set()
         log.info("stopped")
@@ -224,27 +160,54 @@ class Gateway:
             await self.shutdown()
 
 
-def warm_up_detectors(config: GatewayConfig | None = None) -> None:
-    """Run every registered detector on its example events once, so every kernel is compiled (or loaded
-    from numba's cache) before the first request needs it."""
-    from detectors import registry
-    from otlp_gateway.otlp.wire import warm_up as warm_up_wire_extraction
+class StoreComponent:
+    """The anomaly store as a component: opened at start and its schema migrated (or checked); a database
+    down at start is retried in the background, since ingest and forwarding must not wait for it
+    (anomalies spool on disk meanwhile; readiness ``store`` stays false). Closed last."""
 
-    seed = config.detection.seed if config else 0
-    for kind in registry.available():
-        detector = registry.create(kind, seed=seed)
-        detector.update(type(detector).example_events(1000, seed))
-    warm_up_wire_extraction()
+    def __init__(self, store: AnomalyStore, settings: StoreSettings, health: HealthState):
+        self._store = store
+        self._settings = settings
+        self._health = health
+        self._retry: asyncio.Task[None] | None = None
 
+    async def start(self) -> None:
+        await self._store.open()
+        log.info("anomaly store: %s", self._store.backend)
+        try:
+            await self._prepare()
+        except StoreUnavailableError as exc:
+            log.warning("anomaly store unreachable at start (%s); retrying in the background", exc)
+            self._retry = asyncio.create_task(self._prepare_until_reachable())
 
-def _false_alarm_target(cfg: GatewayConfig) -> float:
-    from detectors.profiles import resolve_profile
+    async def shutdown(self, grace: float = 0.0) -> None:
+        """Idempotent, safe without ``start`` (closing an unopened store does nothing)."""
+        if self._retry is not None:
+            self._retry.cancel()
+        await self._store.close()
 
-    return resolve_profile(cfg.detection.profile).false_alarm_target
+    async def _prepare(self) -> None:
+        if self._settings.migrate_on_start:
+            applied = await self._store.migrate()
+            if applied:
+                log.info("applied migrations: %s", ", ".join(applied))
+        else:
+            await self._store.ping()
+        self._health.set_ready("store", True)
 
+    async def _prepare_until_reachable(self) -> None:
+        delay = 0.5
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._prepare()
+            except StoreUnavailableError:
+                delay = min(delay * 2, 15.0)
+                continue
+            except Exception:  # e.g. a migration refused: keep trying, readiness stays false, say why
+                log.exception("anomaly store: preparing the schema failed; retrying")
+                delay = min(delay * 2, 60.0)
+                continue
+            log.info("anomaly store reachable again")
+            return
 
-async def _quietly(awaitable: Awaitable[object], what: str) -> None:
-    try:
-        await awaitable
-    except Exception:  # one component failing to stop must not keep the others running
-        log.exception("%s failed", what)

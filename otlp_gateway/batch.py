@@ -1,4 +1,4 @@
-"""The unit of work that flows from the receiver through detection to the exporter."""
+"""The unit of work that flows from the receiver through detection to the exporter; the stages' contract."""
 
 from __future__ import annotations
 
@@ -36,3 +36,34 @@ class BatchConsumer(Protocol):
     """
 
     async def consume(self, batch: TelemetryBatch) -> None: ...
+
+
+class Reservation(Protocol):
+    """A place held in the next stage for one batch: ``consume`` hands the batch over in that place (once);
+    ``release`` gives the place back unused (idempotent, a no-op after ``consume``)."""
+
+    async def consume(self, batch: TelemetryBatch) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class ReservingConsumer(BatchConsumer, Protocol):
+    """A consumer that can promise, before the caller does costly work on a batch, to take it afterwards."""
+
+    def reserve(self, batch: TelemetryBatch) -> Reservation:
+        """Hold a place for ``batch`` (its size as it is now), or raise ``RetryableError`` (the client
+        retries) when ``consume`` would refuse it now."""
+        ...
+
+
+class Unreserved:
+    """The ``Reservation`` of a consumer that never refuses for lack of room: it holds nothing."""
+
+    def __init__(self, consumer: BatchConsumer):
+        self._consumer = consumer
+
+    async def consume(self, batch: TelemetryBatch) -> None:
+        await self._consumer.consume(batch)
+
+    def release(self) -> None:
+        pass

@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--database-url", metavar="DSN")
     migrate.add_argument("--data-dir", metavar="DIR")
 
-    warm = sub.add_parser("warmup", help="compile every detector kernel into numba's cache and exit")
+    warm = sub.add_parser("warmup", help="compile every kernel into the JIT cache directory and exit")
     warm.add_argument("--config", metavar="FILE")
 
     keys = sub.add_parser("api-keys", help="manage API keys (create, list, rotate, revoke)")
@@ -92,15 +92,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"# configuration valid; hash {config.config_hash()}", file=sys.stderr)
         return 0
     _setup_logging(config.log_level)
+    if args.command in ("serve", "warmup"):  # before any kernel module is imported (see otlp_gateway.jit)
+        from otlp_gateway.jit import cache_dir, use_cache_dir
+
+        jit_dir = use_cache_dir(cache_dir(config.detection.jit_cache_dir))
     if args.command == "serve":
         return _serve(config)
     if args.command == "migrate":
         return asyncio.run(_migrate(config))
     if args.command == "warmup":
-        from otlp_gateway.app import warm_up_detectors
+        from otlp_gateway.jit import warm_up_kernels
 
-        warm_up_detectors(config)
-        print("detector kernels compiled and cached")
+        warm_up_kernels(config.detection.seed)
+        print(f"kernels compiled and cached in {jit_dir}")
         return 0
     if args.command == "api-keys":
         return asyncio.run(_api_keys(config, args))
@@ -123,7 +127,7 @@ def _serve(config: GatewayConfig) -> int:
 async def _migrate(config: GatewayConfig) -> int:
     from otlp_gateway.store import run_migrations
 
-    applied = await run_migrations(config.store, config.data_dir)
+    applied = await run_migrations(config.store, Path(config.data_dir))
     print("applied: " + ", ".join(applied) if applied else "schema up to date")
     return 0
 

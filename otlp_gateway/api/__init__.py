@@ -23,8 +23,7 @@ _EXPORTS = {
     "cli_revoke_key": ".keys",
     "cli_rotate_key": ".keys",
     "password_hasher": ".keys",
-    "StoreStreamControl": "otlp_gateway.streams.changes",
-    "StreamControl": "otlp_gateway.streams.changes",
+    "StreamControl": "otlp_gateway.streams.control",
 }
 
 __all__ = [
@@ -33,7 +32,6 @@ __all__ = [
     "KeyNotFoundError",
     "KeyRevokedError",
     "Principal",
-    "StoreStreamControl",
     "StreamControl",
     "cli_create_key",
     "cli_list_keys",
@@ -55,7 +53,7 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from otlp_gateway.streams.changes import StoreStreamControl, StreamControl
+    from otlp_gateway.streams.control import StreamControl
 
     from .app import create_api_app
     from .auth import Principal, make_jwt

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 from otlp_gateway.health import HealthState
 from otlp_gateway.ratelimit import TokenBucket
 from otlp_gateway.store.base import AnomalyStore, ApiKeyStore
-from otlp_gateway.streams.changes import StreamControl
+from otlp_gateway.streams.control import StreamControl
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 if TYPE_CHECKING:  # config imports api.settings; a runtime import here would be circular

@@ -10,8 +10,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from detectors.profiles import Profile
 from otlp_gateway.store.base import AnomalyRecord, ApiKey, AuditEntry, StreamInfo
-from otlp_gateway.streams.changes import effective_profile
+from otlp_gateway.streams.settings import ProfileName, StreamSettings
 
 Severity = Literal["low", "medium", "high", "critical"]
 AnomalyStatus = Literal["open", "acknowledged", "confirmed", "false_positive", "dismissed"]
@@ -19,7 +20,6 @@ Verdict = Literal["confirmed", "false_positive", "dismissed"]
 Signal = Literal["traces", "metrics", "logs"]
 StreamState = Literal["warming", "active", "drifted", "evicted"]
 Role = Literal["admin", "read"]
-ProfileName = Literal["sensitive", "balanced", "strict"]
 
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
@@ -156,20 +156,21 @@ class StreamOut(_Out):
     state: StreamState
     profile: str
     settings: dict[str, Any]
-    """Per-stream overrides set through the API (baseline, window, hop, false_alarm_target, enabled)."""
+    """Settings changed through the API (profile, baseline, window, hop, false_alarm_target, enabled); they
+    win over the configuration's per-stream overrides."""
     effective: EffectiveProfile | None
-    """The profile the detector runs with (null if the stored overrides are inconsistent)."""
+    """The profile the detector runs with: the configuration's layers and the API's (null if they
+    contradict each other)."""
     events_seen: int
     updated_at: dt.datetime
 
     @classmethod
-    def from_info(cls, info: StreamInfo) -> StreamOut:
-        try:
-            prof = effective_profile(info)
-            effective = EffectiveProfile(baseline=prof.baseline, window=prof.window, hop=prof.hop,
-                                         false_alarm_target=prof.false_alarm_target)
-        except ValueError:
-            effective = None
+    def from_info(cls, info: StreamInfo, effective_profile: Profile | None) -> StreamOut:
+        effective = None
+        if effective_profile is not None:
+            effective = EffectiveProfile(baseline=effective_profile.baseline, window=effective_profile.window,
+                                         hop=effective_profile.hop,
+                                         false_alarm_target=effective_profile.false_alarm_target)
         return cls(stream_id=info.stream_id, signal=info.signal, service=info.service, name=info.name,
                    state=info.state, profile=info.profile, settings=json_safe(info.settings),
                    effective=effective, events_seen=info.events_seen, updated_at=info.updated_at)
@@ -177,18 +178,18 @@ class StreamOut(_Out):
 
 class StreamList(_Out):
     items: list[StreamOut]
+    next_cursor: str | None
+    """Pass as ``cursor`` to get the next page; null on the last page."""
 
 
-class StreamPatch(_In):
-    """Only the fields present change; ``null`` on a numeric field clears that override."""
+class StreamPatch(StreamSettings):
+    """Only the fields present change; ``null`` on a numeric field clears the API's value (the stream then
+    runs with the configured one). The fields and their bounds are those of ``StreamSettings``, the type of
+    the configuration's per-stream overrides."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+    model_config = ConfigDict(extra="forbid", frozen=False, json_schema_extra={"minProperties": 1})
 
     profile: ProfileName | SkipJsonSchema[None] = None
-    baseline: int | None = Field(None, gt=0, le=1_000_000)
-    window: int | None = Field(None, gt=0, le=1_000_000)
-    hop: int | None = Field(None, gt=0, le=1_000_000)
-    false_alarm_target: float | None = Field(None, gt=0, lt=1)
     enabled: bool | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")

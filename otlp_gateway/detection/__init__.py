@@ -1,7 +1,22 @@
-"""The detection stage between the receivers and the exporter: routing, scoring off the event loop,
-anomaly records, annotation."""
+"""The detection stage between the receivers and the exporter: ordering, shard dispatch off the event loop,
+anomaly records, annotation within a budget.
 
-from otlp_gateway.detection.stage import Pipeline
-from otlp_gateway.streams.control import PipelineStreamControl
+``DetectionStage`` is imported lazily: loading the configuration (``detection.settings``) must not pull in
+the detectors and the wire kernels.
+"""
 
-__all__ = ["Pipeline", "PipelineStreamControl"]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from otlp_gateway.detection.stage import DetectionStage
+
+__all__ = ["DetectionStage"]
+
+
+def __getattr__(name: str) -> Any:
+    if name != "DetectionStage":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return import_module("otlp_gateway.detection.stage").DetectionStage

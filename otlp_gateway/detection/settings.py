@@ -1,31 +1,26 @@
-"""Detection settings: profiles, stream routing, bounds."""
+"""Detection settings: profiles, stream routing, per-stream overrides, bounds, the ingest budget."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from otlp_gateway.settings_base import StrictModel
+from otlp_gateway.streams.settings import (
+    InvalidStreamSettings,
+    ProfileName,
+    StreamOverride,
+    StreamSettingsResolver,
+)
 
-Profile = Literal["sensitive", "balanced", "strict"]
-
-
-class StreamOverride(StrictModel):
-    match: str
-    """Glob over the stream key ``signal/service/name`` (for example ``traces/checkout/*``)."""
-    profile: Profile | None = None
-    baseline: int | None = Field(None, gt=0)
-    window: int | None = Field(None, gt=0)
-    hop: int | None = Field(None, gt=0)
-    false_alarm_target: float | None = Field(None, gt=0, lt=1)
-    enabled: bool = True
+__all__ = ["DetectionSettings", "StreamOverride"]
 
 
 class DetectionSettings(StrictModel):
     enabled: bool = True
     """Run anomaly detection (off: the gateway only forwards)."""
-    profile: Profile = "balanced"
+    profile: ProfileName = "balanced"
     """Default window profile: sensitive 200/30/10 (target 1e-2), balanced 400/50/10 (1e-3), strict
     800/100/20 (1e-4)."""
     seed: int = 42
@@ -37,14 +32,42 @@ class DetectionSettings(StrictModel):
     """Parts of the stream key; ``name`` is span name / metric name / log scope name. An explicit
     ``driftlock.stream_id`` attribute on the item or resource overrides the whole key."""
     overrides: list[StreamOverride] = []
-    """Per-stream settings, first matching glob wins."""
+    """Per-stream settings: every entry whose glob matches applies, in order (a later one wins a field both
+    set); settings changed through the API win over them. Each entry must be a consistent profile on top
+    of ``profile``."""
     max_live_streams: int = Field(1_000, gt=0)
     """Least recently used streams beyond this are snapshotted to the store and evicted. A live log or span
     stream holds about 0.7 MiB (the context model's count table plus the retained events), so the default
     bounds detector memory near 700 MiB."""
     queue_max_events: int = Field(1_000_000, gt=0)
     """Events waiting for a detector; beyond it events are forwarded unscored and counted."""
+    queue_max_bytes: int = Field(32 << 20, gt=0)
+    """Request bytes waiting for a detector (requests forwarded before their decision included); beyond it
+    requests are forwarded unscored and counted, so a detection backlog cannot grow memory without bound
+    (an empty backlog takes one request of any size)."""
+    budget_ms: float = Field(250.0, ge=0)
+    """Longest a request waits for its detection decision before it is forwarded unannotated (it is still
+    scored afterwards, in order, and its anomalies stored; counted in driftlock_annotation_skipped_total).
+    Normal requests are decided in a few ms; the bound keeps a slow request, or kernels compiling on a
+    first start, from stalling the clients."""
     workers: int = Field(2, gt=0)
     """Detection threads (numba kernels release the GIL); streams are sharded over them."""
     snapshot_interval_seconds: float = Field(60.0, gt=0)
     """How often live detector state is snapshotted to the store (also on shutdown)."""
+    jit_cache_dir: str | None = None
+    """numba's cache of compiled kernels. Unset: ``NUMBA_CACHE_DIR`` when set, else a per-user cache
+    directory (never inside the installed package). ``otlp-gateway warmup`` fills the same directory."""
+
+    @model_validator(mode="after")
+    def _overrides_are_consistent(self) -> DetectionSettings:
+        resolver = self.stream_settings()
+        for i, override in enumerate(self.overrides):
+            try:
+                resolver.check_override(override)
+            except InvalidStreamSettings as exc:
+                raise ValueError(f"overrides.{i} (match {override.match!r}): {exc}") from None
+        return self
+
+    def stream_settings(self) -> StreamSettingsResolver:
+        """How streams' settings resolve under this configuration."""
+        return StreamSettingsResolver(self.profile, self.overrides)

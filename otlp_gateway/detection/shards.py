@@ -1,4 +1,4 @@
-"""Single-thread executors, one per shard; a stream always runs on the same shard.
+"""The detection worker threads: one ``SerialExecutor`` per shard; a stream always runs on the same shard.
 
 One thread per shard keeps each stream's work in submission order (determinism) while several shards
 use several cores: the detector kernels are numba ``nogil`` functions, so shards run in parallel.
@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any, TypeVar
+
+from otlp_gateway.serial import SerialExecutor
 
 T = TypeVar("T")
 
 
 class ShardPool:
     def __init__(self, shards: int, name: str = "driftlock-detect"):
-        self._executors = [ThreadPoolExecutor(1, thread_name_prefix=f"{name}-{i}") for i in range(shards)]
+        self._executors = [SerialExecutor(f"{name}-{i}") for i in range(shards)]
 
     def __len__(self) -> int:
         return len(self._executors)
@@ -30,4 +32,4 @@ class ShardPool:
 
     def shutdown(self, wait: bool = True) -> None:
         for executor in self._executors:
-            executor.shutdown(wait=wait, cancel_futures=not wait)
+            executor.shutdown(wait=wait)

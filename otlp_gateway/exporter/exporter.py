@@ -51,6 +51,9 @@ class Exporter:
         self._closed = False
         self._downstream_failing = False
         self._rng = random.Random()
+        self._held_requests = 0
+        self._held_bytes = 0
+        """Places held by reservations (``reserve``): counted as taken by every capacity check."""
         self.discarded_items = 0
         """Items consumed in detection-only mode (no endpoint): counted, never forwarded."""
 
@@ -114,32 +117,60 @@ class Exporter:
                     len(left), sum(r.item_count for r in left))
 
     # ---- BatchConsumer ---------------------------------------------------------------------------
-    def check_capacity(self, batch: TelemetryBatch) -> None:
-        """Raise ``OverloadedError`` (counted as enqueue_failed) when ``consume`` would refuse ``batch``
-        now. The detection pipeline asks before scoring, so a request the client must retry is not
-        scored twice (a narrow race between concurrent requests remains)."""
+    def reserve(self, batch: TelemetryBatch) -> ExportReservation:
+        """Hold a place in the queue for ``batch`` (``ReservingConsumer``), or raise ``OverloadedError``
+        (counted as enqueue_failed) when ``consume`` would refuse it now. Detection reserves before
+        scoring, so a request the client must retry is never scored twice; a held place counts as taken
+        for every other request until the reservation is consumed or released."""
+        self._check_room(batch)
+        size = len(batch.payload)
+        self._held_requests += 1
+        self._held_bytes += size
+        return ExportReservation(self, size)
+
+    async def consume(self, batch: TelemetryBatch) -> None:
+        self._check_room(batch)
+        await self._enqueue(batch)
+
+    def _check_room(self, batch: TelemetryBatch, *, held: bool = False) -> None:
+        """Raise ``OverloadedError`` (counted) when ``batch`` cannot be queued now; ``held``: it already
+        holds a place."""
         if self._queue is None:
             return
         try:
             if self._closed or not self._started:
                 state = "shutting down" if self._closed else "not started yet"
                 raise OverloadedError(f"exporter is {state}", retry_after=QUEUE_FULL_RETRY_AFTER_SECONDS)
-            self._queue.check_capacity(len(batch.payload))
+            if held:
+                return
+            # the queue's own check, with the places held by reservations counted as taken
+            cap = self._settings.queue
+            if self._queue.pending_requests + self._held_requests >= cap.capacity_requests:
+                raise OverloadedError(f"export queue full ({cap.capacity_requests} requests)",
+                                      retry_after=QUEUE_FULL_RETRY_AFTER_SECONDS)
+            taken = self._queue.pending_bytes + self._held_bytes
+            limit = cap.spool_max_bytes if self._queue.persistent else cap.capacity_bytes
+            if taken and taken + len(batch.payload) > limit:  # an empty queue takes any one request
+                raise OverloadedError(f"export queue full ({taken} bytes)",
+                                      retry_after=QUEUE_FULL_RETRY_AFTER_SECONDS)
         except OverloadedError:
             self._metrics.exporter_enqueue_failed[batch.signal].inc(batch.item_count)
             raise
 
-    async def consume(self, batch: TelemetryBatch) -> None:
+    async def _enqueue(self, batch: TelemetryBatch) -> None:
         if self._queue is None:
             self.discarded_items += batch.item_count
             self._metrics.exporter_discarded.labels(batch.signal).inc(batch.item_count)
             return
-        self.check_capacity(batch)
         try:
             await self._queue.put(batch)
         except OverloadedError:
             self._metrics.exporter_enqueue_failed[batch.signal].inc(batch.item_count)
             raise
+
+    def _unhold(self, size: int) -> None:
+        self._held_requests -= 1
+        self._held_bytes -= size
 
     # ---- senders ---------------------------------------------------------------------------------
     async def _sender_loop(self) -> None:
@@ -213,3 +244,25 @@ class Exporter:
 
     def _describe(self) -> str:
         return self._endpoint.describe() if self._endpoint else "(none)"
+
+
+class ExportReservation:
+    """A place in the export queue held for one request (``Exporter.reserve``)."""
+
+    def __init__(self, exporter: Exporter, size: int):
+        self._exporter = exporter
+        self._size = size
+        self._held = True
+
+    async def consume(self, batch: TelemetryBatch) -> None:
+        """Queue ``batch`` in the held place (annotations may have made it a little larger)."""
+        if not self._held:
+            raise RuntimeError("this reservation was already consumed or released")
+        self.release()  # the place is handed straight to the queue: nothing runs in between
+        self._exporter._check_room(batch, held=True)
+        await self._exporter._enqueue(batch)
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._exporter._unhold(self._size)

@@ -268,6 +268,21 @@ def audit_where(since: dt.datetime | None, actor: str | None, cursor: str | None
     return _where(conds), params
 
 
+def stream_where(after: str | None, state: str | None, placeholder: str, collate: str = ""
+                 ) -> tuple[str, list[Any]]:
+    """`` WHERE ...`` (or "") and its parameters for a page of streams in stream-id order; ``collate``
+    makes the comparison the one of the ORDER BY (code points)."""
+    conds: list[str] = []
+    params: list[Any] = []
+    if after is not None:
+        conds.append(f"stream_id{collate} > {placeholder}")
+        params.append(after)
+    if state is not None:
+        conds.append(f"state = {placeholder}")
+        params.append(state)
+    return _where(conds), params
+
+
 def anomaly_page(rows: Sequence[Row], limit: int, decoder: RowDecoder) -> Page:
     """A page from ``limit + 1`` fetched rows: the extra row only says there is a next page."""
     items = [decoder.anomaly(r) for r in rows[:limit]]

@@ -25,6 +25,7 @@ from otlp_gateway.store.base import (
     AuditEntry,
     Page,
     StreamInfo,
+    StreamState,
 )
 from otlp_gateway.store.errors import AlreadyExistsError, RowRejectedError, StoreUnavailableError
 from otlp_gateway.store.migrator import check_history, load_migrations
@@ -233,8 +234,12 @@ class PostgresStore:
             "updated_at = EXCLUDED.updated_at",
             codec.stream_values(info, codec.as_utc))
 
-    async def list_streams(self) -> list[StreamInfo]:
-        rows = await self._fetch(f"SELECT {_STREAM_COLUMNS} FROM streams ORDER BY stream_id", ())
+    async def list_streams(self, *, after: str | None = None, limit: int | None = None,
+                           state: StreamState | None = None) -> list[StreamInfo]:
+        where, params = codec.stream_where(after, state, "%s", ' COLLATE "C"')
+        page = f" LIMIT {int(limit)}" if limit is not None else ""
+        rows = await self._fetch(
+            f'SELECT {_STREAM_COLUMNS} FROM streams{where} ORDER BY stream_id COLLATE "C"{page}', params)
         return [_DECODE.stream(r) for r in rows]
 
     async def get_stream(self, stream_id: str) -> StreamInfo | None:

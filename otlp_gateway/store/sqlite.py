@@ -29,6 +29,7 @@ from otlp_gateway.store.base import (
     AuditEntry,
     Page,
     StreamInfo,
+    StreamState,
 )
 from otlp_gateway.store.errors import AlreadyExistsError, RowRejectedError, StoreUnavailableError
 from otlp_gateway.store.migrator import check_history, load_migrations
@@ -219,8 +220,12 @@ class SqliteStore:
             "updated_at = excluded.updated_at",
             codec.stream_values(info, ts))
 
-    async def list_streams(self) -> list[StreamInfo]:
-        rows = await self._fetch(f"SELECT {_STREAM_COLUMNS} FROM streams ORDER BY stream_id", ())
+    async def list_streams(self, *, after: str | None = None, limit: int | None = None,
+                           state: StreamState | None = None) -> list[StreamInfo]:
+        where, params = codec.stream_where(after, state, "?", '')
+        page = f" LIMIT {int(limit)}" if limit is not None else ""
+        rows = await self._fetch(
+            f"SELECT {_STREAM_COLUMNS} FROM streams{where} ORDER BY stream_id{page}", params)
         return [_DECODE.stream(r) for r in rows]
 
     async def get_stream(self, stream_id: str) -> StreamInfo | None:

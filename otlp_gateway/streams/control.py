@@ -1,73 +1,159 @@
-"""``StreamControl`` over the live pipeline: API changes reach the in-memory detector at once.
+"""The API's control over streams, the same whether detection runs or not: read and page through them,
+change their settings without a restart.
 
-A change of profile/baseline/window/hop/false_alarm_target starts a new detector for the stream (it warms
-up again; offsets continue); ``enabled: false`` pauses scoring and keeps the detector. Changes are
-persisted in the store's ``StreamInfo.settings`` so they survive restarts and eviction. A profile set
-through the API is also kept in ``settings["profile"]`` so it wins over the configuration file.
+Reads show the live table's view of a stream (fresher state and event count) over the store's row. A
+change is applied to the stream's API layer (one ``StreamSettings``, the type the configuration's
+overrides use, so the same bounds hold) and resolved with the layers the configuration gives the stream:
+it is refused exactly when the stream would run with an impossible profile. Accepted changes are stored
+in the stream's row, so they survive restarts and eviction, and reach a live detector at once: a change
+of profile/baseline/window/hop/false_alarm_target starts a new detector for the stream (it warms up
+again; offsets continue); ``enabled: false`` pauses scoring and keeps the detector.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from otlp_gateway.store.base import StreamInfo
-from otlp_gateway.streams.changes import InvalidStreamChange, UnknownStreamError, apply_changes
-from otlp_gateway.streams.live import detector_spec
-from otlp_gateway.streams.routing import StreamKey, check_profile, resolve_stream_config
+from pydantic import ValidationError
 
-if TYPE_CHECKING:
-    from otlp_gateway.detection.stage import Pipeline
+from detectors.profiles import Profile
+from otlp_gateway.store.base import AnomalyStore, StreamInfo, StreamState
+from otlp_gateway.streams.live import stream_info
+from otlp_gateway.streams.routing import StreamKey
+from otlp_gateway.streams.settings import InvalidStreamSettings, StreamSettings, StreamSettingsResolver
+from otlp_gateway.streams.table import LiveStreamTable
+
+CHANGEABLE_KEYS = tuple(StreamSettings.model_fields)
 
 
-class PipelineStreamControl:
-    def __init__(self, pipeline: Pipeline):
-        self._pipeline = pipeline
+class UnknownStreamError(LookupError):
+    """No stream with that id."""
 
-    async def get_stored(self, stream_id: str) -> StreamInfo | None:
-        store = self._pipeline.store
-        return await store.get_stream(stream_id) if store is not None else None
 
-    async def list_streams(self) -> list[StreamInfo]:
-        store = self._pipeline.store
-        stored = await store.list_streams() if store is not None else []
-        live = {s.key.stream_id: self._pipeline.stream_info(s) for s in self._pipeline.live_streams()}
-        merged = [live.pop(info.stream_id, info) for info in stored]
-        merged.extend(live.values())
-        return sorted(merged, key=lambda info: info.stream_id)
+class InvalidStreamChange(ValueError):
+    """The change would leave the stream with an impossible configuration (the message says why)."""
+
+
+class InvalidCursorError(ValueError):
+    """A cursor this API did not issue."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPage:
+    items: list[StreamInfo]
+    next_cursor: str | None
+    """Pass back as ``cursor`` for the next page; ``None`` on the last page."""
+
+
+class StreamControl:
+    def __init__(self, resolver: StreamSettingsResolver, store: AnomalyStore | None,
+                 table: LiveStreamTable | None = None):
+        self._resolver = resolver
+        self._store = store
+        self._table = table
+
+    # --- reads ------------------------------------------------------------------------------------
+    async def list_streams(self, *, limit: int = 100, cursor: str | None = None,
+                           state: StreamState | None = None) -> StreamPage:
+        """Streams in stream-id order, at most ``limit`` per page (a page may hold fewer when a live
+        stream's state no longer matches ``state``; follow ``next_cursor`` until it is ``None``)."""
+        after = decode_cursor(cursor) if cursor is not None else None
+        if self._store is not None:
+            rows = await self._store.list_streams(after=after, limit=limit + 1, state=state)
+        else:
+            rows = sorted((stream_info(s) for s in self._live_streams()
+                           if after is None or s.key.stream_id > after), key=lambda i: i.stream_id)
+            rows = rows[:limit + 1]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [self._live_view(info) for info in rows]
+        items = [i for i in items if state is None or i.state == state]
+        return StreamPage(items, encode_cursor(rows[-1].stream_id) if more else None)
 
     async def get_stream(self, stream_id: str) -> StreamInfo | None:
-        stream = self._pipeline.live_stream(stream_id)
+        stream = self._table.get(stream_id) if self._table is not None else None
         if stream is not None:
-            return self._pipeline.stream_info(stream)
-        return await self.get_stored(stream_id)
+            return stream_info(stream)
+        return await self._store.get_stream(stream_id) if self._store is not None else None
 
-    async def update_stream(self, stream_id: str, changes: dict[str, Any]) -> StreamInfo:
-        pipeline = self._pipeline
+    def effective(self, info: StreamInfo) -> Profile | None:
+        """The window profile the stream runs with (``None`` when its stored settings contradict the
+        configuration)."""
+        try:
+            return self._resolver.resolve(stream_key(info), api_layer(info)).window_profile()
+        except InvalidStreamSettings:
+            return None
+
+    # --- changes ----------------------------------------------------------------------------------
+    async def update_stream(self, stream_id: str, changes: Mapping[str, Any]) -> StreamInfo:
+        """Apply ``changes`` (fields of ``StreamSettings``; ``None`` clears the API's value of a field).
+
+        Raises ``UnknownStreamError`` or ``InvalidStreamChange``; takes effect without a restart."""
         current = await self.get_stream(stream_id)
         if current is None:
             raise UnknownStreamError(stream_id)
-        updated = apply_changes(current, changes)
-        settings = dict(updated.settings)
-        if "profile" in changes:
-            settings["profile"] = updated.profile
-        key = StreamKey(current.stream_id, current.signal, current.service, current.name)
-        config = resolve_stream_config(pipeline.settings, key, settings)
         try:
-            check_profile(config)
-        except ValueError as exc:
+            api = api_layer(current).changed(changes)
+        except ValidationError as exc:
+            raise InvalidStreamChange(_first_error(exc)) from None
+        try:
+            resolved = self._resolver.resolve(stream_key(current), api)
+        except InvalidStreamSettings as exc:
             raise InvalidStreamChange(str(exc)) from None
-        updated = dataclasses.replace(updated, profile=config.profile, settings=settings,
-                                      updated_at=dt.datetime.now(dt.UTC))
-        stream = pipeline.live_stream(stream_id)
+        now = dt.datetime.now(dt.UTC)
+        stream = self._table.reconfigure(stream_id, api, resolved) if self._table is not None else None
         if stream is not None:
-            stream.api_settings = settings
-            cfg = pipeline.settings
-            stream.desired_spec = detector_spec(key.signal, cfg.seed, cfg.compressor, config)
-            updated = pipeline.stream_info(stream)
+            updated = stream_info(stream)
+            assert stream.desired_spec is not None
             if stream.desired_spec.identity() != stream.spec.identity():
-                updated = dataclasses.replace(updated, state="warming", profile=config.profile)
-        if pipeline.store is not None:
-            await pipeline.store.upsert_stream(updated)
+                updated = dataclasses.replace(updated, state="warming")
+            updated = dataclasses.replace(updated, profile=resolved.profile_name)
+        else:
+            updated = dataclasses.replace(current, profile=resolved.profile_name, settings=api.values(),
+                                          updated_at=now)
+        if self._store is not None:
+            await self._store.upsert_stream(updated)
         return updated
+
+    # --- helpers ----------------------------------------------------------------------------------
+    def _live_streams(self) -> list[Any]:
+        return self._table.streams() if self._table is not None else []
+
+    def _live_view(self, info: StreamInfo) -> StreamInfo:
+        stream = self._table.get(info.stream_id) if self._table is not None else None
+        return stream_info(stream) if stream is not None else info
+
+
+def stream_key(info: StreamInfo) -> StreamKey:
+    return StreamKey(info.stream_id, info.signal, info.service, info.name)
+
+
+def api_layer(info: StreamInfo) -> StreamSettings:
+    """The layer set through the API, as stored in the stream's row."""
+    return StreamSettings.stored(info.settings, info.stream_id)
+
+
+def encode_cursor(stream_id: str) -> str:
+    return base64.urlsafe_b64encode(b"s:" + stream_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        if not raw.startswith(b"s:"):
+            raise ValueError("wrong prefix")
+        return raw[2:].decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursorError(f"invalid cursor {cursor[:40]!r}: not issued by this API") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "settings"
+    return f"{where}: {'unknown setting' if err['type'] == 'extra_forbidden' else err['msg']}"

@@ -20,11 +20,11 @@ import numpy as np
 
 from detectors import registry
 from detectors.base import WindowResult
-from detectors.profiles import resolve_profile
 from otlp_gateway.otlp.extract import StreamBatch
-from otlp_gateway.store.base import AnomalyRecord, StreamState
+from otlp_gateway.store.base import AnomalyRecord, StreamInfo, StreamState
 from otlp_gateway.streams.ring import EventRing, RingChunk, RingItem
-from otlp_gateway.streams.routing import DETECTOR_KIND, StreamConfig, StreamKey
+from otlp_gateway.streams.routing import DETECTOR_KIND, StreamKey
+from otlp_gateway.streams.settings import EMPTY, StreamSettings
 
 log = logging.getLogger(__name__)
 _MAGIC = b"DLS1"
@@ -48,11 +48,12 @@ class DetectorSpec:
     kind: str
     seed: int
     compressor: str
-    config: StreamConfig
+    config: StreamSettings
+    """Resolved: every layer applied (``profile`` and ``enabled`` set)."""
 
     def create_kwargs(self) -> dict[str, Any]:
         c = self.config
-        kwargs: dict[str, Any] = {"profile": c.profile, "seed": self.seed, "baseline": c.baseline,
+        kwargs: dict[str, Any] = {"profile": c.profile_name, "seed": self.seed, "baseline": c.baseline,
                                   "window": c.window, "hop": c.hop,
                                   "false_alarm_target": c.false_alarm_target}
         if self.kind == "cbad":
@@ -60,15 +61,14 @@ class DetectorSpec:
         return kwargs
 
     def identity(self) -> dict[str, Any]:
-        ident = {"kind": self.kind, "seed": self.seed, "compressor": self.compressor, **self.config.as_dict()}
-        ident.pop("enabled")  # pausing a stream keeps its detector
-        return ident
+        # the keys and values of snapshots written before: a restart must keep restoring them
+        c = self.config
+        return {"kind": self.kind, "seed": self.seed, "compressor": self.compressor,
+                "profile": c.profile_name, "baseline": c.baseline, "window": c.window, "hop": c.hop,
+                "false_alarm_target": c.false_alarm_target}  # not ``enabled``: pausing keeps the detector
 
     def ring_capacity(self) -> int:
-        c = self.config
-        window = resolve_profile(c.profile, baseline=c.baseline, window=c.window, hop=c.hop,
-                                 false_alarm_target=c.false_alarm_target).window
-        return RING_WINDOWS * window + 64
+        return RING_WINDOWS * self.config.window_profile().window + 64
 
 
 @dataclass(slots=True)
@@ -109,8 +109,8 @@ class LiveStream:
         self.state: StreamState = "active" if self.detector.warmed_up else "warming"
         self.dirty = False
         """Scored events since the last snapshot."""
-        self.api_settings: dict[str, Any] = {}
-        """Settings changed through the API (persisted in ``StreamInfo.settings``)."""
+        self.api_settings: StreamSettings = EMPTY
+        """The layer changed through the API (persisted in ``StreamInfo.settings``)."""
 
     @property
     def events_seen(self) -> int:
@@ -139,7 +139,7 @@ class LiveStream:
 
     def score(self, batch: StreamBatch, request_seq: int) -> ScoreOutcome:
         changed = self.apply_desired_spec()
-        if not self.spec.config.enabled:
+        if not self.spec.config.scoring:
             return ScoreOutcome(self, 0, state_changed=changed)
         base = self.offset_base
         self.ring.append(RingChunk(self.events_seen, batch.trace_ids, batch.span_ids, batch.times,
@@ -198,7 +198,7 @@ class LiveStream:
 
     def snapshot(self) -> bytes:
         header = {"v": 1, "key": [self.key.stream_id, self.key.signal, self.key.service, self.key.name],
-                  "spec": self.spec.identity(), "enabled": self.spec.config.enabled,
+                  "spec": self.spec.identity(), "enabled": self.spec.config.scoring,
                   "offset_base": self.offset_base, "events_seen": self.events_seen, "state": self.state,
                   "ring": self.ring.dump()}
         head = json.dumps(header, separators=(",", ":")).encode()
@@ -262,5 +262,14 @@ def _ns_to_dt(ns: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC)
 
 
-def detector_spec(signal: str, seed: int, compressor: str, config: StreamConfig) -> DetectorSpec:
+def detector_spec(signal: str, seed: int, compressor: str, config: StreamSettings) -> DetectorSpec:
     return DetectorSpec(DETECTOR_KIND[signal], seed, compressor, config)
+
+
+def stream_info(stream: LiveStream, state: StreamState | None = None) -> StreamInfo:
+    """The stored row of a live stream: the profile it runs with and the layer set through the API."""
+    key = stream.key
+    return StreamInfo(stream_id=key.stream_id, signal=key.signal, service=key.service, name=key.name,
+                      state=state or stream.state, profile=stream.spec.config.profile_name,
+                      settings=stream.api_settings.values(), events_seen=stream.events_seen,
+                      updated_at=dt.datetime.now(dt.UTC))

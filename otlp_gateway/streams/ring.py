@@ -20,7 +20,7 @@ class RingChunk:
     times: list[int]
     positions: list[int]
     request_seq: int
-    """Which request (pipeline sequence number) the items arrived in; -1 after a restore."""
+    """Which request (its detection ticket, in arrival order) the items arrived in; -1 after a restore."""
 
     @property
     def end_offset(self) -> int:

@@ -88,15 +88,18 @@ class GatewayMetrics:
             "time from receipt of a batch to its anomaly decision",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
         self.cbad_events_per_second = Gauge(
-            "driftlock_cbad_events_per_second", "events scored per second by the detectors (recent rate)",
-            registry=r)
+            "driftlock_cbad_events_per_second",
+            "spans and log records scored per second by the cbad detector (recent rate)", registry=r)
+        self.numeric_events_per_second = Gauge(
+            "driftlock_numeric_events_per_second",
+            "metric points scored per second by the numeric detector (recent rate)", registry=r)
         self.cbad_compression_ratio = Gauge(
             "driftlock_cbad_compression_ratio", "mean compression ratio of recent windows",
             ["stream_type"], registry=r)
         self.anomaly_ncd_threshold = Gauge(
             "driftlock_anomaly_ncd_threshold",
-            "configured decision threshold (false-alarm target per window) of the default profile",
-            registry=r)
+            "the default profile's false-alarm target per window (the runbook's name; windows are flagged "
+            "by their calibrated p-value, not by an NCD threshold)", registry=r)
         self.streams_live = Gauge("driftlock_streams_live", "streams with a detector in memory", registry=r)
         self.streams_evicted = Counter("driftlock_streams_evicted",
                                        "least recently used streams snapshotted and evicted", registry=r)
@@ -104,11 +107,17 @@ class GatewayMetrics:
                                        ["stream_type"], registry=r)
         self.detector_dropped_events = Counter(
             "driftlock_detector_dropped_events",
-            "events not scored because the detection queue was full (forwarding unaffected)",
+            "events not scored: the detection queue was full, the request could not be read or scoring "
+            "failed (forwarding unaffected)",
             ["stream_type"], registry=r)
         self.detector_state_save_failures = Counter(
             "driftlock_detector_state_save_failures",
             "detector snapshots the store did not take (an evicted stream then warms up again)", registry=r)
+        self.annotation_skipped = Counter(
+            "driftlock_annotation_skipped",
+            "requests forwarded before their detection decision (reason=budget: past detection.budget_ms; "
+            "their events are scored afterwards and their anomalies stored, only the annotation is lost)",
+            ["signal", "reason"], registry=r)
         self.annotation_failures = Counter(
             "driftlock_annotation_failures",
             "requests forwarded unannotated because annotating them failed", ["signal"], registry=r)

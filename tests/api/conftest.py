@@ -17,12 +17,13 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from otlp_gateway.api import ApiContext, ApiServer, StoreStreamControl, cli_create_key, password_hasher
+from otlp_gateway.api import ApiContext, ApiServer, cli_create_key, password_hasher
 from otlp_gateway.config import GatewayConfig
 from otlp_gateway.health import HealthState, Phase
 from otlp_gateway.ratelimit import TokenBucket
 from otlp_gateway.store.base import AnomalyRecord, StreamInfo
 from otlp_gateway.store.sqlite import SqliteStore
+from otlp_gateway.streams.control import StreamControl
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 T = TypeVar("T")
@@ -46,7 +47,8 @@ class LiveApi:
         self.store = SqliteStore(tmp_path / "api-test.db")
         self.bucket = TokenBucket(self.config.api.rate_limit.rps, self.config.api.rate_limit.burst)
         self.ctx = ApiContext(config=self.config, store=self.store, metrics=self.metrics, health=self.health,
-                              streams=StoreStreamControl(self.store), rate_limiter=self.bucket)
+                              streams=StreamControl(self.config.detection.stream_settings(), self.store),
+                              rate_limiter=self.bucket)
         self.server = ApiServer(self.ctx)
         self.hasher = password_hasher(self.config.api.key_hash)
         self._loop = asyncio.new_event_loop()

@@ -114,7 +114,8 @@ def test_streams_list_and_patch_take_effect_with_audit(live_api: LiveApi, admin_
                                     json={"profile": "strict", "false_alarm_target": 1e-5, "enabled": False})
     assert patched.status_code == 200, patched.text
     body = patched.json()
-    assert body["profile"] == "strict" and body["settings"] == {"false_alarm_target": 1e-5, "enabled": False}
+    assert body["profile"] == "strict"  # the API's settings, profile included (they win over the config's)
+    assert body["settings"] == {"profile": "strict", "false_alarm_target": 1e-5, "enabled": False}
     assert body["effective"]["baseline"] == 800 and body["effective"]["false_alarm_target"] == 1e-5
     stored = live_api.run(live_api.store.get_stream("traces/checkout/GET /cart"))
     assert stored.profile == "strict" and stored.settings["enabled"] is False

@@ -18,11 +18,13 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
-from otlp_gateway.api import ApiContext, StoreStreamControl, create_api_app
+from otlp_gateway.api import ApiContext, create_api_app
 from otlp_gateway.config import GatewayConfig
+from otlp_gateway.detection.settings import DetectionSettings
 from otlp_gateway.health import HealthState
 from otlp_gateway.ratelimit import TokenBucket
 from otlp_gateway.store.sqlite import SqliteStore
+from otlp_gateway.streams.control import StreamControl
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 from .conftest import LiveApi, auth, make_anomaly, make_stream
@@ -42,7 +44,8 @@ def _document() -> dict:
     config = GatewayConfig.model_validate({"api": {"listen": "127.0.0.1:0"}})
     store = SqliteStore(Path("unused.db"))  # never opened: building the app only reads the routes
     ctx = ApiContext(config=config, store=store, metrics=GatewayMetrics(), health=HealthState(),
-                     streams=StoreStreamControl(store), rate_limiter=TokenBucket(1, 1))
+                     streams=StreamControl(DetectionSettings().stream_settings(), store),
+                     rate_limiter=TokenBucket(1, 1))
     return create_api_app(ctx).openapi()
 
 

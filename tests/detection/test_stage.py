@@ -1,4 +1,4 @@
-"""The detection pipeline end to end: real detectors, a real SQLite store, a recording next stage."""
+"""The detection stage end to end: real detectors, a real SQLite store, a recording next stage."""
 
 from __future__ import annotations
 
@@ -15,10 +15,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from otlp_gateway.errors import RetryableError
 from otlp_gateway.otlp.annotate import PREFIX
-from otlp_gateway.streams.changes import InvalidStreamChange, UnknownStreamError
-from tests.detection.support import ENGINE, chunks, open_run, summary
+from otlp_gateway.streams.control import InvalidStreamChange, UnknownStreamError
+from tests.detection.support import (
+    ENGINE,
+    annotated_logs,
+    chunks,
+    log_phase,
+    open_run,
+    span_phase,
+    summary,
+)
 from tests.otlp.otlp_data import (
-    LogSpec,
     gauge_request,
     logs_request,
     normal_logs,
@@ -26,39 +33,11 @@ from tests.otlp.otlp_data import (
     traces_request,
 )
 
-NEW_ERROR = ("java.lang.NullPointerException: Cannot invoke \"Cart.total()\" at "
-             "com.shop.CheckoutService.pay(CheckoutService.java:{line})")
 
-
-def _log_phase(seed: int) -> tuple[list[LogSpec], list[LogSpec], set[str]]:
-    """1000 normal log records (warm-up at the balanced profile is B + 40 hops), then 120 more with 8
-    injected records of a new error template."""
-    normal = normal_logs(1000, seed)
-    tail = normal_logs(120, seed + 1, t0=normal[-1].time_ns + 1_000_000)
-    injected = set()
-    for i in range(20, 28):
-        tail[i] = dataclasses.replace(tail[i], body=NEW_ERROR.format(line=400 + i), severity=17,
-                                      attrs={"thread": "worker-1", "exception.type": "NullPointerException"})
-        injected.add(tail[i].span_id.hex())
-    return normal, tail, injected
-
-
-def _annotated(batch_payload: bytes) -> list[dict]:
-    req = ExportLogsServiceRequest.FromString(batch_payload)
-    out = []
-    for rl in req.resource_logs:
-        for sl in rl.scope_logs:
-            for rec in sl.log_records:
-                attrs = {a.key: a.value for a in rec.attributes}
-                if PREFIX + "id" in attrs:
-                    out.append({"span_id": rec.span_id.hex(), "body": rec.body.string_value, **attrs})
-    return out
-
-
-def test_new_error_template_is_detected_stored_and_annotated(tmp_path: Path) -> None:
+def test_new_error_template_is_detected_stored_andannotated_logs(tmp_path: Path) -> None:
     async def scenario() -> None:
         run = await open_run(tmp_path / "a.db")
-        normal, tail, injected = _log_phase(7)
+        normal, tail, injected = log_phase(7)
         normal_batches = await run.feed("logs", [logs_request(c) for c in chunks(normal, [100])])
         assert await run.stored() == [], "no anomalies in the normal phase at the balanced profile"
         assert [b.payload for b in run.consumer.batches] == [b.payload for b in normal_batches]
@@ -73,7 +52,7 @@ def test_new_error_template_is_detected_stored_and_annotated(tmp_path: Path) -> 
             ("logs", "checkout", "logs/checkout/app.orders", "cbad", ENGINE)
         assert r.window_start <= r.window_end and r.seed == 42 and r.config_hash
         assert r.explanation.get("sentence")
-        annotated = _annotated(run.consumer.batches[-1].payload)
+        annotated = annotated_logs(run.consumer.batches[-1].payload)
         assert annotated and {a["span_id"] for a in annotated} <= injected
         ids = {r.id for r in records}
         assert all(a[PREFIX + "id"].string_value in ids for a in annotated)
@@ -91,27 +70,16 @@ def test_new_error_template_is_detected_stored_and_annotated(tmp_path: Path) -> 
         assert sum(run.metric("driftlock_anomalies_detected_total", {"stream_type": "logs", "severity": s})
                    for s in ("low", "medium", "high", "critical")) == len(records)
         assert run.metric("driftlock_anomaly_processing_duration_seconds_count") == 11
-        info = await run.pipeline.stream_control.get_stream("logs/checkout/app.orders")
+        info = await run.control.get_stream("logs/checkout/app.orders")
         assert info is not None and info.events_seen == 1120 and info.state in ("active", "drifted")
         await run.close()
 
     asyncio.run(scenario())
 
 
-def _span_phase(seed: int) -> tuple[list, list, set[str]]:
-    """Two span names; then a latency regression with a new ERROR status on one of them."""
-    normal = normal_spans(2000, seed, names=("GET /cart", "POST /pay"))
-    tail = normal_spans(200, seed + 1, names=("GET /cart", "POST /pay"), t0=normal[-1].start_ns + 10**6)
-    injected = set()
-    for i in range(41, 61, 2):  # POST /pay spans (odd positions)
-        tail[i] = dataclasses.replace(tail[i], duration_ns=900_000_000, status=2)
-        injected.add(tail[i].span_id.hex())
-    return normal, tail, injected
-
-
 def test_span_latency_regression_with_new_status_is_detected_identically_across_splits(
         tmp_path: Path) -> None:
-    normal, tail, injected = _span_phase(11)
+    normal, tail, injected = span_phase(11)
     everything = normal + tail
 
     async def scenario(db: str, sizes: list[int], concurrent: bool) -> tuple[list, list[bytes]]:
@@ -159,7 +127,7 @@ def test_lru_eviction_and_restore_give_the_same_results_as_unbounded(tmp_path: P
         run = await open_run(tmp_path / db, max_live_streams=max_live)
         for request in requests:  # each request touches every stream, so a small bound forces evictions
             await run.feed("traces", [request])
-            assert len(run.pipeline.live_streams()) <= max_live
+            assert len(run.streams.streams()) <= max_live
         records = await run.stored()
         evicted, live = run.metric("driftlock_streams_evicted_total"), run.metric("driftlock_streams_live")
         await run.close()
@@ -173,7 +141,7 @@ def test_lru_eviction_and_restore_give_the_same_results_as_unbounded(tmp_path: P
 
 
 def test_restart_resumes_streams_without_a_new_warm_up(tmp_path: Path) -> None:
-    normal, tail, _ = _log_phase(21)
+    normal, tail, _ = log_phase(21)
     first_part = [logs_request(c) for c in chunks(normal, [100])]
     second_part = [logs_request(c) for c in chunks(tail, [60])]
 
@@ -189,9 +157,9 @@ def test_restart_resumes_streams_without_a_new_warm_up(tmp_path: Path) -> None:
         await run.feed("logs", first_part)
         await run.close()  # shutdown snapshots every live stream
         run = await open_run(tmp_path / "r.db")
-        assert run.pipeline.live_streams() == []  # nothing restored eagerly
+        assert run.streams.streams() == []  # nothing restored eagerly
         await run.feed("logs", second_part[:1])
-        [stream] = run.pipeline.live_streams()
+        [stream] = run.streams.streams()
         assert stream.detector.warmed_up and stream.events_seen == 1060 and stream.state != "warming"
         await run.feed("logs", second_part[1:])
         records = await run.stored()
@@ -214,8 +182,8 @@ def test_full_detection_queue_forwards_unscored_and_counts(tmp_path: Path) -> No
         assert run.metric("driftlock_detector_events_total", {"stream_type": "logs"}) == 80
         await run.close()
         with pytest.raises(RetryableError):
-            await run.pipeline.consume(batches[0])
-        await run.pipeline.shutdown(1.0)  # idempotent
+            await run.stage.consume(batches[0])
+        await run.stage.shutdown(1.0)  # idempotent
 
     asyncio.run(scenario())
 
@@ -244,10 +212,10 @@ def test_metric_points_are_scored_stored_and_forwarded_unchanged(tmp_path: Path)
 def test_stream_control_changes_apply_without_restart(tmp_path: Path) -> None:
     async def scenario() -> None:
         run = await open_run(tmp_path / "c.db")
-        control = run.pipeline.stream_control
+        control = run.control
         await run.feed("logs", [logs_request(normal_logs(450, 1))])
         sid = "logs/checkout/app.orders"
-        [info] = await control.list_streams()
+        [info] = (await control.list_streams()).items
         assert info.stream_id == sid and info.events_seen == 450 and info.profile == "balanced"
         with pytest.raises(UnknownStreamError):
             await control.update_stream("nope", {"enabled": False})
@@ -257,7 +225,7 @@ def test_stream_control_changes_apply_without_restart(tmp_path: Path) -> None:
         assert updated.profile == "sensitive" and updated.settings["window"] == 40
         assert updated.state == "warming"
         await run.feed("logs", [logs_request(normal_logs(20, 2))])
-        stream = run.pipeline.live_stream(sid)
+        stream = run.streams.get(sid)
         assert stream is not None and stream.detector.events_seen == 20 and stream.events_seen == 470
         assert stream.spec.config.window == 40 and stream.state == "warming"
         await control.update_stream(sid, {"enabled": False})
@@ -269,7 +237,7 @@ def test_stream_control_changes_apply_without_restart(tmp_path: Path) -> None:
         # the API's settings survive a restart
         run = await open_run(tmp_path / "c.db")
         await run.feed("logs", [logs_request(normal_logs(5, 4))])
-        stream = run.pipeline.live_stream(sid)
+        stream = run.streams.get(sid)
         assert stream is not None and stream.spec.config.profile == "sensitive"
         assert not stream.spec.config.enabled
         await run.close()
@@ -293,7 +261,7 @@ def test_detection_runs_off_the_event_loop(tmp_path: Path) -> None:
 
         rng = random.Random(1)
         await run.feed("logs", [logs_request(normal_logs(50, rng.randint(0, 99)))])
-        (stream,) = run.pipeline.live_streams()
+        (stream,) = run.streams.streams()
         scoring_threads: set[int] = set()
         update = stream.detector.update
 
@@ -318,12 +286,12 @@ def test_a_flood_of_distinct_stream_keys_stays_bounded(tmp_path: Path) -> None:
         run = await open_run(tmp_path / "f.db", max_live_streams=5)
         spans = normal_spans(400, 9, names=[f"op-{i}" for i in range(200)])
         batches = await run.feed("traces", [traces_request(c) for c in chunks(spans, [100])])
-        assert len(run.pipeline.live_streams()) == 5
+        assert len(run.streams.streams()) == 5
         assert run.metric("driftlock_streams_live") == 5
         # 200 names seen twice each: 200 - 5 evicted after the first pass, 200 - 5 + 5 after the second
         assert run.metric("driftlock_streams_evicted_total") == 395
         assert [b.payload for b in run.consumer.batches] == [b.payload for b in batches]
-        await run.pipeline.drain()
+        await run.stage.drain()
         stored = await run.store.list_streams()
         assert len(stored) == 200
         assert sum(1 for s in stored if s.state == "evicted") == 195
@@ -356,7 +324,7 @@ def test_an_unparseable_request_is_forwarded_as_received_and_counted(tmp_path: P
     async def scenario() -> None:
         run = await open_run(tmp_path / "bad.db")
         bad = TelemetryBatch("traces", b"\x0a\xff\xff\xff\xff\x0f", 3)
-        await run.pipeline.consume(bad)
+        await run.stage.consume(bad)
         assert run.consumer.batches == [bad] and bad.payload == b"\x0a\xff\xff\xff\xff\x0f"
         assert run.metric("driftlock_detector_dropped_events_total", {"stream_type": "traces"}) == 3
         await run.close()
@@ -371,10 +339,9 @@ def test_a_request_the_exporter_would_refuse_is_not_scored(tmp_path: Path) -> No
     from otlp_gateway.exporter.settings import ExporterSettings
 
     async def scenario() -> None:
-        run = await open_run(tmp_path / "x.db")
-        exporter = Exporter(ExporterSettings(endpoint="grpc://127.0.0.1:9"), tmp_path / "export",
-                            run.metrics)  # not started: it refuses everything
-        run.pipeline._next = exporter
+        # an exporter not started refuses everything
+        run = await open_run(tmp_path / "x.db", lambda metrics: Exporter(
+            ExporterSettings(endpoint="grpc://127.0.0.1:9"), tmp_path / "export", metrics))
         with pytest.raises(OverloadedError):
             await run.feed("logs", [logs_request(normal_logs(50, 1))])
         assert run.metric("driftlock_detector_events_total", {"stream_type": "logs"}) == 0

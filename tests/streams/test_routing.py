@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from otlp_gateway.detection.settings import DetectionSettings, StreamOverride
-from otlp_gateway.streams.routing import StreamKey, StreamRouter, resolve_stream_config
+from otlp_gateway.streams.routing import StreamKey, StreamRouter
+from otlp_gateway.streams.settings import StreamSettings
 
 
 def test_default_key_is_signal_service_name() -> None:
@@ -32,10 +33,11 @@ def test_overrides_apply_in_order_and_api_settings_win() -> None:
         StreamOverride(match="traces/*/GET *", hop=5),
         StreamOverride(match="logs/*", enabled=False),
     ])
+    resolver = settings.stream_settings()
     key = StreamKey("traces/checkout/GET /x", "traces", "checkout", "GET /x")
-    config = resolve_stream_config(settings, key)
+    config = resolver.resolve(key)
     assert (config.profile, config.window, config.hop, config.enabled) == ("sensitive", 40, 5, True)
-    config = resolve_stream_config(settings, key, {"profile": "strict", "window": None, "enabled": False})
+    config = resolver.resolve(key, StreamSettings(profile="strict", enabled=False))
     assert (config.profile, config.window, config.enabled) == ("strict", 40, False)
-    other = resolve_stream_config(settings, StreamKey("logs/a/-", "logs", "a", "-"))
+    other = resolver.resolve(StreamKey("logs/a/-", "logs", "a", "-"))
     assert (other.profile, other.enabled) == ("balanced", False)

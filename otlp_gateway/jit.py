@@ -1,0 +1,117 @@
+"""numba's cache of compiled kernels, and compiling the kernels ahead of the first request.
+
+The cache lives in a writable per-user cache directory, never beside the installed sources. numba's
+default writes ``__pycache__/*.nbi`` and ``*.nbc`` next to each kernel's source file: that fails where
+site-packages is read-only, and leaves directories behind that pip does not remove, which a later
+editable install of the same venv then imports as empty namespace packages (``cannot import name ...``).
+
+numba reads ``NUMBA_CACHE_DIR`` when it is imported and again before each compilation, but a kernel binds
+its cache location when its module is imported (``@njit(cache=True)`` runs at import): the directory must
+be set before any kernel module is imported, which ``otlp-gateway`` does first thing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+import platformdirs
+
+from otlp_gateway.health import HealthState
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "driftlock-otlp-gateway"
+KERNEL_MODULES = ("detectors._kernels.", "otlp_gateway.otlp._kernels.")
+
+
+def cache_dir(configured: str | None, env: Mapping[str, str] | None = None) -> Path:
+    """``detection.jit_cache_dir`` when set, else ``NUMBA_CACHE_DIR``, else ``<user cache dir>/numba``."""
+    env = os.environ if env is None else env
+    if configured:
+        return Path(configured).expanduser()
+    if env.get("NUMBA_CACHE_DIR"):
+        return Path(env["NUMBA_CACHE_DIR"])
+    return Path(platformdirs.user_cache_dir(APP_NAME)) / "numba"
+
+
+def use_cache_dir(path: Path) -> Path:
+    """Make ``path`` numba's cache directory for the kernels this process imports from now on."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:  # numba skips a cache directory it cannot write to
+        log.warning("JIT cache directory %s is not writable (%s): numba falls back to its defaults or "
+                    "compiles the kernels at every start", path, exc.strerror)
+    os.environ["NUMBA_CACHE_DIR"] = str(path)
+    log.info("JIT cache directory: %s", path)
+    if "numba" in sys.modules:
+        from numba.core import config
+
+        config.reload_config()
+    loaded = sorted(name for name in sys.modules if name.startswith(KERNEL_MODULES))
+    if loaded:
+        log.warning("kernels already imported keep their cache location (%s); set the JIT cache directory "
+                    "before importing them", ", ".join(loaded))
+    return path
+
+
+class _WithExamples(Protocol):
+    """Every registered detector class can make example events of its kind (the conformance suite's)."""
+
+    def example_events(self, n: int, seed: int) -> Any: ...
+
+
+def warm_up_kernels(seed: int = 0) -> None:
+    """Run every registered detector on its example events once, and the wire extraction, so every kernel
+    is compiled (or loaded from the cache) before a request needs it."""
+    from detectors import registry
+    from otlp_gateway.otlp.wire import warm_up as warm_up_wire_extraction
+
+    for kind in registry.available():
+        detector = registry.create(kind, seed=seed)
+        detector.update(cast(_WithExamples, type(detector)).example_events(1000, seed))
+    warm_up_wire_extraction()
+
+
+class KernelWarmup:
+    """A component: compiles the kernels on a background thread at start; readiness ``jit`` follows.
+
+    Requests are served meanwhile: detection waits for the kernels, ingest does not
+    (``detection.budget_ms``)."""
+
+    def __init__(self, health: HealthState, seed: int, enabled: bool = True):
+        self._health = health
+        self._seed = seed
+        self._enabled = enabled
+        self._thread: threading.Thread | None = None
+
+    async def start(self) -> None:
+        if self._thread is not None:
+            return
+        if not self._enabled:
+            self._health.set_ready("jit", True)
+            return
+        self._health.set_ready("jit", False)
+        self._thread = threading.Thread(target=self._run, name="jit-warmup", daemon=True)
+        self._thread.start()
+
+    async def shutdown(self, grace: float = 0.0) -> None:
+        """Nothing to drain: compiling holds no data (the daemon thread ends with the process)."""
+
+    def _run(self) -> None:
+        started = time.perf_counter()
+        try:
+            warm_up_kernels(self._seed)
+        except Exception:  # warm-up failing must not kill the process; detection compiles lazily then
+            log.exception("JIT warm-up failed; kernels will compile on first use")
+        self._health.set_ready("jit", True)
+        log.info("detector kernels ready in %.2f s", time.perf_counter() - started)

@@ -1,0 +1,58 @@
+"""The stage's self-metrics say what they measure: the cbad rate counts cbad events only, numeric events
+have their own rate, and the runbook's threshold series holds the default profile's false-alarm target."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+
+from tests.detection.support import open_run
+from tests.otlp.otlp_data import gauge_request, logs_request, normal_logs
+
+CBAD_RATE, NUMERIC_RATE = "driftlock_cbad_events_per_second", "driftlock_numeric_events_per_second"
+
+
+def test_event_rates_are_per_detector(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        run = await open_run(tmp_path / "r.db")
+        values = 50 + np.random.default_rng(5).normal(0, 1, 100)
+        sent = 0
+
+        async def feed_points() -> float:  # the rate is published once a second of traffic has passed
+            nonlocal sent
+            await run.feed("metrics", [gauge_request("svc", "queue.depth", values, start_ns=10**18 + sent)])
+            sent += 10**11
+            return run.metric(NUMERIC_RATE)
+
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await feed_points():
+            assert asyncio.get_running_loop().time() < deadline, "no numeric rate within 30 s"
+        assert run.metric(CBAD_RATE) == 0, "metric points counted as cbad events"
+
+        numeric = run.metric(NUMERIC_RATE)
+        seed = 0
+        deadline = asyncio.get_running_loop().time() + 30
+        while not run.metric(CBAD_RATE):
+            assert asyncio.get_running_loop().time() < deadline, "no cbad rate within 30 s"
+            seed += 1
+            await run.feed("logs", [logs_request(normal_logs(50, seed))])
+            await run.stage.drain()
+        assert run.metric(NUMERIC_RATE) == numeric  # log records did not move the numeric rate
+        await run.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_threshold_series_holds_the_default_profiles_false_alarm_target(tmp_path: Path) -> None:
+    async def scenario(profile: str) -> float:
+        run = await open_run(tmp_path / f"{profile}.db", profile=profile)
+        value = run.metric("driftlock_anomaly_ncd_threshold")
+        help_text = run.metrics.anomaly_ncd_threshold._documentation
+        assert "false-alarm target" in help_text and "default profile" in help_text
+        await run.close()
+        return value
+
+    assert asyncio.run(scenario("strict")) == 1e-4
+    assert asyncio.run(scenario("sensitive")) == 1e-2

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 from otlp_gateway import __version__
 from otlp_gateway.config import ConfigError, GatewayConfig, load_config
+from otlp_gateway.log_setup import setup_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url", metavar="DSN", help="Postgres DSN (default: embedded SQLite)")
     serve.add_argument("--data-dir", metavar="DIR", help="embedded store and spools (default: per-user dir)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", choices=["text", "json"],
+                       help="text lines, or one JSON object per line (ts, level, logger, msg, fields)")
 
     check = sub.add_parser("check-config", help="validate a configuration file and print it resolved")
     check.add_argument("file")
@@ -68,13 +70,9 @@ def _config_from(args: argparse.Namespace) -> GatewayConfig:
         ("store", "database_url"): getattr(args, "database_url", None),
         ("data_dir",): getattr(args, "data_dir", None),
         ("log_level",): getattr(args, "log_level", None),
+        ("log_format",): getattr(args, "log_format", None),
     }
     return load_config(getattr(args, "config", None), overrides=overrides)
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(config.masked(), indent=2, sort_keys=True, default=str))
         print(f"# configuration valid; hash {config.config_hash()}", file=sys.stderr)
         return 0
-    _setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     if args.command == "serve":
         return _serve(config)
     if args.command == "migrate":

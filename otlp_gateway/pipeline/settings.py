@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from otlp_gateway.settings_base import StrictModel
+from otlp_gateway.settings_base import Duration, StrictModel
 
 Profile = Literal["sensitive", "balanced", "strict"]
 
@@ -46,5 +46,5 @@ class DetectionSettings(StrictModel):
     """Events waiting for a detector; beyond it events are forwarded unscored and counted."""
     workers: int = Field(2, gt=0)
     """Detection threads (numba kernels release the GIL); streams are sharded over them."""
-    snapshot_interval_seconds: float = Field(60.0, gt=0)
+    snapshot_interval_seconds: Duration = Field(60.0, gt=0)
     """How often live detector state is snapshotted to the store (also on shutdown)."""

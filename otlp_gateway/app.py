@@ -14,7 +14,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from otlp_gateway import __version__
 from otlp_gateway.config import GatewayConfig
 from otlp_gateway.health import HealthState, Phase
 from otlp_gateway.ratelimit import TokenBucket
+from otlp_gateway.startup_notes import admin_key_advice, describe_store, ui_url
 from otlp_gateway.store.errors import StoreUnavailableError
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
@@ -39,8 +40,10 @@ log = logging.getLogger("otlp_gateway")
 class Gateway:
     """One gateway process: owns its metrics registry, health state and every component."""
 
-    def __init__(self, config: GatewayConfig):
+    def __init__(self, config: GatewayConfig, config_path: str | None = None):
+        """``config_path``: the file the configuration came from, quoted in the start-up advice."""
         self.config = config
+        self.config_path = config_path
         self.metrics = GatewayMetrics()
         self.health = HealthState()
         self.rate_limiter = TokenBucket(config.api.rate_limit.rps, config.api.rate_limit.burst)
@@ -72,7 +75,9 @@ class Gateway:
 
         self.store = open_store(cfg.store, self.data_dir, self.metrics)
         await self.store.open()
-        log.info("anomaly store: %s", self.store.backend)
+        log.info("data directory %s (export and anomaly spools); anomaly store: %s", self.data_dir,
+                 describe_store(cfg, self.data_dir),
+                 extra={"data_dir": str(self.data_dir), "store_backend": self.store.backend})
         try:
             await self._prepare_store()
         except StoreUnavailableError as exc:
@@ -122,6 +127,9 @@ class Gateway:
         self.health.set_phase(Phase.SERVING)
         log.info("driftlock otlp-gateway %s serving: grpc=%s http=%s api=%s", __version__, self.grpc_port,
                  self.http_port, self.api_port)
+        ui = ui_url(cfg, self.api_port)
+        log.info("web UI %s; REST API %sv1 (OpenAPI %sopenapi.json), metrics %smetrics, health %shealthz",
+                 ui, ui, ui, ui, ui, extra={"ui_url": ui})
 
     async def _prepare_store(self) -> None:
         if self.config.store.migrate_on_start:
@@ -131,6 +139,18 @@ class Gateway:
         else:
             await self.store.ping()
         self.health.set_ready("store", True)
+        await self._advise_on_access()
+
+    async def _advise_on_access(self) -> None:
+        """Say how to get past the 401 every /v1 call answers until an admin key exists."""
+        try:
+            keys = await self.store.list_api_keys()
+        except Exception:  # advice only: never let it stop the start
+            log.debug("could not list API keys for the start-up advice", exc_info=True)
+            return
+        advice = admin_key_advice(self.config, self.data_dir, self.config_path, keys)
+        if advice:
+            log.warning(advice)
 
     async def _prepare_store_until_reachable(self) -> None:
         delay = 0.5
@@ -151,8 +171,12 @@ class Gateway:
     def _warm_jit(self) -> None:
         """Compile (or load from cache) every kernel off the loop, then report ready."""
         started = time.perf_counter()
+        def note(step: int, steps: int, group: str, seconds: float | None) -> None:
+            if seconds is not None:
+                log.debug("kernels of %s ready (%d/%d) in %.2f s", group, step, steps, seconds)
+
         try:
-            warm_up_detectors(self.config)
+            warm_up_detectors(self.config, note)
         except Exception:  # warm-up failing must not kill the process; detection compiles lazily then
             log.exception("JIT warm-up failed; kernels will compile on first use")
         self.health.set_ready("jit", True)
@@ -224,17 +248,34 @@ class Gateway:
             await self.shutdown()
 
 
-def warm_up_detectors(config: GatewayConfig | None = None) -> None:
+WarmUpProgress = Callable[[int, int, str, float | None], None]
+"""``(step, steps, group, seconds)``: called before a kernel group compiles (seconds None) and after it."""
+
+
+def warm_up_detectors(config: GatewayConfig | None = None, progress: WarmUpProgress | None = None) -> None:
     """Run every registered detector on its example events once, so every kernel is compiled (or loaded
-    from numba's cache) before the first request needs it."""
+    from numba's cache) before the first request needs it; ``progress`` hears about each kernel group."""
     from detectors import registry
     from otlp_gateway.pipeline.wire_extract import warm_up as warm_up_wire_extraction
 
     seed = config.detection.seed if config else 0
-    for kind in registry.available():
-        detector = registry.create(kind, seed=seed)
-        detector.update(type(detector).example_events(1000, seed))
-    warm_up_wire_extraction()
+
+    def detector(kind: str) -> Callable[[], None]:
+        def run() -> None:
+            instance = registry.create(kind, seed=seed)
+            instance.update(type(instance).example_events(1000, seed))
+
+        return run
+
+    groups = [(f"{kind} detector", detector(kind)) for kind in registry.available()]
+    groups.append(("OTLP wire extraction", warm_up_wire_extraction))
+    for step, (name, run) in enumerate(groups, start=1):
+        if progress:
+            progress(step, len(groups), name, None)
+        started = time.perf_counter()
+        run()
+        if progress:
+            progress(step, len(groups), name, time.perf_counter() - started)
 
 
 def _false_alarm_target(cfg: GatewayConfig) -> float:

@@ -91,21 +91,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     setup_logging(config.log_level, config.log_format)
     if args.command == "serve":
-        return _serve(config)
+        return _serve(config, args.config)
     if args.command == "migrate":
         return asyncio.run(_migrate(config))
     if args.command == "warmup":
-        from otlp_gateway.app import warm_up_detectors
-
-        warm_up_detectors(config)
-        print("detector kernels compiled and cached")
-        return 0
+        return _warmup(config)
     if args.command == "api-keys":
         return asyncio.run(_api_keys(config, args))
     raise AssertionError(args.command)
 
 
-def _serve(config: GatewayConfig) -> int:
+def _serve(config: GatewayConfig, config_path: str | None) -> int:
     from otlp_gateway.app import Gateway
 
     try:
@@ -114,7 +110,31 @@ def _serve(config: GatewayConfig) -> int:
         uvloop.install()
     except ImportError:  # optional speed-up
         pass
-    asyncio.run(Gateway(config).run_until_signalled())
+    asyncio.run(Gateway(config, config_path).run_until_signalled())
+    return 0
+
+
+def _warmup(config: GatewayConfig) -> int:
+    """Compile every kernel group, one progress line before and after each (compiling takes ~15 s cold)."""
+    import os
+    import time
+
+    from otlp_gateway.app import warm_up_detectors
+
+    started = time.perf_counter()
+    cache = os.environ.get("NUMBA_CACHE_DIR")
+    where = f"NUMBA_CACHE_DIR={cache}" if cache else "__pycache__ beside the modules; set NUMBA_CACHE_DIR"
+    print(f"warmup: compiling detector kernels into numba's cache ({where})", flush=True)
+
+    def show(step: int, steps: int, group: str, seconds: float | None) -> None:
+        if seconds is None:
+            print(f"warmup [{step}/{steps}] {group}: compiling ...", flush=True)
+        else:
+            print(f"warmup [{step}/{steps}] {group}: done in {seconds:.1f} s "
+                  f"(elapsed {time.perf_counter() - started:.1f} s)", flush=True)
+
+    warm_up_detectors(config, show)
+    print(f"detector kernels compiled and cached in {time.perf_counter() - started:.1f} s", flush=True)
     return 0
 
 

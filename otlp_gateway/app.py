@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from otlp_gateway.component import Components
 from otlp_gateway.config import GatewayConfig
 from otlp_gateway.health import HealthState, Phase
 from otlp_gateway.ratelimit import TokenBucket
+from otlp_gateway.startup_notes import admin_key_advice, describe_store, ui_url
 from otlp_gateway.store.errors import StoreUnavailableError
 from otlp_gateway.store.settings import StoreSettings
 from otlp_gateway.telemetry.metrics import GatewayMetrics
@@ -39,8 +41,10 @@ log = logging.getLogger("otlp_gateway")
 class Gateway:
     """One gateway process: owns its metrics registry, health state and every component."""
 
-    def __init__(self, config: GatewayConfig):
+    def __init__(self, config: GatewayConfig, config_path: str | None = None):
+        """``config_path``: the file the configuration came from, quoted in the start-up advice."""
         self.config = config
+        self.config_path = config_path
         self.metrics = GatewayMetrics()
         self.health = HealthState()
         self.rate_limiter = TokenBucket(config.api.rate_limit.rps, config.api.rate_limit.burst)
@@ -65,6 +69,9 @@ class Gateway:
         self.health.set_phase(Phase.SERVING)
         log.info("driftlock otlp-gateway %s serving: grpc=%s http=%s api=%s", __version__, self.grpc_port,
                  self.http_port, self.api_port)
+        ui = ui_url(self.config, self.api_port)
+        log.info("web UI %s; REST API %sv1 (OpenAPI %sopenapi.json), metrics %smetrics, health %shealthz",
+                 ui, ui, ui, ui, ui, extra={"ui_url": ui})
 
     def build(self) -> Components:
         """Construct every component from the configuration, in start order (nothing runs yet)."""
@@ -80,6 +87,10 @@ class Gateway:
             raise RuntimeError("the gateway's components are already built")
         cfg = self.config
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        log.info("data directory %s (export and anomaly spools); anomaly store: %s", self.data_dir,
+                 describe_store(cfg, self.data_dir),
+                 extra={"data_dir": str(self.data_dir),
+                        "store_backend": "postgres" if cfg.store.database_url is not None else "sqlite"})
         for name in ("jit", "store", "receivers"):
             self.health.set_ready(name, False)
 
@@ -103,7 +114,8 @@ class Gateway:
             self.http_receiver = OtlpHttpReceiver(cfg.receiver, self.stage, self.metrics, self.health,
                                                   admission, limiter)
 
-        self.components.add(("anomaly store", StoreComponent(self.store, cfg.store, self.health)))
+        self.components.add(("anomaly store", StoreComponent(self.store, cfg.store, self.health,
+                                                             on_ready=self._advise_on_access)))
         self.components.add(("API", self.api))
         self.components.add(("anomaly writer", self.writer))
         self.components.add(("exporter", self.exporter))
@@ -113,6 +125,18 @@ class Gateway:
         receivers = (("OTLP gRPC receiver", self.grpc_receiver), ("OTLP HTTP receiver", self.http_receiver))
         self.components.add(*((name, r) for name, r in receivers if r is not None))
         return self.components
+
+    async def _advise_on_access(self) -> None:
+        """Say how to get past the 401 every /v1 call answers until an admin key exists."""
+        assert self.store is not None
+        try:
+            keys = await self.store.list_api_keys()
+        except Exception:  # advice only: never let it stop the start
+            log.debug("could not list API keys for the start-up advice", exc_info=True)
+            return
+        advice = admin_key_advice(self.config, self.data_dir, self.config_path, keys)
+        if advice:
+            log.warning(advice)
 
     # ----------------------------------------------------------------------------------------------- ports
     @property
@@ -165,15 +189,17 @@ class StoreComponent:
     down at start is retried in the background, since ingest and forwarding must not wait for it
     (anomalies spool on disk meanwhile; readiness ``store`` stays false). Closed last."""
 
-    def __init__(self, store: AnomalyStore, settings: StoreSettings, health: HealthState):
+    def __init__(self, store: AnomalyStore, settings: StoreSettings, health: HealthState,
+                 on_ready: Callable[[], Awaitable[None]] | None = None):
+        """``on_ready``: awaited once the schema is ready (the start-up advice on API keys)."""
         self._store = store
         self._settings = settings
         self._health = health
+        self._on_ready = on_ready
         self._retry: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self._store.open()
-        log.info("anomaly store: %s", self._store.backend)
         try:
             await self._prepare()
         except StoreUnavailableError as exc:
@@ -194,6 +220,8 @@ class StoreComponent:
         else:
             await self._store.ping()
         self._health.set_ready("store", True)
+        if self._on_ready is not None:
+            await self._on_ready()
 
     async def _prepare_until_reachable(self) -> None:
         delay = 0.5

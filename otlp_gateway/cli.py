@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 from otlp_gateway import __version__
 from otlp_gateway.config import ConfigError, GatewayConfig, load_config
+from otlp_gateway.log_setup import setup_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url", metavar="DSN", help="Postgres DSN (default: embedded SQLite)")
     serve.add_argument("--data-dir", metavar="DIR", help="embedded store and spools (default: per-user dir)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", choices=["text", "json"],
+                       help="text lines, or one JSON object per line (ts, level, logger, msg, fields)")
 
     check = sub.add_parser("check-config", help="validate a configuration file and print it resolved")
     check.add_argument("file")
@@ -68,13 +70,9 @@ def _config_from(args: argparse.Namespace) -> GatewayConfig:
         ("store", "database_url"): getattr(args, "database_url", None),
         ("data_dir",): getattr(args, "data_dir", None),
         ("log_level",): getattr(args, "log_level", None),
+        ("log_format",): getattr(args, "log_format", None),
     }
     return load_config(getattr(args, "config", None), overrides=overrides)
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,27 +89,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(config.masked(), indent=2, sort_keys=True, default=str))
         print(f"# configuration valid; hash {config.config_hash()}", file=sys.stderr)
         return 0
-    _setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     if args.command in ("serve", "warmup"):  # before any kernel module is imported (see otlp_gateway.jit)
         from otlp_gateway.jit import cache_dir, use_cache_dir
 
         jit_dir = use_cache_dir(cache_dir(config.detection.jit_cache_dir))
     if args.command == "serve":
-        return _serve(config)
+        return _serve(config, args.config)
     if args.command == "migrate":
         return asyncio.run(_migrate(config))
     if args.command == "warmup":
-        from otlp_gateway.jit import warm_up_kernels
-
-        warm_up_kernels(config.detection.seed)
-        print(f"kernels compiled and cached in {jit_dir}")
-        return 0
+        return _warmup(config, jit_dir)
     if args.command == "api-keys":
         return asyncio.run(_api_keys(config, args))
     raise AssertionError(args.command)
 
 
-def _serve(config: GatewayConfig) -> int:
+def _serve(config: GatewayConfig, config_path: str | None) -> int:
     from otlp_gateway.app import Gateway
 
     try:
@@ -120,7 +114,28 @@ def _serve(config: GatewayConfig) -> int:
         uvloop.install()
     except ImportError:  # optional speed-up
         pass
-    asyncio.run(Gateway(config).run_until_signalled())
+    asyncio.run(Gateway(config, config_path).run_until_signalled())
+    return 0
+
+
+def _warmup(config: GatewayConfig, jit_dir: Path) -> int:
+    """Compile every kernel group, one progress line before and after each (compiling takes ~15-50 s cold)."""
+    import time
+
+    from otlp_gateway.jit import warm_up_kernels
+
+    started = time.perf_counter()
+    print(f"warmup: compiling kernels into the JIT cache directory {jit_dir}", flush=True)
+
+    def show(step: int, steps: int, group: str, seconds: float | None) -> None:
+        if seconds is None:
+            print(f"warmup [{step}/{steps}] {group}: compiling ...", flush=True)
+        else:
+            print(f"warmup [{step}/{steps}] {group}: done in {seconds:.1f} s "
+                  f"(elapsed {time.perf_counter() - started:.1f} s)", flush=True)
+
+    warm_up_kernels(config.detection.seed, show)
+    print(f"kernels compiled and cached in {jit_dir} in {time.perf_counter() - started:.1f} s", flush=True)
     return 0
 
 

@@ -1,8 +1,9 @@
 """The gateway's one typed configuration object and how it is loaded.
 
-Loading order (later wins): built-in defaults < YAML file (``${VAR}`` / ``${VAR:-default}`` expanded
-before parsing, ``$$`` escapes a dollar) < the runbook's environment knobs (``DATABASE_URL``,
-``JWT_SECRET``, ``DB_MAX_OPEN_CONNS``, ``DB_MAX_IDLE_CONNS``, ``DB_CONN_MAX_LIFETIME``,
+Loading order (later wins): built-in defaults < the OpenTelemetry SDK variables
+``OTEL_EXPORTER_OTLP_*`` (downstream exporter only; see ``exporter/otel_env.py``) < YAML file (``${VAR}`` /
+``${VAR:-default}`` expanded before parsing, ``$$`` escapes a dollar) < the runbook's environment knobs
+(``DATABASE_URL``, ``JWT_SECRET``, ``DB_MAX_OPEN_CONNS``, ``DB_MAX_IDLE_CONNS``, ``DB_CONN_MAX_LIFETIME``,
 ``GLOBAL_RATE_LIMIT_RPS``, ``GLOBAL_RATE_LIMIT_BURST``) < command-line flags.
 """
 
@@ -22,19 +23,24 @@ from pydantic import Field, SecretStr, ValidationError
 
 from otlp_gateway.api.settings import ApiSettings
 from otlp_gateway.detection.settings import DetectionSettings
+from otlp_gateway.exporter.otel_env import apply_otel_exporter_env
 from otlp_gateway.exporter.settings import ExporterSettings
+from otlp_gateway.log_setup import LogFormat
 from otlp_gateway.receiver.settings import ReceiverSettings
-from otlp_gateway.settings_base import StrictModel
+from otlp_gateway.settings_base import Duration, StrictModel, parse_duration_seconds
 from otlp_gateway.store.settings import StoreSettings
 
 
 class GatewayConfig(StrictModel):
     data_dir: str = Field(default_factory=lambda: platformdirs.user_data_dir("driftlock-otlp-gateway"))
     """Embedded SQLite store, export spool and anomaly spool live here."""
-    shutdown_grace_seconds: float = Field(30.0, ge=0)
+    shutdown_grace_seconds: Duration = Field(30.0, ge=0)
     """On SIGTERM/SIGINT: stop accepting, then drain queues for at most this long."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    """Log verbosity (logs go to stderr)."""
+    """Log verbosity (logs go to stderr). Per-request lines (each forwarded HTTP batch) only at debug."""
+    log_format: LogFormat = "text"
+    """text: ``time level logger: message`` lines; json: one object per line with ts, level, logger, msg
+    and the record's fields."""
     receiver: ReceiverSettings = ReceiverSettings()
     exporter: ExporterSettings = ExporterSettings()
     store: StoreSettings = StoreSettings()
@@ -74,18 +80,6 @@ def expand_env(text: str, env: Mapping[str, str]) -> str:
         return value
 
     return _VAR.sub(repl, text)
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-
-
-def parse_duration_seconds(text: str) -> float:
-    """``90``, ``90s``, ``15m``, ``1h``, ``250ms`` -> seconds (the runbook writes Go durations)."""
-    m = _DURATION.match(text)
-    if not m:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 15m, 1h)")
-    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
-    return float(m.group(1)) * scale
 
 
 # Environment knob -> (path in the config, converter). The runbook's names, kept as is.
@@ -146,6 +140,8 @@ def load_config(
     for target, value in (overrides or {}).items():
         if value is not None:
             _set_path(data, target, value)
+    # lowest of the sources: fills only exporter settings that nothing above set
+    errors.extend(apply_otel_exporter_env(data, env))
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:

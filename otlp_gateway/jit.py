@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -70,16 +70,32 @@ class _WithExamples(Protocol):
     def example_events(self, n: int, seed: int) -> Any: ...
 
 
-def warm_up_kernels(seed: int = 0) -> None:
+WarmUpProgress = Callable[[int, int, str, float | None], None]
+"""``(step, steps, group, seconds)``: called before a kernel group compiles (seconds None) and after it."""
+
+
+def warm_up_kernels(seed: int = 0, progress: WarmUpProgress | None = None) -> None:
     """Run every registered detector on its example events once, and the wire extraction, so every kernel
-    is compiled (or loaded from the cache) before a request needs it."""
+    is compiled (or loaded from the cache) before a request needs it; ``progress`` hears about each group."""
     from detectors import registry
     from otlp_gateway.otlp.wire import warm_up as warm_up_wire_extraction
 
-    for kind in registry.available():
-        detector = registry.create(kind, seed=seed)
-        detector.update(cast(_WithExamples, type(detector)).example_events(1000, seed))
-    warm_up_wire_extraction()
+    def detector(kind: str) -> Callable[[], None]:
+        def run() -> None:
+            instance = registry.create(kind, seed=seed)
+            instance.update(cast(_WithExamples, type(instance)).example_events(1000, seed))
+
+        return run
+
+    groups = [(f"{kind} detector", detector(kind)) for kind in registry.available()]
+    groups.append(("OTLP wire extraction", warm_up_wire_extraction))
+    for step, (name, run) in enumerate(groups, start=1):
+        if progress:
+            progress(step, len(groups), name, None)
+        started = time.perf_counter()
+        run()
+        if progress:
+            progress(step, len(groups), name, time.perf_counter() - started)
 
 
 class KernelWarmup:

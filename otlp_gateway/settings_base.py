@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, SecretStr
 
 _HOSTPORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]*):(\d{1,5})$")
 
@@ -19,6 +19,42 @@ def _check_hostport(value: str) -> str:
 
 HostPort = Annotated[str, AfterValidator(_check_hostport)]
 """``host:port``; an empty host means all interfaces; port 0 asks the OS for a free port."""
+
+
+# Go's time.ParseDuration units (what the collector's YAML and the runbook's knobs are written in).
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+                   "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(?:\.\d*)?|\.\d+)$")
+
+
+def parse_duration_seconds(text: str) -> float:
+    """``90`` (seconds), ``90s``, ``15m``, ``1h30m``, ``1.5h``, ``250ms`` -> seconds.
+
+    A Go duration string as the collector writes them, or a plain number of seconds."""
+    value = text.strip()
+    if _PLAIN_NUMBER.match(value):
+        return float(value)
+    sign = -1.0 if value.startswith("-") else 1.0
+    body = value.lstrip("+-")
+    total, pos = 0.0, 0
+    for match in _DURATION_PART.finditer(body):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if not body or pos != len(body):
+        raise ValueError(f"not a duration: {text!r} (use a number of seconds or e.g. 500ms, 30s, 5m, 1h)")
+    return sign * total
+
+
+def _duration(value: Any) -> Any:
+    return parse_duration_seconds(value) if isinstance(value, str) else value
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+"""Seconds: a number, or a duration string as the collector writes them (``500ms``, ``30s``, ``5m``,
+``1h``, ``1h30m``). Every duration field of the configuration uses this type."""
 
 
 class StrictModel(BaseModel):
@@ -40,4 +76,5 @@ class TLSServerSettings(StrictModel):
         return bool(self.cert_file and self.key_file)
 
 
-__all__ = ["HostPort", "SecretStr", "StrictModel", "TLSServerSettings"]
+__all__ = ["Duration", "HostPort", "SecretStr", "StrictModel", "TLSServerSettings",
+           "parse_duration_seconds"]

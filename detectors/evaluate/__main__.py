@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--byte-events", type=int, default=None,
                     help="stationary: cap on events per log/span stream (each profile runs enough for ~20 "
                          "expected alarms, up to this cap)")
-    ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/quality.md and its plots")
+    ap.add_argument("--write-docs", action="store_true",
+                    help="rewrite the tracked docs/quality.md, its plots and results.json "
+                         "(default: only print)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     args = ap.parse_args(argv)
     todo = DATASETS if args.dataset == "all" else (args.dataset,)
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         results[which]["_seconds"] = time.monotonic() - t0
         print(report.summary(which, results[which]))
         sys.stdout.flush()
-    if not args.no_docs:
+    if args.write_docs:
         path = report.write_docs(results, _paths.docs_dir(), " ".join(["python -m detectors.evaluate",
                                                                         *(argv or sys.argv[1:])]))
         print(f"wrote {path}")

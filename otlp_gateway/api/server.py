@@ -81,8 +81,9 @@ class ApiServer:
         settings = self._ctx.config.api
         self._socket = bind_socket(settings.listen)
         self.port = self._socket.getsockname()[1]
+        # log_config=None: uvicorn's records go through the process's handlers (text or JSON lines)
         config = uvicorn.Config(self._app, lifespan="off", log_level="warning", access_log=False,
-                                server_header=False, timeout_graceful_shutdown=None,
+                                log_config=None, server_header=False, timeout_graceful_shutdown=None,
                                 **_tls_kwargs(settings.tls))  # type: ignore[arg-type]
         self._server = _EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]), name="api-server")

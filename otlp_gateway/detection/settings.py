@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from otlp_gateway.settings_base import StrictModel
+from otlp_gateway.settings_base import Duration, StrictModel
 from otlp_gateway.streams.settings import (
     InvalidStreamSettings,
     ProfileName,
@@ -52,7 +52,7 @@ class DetectionSettings(StrictModel):
     first start, from stalling the clients."""
     workers: int = Field(2, gt=0)
     """Detection threads (numba kernels release the GIL); streams are sharded over them."""
-    snapshot_interval_seconds: float = Field(60.0, gt=0)
+    snapshot_interval_seconds: Duration = Field(60.0, gt=0)
     """How often live detector state is snapshotted to the store (also on shutdown)."""
     jit_cache_dir: str | None = None
     """numba's cache of compiled kernels. Unset: ``NUMBA_CACHE_DIR`` when set, else a per-user cache

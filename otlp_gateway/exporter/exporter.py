@@ -17,11 +17,11 @@ from pathlib import Path
 
 from otlp_gateway.batch import TelemetryBatch
 from otlp_gateway.errors import OverloadedError, PermanentError, RetryableError
-from otlp_gateway.exporter.endpoint import Endpoint, parse_endpoint
+from otlp_gateway.exporter.endpoint import Route, resolve_routes
 from otlp_gateway.exporter.queue import QUEUE_FULL_RETRY_AFTER_SECONDS, ExportQueue, QueuedRequest
 from otlp_gateway.exporter.retry import Backoff
 from otlp_gateway.exporter.settings import ExporterSettings
-from otlp_gateway.exporter.transport import Transport, build_transport
+from otlp_gateway.exporter.transport import SignalRouter, Transport
 from otlp_gateway.otlp.signals import ExportOutcome
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
@@ -42,7 +42,7 @@ class Exporter:
     def __init__(self, settings: ExporterSettings, data_dir: Path, metrics: GatewayMetrics):
         self._settings = settings
         self._metrics = metrics
-        self._endpoint: Endpoint | None = parse_endpoint(settings) if settings.endpoint else None
+        self._routes: dict[str, Route] = resolve_routes(settings)
         spool_dir = Path(data_dir) / SPOOL_SUBDIR if settings.queue.persistent else None
         self._queue = ExportQueue(settings.queue, spool_dir, metrics) if self.enabled else None
         self._transport: Transport | None = None
@@ -55,11 +55,11 @@ class Exporter:
         self._held_bytes = 0
         """Places held by reservations (``reserve``): counted as taken by every capacity check."""
         self.discarded_items = 0
-        """Items consumed in detection-only mode (no endpoint): counted, never forwarded."""
+        """Items of signals with no endpoint (detection only): counted, never forwarded."""
 
     @property
     def enabled(self) -> bool:
-        return self._endpoint is not None
+        return bool(self._routes)
 
     @property
     def queue(self) -> ExportQueue | None:
@@ -70,15 +70,15 @@ class Exporter:
         if self._started or self._closed:
             return
         self._started = True
-        if self._endpoint is None or self._queue is None:
+        if not self._routes or self._queue is None:
             log.info("exporter: no endpoint configured; telemetry is consumed for detection only and "
                      "not forwarded")
             return
         recovered = await self._queue.open()
-        self._transport = build_transport(self._endpoint, self._settings)
+        self._transport = SignalRouter(self._routes)
         q = self._settings.queue
-        log.info("exporter: forwarding to %s, %d concurrent senders, queue %d requests, %s%s",
-                 self._endpoint.describe(), q.consumers, q.capacity_requests,
+        log.info("exporter: forwarding %s, %d concurrent senders, queue %d requests, %s%s",
+                 self._describe_routes(), q.consumers, q.capacity_requests,
                  f"persistent spool ({q.spool_max_bytes} bytes max)" if q.persistent else "in memory only",
                  f"; {recovered} requests recovered from the spool" if recovered else "")
         self._senders = [asyncio.create_task(self._sender_loop(), name=f"exporter-sender-{i}")
@@ -135,7 +135,7 @@ class Exporter:
     def _check_room(self, batch: TelemetryBatch, *, held: bool = False) -> None:
         """Raise ``OverloadedError`` (counted) when ``batch`` cannot be queued now; ``held``: it already
         holds a place."""
-        if self._queue is None:
+        if self._queue is None or batch.signal not in self._routes:
             return
         try:
             if self._closed or not self._started:
@@ -158,7 +158,7 @@ class Exporter:
             raise
 
     async def _enqueue(self, batch: TelemetryBatch) -> None:
-        if self._queue is None:
+        if self._queue is None or batch.signal not in self._routes:
             self.discarded_items += batch.item_count
             self._metrics.exporter_discarded.labels(batch.signal).inc(batch.item_count)
             return
@@ -200,7 +200,7 @@ class Exporter:
                 return
             except RetryableError as err:
                 delay = backoff.next_delay(time.monotonic() - started, err.retry_after)
-                self._note_failing(str(err))
+                self._note_failing(signal, str(err))
                 if delay is None:
                     reason = "retries_exhausted" if self._settings.retry.enabled else "retry_disabled"
                     self._drop(request, reason, str(err))
@@ -220,7 +220,7 @@ class Exporter:
     def _delivered(self, request: QueuedRequest, outcome: ExportOutcome) -> None:
         if self._downstream_failing:
             self._downstream_failing = False
-            log.info("exporter: downstream %s accepts requests again", self._describe())
+            log.info("exporter: downstream %s accepts requests again", self._describe(request.signal))
         accepted = request.item_count
         if outcome.rejected or outcome.message:
             rejected = min(outcome.rejected, request.item_count)
@@ -235,15 +235,27 @@ class Exporter:
         log.error("exporter: dropped a %s request of %d items (%s): %s",
                   request.signal, request.item_count, reason, detail)
 
-    def _note_failing(self, detail: str) -> None:
+    def _note_failing(self, signal: str, detail: str) -> None:
         # One warning per outage, not one per attempt: with several senders retrying it would flood.
         if not self._downstream_failing:
             self._downstream_failing = True
             log.warning("exporter: downstream %s failing (%s); retrying with backoff",
-                        self._describe(), detail)
+                        self._describe(signal), detail)
 
-    def _describe(self) -> str:
-        return self._endpoint.describe() if self._endpoint else "(none)"
+    def _describe(self, signal: str) -> str:
+        route = self._routes.get(signal)
+        return route.endpoint.describe() if route else "(none)"
+
+    def _describe_routes(self) -> str:
+        """``traces, metrics, logs to grpc://collector:4317 (grpc)``; per-signal routes listed apart."""
+        groups: dict[str, list[str]] = {}
+        for signal, route in self._routes.items():
+            groups.setdefault(route.endpoint.describe(), []).append(signal)
+        parts = [f"{', '.join(signals)} to {where}" for where, signals in groups.items()]
+        unrouted = [s for s in ("traces", "metrics", "logs") if s not in self._routes]
+        if unrouted:
+            parts.append(f"{', '.join(unrouted)} for detection only")
+        return "; ".join(parts)
 
 
 class ExportReservation:

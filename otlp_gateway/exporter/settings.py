@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from otlp_gateway.settings_base import StrictModel
+from otlp_gateway.settings_base import Duration, StrictModel
 
 
 class RetrySettings(StrictModel):
@@ -15,11 +15,11 @@ class RetrySettings(StrictModel):
 
     enabled: bool = True
     """Retry retryable failures; when off, a failed export is dropped and counted."""
-    initial_interval_seconds: float = Field(5.0, gt=0)
+    initial_interval_seconds: Duration = Field(5.0, gt=0)
     """First backoff delay."""
-    max_interval_seconds: float = Field(30.0, gt=0)
+    max_interval_seconds: Duration = Field(30.0, gt=0)
     """Upper bound of one backoff delay."""
-    max_elapsed_seconds: float = Field(0.0, ge=0)
+    max_elapsed_seconds: Duration = Field(0.0, ge=0)
     """Give up on a request after this long and count it as failed; 0 (the default) retries until delivered,
     bounded by the queue and spool capacity, so nothing acknowledged is dropped during a long outage
     (the collector's default is 300 s)."""
@@ -55,42 +55,123 @@ class ExporterTLSSettings(StrictModel):
     """Skip certificate verification (HTTP exporter only; grpcio cannot)."""
 
 
+ExportProtocol = Literal["auto", "grpc", "http/protobuf"]
+Compression = Literal["none", "gzip"]
+ENDPOINT_SCHEMES = ("grpc://", "grpcs://", "http://", "https://")
+
+
+def _check_endpoint(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not value.startswith(ENDPOINT_SCHEMES):
+        raise ValueError("endpoint must start with grpc://, grpcs://, http:// or https://")
+    return value
+
+
+class SignalTLSSettings(StrictModel):
+    """Per-signal TLS overrides; unset fields inherit ``exporter.tls``."""
+
+    insecure: bool | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+class SignalExporterSettings(StrictModel):
+    """Overrides for one signal; every unset field inherits the exporter's own."""
+
+    endpoint: str | None = None
+    """This signal's endpoint, used as-is: for OTLP/HTTP the full URL with its path (for example
+    ``https://otlp.example.com/v1/traces``); nothing is appended (the OpenTelemetry per-signal rule)."""
+    protocol: ExportProtocol | None = None
+    headers: dict[str, SecretStr] | None = None
+    """Replaces (does not extend) the exporter's headers for this signal."""
+    compression: Compression | None = None
+    timeout_seconds: Duration | None = Field(None, gt=0)
+    tls: SignalTLSSettings = SignalTLSSettings()
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_scheme(cls, value: str | None) -> str | None:
+        return _check_endpoint(value)
+
+
+_INHERITED = ("endpoint", "protocol", "headers", "compression", "timeout_seconds")
+
+
+class ExporterSignals(StrictModel):
+    """Per-signal overrides (``OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_*`` land here)."""
+
+    traces: SignalExporterSettings = SignalExporterSettings()
+    metrics: SignalExporterSettings = SignalExporterSettings()
+    logs: SignalExporterSettings = SignalExporterSettings()
+
+
 class ExporterSettings(StrictModel):
     endpoint: str | None = None
-    """``grpc://host:port``, ``http://host:port`` or ``https://host:port``. Unset: detection only."""
-    protocol: Literal["auto", "grpc", "http/protobuf"] = "auto"
+    """``grpc://host:port``, ``http://host:port`` or ``https://host:port``; for OTLP/HTTP ``/v1/<signal>``
+    is appended to its path. Unset (and no per-signal endpoint): detection only."""
+    protocol: ExportProtocol = "auto"
     """auto: gRPC for grpc:// and grpcs:// endpoints, OTLP/HTTP protobuf for http:// and https://."""
     headers: dict[str, SecretStr] = {}
     """Extra request headers / gRPC metadata (for example an authorization token); never logged."""
-    compression: Literal["none", "gzip"] = "gzip"
+    compression: Compression = "gzip"
     """Wire compression toward the downstream (gzip costs ~3 ms CPU per 512-span request; none suits a
     local collector)."""
-    timeout_seconds: float = Field(10.0, gt=0)
+    timeout_seconds: Duration = Field(10.0, gt=0)
     """Deadline of one export attempt."""
     tls: ExporterTLSSettings = ExporterTLSSettings()
+    signals: ExporterSignals = ExporterSignals()
+    """Per-signal endpoint, protocol, headers, compression, timeout and TLS; unset fields inherit the
+    values above. A signal with no endpoint at either level is consumed for detection only."""
     retry: RetrySettings = RetrySettings()
     queue: QueueSettings = QueueSettings()
 
     @field_validator("endpoint")
     @classmethod
-    def _check_endpoint(cls, value: str | None) -> str | None:
-        if value is None or value == "":
-            return None
-        if not value.startswith(("grpc://", "grpcs://", "http://", "https://")):
-            raise ValueError("endpoint must start with grpc://, grpcs://, http:// or https://")
-        return value
+    def _endpoint_scheme(cls, value: str | None) -> str | None:
+        return _check_endpoint(value)
+
+    def for_signal(self, signal: str) -> ExporterSettings:
+        """The effective settings of one signal (its overrides applied; ``signals`` emptied)."""
+        override: SignalExporterSettings = getattr(self.signals, signal)
+        update = {name: value for name in _INHERITED if (value := getattr(override, name)) is not None}
+        tls_update = override.tls.model_dump(exclude_none=True)
+        if tls_update:
+            update["tls"] = self.tls.model_copy(update=tls_update)
+        update["signals"] = ExporterSignals()
+        return self.model_copy(update=update)
+
+    def signal_endpoint_is_exact(self, signal: str) -> bool:
+        """Whether the signal's endpoint is its own (used as-is) rather than the shared base URL."""
+        return getattr(self.signals, signal).endpoint is not None
 
     @model_validator(mode="after")
     def _check_transport_options(self) -> ExporterSettings:
-        if self.endpoint is None:
-            return self
-        grpc_scheme = self.endpoint.startswith(("grpc://", "grpcs://"))
-        if self.protocol == "http/protobuf" and grpc_scheme:
-            raise ValueError("protocol http/protobuf needs an http:// or https:// endpoint")
-        uses_grpc = self.protocol == "grpc" or (self.protocol == "auto" and grpc_scheme)
-        if uses_grpc and self.tls.insecure_skip_verify:
-            raise ValueError("tls.insecure_skip_verify is not supported by the gRPC exporter "
-                             "(grpcio cannot skip certificate checks); set tls.ca_file instead")
-        if (self.tls.cert_file is None) != (self.tls.key_file is None):
-            raise ValueError("tls.cert_file and tls.key_file must be set together")
+        for signal in ExporterSignals.model_fields:
+            effective = self.for_signal(signal)
+            if effective.endpoint is None:
+                continue
+            problem = _transport_problem(effective)
+            if problem:
+                where = f"signals.{signal}: " if self._differs_for(signal) else ""
+                raise ValueError(where + problem)
         return self
+
+    def _differs_for(self, signal: str) -> bool:
+        override: SignalExporterSettings = getattr(self.signals, signal)
+        return override != SignalExporterSettings()
+
+
+def _transport_problem(settings: ExporterSettings) -> str | None:
+    assert settings.endpoint is not None
+    grpc_scheme = settings.endpoint.startswith(("grpc://", "grpcs://"))
+    if settings.protocol == "http/protobuf" and grpc_scheme:
+        return "protocol http/protobuf needs an http:// or https:// endpoint"
+    uses_grpc = settings.protocol == "grpc" or (settings.protocol == "auto" and grpc_scheme)
+    if uses_grpc and settings.tls.insecure_skip_verify:
+        return ("tls.insecure_skip_verify is not supported by the gRPC exporter "
+                "(grpcio cannot skip certificate checks); set tls.ca_file instead")
+    if (settings.tls.cert_file is None) != (settings.tls.key_file is None):
+        return "tls.cert_file and tls.key_file must be set together"
+    return None

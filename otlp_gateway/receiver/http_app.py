@@ -1,4 +1,5 @@
-"""The OTLP/HTTP ASGI application: ``POST /v1/{traces,metrics,logs}``, protobuf or JSON, optionally gzip.
+"""The OTLP/HTTP ASGI application: ``POST /v1/{traces,metrics,logs}``, protobuf or JSON, optionally gzip,
+deflate or zstd.
 
 A raw ASGI app rather than a framework: the body must be read as a stream under a limit and the answers
 are few. Checks run cheapest first: path (404), method (405), bearer token (401), content type and
@@ -24,6 +25,7 @@ from otlp_gateway.receiver.http_body import (
     BadCompression,
     BodyTooLarge,
     ClientDisconnected,
+    Codec,
     Receive,
     read_body,
 )
@@ -110,9 +112,9 @@ class OtlpHttpApp:
             return await responder.refusal(refusal, encoding, close)
         await responder.message(200, response, encoding)
 
-    async def _read(self, receive: Receive, wbits: int | None) -> bytes:
+    async def _read(self, receive: Receive, codec: Codec) -> bytes:
         try:
-            return await read_body(receive, wbits, self._limit)
+            return await read_body(receive, codec, self._limit)
         except BodyTooLarge as exc:
             raise Refusal(RefusalKind.TOO_LARGE, str(exc)) from None
         except BadCompression as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from otlp_gateway.settings_base import HostPort, StrictModel, TLSServerSettings
+from otlp_gateway.settings_base import Duration, HostPort, StrictModel, TLSServerSettings
 
 
 class AdmissionSettings(StrictModel):
@@ -12,7 +12,7 @@ class AdmissionSettings(StrictModel):
     """Spans + metric points + log records admitted but not yet handed to the export queue."""
     max_inflight_bytes: int = Field(256 * 1024 * 1024, gt=0)
     """Decompressed request bytes admitted but not yet handed to the export queue."""
-    retry_after_seconds: float = Field(1.0, gt=0)
+    retry_after_seconds: Duration = Field(1.0, gt=0)
     """The retry hint sent with UNAVAILABLE / 503 / 429."""
 
 

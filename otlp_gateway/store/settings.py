@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from otlp_gateway.settings_base import StrictModel
+from otlp_gateway.settings_base import Duration, StrictModel
 
 
 class StoreSettings(StrictModel):
@@ -16,10 +16,10 @@ class StoreSettings(StrictModel):
     """``DB_MAX_OPEN_CONNS``: pool maximum size."""
     max_idle_conns: int = Field(10, ge=0)
     """``DB_MAX_IDLE_CONNS``: connections kept open when idle (pool minimum size)."""
-    conn_max_lifetime_seconds: float = Field(3600.0, gt=0)
+    conn_max_lifetime_seconds: Duration = Field(3600.0, gt=0)
     """``DB_CONN_MAX_LIFETIME`` (accepts Go-style durations such as ``1h`` in the environment)."""
     migrate_on_start: bool = True
     batch_max_rows: int = Field(500, gt=0)
-    flush_interval_seconds: float = Field(1.0, gt=0)
+    flush_interval_seconds: Duration = Field(1.0, gt=0)
     spool_max_rows: int = Field(1_000_000, gt=0)
     """Anomalies held on local disk while the database is unreachable."""

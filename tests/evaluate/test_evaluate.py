@@ -11,13 +11,16 @@ import numpy as np
 import pytest
 
 from detectors.evaluate import _paths, logs, nab, stationary
+from tests.fixtures.required import require_paths
 
 NAB_FILES = ["realAdExchange/exchange-2_cpc_results.csv", "realTraffic/TravelTime_451.csv"]
 
 
 def _need_nab() -> None:
-    if not (_paths.nab_root() / "data").is_dir() or not _paths.nab_scorer().is_file():
-        pytest.fail(f"NAB data or scorer missing under {_paths.shared_root()} (set DRIFTLOCK_SHARED)")
+    """The NAB corpus and its scorer live in the shared folder beside the repository, not in it."""
+    nab_root = _paths.nab_root()
+    require_paths(nab_root / "data", nab_root / "labels" / "combined_windows.json", _paths.nab_scorer(),
+                  hint="the shared datasets beside the repository; or set DRIFTLOCK_SHARED")
 
 
 def test_nab_writer_output_is_accepted_by_the_real_scorer(tmp_path):

@@ -7,8 +7,8 @@ import random
 import pytest
 from pydantic import ValidationError
 
+from otlp_gateway.durable.backoff import Backoff
 from otlp_gateway.exporter.endpoint import parse_endpoint
-from otlp_gateway.exporter.retry import Backoff
 from otlp_gateway.exporter.settings import ExporterSettings, RetrySettings
 
 

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
+from otlp_gateway.durable.backoff import RetrySettings
 from otlp_gateway.settings_base import StrictModel
+
+
+class StoreRetrySettings(RetrySettings):
+    """Backoff of the anomaly spool's drain and of preparing the store at start while it is unreachable
+    (the collector's shape; shorter intervals than forwarding: the store is usually close by)."""
+
+    initial_interval_seconds: float = Field(0.5, gt=0)
+    """First backoff delay."""
+    max_interval_seconds: float = Field(15.0, gt=0)
+    """Upper bound of one backoff delay."""
 
 
 class StoreSettings(StrictModel):
@@ -23,3 +34,9 @@ class StoreSettings(StrictModel):
     flush_interval_seconds: float = Field(1.0, gt=0)
     spool_max_rows: int = Field(1_000_000, gt=0)
     """Anomalies held on local disk while the database is unreachable."""
+    retry: StoreRetrySettings = StoreRetrySettings()
+    stream_retention_seconds: float = Field(7 * 86_400.0, ge=0)
+    """Stream records and detector snapshots of streams unseen for this long are deleted (a stream that
+    returns warms up again). Streams with settings changed through the API keep their record. 0: never."""
+    prune_interval_seconds: float = Field(3600.0, gt=0)
+    """How often the pruning job runs."""

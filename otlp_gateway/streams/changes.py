@@ -12,7 +12,7 @@ import datetime as dt
 from typing import Any, Protocol
 
 from detectors.profiles import DEFAULT_PROFILE, Profile, resolve_profile
-from otlp_gateway.store.base import AnomalyStore, StreamInfo
+from otlp_gateway.store.base import AnomalyStore, StreamInfo, all_streams
 
 OVERRIDE_KEYS = ("baseline", "window", "hop", "false_alarm_target")
 """Per-stream numeric overrides of the profile, kept in ``StreamInfo.settings``."""
@@ -80,7 +80,7 @@ class StoreStreamControl:
         self._store = store
 
     async def list_streams(self) -> list[StreamInfo]:
-        return await self._store.list_streams()
+        return await all_streams(self._store)
 
     async def get_stream(self, stream_id: str) -> StreamInfo | None:
         return await self._store.get_stream(stream_id)

@@ -12,7 +12,7 @@ import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from otlp_gateway.store.base import StreamInfo
+from otlp_gateway.store.base import StreamInfo, all_streams
 from otlp_gateway.streams.changes import InvalidStreamChange, UnknownStreamError, apply_changes
 from otlp_gateway.streams.live import detector_spec
 from otlp_gateway.streams.routing import StreamKey, check_profile, resolve_stream_config
@@ -31,7 +31,7 @@ class PipelineStreamControl:
 
     async def list_streams(self) -> list[StreamInfo]:
         store = self._pipeline.store
-        stored = await store.list_streams() if store is not None else []
+        stored = await all_streams(store) if store is not None else []
         live = {s.key.stream_id: self._pipeline.stream_info(s) for s in self._pipeline.live_streams()}
         merged = [live.pop(info.stream_id, info) for info in stored]
         merged.extend(live.values())

@@ -26,7 +26,7 @@ def test_streams_upsert_list_get(store_target: StoreTarget) -> None:
                 await store.upsert_stream(_stream(i))
             changed = _stream(2, state="active", settings={"window": 500, "hop": 10}, events_seen=12345)
             await store.upsert_stream(changed)
-            assert [s.stream_id for s in await store.list_streams()] == ["s1", "s2", "s3"]
+            assert [s.stream_id for s in (await store.list_streams()).items] == ["s1", "s2", "s3"]
             assert await store.get_stream("s2") == changed
             assert await store.get_stream("nope") is None
 

@@ -28,10 +28,12 @@ from otlp_gateway.telemetry.metrics import GatewayMetrics
 if TYPE_CHECKING:  # the components import grpc, uvicorn, numba: loaded only when the gateway starts
     from otlp_gateway.api import ApiServer
     from otlp_gateway.detection import Pipeline
+    from otlp_gateway.durable import DataDirBudget
     from otlp_gateway.exporter import Exporter
     from otlp_gateway.receiver import OtlpGrpcReceiver, OtlpHttpReceiver
     from otlp_gateway.store import AnomalyWriter
     from otlp_gateway.store.base import AnomalyStore
+    from otlp_gateway.store.maintenance import StreamPruner
 
 log = logging.getLogger("otlp_gateway")
 
@@ -47,6 +49,8 @@ class Gateway:
         self.data_dir = Path(config.data_dir)
         self.store: AnomalyStore | None = None
         self.writer: AnomalyWriter | None = None
+        self.budget: DataDirBudget | None = None
+        self.pruner: StreamPruner | None = None
         self.exporter: Exporter | None = None
         self.pipeline: Pipeline | None = None
         self.api: ApiServer | None = None
@@ -59,9 +63,11 @@ class Gateway:
     # ----------------------------------------------------------------------------------------------- start
     async def start(self) -> None:
         from otlp_gateway.api import ApiContext, ApiServer
+        from otlp_gateway.durable import DataDirBudget
         from otlp_gateway.exporter import Exporter
         from otlp_gateway.receiver import AdmissionController, OtlpGrpcReceiver, OtlpHttpReceiver
         from otlp_gateway.store import AnomalyWriter, open_store
+        from otlp_gateway.store.maintenance import StreamPruner
         from otlp_gateway.streams.changes import StoreStreamControl
 
         cfg = self.config
@@ -70,6 +76,8 @@ class Gateway:
         for name in ("jit", "store", "receivers"):
             self.health.set_ready(name, False)
 
+        self.budget = DataDirBudget(self.data_dir, cfg.data_dir_budget_bytes, self.metrics)
+        await self.budget.start()
         self.store = open_store(cfg.store, self.data_dir, self.metrics)
         await self.store.open()
         log.info("anomaly store: %s", self.store.backend)
@@ -83,8 +91,10 @@ class Gateway:
 
         self.writer = AnomalyWriter(self.store, self.data_dir / "anomaly-spool", cfg.store, self.metrics)
         await self.writer.start()
+        self.pruner = StreamPruner(self.store, cfg.store, self.metrics, after_prune=self.budget.measure)
+        await self.pruner.start()
 
-        self.exporter = Exporter(cfg.exporter, self.data_dir, self.metrics)
+        self.exporter = Exporter(cfg.exporter, self.data_dir, self.metrics, budget=self.budget)
         await self.exporter.start()
         # the exporter itself states at start-up whether it forwards or runs detection-only
 
@@ -124,29 +134,18 @@ class Gateway:
                  self.http_port, self.api_port)
 
     async def _prepare_store(self) -> None:
-        if self.config.store.migrate_on_start:
-            applied = await self.store.migrate()
-            if applied:
-                log.info("applied migrations: %s", ", ".join(applied))
-        else:
-            await self.store.ping()
+        from otlp_gateway.store.prepare import prepare_store
+
+        assert self.store is not None
+        await prepare_store(self.store, self.config.store)
         self.health.set_ready("store", True)
 
     async def _prepare_store_until_reachable(self) -> None:
-        delay = 0.5
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                await self._prepare_store()
-            except StoreUnavailableError:
-                delay = min(delay * 2, 15.0)
-                continue
-            except Exception:  # e.g. a migration refused: keep trying, readiness stays false, say why
-                log.exception("anomaly store: preparing the schema failed; retrying")
-                delay = min(delay * 2, 60.0)
-                continue
-            log.info("anomaly store reachable again")
-            return
+        from otlp_gateway.store.prepare import prepare_until_ready
+
+        assert self.store is not None
+        await prepare_until_ready(self.store, self.config.store)  # the store's backoff (store.retry)
+        self.health.set_ready("store", True)
 
     def _warm_jit(self) -> None:
         """Compile (or load from cache) every kernel off the loop, then report ready."""
@@ -200,12 +199,16 @@ class Gateway:
             await _quietly(self.pipeline.shutdown(left()), "pipeline shutdown")
         if self.exporter is not None:
             await _quietly(self.exporter.shutdown(left()), "exporter shutdown")
+        if self.pruner is not None:
+            await _quietly(self.pruner.shutdown(), "stream pruner shutdown")
         if self.writer is not None:
             await _quietly(self.writer.shutdown(left()), "anomaly writer shutdown")
         if self.api is not None:
             await _quietly(self.api.shutdown(min(left(), 2.0)), "api shutdown")
         if self.store is not None:
             await _quietly(self.store.close(), "store close")
+        if self.budget is not None:
+            await _quietly(self.budget.shutdown(), "data dir budget shutdown")
         self.health.set_phase(Phase.STOPPED)
         self._stopped.set()
         log.info("stopped")

@@ -77,7 +77,6 @@ class Gateway:
             self.health.set_ready(name, False)
 
         self.budget = DataDirBudget(self.data_dir, cfg.data_dir_budget_bytes, self.metrics)
-        await self.budget.start()
         self.store = open_store(cfg.store, self.data_dir, self.metrics)
         await self.store.open()
         log.info("anomaly store: %s", self.store.backend)
@@ -96,6 +95,7 @@ class Gateway:
 
         self.exporter = Exporter(cfg.exporter, self.data_dir, self.metrics, budget=self.budget)
         await self.exporter.start()
+        await self.budget.start()  # first measured with the store and both spools open
         # the exporter itself states at start-up whether it forwards or runs detection-only
 
         consumer = self.exporter

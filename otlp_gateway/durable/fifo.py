@@ -217,9 +217,13 @@ class DurableFifo:
                                                                        self._start_flusher)
 
     def requeue(self, entry: Entry) -> None:
-        """Put a handed-out entry back at the front (its consumer stopped, not its delivery)."""
+        """Put a handed-out entry back in its place, ahead of younger ones (its consumer stopped, not its
+        delivery)."""
         if self._taken.pop(entry.id, None) is not None:
-            self._ready.appendleft(entry)
+            position = 0  # usually 0: requeued entries are older than what is still queued
+            while position < len(self._ready) and self._ready[position].id < entry.id:
+                position += 1
+            self._ready.insert(position, entry)
             self._nonempty.set()
 
     def unfinished(self) -> list[Entry]:

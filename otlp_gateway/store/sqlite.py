@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -75,13 +76,26 @@ def _split_statements(script: str) -> list[str]:
     return statements
 
 
+def _enter_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
+    # Switching a new file to WAL takes an exclusive lock without waiting on the busy timeout, so two
+    # processes opening a fresh file together (the gateway and `otlp-gateway migrate`) can collide.
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT), never implicit.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
     # Takes effect only while the file has no table yet (a new store); older files: see reclaim_space.
     conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-    conn.execute("PRAGMA journal_mode=WAL")
+    _enter_wal(conn)
     conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -190,7 +204,8 @@ class SqliteConnector:
 
     def _reclaim_sync(self, conn: sqlite3.Connection) -> None:
         if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == _AUTO_VACUUM_INCREMENTAL:
-            conn.execute("PRAGMA incremental_vacuum").fetchall()
+            # executescript steps the pragma to completion (execute() frees a single page per step).
+            conn.executescript("PRAGMA incremental_vacuum;")
         elif not self._vacuum_failed:
             # A file made before incremental auto-vacuum: one full VACUUM converts it (it rewrites the file
             # and needs as much free temporary space; on failure the freed pages are still reused).

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -146,6 +148,19 @@ def migrate_sqlite(path: Path) -> list[str]:
             conn.close()
 
 
+_NAMED_PARAMETER = re.compile(r":([a-z_][a-z0-9_]*)")
+
+
+@functools.cache
+def _positional(sql: str, columns: tuple[str, ...]) -> str:
+    """``sql`` with its named parameters as ``?``, checked to be ``columns`` in order: bulk rows then bind
+    as tuples (binding 29 named values per row costs ~6 us more than positional ones, ~10 % of a write)."""
+    named = tuple(_NAMED_PARAMETER.findall(sql))
+    if named != columns:
+        raise ValueError(f"bulk insert parameters {named} are not the columns {columns} in order")
+    return _NAMED_PARAMETER.sub("?", sql)
+
+
 class SqliteConnector:
     """``Connector`` for an embedded SQLite file (see the module docstring)."""
 
@@ -190,11 +205,13 @@ class SqliteConnector:
 
     async def insert_many(self, sql: str, columns: Sequence[str], rows: Sequence[T],
                           encode: Callable[[T], tuple[Any, ...]]) -> int:
+        positional = _positional(sql, tuple(columns))
+
         def write(conn: sqlite3.Connection) -> int:
-            params = [dict(zip(columns, encode(r), strict=True)) for r in rows]  # on the store thread
+            params = [encode(r) for r in rows]  # on the store thread
             with _transaction(conn):
                 before = conn.total_changes
-                conn.executemany(sql, params)
+                conn.executemany(positional, params)
                 return conn.total_changes - before
 
         return await self._with_conn(write)

@@ -90,7 +90,7 @@ class Gateway:
 
         self.writer = AnomalyWriter(self.store, self.data_dir / "anomaly-spool", cfg.store, self.metrics)
         await self.writer.start()
-        self.pruner = StreamPruner(self.store, cfg.store, self.metrics, after_prune=self.budget.measure)
+        self.pruner = StreamPruner(self.store, cfg.store, self.metrics, budget=self.budget)
         await self.pruner.start()
 
         self.exporter = Exporter(cfg.exporter, self.data_dir, self.metrics, budget=self.budget)

@@ -40,3 +40,7 @@ class StoreSettings(StrictModel):
     returns warms up again). Streams with settings changed through the API keep their record. 0: never."""
     prune_interval_seconds: float = Field(3600.0, gt=0)
     """How often the pruning job runs."""
+    pressure_retention_seconds: float = Field(3600.0, ge=0)
+    """While the data dir is at its size budget (and the store is the embedded SQLite in it), streams unseen
+    for this long are pruned too, so a flood of one-off streams cannot keep ingest refused for the whole
+    retention; streams being fed are snapshotted every minute and never reach it. 0: only the retention."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from otlp_gateway.durable import DataDirBudget
 from otlp_gateway.store import sql_store
 from otlp_gateway.store.base import StreamInfo, all_streams
 from otlp_gateway.store.maintenance import StreamPruner
@@ -54,9 +55,8 @@ def test_streams_unseen_for_the_retention_are_pruned(store_target: StoreTarget,
     run(body())
 
 
-def test_pruner_counts_what_it_deleted_and_tells_the_budget(tmp_path: Path) -> None:
+def test_pruner_counts_what_it_deleted_and_has_the_budget_measure_again(tmp_path: Path) -> None:
     metrics = GatewayMetrics()
-    after: list[int] = []
 
     async def body() -> None:
         store = SqliteStore(tmp_path / "s.db")
@@ -65,21 +65,55 @@ def test_pruner_counts_what_it_deleted_and_tells_the_budget(tmp_path: Path) -> N
         for i in range(5):
             await store.upsert_stream(_stream(f"s{i}", NOW - dt.timedelta(days=i * 3)))
             await store.save_state(f"s{i}", b"x", at=NOW - dt.timedelta(days=i * 3))
-
-        async def remeasure() -> None:
-            after.append(1)
-
+        budget = DataDirBudget(tmp_path, 0, metrics)  # never started: measured only when told to
         pruner = StreamPruner(store, StoreSettings(stream_retention_seconds=WEEK.total_seconds()), metrics,
-                              after_prune=remeasure)
+                              budget=budget)
         result = await pruner.prune_once(now=NOW)  # s3 (9 days) and s4 (12 days) go
         assert (result.streams, result.snapshots) == (2, 2)
+        assert budget.used_bytes > 0  # re-measured after freeing space
         assert await pruner.prune_once(now=NOW) == type(result)(0, 0)
         await store.close()
 
     run(body())
-    assert after == [1]  # only after the pass that freed something
     for table, n in (("streams", 2), ("detector_state", 2)):
         assert metrics.registry.get_sample_value("driftlock_store_pruned_rows_total", {"table": table}) == n
+
+
+def test_a_full_data_dir_prunes_streams_idle_past_the_pressure_retention_at_once(tmp_path: Path) -> None:
+    """A flood of one-off streams two hours ago filled the budget: they go now, not in seven days; the
+    stream still being fed and the one an operator configured stay."""
+    metrics = GatewayMetrics()
+    now = dt.datetime.now(dt.UTC)
+
+    async def body() -> None:
+        store = SqliteStore(tmp_path / "s.db")
+        await store.open()
+        await store.migrate()
+        for i in range(20):
+            await store.upsert_stream(_stream(f"flood-{i:02d}", now - dt.timedelta(hours=2)))
+            await store.save_state(f"flood-{i:02d}", b"x" * 1000, at=now - dt.timedelta(hours=2))
+        await store.upsert_stream(_stream("fed", now - dt.timedelta(minutes=1)))
+        await store.upsert_stream(_stream("configured", now - dt.timedelta(hours=2), {"window": 300}))
+        budget = DataDirBudget(tmp_path, 10**12, metrics, interval=3600)
+        await budget.start()
+        pruner = StreamPruner(store, StoreSettings(prune_interval_seconds=3600), metrics, budget=budget)
+        await pruner.start()  # first pass: nothing is older than the 7-day retention
+        await asyncio.sleep(0.2)
+        assert len(await all_streams(store)) == 22
+        budget.budget_bytes = 1  # the data dir is now over its budget
+        await budget.measure()
+        for _ in range(200):
+            if len(await all_streams(store)) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert [s.stream_id for s in await all_streams(store)] == ["configured", "fed"]
+        assert await store.load_state("flood-03") is None
+        await pruner.shutdown()
+        await budget.shutdown()
+        await store.close()
+
+    run(body())
+    assert metrics.registry.get_sample_value("driftlock_store_pruned_rows_total", {"table": "streams"}) == 20
 
 
 def test_pruner_runs_periodically_and_survives_a_store_that_is_down(tmp_path: Path) -> None:

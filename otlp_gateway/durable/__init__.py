@@ -11,7 +11,8 @@ Used by the exporter (export queue) and the anomaly writer (anomaly spool).
 
 from otlp_gateway.durable.backoff import Backoff, RetrySettings
 from otlp_gateway.durable.budget import DataDirBudget, DataDirFullError
-from otlp_gateway.durable.fifo import DurableFifo, Entry, FifoError
+from otlp_gateway.durable.errors import FifoError
+from otlp_gateway.durable.fifo import DurableFifo, Entry
 from otlp_gateway.durable.worker import RetryWorker
 
 __all__ = [

@@ -40,6 +40,7 @@ from pathlib import Path
 import zstandard
 
 from otlp_gateway.durable import legacy
+from otlp_gateway.durable.errors import FifoError
 from otlp_gateway.serial import SerialExecutor
 
 log = logging.getLogger(__name__)
@@ -79,10 +80,6 @@ class _PendingAppend:
     entry: Entry
     payload: bytes
     future: asyncio.Future[Entry]
-
-
-class FifoError(Exception):
-    """The FIFO could not store or read an entry (disk full, I/O error, locked by another process)."""
 
 
 class DurableFifo:

@@ -21,6 +21,8 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from otlp_gateway.durable.errors import FifoError
+
 if TYPE_CHECKING:
     from otlp_gateway.durable.fifo import DurableFifo
 
@@ -89,7 +91,12 @@ async def import_jsonl_segments(directory: Path, fifo: DurableFifo, tag: str) ->
     for path in segments:
         payload, lines, _ = await asyncio.to_thread(read_jsonl_segment, path)
         if lines:
-            await fifo.append(tag, payload, lines)  # committed before the file goes
+            try:
+                await fifo.append(tag, payload, lines)  # committed before the file goes
+            except FifoError as exc:  # disk full? keep the rest as they are for the next start
+                log.error("%s: could not take over %s (%s); it stays for the next start", fifo.name,
+                          path.name, exc)
+                break
             imported += lines
         await asyncio.to_thread(path.unlink, missing_ok=True)
     for tmp in directory.glob("*.tmp") if directory.is_dir() else ():

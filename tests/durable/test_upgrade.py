@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from otlp_gateway.durable import legacy
+from otlp_gateway.durable import DurableFifo, legacy
 from otlp_gateway.exporter.queue import SPOOL_FILE_NAME
 from otlp_gateway.store import AnomalyWriter, SqliteStore
 from otlp_gateway.store.base import AnomalyFilter
@@ -173,3 +173,18 @@ def test_gateway_first_start_on_a_previous_data_dir_drains_both_spools(
 
     assert sorted(run(stored_ids())) == sorted(r.id for r in rows)
     assert not list((data_dir / "anomaly-spool").glob("*.jsonl"))
+
+
+def test_previous_segments_stay_where_they_are_when_the_spool_cannot_take_them(tmp_path: Path) -> None:
+    previous = AnomalySpool(tmp_path, 10**6, 2)
+    previous.open()
+    previous.append([make_record(6, o) for o in range(4)])  # two sealed segments
+
+    async def take_over() -> int:
+        fifo = DurableFifo(tmp_path / "anomaly-spool.sqlite3", name="anomaly-spool")
+        await fifo.open()
+        await fifo.close()  # appends now fail, as on a full disk
+        return await legacy.import_jsonl_segments(tmp_path, fifo, "anomalies")
+
+    assert run(take_over()) == 0
+    assert len(legacy.jsonl_segments(tmp_path)) == 2  # for the next start

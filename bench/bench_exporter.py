@@ -83,7 +83,7 @@ async def one_round(endpoint: str, persistent: bool, payload: bytes, n: int, com
         while (metrics.registry.get_sample_value("otelcol_exporter_sent_spans_total") or 0) < target:
             await asyncio.sleep(0.002)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        commits = exporter.queue.spool.commits if exporter.queue and exporter.queue.spool else 0
+        commits = exporter.queue.fifo.commits if exporter.queue and exporter.queue.persistent else 0
         await exporter.shutdown(grace=5)
     latencies.sort()
     return {"req_s": n / wall, "cpu_ms": 1000 * cpu / n, "consume_req_s": n / consumed_wall,

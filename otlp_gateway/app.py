@@ -30,10 +30,12 @@ from otlp_gateway.telemetry.metrics import GatewayMetrics
 if TYPE_CHECKING:  # the components import grpc, uvicorn, numba: loaded only when the gateway starts
     from otlp_gateway.api import ApiServer
     from otlp_gateway.detection import DetectionStage
+    from otlp_gateway.durable import DataDirBudget
     from otlp_gateway.exporter import Exporter
     from otlp_gateway.receiver import OtlpGrpcReceiver, OtlpHttpReceiver
     from otlp_gateway.store import AnomalyWriter
     from otlp_gateway.store.base import AnomalyStore
+    from otlp_gateway.store.maintenance import StreamPruner
 
 log = logging.getLogger("otlp_gateway")
 
@@ -52,7 +54,10 @@ class Gateway:
         self.components = Components()
         self.store: AnomalyStore | None = None
         self.writer: AnomalyWriter | None = None
+        self.budget: DataDirBudget | None = None
+        self.pruner: StreamPruner | None = None
         self.exporter: Exporter | None = None
+        self.budget: DataDirBudget | None = None
         self.stage: DetectionStage | None = None
         self.api: ApiServer | None = None
         self.grpc_receiver: OtlpGrpcReceiver | None = None
@@ -77,10 +82,12 @@ class Gateway:
         """Construct every component from the configuration, in start order (nothing runs yet)."""
         from otlp_gateway.api import ApiContext, ApiServer
         from otlp_gateway.detection import DetectionStage
+        from otlp_gateway.durable import DataDirBudget
         from otlp_gateway.exporter import Exporter
         from otlp_gateway.jit import KernelWarmup
         from otlp_gateway.receiver import AdmissionController, OtlpGrpcReceiver, OtlpHttpReceiver
         from otlp_gateway.store import AnomalyWriter, open_store
+        from otlp_gateway.store.maintenance import StreamPruner
         from otlp_gateway.streams.control import StreamControl
 
         if self.components.items():
@@ -97,7 +104,8 @@ class Gateway:
         self.store = open_store(cfg.store, self.data_dir, self.metrics)
         self.writer = AnomalyWriter(self.store, self.data_dir / "anomaly-spool", cfg.store, self.metrics)
         # the exporter itself states at start-up whether it forwards or runs detection-only
-        self.exporter = Exporter(cfg.exporter, self.data_dir, self.metrics)
+        self.budget = DataDirBudget(self.data_dir, cfg.data_dir_budget_bytes, self.metrics)
+        self.exporter = Exporter(cfg.exporter, self.data_dir, self.metrics, budget=self.budget)
         self.stage = DetectionStage.create(cfg.detection, self.exporter, self.writer, self.store,
                                            self.metrics, engine_version=__version__)
         if not cfg.detection.enabled:
@@ -118,7 +126,11 @@ class Gateway:
                                                              on_ready=self._advise_on_access)))
         self.components.add(("API", self.api))
         self.components.add(("anomaly writer", self.writer))
+        self.components.add(("stream pruner", StreamPruner(self.store, cfg.store, self.metrics,
+                                                           budget=self.budget)))
         self.components.add(("exporter", self.exporter))
+        # measured first once the store and both spools are open
+        self.components.add(("data dir budget", self.budget))
         self.components.add(("kernel warm-up", KernelWarmup(self.health, cfg.detection.seed,
                                                              enabled=cfg.detection.enabled)))
         self.components.add(("detection stage", self.stage))
@@ -213,29 +225,19 @@ class StoreComponent:
         await self._store.close()
 
     async def _prepare(self) -> None:
-        if self._settings.migrate_on_start:
-            applied = await self._store.migrate()
-            if applied:
-                log.info("applied migrations: %s", ", ".join(applied))
-        else:
-            await self._store.ping()
+        from otlp_gateway.store.prepare import prepare_store
+
+        await prepare_store(self._store, self._settings)
+        await self._ready()
+
+    async def _prepare_until_reachable(self) -> None:
+        from otlp_gateway.store.prepare import prepare_until_ready
+
+        await prepare_until_ready(self._store, self._settings)  # the store's backoff (store.retry)
+        await self._ready()
+
+    async def _ready(self) -> None:
         self._health.set_ready("store", True)
         if self._on_ready is not None:
             await self._on_ready()
-
-    async def _prepare_until_reachable(self) -> None:
-        delay = 0.5
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                await self._prepare()
-            except StoreUnavailableError:
-                delay = min(delay * 2, 15.0)
-                continue
-            except Exception:  # e.g. a migration refused: keep trying, readiness stays false, say why
-                log.exception("anomaly store: preparing the schema failed; retrying")
-                delay = min(delay * 2, 60.0)
-                continue
-            log.info("anomaly store reachable again")
-            return
 

@@ -34,6 +34,10 @@ from otlp_gateway.store.settings import StoreSettings
 class GatewayConfig(StrictModel):
     data_dir: str = Field(default_factory=lambda: platformdirs.user_data_dir("driftlock-otlp-gateway"))
     """Embedded SQLite store, export spool and anomaly spool live here."""
+    data_dir_budget_bytes: int = Field(3_758_096_384, ge=0)
+    """Size budget of everything under data_dir; at it, new ingest is refused with UNAVAILABLE / 503 and a
+    retry hint until space is freed (see driftlock_data_dir_bytes). The default, 3.5 GiB, fits the
+    manifests' 4 GiB data volume with headroom for data already accepted. 0: unlimited."""
     shutdown_grace_seconds: Duration = Field(30.0, ge=0)
     """On SIGTERM/SIGINT: stop accepting, then drain queues for at most this long."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"

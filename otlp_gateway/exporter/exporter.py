@@ -2,8 +2,8 @@
 
 ``consume()`` is the pipeline's last ``BatchConsumer``: it returns once the request is durably queued
 (committed to the spool when persistent), so what a client got an OK for survives an outage and a
-restart. Senders deliver at-least-once: a request is deleted from the spool only after the downstream
-accepted it or it failed permanently.
+restart. Senders (a ``RetryWorker`` over the queue's FIFO) deliver at-least-once: a request is deleted
+from the spool only after the downstream accepted it or it failed permanently.
 """
 
 from __future__ import annotations
@@ -11,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-import time
 from pathlib import Path
 
 from otlp_gateway.batch import TelemetryBatch
-from otlp_gateway.errors import OverloadedError, PermanentError, RetryableError
+from otlp_gateway.durable import DataDirBudget, Entry, RetryWorker
+from otlp_gateway.errors import OverloadedError, RetryableError
 from otlp_gateway.exporter.endpoint import Route, resolve_routes
-from otlp_gateway.exporter.queue import QUEUE_FULL_RETRY_AFTER_SECONDS, ExportQueue, QueuedRequest
-from otlp_gateway.exporter.retry import Backoff
+from otlp_gateway.exporter.queue import QUEUE_FULL_RETRY_AFTER_SECONDS, ExportQueue, signal_of
 from otlp_gateway.exporter.settings import ExporterSettings
 from otlp_gateway.exporter.transport import SignalRouter, Transport
 from otlp_gateway.otlp.signals import ExportOutcome
@@ -36,21 +34,23 @@ class Exporter:
     Lifecycle: ``start()`` opens the spool, re-queues what a previous run left and starts the senders;
     ``shutdown(grace)`` refuses new requests, delivers what it can within ``grace`` seconds, and leaves
     the rest in the spool (a memory-only queue counts it as failed with reason ``shutdown``).
-    Idempotent, and safe without ``start()``.
+    Idempotent, and safe without ``start()``. With a ``budget``, ingest is refused while the data dir is
+    at its size budget (also in detection-only mode: the store's rows land in the data dir too).
     """
 
-    def __init__(self, settings: ExporterSettings, data_dir: Path, metrics: GatewayMetrics):
+    def __init__(self, settings: ExporterSettings, data_dir: Path, metrics: GatewayMetrics,
+                 budget: DataDirBudget | None = None):
         self._settings = settings
         self._metrics = metrics
+        self._budget = budget
         self._routes: dict[str, Route] = resolve_routes(settings)
         spool_dir = Path(data_dir) / SPOOL_SUBDIR if settings.queue.persistent else None
         self._queue = ExportQueue(settings.queue, spool_dir, metrics) if self.enabled else None
         self._transport: Transport | None = None
-        self._senders: list[asyncio.Task[None]] = []
+        self._senders: RetryWorker | None = None
         self._started = False
         self._closed = False
         self._downstream_failing = False
-        self._rng = random.Random()
         self._held_requests = 0
         self._held_bytes = 0
         """Places held by reservations (``reserve``): counted as taken by every capacity check."""
@@ -81,8 +81,10 @@ class Exporter:
                  self._describe_routes(), q.consumers, q.capacity_requests,
                  f"persistent spool ({q.spool_max_bytes} bytes max)" if q.persistent else "in memory only",
                  f"; {recovered} requests recovered from the spool" if recovered else "")
-        self._senders = [asyncio.create_task(self._sender_loop(), name=f"exporter-sender-{i}")
-                         for i in range(q.consumers)]
+        self._senders = RetryWorker(self._queue.fifo, self._send, self._settings.retry,
+                                    name="exporter-sender", concurrency=q.consumers,
+                                    on_retry=self._on_retry, on_drop=self._drop)
+        self._senders.start()
 
     async def shutdown(self, grace: float = 0.0) -> None:
         if self._closed:
@@ -90,13 +92,11 @@ class Exporter:
         self._closed = True
         if self._queue is None:
             return
-        if self._senders:
+        if self._senders is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queue.wait_idle(), timeout=max(grace, 0.0))
-            for task in self._senders:
-                task.cancel()
-            await asyncio.gather(*self._senders, return_exceptions=True)
-            self._senders = []
+                await asyncio.wait_for(self._queue.fifo.wait_idle(), timeout=max(grace, 0.0))
+            await self._senders.stop()  # a request cut off mid-delivery stays in the spool
+            self._senders = None
         self._account_unfinished()
         await self._queue.close()
         if self._transport is not None:
@@ -105,16 +105,16 @@ class Exporter:
 
     def _account_unfinished(self) -> None:
         assert self._queue is not None
-        left = self._queue.unfinished()
+        left = self._queue.fifo.unfinished()
         if not left:
             return
         if self._queue.persistent:
             log.info("exporter: %d undelivered requests stay in the spool for the next start", len(left))
             return
-        for request in left:
-            self._metrics.exporter_send_failed[request.signal].labels("shutdown").inc(request.item_count)
+        for entry in left:
+            self._metrics.exporter_send_failed[signal_of(entry)].labels("shutdown").inc(entry.count)
         log.warning("exporter: shutdown with a memory-only queue dropped %d undelivered requests (%d items)",
-                    len(left), sum(r.item_count for r in left))
+                    len(left), sum(e.count for e in left))
 
     # ---- BatchConsumer ---------------------------------------------------------------------------
     def reserve(self, batch: TelemetryBatch) -> ExportReservation:
@@ -130,40 +130,34 @@ class Exporter:
 
     async def consume(self, batch: TelemetryBatch) -> None:
         self._check_room(batch)
-        await self._enqueue(batch)
+        await self._enqueue(batch, checked=False)
 
     def _check_room(self, batch: TelemetryBatch, *, held: bool = False) -> None:
-        """Raise ``OverloadedError`` (counted) when ``batch`` cannot be queued now; ``held``: it already
-        holds a place."""
-        if self._queue is None or batch.signal not in self._routes:
-            return
+        """Raise ``OverloadedError`` (counted as enqueue_failed) when ``batch`` cannot be queued now: the
+        data dir at its budget, shutting down, or the queue full with the places held by reservations
+        counted as taken (``held``: ``batch`` already holds one)."""
         try:
+            if self._budget is not None:
+                self._budget.check()
+            if self._queue is None or batch.signal not in self._routes:
+                return
             if self._closed or not self._started:
                 state = "shutting down" if self._closed else "not started yet"
                 raise OverloadedError(f"exporter is {state}", retry_after=QUEUE_FULL_RETRY_AFTER_SECONDS)
-            if held:
-                return
-            # the queue's own check, with the places held by reservations counted as taken
-            cap = self._settings.queue
-            if self._queue.pending_requests + self._held_requests >= cap.capacity_requests:
-                raise OverloadedError(f"export queue full ({cap.capacity_requests} requests)",
-                                      retry_after=QUEUE_FULL_RETRY_AFTER_SECONDS)
-            taken = self._queue.pending_bytes + self._held_bytes
-            limit = cap.spool_max_bytes if self._queue.persistent else cap.capacity_bytes
-            if taken and taken + len(batch.payload) > limit:  # an empty queue takes any one request
-                raise OverloadedError(f"export queue full ({taken} bytes)",
-                                      retry_after=QUEUE_FULL_RETRY_AFTER_SECONDS)
+            if not held:
+                self._queue.check_capacity(len(batch.payload), self._held_requests, self._held_bytes)
         except OverloadedError:
             self._metrics.exporter_enqueue_failed[batch.signal].inc(batch.item_count)
             raise
 
-    async def _enqueue(self, batch: TelemetryBatch) -> None:
+    async def _enqueue(self, batch: TelemetryBatch, *, checked: bool) -> None:
+        """``checked``: a reservation held the place, so the queue's capacity check is not repeated."""
         if self._queue is None or batch.signal not in self._routes:
             self.discarded_items += batch.item_count
             self._metrics.exporter_discarded.labels(batch.signal).inc(batch.item_count)
             return
         try:
-            await self._queue.put(batch)
+            await self._queue.put(batch, check=not checked)
         except OverloadedError:
             self._metrics.exporter_enqueue_failed[batch.signal].inc(batch.item_count)
             raise
@@ -173,67 +167,37 @@ class Exporter:
         self._held_bytes -= size
 
     # ---- senders ---------------------------------------------------------------------------------
-    async def _sender_loop(self) -> None:
-        assert self._queue is not None
-        while True:
-            request = await self._queue.get()
-            # Cancelled mid-delivery (shutdown): the request is not marked done and stays in the spool.
-            try:
-                await self._deliver(request)
-            except Exception:  # a defect must not silently stop one of the senders
-                log.exception("exporter: sender failed on a %s request; it stays queued", request.signal)
-                self._queue.requeue(request)
-                await asyncio.sleep(self._settings.retry.initial_interval_seconds)
-                continue
-            self._queue.done(request)
+    async def _send(self, entry: Entry) -> None:
+        """One attempt; the ``RetryWorker`` retries ``RetryableError`` and drops ``PermanentError``."""
+        assert self._transport is not None and entry.payload is not None
+        outcome = await self._transport.send(signal_of(entry), entry.payload)
+        self._delivered(entry, outcome)
 
-    async def _deliver(self, request: QueuedRequest) -> None:
-        assert self._transport is not None and request.payload is not None
-        backoff = Backoff(self._settings.retry, self._rng)
-        started = time.monotonic()
-        signal, items = request.signal, request.item_count
-        while True:
-            try:
-                outcome = await self._transport.send(signal, request.payload)
-            except PermanentError as err:
-                self._drop(request, "permanent", str(err))
-                return
-            except RetryableError as err:
-                delay = backoff.next_delay(time.monotonic() - started, err.retry_after)
-                self._note_failing(signal, str(err))
-                if delay is None:
-                    reason = "retries_exhausted" if self._settings.retry.enabled else "retry_disabled"
-                    self._drop(request, reason, str(err))
-                    return
-                self._metrics.exporter_retries.labels(signal).inc()
-                log.debug("exporter: %s request (%d items) failed (%s); retrying in %.3fs",
-                          signal, items, err, delay)
-                await asyncio.sleep(delay)
-                continue
-            except Exception as err:  # a defect, not a downstream answer: never retry it blindly
-                log.exception("exporter: unexpected error sending %s", signal)
-                self._drop(request, "internal", repr(err))
-                return
-            self._delivered(request, outcome)
-            return
+    def _on_retry(self, entry: Entry, err: RetryableError, delay: float) -> None:
+        self._note_failing(signal_of(entry), str(err))
+        self._metrics.exporter_retries.labels(entry.tag).inc()
+        log.debug("exporter: %s request (%d items) failed (%s); retrying in %.3fs",
+                  entry.tag, entry.count, err, delay)
 
-    def _delivered(self, request: QueuedRequest, outcome: ExportOutcome) -> None:
+    def _delivered(self, entry: Entry, outcome: ExportOutcome) -> None:
         if self._downstream_failing:
             self._downstream_failing = False
-            log.info("exporter: downstream %s accepts requests again", self._describe(request.signal))
-        accepted = request.item_count
+            log.info("exporter: downstream %s accepts requests again", self._describe(signal_of(entry)))
+        accepted = entry.count
         if outcome.rejected or outcome.message:
-            rejected = min(outcome.rejected, request.item_count)
+            rejected = min(outcome.rejected, entry.count)
             accepted -= rejected
-            self._metrics.exporter_partial_rejected.labels(request.signal).inc(rejected)
+            self._metrics.exporter_partial_rejected.labels(entry.tag).inc(rejected)
             log.warning("exporter: downstream rejected %d of %d %s in a request (partial success): %s",
-                        rejected, request.item_count, request.signal, outcome.message or "no message")
-        self._metrics.exporter_sent[request.signal].inc(accepted)
+                        rejected, entry.count, entry.tag, outcome.message or "no message")
+        self._metrics.exporter_sent[signal_of(entry)].inc(accepted)
 
-    def _drop(self, request: QueuedRequest, reason: str, detail: str) -> None:
-        self._metrics.exporter_send_failed[request.signal].labels(reason).inc(request.item_count)
-        log.error("exporter: dropped a %s request of %d items (%s): %s",
-                  request.signal, request.item_count, reason, detail)
+    def _drop(self, entry: Entry, reason: str, err: BaseException) -> None:
+        if isinstance(err, RetryableError):
+            self._note_failing(signal_of(entry), str(err))
+        self._metrics.exporter_send_failed[signal_of(entry)].labels(reason).inc(entry.count)
+        log.error("exporter: dropped a %s request of %d items (%s): %s", entry.tag, entry.count, reason,
+                  err if reason != "internal" else repr(err))
 
     def _note_failing(self, signal: str, detail: str) -> None:
         # One warning per outage, not one per attempt: with several senders retrying it would flood.
@@ -272,7 +236,7 @@ class ExportReservation:
             raise RuntimeError("this reservation was already consumed or released")
         self.release()  # the place is handed straight to the queue: nothing runs in between
         self._exporter._check_room(batch, held=True)
-        await self._exporter._enqueue(batch)
+        await self._exporter._enqueue(batch, checked=True)
 
     def release(self) -> None:
         if self._held:

@@ -6,27 +6,10 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from otlp_gateway.durable.backoff import RetrySettings
 from otlp_gateway.settings_base import Duration, StrictModel
 
-
-class RetrySettings(StrictModel):
-    """Collector defaults (exporterhelper: 5 s initial, 30 s max interval), except that the gateway retries
-    without an elapsed-time limit by default: its queue is persistent."""
-
-    enabled: bool = True
-    """Retry retryable failures; when off, a failed export is dropped and counted."""
-    initial_interval_seconds: Duration = Field(5.0, gt=0)
-    """First backoff delay."""
-    max_interval_seconds: Duration = Field(30.0, gt=0)
-    """Upper bound of one backoff delay."""
-    max_elapsed_seconds: Duration = Field(0.0, ge=0)
-    """Give up on a request after this long and count it as failed; 0 (the default) retries until delivered,
-    bounded by the queue and spool capacity, so nothing acknowledged is dropped during a long outage
-    (the collector's default is 300 s)."""
-    multiplier: float = Field(1.5, ge=1.0)
-    """Growth factor of the backoff delay."""
-    randomization_factor: float = Field(0.5, ge=0, le=1)
-    """Jitter: each delay is drawn from delay × [1 - f, 1 + f]."""
+__all__ = ["ExporterSettings", "ExporterTLSSettings", "QueueSettings", "RetrySettings"]
 
 
 class QueueSettings(StrictModel):

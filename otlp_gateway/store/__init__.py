@@ -1,5 +1,8 @@
 """The anomaly store: Postgres (psycopg 3, pooled) when a database URL is configured, else embedded SQLite.
 
+One ``SqlStore`` runs the dialect's named queries (``store/sql/<dialect>.sql``) through that backend's
+connector (``postgres.py``, ``sqlite.py``).
+
     store = open_store(settings, data_dir, metrics)      # PostgresStore | SqliteStore (not yet opened)
     await store.open(); await store.migrate(); ...; await store.close()
     writer = AnomalyWriter(store, spool_dir, settings, metrics)   # batched, spooled, idempotent writes
@@ -11,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from otlp_gateway.store.base import AnomalyStore, ApiKeyStore
+from otlp_gateway.store.base import AnomalyStore, ApiKeyStore, PruneResult, StreamPage
 from otlp_gateway.store.errors import (
     AlreadyExistsError,
     InvalidCursorError,
@@ -21,6 +24,7 @@ from otlp_gateway.store.errors import (
 from otlp_gateway.store.migrator import MigrationError
 from otlp_gateway.store.postgres import PostgresStore, migrate_postgres
 from otlp_gateway.store.settings import StoreSettings
+from otlp_gateway.store.sql_store import SqlStore
 from otlp_gateway.store.sqlite import SqliteStore, migrate_sqlite
 from otlp_gateway.store.writer import AnomalyWriter
 from otlp_gateway.telemetry.metrics import GatewayMetrics
@@ -55,9 +59,12 @@ __all__ = [
     "InvalidCursorError",
     "MigrationError",
     "PostgresStore",
+    "PruneResult",
     "RowRejectedError",
+    "SqlStore",
     "SqliteStore",
     "StoreUnavailableError",
+    "StreamPage",
     "open_store",
     "run_migrations",
     "sqlite_path",

@@ -1,4 +1,5 @@
-"""The anomaly store contract: Postgres in production, SQLite embedded. Both implement ``AnomalyStore``."""
+"""The anomaly store contract: Postgres in production, SQLite embedded; one ``SqlStore`` implements it over
+either backend's connector."""
 
 from __future__ import annotations
 
@@ -80,9 +81,24 @@ class StreamInfo:
     updated_at: dt.datetime
 
 
+@dataclass(slots=True)
+class StreamPage:
+    items: list[StreamInfo]
+    next_after: str | None
+    """Pass as ``after`` for the next page; ``None`` on the last page."""
+
+
+@dataclass(slots=True)
+class PruneResult:
+    streams: int
+    """Stream records deleted."""
+    snapshots: int
+    """Detector snapshots deleted."""
+
+
 class AnomalyStore(Protocol):
     backend: str
-    """``postgres`` or ``sqlite`` (a metric label)."""
+    """``postgres`` or ``sqlite`` (a metric label; the dialect of its queries)."""
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
@@ -99,14 +115,20 @@ class AnomalyStore(Protocol):
     async def get_anomaly(self, anomaly_id: str) -> AnomalyRecord | None: ...
     async def set_anomaly_status(self, anomaly_id: str, status: AnomalyStatus) -> AnomalyRecord | None: ...
     async def upsert_stream(self, info: StreamInfo) -> None: ...
-    async def list_streams(self, *, after: str | None = None, limit: int | None = None,
-                           state: StreamState | None = None) -> list[StreamInfo]:
-        """Streams in stream-id order (code-point order): those after ``after``, at most ``limit``, in
-        ``state`` when given."""
+    async def list_streams(self, after: str | None = None, limit: int = 500,
+                           state: StreamState | None = None) -> StreamPage:
+        """Streams ordered by id, at most ``limit``, starting after the id ``after`` (keyset paging), only
+        those in ``state`` when given."""
         ...
     async def get_stream(self, stream_id: str) -> StreamInfo | None: ...
-    async def save_state(self, stream_id: str, snapshot: bytes) -> None: ...
+    async def save_state(self, stream_id: str, snapshot: bytes, at: dt.datetime | None = None) -> None:
+        """Keep the stream's detector snapshot (``at``: when it was taken, default now)."""
+        ...
     async def load_state(self, stream_id: str) -> bytes | None: ...
+    async def prune_unseen(self, older_than: dt.datetime) -> PruneResult:
+        """Delete stream records (except those with API settings) and detector snapshots last updated
+        before ``older_than``, in small batches, and give the space back to the filesystem."""
+        ...
 
 
 ApiRole = Literal["admin", "read"]
@@ -152,3 +174,15 @@ class ApiKeyStore(Protocol):
     async def append_audit(self, entry: AuditEntry) -> int: ...
     async def query_audit(self, since: dt.datetime | None, actor: str | None, limit: int,
                           cursor: str | None) -> tuple[list[AuditEntry], str | None]: ...
+
+
+async def all_streams(store: AnomalyStore, page_size: int = 1000) -> list[StreamInfo]:
+    """Every stream, page by page (for callers that still need the whole list; an API should page)."""
+    streams: list[StreamInfo] = []
+    after: str | None = None
+    while True:
+        page = await store.list_streams(after, page_size)
+        streams.extend(page.items)
+        if page.next_after is None:
+            return streams
+        after = page.next_after

@@ -1,4 +1,6 @@
-"""Conversions shared by both backends and the spool: JSON, timestamps, cursors, record <-> plain data."""
+"""Conversions shared by every backend and the spool: JSON, timestamps, cursors, record <-> plain data,
+query parameters and row decoding. What differs per backend (how times, booleans and JSON are stored)
+comes in as the connector's converters."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
-from otlp_gateway.store.base import AnomalyFilter, AnomalyRecord, ApiKey, AuditEntry, Page, StreamInfo
+from otlp_gateway.store.base import AnomalyRecord, ApiKey, AuditEntry, Page, StreamInfo
 from otlp_gateway.store.errors import InvalidCursorError
 
 FIGURE_COLUMNS: tuple[str, ...] = (
@@ -21,20 +23,12 @@ FIGURE_COLUMNS: tuple[str, ...] = (
 """Detector figures stored as their own columns (all figures are also kept in the JSON ``figures``)."""
 
 
-# Column lists shared by both backends (their SQL differs only in placeholders and casts).
+# The order anomaly rows are encoded in for bulk inserts (the named parameters of insert_anomalies).
 ANOMALY_WRITE_COLUMNS: tuple[str, ...] = (
     "id", "stream_id", "signal", "service", "window_start", "window_end", "window_start_offset",
     "window_end_offset", "score", "p_value", "severity", *FIGURE_COLUMNS, "figures", "explanation",
     "evidence", "detector", "config_hash", "seed", "engine_version", "is_drift", "status", "detected_at",
 )
-ANOMALY_READ_COLUMNS = (
-    "id, stream_id, signal, service, window_start_offset, window_end_offset, window_start, window_end, "
-    "score, p_value, severity, figures, explanation, evidence, detector, config_hash, seed, engine_version, "
-    "is_drift, status, detected_at")
-STREAM_COLUMNS = "stream_id, signal, service, name, state, profile, settings, events_seen, updated_at"
-KEY_COLUMNS = "key_id, name, role, secret_hash, created_at, revoked_at, rotated_at, last_used_at"
-AUDIT_COLUMNS = "id, actor, action, target, before, after, at"
-
 ANOMALY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(AnomalyRecord))
 
 
@@ -124,7 +118,7 @@ def record_from_plain(data: dict[str, Any]) -> AnomalyRecord:
     return AnomalyRecord(**{k: v for k, v in values.items() if k in ANOMALY_FIELDS})
 
 
-# --- shared by both backends' SQL: value tuples, row decoding, filters and keyset pages
+# --- shared by every backend: parameters, row decoding and keyset pages
 
 def _as_is(value: Any) -> Any:
     return value
@@ -132,7 +126,8 @@ def _as_is(value: Any) -> Any:
 
 def anomaly_values(rec: AnomalyRecord, time: Callable[[dt.datetime], Any] = _as_is,
                    flag: Callable[[bool], Any] = _as_is) -> tuple[Any, ...]:
-    """One anomaly's values in ``ANOMALY_WRITE_COLUMNS`` order; ``time``/``flag`` adapt to the backend."""
+    """One anomaly's values in ``ANOMALY_WRITE_COLUMNS`` order; ``time``/``flag`` adapt to the backend
+    (a tuple, not a dict: bulk inserts encode hundreds of rows per batch)."""
     figures = rec.figures
     return (
         rec.id, rec.stream_id, rec.signal, rec.service, time(rec.window_start), time(rec.window_end),
@@ -144,23 +139,28 @@ def anomaly_values(rec: AnomalyRecord, time: Callable[[dt.datetime], Any] = _as_
     )
 
 
-def stream_values(info: StreamInfo, time: Callable[[dt.datetime], Any]) -> tuple[Any, ...]:
-    """One stream's values in ``STREAM_COLUMNS`` order."""
-    return (info.stream_id, info.signal, info.service, info.name, info.state, info.profile,
-            dumps_json(info.settings), info.events_seen, time(info.updated_at))
+def stream_params(info: StreamInfo, time: Callable[[dt.datetime], Any]) -> dict[str, Any]:
+    """Named parameters of ``upsert_stream``."""
+    return {"stream_id": info.stream_id, "signal": info.signal, "service": info.service, "name": info.name,
+            "state": info.state, "profile": info.profile, "settings": dumps_json(info.settings),
+            "events_seen": info.events_seen, "updated_at": time(info.updated_at)}
 
 
-def api_key_values(key: ApiKey, time: Callable[[dt.datetime], Any]) -> tuple[Any, ...]:
-    """One key's values in ``KEY_COLUMNS`` order."""
-    return (key.key_id, key.name, key.role, key.secret_hash, time(key.created_at),
-            *(None if v is None else time(v) for v in (key.revoked_at, key.rotated_at, key.last_used_at)))
+def api_key_params(key: ApiKey, time: Callable[[dt.datetime], Any]) -> dict[str, Any]:
+    """Named parameters of ``create_api_key`` / ``update_api_key``."""
+    def optional(value: dt.datetime | None) -> Any:
+        return None if value is None else time(value)
+
+    return {"key_id": key.key_id, "name": key.name, "role": key.role, "secret_hash": key.secret_hash,
+            "created_at": time(key.created_at), "revoked_at": optional(key.revoked_at),
+            "rotated_at": optional(key.rotated_at), "last_used_at": optional(key.last_used_at)}
 
 
-def audit_values(entry: AuditEntry, time: Callable[[dt.datetime], Any]) -> tuple[Any, ...]:
-    """(actor, action, target, before, after, at) of an entry to append."""
-    return (entry.actor, entry.action, entry.target,
-            None if entry.before is None else dumps_json(entry.before),
-            None if entry.after is None else dumps_json(entry.after), time(entry.at))
+def audit_params(entry: AuditEntry, time: Callable[[dt.datetime], Any]) -> dict[str, Any]:
+    """Named parameters of ``append_audit``."""
+    return {"actor": entry.actor, "action": entry.action, "target": entry.target,
+            "before": None if entry.before is None else dumps_json(entry.before),
+            "after": None if entry.after is None else dumps_json(entry.after), "at": time(entry.at)}
 
 
 class Row(Protocol):
@@ -217,70 +217,6 @@ class RowDecoder:
 def check_limit(limit: int) -> None:
     if limit <= 0:
         raise ValueError(f"limit must be positive, got {limit}")
-
-
-# Equality filters of AnomalyFilter, in the order their parameters are bound.
-_ANOMALY_EQUALITY_FILTERS: tuple[str, ...] = ("stream_id", "service", "signal", "severity", "status")
-
-
-def _where(conds: list[str]) -> str:
-    return (" WHERE " + " AND ".join(conds)) if conds else ""
-
-
-def anomaly_where(flt: AnomalyFilter, cursor: str | None, placeholder: str,
-                  time: Callable[[dt.datetime], Any]) -> tuple[str, list[Any]]:
-    """`` WHERE ...`` (or "") and its parameters for an anomaly query page, newest first."""
-    conds: list[str] = []
-    params: list[Any] = []
-    for column in _ANOMALY_EQUALITY_FILTERS:  # column names from the fixed tuple, never input
-        value = getattr(flt, column)
-        if value is not None:
-            conds.append(f"{column} = {placeholder}")
-            params.append(value)
-    if flt.since is not None:
-        conds.append(f"detected_at >= {placeholder}")
-        params.append(time(flt.since))
-    if flt.until is not None:
-        conds.append(f"detected_at < {placeholder}")
-        params.append(time(flt.until))
-    if cursor is not None:
-        at, last_id = decode_cursor(cursor, str)
-        conds.append(f"(detected_at, id) < ({placeholder}, {placeholder})")
-        params.extend((time(at), last_id))
-    return _where(conds), params
-
-
-def audit_where(since: dt.datetime | None, actor: str | None, cursor: str | None, placeholder: str,
-                time: Callable[[dt.datetime], Any]) -> tuple[str, list[Any]]:
-    """`` WHERE ...`` (or "") and its parameters for an audit log page, newest first."""
-    conds: list[str] = []
-    params: list[Any] = []
-    if since is not None:
-        conds.append(f"at >= {placeholder}")
-        params.append(time(since))
-    if actor is not None:
-        conds.append(f"actor = {placeholder}")
-        params.append(actor)
-    if cursor is not None:
-        at, last_id = decode_cursor(cursor, int)
-        conds.append(f"(at, id) < ({placeholder}, {placeholder})")
-        params.extend((time(at), last_id))
-    return _where(conds), params
-
-
-def stream_where(after: str | None, state: str | None, placeholder: str, collate: str = ""
-                 ) -> tuple[str, list[Any]]:
-    """`` WHERE ...`` (or "") and its parameters for a page of streams in stream-id order; ``collate``
-    makes the comparison the one of the ORDER BY (code points)."""
-    conds: list[str] = []
-    params: list[Any] = []
-    if after is not None:
-        conds.append(f"stream_id{collate} > {placeholder}")
-        params.append(after)
-    if state is not None:
-        conds.append(f"state = {placeholder}")
-        params.append(state)
-    return _where(conds), params
 
 
 def anomaly_page(rows: Sequence[Row], limit: int, decoder: RowDecoder) -> Page:

@@ -1,4 +1,10 @@
-"""The Postgres store: psycopg 3 with an async connection pool, COPY for batched anomaly writes."""
+"""The Postgres connector: psycopg 3 with an async connection pool; anomaly batches go in by binary COPY.
+
+Batches are COPYed into a per-connection staging table (``postgres.create_staging``), then moved with one
+``insert_anomalies`` (``INSERT ... SELECT ... ON CONFLICT DO NOTHING``): COPY is the fastest bulk path
+and the conflict clause makes replays (spool drains) idempotent. Times go in and come out as aware
+datetimes, JSON comes back decoded (jsonb), booleans are native.
+"""
 
 from __future__ import annotations
 
@@ -6,69 +12,28 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import time
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import psycopg
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from otlp_gateway.store import codec
-from otlp_gateway.store.base import (
-    AnomalyFilter,
-    AnomalyRecord,
-    AnomalyStatus,
-    ApiKey,
-    AuditEntry,
-    Page,
-    StreamInfo,
-    StreamState,
-)
 from otlp_gateway.store.errors import AlreadyExistsError, RowRejectedError, StoreUnavailableError
-from otlp_gateway.store.migrator import check_history, load_migrations
+from otlp_gateway.store.migrator import Dialect, check_history, load_migrations
 from otlp_gateway.store.pool_metrics import PoolMetricsExporter
+from otlp_gateway.store.queries import load_queries
 from otlp_gateway.store.settings import StoreSettings
+from otlp_gateway.store.sql_store import SqlStore
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MIGRATION_LOCK_KEY = 0x647269667430  # pg_advisory_lock key held while migrating ("driftl0")
-
-ANOMALY_COLUMNS = codec.ANOMALY_WRITE_COLUMNS
-_COPY_TYPES: tuple[str, ...] = (
-    "text", "text", "text", "text", "timestamptz", "timestamptz", "int8", "int8", "float8", "float8", "text",
-    *("float8",) * len(codec.FIGURE_COLUMNS), "text", "text", "text", "text", "text", "int8", "text", "bool",
-    "text", "timestamptz",
-)
-_JSON_COLUMNS = frozenset({"figures", "explanation", "evidence"})
-
-# Batches are COPYed into a per-connection temp table, then moved with one INSERT ... ON CONFLICT DO
-# NOTHING: COPY is the fastest bulk path and the conflict clause makes replays (spool drains) idempotent.
-_CREATE_INCOMING = sql.SQL(
-    "CREATE TEMP TABLE IF NOT EXISTS anomalies_incoming ({}) ON COMMIT DELETE ROWS"
-).format(sql.SQL(", ").join(
-    sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in zip(ANOMALY_COLUMNS, _COPY_TYPES,
-                                                                          strict=True)))
-_COPY_INCOMING = sql.SQL("COPY anomalies_incoming ({}) FROM STDIN (FORMAT BINARY)").format(
-    sql.SQL(", ").join(map(sql.Identifier, ANOMALY_COLUMNS)))
-_MOVE_INCOMING = sql.SQL(
-    "INSERT INTO anomalies ({cols}) SELECT {exprs} FROM anomalies_incoming ON CONFLICT DO NOTHING"
-).format(
-    cols=sql.SQL(", ").join(map(sql.Identifier, ANOMALY_COLUMNS)),
-    exprs=sql.SQL(", ").join(
-        sql.SQL("{}::jsonb").format(sql.Identifier(c)) if c in _JSON_COLUMNS else sql.Identifier(c)
-        for c in ANOMALY_COLUMNS),
-)
-
-_ANOMALY_READ = codec.ANOMALY_READ_COLUMNS
-_SELECT_ANOMALY = sql.SQL(f"SELECT {_ANOMALY_READ} FROM anomalies")
-
-_STREAM_COLUMNS = codec.STREAM_COLUMNS
-_KEY_COLUMNS = codec.KEY_COLUMNS
-_AUDIT_COLUMNS = codec.AUDIT_COLUMNS
+_QUERIES = load_queries("postgres")
 
 
 def _classify(exc: BaseException) -> Exception | None:
@@ -105,10 +70,6 @@ def _connect_kwargs(dsn: str) -> dict[str, Any]:
     return extra
 
 
-# psycopg returns aware datetimes (in the session's zone) and jsonb already decoded.
-_DECODE = codec.RowDecoder(time=codec.as_utc, json=lambda value: value)
-
-
 async def migrate_postgres(dsn: str) -> list[str]:
     """Apply pending migrations on a dedicated connection; concurrent migrators wait on an advisory lock."""
     migrations = load_migrations("postgres")
@@ -137,20 +98,21 @@ async def migrate_postgres(dsn: str) -> list[str]:
     return applied
 
 
-class PostgresStore:
-    """``AnomalyStore`` and ``ApiKeyStore`` on Postgres. Every public method raises only store errors."""
+class PostgresConnector:
+    """``Connector`` for Postgres (see the module docstring)."""
 
-    backend = "postgres"
+    dialect: Dialect = "postgres"
+    # psycopg returns aware datetimes (in the session's zone) and jsonb already decoded.
+    decode = codec.RowDecoder(time=codec.as_utc, json=lambda value: value)
 
     def __init__(self, settings: StoreSettings, metrics: GatewayMetrics, *,
                  acquire_timeout: float = 5.0, stats_interval: float = 1.0):
         if settings.database_url is None:
             raise ValueError("PostgresStore needs store.database_url (DATABASE_URL)")
         self._dsn = settings.database_url.get_secret_value()
-        self._settings = settings
-        self._metrics = metrics
         max_size = settings.max_open_conns
-        self._pool = AsyncConnectionPool(
+        self._staging_types: list[int] | None = None
+        self.pool = AsyncConnectionPool(
             self._dsn,
             kwargs=_connect_kwargs(self._dsn),
             min_size=min(settings.max_idle_conns, max_size),
@@ -162,151 +124,77 @@ class PostgresStore:
             name="driftlock-store",
             open=False,
         )
-        self._pool_metrics = PoolMetricsExporter(self._pool, metrics.db_connections, stats_interval)
+        self.pool_metrics = PoolMetricsExporter(self.pool, metrics.db_connections, stats_interval)
 
-    @staticmethod
-    async def _configure_connection(conn: psycopg.AsyncConnection[Any]) -> None:
-        # Once per connection, not per batch: the temp table outlives transactions (rows do not).
-        await conn.execute(_CREATE_INCOMING)
+    def time(self, value: dt.datetime) -> dt.datetime:
+        return codec.as_utc(value)
+
+    def flag(self, value: bool) -> bool:
+        return value
+
+    async def _configure_connection(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        # Once per connection, not per batch: the staging table outlives transactions (its rows do not).
+        await conn.execute(_QUERIES["postgres.create_staging"])
+        if self._staging_types is None:
+            cur = await conn.execute(_QUERIES["postgres.staging_columns"])
+            columns = await cur.fetchall()
+            names = tuple(str(name) for name, _ in columns)
+            if names != codec.ANOMALY_WRITE_COLUMNS:
+                raise RuntimeError(f"postgres.create_staging has columns {names}, expected "
+                                   f"{codec.ANOMALY_WRITE_COLUMNS} (store/sql/postgres.sql)")
+            self._staging_types = [int(oid) for _, oid in columns]
         await conn.commit()
 
     async def open(self) -> None:
         """Start the pool without waiting: the gateway starts (and spools) even while Postgres is down."""
-        await self._pool.open(wait=False)
-        self._pool_metrics.start()
+        await self.pool.open(wait=False)
+        self.pool_metrics.start()
 
     async def close(self) -> None:
-        await self._pool_metrics.stop()
-        await self._pool.close()
+        await self.pool_metrics.stop()
+        await self.pool.close()
 
     async def migrate(self) -> list[str]:
         return await migrate_postgres(self._dsn)
 
-    def refresh_pool_metrics(self) -> None:
-        self._pool_metrics.refresh()
+    async def fetch(self, sql: str, params: Mapping[str, Any]) -> list[codec.Row]:
+        async with (_db_errors(), self.pool.connection() as conn,
+                    conn.cursor(row_factory=dict_row) as cur):
+            await cur.execute(sql.encode(), params)
+            return list(await cur.fetchall())
 
-    async def ping(self) -> float:
-        started = time.perf_counter()
-        async with _db_errors(), self._pool.connection() as conn:
-            await conn.execute("SELECT 1")
-        return time.perf_counter() - started
-
-    # --- anomalies
-
-    async def write_anomalies(self, rows: list[AnomalyRecord]) -> int:
-        if not rows:
-            return 0
-        # Encoding 500 rows takes ~10 ms of CPU: do it off the loop so ingest keeps being served.
-        encoded = await asyncio.to_thread(lambda: [codec.anomaly_values(r) for r in rows])
-        async with _db_errors(), self._pool.connection() as conn, conn.cursor() as cur:
-            async with cur.copy(_COPY_INCOMING) as copy:
-                copy.set_types(list(_COPY_TYPES))
-                for row in encoded:
-                    await copy.write_row(row)
-            await cur.execute(_MOVE_INCOMING)
+    async def execute(self, sql: str, params: Mapping[str, Any]) -> int:
+        async with _db_errors(), self.pool.connection() as conn, conn.cursor() as cur:
+            await cur.execute(sql.encode(), params)
             return max(cur.rowcount, 0)
 
-    async def query_anomalies(self, flt: AnomalyFilter, limit: int, cursor: str | None) -> Page:
-        codec.check_limit(limit)
-        where, params = codec.anomaly_where(flt, cursor, "%s", codec.as_utc)
-        query = _SELECT_ANOMALY + sql.SQL(where + " ORDER BY detected_at DESC, id DESC LIMIT %s")
-        rows = await self._fetch(query, [*params, limit + 1])
-        return codec.anomaly_page(rows, limit, _DECODE)
+    async def insert_many(self, sql: str, columns: Sequence[str], rows: Sequence[T],
+                          encode: Callable[[T], tuple[Any, ...]]) -> int:
+        if tuple(columns) != codec.ANOMALY_WRITE_COLUMNS:
+            raise ValueError("the Postgres connector stages anomaly rows only")
+        # Encoding 500 rows takes ~10 ms of CPU: do it off the loop so ingest keeps being served.
+        encoded = await asyncio.to_thread(lambda: [encode(r) for r in rows])
+        async with _db_errors(), self.pool.connection() as conn, conn.cursor() as cur:
+            assert self._staging_types is not None  # set when the pool configured the connection
+            async with cur.copy(_QUERIES["postgres.copy_staging"].encode()) as copy:
+                copy.set_types(self._staging_types)
+                for row in encoded:
+                    await copy.write_row(row)
+            await cur.execute(sql.encode())
+            return max(cur.rowcount, 0)
 
-    async def get_anomaly(self, anomaly_id: str) -> AnomalyRecord | None:
-        rows = await self._fetch(_SELECT_ANOMALY + sql.SQL(" WHERE id = %s"), (anomaly_id,))
-        return _DECODE.anomaly(rows[0]) if rows else None
+    async def reclaim_space(self) -> None:
+        """Nothing to do: autovacuum makes deleted rows' space reusable."""
 
-    async def set_anomaly_status(self, anomaly_id: str, status: AnomalyStatus) -> AnomalyRecord | None:
-        rows = await self._fetch(
-            f"UPDATE anomalies SET status = %s WHERE id = %s RETURNING {_ANOMALY_READ}",
-            (status, anomaly_id))
-        return _DECODE.anomaly(rows[0]) if rows else None
 
-    # --- streams and detector state
+class PostgresStore(SqlStore):
+    """The store on Postgres: ``SqlStore`` with a ``PostgresConnector``."""
 
-    async def upsert_stream(self, info: StreamInfo) -> None:
-        await self._execute(
-            f"INSERT INTO streams ({_STREAM_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s) "
-            "ON CONFLICT (stream_id) DO UPDATE SET signal = EXCLUDED.signal, service = EXCLUDED.service, "
-            "name = EXCLUDED.name, state = EXCLUDED.state, profile = EXCLUDED.profile, "
-            "settings = EXCLUDED.settings, events_seen = EXCLUDED.events_seen, "
-            "updated_at = EXCLUDED.updated_at",
-            codec.stream_values(info, codec.as_utc))
+    def __init__(self, settings: StoreSettings, metrics: GatewayMetrics, *,
+                 acquire_timeout: float = 5.0, stats_interval: float = 1.0):
+        self.connector: PostgresConnector
+        super().__init__(PostgresConnector(settings, metrics, acquire_timeout=acquire_timeout,
+                                           stats_interval=stats_interval))
 
-    async def list_streams(self, *, after: str | None = None, limit: int | None = None,
-                           state: StreamState | None = None) -> list[StreamInfo]:
-        where, params = codec.stream_where(after, state, "%s", ' COLLATE "C"')
-        page = f" LIMIT {int(limit)}" if limit is not None else ""
-        rows = await self._fetch(
-            f'SELECT {_STREAM_COLUMNS} FROM streams{where} ORDER BY stream_id COLLATE "C"{page}', params)
-        return [_DECODE.stream(r) for r in rows]
-
-    async def get_stream(self, stream_id: str) -> StreamInfo | None:
-        rows = await self._fetch(f"SELECT {_STREAM_COLUMNS} FROM streams WHERE stream_id = %s", (stream_id,))
-        return _DECODE.stream(rows[0]) if rows else None
-
-    async def save_state(self, stream_id: str, snapshot: bytes) -> None:
-        await self._execute(
-            "INSERT INTO detector_state (stream_id, snapshot, saved_at) VALUES (%s, %s, now()) "
-            "ON CONFLICT (stream_id) DO UPDATE SET snapshot = EXCLUDED.snapshot, "
-            "saved_at = EXCLUDED.saved_at",
-            (stream_id, snapshot))
-
-    async def load_state(self, stream_id: str) -> bytes | None:
-        rows = await self._fetch("SELECT snapshot FROM detector_state WHERE stream_id = %s", (stream_id,))
-        return bytes(rows[0]["snapshot"]) if rows else None
-
-    # --- API keys and audit log
-
-    async def create_api_key(self, key: ApiKey) -> None:
-        await self._execute(
-            f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            codec.api_key_values(key, codec.as_utc))
-
-    async def get_api_key(self, key_id: str) -> ApiKey | None:
-        rows = await self._fetch(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = %s", (key_id,))
-        return _DECODE.api_key(rows[0]) if rows else None
-
-    async def list_api_keys(self) -> list[ApiKey]:
-        rows = await self._fetch(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, key_id", ())
-        return [_DECODE.api_key(r) for r in rows]
-
-    async def update_api_key(self, key: ApiKey) -> None:
-        await self._execute(
-            "UPDATE api_keys SET name = %s, role = %s, secret_hash = %s, created_at = %s, revoked_at = %s, "
-            "rotated_at = %s, last_used_at = %s WHERE key_id = %s",
-            (*codec.api_key_values(key, codec.as_utc)[1:], key.key_id))
-
-    async def touch_api_key(self, key_id: str, at: dt.datetime) -> None:
-        await self._execute("UPDATE api_keys SET last_used_at = %s WHERE key_id = %s",
-                            (codec.as_utc(at), key_id))
-
-    async def append_audit(self, entry: AuditEntry) -> int:
-        rows = await self._fetch(
-            "INSERT INTO audit_log (actor, action, target, before, after, at) "
-            "VALUES (%s, %s, %s, %s::jsonb, %s::jsonb, %s) RETURNING id",
-            codec.audit_values(entry, codec.as_utc))
-        entry.id = int(rows[0]["id"])
-        return entry.id
-
-    async def query_audit(self, since: dt.datetime | None, actor: str | None, limit: int,
-                          cursor: str | None) -> tuple[list[AuditEntry], str | None]:
-        codec.check_limit(limit)
-        where, params = codec.audit_where(since, actor, cursor, "%s", codec.as_utc)
-        rows = await self._fetch(
-            f"SELECT {_AUDIT_COLUMNS} FROM audit_log{where} ORDER BY at DESC, id DESC LIMIT %s",
-            [*params, limit + 1])
-        return codec.audit_page(rows, limit, _DECODE)
-
-    # --- plumbing
-
-    async def _fetch(self, query: Any, params: Sequence[Any]) -> list[dict[str, Any]]:
-        async with (_db_errors(), self._pool.connection() as conn,
-                    conn.cursor(row_factory=dict_row) as cur):
-            await cur.execute(query, params)
-            return await cur.fetchall()
-
-    async def _execute(self, query: Any, params: Sequence[Any]) -> None:
-        async with _db_errors(), self._pool.connection() as conn:
-            await conn.execute(query, params)
+    def refresh_pool_metrics(self) -> None:
+        self.connector.pool_metrics.refresh()

@@ -1,63 +1,104 @@
 """AnomalyWriter: batches anomaly rows into the store without ever blocking or failing ingest.
 
 Rows wait in memory for at most ``flush_interval_seconds`` (or until a batch of ``batch_max_rows`` is
-ready) and are written in one idempotent batch. When the store fails with a retryable error the batch,
-and every row after it, goes to a bounded disk spool; the spool is drained oldest first, with
-exponential backoff between attempts, once the store answers again. A row leaves memory or the spool
-only after the store confirmed it (a crash in between replays it, and the (stream, window) key turns the
-replay into a no-op), so nothing is lost and nothing is duplicated. Rows the database refuses
-permanently are isolated one by one and kept in the spool's ``rejected.jsonl``; rows beyond the spool
-bound are refused. Both are counted and logged, never silent.
+ready) and are written in one idempotent batch. When the store fails with a retryable error, the batch
+goes to the anomaly spool, a ``DurableFifo`` under ``<data_dir>/anomaly-spool`` (one entry per batch,
+its rows as JSON lines), and so does every later row while the spool is not empty, which keeps them in
+order and memory bounded. So do rows beyond ``memory_max_rows`` when the store is slower than detection.
+A ``RetryWorker`` drains the spool oldest first, backing off by ``store.retry`` while the store is down.
+A row leaves memory only once the store confirmed it or the spool committed it, and leaves the spool only
+once the store confirmed it: a crash in between replays it, and the (stream, window) key turns the replay
+into a no-op, so nothing is lost and nothing is duplicated. Rows the database refuses permanently are
+isolated one by one and appended to ``rejected.jsonl`` next to the spool (dead letters for an operator);
+rows beyond the spool's bound (``spool_max_rows``) are refused. Both are counted and logged, never silent.
 
-Call ``submit`` from the event loop's thread (detector threads hand results back with
-``loop.call_soon_threadsafe(writer.submit, rows)``).
+``submit`` is called on the event loop: the detection stage hands over each request's records there once
+their shard threads have scored them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from otlp_gateway.durable import DurableFifo, Entry, FifoError, RetryWorker
+from otlp_gateway.durable.legacy import import_jsonl_segments
 from otlp_gateway.errors import RetryableError
+from otlp_gateway.store import codec
 from otlp_gateway.store.base import AnomalyRecord, AnomalyStore
+from otlp_gateway.store.errors import StoreUnavailableError
 from otlp_gateway.store.settings import StoreSettings
-from otlp_gateway.store.spool import AnomalySpool
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 REFUSAL_LOG_INTERVAL_SECONDS = 10.0
+SPOOL_TAG = "anomalies"
+SPOOL_FILE_NAME = "anomaly-spool.sqlite3"
+REJECTED_FILE = "rejected.jsonl"
+SPOOL_MEMORY_BYTES = 16 * 1024 * 1024
+"""Spooled batches also kept in memory (uncompressed JSON); older ones are read back from disk."""
+
+
+def encode_rows(rows: list[AnomalyRecord]) -> bytes:
+    """The spool's payload: one JSON object per line (``codec.record_to_plain``)."""
+    return b"".join(codec.dumps_json(codec.record_to_plain(r)).encode() + b"\n" for r in rows)
+
+
+def decode_rows(payload: bytes) -> tuple[list[AnomalyRecord], list[tuple[bytes, str]]]:
+    """Records, and the lines that could not be decoded with the reason."""
+    records: list[AnomalyRecord] = []
+    bad: list[tuple[bytes, str]] = []
+    for line in payload.splitlines():
+        if not line:
+            continue
+        try:
+            records.append(codec.record_from_plain(json.loads(line)))
+        except (KeyError, TypeError, ValueError) as exc:
+            bad.append((line, f"undecodable spool line: {type(exc).__name__}: {exc}"))
+    return records, bad
+
+
+def append_dead_letters(path: Path, letters: list[tuple[Any, str]]) -> None:
+    """Append ``{"reason", "record"}`` lines (fsynced) to the dead-letter file."""
+    with path.open("ab") as fh:
+        for record, reason in letters:
+            plain = codec.record_to_plain(record) if isinstance(record, AnomalyRecord) else \
+                record.decode("utf-8", "replace")
+            fh.write(codec.dumps_json({"reason": reason, "record": plain}).encode() + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 class AnomalyWriter:
     def __init__(self, store: AnomalyStore, spool_dir: Path, settings: StoreSettings,
-                 metrics: GatewayMetrics, *, retry_initial_seconds: float = 0.5,
-                 retry_max_seconds: float = 15.0, memory_max_rows: int | None = None):
+                 metrics: GatewayMetrics, *, memory_max_rows: int | None = None):
         self._store = store
         self._metrics = metrics
+        self._settings = settings
         self._batch = settings.batch_max_rows
         self._interval = settings.flush_interval_seconds
-        self._retry_initial = retry_initial_seconds
-        self._retry_max = retry_max_seconds
         self._memory_max = memory_max_rows or 20 * settings.batch_max_rows
-        self._spool = AnomalySpool(spool_dir, settings.spool_max_rows, settings.batch_max_rows)
+        self.spool_dir = Path(spool_dir)
+        self._spool = DurableFifo(self.spool_dir / SPOOL_FILE_NAME, name="anomaly-spool", tags={SPOOL_TAG},
+                                  memory_bytes=SPOOL_MEMORY_BYTES, on_change=self._on_spool_change)
+        self._drain = RetryWorker(self._spool, self._write_spooled, settings.retry,
+                                  name="anomaly-spool-drain", on_drop=self._on_drain_gave_up)
         self._queue: list[AnomalyRecord] = []
         self._queued_since = 0.0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._flush_requested = False
-        self._retry_at = 0.0
-        """Monotonic time before which the store is considered down (0: up)."""
-        self._backoff = retry_initial_seconds
-        self._executor: ThreadPoolExecutor | None = None
+        self._store_down = False
         self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._closed = False
         self._refused_unlogged = 0
         self._refusal_logged_at = -REFUSAL_LOG_INTERVAL_SECONDS
@@ -66,13 +107,12 @@ class AnomalyWriter:
     # --- public API
 
     async def start(self) -> None:
-        """Open the spool (rows left by a previous run are drained first) and start the writer task."""
+        """Open the spool (rows left by a previous run, in either format, are drained first) and start
+        the writer task and the spool's drain."""
         if self._task is not None or self._closed:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anomaly-spool")
-        await self._in_spool_thread(self._spool.open)
-        self._publish_spool_size()
-        self._update_idle()
+        await self._open_spool()
+        self._drain.start()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="anomaly-writer")
 
     def submit(self, rows: list[AnomalyRecord]) -> None:
@@ -95,14 +135,14 @@ class AnomalyWriter:
     @property
     def pending_rows(self) -> int:
         """Rows not yet confirmed by the store (memory plus spool)."""
-        return len(self._queue) + self._spool.rows
+        return len(self._queue) + self._spool.pending_items
 
     async def flush(self, timeout: float) -> bool:
         """Try to write everything pending now; True when nothing is left within ``timeout`` seconds."""
         if self._task is None:
             return self.pending_rows == 0
         self._flush_requested = True
-        self._retry_at = 0.0  # an explicit flush retries a down store at once
+        self._drain.poke()  # an explicit flush retries a down store at once
         self._wake.set()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
@@ -117,10 +157,9 @@ class AnomalyWriter:
         if self._task is None:
             self._closed = True
             if self._queue:  # never started: keep the rows for the next run
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anomaly-spool")
-                await self._in_spool_thread(self._spool.open)
+                await self._open_spool()
                 await self._spill(len(self._queue))
-                await self._close_spool()
+            await self._spool.close()
             return
         if grace > 0:
             await self.flush(grace)
@@ -129,14 +168,17 @@ class AnomalyWriter:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await self._drain.stop()
+        if self._background:
+            await asyncio.wait(self._background)
         if self._queue:
             await self._spill(len(self._queue))
-        if self._spool.rows:
+        if self._spool.pending_items:
             log.warning("anomaly writer stopped with %d rows in the spool %s (written on next start)",
-                        self._spool.rows, self._spool.directory)
-        await self._close_spool()
+                        self._spool.pending_items, self.spool_dir)
+        await self._spool.close()
 
-    # --- the writer task
+    # --- the writer task: rows from memory
 
     async def _run(self) -> None:
         while True:
@@ -149,21 +191,18 @@ class AnomalyWriter:
                 await self._step()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("anomaly writer step failed; retrying after backoff")
-                self._mark_down()
+            except Exception:  # a defect: keep the rows, try again on the next flush interval
+                log.exception("anomaly writer step failed; the rows stay queued")
+                await asyncio.sleep(self._interval)
             self._update_idle()
 
     def _next_wake(self) -> float | None:
-        """Seconds until there is work (0: now; None: only when woken)."""
-        now = time.monotonic()
-        waits: list[float] = []
-        if self._queue:
-            due = self._flush_requested or len(self._queue) >= self._batch
-            waits.append(0.0 if due else self._queued_since + self._interval - now)
-        if self._spool.rows:
-            waits.append(self._retry_at - now)
-        return max(min(waits), 0.0) if waits else None
+        """Seconds until the queued rows are due (0: now; None: only when woken)."""
+        if not self._queue:
+            return None
+        if self._flush_requested or len(self._queue) >= self._batch:
+            return 0.0
+        return max(self._queued_since + self._interval - time.monotonic(), 0.0)
 
     async def _step(self) -> None:
         if len(self._queue) > self._memory_max:
@@ -171,19 +210,15 @@ class AnomalyWriter:
             now = time.monotonic()
             if now - self._lag_logged_at >= REFUSAL_LOG_INTERVAL_SECONDS:
                 log.warning("anomaly store lags behind: %d rows queued (bound %d); spilling to %s",
-                            len(self._queue), self._memory_max, self._spool.directory)
+                            len(self._queue), self._memory_max, self.spool_dir)
                 self._lag_logged_at = now
             await self._spill(len(self._queue))
-        now = time.monotonic()
-        if self._queue and (self._flush_requested or len(self._queue) >= self._batch
-                            or now >= self._queued_since + self._interval):
-            if self._spool.rows or now < self._retry_at:
-                # The store is down, or older rows wait on disk: keep order, keep memory bounded.
+        if self._queue and self._next_wake() == 0.0:
+            if self._spool.pending_entries:
+                # Older rows wait on disk (the store is down or catching up): keep order, memory bounded.
                 await self._spill(len(self._queue))
             else:
                 await self._write_from_memory()
-        if self._spool.rows and time.monotonic() >= self._retry_at:
-            await self._drain_one_segment()
         if not self._queue:
             self._flush_requested = False
 
@@ -194,7 +229,6 @@ class AnomalyWriter:
             written = await self._store.write_anomalies(batch)
         except RetryableError as exc:
             self._write_failed(exc)
-            self._mark_down()
             await self._spill(n)
             return
         except Exception as exc:
@@ -203,7 +237,6 @@ class AnomalyWriter:
             del self._queue[:n]
             if leftover:
                 await self._append_to_spool(leftover)
-            self._mark_up()
             return
         del self._queue[:n]
         if self._queue:
@@ -211,27 +244,42 @@ class AnomalyWriter:
         self._written(written)
         self._mark_up()
 
-    async def _drain_one_segment(self) -> None:
-        found = await self._in_spool_thread(self._spool.oldest)
-        if found is None:
-            return
-        segment, rows = found
+    # --- the spool's drain (a RetryWorker calls this, with backoff between retryable failures)
+
+    async def _write_spooled(self, entry: Entry) -> None:
+        assert entry.payload is not None
+        rows, bad = await asyncio.to_thread(decode_rows, entry.payload)
+        if bad:
+            log.error("anomaly spool: %d undecodable line(s) in entry %d; kept in %s", len(bad), entry.id,
+                      REJECTED_FILE)
+            self._metrics.store_rejected.inc(len(bad))
+            await asyncio.to_thread(append_dead_letters, self.spool_dir / REJECTED_FILE, bad)
         try:
             written = await self._store.write_anomalies(rows) if rows else 0
         except RetryableError as exc:
             self._write_failed(exc)
-            self._mark_down()
-            return
+            raise
         except Exception as exc:
             self._write_failed(exc)
-            if await self._isolate(rows):
-                self._mark_down()  # the store went away while isolating: retry the segment later
-                return
-            written = 0
-        await self._in_spool_thread(self._spool.remove, segment)
-        self._publish_spool_size()
+            leftover = await self._isolate(rows)
+            if leftover:  # the store went away while isolating: the rest goes back to the spool
+                await self._append_to_spool(leftover, strict=True)
+            return
         self._written(written)
         self._mark_up()
+
+    def _on_drain_gave_up(self, entry: Entry, reason: str, err: BaseException) -> None:
+        # Only with store.retry.max_elapsed_seconds set: keep the rows for an operator rather than lose them.
+        reason_text = f"{reason}: {type(err).__name__}: {err}"
+        log.error("anomaly spool: gave up writing %d rows (%s); kept in %s", entry.count, reason_text,
+                  REJECTED_FILE)
+        self._metrics.store_rejected.inc(entry.count)
+        rows, bad = decode_rows(entry.payload or b"")
+        letters: list[tuple[Any, str]] = [(r, reason_text) for r in rows] + bad
+        task = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(append_dead_letters, self.spool_dir / REJECTED_FILE, letters))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _isolate(self, rows: list[AnomalyRecord]) -> list[AnomalyRecord]:
         """Write rows one by one after a batch failed permanently; keep the refused ones as dead letters.
@@ -247,12 +295,17 @@ class AnomalyWriter:
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 log.error("store refused anomaly %s (stream %s, window offset %d): %s; kept in %s",
-                          row.id, row.stream_id, row.window_start_offset, reason, self._spool.directory)
+                          row.id, row.stream_id, row.window_start_offset, reason, self.spool_dir)
                 self._metrics.store_rejected.inc()
-                await self._in_spool_thread(self._spool.reject, [row], reason)
+                await asyncio.to_thread(append_dead_letters, self.spool_dir / REJECTED_FILE, [(row, reason)])
         return []
 
     # --- helpers
+
+    async def _open_spool(self) -> None:
+        await self._spool.open()
+        await import_jsonl_segments(self.spool_dir, self._spool, SPOOL_TAG)
+        self._on_spool_change()
 
     async def _spill(self, n: int) -> None:
         """Move the first ``n`` queued rows to the disk spool."""
@@ -262,15 +315,27 @@ class AnomalyWriter:
         if self._queue:
             self._queued_since = time.monotonic()
 
-    async def _append_to_spool(self, rows: list[AnomalyRecord]) -> None:
-        try:
-            taken = await self._in_spool_thread(self._spool.append, rows)
-        except OSError as exc:
-            log.error("anomaly spool %s cannot be written: %s", self._spool.directory, exc)
-            taken = 0
-        self._publish_spool_size()
+    async def _append_to_spool(self, rows: list[AnomalyRecord], *, strict: bool = False) -> None:
+        """Spool as many rows as the bound allows, one entry per batch; refuse (count) the rest.
+        ``strict``: raise instead of refusing when the spool cannot take them (the caller retries)."""
+        room = max(self._settings.spool_max_rows - self._spool.pending_items, 0)
+        if strict:
+            room = len(rows)
+        taken = 0
+        for start in range(0, min(room, len(rows)), self._batch):
+            chunk = rows[start:min(start + self._batch, room)]
+            payload = await asyncio.to_thread(encode_rows, chunk)
+            try:
+                await self._spool.append(SPOOL_TAG, payload, len(chunk))
+            except FifoError as exc:
+                if strict:
+                    raise StoreUnavailableError(f"rows could not go back to the spool: {exc}") from exc
+                log.error("anomaly spool %s cannot be written: %s", self.spool_dir, exc)
+                break
+            taken += len(chunk)
         if taken < len(rows):
-            self._refuse(len(rows) - taken, f"the anomaly spool is full ({self._spool.max_rows} rows)")
+            self._refuse(len(rows) - taken,
+                         f"the anomaly spool is full ({self._settings.spool_max_rows} rows) or unwritable")
 
     def _refuse(self, n: int, why: str) -> None:
         self._metrics.store_spool_refused.inc(n)
@@ -287,36 +352,22 @@ class AnomalyWriter:
 
     def _write_failed(self, exc: BaseException) -> None:
         self._metrics.store_write_failures.inc()
-        if self._retry_at == 0.0:  # log the transition, not every retry
+        if not self._store_down:  # log the transition, not every retry
+            self._store_down = True
             log.warning("anomaly store write failed (%s: %s); spooling to %s", type(exc).__name__, exc,
-                        self._spool.directory)
-
-    def _mark_down(self) -> None:
-        self._retry_at = time.monotonic() + self._backoff
-        self._backoff = min(self._backoff * 2, self._retry_max)
+                        self.spool_dir)
 
     def _mark_up(self) -> None:
-        if self._retry_at:
-            log.info("anomaly store reachable again; %d rows left in the spool", self._spool.rows)
-        self._retry_at = 0.0
-        self._backoff = self._retry_initial
+        if self._store_down:
+            self._store_down = False
+            log.info("anomaly store reachable again; %d rows left in the spool", self._spool.pending_items)
+
+    def _on_spool_change(self) -> None:
+        self._metrics.store_spooled.set(self._spool.pending_items)
+        self._update_idle()
 
     def _update_idle(self) -> None:
-        if not self._queue and not self._spool.rows:
+        if not self._queue and not self._spool.pending_entries:
             self._idle.set()
         else:
             self._idle.clear()
-
-    def _publish_spool_size(self) -> None:
-        self._metrics.store_spooled.set(self._spool.rows)
-
-    async def _in_spool_thread(self, fn: Any, *args: Any) -> Any:
-        assert self._executor is not None
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    async def _close_spool(self) -> None:
-        if self._executor is not None:
-            await self._in_spool_thread(self._spool.close)
-            self._executor.shutdown(wait=True)
-            self._executor = None
-        self._publish_spool_size()

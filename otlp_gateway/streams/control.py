@@ -65,16 +65,16 @@ class StreamControl:
         stream's state no longer matches ``state``; follow ``next_cursor`` until it is ``None``)."""
         after = decode_cursor(cursor) if cursor is not None else None
         if self._store is not None:
-            rows = await self._store.list_streams(after=after, limit=limit + 1, state=state)
+            stored = await self._store.list_streams(after=after, limit=limit, state=state)
+            rows, next_after = stored.items, stored.next_after
         else:
-            rows = sorted((stream_info(s) for s in self._live_streams()
+            live = sorted((stream_info(s) for s in self._live_streams()
                            if after is None or s.key.stream_id > after), key=lambda i: i.stream_id)
-            rows = rows[:limit + 1]
-        more = len(rows) > limit
-        rows = rows[:limit]
+            rows = live[:limit]
+            next_after = rows[-1].stream_id if len(live) > limit else None
         items = [self._live_view(info) for info in rows]
         items = [i for i in items if state is None or i.state == state]
-        return StreamPage(items, encode_cursor(rows[-1].stream_id) if more else None)
+        return StreamPage(items, encode_cursor(next_after) if next_after is not None else None)
 
     async def get_stream(self, stream_id: str) -> StreamInfo | None:
         stream = self._table.get(stream_id) if self._table is not None else None

@@ -138,6 +138,16 @@ class GatewayMetrics:
         self.store_rejected = Counter(
             "driftlock_store_rejected_rows",
             "anomaly rows the database refused permanently (kept in the spool's rejected.jsonl)", registry=r)
+        self.store_pruned = Counter(
+            "driftlock_store_pruned_rows",
+            "stream records and detector snapshots deleted because their stream went unseen too long",
+            ["table"], registry=r)
+        # --- local disk
+        self.data_dir_bytes = Gauge("driftlock_data_dir_bytes",
+                                    "bytes allocated under data_dir (spools, embedded store)", registry=r)
+        self.data_dir_budget_bytes = Gauge(
+            "driftlock_data_dir_budget_bytes",
+            "size budget of data_dir; at it, new ingest is refused (0: unlimited)", registry=r)
         # --- runbook: system metrics
         self.http_requests = Counter("driftlock_http_requests", "API requests on :8080 by status code",
                                      ["status"], registry=r)

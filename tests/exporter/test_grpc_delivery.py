@@ -11,7 +11,7 @@ import pytest
 
 from otlp_gateway.batch import SIGNALS
 from otlp_gateway.errors import OverloadedError
-from otlp_gateway.exporter.spool import Spool
+from otlp_gateway.exporter.queue import SPOOL_FILE_NAME
 from tests.exporter.support import batch, eventually, new_exporter, run, sample
 from tests.fixtures.downstream import RecordingDownstream
 
@@ -270,11 +270,11 @@ def test_concurrent_consumes_share_one_commit(tmp_path: Path) -> None:
             exporter, _ = new_exporter(ds.endpoint, tmp_path)
             await exporter.start()
             await asyncio.gather(*(exporter.consume(batch("logs", f"group-{i}")) for i in range(200)))
-            assert exporter.queue is not None and exporter.queue.spool is not None
-            commits = exporter.queue.spool.commits
+            assert exporter.queue is not None and exporter.queue.persistent
+            commits = exporter.queue.fifo.commits
             assert 1 <= commits <= 20, commits
             await ds.wait_for(lambda: len(ds.requests["logs"]) == 200)
             await exporter.shutdown(grace=1)
 
     run(scenario())
-    assert (tmp_path / "export-spool" / Spool.FILE_NAME).exists()
+    assert (tmp_path / "export-spool" / SPOOL_FILE_NAME).exists()

@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from otlp_gateway.exporter.spool import Spool
+from otlp_gateway.exporter.queue import SPOOL_FILE_NAME
 from tests.exporter.support import (
     SPANS_PER_CRASH_BATCH,
     batch,
@@ -80,7 +80,7 @@ def test_payloads_beyond_the_memory_budget_are_read_back_from_disk(tmp_path: Pat
 
 
 def test_unreadable_spool_is_moved_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    spool_file = tmp_path / "export-spool" / Spool.FILE_NAME
+    spool_file = tmp_path / "export-spool" / SPOOL_FILE_NAME
     spool_file.parent.mkdir()
     spool_file.write_bytes(b"this is not a sqlite database" * 100)
 
@@ -95,7 +95,7 @@ def test_unreadable_spool_is_moved_aside(tmp_path: Path, caplog: pytest.LogCaptu
     with caplog.at_level(logging.ERROR, logger="otlp_gateway.exporter"):
         run(scenario())
     assert any("moved aside" in r.getMessage() for r in caplog.records)
-    assert list(spool_file.parent.glob(f"{Spool.FILE_NAME}.corrupt-*"))
+    assert list(spool_file.parent.glob(f"{SPOOL_FILE_NAME}.corrupt-*"))
 
 
 def test_sigkill_during_outage_loses_nothing_acknowledged(tmp_path: Path,

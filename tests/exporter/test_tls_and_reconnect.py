@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from otlp_gateway.exporter.spool import SpoolError
+from otlp_gateway.durable import FifoError
 from tests.exporter.support import batch, eventually, new_exporter, run, sample
 from tests.fixtures.downstream import RecordingDownstream
 from tests.fixtures.tls import TlsFiles
@@ -127,7 +127,7 @@ def test_two_exporters_cannot_share_a_spool(tmp_path: Path) -> None:
         owner, _ = new_exporter("grpc://127.0.0.1:9", tmp_path)
         await owner.start()
         intruder, _ = new_exporter("grpc://127.0.0.1:9", tmp_path)
-        with pytest.raises(SpoolError, match="another process"):
+        with pytest.raises(FifoError, match="another process"):
             await intruder.start()
         await intruder.shutdown(grace=0)
         await owner.shutdown(grace=0)

@@ -24,7 +24,7 @@ def test_runbook_pool_knobs_size_the_pool(tmp_path: Path) -> None:
            "DB_MAX_IDLE_CONNS": "3", "DB_CONN_MAX_LIFETIME": "15m"}
     store = open_store(load_config(env=env).store, tmp_path, GatewayMetrics())
     assert isinstance(store, PostgresStore) and store.backend == "postgres"
-    pool = store._pool
+    pool = store.connector.pool
     assert (pool.max_size, pool.min_size, pool.max_lifetime) == (7, 3, 900.0)
 
 

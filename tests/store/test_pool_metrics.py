@@ -36,7 +36,7 @@ def test_pool_states_and_exhaustion(pg_dsn: str) -> None:
             assert (state("open"), state("in_use"), state("max"), state("failed")) == (1, 0, 0, 0)
             async with contextlib.AsyncExitStack() as held:
                 for _ in range(2):  # take every connection the pool may open
-                    await held.enter_async_context(store._pool.connection())
+                    await held.enter_async_context(store.connector.pool.connection())
                 assert (state("open"), state("in_use"), state("idle")) == (2, 2, 0)
                 assert state("max") == 0  # full but nobody waits: not exhausted yet
                 waiter = asyncio.create_task(store.ping())

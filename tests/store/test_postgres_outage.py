@@ -32,7 +32,8 @@ def _gauge(metrics: GatewayMetrics, name: str, **labels: str) -> float:
 def test_postmaster_killed_mid_ingest_loses_and_duplicates_nothing(pg_cluster: PgCluster, pg_dsn: str,
                                                                     tmp_path: Path) -> None:
     settings = StoreSettings(database_url=SecretStr(pg_dsn), max_open_conns=3, max_idle_conns=1,
-                             batch_max_rows=100, flush_interval_seconds=0.02)
+                             batch_max_rows=100, flush_interval_seconds=0.02,
+                             retry={"initial_interval_seconds": 0.05, "max_interval_seconds": 0.5})
     metrics = GatewayMetrics()
     rows = [make_record(s, o) for s in range(6) for o in range(TOTAL // 6)]
 
@@ -45,8 +46,7 @@ def test_postmaster_killed_mid_ingest_loses_and_duplicates_nothing(pg_cluster: P
             await store.close()
 
     async def outage(store: PostgresStore) -> None:
-        writer = AnomalyWriter(store, tmp_path / "spool", settings, metrics, retry_initial_seconds=0.05,
-                               retry_max_seconds=0.5)
+        writer = AnomalyWriter(store, tmp_path / "spool", settings, metrics)
         await writer.start()
         submitted = 0
 

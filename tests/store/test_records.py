@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 from otlp_gateway.store import AlreadyExistsError
-from otlp_gateway.store.base import ApiKey, AuditEntry, StreamInfo
+from otlp_gateway.store.base import ApiKey, AuditEntry, StreamInfo, all_streams
 from tests.store.support import T0, StoreTarget, run
 
 
@@ -26,9 +26,35 @@ def test_streams_upsert_list_get(store_target: StoreTarget) -> None:
                 await store.upsert_stream(_stream(i))
             changed = _stream(2, state="active", settings={"window": 500, "hop": 10}, events_seen=12345)
             await store.upsert_stream(changed)
-            assert [s.stream_id for s in await store.list_streams()] == ["s1", "s2", "s3"]
+            assert [s.stream_id for s in (await store.list_streams()).items] == ["s1", "s2", "s3"]
             assert await store.get_stream("s2") == changed
             assert await store.get_stream("nope") is None
+
+    run(body())
+
+
+def test_streams_list_in_pages_after_a_stream_id(store_target: StoreTarget) -> None:
+    async def body() -> None:
+        async with store_target.opened() as store:
+            for i in (5, 3, 7, 1, 2, 6, 4):
+                await store.upsert_stream(_stream(i))
+            pages: list[list[str]] = []
+            after = None
+            while True:
+                page = await store.list_streams(after, 3)
+                pages.append([s.stream_id for s in page.items])
+                if page.next_after is None:
+                    break
+                assert page.next_after == page.items[-1].stream_id
+                after = page.next_after
+            assert pages == [["s1", "s2", "s3"], ["s4", "s5", "s6"], ["s7"]]
+            exact = await store.list_streams("s4", 3)  # a full last page says so: no empty extra page
+            assert [s.stream_id for s in exact.items] == ["s5", "s6", "s7"] and exact.next_after is None
+            assert (await store.list_streams("s9", 3)).items == []
+            everything = await all_streams(store, page_size=2)
+            assert [s.stream_id for s in everything] == [f"s{i}" for i in range(1, 8)]
+            with pytest.raises(ValueError):
+                await store.list_streams(None, 0)
 
     run(body())
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from otlp_gateway.durable import DurableFifo
 from otlp_gateway.store import AnomalyWriter, SqliteStore
-from otlp_gateway.store.base import AnomalyFilter, AnomalyRecord
+from otlp_gateway.store.base import AnomalyFilter
 from otlp_gateway.store.settings import StoreSettings
-from otlp_gateway.store.spool import REJECTED_FILE, AnomalySpool
+from otlp_gateway.store.writer import REJECTED_FILE, SPOOL_FILE_NAME
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 from tests.store.support import StoreTarget, make_record, run, wait_until
 
@@ -30,6 +31,18 @@ async def _all_ids(store: object) -> list[str]:
         cursor = page.next_cursor
         if cursor is None:
             return ids
+
+
+FAST_RETRY = {"initial_interval_seconds": 0.01, "max_interval_seconds": 0.05}
+
+
+async def _spooled_rows(spool_dir: Path) -> int:
+    """Rows held in a (closed) anomaly spool, read by opening it as the writer would."""
+    fifo = DurableFifo(spool_dir / SPOOL_FILE_NAME, name="check")
+    await fifo.open()
+    rows = fifo.pending_items
+    await fifo.close()
+    return rows
 
 
 def _settings(target: StoreTarget, **changes: object) -> StoreSettings:
@@ -89,15 +102,14 @@ def test_a_few_rows_are_written_on_the_flush_timer_without_an_explicit_flush(
 
 def test_spools_while_store_is_down_and_drains_after_restart(tmp_path: Path) -> None:
     """Unreachable store: rows go to disk, survive a writer restart, and are written exactly once."""
-    settings = StoreSettings(batch_max_rows=20, flush_interval_seconds=0.02)
+    settings = StoreSettings(batch_max_rows=20, flush_interval_seconds=0.02, retry=FAST_RETRY)
     spool_dir = tmp_path / "spool"
     rows = [make_record(1, o) for o in range(130)]
     metrics = GatewayMetrics()
 
     async def body() -> None:
         store = SqliteStore(tmp_path / "s.db")  # not opened: every call fails as unavailable
-        writer = AnomalyWriter(store, spool_dir, settings, metrics, retry_initial_seconds=0.01,
-                               retry_max_seconds=0.05)
+        writer = AnomalyWriter(store, spool_dir, settings, metrics)
         await writer.start()
         writer.submit(rows[:100])
         await wait_until(lambda: _value(metrics, "driftlock_store_spool_rows") == 100, 10, "rows spooled")
@@ -105,9 +117,7 @@ def test_spools_while_store_is_down_and_drains_after_restart(tmp_path: Path) -> 
         assert _value(metrics, "driftlock_store_write_failures_total") > 0
         writer.submit(rows[100:])
         await writer.shutdown(0.2)  # store still down: the rest goes to the spool too
-        reopened = AnomalySpool(spool_dir, 10**6, 20)
-        reopened.open()
-        assert reopened.rows == 130
+        assert await _spooled_rows(spool_dir) == 130
 
         await store.open()
         await store.migrate()
@@ -118,7 +128,7 @@ def test_spools_while_store_is_down_and_drains_after_restart(tmp_path: Path) -> 
         assert sorted(await _all_ids(store)) == sorted(r.id for r in rows)
         await writer2.shutdown(1)
         await store.close()
-        assert not list(spool_dir.glob("seg-*")) and not list(spool_dir.glob("active-*"))
+        assert await _spooled_rows(spool_dir) == 0
 
     run(body())
     assert _value(metrics, "driftlock_store_anomalies_written_total", backend="sqlite") == 130
@@ -126,13 +136,14 @@ def test_spools_while_store_is_down_and_drains_after_restart(tmp_path: Path) -> 
 
 
 def test_spool_bound_refuses_and_counts(tmp_path: Path) -> None:
-    settings = StoreSettings(batch_max_rows=5, flush_interval_seconds=0.01, spool_max_rows=12)
+    settings = StoreSettings(batch_max_rows=5, flush_interval_seconds=0.01, spool_max_rows=12,
+                             retry=FAST_RETRY)
     metrics = GatewayMetrics()
     rows = [make_record(2, o) for o in range(30)]
 
     async def body() -> None:
         store = SqliteStore(tmp_path / "s.db")
-        writer = AnomalyWriter(store, tmp_path / "spool", settings, metrics, retry_initial_seconds=0.01)
+        writer = AnomalyWriter(store, tmp_path / "spool", settings, metrics)
         await writer.start()
         writer.submit(rows)
         await wait_until(lambda: _value(metrics, "driftlock_store_spool_refused_rows_total") == 18, 10,
@@ -170,25 +181,6 @@ def test_rows_the_database_refuses_are_dead_lettered(store_target: StoreTarget, 
         assert _value(store_target.metrics, "driftlock_store_rejected_rows_total") == 1
 
     run(body())
-
-
-def test_spool_drops_only_a_torn_final_line(tmp_path: Path) -> None:
-    spool = AnomalySpool(tmp_path, 1000, 4)
-    spool.open()
-    rows: list[AnomalyRecord] = [make_record(4, o) for o in range(6)]
-    assert spool.append(rows) == 6  # one sealed segment of 4, an active one of 2
-    spool._active.write(b'{"id": "torn')  # type: ignore[union-attr]  # a crash mid-append
-    spool._active.flush()  # type: ignore[union-attr]
-    recovered = AnomalySpool(tmp_path, 1000, 4)
-    recovered.open()
-    assert recovered.rows == 6
-    seen = []
-    while (found := recovered.oldest()) is not None:
-        segment, got = found
-        seen.extend(r.id for r in got)
-        recovered.remove(segment)
-    assert seen == [r.id for r in rows]
-    assert recovered.rows == 0
 
 
 def test_memory_is_bounded_when_the_store_lags(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

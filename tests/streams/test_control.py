@@ -169,6 +169,6 @@ def test_both_stores_page_streams_in_code_point_order(store_target) -> None:
                     break
             assert seen == sorted(ids)
             after = await store.list_streams(after="traces/alpha/B", limit=2, state="warming")
-            assert [i.stream_id for i in after] == ["traces/alpha/b", "traces/alpha/b c"]
+            assert [i.stream_id for i in after.items] == ["traces/alpha/b", "traces/alpha/b c"]
 
     asyncio.run(scenario())

@@ -1,0 +1,167 @@
+-- The store's statements in PostgreSQL's dialect, one per `-- name:` section, loaded by store/queries.py.
+-- Parameters are psycopg's named placeholders. sqlite.sql has a section of the same name for every
+-- section here, except the `postgres.` ones, which only the Postgres connector uses (a test checks).
+-- `/*where*/` is replaced by `WHERE` and the `..._where_...` conditions that apply, joined with AND.
+
+-- name: ping
+SELECT 1
+
+-- name: postgres.create_staging
+-- Batches are COPYed into this per-connection table, then moved by insert_anomalies. Its columns are the
+-- order rows are encoded in (checked when a connection is set up); JSON stays text until the move.
+CREATE TEMP TABLE IF NOT EXISTS incoming_anomalies (
+    id text, stream_id text, signal text, service text, window_start timestamptz, window_end timestamptz,
+    window_start_offset int8, window_end_offset int8, score float8, p_value float8, severity text,
+    novelty_bits_per_byte float8, novelty_bits_per_event float8, ncd float8,
+    compression_ratio_baseline float8, compression_ratio_window float8, entropy_baseline float8,
+    entropy_window float8, delta_bits float8, figures text, explanation text, evidence text, detector text,
+    config_hash text, seed int8, engine_version text, is_drift bool, status text, detected_at timestamptz
+) ON COMMIT DELETE ROWS
+
+-- name: postgres.staging_columns
+SELECT attname, atttypid FROM pg_attribute
+WHERE attrelid = 'pg_temp.incoming_anomalies'::regclass AND attnum > 0 AND NOT attisdropped
+ORDER BY attnum
+
+-- name: postgres.copy_staging
+COPY incoming_anomalies FROM STDIN (FORMAT BINARY)
+
+-- name: insert_anomalies
+-- ON CONFLICT DO NOTHING: a replayed (stream, window) is skipped, which makes spool drains idempotent.
+INSERT INTO anomalies (
+    id, stream_id, signal, service, window_start, window_end, window_start_offset, window_end_offset,
+    score, p_value, severity, novelty_bits_per_byte, novelty_bits_per_event, ncd,
+    compression_ratio_baseline, compression_ratio_window, entropy_baseline, entropy_window, delta_bits,
+    figures, explanation, evidence, detector, config_hash, seed, engine_version, is_drift, status,
+    detected_at)
+SELECT id, stream_id, signal, service, window_start, window_end, window_start_offset, window_end_offset,
+    score, p_value, severity, novelty_bits_per_byte, novelty_bits_per_event, ncd,
+    compression_ratio_baseline, compression_ratio_window, entropy_baseline, entropy_window, delta_bits,
+    figures::jsonb, explanation::jsonb, evidence::jsonb, detector, config_hash, seed, engine_version,
+    is_drift, status, detected_at
+FROM incoming_anomalies
+ON CONFLICT DO NOTHING
+
+-- name: query_anomalies
+SELECT id, stream_id, signal, service, window_start_offset, window_end_offset, window_start, window_end,
+    score, p_value, severity, figures, explanation, evidence, detector, config_hash, seed, engine_version,
+    is_drift, status, detected_at
+FROM anomalies /*where*/
+ORDER BY detected_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: anomalies_where_stream_id
+stream_id = %(stream_id)s
+
+-- name: anomalies_where_service
+service = %(service)s
+
+-- name: anomalies_where_signal
+signal = %(signal)s
+
+-- name: anomalies_where_severity
+severity = %(severity)s
+
+-- name: anomalies_where_status
+status = %(status)s
+
+-- name: anomalies_where_since
+detected_at >= %(since)s
+
+-- name: anomalies_where_until
+detected_at < %(until)s
+
+-- name: anomalies_where_before
+(detected_at, id) < (%(before_at)s, %(before_id)s)
+
+-- name: get_anomaly
+SELECT id, stream_id, signal, service, window_start_offset, window_end_offset, window_start, window_end,
+    score, p_value, severity, figures, explanation, evidence, detector, config_hash, seed, engine_version,
+    is_drift, status, detected_at
+FROM anomalies WHERE id = %(id)s
+
+-- name: set_anomaly_status
+UPDATE anomalies SET status = %(status)s WHERE id = %(id)s
+RETURNING id, stream_id, signal, service, window_start_offset, window_end_offset, window_start, window_end,
+    score, p_value, severity, figures, explanation, evidence, detector, config_hash, seed, engine_version,
+    is_drift, status, detected_at
+
+-- name: upsert_stream
+INSERT INTO streams (stream_id, signal, service, name, state, profile, settings, events_seen, updated_at)
+VALUES (%(stream_id)s, %(signal)s, %(service)s, %(name)s, %(state)s, %(profile)s, %(settings)s::jsonb,
+        %(events_seen)s, %(updated_at)s)
+ON CONFLICT (stream_id) DO UPDATE SET signal = EXCLUDED.signal, service = EXCLUDED.service,
+    name = EXCLUDED.name, state = EXCLUDED.state, profile = EXCLUDED.profile, settings = EXCLUDED.settings,
+    events_seen = EXCLUDED.events_seen, updated_at = EXCLUDED.updated_at
+
+-- name: list_streams
+-- Keyset paging on the primary key: `after` is the last stream_id of the previous page ('' for the first);
+-- `state` NULL for every state.
+SELECT stream_id, signal, service, name, state, profile, settings, events_seen, updated_at
+FROM streams WHERE stream_id COLLATE "C" > %(after)s AND (CAST(%(state)s AS TEXT) IS NULL OR state = %(state)s)
+ORDER BY stream_id COLLATE "C"
+LIMIT %(limit)s
+
+-- name: get_stream
+SELECT stream_id, signal, service, name, state, profile, settings, events_seen, updated_at
+FROM streams WHERE stream_id = %(stream_id)s
+
+-- name: save_state
+INSERT INTO detector_state (stream_id, snapshot, saved_at) VALUES (%(stream_id)s, %(snapshot)s, %(saved_at)s)
+ON CONFLICT (stream_id) DO UPDATE SET snapshot = EXCLUDED.snapshot, saved_at = EXCLUDED.saved_at
+
+-- name: load_state
+SELECT snapshot FROM detector_state WHERE stream_id = %(stream_id)s
+
+-- name: prune_streams
+-- At most `limit` records of streams unseen since `cutoff`; a stream with settings changed through the
+-- API keeps its record (an operator's choice outlives the stream's silence).
+DELETE FROM streams WHERE stream_id IN (
+    SELECT stream_id FROM streams WHERE updated_at < %(cutoff)s AND settings = '{}'::jsonb
+    LIMIT %(limit)s)
+
+-- name: prune_states
+DELETE FROM detector_state WHERE stream_id IN (
+    SELECT stream_id FROM detector_state WHERE saved_at < %(cutoff)s LIMIT %(limit)s)
+
+-- name: create_api_key
+INSERT INTO api_keys (key_id, name, role, secret_hash, created_at, revoked_at, rotated_at, last_used_at)
+VALUES (%(key_id)s, %(name)s, %(role)s, %(secret_hash)s, %(created_at)s, %(revoked_at)s, %(rotated_at)s,
+        %(last_used_at)s)
+
+-- name: get_api_key
+SELECT key_id, name, role, secret_hash, created_at, revoked_at, rotated_at, last_used_at
+FROM api_keys WHERE key_id = %(key_id)s
+
+-- name: list_api_keys
+SELECT key_id, name, role, secret_hash, created_at, revoked_at, rotated_at, last_used_at
+FROM api_keys ORDER BY created_at, key_id
+
+-- name: update_api_key
+UPDATE api_keys SET name = %(name)s, role = %(role)s, secret_hash = %(secret_hash)s,
+    created_at = %(created_at)s, revoked_at = %(revoked_at)s, rotated_at = %(rotated_at)s,
+    last_used_at = %(last_used_at)s
+WHERE key_id = %(key_id)s
+
+-- name: touch_api_key
+UPDATE api_keys SET last_used_at = %(at)s WHERE key_id = %(key_id)s
+
+-- name: append_audit
+INSERT INTO audit_log (actor, action, target, before, after, at)
+VALUES (%(actor)s, %(action)s, %(target)s, %(before)s::jsonb, %(after)s::jsonb, %(at)s)
+RETURNING id
+
+-- name: query_audit
+SELECT id, actor, action, target, before, after, at
+FROM audit_log /*where*/
+ORDER BY at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: audit_where_since
+at >= %(since)s
+
+-- name: audit_where_actor
+actor = %(actor)s
+
+-- name: audit_where_before
+(at, id) < (%(before_at)s, %(before_id)s)

@@ -1,0 +1,183 @@
+"""``SqlStore``: the anomaly store over any SQL backend, the dialect's named queries run by its connector."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from otlp_gateway.store import codec
+from otlp_gateway.store.base import (
+    AnomalyFilter,
+    AnomalyRecord,
+    AnomalyStatus,
+    ApiKey,
+    AuditEntry,
+    Page,
+    PruneResult,
+    StreamInfo,
+    StreamPage,
+    StreamState,
+)
+from otlp_gateway.store.connector import Connector
+from otlp_gateway.store.queries import load_queries
+
+PRUNE_BATCH_ROWS = 2000
+"""Rows deleted per statement while pruning: other store calls interleave between batches."""
+_ANOMALY_EQUALITY_FILTERS: tuple[str, ...] = ("stream_id", "service", "signal", "severity", "status")
+
+
+class SqlStore:
+    """``AnomalyStore`` and ``ApiKeyStore``; every public method raises only store errors."""
+
+    def __init__(self, connector: Connector):
+        self.connector = connector
+        self.backend: str = connector.dialect
+        self._q = load_queries(connector.dialect)
+        self._time = connector.time
+
+    async def open(self) -> None:
+        await self.connector.open()
+
+    async def close(self) -> None:
+        await self.connector.close()
+
+    async def migrate(self) -> list[str]:
+        return await self.connector.migrate()
+
+    async def ping(self) -> float:
+        started = time.perf_counter()
+        await self._fetch("ping", {})
+        return time.perf_counter() - started
+
+    # --- anomalies
+
+    async def write_anomalies(self, rows: list[AnomalyRecord]) -> int:
+        if not rows:
+            return 0
+        c = self.connector
+        return await c.insert_many(self._q["insert_anomalies"], codec.ANOMALY_WRITE_COLUMNS, rows,
+                                   lambda r: codec.anomaly_values(r, c.time, c.flag))
+
+    async def query_anomalies(self, flt: AnomalyFilter, limit: int, cursor: str | None) -> Page:
+        codec.check_limit(limit)
+        to_db = self._time
+        conditions: list[str] = []
+        params: dict[str, Any] = {"limit": limit + 1}
+        for field in _ANOMALY_EQUALITY_FILTERS:
+            value = getattr(flt, field)
+            if value is not None:
+                conditions.append(f"anomalies_where_{field}")
+                params[field] = value
+        if flt.since is not None:
+            conditions.append("anomalies_where_since")
+            params["since"] = to_db(flt.since)
+        if flt.until is not None:
+            conditions.append("anomalies_where_until")
+            params["until"] = to_db(flt.until)
+        if cursor is not None:
+            at, last_id = codec.decode_cursor(cursor, str)
+            conditions.append("anomalies_where_before")
+            params.update(before_at=to_db(at), before_id=last_id)
+        rows = await self.connector.fetch(self._q.with_where("query_anomalies", conditions), params)
+        return codec.anomaly_page(rows, limit, self.connector.decode)
+
+    async def get_anomaly(self, anomaly_id: str) -> AnomalyRecord | None:
+        rows = await self._fetch("get_anomaly", {"id": anomaly_id})
+        return self.connector.decode.anomaly(rows[0]) if rows else None
+
+    async def set_anomaly_status(self, anomaly_id: str, status: AnomalyStatus) -> AnomalyRecord | None:
+        rows = await self._fetch("set_anomaly_status", {"id": anomaly_id, "status": status})
+        return self.connector.decode.anomaly(rows[0]) if rows else None
+
+    # --- streams and detector state
+
+    async def upsert_stream(self, info: StreamInfo) -> None:
+        await self._execute("upsert_stream", codec.stream_params(info, self._time))
+
+    async def list_streams(self, after: str | None = None, limit: int = 500,
+                           state: StreamState | None = None) -> StreamPage:
+        codec.check_limit(limit)
+        rows = await self._fetch("list_streams", {"after": after or "", "limit": limit + 1, "state": state})
+        items = [self.connector.decode.stream(r) for r in rows[:limit]]
+        return StreamPage(items, items[-1].stream_id if len(rows) > limit else None)
+
+    async def get_stream(self, stream_id: str) -> StreamInfo | None:
+        rows = await self._fetch("get_stream", {"stream_id": stream_id})
+        return self.connector.decode.stream(rows[0]) if rows else None
+
+    async def save_state(self, stream_id: str, snapshot: bytes, at: dt.datetime | None = None) -> None:
+        saved_at = self._time(at or dt.datetime.now(dt.UTC))
+        await self._execute("save_state", {"stream_id": stream_id, "snapshot": bytes(snapshot),
+                                           "saved_at": saved_at})
+
+    async def load_state(self, stream_id: str) -> bytes | None:
+        rows = await self._fetch("load_state", {"stream_id": stream_id})
+        return bytes(rows[0]["snapshot"]) if rows else None
+
+    async def prune_unseen(self, older_than: dt.datetime) -> PruneResult:
+        cutoff = self.connector.time(older_than)
+        result = PruneResult(streams=0, snapshots=0)
+        for query in ("prune_streams", "prune_states"):
+            while True:
+                deleted = await self._execute(query, {"cutoff": cutoff, "limit": PRUNE_BATCH_ROWS})
+                if query == "prune_streams":
+                    result.streams += deleted
+                else:
+                    result.snapshots += deleted
+                if deleted < PRUNE_BATCH_ROWS:
+                    break
+        if result.streams or result.snapshots:
+            await self.connector.reclaim_space()
+        return result
+
+    # --- API keys and audit log
+
+    async def create_api_key(self, key: ApiKey) -> None:
+        await self._execute("create_api_key", codec.api_key_params(key, self._time))
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        rows = await self._fetch("get_api_key", {"key_id": key_id})
+        return self.connector.decode.api_key(rows[0]) if rows else None
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """Every key (keys are made one by one by admins: a short list)."""
+        rows = await self._fetch("list_api_keys", {})
+        return [self.connector.decode.api_key(r) for r in rows]
+
+    async def update_api_key(self, key: ApiKey) -> None:
+        await self._execute("update_api_key", codec.api_key_params(key, self._time))
+
+    async def touch_api_key(self, key_id: str, at: dt.datetime) -> None:
+        await self._execute("touch_api_key", {"key_id": key_id, "at": self._time(at)})
+
+    async def append_audit(self, entry: AuditEntry) -> int:
+        rows = await self._fetch("append_audit", codec.audit_params(entry, self._time))
+        entry.id = int(rows[0]["id"])
+        return entry.id
+
+    async def query_audit(self, since: dt.datetime | None, actor: str | None, limit: int,
+                          cursor: str | None) -> tuple[list[AuditEntry], str | None]:
+        codec.check_limit(limit)
+        conditions: list[str] = []
+        params: dict[str, Any] = {"limit": limit + 1}
+        if since is not None:
+            conditions.append("audit_where_since")
+            params["since"] = self.connector.time(since)
+        if actor is not None:
+            conditions.append("audit_where_actor")
+            params["actor"] = actor
+        if cursor is not None:
+            at, last_id = codec.decode_cursor(cursor, int)
+            conditions.append("audit_where_before")
+            params.update(before_at=self.connector.time(at), before_id=last_id)
+        rows = await self.connector.fetch(self._q.with_where("query_audit", conditions), params)
+        return codec.audit_page(rows, limit, self.connector.decode)
+
+    # --- plumbing
+
+    async def _fetch(self, name: str, params: dict[str, Any]) -> list[codec.Row]:
+        return await self.connector.fetch(self._q[name], params)
+
+    async def _execute(self, name: str, params: dict[str, Any]) -> int:
+        return await self.connector.execute(self._q[name], params)

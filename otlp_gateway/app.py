@@ -44,6 +44,9 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.health = HealthState()
         self.rate_limiter = TokenBucket(config.api.rate_limit.rps, config.api.rate_limit.burst)
+        """The API's shared bucket (GLOBAL_RATE_LIMIT_*); ingest has its own below."""
+        ingest = config.receiver.rate_limit
+        self.ingest_rate_limiter = TokenBucket(ingest.rps, ingest.burst) if ingest.enabled else None
         self.data_dir = Path(config.data_dir)
         self.store: AnomalyStore | None = None
         self.writer: AnomalyWriter | None = None
@@ -62,6 +65,7 @@ class Gateway:
         from otlp_gateway.api.streams import StoreStreamControl
         from otlp_gateway.exporter import Exporter
         from otlp_gateway.receiver import AdmissionController, OtlpGrpcReceiver, OtlpHttpReceiver
+        from otlp_gateway.receiver.refusals import IngestRefusals
         from otlp_gateway.store import AnomalyWriter, open_store
 
         cfg = self.config
@@ -109,13 +113,15 @@ class Gateway:
         await self.api.start()
 
         admission = AdmissionController(cfg.receiver.admission, self.metrics)
-        limiter = self.rate_limiter if cfg.api.rate_limit.apply_to_ingest else None
+        refusals = IngestRefusals(cfg.receiver.readiness)
+        self.health.add_condition("ingest", refusals.reason)
+        limiter = self.ingest_rate_limiter
         if cfg.receiver.grpc_enabled:
             self.grpc_receiver = OtlpGrpcReceiver(cfg.receiver, consumer, self.metrics, self.health,
-                                                  admission, limiter)
+                                                  admission, limiter, refusals)
         if cfg.receiver.http_enabled:
             self.http_receiver = OtlpHttpReceiver(cfg.receiver, consumer, self.metrics, self.health,
-                                                  admission, limiter)
+                                                  admission, limiter, refusals)
         for receiver in self.receivers:
             await receiver.start()
         self.health.set_ready("receivers", True)

@@ -1,10 +1,13 @@
 """API keys: ``dlk_<key_id>.<secret>``, the secret shown once and stored only as an argon2id hash.
 
 The lifecycle (create, rotate, revoke) lives here so the REST routes and the CLI share it and both write
-the audit log. Hashing and verifying are memory-hard on purpose (~0.15 s, 64 MiB), so they run in a
-worker thread, and a successful verification is remembered per (key id, stored hash, presented secret
-digest): the next request with the same key costs one store read, and rotating or revoking the key
-(which changes the stored row) invalidates the memory at once, on every replica.
+the audit log. Hashing and verifying are memory-hard on purpose (~0.15 s, 64 MiB), so verification is
+only ever spent on a well-formed key whose id exists and is live (a malformed key or an unknown id costs a
+regular expression and one store read), runs in a worker thread, at most ``max_parallel`` at once with at
+most ``max_waiting`` queued (429 beyond: 32 parallel wrong secrets cost 2 x 64 MiB, not 2 GiB). A
+successful verification is remembered for ``cache_seconds`` per (key id, stored hash, presented secret
+digest): the next request with the same key costs one store read, and rotating or revoking the key (which
+changes the stored row) invalidates the memory at once, on every replica.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -22,8 +26,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from otlp_gateway.store.base import ApiKey, ApiKeyStore, ApiRole, AuditEntry
+from otlp_gateway.telemetry.metrics import GatewayMetrics
 
-from .settings import KeyHashSettings
+from .settings import KeyHashSettings, KeyVerificationSettings
 
 KEY_PREFIX = "dlk_"
 ROLES: tuple[ApiRole, ...] = ("admin", "read")
@@ -45,6 +50,10 @@ class KeyNotFoundError(LookupError):
 
 class KeyRevokedError(RuntimeError):
     """The key is revoked; it can no longer be rotated."""
+
+
+class VerificationBusy(RuntimeError):
+    """Too many key verifications are running or queued; the caller should retry shortly."""
 
 
 def new_key_id() -> str:
@@ -77,36 +86,72 @@ def public_view(key: ApiKey) -> dict[str, Any]:
 
 
 class KeyVerifier:
-    """Checks presented keys against the store with a small bounded memory of successful checks."""
+    """Checks presented keys against the store, with bounded parallel verification and a short, bounded
+    memory of successful checks."""
 
-    def __init__(self, store: ApiKeyStore, cache_size: int = 1024, touch_every_seconds: float = 60.0):
+    def __init__(self, store: ApiKeyStore, settings: KeyVerificationSettings | None = None,
+                 metrics: GatewayMetrics | None = None, cache_size: int = 1024,
+                 touch_every_seconds: float = 60.0, clock=time.monotonic):
+        settings = settings or KeyVerificationSettings()
         self._store = store
-        self._verified: OrderedDict[tuple[str, str, bytes], None] = OrderedDict()
+        self._metrics = metrics
+        self._verified: OrderedDict[tuple[str, str, bytes], float] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_seconds = settings.cache_seconds
+        self._max_parallel = settings.max_parallel
+        self._max_queued = settings.max_parallel + settings.max_waiting
+        self._slots: asyncio.Semaphore | None = None  # created on the serving loop
+        self._queued = 0
+        self._clock = clock
         self._touch_every = dt.timedelta(seconds=touch_every_seconds)
 
     async def verify(self, presented: str) -> ApiKey | None:
-        """The key's row when ``presented`` is a live key with the right secret, else ``None``."""
+        """The key's row when ``presented`` is a live key with the right secret, else ``None``; raises
+        ``VerificationBusy`` when too many verifications are already queued."""
         parsed = parse_key(presented)
         if parsed is None:
-            return None
+            return self._result(None, "malformed")
         key_id, secret = parsed
         key = await self._store.get_api_key(key_id)
         if key is None or key.revoked_at is not None:
-            return None
+            return self._result(None, "unknown")
         memo = (key_id, key.secret_hash, hashlib.sha256(secret.encode()).digest())
-        if memo in self._verified:
+        now = self._clock()
+        expires = self._verified.get(memo)
+        if expires is not None and expires > now:
             self._verified.move_to_end(memo)
+            outcome = "cached"
         else:
-            if not await asyncio.to_thread(_verify, key.secret_hash, secret):
-                return None
-            self._verified[memo] = None
-            while len(self._verified) > self._cache_size:
-                self._verified.popitem(last=False)
-        now = dt.datetime.now(dt.UTC)
+            self._verified.pop(memo, None)
+            if not await self._verify_limited(key.secret_hash, secret):
+                return self._result(None, "wrong_secret")
+            if self._cache_seconds > 0:
+                self._verified[memo] = self._clock() + self._cache_seconds
+                while len(self._verified) > self._cache_size:
+                    self._verified.popitem(last=False)
+            outcome = "verified"
+        now_utc = dt.datetime.now(dt.UTC)
         # last_used_at is coarse on purpose: one write a minute per key, not one per request.
-        if key.last_used_at is None or now - key.last_used_at > self._touch_every:
-            await self._store.touch_api_key(key_id, now)
+        if key.last_used_at is None or now_utc - key.last_used_at > self._touch_every:
+            await self._store.touch_api_key(key_id, now_utc)
+        return self._result(key, outcome)
+
+    async def _verify_limited(self, secret_hash: str, secret: str) -> bool:
+        if self._queued >= self._max_queued:
+            self._result(None, "busy")
+            raise VerificationBusy("too many API key verifications in progress; retry in a second")
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._max_parallel)
+        self._queued += 1
+        try:
+            async with self._slots:
+                return await asyncio.to_thread(_verify, secret_hash, secret)
+        finally:
+            self._queued -= 1
+
+    def _result(self, key: ApiKey | None, outcome: str) -> ApiKey | None:
+        if self._metrics is not None:
+            self._metrics.key_verifications.labels(outcome).inc()
         return key
 
 

@@ -29,6 +29,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from otlp_gateway.settings_base import HttpServerLimits
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
+LINGER_SECONDS = 1.0
+"""After an error answer, input is read and dropped this long before closing: closing with unread input
+would reset the connection, and the client could lose the answer it had not read yet."""
+
 
 def _raw_response(status: int, message: str, retry_after: int | None = None) -> bytes:
     body = message.encode()
@@ -81,12 +85,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._body_started = 0.0
         self._last_body = 0.0
         self._body_bytes = 0
+        self._lingering = False
 
     # ------------------------------------------------------------------------------------ connections
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._await_headers(arm_timer=True)
-        live = [c for c in self.connections if not c.transport.is_closing()]
+        live = [c for c in self.connections if not _gone(c)]
         if len(live) > self.limits.max_connections:
             victim = min((c for c in live if c is not self and _evictable(c)), key=_eviction_order,
                          default=None)
@@ -104,17 +109,23 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _cut(self, reason: str, status: int | None, message: str = "",
              retry_after: int | None = None) -> None:
         """Answer ``status`` (when no response has started) and close; the app sees a disconnect."""
-        if self.transport.is_closing():
+        if _gone(self):
             return
         self._cancel_timers()
+        self.metrics.http_connections_cut.labels(self.server_name, reason).inc()
         cycle = self.cycle
-        if status is not None and (cycle is None or not cycle.response_started):
-            self.transport.write(_raw_response(status, message, retry_after))
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the app's later sends are dropped; its receive() returns disconnect
             cycle.message_event.set()
+        if status is not None and (cycle is None or not cycle.response_started):
+            self.transport.write(_raw_response(status, message, retry_after))
+            if self.transport.can_write_eof():  # lingering close: the client gets to read the answer
+                self.transport.write_eof()
+                self._lingering = True
+                self.flow.resume_reading()
+                self.loop.call_later(LINGER_SECONDS, self.transport.close)
+                return
         self.transport.close()
-        self.metrics.http_connections_cut.labels(self.server_name, reason).inc()
 
     def _cancel_timers(self) -> None:
         for timer in (self._header_timer, self._body_timer):
@@ -136,7 +147,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _on_header_timeout(self) -> None:
         self._header_timer = None
-        if self._awaiting_since is None or self.transport.is_closing():
+        if self._awaiting_since is None or _gone(self):
             return
         if not _evictable(self):  # a previous request is still being answered: look again later
             self._arm_header_timer()
@@ -147,12 +158,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._cut("header_timeout", None)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:  # answered and closing: what still arrives is dropped
+            return
         if self._awaiting_since is not None:
             self._arm_header_timer()  # a keep-alive connection's next request starts its clock here
             self._header_bytes += len(data)
         super().data_received(data)
         if (self._awaiting_since is not None and self._header_bytes > self.limits.max_header_bytes
-                and not self.transport.is_closing()):
+                and not _gone(self)):
             self._cut("header_too_large", 431,
                       f"request headers exceed the limit of {self.limits.max_header_bytes} bytes")
 
@@ -201,7 +214,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _check_body(self) -> None:
         self._body_timer = None
-        if self.transport.is_closing():
+        if _gone(self):
             return
         now = self.loop.time()
         if self.flow.read_paused:  # the application is not reading yet: the client is not stalling
@@ -214,9 +227,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._schedule_body_check()
 
 
+def _gone(connection: Any) -> bool:
+    """Closing, or answered and lingering until it closes."""
+    return connection.transport.is_closing() or getattr(connection, "_lingering", False)
+
+
 def _evictable(connection: Any) -> bool:
     """Waiting for request headers, with no request of its own still being answered."""
-    if getattr(connection, "_awaiting_since", None) is None or connection.transport.is_closing():
+    if getattr(connection, "_awaiting_since", None) is None or _gone(connection):
         return False
     cycle = connection.cycle
     return (cycle is None or cycle.response_complete) and not connection.pipeline

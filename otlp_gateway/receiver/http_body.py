@@ -55,20 +55,33 @@ class NoRoom(Exception):
 
 
 class _Output:
-    """The decoded body, refusing to grow past ``limit``."""
+    """The decoded body, refusing to grow past ``limit``. Kept as the pieces it arrived in and joined once
+    at the end: growing one buffer would copy it as it grows and leave the allocator holding about twice
+    the body (RSS that a stalled upload would keep)."""
 
     def __init__(self, limit: int):
         self.limit = limit
-        self.data = bytearray()
+        self.size = 0
+        self._parts: list[bytes] = []
 
     @property
     def room(self) -> int:
-        return self.limit - len(self.data)
+        return self.limit - self.size
 
     def add(self, chunk: bytes | bytearray | memoryview) -> None:
-        if len(self.data) + len(chunk) > self.limit:
+        if self.size + len(chunk) > self.limit:
             raise BodyTooLarge(f"decompressed body exceeds the limit of {self.limit} bytes")
-        self.data += chunk
+        if chunk:
+            self._parts.append(chunk if isinstance(chunk, bytes) else bytes(chunk))
+            self.size += len(chunk)
+
+    def join(self) -> bytes:
+        body = b"".join(self._parts)
+        self._parts = [body]
+        return body
+
+    def clear(self) -> None:
+        self._parts = []
 
 
 class Decoder(Protocol):
@@ -96,7 +109,7 @@ class _Identity:
 
     @property
     def held(self) -> int:
-        return len(self.output.data)
+        return self.output.size
 
 
 class _Zlib:
@@ -130,7 +143,7 @@ class _Zlib:
 
     @property
     def held(self) -> int:
-        return len(self.output.data)
+        return self.output.size
 
 
 class _Framed:
@@ -165,7 +178,7 @@ class _Framed:
 
     @property
     def held(self) -> int:
-        return len(self.output.data)
+        return self.output.size
 
 
 _SNAPPY_STREAM_ID = b"\xff\x06\x00\x00sNaPpY"
@@ -216,7 +229,7 @@ class _SnappyFramed:
 
     @property
     def held(self) -> int:
-        return len(self.output.data) + len(self._buffer)
+        return self.output.size + len(self._buffer)
 
 
 class _SnappyBlock:
@@ -255,7 +268,7 @@ class _SnappyBlock:
 
     @property
     def held(self) -> int:
-        return len(self.output.data) + len(self._buffer)
+        return self.output.size + len(self._buffer)
 
 
 class _Snappy:
@@ -319,21 +332,27 @@ async def read_body(receive: Receive, encoding: str, limit: int,
 
     ``encoding`` must be a key of ``DECODERS``; ``hold(n)`` is asked whether the body may hold ``n``
     bytes in memory now."""
-    decoder = DECODERS[encoding](_Output(limit))
+    output = _Output(limit)
+    decoder = DECODERS[encoding](output)
     wire = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected()
-        chunk = message.get("body", b"")
-        wire += len(chunk)
-        if wire > limit:
-            raise BodyTooLarge(f"body exceeds the limit of {limit} bytes")
-        if chunk:
-            decoder.feed(chunk)
-            if hold is not None and not hold(max(wire, decoder.held)):
-                raise NoRoom()
-        if not message.get("more_body", False):
-            break
-    decoder.finish()
-    return bytes(decoder.output.data)
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected()
+            chunk = message.get("body", b"")
+            wire += len(chunk)
+            if wire > limit:
+                raise BodyTooLarge(f"body exceeds the limit of {limit} bytes")
+            if chunk:
+                decoder.feed(chunk)
+                if hold is not None and not hold(max(wire, decoder.held)):
+                    raise NoRoom()
+            if not message.get("more_body", False):
+                break
+        decoder.finish()
+    except BaseException:
+        # free the body now: the exception's traceback keeps this frame (and the decoder) alive
+        output.clear()
+        raise
+    return output.join()

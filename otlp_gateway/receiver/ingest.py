@@ -129,8 +129,11 @@ class IngestCore:
         return spec.response(verdict)
 
     def refuse_transit(self) -> Refusal:
-        """A body being read no longer fits the bytes-in-transit budget."""
-        return self._refuse_admission("the gateway holds too many request bodies being uploaded; retry later")
+        """A body being read no longer fits the bytes-in-transit budget (the rest is left unread)."""
+        refusal = self._refuse_admission("the gateway holds too many request bodies being uploaded; "
+                                         "retry later")
+        refusal.cut_short = True
+        return refusal
 
     # ------------------------------------------------------------------------------------ errors
     def _refuse_admission(self, message: str = _AT_LIMIT) -> Refusal:

@@ -3,8 +3,9 @@
 The lifecycle (create, rotate, revoke) lives here so the REST routes and the CLI share it and both write
 the audit log. Hashing and verifying are memory-hard on purpose (~0.15 s, 64 MiB), so verification is
 only ever spent on a well-formed key whose id exists and is live (a malformed key or an unknown id costs a
-regular expression and one store read), runs in a worker thread, at most ``max_parallel`` at once with at
-most ``max_waiting`` queued (429 beyond: 32 parallel wrong secrets cost 2 x 64 MiB, not 2 GiB). A
+regular expression and one store read), runs on ``max_parallel`` worker threads at a low CPU priority
+(nice 10, so guessing cannot slow the event loop that serves everyone else) with at most ``max_waiting``
+queued (429 beyond: 32 parallel wrong secrets cost 2 x 64 MiB, not 2 GiB). A
 successful verification is remembered for ``cache_seconds`` per (key id, stored hash, presented secret
 digest): the next request with the same key costs one store read, and rotating or revoking the key (which
 changes the stored row) invalidates the memory at once, on every replica.
@@ -16,10 +17,14 @@ import asyncio
 import dataclasses
 import datetime as dt
 import hashlib
+import logging
+import os
 import re
 import secrets
+import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -30,7 +35,11 @@ from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 from .settings import KeyHashSettings, KeyVerificationSettings
 
+log = logging.getLogger(__name__)
+
 KEY_PREFIX = "dlk_"
+VERIFY_NICENESS = 10
+"""CPU priority of key verification threads (and the argon2 lane threads they start)."""
 ROLES: tuple[ApiRole, ...] = ("admin", "read")
 _PRESENTED = re.compile(r"^dlk_([0-9a-f]{16})\.([A-Za-z0-9_-]{20,128})$")
 
@@ -70,6 +79,14 @@ def parse_key(presented: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
+def _lower_priority() -> None:
+    """Thread initializer: on Linux niceness is per thread and inherited by the threads it starts."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), VERIFY_NICENESS)
+    except (AttributeError, OSError) as exc:  # not Linux, or not permitted: verification still works
+        log.debug("key verification runs at normal priority: %s", exc)
+
+
 def _verify(secret_hash: str, secret: str) -> bool:
     try:
         return _verifier.verify(secret_hash, secret)
@@ -98,9 +115,9 @@ class KeyVerifier:
         self._verified: OrderedDict[tuple[str, str, bytes], float] = OrderedDict()
         self._cache_size = cache_size
         self._cache_seconds = settings.cache_seconds
-        self._max_parallel = settings.max_parallel
         self._max_queued = settings.max_parallel + settings.max_waiting
-        self._slots: asyncio.Semaphore | None = None  # created on the serving loop
+        self._executor = ThreadPoolExecutor(settings.max_parallel, thread_name_prefix="key-verify",
+                                            initializer=_lower_priority)
         self._queued = 0
         self._clock = clock
         self._touch_every = dt.timedelta(seconds=touch_every_seconds)
@@ -140,12 +157,10 @@ class KeyVerifier:
         if self._queued >= self._max_queued:
             self._result(None, "busy")
             raise VerificationBusy("too many API key verifications in progress; retry in a second")
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self._max_parallel)
         self._queued += 1
         try:
-            async with self._slots:
-                return await asyncio.to_thread(_verify, secret_hash, secret)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, _verify, secret_hash,
+                                                                    secret)
         finally:
             self._queued -= 1
 

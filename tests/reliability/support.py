@@ -7,8 +7,11 @@ this test process's (whose GIL the hostile clients share).
 
 from __future__ import annotations
 
+import json
 import selectors
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -17,13 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fixtures.gateway import GatewayProcess, gateway_config_dict
-from tests.fixtures.otlp_payloads import trace_request
+from tests.fixtures.gateway import REPO, GatewayProcess, gateway_config_dict
 from tests.fixtures.waiting import wait_until
 
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -61,43 +62,41 @@ def scrape(gw: GatewayProcess, name: str, labels: dict[str, str] | None = None) 
 # ------------------------------------------------------------------------------------------ bystander
 class Bystander:
     """Asks ``/healthz`` and exports one small span over gRPC (and, with ``http_export``, over OTLP/HTTP),
-    over and over, recording each round's latency; ``acked_spans`` counts spans acknowledged."""
+    over and over, recording each round's latency; ``acked_spans`` counts spans acknowledged. It runs as
+    its own process (``bystander_client``), so the test process's hostile load cannot slow it down."""
 
     def __init__(self, gateway: GatewayProcess, http_export: bool = False):
-        self._gateway = gateway
-        self._http_export = http_export
-        self._stop = threading.Event()
+        command = [sys.executable, "-m", "tests.reliability.bystander_client", "--api", gateway.api_url,
+                   "--grpc", gateway.grpc_endpoint]
+        if http_export:
+            command += ["--http", gateway.http_url]
+        self._command = command
+        self._proc: subprocess.Popen[str] | None = None
         self.latencies: list[float] = []
         self.failures: list[str] = []
         self.acked_spans = 0
-        self._thread = threading.Thread(target=self._run, name="bystander", daemon=True)
+        self._reader = threading.Thread(target=self._read, name="bystander-reader", daemon=True)
 
     def __enter__(self) -> Bystander:
-        self._thread.start()
+        self._proc = subprocess.Popen(self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                      cwd=REPO)
+        self._reader.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
+        assert self._proc is not None and self._proc.stdin is not None
+        self._proc.stdin.close()  # the client stops after its current round
+        self._proc.wait(timeout=60)
+        self._reader.join(timeout=10)
 
-    def _run(self) -> None:
-        payload = trace_request(1, service="bystander").SerializeToString()
-        with grpc.insecure_channel(self._gateway.grpc_endpoint) as channel, httpx.Client() as http:
-            export = channel.unary_unary(TRACE_EXPORT, request_serializer=None, response_deserializer=None)
-            while not self._stop.is_set():
-                started = time.monotonic()
-                try:
-                    http.get(self._gateway.api_url + "/healthz", timeout=30).raise_for_status()
-                    export(payload, timeout=30)
-                    self.acked_spans += 1
-                    if self._http_export:
-                        http.post(self._gateway.http_url + "/v1/traces", content=payload, timeout=30,
-                                  headers={"content-type": "application/x-protobuf"}).raise_for_status()
-                        self.acked_spans += 1
-                except Exception as exc:  # recorded, asserted on below
-                    self.failures.append(repr(exc))
-                self.latencies.append(time.monotonic() - started)
-                self._stop.wait(0.05)
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            round_ = json.loads(line)
+            self.acked_spans += round_["acked"]
+            if round_["error"]:
+                self.failures.append(round_["error"])
+            self.latencies.append(round_["latency"])
 
     @property
     def worst(self) -> float:

@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--api", required=True)
     parser.add_argument("--grpc", required=True)
     parser.add_argument("--http")
+    parser.add_argument("--health-only", action="store_true", help="no export (ingest is refused on purpose)")
     args = parser.parse_args()
     stop = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
@@ -37,8 +38,9 @@ def main() -> None:
             acked, error = 0, None
             try:
                 http.get(args.api + "/healthz", timeout=30).raise_for_status()
-                export(payload, timeout=30)
-                acked += 1
+                if not args.health_only:
+                    export(payload, timeout=30)
+                    acked += 1
                 if args.http:
                     http.post(args.http + "/v1/traces", content=payload, timeout=30,
                               headers={"content-type": "application/x-protobuf"}).raise_for_status()

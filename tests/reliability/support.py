@@ -65,11 +65,13 @@ class Bystander:
     over and over, recording each round's latency; ``acked_spans`` counts spans acknowledged. It runs as
     its own process (``bystander_client``), so the test process's hostile load cannot slow it down."""
 
-    def __init__(self, gateway: GatewayProcess, http_export: bool = False):
+    def __init__(self, gateway: GatewayProcess, http_export: bool = False, health_only: bool = False):
         command = [sys.executable, "-m", "tests.reliability.bystander_client", "--api", gateway.api_url,
                    "--grpc", gateway.grpc_endpoint]
         if http_export:
             command += ["--http", gateway.http_url]
+        if health_only:
+            command.append("--health-only")
         self._command = command
         self._proc: subprocess.Popen[str] | None = None
         self.latencies: list[float] = []
@@ -287,10 +289,11 @@ def render_table(rows: list[CaseRow]) -> str:
 
 
 @contextmanager
-def watched(gw: GatewayProcess, http_export: bool = False) -> Iterator[tuple[Bystander, RssWatch]]:
+def watched(gw: GatewayProcess, http_export: bool = False,
+            health_only: bool = False) -> Iterator[tuple[Bystander, RssWatch]]:
     """A bystander and an RSS watch around a hostile case."""
     assert gw.proc is not None
-    with RssWatch(gw.proc.pid) as rss, Bystander(gw, http_export) as bystander:
+    with RssWatch(gw.proc.pid) as rss, Bystander(gw, http_export, health_only) as bystander:
         wait_until(lambda: len(bystander.latencies) >= 2, 30, "the bystander's baseline")
         yield bystander, rss
         rounds = len(bystander.latencies) + 2

@@ -54,7 +54,6 @@ class _Server:
 
     def start(self) -> _Server:
         self._thread.start()
-        self._server.config.setup_event_loop = lambda: None  # type: ignore[method-assign]
         self._task = asyncio.run_coroutine_threadsafe(self._server.serve(sockets=[self._sock]), self._loop)
         wait_until(lambda: self._server.started, 10, "the server")
         return self

@@ -12,8 +12,9 @@ adds, per connection:
 * a body read timeout (the whole body) and a body idle timeout (a stalled upload): 408 and close; the
   application then sees ``http.disconnect`` and drops what it buffered;
 * a connection limit per listening port: a new connection beyond it closes the connection that has
-  waited longest for its headers (partial headers first: the slowest client), never one with a request in
-  progress; when every connection is busy, the new one gets 503 and is closed at once;
+  waited longest for its headers (partial headers first: the slowest client; then connections idle for a
+  second or more), never one with a request in progress; when none qualifies, the new one gets 503 and
+  is closed at once;
 * optionally a body size limit (413) for applications that read whole bodies into memory (the API).
 """
 
@@ -29,6 +30,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from otlp_gateway.settings_base import HttpServerLimits
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
+IDLE_EVICTION_SECONDS = 1.0
+"""A connection that has sent nothing of its next request is evicted only after idling this long: a client
+reusing a keep-alive connection a moment ago would otherwise race the close and see a reset."""
 LINGER_SECONDS = 1.0
 """After an error answer, input is read and dropped this long before closing: closing with unread input
 would reset the connection, and the client could lose the answer it had not read yet."""
@@ -93,7 +97,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._await_headers(arm_timer=True)
         live = [c for c in self.connections if not _gone(c)]
         if len(live) > self.limits.max_connections:
-            victim = min((c for c in live if c is not self and _evictable(c)), key=_eviction_order,
+            now = self.loop.time()
+            victim = min((c for c in live if c is not self and _evictable(c, now)), key=_eviction_order,
                          default=None)
             if victim is not None:
                 victim._cut("evicted", None)
@@ -149,7 +154,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._header_timer = None
         if self._awaiting_since is None or _gone(self):
             return
-        if not _evictable(self):  # a previous request is still being answered: look again later
+        if not _evictable(self, None):  # a previous request is still being answered: look again later
             self._arm_header_timer()
             return
         if self._header_bytes:
@@ -232,9 +237,13 @@ def _gone(connection: Any) -> bool:
     return connection.transport.is_closing() or getattr(connection, "_lingering", False)
 
 
-def _evictable(connection: Any) -> bool:
-    """Waiting for request headers, with no request of its own still being answered."""
-    if getattr(connection, "_awaiting_since", None) is None or _gone(connection):
+def _evictable(connection: Any, now: float | None) -> bool:
+    """Waiting for request headers, with no request of its own still being answered; with ``now``, one
+    that has sent nothing yet only once it has idled ``IDLE_EVICTION_SECONDS``."""
+    since = getattr(connection, "_awaiting_since", None)
+    if since is None or _gone(connection):
+        return False
+    if now is not None and connection._header_bytes == 0 and now - since < IDLE_EVICTION_SECONDS:
         return False
     cycle = connection.cycle
     return (cycle is None or cycle.response_complete) and not connection.pipeline

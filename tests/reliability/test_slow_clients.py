@@ -140,8 +140,8 @@ def test_stalled_uploads_hold_bounded_memory_and_give_it_back(gateway, downstrea
     assert rss.last - rss.baseline < 64 * MiB, "the cut uploads' memory was not given back"
     _assert_delivered(downstream, before + bystander.acked_spans)
     record("20 uploads of 60 MB stalled at 59 MB on :4318",
-           f"{statuses['503']} × 503 (in-transit budget full), {statuses['408']} × 408 "
-           "(stalled: cut, bytes given back)", bystander, rss, "0")
+           f"{statuses['503']} × 503 (in-transit budget full), {statuses['408']} × 408 (stalled: cut); "
+           f"RSS +{(rss.last - rss.baseline) / MiB:.0f} MiB once they were cut", bystander, rss, "0")
 
 
 @pytest.mark.parametrize("which", ["otlp_http", "api"])

@@ -108,10 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(config: GatewayConfig) -> int:
-    from otlp_gateway.allocator import return_large_buffers_to_os
     from otlp_gateway.app import Gateway
 
-    return_large_buffers_to_os()
     try:
         import uvloop
 

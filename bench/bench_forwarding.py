@@ -112,8 +112,8 @@ async def main_async(args: argparse.Namespace) -> None:
     config = {
         "data_dir": str(workdir / "data"),
         "receiver": {"grpc_listen": f"127.0.0.1:{grpc_port}", "http_listen": f"127.0.0.1:{free_port()}",
-                     "admission": {"max_inflight_items": 1_000_000}},
-        "api": {"listen": f"127.0.0.1:{free_port()}", "rate_limit": {"apply_to_ingest": False}},
+                     "admission": {"max_inflight_items": 1_000_000}, "rate_limit": {"enabled": False}},
+        "api": {"listen": f"127.0.0.1:{free_port()}"},
         "exporter": {"endpoint": f"grpc://127.0.0.1:{downstream.port}", "compression": "none",
                      "queue": {"persistent": not args.no_spool}},
         "detection": {"enabled": args.detection},

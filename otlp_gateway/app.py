@@ -50,6 +50,9 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.health = HealthState()
         self.rate_limiter = TokenBucket(config.api.rate_limit.rps, config.api.rate_limit.burst)
+        """The API's shared bucket (GLOBAL_RATE_LIMIT_*); ingest has its own below."""
+        ingest = config.receiver.rate_limit
+        self.ingest_rate_limiter = TokenBucket(ingest.rps, ingest.burst) if ingest.enabled else None
         self.data_dir = Path(config.data_dir)
         self.components = Components()
         self.store: AnomalyStore | None = None
@@ -86,6 +89,7 @@ class Gateway:
         from otlp_gateway.exporter import Exporter
         from otlp_gateway.jit import KernelWarmup
         from otlp_gateway.receiver import AdmissionController, OtlpGrpcReceiver, OtlpHttpReceiver
+        from otlp_gateway.receiver.refusals import IngestRefusals
         from otlp_gateway.store import AnomalyWriter, open_store
         from otlp_gateway.store.maintenance import StreamPruner
         from otlp_gateway.streams.control import StreamControl
@@ -105,6 +109,8 @@ class Gateway:
         self.writer = AnomalyWriter(self.store, self.data_dir / "anomaly-spool", cfg.store, self.metrics)
         # the exporter itself states at start-up whether it forwards or runs detection-only
         self.budget = DataDirBudget(self.data_dir, cfg.data_dir_budget_bytes, self.metrics)
+        self.health.set_ready("data_dir", True)
+        self.budget.on_change(lambda exhausted: self.health.set_ready("data_dir", not exhausted))
         self.exporter = Exporter(cfg.exporter, self.data_dir, self.metrics, budget=self.budget)
         self.stage = DetectionStage.create(cfg.detection, self.exporter, self.writer, self.store,
                                            self.metrics, engine_version=__version__)
@@ -114,13 +120,15 @@ class Gateway:
         self.api = ApiServer(ApiContext(config=cfg, store=self.store, metrics=self.metrics,
                                         health=self.health, streams=streams, rate_limiter=self.rate_limiter))
         admission = AdmissionController(cfg.receiver.admission, self.metrics)
-        limiter = self.rate_limiter if cfg.api.rate_limit.apply_to_ingest else None
+        refusals = IngestRefusals(cfg.receiver.readiness)
+        self.health.add_condition("ingest", refusals.reason)
+        limiter = self.ingest_rate_limiter
         if cfg.receiver.grpc_enabled:
             self.grpc_receiver = OtlpGrpcReceiver(cfg.receiver, self.stage, self.metrics, self.health,
-                                                  admission, limiter)
+                                                  admission, limiter, refusals)
         if cfg.receiver.http_enabled:
             self.http_receiver = OtlpHttpReceiver(cfg.receiver, self.stage, self.metrics, self.health,
-                                                  admission, limiter)
+                                                  admission, limiter, refusals)
 
         self.components.add(("anomaly store", StoreComponent(self.store, cfg.store, self.health,
                                                              on_ready=self._advise_on_access)))

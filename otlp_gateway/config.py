@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import platformdirs
 import yaml
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from otlp_gateway.api.settings import ApiSettings
 from otlp_gateway.detection.settings import DetectionSettings
@@ -56,9 +56,14 @@ class GatewayConfig(StrictModel):
         return _mask(self.model_dump(mode="python"))
 
     def config_hash(self) -> str:
-        """Stable hash of the resolved configuration (secrets included, never printed)."""
-        plain = _reveal(self.model_dump(mode="python"))
+        """Stable hash of the resolved configuration without its secrets (a secret only counts as set or
+        not): safe to publish, since no secret can be guessed offline against it."""
+        plain = self.masked()
         return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def secrets_set(self) -> dict[str, bool]:
+        """``{"api.jwt_secret": True, ...}``: which secret settings have a value."""
+        return _secrets_set(self, "")
 
 
 class ConfigError(Exception):
@@ -175,11 +180,12 @@ def _mask(value: Any) -> Any:
     return value
 
 
-def _reveal(value: Any) -> Any:
-    if isinstance(value, SecretStr):
-        return value.get_secret_value()
-    if isinstance(value, dict):
-        return {k: _reveal(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_reveal(v) for v in value]
-    return value
+def _secrets_set(model: BaseModel, prefix: str) -> dict[str, bool]:
+    found: dict[str, bool] = {}
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            found.update(_secrets_set(value, f"{prefix}{name}."))
+        elif isinstance(value, SecretStr) or "SecretStr" in str(field.annotation):
+            found[f"{prefix}{name}"] = bool(value) if isinstance(value, dict) else value is not None
+    return found

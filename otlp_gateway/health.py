@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import threading
+from collections.abc import Callable
 
 
 class Phase(enum.Enum):
@@ -14,12 +15,15 @@ class Phase(enum.Enum):
 
 
 class HealthState:
-    """Thread-safe phase plus named readiness checks (``jit``, ``store``, ``receivers``...)."""
+    """Thread-safe phase, named readiness flags (``jit``, ``store``, ``receivers``...) and named conditions
+    that make the gateway unready while they hold (``ingest``: every request is being refused), each with
+    the reason ``/readyz`` shows."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._phase = Phase.STARTING
         self._ready: dict[str, bool] = {}
+        self._conditions: dict[str, Callable[[], str | None]] = {}
         self._listeners: list = []
 
     @property
@@ -42,9 +46,29 @@ class HealthState:
         with self._lock:
             self._ready[component] = ready
 
+    def add_condition(self, component: str, reason: Callable[[], str | None]) -> None:
+        """``reason()`` returns why ``component`` makes the gateway unready now, or None."""
+        with self._lock:
+            self._conditions[component] = reason
+
+    def reasons(self) -> dict[str, str]:
+        """What makes the gateway unready now: a flag not yet ready, or a condition that holds."""
+        with self._lock:
+            flags = dict(self._ready)
+            conditions = dict(self._conditions)
+        found = {name: "not ready yet" for name, ok in flags.items() if not ok}
+        for name, reason in conditions.items():
+            why = reason()
+            if why:
+                found[name] = why
+        return found
+
     def readiness(self) -> dict[str, bool]:
         with self._lock:
-            return dict(self._ready)
+            flags = dict(self._ready)
+            conditions = dict(self._conditions)
+        flags.update({name: reason() is None for name, reason in conditions.items()})
+        return flags
 
     @property
     def serving(self) -> bool:
@@ -52,5 +76,4 @@ class HealthState:
 
     @property
     def ready(self) -> bool:
-        with self._lock:
-            return self._phase is Phase.SERVING and all(self._ready.values())
+        return self._phase is Phase.SERVING and not self.reasons()

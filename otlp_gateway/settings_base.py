@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 _HOSTPORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]*):(\d{1,5})$")
 
@@ -76,5 +76,24 @@ class TLSServerSettings(StrictModel):
         return bool(self.cert_file and self.key_file)
 
 
-__all__ = ["Duration", "HostPort", "SecretStr", "StrictModel", "TLSServerSettings",
+class HttpServerLimits(StrictModel):
+    """Bounds on slow and hostile HTTP clients, per listening port (see otlp_gateway/http_guard.py)."""
+
+    max_connections: int = Field(512, ge=1)
+    """Open connections on this port. A new connection beyond it closes the connection that has waited
+    longest for complete request headers; when every connection has a request in progress, the new one
+    gets 503 and is closed."""
+    max_header_bytes: int = Field(65_536, ge=1024)
+    """Request line plus headers; larger gets 431 and the connection is closed, checked as bytes arrive."""
+    header_read_timeout_seconds: Duration = Field(10.0, gt=0)
+    """A request's headers must arrive within this (408 and close; an idle new connection is closed)."""
+    body_read_timeout_seconds: Duration = Field(60.0, gt=0)
+    """A request's whole body must arrive within this after its headers (408 and close)."""
+    body_idle_timeout_seconds: Duration = Field(10.0, gt=0)
+    """A body upload that stalls for this long is cut (408 and close; its buffered bytes are freed)."""
+    keep_alive_timeout_seconds: Duration = Field(5.0, gt=0)
+    """An idle keep-alive connection is closed after this."""
+
+
+__all__ = ["Duration", "HostPort", "HttpServerLimits", "SecretStr", "StrictModel", "TLSServerSettings",
            "parse_duration_seconds"]

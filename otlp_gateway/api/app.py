@@ -6,10 +6,11 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from otlp_gateway import __version__
 
-from .auth import authenticate
+from .auth import authenticate, rate_limit_caller
 from .context import ApiContext
 from .errors import error_responses, install_error_handlers
 from .keys import KeyVerifier, password_hasher
+from .limits import ApiRateLimits
 from .middleware import RateLimitMiddleware, RequestMetricsMiddleware
 from .profiling import Diagnostics
 from .routes import anomalies, audit, debug, health, keys, metrics, streams, ui
@@ -26,14 +27,15 @@ def create_api_app(ctx: ApiContext) -> FastAPI:
         redoc_url=None,
     )
     app.state.ctx = ctx
-    app.state.key_verifier = KeyVerifier(ctx.store)
+    app.state.key_verifier = KeyVerifier(ctx.store, ctx.config.api.key_verification, ctx.metrics)
+    app.state.rate_limits = limits = ApiRateLimits(ctx.config.api.rate_limit, ctx.rate_limiter, ctx.metrics)
     app.state.key_hasher = password_hasher(ctx.config.api.key_hash)
     app.state.diagnostics = Diagnostics()
     install_error_handlers(app)
 
     app.include_router(health.router)
     app.include_router(metrics.router)
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authenticate)],
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authenticate), Depends(rate_limit_caller)],
                    responses=error_responses(400, 401, 403, 422, 429, 503))
     for module in (anomalies, streams, keys, audit, debug):
         v1.include_router(module.router)
@@ -41,7 +43,7 @@ def create_api_app(ctx: ApiContext) -> FastAPI:
     app.include_router(ui.router)
     app.mount("/ui", ui.static_files(), name="ui")
 
-    # Added last = outermost: metrics see every request, including the ones the bucket refuses.
-    app.add_middleware(RateLimitMiddleware, bucket=ctx.rate_limiter, metrics=ctx.metrics)
+    # Added last = outermost: metrics see every request, including the ones the buckets refuse.
+    app.add_middleware(RateLimitMiddleware, limits=limits)
     app.add_middleware(RequestMetricsMiddleware, metrics=ctx.metrics)
     return app

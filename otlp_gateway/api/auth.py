@@ -1,8 +1,10 @@
 """Who is calling ``/v1``: an API key (``Authorization: Bearer dlk_...`` or ``X-API-Key``) or an HS256 JWT.
 
 Secure by default: no credentials, a malformed or unknown key, a revoked or rotated-away secret, or a bad,
-expired or unsigned JWT all get 401 with ``WWW-Authenticate``. Roles: ``read`` may only GET; ``admin``
-may do everything. JWTs carry ``sub``, ``role`` and ``exp`` (and ``iss`` must match when present).
+expired or unsigned JWT all get 401 with ``WWW-Authenticate`` and a sentence saying which. Roles: ``read``
+may only GET; ``admin`` may do everything. JWTs must carry ``sub``, ``role`` and ``exp``, plus ``iss`` and
+``aud`` equal to ``api.jwt_issuer`` / ``api.jwt_audience`` when those are set, and may live at most
+``api.jwt_max_lifetime_seconds`` (``exp`` minus ``iat``, or minus now without ``iat``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from otlp_gateway.store.base import ApiRole
 
 from .errors import ApiError
-from .keys import KEY_PREFIX, ROLES, KeyVerifier, parse_key
+from .keys import KEY_PREFIX, ROLES, KeyVerifier, VerificationBusy, parse_key
+from .limits import ApiRateLimits
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,7 @@ _CHALLENGE = 'Bearer realm="driftlock"'
 
 bearer_scheme = HTTPBearer(
     auto_error=False, scheme_name="bearer",
-    description="An API key `dlk_<key_id>.<secret>` or an HS256 JWT (claims sub, role, exp)")
+    description="An API key `dlk_<key_id>.<secret>` or an HS256 JWT (claims sub, role, exp, iss, aud)")
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey",
                               description="An API key `dlk_<key_id>.<secret>`")
 
@@ -47,26 +50,56 @@ def _unauthorized(detail: str, invalid: bool = True) -> ApiError:
 
 
 def make_jwt(secret: str, subject: str, role: ApiRole, ttl_seconds: float = 3600.0,
-             issuer: str | None = "driftlock") -> str:
-    """Mint a bearer token the API accepts (ops tooling and tests)."""
+             issuer: str | None = "driftlock", audience: str | None = "driftlock-api") -> str:
+    """Mint a bearer token the API accepts with the default settings (ops tooling and tests)."""
     now = dt.datetime.now(dt.UTC)
     claims: dict[str, object] = {"sub": subject, "role": role, "iat": now,
                                  "exp": now + dt.timedelta(seconds=ttl_seconds)}
     if issuer:
         claims["iss"] = issuer
+    if audience:
+        claims["aud"] = audience
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def decode_jwt(token: str, secret: str, issuer: str) -> Principal:
+@dataclass(frozen=True, slots=True)
+class JwtPolicy:
+    secret: str
+    issuer: str | None
+    audience: str | None
+    max_lifetime_seconds: float
+
+
+def decode_jwt(token: str, policy: JwtPolicy) -> Principal:
+    required = ["sub", "role", "exp"]
+    required += ["iss"] if policy.issuer else []
+    required += ["aud"] if policy.audience else []
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], leeway=_JWT_LEEWAY_SECONDS,
-                            options={"require": ["sub", "role", "exp"]})
+        claims = jwt.decode(token, policy.secret, algorithms=["HS256"], leeway=_JWT_LEEWAY_SECONDS,
+                            issuer=policy.issuer, audience=policy.audience,
+                            options={"require": required, "verify_aud": policy.audience is not None})
     except jwt.ExpiredSignatureError:
         raise _unauthorized("the bearer token has expired") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise _unauthorized(f"the bearer token has no {exc.claim!r} claim") from None
+    except jwt.InvalidIssuerError:
+        raise _unauthorized(f"the bearer token's issuer (iss) is not {policy.issuer!r}") from None
+    except jwt.InvalidAudienceError:
+        raise _unauthorized(f"the bearer token's audience (aud) is not {policy.audience!r}") from None
+    except jwt.ImmatureSignatureError:
+        raise _unauthorized("the bearer token is not valid yet (nbf or iat in the future)") from None
+    except jwt.InvalidSignatureError:
+        raise _unauthorized("the bearer token's signature does not verify") from None
+    except jwt.DecodeError:
+        raise _unauthorized("the bearer token is neither an API key nor a well-formed HS256 JWT") from None
     except jwt.InvalidTokenError as exc:
         raise _unauthorized(f"the bearer token is not valid: {exc}") from None
-    if "iss" in claims and claims["iss"] != issuer:
-        raise _unauthorized(f"the bearer token's issuer is not {issuer!r}")
+    issued = claims.get("iat")
+    start = issued if isinstance(issued, int | float) else dt.datetime.now(dt.UTC).timestamp()
+    lifetime = claims["exp"] - start
+    if lifetime > policy.max_lifetime_seconds + _JWT_LEEWAY_SECONDS:
+        raise _unauthorized(f"the bearer token lives {lifetime:.0f} s, longer than the "
+                            f"{policy.max_lifetime_seconds:.0f} s allowed (api.jwt_max_lifetime_seconds)")
     role = claims.get("role")
     if role not in ROLES:
         raise _unauthorized(f"the bearer token's role must be one of {', '.join(ROLES)}")
@@ -77,18 +110,25 @@ async def _principal_from(request: Request, presented: str) -> Principal:
     ctx = request.app.state.ctx
     if presented.startswith(KEY_PREFIX):
         verifier: KeyVerifier = request.app.state.key_verifier
-        key = await verifier.verify(presented)
+        try:
+            key = await verifier.verify(presented)
+        except VerificationBusy as exc:
+            raise ApiError(429, "rate_limited", str(exc), {"Retry-After": "1"}) from None
         if key is None:
             # The runbook's compromised-key step starts with "review logs for unauthorized access".
             parsed = parse_key(presented)
             log.warning("refused API key %s from %s", parsed[0] if parsed else "<malformed>",
                         request.client.host if request.client else "?")
-            raise _unauthorized("the API key is unknown, revoked, rotated or malformed")
+            if parsed is None:
+                raise _unauthorized("the API key is malformed (expected dlk_<16 hex>.<secret>)")
+            raise _unauthorized("the API key is unknown, revoked or rotated, or its secret is wrong")
         return Principal(actor=f"key:{key.key_id}", role=key.role)
-    secret = ctx.config.api.jwt_secret
-    if secret is None:
+    api = ctx.config.api
+    if api.jwt_secret is None:
         raise _unauthorized("bearer tokens are not accepted here (no JWT_SECRET configured); use an API key")
-    return decode_jwt(presented, secret.get_secret_value(), ctx.config.api.jwt_issuer)
+    policy = JwtPolicy(api.jwt_secret.get_secret_value(), api.jwt_issuer, api.jwt_audience,
+                       api.jwt_max_lifetime_seconds)
+    return decode_jwt(presented, policy)
 
 
 async def authenticate(
@@ -112,6 +152,16 @@ async def authenticate(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
+
+
+async def rate_limit_caller(request: Request, principal: CurrentPrincipal) -> None:
+    """Router-wide dependency for ``/v1`` after ``authenticate``: the caller's own bucket, then the shared
+    one (429 + Retry-After)."""
+    limits: ApiRateLimits = request.app.state.rate_limits
+    retry_after = limits.after_auth(principal.actor)
+    if retry_after is not None:
+        raise ApiError(429, "rate_limited", f"too many requests from {principal.actor}; retry after "
+                                            f"{retry_after} s", {"Retry-After": str(retry_after)})
 
 
 async def require_admin(principal: CurrentPrincipal) -> Principal:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from otlp_gateway.health import HealthState
@@ -27,3 +28,6 @@ class ApiContext:
     health: HealthState
     streams: StreamControl
     rate_limiter: TokenBucket
+    """The ``GLOBAL_RATE_LIMIT_*`` bucket shared by every authenticated ``/v1`` request."""
+    loaded_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    """When the configuration was loaded."""

@@ -1,16 +1,17 @@
 """Pure ASGI middleware (no response buffering): request metrics for every request on :8080, and the
-global token bucket in front of ``/v1`` (health checks and ``/metrics`` are never throttled)."""
+per-client-address rate limit in front of ``/v1``, before authentication (health checks and ``/metrics``
+are never throttled; the limits after authentication are a dependency, see ``limits``)."""
 
 from __future__ import annotations
 
 import json
-import math
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from otlp_gateway.ratelimit import TokenBucket
 from otlp_gateway.telemetry.metrics import GatewayMetrics
+
+from .limits import ApiRateLimits
 
 
 class RequestMetricsMiddleware:
@@ -53,12 +54,11 @@ class RequestMetricsMiddleware:
 
 
 class RateLimitMiddleware:
-    """429 + ``Retry-After`` (whole seconds, at least 1) when the bucket is empty; counted per surface."""
+    """429 + ``Retry-After`` (whole seconds, at least 1) when the client address is over its rate."""
 
-    def __init__(self, app: ASGIApp, bucket: TokenBucket, metrics: GatewayMetrics, prefix: str = "/v1"):
+    def __init__(self, app: ASGIApp, limits: ApiRateLimits, prefix: str = "/v1"):
         self.app = app
-        self.bucket = bucket
-        self.metrics = metrics
+        self.limits = limits
         self.prefix = prefix
 
     def _applies(self, path: str) -> bool:
@@ -68,14 +68,13 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or not self._applies(scope["path"]):
             await self.app(scope, receive, send)
             return
-        wait = self.bucket.try_acquire()
-        if wait <= 0:
+        client = scope.get("client")
+        retry_after = self.limits.before_auth(client[0] if client else "unknown")
+        if retry_after is None:
             await self.app(scope, receive, send)
             return
-        self.metrics.rate_limited.labels("api").inc()
-        retry_after = max(1, math.ceil(wait))
-        body = json.dumps({"error": "rate_limited",
-                           "detail": f"too many requests; retry after {retry_after} s"}).encode()
+        detail = f"too many requests from this address; retry after {retry_after} s"
+        body = json.dumps({"error": "rate_limited", "detail": detail}).encode()
         await send({"type": "http.response.start", "status": 429,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode()),

@@ -280,6 +280,12 @@ class ConfigHealthOut(_Out):
     loaded: bool
     valid: bool
     config_hash: str
+    """Hash of the resolved configuration without its secrets: equal on replicas configured alike, and
+    it reveals nothing about a secret."""
+    loaded_at: str
+    """When this configuration was loaded (the process start), ISO 8601 UTC."""
+    secrets_set: dict[str, bool]
+    """Which secrets are configured (never their values)."""
     errors: list[str] = []
 
 
@@ -287,6 +293,8 @@ class ReadyOut(_Out):
     status: Literal["ready", "not_ready"]
     phase: Literal["starting", "serving", "draining", "stopped"]
     components: dict[str, bool]
+    reasons: dict[str, str] = {}
+    """Why each component that is not ready is not (for example ingest being refused)."""
 
 
 # --- debug

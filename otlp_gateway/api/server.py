@@ -1,4 +1,5 @@
-"""Serve the API app with uvicorn inside the gateway's own event loop."""
+"""Serve the API app with uvicorn inside the gateway's own event loop, with the slow/hostile-client bounds
+of ``otlp_gateway.http_guard`` (``api.http_limits``, ``api.max_body_bytes``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from otlp_gateway.http_guard import guarded_config
 from otlp_gateway.settings_base import TLSServerSettings
 
 from .app import create_api_app
@@ -82,9 +84,9 @@ class ApiServer:
         self._socket = bind_socket(settings.listen)
         self.port = self._socket.getsockname()[1]
         # log_config=None: uvicorn's records go through the process's handlers (text or JSON lines)
-        config = uvicorn.Config(self._app, lifespan="off", log_level="warning", access_log=False,
-                                log_config=None, server_header=False, timeout_graceful_shutdown=None,
-                                **_tls_kwargs(settings.tls))  # type: ignore[arg-type]
+        config = guarded_config(self._app, settings.http_limits, self._ctx.metrics, "api",
+                                max_body_bytes=settings.max_body_bytes, log_level="warning", log_config=None,
+                                timeout_graceful_shutdown=None, **_tls_kwargs(settings.tls))
         self._server = _EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]), name="api-server")
         loop = asyncio.get_running_loop()

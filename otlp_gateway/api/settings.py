@@ -4,16 +4,39 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
 
-from otlp_gateway.settings_base import HostPort, StrictModel, TLSServerSettings
+from otlp_gateway.settings_base import Duration, HostPort, HttpServerLimits, StrictModel, TLSServerSettings
 
 
 class RateLimitSettings(StrictModel):
+    """Token buckets of the :8080 ``/v1`` API (429 + Retry-After). Health checks and ``/metrics`` are never
+    throttled, and ingest has its own budget (``receiver.rate_limit``)."""
+
     rps: float = Field(1000.0, gt=0)
-    """``GLOBAL_RATE_LIMIT_RPS``: token refill rate."""
+    """``GLOBAL_RATE_LIMIT_RPS``: refill rate of the bucket shared by every authenticated ``/v1`` request."""
     burst: int = Field(2000, gt=0)
-    """``GLOBAL_RATE_LIMIT_BURST``: bucket size."""
-    apply_to_ingest: bool = True
-    """Also charge each OTLP request against the bucket (UNAVAILABLE/429 with a retry hint when empty)."""
+    """``GLOBAL_RATE_LIMIT_BURST``: size of that shared bucket."""
+    per_client_rps: float = Field(20.0, gt=0)
+    """Before authentication: ``/v1`` requests per second from one client address."""
+    per_client_burst: int = Field(100, gt=0)
+    """Before authentication: bucket size per client address."""
+    per_key_rps: float = Field(100.0, gt=0)
+    """After authentication: requests per second per API key / JWT subject."""
+    per_key_burst: int = Field(200, gt=0)
+    """After authentication: bucket size per API key / JWT subject."""
+    tracked_clients: int = Field(10_000, ge=1)
+    """Buckets kept per kind (addresses, keys); the least recently seen is forgotten beyond it."""
+
+
+class KeyVerificationSettings(StrictModel):
+    """Checking presented API keys. Malformed keys and unknown key ids never reach argon2."""
+
+    max_parallel: int = Field(2, ge=1)
+    """argon2 verifications running at once (each takes the hash's memory cost, 64 MiB by default)."""
+    max_waiting: int = Field(32, ge=0)
+    """Verifications waiting for a slot; beyond it 429 with Retry-After."""
+    cache_seconds: Duration = Field(300.0, ge=0)
+    """A successful verification is remembered this long (0: never); rotating or revoking the key ends it
+    at once."""
 
 
 class KeyHashSettings(StrictModel):
@@ -34,8 +57,12 @@ class ApiSettings(StrictModel):
     tls: TLSServerSettings = TLSServerSettings()
     jwt_secret: SecretStr | None = None
     """``JWT_SECRET``: HS256 bearer tokens are accepted when set; at least 32 characters."""
-    jwt_issuer: str = "driftlock"
-    """Expected iss claim of JWT bearer tokens."""
+    jwt_issuer: str | None = "driftlock"
+    """Required ``iss`` claim of JWT bearer tokens (null: not checked)."""
+    jwt_audience: str | None = "driftlock-api"
+    """Required ``aud`` claim of JWT bearer tokens (null: not checked)."""
+    jwt_max_lifetime_seconds: Duration = Field(86_400.0, gt=0)
+    """Longest JWT lifetime accepted: ``exp`` minus ``iat`` (or minus now without ``iat``)."""
     auth_required: bool = True
     """``/v1`` refuses unauthenticated requests. Turn off only on a trusted loopback."""
     rate_limit: RateLimitSettings = RateLimitSettings()
@@ -43,6 +70,11 @@ class ApiSettings(StrictModel):
     """Allow admin-only CPU and memory profiling under /v1/debug."""
     key_hash: KeyHashSettings = KeyHashSettings()
     """Cost of hashing new API key secrets; existing keys keep the cost they were made with."""
+    key_verification: KeyVerificationSettings = KeyVerificationSettings()
+    http_limits: HttpServerLimits = HttpServerLimits()
+    """Slow and hostile clients on the API port."""
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    """Largest request body the API reads (413 beyond it)."""
 
     @field_validator("jwt_secret")
     @classmethod

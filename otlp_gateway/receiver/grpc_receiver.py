@@ -22,6 +22,7 @@ from otlp_gateway.receiver.address import grpc_address
 from otlp_gateway.receiver.admission import AdmissionController
 from otlp_gateway.receiver.health_service import GrpcHealthBridge
 from otlp_gateway.receiver.ingest import IngestCore, Refusal, RefusalKind
+from otlp_gateway.receiver.refusals import IngestRefusals
 from otlp_gateway.receiver.settings import ReceiverSettings
 from otlp_gateway.receiver.tls import grpc_server_credentials
 from otlp_gateway.telemetry.metrics import GatewayMetrics
@@ -60,9 +61,10 @@ def _metadata_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
 class OtlpGrpcReceiver:
     def __init__(self, settings: ReceiverSettings, consumer: BatchConsumer, metrics: GatewayMetrics,
                  health: HealthState, admission: AdmissionController,
-                 rate_limiter: TokenBucket | None = None):
+                 rate_limiter: TokenBucket | None = None, refusals: IngestRefusals | None = None):
         self._settings = settings
-        self._core = IngestCore("grpc", consumer, metrics, admission, rate_limiter, settings.bearer_token)
+        self._core = IngestCore("grpc", consumer, metrics, admission, rate_limiter, settings.bearer_token,
+                                refusals)
         self._health = GrpcHealthBridge(health, [s.grpc_service for s in RECEIVER_SIGNALS.values()])
         self._server: grpc.aio.Server | None = None
         self._shut_down = False

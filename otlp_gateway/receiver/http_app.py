@@ -1,10 +1,11 @@
-"""The OTLP/HTTP ASGI application: ``POST /v1/{traces,metrics,logs}``, protobuf or JSON, optionally gzip,
-deflate or zstd.
+"""The OTLP/HTTP ASGI application: ``POST /v1/{traces,metrics,logs}``, protobuf or JSON, optionally
+compressed (gzip, zstd, deflate/zlib, snappy, lz4: see ``http_body``).
 
 A raw ASGI app rather than a framework: the body must be read as a stream under a limit and the answers
 are few. Checks run cheapest first: path (404), method (405), bearer token (401), content type and
 encoding (415), draining / rate limit / admission (503 / 429 + Retry-After), declared length (413); then
-the body is read and inflated under the limit (413), decoded (400) and ingested. Error bodies are a
+the body is read and decoded under the limit (413) while its bytes count against admission control's
+in-transit budget (503 + Retry-After when full), parsed (400) and ingested. Error bodies are a
 ``google.rpc.Status`` in the request's encoding; responses use the request's content type.
 """
 
@@ -19,13 +20,15 @@ from google.rpc import error_details_pb2, status_pb2
 
 from otlp_gateway.otlp.json_codec import OtlpJsonError, parse_otlp_json, to_otlp_json
 from otlp_gateway.otlp.receiving import BY_HTTP_PATH, ReceiverSignal
+from otlp_gateway.receiver.admission import AdmissionController, Transit
 from otlp_gateway.receiver.grpc_receiver import GRPC_CODES
 from otlp_gateway.receiver.http_body import (
-    CONTENT_ENCODINGS,
+    ACCEPTED_ENCODINGS,
+    DECODERS,
     BadCompression,
     BodyTooLarge,
     ClientDisconnected,
-    Codec,
+    NoRoom,
     Receive,
     read_body,
 )
@@ -54,9 +57,10 @@ def _headers(scope: dict[str, Any]) -> dict[str, str]:
 
 
 class OtlpHttpApp:
-    def __init__(self, core: IngestCore, max_request_bytes: int):
+    def __init__(self, core: IngestCore, max_request_bytes: int, admission: AdmissionController):
         self._core = core
         self._limit = max_request_bytes
+        self._admission = admission
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send) -> None:
         if scope["type"] != "http":  # lifespan is off; websockets are not served
@@ -89,36 +93,40 @@ class OtlpHttpApp:
                 return await responder.text(
                     415, f"unsupported Content-Type {media_type or '(none)'!r}; use {PROTOBUF} or {JSON}")
             content_encoding = headers.get("content-encoding", "").strip().lower()
-            if content_encoding not in CONTENT_ENCODINGS:
-                supported = ", ".join(name for name in CONTENT_ENCODINGS if name)
+            if content_encoding not in DECODERS:
                 return await responder.status(415, _INVALID_ARGUMENT, encoding, message=(
-                    f"unsupported Content-Encoding {content_encoding!r}; supported: {supported}"))
+                    f"unsupported Content-Encoding {content_encoding!r}; accepted: {ACCEPTED_ENCODINGS} "
+                    "(or none)"))
             self._core.gate()
             declared = headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self._limit:
                 raise Refusal(RefusalKind.TOO_LARGE, f"body of {declared} bytes exceeds the limit of "
                                                      f"{self._limit} bytes")
-            body = await self._read(receive, CONTENT_ENCODINGS[content_encoding])
-            if encoding == PROTOBUF:
-                request = self._core.parse_protobuf(spec, body)
-            else:
-                request = _parse_json(spec, body)
-            response = await self._core.ingest(spec, request, body if encoding == PROTOBUF else None,
-                                               len(body))
+            with self._admission.open_transit() as transit:
+                body = await self._read(receive, content_encoding, transit)
+                if encoding == PROTOBUF:
+                    request = self._core.parse_protobuf(spec, body)
+                else:
+                    request = _parse_json(spec, body)
+                response = await self._core.ingest(spec, request, body if encoding == PROTOBUF else None,
+                                                   len(body), transit)
         except Refusal as refusal:
             # uvicorn discards an unread body and keeps the connection; close it when the body may be huge
-            # (413) or when draining (clients should move to another instance)
-            close = refusal.kind is RefusalKind.TOO_LARGE or self._core.draining
+            # (413), was cut short for want of room, or when draining (clients should move elsewhere)
+            close = refusal.kind is RefusalKind.TOO_LARGE or self._core.draining or refusal.cut_short
             return await responder.refusal(refusal, encoding, close)
         await responder.message(200, response, encoding)
 
-    async def _read(self, receive: Receive, codec: Codec) -> bytes:
+    async def _read(self, receive: Receive, content_encoding: str, transit: Transit) -> bytes:
         try:
-            return await read_body(receive, codec, self._limit)
+            return await read_body(receive, content_encoding, self._limit, transit.hold)
         except BodyTooLarge as exc:
             raise Refusal(RefusalKind.TOO_LARGE, str(exc)) from None
         except BadCompression as exc:
             raise Refusal(RefusalKind.MALFORMED, str(exc)) from None
+        except NoRoom:
+            # no local name for the refusal: its traceback holds this frame, a cycle only the GC frees
+            raise self._core.refuse_transit() from None
 
 
 def _parse_json(spec: ReceiverSignal, body: bytes) -> Message:

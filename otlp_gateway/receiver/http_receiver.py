@@ -1,6 +1,7 @@
 """OTLP/HTTP receiver (:4318): uvicorn serving ``OtlpHttpApp`` inside the current asyncio loop.
 
-The socket is bound in ``start`` (so a busy port fails the start and ``port`` is known at once), then
+Slow and hostile clients are bounded by ``otlp_gateway.http_guard`` (``receiver.http_limits``). The socket
+is bound in ``start`` (so a busy port fails the start and ``port`` is known at once), then
 ``uvicorn.Server.serve`` runs as a task of the same loop as grpc.aio. uvicorn's signal capture is turned
 off: the gateway owns SIGTERM/SIGINT and drains every component itself.
 """
@@ -17,11 +18,13 @@ import uvicorn
 
 from otlp_gateway.batch import BatchConsumer
 from otlp_gateway.health import HealthState
+from otlp_gateway.http_guard import guarded_config
 from otlp_gateway.ratelimit import TokenBucket
 from otlp_gateway.receiver.address import split_listen
 from otlp_gateway.receiver.admission import AdmissionController
 from otlp_gateway.receiver.http_app import OtlpHttpApp
 from otlp_gateway.receiver.ingest import IngestCore
+from otlp_gateway.receiver.refusals import IngestRefusals
 from otlp_gateway.receiver.settings import ReceiverSettings
 from otlp_gateway.receiver.tls import uvicorn_tls_options
 from otlp_gateway.telemetry.metrics import GatewayMetrics
@@ -54,9 +57,12 @@ def _bind(address: str) -> socket.socket:
 class OtlpHttpReceiver:
     def __init__(self, settings: ReceiverSettings, consumer: BatchConsumer, metrics: GatewayMetrics,
                  health: HealthState, admission: AdmissionController,
-                 rate_limiter: TokenBucket | None = None):
+                 rate_limiter: TokenBucket | None = None, refusals: IngestRefusals | None = None):
         self._settings = settings
-        self._core = IngestCore("http", consumer, metrics, admission, rate_limiter, settings.bearer_token)
+        self._core = IngestCore("http", consumer, metrics, admission, rate_limiter, settings.bearer_token,
+                                refusals)
+        self._admission = admission
+        self._metrics = metrics
         del health  # same signature as the gRPC receiver; HTTP health lives on the API port (/healthz)
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task | None = None
@@ -66,10 +72,10 @@ class OtlpHttpReceiver:
     async def start(self) -> None:
         sock = _bind(self._settings.http_listen)
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            OtlpHttpApp(self._core, self._settings.max_request_bytes), interface="asgi3", lifespan="off",
-            log_config=None, access_log=False, proxy_headers=False, server_header=False, ws="none",
-            **uvicorn_tls_options(self._settings.tls))
+        config = guarded_config(
+            OtlpHttpApp(self._core, self._settings.max_request_bytes, self._admission),
+            self._settings.http_limits, self._metrics, "otlp_http", interface="asgi3", log_config=None,
+            proxy_headers=False, **uvicorn_tls_options(self._settings.tls))
         self._server = server = _EmbeddedServer(config)
         self._task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]),
                                                             name="otlp-http-receiver")

@@ -18,10 +18,14 @@ from otlp_gateway.batch import BatchConsumer, TelemetryBatch
 from otlp_gateway.errors import OverloadedError, PermanentError, RateLimitedError, RetryableError
 from otlp_gateway.otlp.receiving import ReceiverSignal
 from otlp_gateway.ratelimit import TokenBucket
-from otlp_gateway.receiver.admission import AdmissionController
+from otlp_gateway.receiver.admission import AdmissionController, Transit
+from otlp_gateway.receiver.refusals import IngestRefusals
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
+
+
+_AT_LIMIT = "the gateway is at its in-flight limit; retry later"
 
 
 class RefusalKind(enum.Enum):
@@ -41,6 +45,8 @@ class Refusal(Exception):
         self.kind = kind
         self.message = message
         self.retry_after = retry_after
+        self.cut_short = False
+        """The request body was left partly unread (the connection should be closed)."""
 
 
 class IngestCore:
@@ -48,12 +54,13 @@ class IngestCore:
 
     def __init__(self, transport: str, consumer: BatchConsumer, metrics: GatewayMetrics,
                  admission: AdmissionController, rate_limiter: TokenBucket | None,
-                 bearer_token: SecretStr | None):
+                 bearer_token: SecretStr | None, refusals: IngestRefusals | None = None):
         self.transport = transport
         self._consumer = consumer
         self._metrics = metrics
         self._admission = admission
         self._rate_limiter = rate_limiter
+        self._refusals = refusals
         self._expected_token = bearer_token.get_secret_value().encode() if bearer_token else None
         self.draining = False
 
@@ -80,8 +87,7 @@ class IngestCore:
                 raise self._retry_later(RefusalKind.RATE_LIMITED, "rate_limited",
                                         "ingest rate limit exceeded; retry later", wait)
         if self._admission.saturated:
-            raise self._retry_later(RefusalKind.OVERLOADED, "admission",
-                                    "the gateway is at its in-flight limit; retry later")
+            raise self._refuse_admission()
 
     # ------------------------------------------------------------------------------------ the body
     @staticmethod
@@ -93,11 +99,12 @@ class IngestCore:
                           f"body is not a valid {spec.request_type.DESCRIPTOR.name}: {exc}") from None
 
     async def ingest(self, spec: ReceiverSignal, request: Message, original: bytes | None,
-                     body_size: int) -> Message:
+                     body_size: int, transit: Transit | None = None) -> Message:
         """Validate, admit and hand ``request`` to the next stage; return the Export*ServiceResponse.
 
         ``original`` is the client's serialized request (after decompression) when it arrived as
-        protobuf: it is forwarded unchanged when every item is valid.
+        protobuf: it is forwarded unchanged when every item is valid. ``transit`` holds the bytes of the
+        body read so far; admission takes them over.
         """
         verdict = spec.validate(request)
         signal = spec.signal
@@ -107,20 +114,36 @@ class IngestCore:
         if verdict.accepted == 0:  # empty request, or nothing valid in it: nothing to hand over
             return spec.response(verdict)
         payload = original if original is not None and not verdict.rejected else request.SerializeToString()
-        admission = self._admission.try_admit(verdict.accepted, max(body_size, len(payload)))
+        admission = self._admission.try_admit(verdict.accepted, max(body_size, len(payload)), transit)
         if admission is None:
             self._metrics.count_refused(signal, self.transport, "admission", verdict.accepted)
-            raise self._retry_later(RefusalKind.OVERLOADED, "admission",
-                                    "the gateway is at its in-flight limit; retry later")
+            raise self._refuse_admission()
         with admission:
             try:
                 await self._consumer.consume(TelemetryBatch(signal, payload, verdict.accepted, request))
             except Exception as exc:
                 raise self._classify(signal, verdict.accepted, exc) from None
         self._metrics.count_accepted(signal, self.transport, verdict.accepted)
+        if self._refusals is not None:
+            self._refusals.accepted()
         return spec.response(verdict)
 
+    def refuse_transit(self) -> Refusal:
+        """A body being read no longer fits the bytes-in-transit budget (the rest is left unread)."""
+        refusal = self._refuse_admission("the gateway holds too many request bodies being uploaded; "
+                                         "retry later")
+        refusal.cut_short = True
+        return refusal
+
     # ------------------------------------------------------------------------------------ errors
+    def _refuse_admission(self, message: str = _AT_LIMIT) -> Refusal:
+        self._note_refused(message)
+        return self._retry_later(RefusalKind.OVERLOADED, "admission", message)
+
+    def _note_refused(self, why: str) -> None:
+        if self._refusals is not None:
+            self._refusals.refused(why)
+
     def _retry_later(self, kind: RefusalKind, reason: str, message: str,
                      retry_after: float | None = None) -> Refusal:
         self._metrics.ingest_throttled.labels(self.transport, reason).inc()
@@ -132,6 +155,8 @@ class IngestCore:
             reason = ("rate_limited" if isinstance(exc, RateLimitedError)
                       else "overloaded" if isinstance(exc, OverloadedError) else "retryable")
             self._metrics.count_refused(signal, self.transport, reason, items)
+            if not isinstance(exc, RateLimitedError):
+                self._note_refused(str(exc))
             kind = RefusalKind.RATE_LIMITED if isinstance(exc, RateLimitedError) else RefusalKind.OVERLOADED
             return self._retry_later(kind, reason, f"temporarily unable to accept {signal}: {exc}",
                                      exc.retry_after)
@@ -139,5 +164,6 @@ class IngestCore:
             self._metrics.count_refused(signal, self.transport, "permanent", items)
             return Refusal(RefusalKind.MALFORMED, f"{signal} refused: {exc}")
         self._metrics.count_refused(signal, self.transport, "internal", items)
+        self._note_refused("the next stage failed unexpectedly")
         log.error("%s %s: the next stage failed unexpectedly", self.transport, signal, exc_info=exc)
         return Refusal(RefusalKind.INTERNAL, "internal error while accepting the request")

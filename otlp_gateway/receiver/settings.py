@@ -4,16 +4,43 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from otlp_gateway.settings_base import Duration, HostPort, StrictModel, TLSServerSettings
+from otlp_gateway.settings_base import Duration, HostPort, HttpServerLimits, StrictModel, TLSServerSettings
 
 
 class AdmissionSettings(StrictModel):
     max_inflight_items: int = Field(200_000, gt=0)
     """Spans + metric points + log records admitted but not yet handed to the export queue."""
     max_inflight_bytes: int = Field(256 * 1024 * 1024, gt=0)
-    """Decompressed request bytes admitted but not yet handed to the export queue."""
+    """Request bytes held by the receivers: admitted requests not yet handed to the export queue, plus
+    OTLP/HTTP bodies still being read (decompressed)."""
+    max_transit_bytes: int = Field(128 * 1024 * 1024, gt=0)
+    """Of max_inflight_bytes, what OTLP/HTTP bodies still being read may hold together: stalled uploads
+    are refused (503) beyond it instead of starving requests that already arrived."""
     retry_after_seconds: Duration = Field(1.0, gt=0)
     """The retry hint sent with UNAVAILABLE / 503 / 429."""
+
+
+class IngestRateLimitSettings(StrictModel):
+    """Ingest's own token bucket (OTLP requests over gRPC and HTTP together); API traffic never draws
+    on it."""
+
+    enabled: bool = True
+    """Refuse requests beyond the rate (UNAVAILABLE / 429 with a retry hint)."""
+    rps: float = Field(1000.0, gt=0)
+    """Requests per second, refilled continuously."""
+    burst: int = Field(2000, gt=0)
+    """Bucket size: requests allowed at once after an idle period."""
+
+
+class ReadinessSettings(StrictModel):
+    """``/readyz`` turns false while ingest is being refused, so a load balancer sends clients elsewhere."""
+
+    refusing_after_seconds: Duration = Field(5.0, gt=0)
+    """Not ready once every ingest request has been refused (in-flight limit, export queue or spool full,
+    disk full) for this long without one accepted in between."""
+    recheck_after_seconds: Duration = Field(30.0, gt=0)
+    """Ready again after one request is accepted, or after this long without a refusal (a pod taken
+    out of rotation gets no traffic that could prove it recovered)."""
 
 
 class ReceiverSettings(StrictModel):
@@ -31,3 +58,7 @@ class ReceiverSettings(StrictModel):
     bearer_token: SecretStr | None = None
     """When set, ingest requires ``Authorization: Bearer <token>`` (UNAUTHENTICATED / 401 otherwise)."""
     admission: AdmissionSettings = AdmissionSettings()
+    rate_limit: IngestRateLimitSettings = IngestRateLimitSettings()
+    readiness: ReadinessSettings = ReadinessSettings()
+    http_limits: HttpServerLimits = HttpServerLimits()
+    """Slow and hostile clients on the OTLP/HTTP port."""

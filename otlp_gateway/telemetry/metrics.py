@@ -80,6 +80,17 @@ class GatewayMetrics:
                                     registry=r)
         self.inflight_bytes = Gauge("driftlock_ingest_inflight_bytes", "bytes admitted, not yet done",
                                     registry=r)
+        self.transit_bytes = Gauge("driftlock_ingest_transit_bytes",
+                                   "OTLP/HTTP body bytes being read (part of the in-flight bytes)",
+                                   registry=r)
+        # --- slow and hostile HTTP clients (both uvicorn servers; server = otlp_http | api)
+        self.http_connections = Gauge("driftlock_http_open_connections", "open HTTP connections",
+                                      ["server"], registry=r)
+        self.http_connections_cut = Counter(
+            "driftlock_http_connections_cut",
+            "HTTP connections closed by a limit: header_timeout, body_timeout, header_too_large, "
+            "body_too_large, evicted (slowest, to admit a new one), over_limit (new, every slot busy)",
+            ["server", "reason"], registry=r)
         # --- runbook: business metrics
         self.anomalies_detected = Counter(
             "driftlock_anomalies_detected", "anomalies detected", ["stream_type", "severity"], registry=r)
@@ -166,8 +177,14 @@ class GatewayMetrics:
             "driftlock_goroutines",
             "Python analogue of the runbook's goroutines: live threads plus pending asyncio tasks",
             registry=r)
-        self.rate_limited = Counter("driftlock_rate_limited_requests",
-                                    "requests refused by the global token bucket", ["surface"], registry=r)
+        self.rate_limited = Counter(
+            "driftlock_rate_limited_requests",
+            "requests refused by a token bucket (surface: ingest, or api for the /v1 buckets)", ["surface"],
+            registry=r)
+        self.key_verifications = Counter(
+            "driftlock_api_key_verifications",
+            "API keys presented: result = cached, verified, wrong_secret, unknown, malformed, busy",
+            ["result"], registry=r)
 
     def count_accepted(self, signal: str, transport: str, n: int) -> None:
         if n:

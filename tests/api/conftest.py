@@ -38,7 +38,9 @@ class LiveApi:
     def __init__(self, tmp_path: Path, *, rps: float = 10_000.0, burst: int = 10_000,
                  api_overrides: dict[str, Any] | None = None):
         api: dict[str, Any] = {"listen": "127.0.0.1:0", "jwt_secret": JWT_SECRET, "key_hash": FAST_HASH,
-                               "rate_limit": {"rps": rps, "burst": burst}}
+                               "rate_limit": {"rps": rps, "burst": burst, "per_client_rps": rps,
+                                              "per_client_burst": burst, "per_key_rps": rps,
+                                              "per_key_burst": burst}}
         api.update(api_overrides or {})
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.config = GatewayConfig.model_validate({"data_dir": str(tmp_path), "api": api})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from otlp_gateway.health import Phase
 
@@ -27,7 +28,8 @@ def test_readyz_needs_every_component(live_api: LiveApi):
     response = get("/readyz")
     assert response.status_code == 503
     assert response.json() == {"status": "not_ready", "phase": "serving", "components": {"jit": False,
-                                                                                         "store": True}}
+                                                                                         "store": True},
+                               "reasons": {"jit": "not ready yet"}}
     health.set_ready("jit", True)
     assert get("/readyz").status_code == 200
     health.set_phase(Phase.DRAINING)
@@ -45,10 +47,19 @@ def test_db_health_is_a_real_round_trip(live_api: LiveApi):
     assert live_api.client.get("/healthz/db").status_code == 200
 
 
-def test_config_health_reports_the_hash(live_api: LiveApi):
+def test_config_health_identifies_the_config_without_revealing_secrets(live_api: LiveApi):
     body = live_api.client.get("/healthz/config").json()
     assert body == {"status": "ok", "loaded": True, "valid": True,
-                    "config_hash": live_api.config.config_hash(), "errors": []}
+                    "config_hash": live_api.config.config_hash(),
+                    "loaded_at": live_api.ctx.loaded_at.isoformat(),
+                    "secrets_set": {"receiver.bearer_token": False, "exporter.headers": False,
+                                    **{f"exporter.signals.{s}.headers": False
+                                       for s in ("traces", "metrics", "logs")},
+                                    "store.database_url": False, "api.jwt_secret": True}, "errors": []}
+    # the hash is over the configuration without its secrets: another JWT secret gives the same hash
+    other = live_api.config.model_copy(update={"api": live_api.config.api.model_copy(
+        update={"jwt_secret": SecretStr("z" * 40)})})
+    assert other.config_hash() == live_api.config.config_hash()
 
 
 def _scrape(api: LiveApi) -> dict[str, list]:

@@ -77,11 +77,16 @@ def test_go_style_durations(text: str, seconds: float) -> None:
     assert parse_duration_seconds(text) == seconds
 
 
-def test_secrets_are_masked_but_hashed() -> None:
+def test_secrets_are_masked_and_never_hashed() -> None:
     a = load_config(None, env={"JWT_SECRET": "a" * 32})
     b = load_config(None, env={"JWT_SECRET": "b" * 32})
+    unset = load_config(None, env={})
     assert a.masked()["api"]["jwt_secret"] == "***"
-    assert a.config_hash() != b.config_hash()
+    assert a.config_hash() == b.config_hash()  # no offline guessing of a secret against the hash
+    assert a.config_hash() != unset.config_hash()  # whether a secret is set still counts
+    assert a.secrets_set()["api.jwt_secret"] and not unset.secrets_set()["api.jwt_secret"]
+    slower = load_config(None, env={"JWT_SECRET": "a" * 32, "GLOBAL_RATE_LIMIT_RPS": "5"})
+    assert a.config_hash() != slower.config_hash()
 
 
 def test_documented_default_config_is_in_step_with_the_code() -> None:

@@ -7,10 +7,19 @@ import gzip
 import tracemalloc
 import zlib
 
+import cramjam
+import lz4.frame
 import pytest
 
 from otlp_gateway.receiver.admission import AdmissionController
-from otlp_gateway.receiver.http_body import BadCompression, BodyTooLarge, ClientDisconnected, read_body
+from otlp_gateway.receiver.http_body import (
+    BadCompression,
+    BodyTooLarge,
+    ClientDisconnected,
+    NoRoom,
+    read_body,
+    zstd,
+)
 from otlp_gateway.receiver.settings import AdmissionSettings
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 from tests.fixtures.otlp_payloads import gzip_bomb
@@ -32,17 +41,17 @@ def _receive_from(body: bytes, chunk: int = 64 * 1024, disconnect_after: int | N
     return receive
 
 
-def _read(body: bytes, wbits: int | None, limit: int, **kw) -> bytes:
-    return asyncio.run(read_body(_receive_from(body, **kw), wbits, limit))
+def _read(body: bytes, encoding: str, limit: int, **kw) -> bytes:
+    return asyncio.run(read_body(_receive_from(body, **kw), encoding, limit))
 
 
 def test_plain_gzip_deflate_and_multi_member_bodies_inflate():
     data = bytes(range(256)) * 1000
-    assert _read(data, None, MiB) == data
-    assert _read(gzip.compress(data), 31, MiB) == data
-    assert _read(zlib.compress(data), 15, MiB) == data
-    assert _read(gzip.compress(data[:1000]) + gzip.compress(data[1000:]), 31, MiB) == data
-    assert _read(b"", 31, MiB) == b""
+    assert _read(data, "", MiB) == data
+    assert _read(gzip.compress(data), "gzip", MiB) == data
+    assert _read(zlib.compress(data), "deflate", MiB) == data
+    assert _read(gzip.compress(data[:1000]) + gzip.compress(data[1000:]), "gzip", MiB) == data
+    assert _read(b"", "gzip", MiB) == b""
 
 
 def test_a_gzip_bomb_is_stopped_while_inflating():
@@ -51,7 +60,7 @@ def test_a_gzip_bomb_is_stopped_while_inflating():
     tracemalloc.start()
     try:
         with pytest.raises(BodyTooLarge, match="decompressed body exceeds the limit of 1048576 bytes"):
-            _read(bomb, 31, MiB)
+            _read(bomb, "gzip", MiB)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -60,13 +69,13 @@ def test_a_gzip_bomb_is_stopped_while_inflating():
 
 def test_wire_limit_and_bad_streams():
     with pytest.raises(BodyTooLarge, match="body exceeds the limit of 1000 bytes"):
-        _read(bytes(5000), None, 1000)
+        _read(bytes(5000), "", 1000)
     with pytest.raises(BadCompression, match="not valid gzip"):
-        _read(b"this is not gzip at all", 31, MiB)
+        _read(b"this is not gzip at all", "gzip", MiB)
     with pytest.raises(BadCompression, match="truncated"):
-        _read(gzip.compress(bytes(range(256)) * 100)[:-20], 31, MiB)
+        _read(gzip.compress(bytes(range(256)) * 100)[:-20], "gzip", MiB)
     with pytest.raises(ClientDisconnected):
-        _read(bytes(300_000), None, MiB, disconnect_after=2)
+        _read(bytes(300_000), "", MiB, disconnect_after=2)
 
 
 def _controller(items: int, nbytes: int) -> tuple[AdmissionController, GatewayMetrics]:
@@ -101,3 +110,118 @@ def test_a_request_larger_than_the_budget_is_admitted_alone():
     assert controller.try_admit(1, 1) is None
     big.release()
     assert controller.try_admit(1, 1) is not None
+
+
+# --- every Content-Encoding the collector's HTTP server accepts, each with its bomb stopped while decoding
+
+def _snappy_block(data: bytes) -> bytes:
+    return bytes(cramjam.snappy.compress_raw(data))
+
+
+def _snappy_framed(data: bytes) -> bytes:
+    return bytes(cramjam.snappy.compress(data))
+
+
+ENCODERS = {
+    "gzip": gzip.compress,
+    "x-gzip": gzip.compress,
+    "deflate": zlib.compress,
+    "zlib": zlib.compress,
+    "zstd": lambda data: zstd.compress(data),
+    "lz4": lambda data: lz4.frame.compress(data),
+    "snappy": _snappy_block,
+    "x-snappy-framed": _snappy_framed,
+}
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODERS))
+def test_each_encoding_decodes_in_any_chunking(encoding):
+    data = bytes(range(256)) * 3000 + b"tail"
+    encoded = ENCODERS[encoding](data)
+    for chunk in (1, 7, 4096, 64 * 1024):
+        if chunk == 1 and len(encoded) > 20_000:
+            encoded_small = ENCODERS[encoding](data[:5000])
+            assert _read(encoded_small, encoding, MiB, chunk=chunk) == data[:5000]
+            continue
+        assert _read(encoded, encoding, MiB, chunk=chunk) == data
+
+
+def test_snappy_accepts_the_framed_format_too_and_concatenated_frames_decode():
+    data = b"otlp " * 50_000
+    assert _read(_snappy_framed(data), "snappy", MiB) == data  # what collectors before v0.125 sent
+    assert _read(zstd.compress(data[:1000]) + zstd.compress(data[1000:]), "zstd", MiB) == data
+    assert _read(lz4.frame.compress(data[:7]) + lz4.frame.compress(data[7:]), "lz4", MiB) == data
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODERS))
+def test_each_encodings_bomb_is_stopped_while_decoding(encoding):
+    zeros = bytes(64 * MiB)
+    bomb = ENCODERS[encoding](zeros)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BodyTooLarge, match="exceeds the limit of 1048576 bytes"):
+            _read(bomb, encoding, MiB)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # the compressed input itself is up to ~3 MiB for the weakest codec (snappy); output stops at ~1 MiB
+    assert peak < len(bomb) + 16 * MiB, f"{encoding}: decoding was not bounded: peak {peak} bytes"
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODERS))
+def test_each_encoding_refuses_garbage_and_truncation(encoding):
+    with pytest.raises(BadCompression, match=r"not valid|truncated"):
+        _read(b"\x00\x01\x02 this is not compressed at all " * 20, encoding, MiB)
+    encoded = ENCODERS[encoding](bytes(range(256)) * 400)
+    with pytest.raises(BadCompression, match=r"not valid|truncated"):
+        _read(encoded[:-9], encoding, MiB)
+
+
+def test_a_zstd_window_beyond_8_mib_is_refused():
+    params = zstd.CompressionParameter
+    wide = zstd.compress(bytes(range(256)) * 80_000, options={params.window_log: 25})
+    with pytest.raises(BadCompression, match="zstd"):
+        _read(wide, "zstd", 64 * MiB)
+
+
+# --- bytes in transit
+
+def test_a_body_being_read_holds_its_bytes_and_gives_them_back():
+    controller, metrics = _controller(100, 1000)
+    with controller.open_transit() as transit:
+        assert transit.hold(600)
+        assert controller.inflight_bytes == 600 and controller.transit_bytes == 600
+        assert controller.try_admit(1, 500) is None  # the upload holds its share against others
+        admitted = controller.try_admit(2, 700, transit)  # the complete body takes its bytes over
+        assert admitted is not None
+        assert (controller.inflight_bytes, controller.transit_bytes) == (700, 0)
+        assert not transit.hold(800)  # taken over: nothing more to hold
+    admitted.release()
+    assert (controller.inflight_items, controller.inflight_bytes) == (0, 0)
+    assert metrics.registry.get_sample_value("driftlock_ingest_transit_bytes") == 0
+
+
+def test_stalled_uploads_cannot_take_more_than_the_transit_share():
+    metrics = GatewayMetrics()
+    settings = AdmissionSettings(max_inflight_items=100, max_inflight_bytes=1000, max_transit_bytes=400)
+    controller = AdmissionController(settings, metrics)
+    first, second = controller.open_transit(), controller.open_transit()
+    assert first.hold(300)
+    assert not second.hold(200)  # 500 in transit would pass the share
+    assert second.hold(100)
+    assert controller.try_admit(5, 500) is not None  # arrived requests still have room
+    first.release()
+    second.release()
+    assert controller.transit_bytes == 0 and controller.inflight_bytes == 500
+
+
+def test_read_body_stops_when_hold_refuses():
+    offered: list[int] = []
+
+    def hold(nbytes: int) -> bool:
+        offered.append(nbytes)
+        return nbytes <= 200_000
+
+    with pytest.raises(NoRoom):
+        asyncio.run(read_body(_receive_from(bytes(500_000)), "", MiB, hold))
+    assert offered == [65_536, 131_072, 196_608, 262_144]

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import zstandard
 
-from otlp_gateway.receiver.http_body import ZSTD, BadCompression, BodyTooLarge, read_body
+from otlp_gateway.receiver.http_body import BadCompression, BodyTooLarge, read_body
 from tests.fixtures.otlp_payloads import trace_request
 from tests.receiver.test_receiver_body_admission import _receive_from
 
@@ -19,7 +19,7 @@ PB_ZSTD = {"content-type": "application/x-protobuf", "content-encoding": "zstd"}
 
 
 def _read(body: bytes, limit: int) -> bytes:
-    return asyncio.run(read_body(_receive_from(body), ZSTD, limit))
+    return asyncio.run(read_body(_receive_from(body), "zstd", limit))
 
 
 def zstd_bomb(decompressed_bytes: int) -> bytes:

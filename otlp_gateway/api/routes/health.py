@@ -55,7 +55,7 @@ async def healthz_db(request: Request) -> JSONResponse:
 
 
 @router.get("/healthz/config", response_model=ConfigHealthOut, responses={503: {"model": ConfigHealthOut}},
-            summary="The loaded configuration re-validates; its hash identifies it")
+            summary="The loaded configuration re-validates; a hash of its non-secret part identifies it")
 async def healthz_config(request: Request) -> JSONResponse:
     config = _ctx(request).config
     errors: list[str] = []
@@ -65,15 +65,17 @@ async def healthz_config(request: Request) -> JSONResponse:
         errors = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
     valid = not errors
     body = ConfigHealthOut(status="ok" if valid else "invalid", loaded=True, valid=valid,
-                           config_hash=config.config_hash(), errors=errors)
+                           config_hash=config.config_hash(), loaded_at=_ctx(request).loaded_at.isoformat(),
+                           secrets_set=config.secrets_set(), errors=errors)
     return _json(body, 200 if valid else 503)
 
 
 @router.get("/readyz", response_model=ReadyOut, responses={503: {"model": ReadyOut}},
-            summary="Readiness: serving, and every component (jit, store, receivers...) ready")
+            summary="Readiness: serving, every component ready (jit, store...), ingest not refused")
 async def readyz(request: Request) -> JSONResponse:
     health = _ctx(request).health
-    ready = health.ready
+    reasons = health.reasons()
+    ready = health.serving and not reasons
     body = ReadyOut(status="ready" if ready else "not_ready", phase=health.phase.value,
-                    components=health.readiness())
+                    components=health.readiness(), reasons=reasons)
     return _json(body, 200 if ready else 503)

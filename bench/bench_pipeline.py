@@ -31,10 +31,11 @@ from detectors import registry
 from otlp_gateway.batch import TelemetryBatch
 from otlp_gateway.detection import Pipeline
 from otlp_gateway.detection.settings import DetectionSettings
-from otlp_gateway.otlp.extract import Extractor
+from otlp_gateway.otlp.codec import ExtractionOptions, RequestCodec
 from otlp_gateway.streams.routing import StreamRouter
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 from tests.otlp.otlp_data import LogSpec, SpanSpec, logs_request, traces_request
+from tests.otlp.reference import ReferenceExtractor
 
 SPANS_PER_REQUEST = 512
 
@@ -90,11 +91,11 @@ def make_log_requests(n: int, seed: int) -> list[bytes]:
 
 
 def log_extraction_cpu(payloads: list[bytes], warm: list[bytes]) -> tuple[float, float]:
-    """(reference, wire fast path) extraction CPU of log requests."""
-    fast = Extractor(StreamRouter(["signal", "service.name", "name"]))
-    slow = Extractor(StreamRouter(["signal", "service.name", "name"]))
+    """(reference, the codec's decode: validation + wire extraction) CPU of log requests."""
+    fast = RequestCodec(ExtractionOptions())
+    slow = ReferenceExtractor(StreamRouter(["signal", "service.name", "name"]))
     for p in warm:
-        fast.extract_payload("logs", p)
+        fast.decode("logs", p)
         slow.extract("logs", ExportLogsServiceRequest.FromString(p))
     start = time.process_time()
     for p in payloads:
@@ -102,7 +103,7 @@ def log_extraction_cpu(payloads: list[bytes], warm: list[bytes]) -> tuple[float,
     reference = time.process_time() - start
     start = time.process_time()
     for p in payloads:
-        fast.extract_payload("logs", p)
+        fast.decode("logs", p)
     return reference, time.process_time() - start
 
 
@@ -114,18 +115,19 @@ def floor_cpu(payloads: list[bytes]) -> float:
 
 
 def extraction_cpu(payloads: list[bytes], warm: list[bytes] = ()) -> tuple[float, list[Any]]:
-    """The pipeline's extraction: the wire-format fast path from request bytes (after a warm-up)."""
-    extractor = Extractor(StreamRouter(["signal", "service.name", "name"]))
+    """The receiver's decode with extraction (validation + the wire path from request bytes), after a
+    warm-up."""
+    codec = RequestCodec(ExtractionOptions())
     for p in warm:
-        extractor.extract_payload("traces", p)
+        codec.decode("traces", p)
     start = time.process_time()
-    out = [extractor.extract_payload("traces", p) for p in payloads]
+    out = [codec.decode("traces", p).extraction for p in payloads]
     return time.process_time() - start, out
 
 
 def reference_extraction_cpu(payloads: list[bytes]) -> float:
-    """The reference path: upb parse, then per-span field access and the memoized canonical form."""
-    extractor = Extractor(StreamRouter(["signal", "service.name", "name"]))
+    """The reference (the tests' oracle): upb parse, then per-span field access and the canonical form."""
+    extractor = ReferenceExtractor(StreamRouter(["signal", "service.name", "name"]))
     start = time.process_time()
     for p in payloads:
         extractor.extract("traces", ExportTraceServiceRequest.FromString(p))

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the components import grpc, uvicorn, numba: loaded only whe
     from otlp_gateway.detection import Pipeline
     from otlp_gateway.exporter import Exporter
     from otlp_gateway.receiver import OtlpGrpcReceiver, OtlpHttpReceiver
+    from otlp_gateway.receiver.decoding import DecodePool
     from otlp_gateway.store import AnomalyWriter
     from otlp_gateway.store.base import AnomalyStore
 
@@ -52,6 +53,7 @@ class Gateway:
         self.api: ApiServer | None = None
         self.grpc_receiver: OtlpGrpcReceiver | None = None
         self.http_receiver: OtlpHttpReceiver | None = None
+        self.decoder: DecodePool | None = None
         self._stopped = asyncio.Event()
         self._store_task: asyncio.Task[None] | None = None
         self._shutdown_started = False
@@ -60,7 +62,9 @@ class Gateway:
     async def start(self) -> None:
         from otlp_gateway.api import ApiContext, ApiServer
         from otlp_gateway.exporter import Exporter
+        from otlp_gateway.otlp.codec import ExtractionOptions
         from otlp_gateway.receiver import AdmissionController, OtlpGrpcReceiver, OtlpHttpReceiver
+        from otlp_gateway.receiver.decoding import DecodePool
         from otlp_gateway.store import AnomalyWriter, open_store
         from otlp_gateway.streams.changes import StoreStreamControl
 
@@ -110,12 +114,16 @@ class Gateway:
 
         admission = AdmissionController(cfg.receiver.admission, self.metrics)
         limiter = self.rate_limiter if cfg.api.rate_limit.apply_to_ingest else None
+        # one decode pool for both receivers; with detection on it also extracts the events
+        extraction = ExtractionOptions.of(cfg.detection) if cfg.detection.enabled else None
+        self.decoder = DecodePool(cfg.receiver.decode_workers, extraction)
+        self.decoder.warm_up()
         if cfg.receiver.grpc_enabled:
             self.grpc_receiver = OtlpGrpcReceiver(cfg.receiver, consumer, self.metrics, self.health,
-                                                  admission, limiter)
+                                                  admission, limiter, self.decoder)
         if cfg.receiver.http_enabled:
             self.http_receiver = OtlpHttpReceiver(cfg.receiver, consumer, self.metrics, self.health,
-                                                  admission, limiter)
+                                                  admission, limiter, self.decoder)
         for receiver in self.receivers:
             await receiver.start()
         self.health.set_ready("receivers", True)
@@ -196,6 +204,8 @@ class Gateway:
             await _quietly(receiver.stop_accepting(), "receiver stop_accepting")
         for receiver in reversed(self.receivers):
             await _quietly(receiver.shutdown(left()), "receiver shutdown")
+        if self.decoder is not None:
+            self.decoder.shutdown()
         if self.pipeline is not None:
             await _quietly(self.pipeline.shutdown(left()), "pipeline shutdown")
         if self.exporter is not None:
@@ -228,13 +238,13 @@ def warm_up_detectors(config: GatewayConfig | None = None) -> None:
     """Run every registered detector on its example events once, so every kernel is compiled (or loaded
     from numba's cache) before the first request needs it."""
     from detectors import registry
-    from otlp_gateway.otlp.wire import warm_up as warm_up_wire_extraction
+    from otlp_gateway.otlp.codec import warm_up as warm_up_codec
 
     seed = config.detection.seed if config else 0
     for kind in registry.available():
         detector = registry.create(kind, seed=seed)
         detector.update(type(detector).example_events(1000, seed))
-    warm_up_wire_extraction()
+    warm_up_codec()
 
 
 def _false_alarm_target(cfg: GatewayConfig) -> float:

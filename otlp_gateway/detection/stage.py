@@ -35,14 +35,14 @@ from otlp_gateway.detection.shards import ShardPool
 from otlp_gateway.detection.turnstile import Turnstile
 from otlp_gateway.errors import RetryableError
 from otlp_gateway.otlp.annotate import AnomalyMark, annotate
-from otlp_gateway.otlp.extract import Extraction, Extractor, StreamBatch, parse_request
+from otlp_gateway.otlp.codec import ExtractionOptions, RequestCodec
+from otlp_gateway.otlp.extract import Extraction, StreamBatch, parse_request
 from otlp_gateway.store.base import AnomalyRecord, AnomalyStore, StreamInfo
 from otlp_gateway.streams.live import LiveStream, ScoreOutcome, build_record, detector_spec
 from otlp_gateway.streams.routing import (
     DETECTOR_KIND,
     StreamConfig,
     StreamKey,
-    StreamRouter,
     check_profile,
     resolve_stream_config,
 )
@@ -75,7 +75,8 @@ class Pipeline:
         self._store = store
         self._metrics = metrics
         self._engine_version = engine_version
-        self._extractor = Extractor(StreamRouter(settings.stream_key))
+        self._codec = RequestCodec(ExtractionOptions.of(settings))
+        """Extracts batches that arrive without their extraction (the receivers extract while decoding)."""
         self._extract_pool = ThreadPoolExecutor(1, thread_name_prefix="driftlock-extract")
         self._shards = ShardPool(settings.workers)
         self._live: OrderedDict[str, LiveStream] = OrderedDict()
@@ -102,9 +103,9 @@ class Pipeline:
         self._metrics.anomaly_ncd_threshold.set(resolve_profile(self.settings.profile).false_alarm_target)
         self._metrics.streams_live.set(0)
         if self.settings.enabled:  # compile/load the wire kernels on the extraction thread, ahead of requests
-            from otlp_gateway.otlp.wire import warm_up
+            from otlp_gateway.otlp.codec import warm_up
 
-            self._extract_pool.submit(warm_up).add_done_callback(_log_failure("warming up the wire kernels"))
+            self._extract_pool.submit(warm_up).add_done_callback(_log_failure("warming up the codec kernels"))
         if self._periodic is None and self._store is not None and self.settings.enabled:
             self._periodic = asyncio.create_task(self._snapshot_periodically(), name="driftlock-snapshots")
 
@@ -183,7 +184,8 @@ class Pipeline:
         ticket = self._turnstile.ticket()
         try:
             try:
-                extraction = await loop.run_in_executor(self._extract_pool, self._extract, batch)
+                extraction = batch.extraction if isinstance(batch.extraction, Extraction) else \
+                    await loop.run_in_executor(self._extract_pool, self._extract, batch)
             except Exception as exc:
                 log.warning("detection: could not extract %s request (%s); forwarded unscored",
                             batch.signal, exc)
@@ -208,7 +210,7 @@ class Pipeline:
         return self._decide(batch, extraction, ticket, outcomes)
 
     def _extract(self, batch: TelemetryBatch) -> Extraction:
-        return self._extractor.extract_payload(batch.signal, batch.payload, batch.message)
+        return self._codec.extract(batch.signal, batch.payload)
 
     async def _dispatch(self, extraction: Extraction, ticket: int) -> list[tuple[StreamBatch, Any]]:
         """Find or load every stream of the request and queue its events on its shard (in order)."""

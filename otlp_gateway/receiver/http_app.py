@@ -16,8 +16,8 @@ from typing import Any
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
-from otlp_gateway.otlp.json_codec import OtlpJsonError, parse_otlp_json, to_otlp_json
-from otlp_gateway.otlp.receiving import BY_HTTP_PATH, ReceiverSignal
+from otlp_gateway.otlp.json_codec import to_otlp_json
+from otlp_gateway.otlp.signals import BY_HTTP_PATH
 from otlp_gateway.receiver.grpc_receiver import GRPC_CODES
 from otlp_gateway.receiver.http_body import (
     CONTENT_ENCODINGS,
@@ -41,6 +41,7 @@ HTTP_STATUS: dict[RefusalKind, int] = {
     RefusalKind.UNAUTHENTICATED: 401,
     RefusalKind.OVERLOADED: 503,
     RefusalKind.RATE_LIMITED: 429,
+    RefusalKind.UNAVAILABLE: 503,
     RefusalKind.INTERNAL: 500,
 }
 _INVALID_ARGUMENT = 3  # google.rpc.Code of the 415 for an unsupported Content-Encoding
@@ -97,12 +98,7 @@ class OtlpHttpApp:
                 raise Refusal(RefusalKind.TOO_LARGE, f"body of {declared} bytes exceeds the limit of "
                                                      f"{self._limit} bytes")
             body = await self._read(receive, CONTENT_ENCODINGS[content_encoding])
-            if encoding == PROTOBUF:
-                request = self._core.parse_protobuf(spec, body)
-            else:
-                request = _parse_json(spec, body)
-            response = await self._core.ingest(spec, request, body if encoding == PROTOBUF else None,
-                                               len(body))
+            response = await self._core.ingest(spec, body, "protobuf" if encoding == PROTOBUF else "json")
         except Refusal as refusal:
             # uvicorn discards an unread body and keeps the connection; close it when the body may be huge
             # (413) or when draining (clients should move to another instance)
@@ -117,13 +113,6 @@ class OtlpHttpApp:
             raise Refusal(RefusalKind.TOO_LARGE, str(exc)) from None
         except BadCompression as exc:
             raise Refusal(RefusalKind.MALFORMED, str(exc)) from None
-
-
-def _parse_json(spec: ReceiverSignal, body: bytes) -> Message:
-    try:
-        return parse_otlp_json(body, spec.signal, spec.request_type)
-    except OtlpJsonError as exc:
-        raise Refusal(RefusalKind.MALFORMED, str(exc)) from None
 
 
 class _Responder:
@@ -168,7 +157,8 @@ class _Responder:
 
     async def refusal(self, refusal: Refusal, encoding: str | None, close: bool) -> None:
         extra = [(b"www-authenticate", b"Bearer")] if refusal.kind is RefusalKind.UNAUTHENTICATED else []
-        retryable = refusal.kind in (RefusalKind.OVERLOADED, RefusalKind.RATE_LIMITED)
+        retryable = refusal.kind in (RefusalKind.OVERLOADED, RefusalKind.RATE_LIMITED,
+                                     RefusalKind.UNAVAILABLE)
         await self.status(HTTP_STATUS[refusal.kind], GRPC_CODES[refusal.kind].value[0], encoding,
                           message=refusal.message, retry_after=refusal.retry_after if retryable else None,
                           extra=extra, close=close)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from otlp_gateway.detection.settings import DetectionSettings
+if TYPE_CHECKING:  # a type only: importing it closes a cycle (detection -> stage -> codec -> here)
+    from otlp_gateway.detection.settings import DetectionSettings
 
 EXPLICIT_STREAM_ATTRIBUTE = "driftlock.stream_id"
 UNKNOWN_SERVICE = "unknown_service"

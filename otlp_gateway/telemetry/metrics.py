@@ -109,6 +109,10 @@ class GatewayMetrics:
         self.detector_state_save_failures = Counter(
             "driftlock_detector_state_save_failures",
             "detector snapshots the store did not take (an evicted stream then warms up again)", registry=r)
+        self.detection_capped_attributes = Counter(
+            "driftlock_detection_capped_attributes",
+            "attributes left out of detection by its caps (per item, distinct keys per request); they are "
+            "still forwarded", ["signal", "reason"], registry=r)
         self.annotation_failures = Counter(
             "driftlock_annotation_failures",
             "requests forwarded unannotated because annotating them failed", ["signal"], registry=r)

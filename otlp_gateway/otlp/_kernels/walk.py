@@ -182,6 +182,7 @@ WalkTables = namedtuple("WalkTables", ["items", "times", "item_values", "kvs", "
 """
 
 _TAG_GROUP = np.uint64(0x67726F7570)
+_TAG_KEY_SET = np.uint64(0x6B657973)
 
 
 @kernel
@@ -317,7 +318,7 @@ def walk(buf, schema, lookups, options, tables):
                     capped_item += 1
                     keep = False
                 else:
-                    h = kh if kh != 0 else np.uint64(1)
+                    h = mix(kh, _TAG_KEY_SET)  # scrambled: crafted keys cannot crowd one probe chain
                     slot = _slot(key_set, h)
                     if key_set[slot] == 0:
                         if distinct_keys >= max_keys:

@@ -90,7 +90,7 @@ class EventExtractor:
                 if h1 not in fragments:
                     fragments[h1] = self._head(payload, t, row)
                 continue
-            key_off, key_len, val_off, val_len = t.kvs[row].tolist()
+            key_off, key_len, val_off, val_len = t.kvs[row, :w.KV_KEY_HASH].tolist()
             key = payload[key_off:key_off + key_len].decode("utf-8")
             h = h1
             if kind == frag.MISS_KEY:

@@ -38,6 +38,7 @@ from otlp_gateway.otlp._kernels.walk import (
     ITEM_NAME_HASH,
     ITEM_SEVERITY,
     ITEM_STATUS,
+    KV_KEY_HASH,
     KV_KEY_LEN,
     KV_KEY_OFF,
     KV_VAL_LEN,
@@ -320,7 +321,7 @@ def assemble(buf, items, times, kvs, logs, memo, work):
             row = order[i]
             if i + 1 < count and _keys_equal(buf, kvs, row, order[i + 1]):
                 continue  # a repeated key: the last one wins, as in a dict
-            kh = mix(_TAG_KEY, hash_bytes(buf, kvs[row, KV_KEY_OFF], kvs[row, KV_KEY_LEN]))
+            kh = mix(_TAG_KEY, np.uint64(kvs[row, KV_KEY_HASH]))
             kslot = find(kkeys, kh)
             id_hash = mix(kh, _TAG_ID)
             if kkeys[kslot] == 0:

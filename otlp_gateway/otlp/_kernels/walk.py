@@ -111,7 +111,9 @@ KV_KEY_LEN = 1
 KV_VAL_OFF = 2
 KV_VAL_LEN = 3
 """-1 when the KeyValue has no value (the attribute value is then ``None``)."""
-KV_COLUMNS = 4
+KV_KEY_HASH = 4
+"""``hash_bytes`` of the key (the assembly needs it too)."""
+KV_COLUMNS = 5
 
 # --- looked-up values (tables.item_values[item, key], tables.resource_values[resource, key]):
 # (offset, length) of the AnyValue; offset -1: key absent; length -1: present without a value
@@ -333,6 +335,7 @@ def walk(buf, schema, lookups, options, tables):
                         kvs[n_kvs, KV_KEY_LEN] = key_len
                         kvs[n_kvs, KV_VAL_OFF] = val_off
                         kvs[n_kvs, KV_VAL_LEN] = val_len
+                        kvs[n_kvs, KV_KEY_HASH] = np.int64(kh)
                     n_kvs += 1
                     kept += 1
             elif role == R_RESOURCE_ATTRIBUTE and resource < resource_cap:

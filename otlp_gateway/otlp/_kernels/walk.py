@@ -205,7 +205,12 @@ def _slot(table, h):
 
 @kernel
 def _record_lookups(buf, lookups_keys, key_ranges, key_hashes, key_off, key_len, kh, val_off, val_len, row):
-    """Record (val_off, val_len) in ``row[j]`` for each looked-up key ``j`` equal to the key at key_off."""
+    """An attribute just closed: if its key is looked up, remember where its value is.
+
+    ``buf[key_off:+key_len]``: the key, ``kh`` its ``hash_bytes``; ``lookups_keys``/``key_ranges``/
+    ``key_hashes``: the looked-up keys (``Lookups``, item or resource side); ``val_off``/``val_len``: the
+    value (``VALUE_*`` conventions); ``row``: int64 [looked-up keys, 2], the item's or resource's values,
+    where the last occurrence of a key wins (as in a dict)."""
     for j in range(key_ranges.shape[0]):
         if key_hashes[j] == kh and bytes_equal(buf, key_off, key_len, lookups_keys, key_ranges[j, 0],
                                                  key_ranges[j, 1]):
@@ -225,7 +230,15 @@ def _ids_invalid(buf, logs, tid_off, tid_len, sid_off, sid_len, parent_len):
 @kernel
 def walk(buf, schema, lookups, options, tables):
     """Walk the request in ``buf`` (see the module docstring); returns ``OK``, ``NEEDS_ROOM``,
-    ``NEEDS_NORMALIZING`` or an ``ERR_*`` code (``tables.counts[C_ERROR_AT]`` says where)."""
+    ``NEEDS_NORMALIZING`` or an ``ERR_*`` code (``tables.counts[C_ERROR_AT]`` says where).
+
+    ``buf``: uint8, the serialized request; ``schema``: a ``Schema``; ``lookups``: a ``Lookups``;
+    ``options``: a ``WalkOptions``; ``tables``: ``WalkTables`` (with ``options.extract`` 0 only ``counts``
+    is written, the other tables may be empty).
+
+    One long function on purpose: the open item's and attribute's fields live in local variables (CPU
+    registers). Keeping them in a state array that helper kernels update made the walk 2-3x slower (numba
+    arrays carry no aliasing information, so every store forced the loop to reload its tables)."""
     kinds, children, actions, roles = schema.kinds, schema.children, schema.actions, schema.roles
     items, times, item_values, kvs = tables.items, tables.times, tables.item_values, tables.kvs
     resource_values, scopes, key_set, counts = tables.resource_values, tables.scopes, tables.key_set, \

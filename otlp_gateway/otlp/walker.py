@@ -18,6 +18,8 @@ from otlp_gateway.otlp._kernels.wire import MAX_DEPTH, hash_bytes
 from otlp_gateway.otlp.schema import SCHEMAS
 
 WalkedSignal = Literal["traces", "logs"]
+KEEP_ITEMS = 1 << 16
+"""Item rows (and their companions) a walker keeps between requests, at most (a few MiB)."""
 
 _REQUEST_NAMES = {"traces": "ExportTraceServiceRequest", "logs": "ExportLogsServiceRequest"}
 _ERRORS = {
@@ -101,10 +103,14 @@ class RequestWalker:
             counts=np.zeros(w.COUNTS, dtype=np.int64))
 
     def _room(self, items: int, kvs: int, resources: int, scopes: int) -> None:
-        """Grow the tables to hold at least these rows (they never shrink below a request's needs)."""
+        """Grow the tables to hold at least these rows; tables grown for an outsized request (more than
+        ``KEEP_ITEMS`` items and four times what this request needs) are given back."""
         t = self._tables
         need = (items, kvs, resources, scopes)
         have = (t.items.shape[0], t.kvs.shape[0], t.resource_values.shape[0], t.scopes.shape[0])
+        if have[0] > max(KEEP_ITEMS, 4 * items):
+            self._tables = self._allocate(items, kvs, resources, scopes, key_slots=t.key_set.size)
+            return
         if all(n <= h for n, h in zip(need, have, strict=True)):
             return
         items, kvs, resources, scopes = (h if n <= h else max(n, 2 * h)

@@ -442,3 +442,15 @@ def test_mutated_requests_are_refused_or_read_exactly_like_protobuf(signal: str)
 
 def test_warm_up_runs_both_signals() -> None:
     warm_up()  # raises if either signal was not extracted
+
+
+def test_tables_grown_for_a_huge_request_are_given_back() -> None:
+    codec = RequestCodec(ExtractionOptions())
+    ids = {"trace_id": b"\x01" * 16, "span_id": b"\x01" * 8}
+    huge = traces_request([SpanSpec("svc", "op", 10, **ids) for _ in range(200_000)]).SerializeToString()
+    small = traces_request([SpanSpec("svc", "op", 10, **ids)]).SerializeToString()
+    walker = codec._walkers["traces"]
+    assert codec.decode("traces", huge).accepted == 200_000
+    assert walker._tables.items.shape[0] >= 200_000
+    assert codec.decode("traces", small).accepted == 1
+    assert walker._tables.items.shape[0] < 100_000

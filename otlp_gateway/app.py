@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the components import grpc, uvicorn, numba: loaded only whe
     from otlp_gateway.durable import DataDirBudget
     from otlp_gateway.exporter import Exporter
     from otlp_gateway.receiver import OtlpGrpcReceiver, OtlpHttpReceiver
+    from otlp_gateway.receiver.decoding import DecodePool
     from otlp_gateway.store import AnomalyWriter
     from otlp_gateway.store.base import AnomalyStore
     from otlp_gateway.store.maintenance import StreamPruner
@@ -65,6 +66,7 @@ class Gateway:
         self.api: ApiServer | None = None
         self.grpc_receiver: OtlpGrpcReceiver | None = None
         self.http_receiver: OtlpHttpReceiver | None = None
+        self.decoder: DecodePool | None = None
         self._stopped = asyncio.Event()
         self._shutdown_started = False
 
@@ -88,7 +90,9 @@ class Gateway:
         from otlp_gateway.durable import DataDirBudget
         from otlp_gateway.exporter import Exporter
         from otlp_gateway.jit import KernelWarmup
+        from otlp_gateway.otlp.codec import ExtractionOptions
         from otlp_gateway.receiver import AdmissionController, OtlpGrpcReceiver, OtlpHttpReceiver
+        from otlp_gateway.receiver.decoding import DecodePool
         from otlp_gateway.receiver.refusals import IngestRefusals
         from otlp_gateway.store import AnomalyWriter, open_store
         from otlp_gateway.store.maintenance import StreamPruner
@@ -123,12 +127,15 @@ class Gateway:
         refusals = IngestRefusals(cfg.receiver.readiness)
         self.health.add_condition("ingest", refusals.reason)
         limiter = self.ingest_rate_limiter
+        # one decode pool for both receivers; with detection on it also extracts the events
+        extraction = ExtractionOptions.of(cfg.detection) if cfg.detection.enabled else None
+        decoder = DecodePool(cfg.receiver.decode_workers, extraction)
         if cfg.receiver.grpc_enabled:
             self.grpc_receiver = OtlpGrpcReceiver(cfg.receiver, self.stage, self.metrics, self.health,
-                                                  admission, limiter, refusals)
+                                                  admission, limiter, refusals, decoder)
         if cfg.receiver.http_enabled:
             self.http_receiver = OtlpHttpReceiver(cfg.receiver, self.stage, self.metrics, self.health,
-                                                  admission, limiter, refusals)
+                                                  admission, limiter, refusals, decoder)
 
         self.components.add(("anomaly store", StoreComponent(self.store, cfg.store, self.health,
                                                              on_ready=self._advise_on_access)))
@@ -142,6 +149,7 @@ class Gateway:
         self.components.add(("kernel warm-up", KernelWarmup(self.health, cfg.detection.seed,
                                                              enabled=cfg.detection.enabled)))
         self.components.add(("detection stage", self.stage))
+        self.components.add(("request decoders", decoder))
         receivers = (("OTLP gRPC receiver", self.grpc_receiver), ("OTLP HTTP receiver", self.http_receiver))
         self.components.add(*((name, r) for name, r in receivers if r is not None))
         return self.components

@@ -17,6 +17,8 @@ class TelemetryBatch:
     ``payload`` is the serialized ``Export*ServiceRequest`` to forward: the client's original bytes
     (after decompression) when nothing was dropped or annotated, otherwise a re-serialization.
     ``message`` is the parsed request when a stage already parsed it (may be ``None``).
+    ``extraction`` is the request's per-stream events (``otlp_gateway.otlp.extract.Extraction``) when the
+    receiver extracted them while decoding (detection on), so the detection stage does not parse again.
     """
 
     signal: Signal
@@ -25,6 +27,7 @@ class TelemetryBatch:
     message: object | None = None
     received_at: float = field(default_factory=time.time)
     """Wall-clock seconds at receipt (for latency metrics and window timestamps)."""
+    extraction: object | None = None
 
 
 class BatchConsumer(Protocol):

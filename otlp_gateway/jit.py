@@ -78,7 +78,7 @@ def warm_up_kernels(seed: int = 0, progress: WarmUpProgress | None = None) -> No
     """Run every registered detector on its example events once, and the wire extraction, so every kernel
     is compiled (or loaded from the cache) before a request needs it; ``progress`` hears about each group."""
     from detectors import registry
-    from otlp_gateway.otlp.wire import warm_up as warm_up_wire_extraction
+    from otlp_gateway.otlp.codec import warm_up as warm_up_codec
 
     def detector(kind: str) -> Callable[[], None]:
         def run() -> None:
@@ -88,7 +88,7 @@ def warm_up_kernels(seed: int = 0, progress: WarmUpProgress | None = None) -> No
         return run
 
     groups = [(f"{kind} detector", detector(kind)) for kind in registry.available()]
-    groups.append(("OTLP wire extraction", warm_up_wire_extraction))
+    groups.append(("OTLP codec", warm_up_codec))
     for step, (name, run) in enumerate(groups, start=1):
         if progress:
             progress(step, len(groups), name, None)

@@ -31,6 +31,12 @@ class DetectionSettings(StrictModel):
     stream_key: list[str] = ["signal", "service.name", "name"]
     """Parts of the stream key; ``name`` is span name / metric name / log scope name. An explicit
     ``driftlock.stream_id`` attribute on the item or resource overrides the whole key."""
+    max_item_attributes: int = Field(128, ge=0)
+    """Attributes of one span or log record that enter detection (the first ones on the wire; the rest are
+    still forwarded). Counted in ``driftlock_detection_capped_attributes{reason="item_attributes"}``."""
+    max_request_keys: int = Field(1024, ge=0, le=1_000_000)
+    """Distinct attribute keys of one request that enter detection (the first ones on the wire; the rest are
+    still forwarded). Counted in ``driftlock_detection_capped_attributes{reason="request_keys"}``."""
     overrides: list[StreamOverride] = []
     """Per-stream settings: every entry whose glob matches applies, in order (a later one wins a field both
     set); settings changed through the API win over them. Each entry must be a consistent profile on top

@@ -37,12 +37,13 @@ from otlp_gateway.detection.shards import ShardPool
 from otlp_gateway.detection.turnstile import Turnstile
 from otlp_gateway.errors import RetryableError
 from otlp_gateway.otlp.annotate import AnomalyMark, annotate
-from otlp_gateway.otlp.extract import Extraction, Extractor, StreamBatch, parse_request
+from otlp_gateway.otlp.codec import ExtractionOptions, RequestCodec
+from otlp_gateway.otlp.extract import Extraction, StreamBatch, parse_request
 from otlp_gateway.serial import SerialExecutor
 from otlp_gateway.store.base import AnomalyRecord, AnomalyStore
 from otlp_gateway.streams.live import ScoreOutcome
 from otlp_gateway.streams.records import StreamRecords
-from otlp_gateway.streams.routing import DETECTOR_KIND, StreamRouter
+from otlp_gateway.streams.routing import DETECTOR_KIND
 from otlp_gateway.streams.table import DetectorDefaults, LiveStreamTable
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
@@ -70,7 +71,8 @@ class DetectionStage:
         self._writer = writer
         self._metrics = metrics
         self._engine_version = engine_version
-        self._extractor = Extractor(StreamRouter(settings.stream_key))
+        self._codec = RequestCodec(ExtractionOptions.of(settings))
+        """Extracts batches that arrive without their extraction (the receivers extract while decoding)."""
         self._extraction = SerialExecutor("driftlock-extract")
         self._annotation = SerialExecutor("driftlock-annotate")
         self._turnstile = Turnstile()
@@ -107,9 +109,9 @@ class DetectionStage:
         if self.settings.enabled:
             await self._table.start()
             # compile (or load from cache) the wire kernels on the extraction thread, ahead of requests
-            from otlp_gateway.otlp.wire import warm_up
+            from otlp_gateway.otlp.codec import warm_up
 
-            self._extraction.submit(warm_up).add_done_callback(_log_failure("warming up the wire kernels"))
+            self._extraction.submit(warm_up).add_done_callback(_log_failure("warming up the codec kernels"))
 
     async def shutdown(self, grace: float = 30.0) -> None:
         """Idempotent, safe without ``start``: refuse new requests, let in-flight detection finish (at most
@@ -207,7 +209,8 @@ class DetectionStage:
     async def _detect(self, batch: TelemetryBatch, ticket: int) -> Decision | None:
         try:
             try:
-                extraction = await self._extraction.run(self._extract, batch)
+                extraction = batch.extraction if isinstance(batch.extraction, Extraction) else \
+                    await self._extraction.run(self._extract, batch)
             except Exception as exc:
                 log.warning("detection: could not extract %s request (%s); forwarded unscored",
                             batch.signal, exc)
@@ -240,7 +243,7 @@ class DetectionStage:
         return decision
 
     def _extract(self, batch: TelemetryBatch) -> Extraction:
-        return self._extractor.extract_payload(batch.signal, batch.payload, batch.message)
+        return self._codec.extract(batch.signal, batch.payload)
 
     async def _dispatch(self, extraction: Extraction, ticket: int
                         ) -> list[tuple[StreamBatch, Future[ScoreOutcome]]]:

@@ -1,9 +1,10 @@
 """OTLP/gRPC receiver (:4317): Trace, Metrics and Logs ``Export`` plus ``grpc.health.v1.Health``.
 
 Requests are taken as raw bytes (generic handlers without a deserializer) so that a fully valid request is
-forwarded as the client's own bytes; upb parses them once to validate and count. grpc core enforces the
-size limit on the decompressed message (``grpc.max_receive_message_length``) and answers
-RESOURCE_EXHAUSTED without RetryInfo, as the OTLP rules ask.
+forwarded as the client's own bytes; the codec decodes them once, on a decode thread, to validate, count
+and (with detection on) extract. grpc core enforces the size limit on the decompressed message
+(``grpc.max_receive_message_length``) and answers RESOURCE_EXHAUSTED without RetryInfo, as the OTLP rules
+ask.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from google.rpc import error_details_pb2, status_pb2
 
 from otlp_gateway.batch import BatchConsumer
 from otlp_gateway.health import HealthState
-from otlp_gateway.otlp.receiving import RECEIVER_SIGNALS, ReceiverSignal
+from otlp_gateway.otlp.signals import SIGNAL_SPECS, SignalSpec
 from otlp_gateway.ratelimit import TokenBucket
 from otlp_gateway.receiver.address import grpc_address
 from otlp_gateway.receiver.admission import AdmissionController
+from otlp_gateway.receiver.decoding import DecodePool
 from otlp_gateway.receiver.health_service import GrpcHealthBridge
 from otlp_gateway.receiver.ingest import IngestCore, Refusal, RefusalKind
 from otlp_gateway.receiver.refusals import IngestRefusals
@@ -35,6 +37,7 @@ GRPC_CODES: dict[RefusalKind, grpc.StatusCode] = {
     RefusalKind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     RefusalKind.OVERLOADED: grpc.StatusCode.UNAVAILABLE,
     RefusalKind.RATE_LIMITED: grpc.StatusCode.UNAVAILABLE,
+    RefusalKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     RefusalKind.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 
@@ -59,13 +62,19 @@ def _metadata_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
 
 
 class OtlpGrpcReceiver:
+    """``decoder``: the gateway's decode pool (shared with the HTTP receiver); without one, the receiver
+    runs its own (``settings.decode_workers`` threads, no extraction)."""
+
     def __init__(self, settings: ReceiverSettings, consumer: BatchConsumer, metrics: GatewayMetrics,
                  health: HealthState, admission: AdmissionController,
-                 rate_limiter: TokenBucket | None = None, refusals: IngestRefusals | None = None):
+                 rate_limiter: TokenBucket | None = None, refusals: IngestRefusals | None = None,
+                 decoder: DecodePool | None = None):
         self._settings = settings
+        self._own_decoder = decoder is None
+        decoder = decoder if decoder is not None else DecodePool(settings.decode_workers)
         self._core = IngestCore("grpc", consumer, metrics, admission, rate_limiter, settings.bearer_token,
-                                refusals)
-        self._health = GrpcHealthBridge(health, [s.grpc_service for s in RECEIVER_SIGNALS.values()])
+                                decoder, refusals)
+        self._health = GrpcHealthBridge(health, [s.grpc_service for s in SIGNAL_SPECS.values()])
         self._server: grpc.aio.Server | None = None
         self._shut_down = False
         self.port: int | None = None
@@ -80,7 +89,7 @@ class OtlpGrpcReceiver:
             grpc.method_handlers_generic_handler(
                 spec.grpc_service,
                 {"Export": grpc.unary_unary_rpc_method_handler(self._export_handler(spec))})
-            for spec in RECEIVER_SIGNALS.values()
+            for spec in SIGNAL_SPECS.values()
         ])
         await self._health.attach(server)
         address = grpc_address(self._settings.grpc_listen)
@@ -93,6 +102,8 @@ class OtlpGrpcReceiver:
             raise RuntimeError(f"OTLP gRPC receiver cannot listen on {address}: {exc}") from None
         await server.start()
         self._server = server
+        if self._own_decoder:
+            self._core.decoder.warm_up()
         log.info("OTLP gRPC receiver listening on %s (port %d, tls=%s)", address, self.port,
                  self._settings.tls.enabled)
 
@@ -102,22 +113,25 @@ class OtlpGrpcReceiver:
 
     async def shutdown(self, grace: float = 5.0) -> None:
         """Stop the server, letting in-flight requests finish within ``grace``; idempotent."""
-        if self._server is None or self._shut_down:
-            return
-        self._shut_down = True
-        self._core.draining = True
-        await self._health.close()
-        await self._server.stop(grace)
+        try:
+            if self._server is None or self._shut_down:
+                return
+            self._shut_down = True
+            self._core.draining = True
+            await self._health.close()
+            await self._server.stop(grace)
+        finally:
+            if self._own_decoder:
+                self._core.decoder.close()
 
-    def _export_handler(self, spec: ReceiverSignal):
+    def _export_handler(self, spec: SignalSpec):
         core = self._core
 
         async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             try:
                 core.authenticate(_metadata_value(context, "authorization"))
                 core.gate()
-                message = core.parse_protobuf(spec, request)
-                response = await core.ingest(spec, message, request, len(request))
+                response = await core.ingest(spec, request)
                 return response.SerializeToString()
             except Refusal as refusal:
                 failure = refusal

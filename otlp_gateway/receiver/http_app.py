@@ -4,8 +4,8 @@ compressed (gzip, zstd, deflate/zlib, snappy, lz4: see ``http_body``).
 A raw ASGI app rather than a framework: the body must be read as a stream under a limit and the answers
 are few. Checks run cheapest first: path (404), method (405), bearer token (401), content type and
 encoding (415), draining / rate limit / admission (503 / 429 + Retry-After), declared length (413); then
-the body is read and decoded under the limit (413) while its bytes count against admission control's
-in-transit budget (503 + Retry-After when full), parsed (400) and ingested. Error bodies are a
+the body is read and decompressed under the limit (413) while its bytes count against admission control's
+in-transit budget (503 + Retry-After when full), decoded (400) and ingested. Error bodies are a
 ``google.rpc.Status`` in the request's encoding; responses use the request's content type.
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
-from otlp_gateway.otlp.json_codec import OtlpJsonError, parse_otlp_json, to_otlp_json
-from otlp_gateway.otlp.receiving import BY_HTTP_PATH, ReceiverSignal
+from otlp_gateway.otlp.json_codec import to_otlp_json
+from otlp_gateway.otlp.signals import BY_HTTP_PATH
 from otlp_gateway.receiver.admission import AdmissionController, Transit
 from otlp_gateway.receiver.grpc_receiver import GRPC_CODES
 from otlp_gateway.receiver.http_body import (
@@ -45,6 +45,7 @@ HTTP_STATUS: dict[RefusalKind, int] = {
     RefusalKind.TOO_LARGE: 413,
     RefusalKind.UNAUTHENTICATED: 401,
     RefusalKind.OVERLOADED: 503,
+    RefusalKind.UNAVAILABLE: 503,
     RefusalKind.RATE_LIMITED: 429,
     RefusalKind.INTERNAL: 500,
 }
@@ -104,12 +105,8 @@ class OtlpHttpApp:
                                                      f"{self._limit} bytes")
             with self._admission.open_transit() as transit:
                 body = await self._read(receive, content_encoding, transit)
-                if encoding == PROTOBUF:
-                    request = self._core.parse_protobuf(spec, body)
-                else:
-                    request = _parse_json(spec, body)
-                response = await self._core.ingest(spec, request, body if encoding == PROTOBUF else None,
-                                                   len(body), transit)
+                response = await self._core.ingest(spec, body, "protobuf" if encoding == PROTOBUF else "json",
+                                                   transit)
         except Refusal as refusal:
             # uvicorn discards an unread body and keeps the connection; close it when the body may be huge
             # (413), was cut short for want of room, or when draining (clients should move elsewhere)
@@ -128,12 +125,6 @@ class OtlpHttpApp:
             # no local name for the refusal: its traceback holds this frame, a cycle only the GC frees
             raise self._core.refuse_transit() from None
 
-
-def _parse_json(spec: ReceiverSignal, body: bytes) -> Message:
-    try:
-        return parse_otlp_json(body, spec.signal, spec.request_type)
-    except OtlpJsonError as exc:
-        raise Refusal(RefusalKind.MALFORMED, str(exc)) from None
 
 
 class _Responder:
@@ -178,7 +169,8 @@ class _Responder:
 
     async def refusal(self, refusal: Refusal, encoding: str | None, close: bool) -> None:
         extra = [(b"www-authenticate", b"Bearer")] if refusal.kind is RefusalKind.UNAUTHENTICATED else []
-        retryable = refusal.kind in (RefusalKind.OVERLOADED, RefusalKind.RATE_LIMITED)
+        retryable = refusal.kind in (RefusalKind.OVERLOADED, RefusalKind.RATE_LIMITED,
+                                     RefusalKind.UNAVAILABLE)
         await self.status(HTTP_STATUS[refusal.kind], GRPC_CODES[refusal.kind].value[0], encoding,
                           message=refusal.message, retry_after=refusal.retry_after if retryable else None,
                           extra=extra, close=close)

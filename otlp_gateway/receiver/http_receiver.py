@@ -22,6 +22,7 @@ from otlp_gateway.http_guard import guarded_config
 from otlp_gateway.ratelimit import TokenBucket
 from otlp_gateway.receiver.address import split_listen
 from otlp_gateway.receiver.admission import AdmissionController
+from otlp_gateway.receiver.decoding import DecodePool
 from otlp_gateway.receiver.http_app import OtlpHttpApp
 from otlp_gateway.receiver.ingest import IngestCore
 from otlp_gateway.receiver.refusals import IngestRefusals
@@ -55,12 +56,18 @@ def _bind(address: str) -> socket.socket:
 
 
 class OtlpHttpReceiver:
+    """``decoder``: the gateway's decode pool (shared with the gRPC receiver); without one, the receiver
+    runs its own (``settings.decode_workers`` threads, no extraction)."""
+
     def __init__(self, settings: ReceiverSettings, consumer: BatchConsumer, metrics: GatewayMetrics,
                  health: HealthState, admission: AdmissionController,
-                 rate_limiter: TokenBucket | None = None, refusals: IngestRefusals | None = None):
+                 rate_limiter: TokenBucket | None = None, refusals: IngestRefusals | None = None,
+                 decoder: DecodePool | None = None):
         self._settings = settings
+        self._own_decoder = decoder is None
+        decoder = decoder if decoder is not None else DecodePool(settings.decode_workers)
         self._core = IngestCore("http", consumer, metrics, admission, rate_limiter, settings.bearer_token,
-                                refusals)
+                                decoder, refusals)
         self._admission = admission
         self._metrics = metrics
         del health  # same signature as the gRPC receiver; HTTP health lives on the API port (/healthz)
@@ -88,6 +95,8 @@ class OtlpHttpReceiver:
             if asyncio.get_running_loop().time() > deadline:
                 raise RuntimeError("OTLP HTTP receiver did not start in time")
             await asyncio.sleep(0.005)
+        if self._own_decoder:
+            self._core.decoder.warm_up()
         log.info("OTLP HTTP receiver listening on %s (port %d, tls=%s)", self._settings.http_listen,
                  self.port, self._settings.tls.enabled)
 
@@ -97,6 +106,13 @@ class OtlpHttpReceiver:
 
     async def shutdown(self, grace: float = 5.0) -> None:
         """Close the listener, let in-flight requests finish within ``grace``; idempotent."""
+        try:
+            await self._stop_server(grace)
+        finally:
+            if self._own_decoder:
+                self._core.decoder.close()
+
+    async def _stop_server(self, grace: float) -> None:
         if self._server is None or self._task is None or self._shut_down:
             return
         self._shut_down = True

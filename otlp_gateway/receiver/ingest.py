@@ -1,8 +1,11 @@
-"""The transport-independent part of receiving: authenticate, gate, validate, admit, hand over.
+"""The transport-independent part of receiving: authenticate, gate, decode, admit, hand over.
 
 Both receivers call the same ``IngestCore``; failures are raised as one ``Refusal`` whose ``kind`` each
 transport maps onto its wire (gRPC status + trailers, HTTP status + headers). Errors are classified here,
-once: the next stage's ``RetryableError`` / ``PermanentError`` / anything else.
+once, as the OpenTelemetry Collector's receivers do: only a body that does not decode is the client's
+fault (INVALID_ARGUMENT / 400); the next stage's ``RetryableError`` asks the client to retry (UNAVAILABLE
+/ 503 or 429), its ``PermanentError`` is a server-side failure (INTERNAL / 500: the data is fine, a stage
+of ours failed), and any other error is retryable (UNAVAILABLE / 503).
 """
 
 from __future__ import annotations
@@ -11,19 +14,20 @@ import enum
 import hmac
 import logging
 
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 from pydantic import SecretStr
 
 from otlp_gateway.batch import BatchConsumer, TelemetryBatch
 from otlp_gateway.errors import OverloadedError, PermanentError, RateLimitedError, RetryableError
-from otlp_gateway.otlp.receiving import ReceiverSignal
+from otlp_gateway.otlp.codec import Encoding, MalformedRequest
+from otlp_gateway.otlp.signals import SignalSpec
 from otlp_gateway.ratelimit import TokenBucket
 from otlp_gateway.receiver.admission import AdmissionController, Transit
+from otlp_gateway.receiver.decoding import DecodePool
 from otlp_gateway.receiver.refusals import IngestRefusals
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
-
 
 _AT_LIMIT = "the gateway is at its in-flight limit; retry later"
 
@@ -34,6 +38,7 @@ class RefusalKind(enum.Enum):
     UNAUTHENTICATED = "unauthenticated"  # UNAUTHENTICATED, 401
     OVERLOADED = "overloaded"            # UNAVAILABLE + RetryInfo, 503 + Retry-After
     RATE_LIMITED = "rate_limited"        # UNAVAILABLE + RetryInfo, 429 + Retry-After
+    UNAVAILABLE = "unavailable"          # UNAVAILABLE + RetryInfo, 503 + Retry-After (a stage failed)
     INTERNAL = "internal"                # INTERNAL, 500
 
 
@@ -54,13 +59,15 @@ class IngestCore:
 
     def __init__(self, transport: str, consumer: BatchConsumer, metrics: GatewayMetrics,
                  admission: AdmissionController, rate_limiter: TokenBucket | None,
-                 bearer_token: SecretStr | None, refusals: IngestRefusals | None = None):
+                 bearer_token: SecretStr | None, decoder: DecodePool,
+                 refusals: IngestRefusals | None = None):
         self.transport = transport
+        self.decoder = decoder
+        self._refusals = refusals
         self._consumer = consumer
         self._metrics = metrics
         self._admission = admission
         self._rate_limiter = rate_limiter
-        self._refusals = refusals
         self._expected_token = bearer_token.get_secret_value().encode() if bearer_token else None
         self.draining = False
 
@@ -90,43 +97,39 @@ class IngestCore:
             raise self._refuse_admission()
 
     # ------------------------------------------------------------------------------------ the body
-    @staticmethod
-    def parse_protobuf(spec: ReceiverSignal, body: bytes) -> Message:
-        try:
-            return spec.request_type.FromString(body)
-        except (DecodeError, RecursionError) as exc:
-            raise Refusal(RefusalKind.MALFORMED,
-                          f"body is not a valid {spec.request_type.DESCRIPTOR.name}: {exc}") from None
-
-    async def ingest(self, spec: ReceiverSignal, request: Message, original: bytes | None,
-                     body_size: int, transit: Transit | None = None) -> Message:
-        """Validate, admit and hand ``request`` to the next stage; return the Export*ServiceResponse.
-
-        ``original`` is the client's serialized request (after decompression) when it arrived as
-        protobuf: it is forwarded unchanged when every item is valid. ``transit`` holds the bytes of the
-        body read so far; admission takes them over.
-        """
-        verdict = spec.validate(request)
+    async def ingest(self, spec: SignalSpec, body: bytes, encoding: Encoding = "protobuf",
+                     transit: Transit | None = None) -> Message:
+        """Decode (on a decode thread), admit and hand the request to the next stage; return the
+        Export*ServiceResponse. ``body`` is the decompressed request; it is forwarded as it is when it
+        was protobuf and every item in it is valid. ``transit`` holds the bytes of the body read so far;
+        admission takes them over."""
         signal = spec.signal
-        if verdict.rejected:
-            self._metrics.count_refused(signal, self.transport, "invalid", verdict.rejected)
-            log.debug("%s %s: %s", self.transport, signal, verdict.message)
-        if verdict.accepted == 0:  # empty request, or nothing valid in it: nothing to hand over
-            return spec.response(verdict)
-        payload = original if original is not None and not verdict.rejected else request.SerializeToString()
-        admission = self._admission.try_admit(verdict.accepted, max(body_size, len(payload)), transit)
+        try:
+            decoded = await self.decoder.decode(signal, body, encoding)
+        except MalformedRequest as exc:
+            raise Refusal(RefusalKind.MALFORMED, str(exc)) from None
+        if decoded.rejected:
+            self._metrics.count_refused(signal, self.transport, "invalid", decoded.rejected)
+            log.debug("%s %s: %s", self.transport, signal, decoded.rejection)
+        for reason, count in decoded.capped.items():
+            self._metrics.detection_capped_attributes.labels(signal, reason).inc(count)
+        if decoded.accepted == 0:  # empty request, or nothing valid in it: nothing to hand over
+            return spec.response(decoded.rejected, decoded.rejection)
+        admission = self._admission.try_admit(decoded.accepted, max(len(body), len(decoded.payload)), transit)
         if admission is None:
-            self._metrics.count_refused(signal, self.transport, "admission", verdict.accepted)
+            self._metrics.count_refused(signal, self.transport, "admission", decoded.accepted)
             raise self._refuse_admission()
+        batch = TelemetryBatch(signal, decoded.payload, decoded.accepted, decoded.message,
+                               extraction=decoded.extraction)
         with admission:
             try:
-                await self._consumer.consume(TelemetryBatch(signal, payload, verdict.accepted, request))
+                await self._consumer.consume(batch)
             except Exception as exc:
-                raise self._classify(signal, verdict.accepted, exc) from None
-        self._metrics.count_accepted(signal, self.transport, verdict.accepted)
+                raise self._classify(signal, decoded.accepted, exc) from None
+        self._metrics.count_accepted(signal, self.transport, decoded.accepted)
         if self._refusals is not None:
             self._refusals.accepted()
-        return spec.response(verdict)
+        return spec.response(decoded.rejected, decoded.rejection)
 
     def refuse_transit(self) -> Refusal:
         """A body being read no longer fits the bytes-in-transit budget (the rest is left unread)."""
@@ -150,7 +153,7 @@ class IngestCore:
         return Refusal(kind, message, retry_after if retry_after else self._admission.retry_after)
 
     def _classify(self, signal: str, items: int, exc: Exception) -> Refusal:
-        """Map the next stage's error class onto a refusal kind, once."""
+        """Map the next stage's error class onto a refusal kind, once (the collector's mapping)."""
         if isinstance(exc, RetryableError):
             reason = ("rate_limited" if isinstance(exc, RateLimitedError)
                       else "overloaded" if isinstance(exc, OverloadedError) else "retryable")
@@ -160,10 +163,12 @@ class IngestCore:
             kind = RefusalKind.RATE_LIMITED if isinstance(exc, RateLimitedError) else RefusalKind.OVERLOADED
             return self._retry_later(kind, reason, f"temporarily unable to accept {signal}: {exc}",
                                      exc.retry_after)
-        if isinstance(exc, PermanentError):
+        if isinstance(exc, PermanentError):  # a stage of ours cannot take it: not the client's data
             self._metrics.count_refused(signal, self.transport, "permanent", items)
-            return Refusal(RefusalKind.MALFORMED, f"{signal} refused: {exc}")
+            log.error("%s %s: the next stage failed permanently: %s", self.transport, signal, exc)
+            return Refusal(RefusalKind.INTERNAL, f"{signal} could not be accepted: a server stage failed")
         self._metrics.count_refused(signal, self.transport, "internal", items)
         self._note_refused("the next stage failed unexpectedly")
         log.error("%s %s: the next stage failed unexpectedly", self.transport, signal, exc_info=exc)
-        return Refusal(RefusalKind.INTERNAL, "internal error while accepting the request")
+        return Refusal(RefusalKind.UNAVAILABLE, f"{signal} could not be accepted now; retry later",
+                       self._admission.retry_after)

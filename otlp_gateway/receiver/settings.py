@@ -52,6 +52,9 @@ class ReceiverSettings(StrictModel):
     """Serve OTLP/gRPC."""
     http_enabled: bool = True
     """Serve OTLP/HTTP."""
+    decode_workers: int = Field(2, gt=0, le=64)
+    """Threads decoding requests (validation, OTLP/JSON, extraction for detection) off the event loop,
+    shared by both receivers; the wire walk releases the GIL."""
     max_request_bytes: int = Field(64 * 1024 * 1024, gt=0)
     """Limit on a request body after decompression (gRPC RESOURCE_EXHAUSTED, HTTP 413 beyond it)."""
     tls: TLSServerSettings = TLSServerSettings()

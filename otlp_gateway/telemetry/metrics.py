@@ -129,6 +129,10 @@ class GatewayMetrics:
             "requests forwarded before their detection decision (reason=budget: past detection.budget_ms; "
             "their events are scored afterwards and their anomalies stored, only the annotation is lost)",
             ["signal", "reason"], registry=r)
+        self.detection_capped_attributes = Counter(
+            "driftlock_detection_capped_attributes",
+            "attributes left out of detection by its caps (per item, distinct keys per request); they are "
+            "still forwarded", ["signal", "reason"], registry=r)
         self.annotation_failures = Counter(
             "driftlock_annotation_failures",
             "requests forwarded unannotated because annotating them failed", ["signal"], registry=r)

@@ -1,14 +1,17 @@
+"""What extraction gives, by example: per-stream canonical events of spans and logs (through the codec's
+wire path) and per-stream values of metric points (on the parsed message)."""
+
 from __future__ import annotations
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValueList
 
 from detectors.canonical import canonical_log, canonical_span
-from otlp_gateway.otlp.extract import Extractor, render_body
-from otlp_gateway.streams.routing import StreamRouter
+from otlp_gateway.otlp.codec import ExtractionOptions, RequestCodec
+from otlp_gateway.otlp.values import render_body
 from tests.otlp.otlp_data import LogSpec, SpanSpec, kv, logs_request, traces_request
 
-EXTRACTOR = Extractor(StreamRouter(["signal", "service.name", "name"]))
+CODEC = RequestCodec(ExtractionOptions())
 
 
 def test_spans_grouped_per_stream_in_order_with_canonical_events_and_ids() -> None:
@@ -16,8 +19,10 @@ def test_spans_grouped_per_stream_in_order_with_canonical_events_and_ids() -> No
                       start_ns=100),
              SpanSpec("a", "GET /y", 7, status=2, trace_id=b"\x03" * 16, span_id=b"\x04" * 8, start_ns=200),
              SpanSpec("b", "GET /x", 9, trace_id=b"\x05" * 16, span_id=b"\x06" * 8, start_ns=300),
-             SpanSpec("a", "GET /x", 11, attrs={"driftlock.stream_id": "custom"}, start_ns=400)]
-    ex = EXTRACTOR.extract("traces", traces_request(spans))
+             SpanSpec("a", "GET /x", 11, attrs={"driftlock.stream_id": "custom"}, trace_id=b"\x07" * 16,
+                      span_id=b"\x08" * 8, start_ns=400)]
+    ex = CODEC.decode("traces", traces_request(spans).SerializeToString()).extraction
+    assert ex is not None
     assert list(ex.streams) == ["traces/a/GET /x", "traces/a/GET /y", "traces/b/GET /x", "custom"]
     first = ex.streams["traces/a/GET /x"]
     assert first.events == [canonical_span("GET /x", 2, 0, 5_000_000, {"k": "v"})]
@@ -33,13 +38,27 @@ def test_logs_use_scope_name_and_render_non_string_bodies_stably() -> None:
     req = logs_request([LogSpec("svc", "app.db", "disk full", severity=17, attrs={"n": 3}, time_ns=5)])
     rec = req.resource_logs[0].scope_logs[0].log_records.add(severity_number=9, observed_time_unix_nano=7)
     rec.body.kvlist_value.CopyFrom(KeyValueList(values=[kv("b", 2), kv("a", "x")]))
-    ex = EXTRACTOR.extract("logs", req)
+    ex = CODEC.decode("logs", req.SerializeToString()).extraction
+    assert ex is not None
     batch = ex.streams["logs/svc/app.db"]
     assert batch.events[0] == canonical_log("disk full", 17, {"n": 3})
     assert batch.events[1] == canonical_log('{"a":"x","b":2}', 9, {})
     assert batch.times == [5, 7]
     assert render_body(AnyValue(bytes_value=b"\x00\xff")) == '"00ff"'
     assert render_body(AnyValue()) == ""
+
+
+def test_a_custom_stream_key_reads_item_then_resource_attributes() -> None:
+    codec = RequestCodec(ExtractionOptions(("service.name", "http.route", "k8s.pod.name")))
+    ids = {"trace_id": b"\x01" * 16, "span_id": b"\x02" * 8}
+    spans = [SpanSpec("a", "GET /x", 5, attrs={"http.route": "/x"}, **ids),
+             SpanSpec("a", "GET /x", 5, attrs={"http.route": "/y", "k8s.pod.name": "own"}, **ids),
+             SpanSpec("a", "GET /z", 5, **ids)]
+    payload = traces_request(spans, {"k8s.pod.name": "pod-1"}).SerializeToString()
+    ex = codec.decode("traces", payload).extraction
+    assert ex is not None
+    assert list(ex.streams) == ["a//x/pod-1", "a//y/own", "a/-/pod-1"]
+    assert [b.positions for b in ex.streams.values()] == [[0], [1], [2]]
 
 
 def test_metric_points_become_values_with_histogram_and_summary_sub_streams() -> None:
@@ -55,10 +74,11 @@ def test_metric_points_become_values_with_histogram_and_summary_sub_streams() ->
     s = metrics.add(name="q")
     p = s.summary.data_points.add(count=2, sum=5.0, time_unix_nano=4)
     p.quantile_values.add(quantile=0.99, value=4.5)
-    ex = EXTRACTOR.extract("metrics", req)
-    values = {sid: b.events for sid, b in ex.streams.items()}
+    decoded = CODEC.decode("metrics", req.SerializeToString())
+    assert decoded.accepted == 4 and decoded.extraction is not None
+    values = {sid: b.events for sid, b in decoded.extraction.streams.items()}
     assert values == {"metrics/svc/cpu": [0.5, 3.0], "metrics/svc/lat:count": [4.0],
                       "metrics/svc/lat:sum": [10.0],
                       "metrics/svc/lat:mean": [2.5], "metrics/svc/q:count": [2.0], "metrics/svc/q:sum": [5.0],
                       "metrics/svc/q:q0.99": [4.5]}
-    assert all(pos == -1 for b in ex.streams.values() for pos in b.positions)
+    assert all(pos == -1 for b in decoded.extraction.streams.values() for pos in b.positions)

@@ -135,6 +135,8 @@ def start_receivers() -> Iterator[Callable[..., Receivers]]:
                        OtlpHttpReceiver(*args), loop_thread.loop)
         rx.run(rx.grpc.start())
         rx.run(rx.http.start())
+        for receiver in (rx.grpc, rx.http):  # the fast path, not the upb one used while kernels compile
+            assert receiver._core.decoder.wait_for_kernels(120), "the codec's kernels never became ready"
         health.set_phase(phase)
         started.append(rx)
         return rx

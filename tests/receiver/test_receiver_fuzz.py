@@ -7,16 +7,17 @@ import asyncio
 import gzip
 import json
 
+from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otlp_gateway.otlp.json_codec import OtlpJsonError, parse_otlp_json
-from otlp_gateway.otlp.receiving import RECEIVER_SIGNALS
-from otlp_gateway.otlp.validate import VALIDATORS
+from otlp_gateway.otlp.codec import ExtractionOptions, MalformedRequest, RequestCodec
+from otlp_gateway.otlp.signals import SIGNAL_SPECS
 from otlp_gateway.receiver.admission import AdmissionController
+from otlp_gateway.receiver.decoding import DecodePool
 from otlp_gateway.receiver.http_app import OtlpHttpApp
-from otlp_gateway.receiver.ingest import IngestCore, Refusal, RefusalKind
+from otlp_gateway.receiver.ingest import IngestCore
 from otlp_gateway.receiver.settings import AdmissionSettings
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 from tests.fixtures.otlp_payloads import trace_request
@@ -34,6 +35,10 @@ json_values = st.recursive(
     max_leaves=30)
 
 
+CODEC = RequestCodec(ExtractionOptions())
+DECODER = DecodePool(1, ExtractionOptions())  # one for every example: the app under test borrows it
+
+
 @FUZZ
 @given(json_values)
 def test_any_json_document_decodes_or_is_refused_cleanly(doc):
@@ -41,31 +46,36 @@ def test_any_json_document_decodes_or_is_refused_cleanly(doc):
         body = json.dumps(doc).encode()
     except ValueError:  # NaN and friends are not JSON
         return
-    for signal, spec in RECEIVER_SIGNALS.items():
+    for signal in SIGNAL_SPECS:
         try:
-            message = parse_otlp_json(body, signal, spec.request_type)
-        except OtlpJsonError:
+            decoded = CODEC.decode(signal, body, "json")
+        except MalformedRequest:
             continue
-        VALIDATORS[signal](message)
-        message.SerializeToString()
+        assert decoded.accepted + decoded.rejected >= 0 and (decoded.payload or not decoded.accepted)
 
 
 @FUZZ
 @given(st.binary(max_size=300))
-def test_any_bytes_parse_as_protobuf_or_are_malformed(body):
-    for spec in RECEIVER_SIGNALS.values():
+def test_any_bytes_decode_exactly_when_upb_parses_them(body):
+    for signal, spec in SIGNAL_SPECS.items():
         try:
-            message = IngestCore.parse_protobuf(spec, body)
-        except Refusal as refusal:
-            assert refusal.kind is RefusalKind.MALFORMED
+            spec.request_type.FromString(body)
+            parses = True
+        except DecodeError:
+            parses = False
+        try:
+            decoded = CODEC.decode(signal, body)
+        except MalformedRequest as refused:
+            assert not parses, f"{signal}: upb parses what the codec refused ({refused})"
             continue
-        spec.validate(message)
+        assert parses, f"{signal}: the codec accepted what upb refuses"
+        assert decoded.accepted == 0 or decoded.payload
 
 
 def _app() -> OtlpHttpApp:
     metrics = GatewayMetrics()
     admission = AdmissionController(AdmissionSettings(), metrics)
-    core = IngestCore("http", RecordingConsumer(), metrics, admission, None, None)
+    core = IngestCore("http", RecordingConsumer(), metrics, admission, None, None, DECODER)
     return OtlpHttpApp(core, 64 * 1024, admission)
 
 

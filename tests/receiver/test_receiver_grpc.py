@@ -47,7 +47,9 @@ def test_sdk_grpc_exporters_deliver_and_bytes_arrive_unchanged(start_receivers):
     (trace_batch,) = by_signal["traces"]
     assert trace_batch.payload == encoded_spans(spans)  # the client's own bytes, not a re-serialization
     assert trace_batch.item_count == 4
-    received = {s.name: s for s in trace_batch.message.resource_spans[0].scope_spans[0].spans}
+    assert trace_batch.message is None  # valid protobuf is never parsed into messages on the way through
+    forwarded = ExportTraceServiceRequest.FromString(trace_batch.payload)
+    received = {s.name: s for s in forwarded.resource_spans[0].scope_spans[0].spans}
     for span in spans:
         got = received[span.name]
         assert got.trace_id == span.context.trace_id.to_bytes(16, "big")
@@ -63,11 +65,11 @@ def test_sdk_grpc_exporters_deliver_and_bytes_arrive_unchanged(start_receivers):
     assert metric_batch.item_count == 2
 
     log_batches = by_signal["logs"]
-    assert [b.message.resource_logs[0].scope_logs[0].log_records[0].body.string_value for b in log_batches] \
-        == ["payment declined", "retrying payment"]
+    logs = [ExportLogsServiceRequest.FromString(b.payload).resource_logs[0].scope_logs[0].log_records[0]
+            for b in log_batches]
+    assert [record.body.string_value for record in logs] == ["payment declined", "retrying payment"]
     assert log_batches[-1].payload == last_log_bytes
-    assert log_batches[0].message.resource_logs[0].scope_logs[0].log_records[0].trace_id \
-        == records[0].log_record.trace_id.to_bytes(16, "big")
+    assert logs[0].trace_id == records[0].log_record.trace_id.to_bytes(16, "big")
     assert rx.sample("otelcol_receiver_accepted_spans_total", {"transport": "grpc"}) == 4
     assert rx.sample("otelcol_receiver_accepted_log_records_total", {"transport": "grpc"}) == 2
 
@@ -159,6 +161,8 @@ def test_oversize_and_gzip_bomb_are_resource_exhausted_without_retry_info(start_
 
 
 def test_next_stage_errors_map_to_codes_with_retry_info_in_both_trailers(start_receivers):
+    """The collector's mapping: a server stage's permanent failure is INTERNAL (never INVALID_ARGUMENT:
+    the client's data is fine), an unclassified error is retryable UNAVAILABLE."""
     rx = start_receivers()
     body = trace_request(2).SerializeToString()
     rx.consumer.fail_next(RetryableError("exporter queue busy", retry_after=2.5),
@@ -170,10 +174,12 @@ def test_next_stage_errors_map_to_codes_with_retry_info_in_both_trailers(start_r
     overloaded = expect_refusal(rx.grpc_target, body)
     assert_retry_info(overloaded, rx.settings.admission.retry_after_seconds)  # no hint: the default
     permanent = expect_refusal(rx.grpc_target, body)
-    assert permanent.code() is grpc.StatusCode.INVALID_ARGUMENT and "google.rpc.retryinfo-bin" not in \
+    assert permanent.code() is grpc.StatusCode.INTERNAL and "google.rpc.retryinfo-bin" not in \
         trailers_of(permanent)
-    internal = expect_refusal(rx.grpc_target, body)
-    assert internal.code() is grpc.StatusCode.INTERNAL and "bug" not in internal.details()
+    assert "INVALID_ARGUMENT" not in permanent.details() and "server stage" in permanent.details()
+    unclassified = expect_refusal(rx.grpc_target, body)
+    assert unclassified.code() is grpc.StatusCode.UNAVAILABLE and "bug" not in unclassified.details()
+    assert_retry_info(unclassified, rx.settings.admission.retry_after_seconds)
     call(rx.grpc_target, body)  # and then it works again
     assert rx.consumer.items() == 2
     refused = {r: rx.sample("otelcol_receiver_refused_spans_total", {"transport": "grpc", "reason": r})

@@ -167,9 +167,12 @@ def test_next_stage_errors_map_to_http_statuses(start_receivers):
     assert _status(overloaded).code == 14
     limited = _post(rx, body, JS.copy() | {"content-type": "application/x-protobuf"})
     assert limited.status_code == 429 and limited.headers["retry-after"] == "1"
-    assert _post(rx, body, PB).status_code == 400
-    internal = _post(rx, body, PB)
-    assert internal.status_code == 500 and "bug" not in _status(internal).message
+    permanent = _post(rx, body, PB)  # a server stage failed: 500, never a 400 that blames the client's data
+    assert permanent.status_code == 500 and _status(permanent).code == 13 and "retry-after" not in \
+        permanent.headers
+    unclassified = _post(rx, body, PB)  # no class: retryable, as the collector answers
+    assert unclassified.status_code == 503 and "bug" not in _status(unclassified).message
+    assert unclassified.headers["retry-after"] == "1"
     assert _post(rx, body, PB).status_code == 200
 
 

@@ -17,34 +17,34 @@ Keys and classes are 64-bit hashes (FNV-1a + a finalizer; domain-tagged so heads
 never share a hash by construction of the inputs). The memo is an open-addressing table (``uint64`` keys,
 0 = empty) pointing into a byte arena; the key table records per key hash 1 = identifier, 2 = not.
 The assembly kernel reports what it misses instead of rendering: the caller renders those with the real
-canonical functions, inserts them (``insert_fragments``) and runs it again.
+canonical functions, inserts them (``insert_fragments``) and runs it again. An item's attributes are sorted
+by key in O(n log n) (an item may carry up to the detection cap of attributes).
 """
 
 from __future__ import annotations
 
 import struct
+from collections import namedtuple
 
 import numpy as np
 
 from detectors._kernels import kernel
 from otlp_gateway.otlp._kernels.walk import (
+    ITEM_BODY_LEN,
+    ITEM_BODY_OFF,
+    ITEM_KIND,
+    ITEM_KV_COUNT,
+    ITEM_KV_FIRST,
+    ITEM_NAME_HASH,
+    ITEM_SEVERITY,
+    ITEM_STATUS,
+    KV_KEY_HASH,
     KV_KEY_LEN,
     KV_KEY_OFF,
     KV_VAL_LEN,
     KV_VAL_OFF,
-    LOG_BODY_LEN,
-    LOG_BODY_OFF,
-    LOG_SEVERITY,
-    SPAN_KIND,
-    SPAN_KV_COUNT,
-    SPAN_KV_FIRST,
-    SPAN_NAME_HASH,
-    SPAN_STATUS,
-    hash_bytes,
-    read_fixed64,
-    read_varint,
-    skip_field,
 )
+from otlp_gateway.otlp._kernels.wire import hash_bytes, mix, read_fixed64, read_varint, skip_scalar
 
 MISS_HEAD = 0
 MISS_KEY = 1
@@ -52,9 +52,35 @@ MISS_KEY = 1
 MISS_FRAGMENT = 2
 MISS_COLUMNS = 5
 NEED_OUTPUT = -1
-"""``assemble_spans`` return: the output buffer is too small (``sizes[0]`` holds the size needed)."""
+"""``assemble`` return: the output buffer is too small (``work.sizes[0]`` holds the size needed)."""
 HAS_MISSES = -2
-"""``assemble_spans`` return: ``sizes[1]`` misses listed; render them, insert, run again."""
+"""``assemble`` return: ``work.sizes[1]`` misses listed; render them, insert, run again."""
+
+M_FRAGMENTS = 0
+M_ARENA_USED = 1
+M_KEYS = 2
+META = 3
+
+Memo = namedtuple("Memo", ["fragment_hashes", "fragment_offsets", "fragment_lengths", "arena", "key_hashes",
+                           "key_flags", "meta"])
+"""The memo tables (``otlp_gateway.otlp.memo.FragmentMemo`` owns and grows them).
+
+* ``fragment_hashes``: uint64 [slots], open addressing, 0 = empty; ``fragment_offsets`` /
+  ``fragment_lengths``: int64 [slots] — where each fragment's bytes are in ``arena`` (uint8);
+* ``key_hashes``: uint64 [key slots]; ``key_flags``: int8 [key slots] — 1 identifier key, 2 not;
+* ``meta``: int64 [META] — fragments stored, arena bytes used, keys stored.
+"""
+
+Assembly = namedtuple("Assembly", ["order", "merge", "slots", "misses", "out", "out_off", "out_len", "sizes"])
+"""Scratch and output of ``assemble`` (``otlp_gateway.otlp.events`` sizes them per request).
+
+* ``order`` / ``merge``: int64 [>= the most kept attributes of an item] — sort scratch;
+* ``slots``: int64 [kept attributes + items] — memo slot of every head and fragment;
+* ``misses``: int64 [kept attributes + items, MISS_COLUMNS] — what to render (``MISS_*``);
+* ``out``: uint8 — the canonical bytes; ``out_off`` / ``out_len``: int64 [items] — item ``s`` is
+  ``out[out_off[s]:out_off[s] + out_len[s]]``;
+* ``sizes``: int64 [2] — output bytes needed, misses listed.
+"""
 
 _TAG_HEAD = np.uint64(0x68656164)
 _TAG_LOG_HEAD = np.uint64(0x6C6F67)
@@ -75,23 +101,6 @@ _BITS_1E15 = np.uint64(struct.unpack("<Q", struct.pack("<d", 1e15))[0])
 
 
 @kernel
-def _finalize(x):
-    """The splitmix64 finalizer: a bijection of 64-bit values that spreads every input bit."""
-    x = x + np.uint64(0x9E3779B97F4A7C15)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-@kernel
-def mix(h, value):
-    """Fold a 64-bit value into a hash; never returns 0 (the empty slot). ``h`` is scrambled before the
-    value goes in, so (h, value) pairs with equal ``h ^ value`` do not collide (a plain xor did)."""
-    x = _finalize(_finalize(np.uint64(h)) ^ np.uint64(value))
-    return x if x != 0 else np.uint64(1)
-
-
-@kernel
 def _digits(v):
     d = 0
     while v > 0:
@@ -109,8 +118,8 @@ def value_class(buf, off, length, is_body):
     pos = off
     fields = 0
     last_field = np.uint64(0)
-    last_wire = 0
-    last_pos = 0
+    last_wire = np.int64(0)
+    last_pos = np.int64(0)
     while pos < end:
         tag, pos = read_varint(buf, pos, end)
         if pos < 0:
@@ -118,7 +127,7 @@ def value_class(buf, off, length, is_body):
         last_field = tag >> np.uint64(3)
         last_wire = np.int64(tag & np.uint64(7))
         last_pos = pos
-        pos = skip_field(buf, pos, end, last_wire)
+        pos = skip_scalar(buf, pos, end, last_wire)
         if pos < 0:
             return mix(_T_RAW, hash_bytes(buf, off, length))
         fields += 1
@@ -160,9 +169,12 @@ def value_class(buf, off, length, is_body):
 
 
 @kernel
-def _key_less(buf, a_off, a_len, b_off, b_len):
-    n = min(a_len, b_len)
-    for i in range(n):
+def _key_less(buf, kvs, a, b):
+    """Whether the key of KeyValue row ``a`` sorts before that of row ``b`` (bytewise, as Python's str
+    order for UTF-8)."""
+    a_off, a_len = kvs[a, KV_KEY_OFF], kvs[a, KV_KEY_LEN]
+    b_off, b_len = kvs[b, KV_KEY_OFF], kvs[b, KV_KEY_LEN]
+    for i in range(min(a_len, b_len)):
         x = buf[a_off + i]
         y = buf[b_off + i]
         if x != y:
@@ -171,13 +183,60 @@ def _key_less(buf, a_off, a_len, b_off, b_len):
 
 
 @kernel
-def _key_equal(buf, a_off, a_len, b_off, b_len):
-    if a_len != b_len:
+def _keys_equal(buf, kvs, a, b):
+    a_len = kvs[a, KV_KEY_LEN]
+    if a_len != kvs[b, KV_KEY_LEN]:
         return False
+    a_off, b_off = kvs[a, KV_KEY_OFF], kvs[b, KV_KEY_OFF]
     for i in range(a_len):  # noqa: SIM110 (numba: no generator in all())
         if buf[a_off + i] != buf[b_off + i]:
             return False
     return True
+
+
+@kernel
+def sort_by_key(buf, kvs, order, merge, count):
+    """Stable sort of ``order[:count]`` (KeyValue rows) by key bytes: insertion sort for short runs, a
+    bottom-up merge sort above (O(n log n) comparisons however many attributes an item has)."""
+    run = 16
+    for lo in range(0, count, run):
+        hi = min(lo + run, count)
+        for i in range(lo + 1, hi):
+            cur = order[i]
+            j = i - 1
+            while j >= lo and _key_less(buf, kvs, cur, order[j]):
+                order[j + 1] = order[j]
+                j -= 1
+            order[j + 1] = cur
+    width = run
+    src, dst = order, merge
+    result_in_order = True
+    while width < count:
+        for lo in range(0, count, 2 * width):
+            mid = min(lo + width, count)
+            hi = min(lo + 2 * width, count)
+            i, j, k = lo, mid, lo
+            while i < mid and j < hi:
+                if _key_less(buf, kvs, src[j], src[i]):  # strictly less: equal keys keep their order
+                    dst[k] = src[j]
+                    j += 1
+                else:
+                    dst[k] = src[i]
+                    i += 1
+                k += 1
+            while i < mid:
+                dst[k] = src[i]
+                i += 1
+                k += 1
+            while j < hi:
+                dst[k] = src[j]
+                j += 1
+                k += 1
+        src, dst = dst, src
+        result_in_order = not result_in_order
+        width *= 2
+    if not result_in_order:
+        order[:count] = merge[:count]
 
 
 @kernel
@@ -188,6 +247,15 @@ def find(keys, h):
     while keys[i] != 0 and keys[i] != h:
         i = (i + 1) & mask
     return i
+
+
+@kernel
+def _digits_bits(v):
+    n = 0
+    while v > 0:
+        n += 1
+        v >>= np.uint64(1)
+    return n
 
 
 @kernel
@@ -204,17 +272,8 @@ def head_hash(name_hash, kind, status, times_row):
 
 
 @kernel
-def _digits_bits(v):
-    n = 0
-    while v > 0:
-        n += 1
-        v >>= np.uint64(1)
-    return n
-
-
-@kernel
 def _miss(misses, n_miss, kind, row, h, extra):
-    """Record a cache miss (what, which span or KeyValue row, its hash, an extra hash); the new count."""
+    """Record a cache miss (what, which item or KeyValue row, its hash, an extra hash); the new count."""
     misses[n_miss, 0] = kind
     misses[n_miss, 1] = row
     misses[n_miss, 2] = np.int64(h)
@@ -223,25 +282,30 @@ def _miss(misses, n_miss, kind, row, h, extra):
 
 
 @kernel
-def assemble(buf, spans, times, n_spans, is_logs, kvs, fkeys, foff, flen, arena, kkeys, kflag,
-             order, slots, misses, out, out_off, out_len, sizes):
-    """Canonical bytes of every span (or log record: ``is_logs``) into ``out`` (item ``s`` at
-    ``out[out_off[s]:+out_len[s]]``).
+def assemble(buf, items, times, kvs, logs, memo, work):
+    """Canonical bytes of every item (span, or log record when ``logs``) of the walk's tables.
 
-    ``order``/``slots`` are scratch rows (one per KeyValue plus one per span). Returns the bytes written,
-    ``HAS_MISSES`` (``misses[:sizes[1]]`` lists what to render; nothing written) or ``NEED_OUTPUT``.
+    ``buf``: the request; ``items``/``times``/``kvs``: the walk's tables (exactly the request's items);
+    ``memo``: a ``Memo``; ``work``: an ``Assembly``. Returns the bytes written to ``work.out``,
+    ``HAS_MISSES`` (``work.misses[:work.sizes[1]]`` lists what to render; nothing written) or
+    ``NEED_OUTPUT``.
     """
+    fkeys, flen, foff, arena = memo.fragment_hashes, memo.fragment_lengths, memo.fragment_offsets, memo.arena
+    kkeys, kflag = memo.key_hashes, memo.key_flags
+    order, slots, misses, out = work.order, work.slots, work.misses, work.out
+    out_off, out_len, sizes = work.out_off, work.out_len, work.sizes
+    n_items = items.shape[0]
     n_miss = 0
     total = 0
     cursor = 0  # next free row of ``slots``
-    for s in range(n_spans):
-        first = spans[s, SPAN_KV_FIRST]
-        count = spans[s, SPAN_KV_COUNT]
-        if is_logs:
-            body = value_class(buf, spans[s, LOG_BODY_OFF], spans[s, LOG_BODY_LEN], True)
-            hh = mix(mix(_TAG_LOG_HEAD, body), np.uint64(spans[s, LOG_SEVERITY]))
+    for s in range(n_items):
+        first = items[s, ITEM_KV_FIRST]
+        count = items[s, ITEM_KV_COUNT]
+        if logs:
+            body = value_class(buf, items[s, ITEM_BODY_OFF], items[s, ITEM_BODY_LEN], True)
+            hh = mix(mix(_TAG_LOG_HEAD, body), np.uint64(items[s, ITEM_SEVERITY]))
         else:
-            hh = head_hash(spans[s, SPAN_NAME_HASH], spans[s, SPAN_KIND], spans[s, SPAN_STATUS], times[s])
+            hh = head_hash(items[s, ITEM_NAME_HASH], items[s, ITEM_KIND], items[s, ITEM_STATUS], times[s])
         hslot = find(fkeys, hh)
         if fkeys[hslot] == 0:
             n_miss = _miss(misses, n_miss, MISS_HEAD, s, hh, np.uint64(0))
@@ -249,26 +313,15 @@ def assemble(buf, spans, times, n_spans, is_logs, kvs, fkeys, foff, flen, arena,
             total += flen[hslot]
         slots[cursor] = hslot
         cursor += 1
-        # stable insertion sort of the span's KeyValues by key bytes
         for i in range(count):
             order[i] = first + i
-        for i in range(1, count):
-            cur = order[i]
-            j = i - 1
-            while j >= 0 and _key_less(buf, kvs[cur, KV_KEY_OFF], kvs[cur, KV_KEY_LEN],
-                                       kvs[order[j], KV_KEY_OFF], kvs[order[j], KV_KEY_LEN]):
-                order[j + 1] = order[j]
-                j -= 1
-            order[j + 1] = cur
+        sort_by_key(buf, kvs, order, work.merge, count)
         kept = 0
         for i in range(count):
             row = order[i]
-            if i + 1 < count:
-                nxt = order[i + 1]
-                if _key_equal(buf, kvs[row, KV_KEY_OFF], kvs[row, KV_KEY_LEN], kvs[nxt, KV_KEY_OFF],
-                              kvs[nxt, KV_KEY_LEN]):
-                    continue  # a repeated key: the last one wins, as in a dict
-            kh = mix(_TAG_KEY, hash_bytes(buf, kvs[row, KV_KEY_OFF], kvs[row, KV_KEY_LEN]))
+            if i + 1 < count and _keys_equal(buf, kvs, row, order[i + 1]):
+                continue  # a repeated key: the last one wins, as in a dict
+            kh = mix(_TAG_KEY, np.uint64(kvs[row, KV_KEY_HASH]))
             kslot = find(kkeys, kh)
             id_hash = mix(kh, _TAG_ID)
             if kkeys[kslot] == 0:
@@ -291,7 +344,7 @@ def assemble(buf, spans, times, n_spans, is_logs, kvs, fkeys, foff, flen, arena,
             kept += 1
         if kept > 0:
             total += 2
-        out_len[s] = kept  # fragments of this span, until the write pass
+        out_len[s] = kept  # fragments of this item, until the write pass
         cursor += kept
     sizes[0] = total
     sizes[1] = n_miss
@@ -301,7 +354,7 @@ def assemble(buf, spans, times, n_spans, is_logs, kvs, fkeys, foff, flen, arena,
         return NEED_OUTPUT
     cursor = 0
     written = 0
-    for s in range(n_spans):
+    for s in range(n_items):
         kept = out_len[s]
         out_off[s] = written
         for i in range(kept + 1):
@@ -311,19 +364,21 @@ def assemble(buf, spans, times, n_spans, is_logs, kvs, fkeys, foff, flen, arena,
                 written += 2
             slot = slots[cursor + i]
             a = foff[slot]
-            for j in range(flen[slot]):
+            n = flen[slot]
+            for j in range(n):  # a loop: numba's slice assignment costs more for a few bytes
                 out[written + j] = arena[a + j]
-            written += flen[slot]
+            written += n
         cursor += kept + 1
         out_len[s] = written - out_off[s]
     return written
 
 
 @kernel
-def insert_fragments(fkeys, foff, flen, arena, meta, hashes, blob, blob_offs, blob_lens):
-    """Memoize fragments ``blob[blob_offs[i]:+blob_lens[i]]`` under ``hashes[i]``; ``meta`` = (entries,
-    arena bytes used). Returns False (nothing more inserted) when the table would pass half full or the
-    arena is full: the caller clears and retries."""
+def insert_fragments(memo, hashes, blob, blob_offs, blob_lens):
+    """Memoize fragments ``blob[blob_offs[i]:+blob_lens[i]]`` under ``hashes[i]``. Returns False (the rest
+    not inserted) when the table would pass half full or the arena is full: the caller makes room."""
+    fkeys, foff, flen, arena, meta = memo.fragment_hashes, memo.fragment_offsets, memo.fragment_lengths, \
+        memo.arena, memo.meta
     limit = fkeys.size // 2
     for i in range(hashes.size):
         h = hashes[i]
@@ -331,30 +386,52 @@ def insert_fragments(fkeys, foff, flen, arena, meta, hashes, blob, blob_offs, bl
         if fkeys[slot] == h:
             continue
         n = blob_lens[i]
-        if meta[0] + 1 > limit or meta[1] + n > arena.size:
+        if meta[M_FRAGMENTS] + 1 > limit or meta[M_ARENA_USED] + n > arena.size:
             return False
-        a = meta[1]
+        a = meta[M_ARENA_USED]
+        b = blob_offs[i]
         for j in range(n):
-            arena[a + j] = blob[blob_offs[i] + j]
+            arena[a + j] = blob[b + j]
         fkeys[slot] = h
         foff[slot] = a
         flen[slot] = n
-        meta[0] += 1
-        meta[1] += n
+        meta[M_FRAGMENTS] += 1
+        meta[M_ARENA_USED] += n
     return True
 
 
 @kernel
-def insert_keys(kkeys, kflag, meta, hashes, flags):
+def insert_keys(memo, hashes, flags):
     """Record key hashes as identifier (1) or not (2); False when the table would pass half full."""
+    kkeys, kflag, meta = memo.key_hashes, memo.key_flags, memo.meta
     limit = kkeys.size // 2
     for i in range(hashes.size):
         slot = find(kkeys, hashes[i])
         if kkeys[slot] == hashes[i]:
             continue
-        if meta[2] + 1 > limit:
+        if meta[M_KEYS] + 1 > limit:
             return False
         kkeys[slot] = hashes[i]
         kflag[slot] = flags[i]
-        meta[2] += 1
+        meta[M_KEYS] += 1
     return True
+
+
+@kernel
+def rehash(old, new):
+    """Copy every entry of the memo ``old`` into the larger, empty memo ``new`` (same arena contents)."""
+    new.arena[:old.meta[M_ARENA_USED]] = old.arena[:old.meta[M_ARENA_USED]]
+    for i in range(old.fragment_hashes.size):
+        h = old.fragment_hashes[i]
+        if h != 0:
+            slot = find(new.fragment_hashes, h)
+            new.fragment_hashes[slot] = h
+            new.fragment_offsets[slot] = old.fragment_offsets[i]
+            new.fragment_lengths[slot] = old.fragment_lengths[i]
+    for i in range(old.key_hashes.size):
+        h = old.key_hashes[i]
+        if h != 0:
+            slot = find(new.key_hashes, h)
+            new.key_hashes[slot] = h
+            new.key_flags[slot] = old.key_flags[i]
+    new.meta[:] = old.meta

@@ -1,0 +1,216 @@
+"""Spans and log records of a walked request as canonical events, grouped per stream.
+
+From the walk's tables (``walker.Walk``): ``_kernels.fragments.assemble`` builds every item's canonical
+bytes from memoized fragments (the same bytes as ``detectors.canonical.canonical_span``/``canonical_log``
+on the item's kept attributes); Python renders only fragments it has not seen, routes each *group* of
+items once (items with equal group hashes share resource, name or scope and looked-up attribute values,
+hence their stream), and slices the per-stream lists. Every stream-key configuration takes this path:
+the walk records the values of the explicit ``driftlock.stream_id`` and of every attribute part, on the
+item and on its resource, and ``StreamRouter.stream_id`` decides from those.
+
+Not thread-safe: one extractor per thread (it reuses its buffers and its memo).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from detectors.canonical import canonical_log, canonical_span, is_identifier_key
+from otlp_gateway.otlp._kernels import fragments as frag
+from otlp_gateway.otlp._kernels import walk as w
+from otlp_gateway.otlp.extract import StreamBatch
+from otlp_gateway.otlp.memo import FragmentMemo
+from otlp_gateway.otlp.values import any_value, render_attribute, render_body
+from otlp_gateway.otlp.walker import Lookups, Walk, WalkedSignal
+from otlp_gateway.streams.routing import EMPTY_PART, StreamKey, StreamRouter, service_of
+
+MAX_ROUNDS = 6
+"""assemble -> render misses -> assemble ...: the memo makes room for a whole request, so three rounds
+(four with an output buffer to grow) always suffice; more means a bug."""
+OUTPUT_BYTES = 1 << 16
+KEEP_OUTPUT_BYTES = 1 << 24
+"""A larger output buffer (grown for one big request) is given back after that request."""
+RESOURCE_MEMO = 4096
+
+
+class EventExtractor:
+    """Per-stream canonical events of trace (``signal="traces"``) or log (``"logs"``) requests."""
+
+    def __init__(self, signal: WalkedSignal, router: StreamRouter, lookups: Lookups, memo: FragmentMemo):
+        self.signal = signal
+        self.router = router
+        self.memo = memo
+        self._logs = signal == "logs"
+        self._item_keys = lookups.item_keys
+        self._resource_keys = lookups.resource_keys
+        self._out = np.zeros(OUTPUT_BYTES, dtype=np.uint8)
+        self._resources: dict[tuple[bytes | None, ...], tuple[str, dict[str, Any]]] = {}
+
+    # --- canonical bytes ------------------------------------------------------------------------------
+    def canonical(self, walk: Walk) -> tuple[bytes, np.ndarray, np.ndarray]:
+        """(blob, offsets, lengths): item ``s``'s canonical bytes are ``blob[off[s]:off[s]+len[s]]``."""
+        t = walk.tables
+        assert t is not None, "canonical events need a walk in extract mode"
+        n_items, n_kvs = t.items.shape[0], t.kvs.shape[0]
+        longest = int(t.items[:, w.ITEM_KV_COUNT].max()) if n_items else 0
+        rows = n_kvs + n_items + 1
+        sort_rows = max(1, longest)
+        work = frag.Assembly(
+            order=np.empty(sort_rows, dtype=np.int64), merge=np.empty(sort_rows, dtype=np.int64),
+            slots=np.empty(rows, dtype=np.int64), misses=np.empty((rows, frag.MISS_COLUMNS), dtype=np.int64),
+            out=self._out, out_off=np.empty(n_items, dtype=np.int64),
+            out_len=np.empty(n_items, dtype=np.int64), sizes=np.zeros(2, dtype=np.int64))
+        self.memo.begin_request()
+        for _ in range(MAX_ROUNDS):
+            written = frag.assemble(walk.buf, t.items, t.times, t.kvs, self._logs, self.memo.tables, work)
+            if written == frag.NEED_OUTPUT:
+                self._out = np.zeros(2 * int(work.sizes[0]), dtype=np.uint8)
+                work = work._replace(out=self._out)
+                continue
+            if written == frag.HAS_MISSES:
+                self._render(walk, work.misses[:int(work.sizes[1])].tolist())
+                continue
+            blob = self._out[:written].tobytes()
+            if self._out.size > KEEP_OUTPUT_BYTES:
+                self._out = np.zeros(OUTPUT_BYTES, dtype=np.uint8)
+            return blob, work.out_off, work.out_len
+        raise RuntimeError(f"canonical assembly did not finish in {MAX_ROUNDS} rounds")
+
+    def _render(self, walk: Walk, misses: list[list[int]]) -> None:
+        """Render what the assembly missed with the real canonical functions, and memoize it."""
+        payload, t = walk.payload, walk.tables
+        assert t is not None
+        fragments: dict[int, bytes] = {}
+        keys: dict[int, bool] = {}
+        for kind, row, h1, h2, key_hash in misses:
+            if kind == frag.MISS_HEAD:
+                if h1 not in fragments:
+                    fragments[h1] = self._head(payload, t, row)
+                continue
+            key_off, key_len, val_off, val_len = t.kvs[row, :w.KV_KEY_HASH].tolist()
+            key = payload[key_off:key_off + key_len].decode("utf-8")
+            h = h1
+            if kind == frag.MISS_KEY:
+                is_id = keys.get(key_hash)
+                if is_id is None:
+                    is_id = keys[key_hash] = is_identifier_key(key)
+                h = h1 if is_id else h2
+            if h not in fragments:
+                fragments[h] = render_attribute(key, _value(payload, val_off, val_len))
+        if keys:
+            self.memo.add_keys(list(keys), list(keys.values()))
+        if fragments:
+            self.memo.add_fragments(list(fragments), list(fragments.values()))
+
+    def _head(self, payload: bytes, t: w.WalkTables, row: int) -> bytes:
+        item = t.items[row].tolist()
+        if self._logs:
+            off, length = item[w.ITEM_BODY_OFF], item[w.ITEM_BODY_LEN]
+            body = render_body(AnyValue.FromString(payload[off:off + length])) if length >= 0 else ""
+            return canonical_log(body, item[w.ITEM_SEVERITY], None)
+        off, length = item[w.ITEM_NAME_OFF], item[w.ITEM_NAME_LEN]
+        start, end = (int(x) for x in t.times[row])
+        return canonical_span(payload[off:off + length].decode("utf-8"), item[w.ITEM_KIND],
+                              item[w.ITEM_STATUS], end - start, None)
+
+    # --- grouping -------------------------------------------------------------------------------------
+    def extract(self, walk: Walk) -> dict[str, StreamBatch]:
+        """Per-stream batches of the walked request, streams in order of first appearance."""
+        t = walk.tables
+        assert t is not None, "extraction needs a walk in extract mode"
+        n = walk.items
+        if n == 0:
+            return {}
+        blob, out_off, out_len = self.canonical(walk)
+        payload = walk.payload
+        items = t.items
+        group_hashes = items[:, w.ITEM_GROUP]
+        if group_hashes.min() == group_hashes.max():  # one group: the usual request
+            order = np.arange(n)
+            bounds = [0, n]
+            group_order = [0]
+        else:
+            _, first, inverse = np.unique(group_hashes, return_index=True, return_inverse=True)
+            order = np.argsort(inverse, kind="stable")
+            bounds = [0, *np.cumsum(np.bincount(inverse, minlength=first.size)).tolist()]
+            group_order = np.argsort(first, kind="stable").tolist()
+        ordered = items[order]
+        ev_start = out_off[order]
+        ev_end = (ev_start + out_len[order]).tolist()
+        tid = ordered[:, w.ITEM_TID_OFF]
+        tid_end = (tid + ordered[:, w.ITEM_TID_LEN]).tolist()
+        sid = ordered[:, w.ITEM_SID_OFF]
+        sid_end = (sid + ordered[:, w.ITEM_SID_LEN]).tolist()
+        if self._logs:  # a record's time, or its observed time when it has none
+            times = np.where(t.times[:, 0] != 0, t.times[:, 0], t.times[:, 1])[order].tolist()
+        else:
+            times = t.times[order, 0].tolist()
+        positions = order.tolist()
+        ev_start_l, tid_l, sid_l = ev_start.tolist(), tid.tolist(), sid.tolist()
+        streams: dict[str, StreamBatch] = {}
+        for g in group_order:
+            lo, hi = bounds[g], bounds[g + 1]
+            key = self._route(payload, t, positions[lo])
+            batch = streams.get(key.stream_id)
+            if batch is None:
+                batch = streams[key.stream_id] = StreamBatch(key)
+            batch.events.extend(map(blob.__getitem__, map(slice, ev_start_l[lo:hi], ev_end[lo:hi])))
+            batch.trace_ids.extend(map(payload.__getitem__, map(slice, tid_l[lo:hi], tid_end[lo:hi])))
+            batch.span_ids.extend(map(payload.__getitem__, map(slice, sid_l[lo:hi], sid_end[lo:hi])))
+            batch.times.extend(times[lo:hi])
+            batch.positions.extend(positions[lo:hi])
+        if len(streams) < len(group_order):  # groups sharing a stream id: back to arrival order
+            for batch in streams.values():
+                _sort_by_position(batch)
+        return streams
+
+    def _route(self, payload: bytes, t: w.WalkTables, row: int) -> StreamKey:
+        """The stream of item ``row`` (and of every item of its group)."""
+        item = t.items[row].tolist()
+        service, resource_attrs = self._resource(payload, t.resource_values[item[w.ITEM_RESOURCE]].tolist())
+        if self._logs:
+            name = self._scope_name(payload, *t.scopes[item[w.ITEM_SCOPE]].tolist())
+        else:
+            off = item[w.ITEM_NAME_OFF]
+            name = payload[off:off + item[w.ITEM_NAME_LEN]].decode("utf-8")
+        item_attrs = {key: _value(payload, off, length)
+                      for key, (off, length) in zip(self._item_keys, t.item_values[row].tolist(), strict=True)
+                      if off >= 0}
+        stream_id = self.router.stream_id(self.signal, service, name, item_attrs, resource_attrs)
+        return StreamKey(stream_id, self.signal, service, name or EMPTY_PART)
+
+    def _resource(self, payload: bytes, values: list[list[int]]) -> tuple[str, dict[str, Any]]:
+        """(service, looked-up attributes) of a resource, memoized by the raw values (resources repeat)."""
+        raw = tuple(payload[off:off + length] if off >= 0 and length >= 0 else None for off, length in values)
+        found = self._resources.get(raw)
+        if found is None:
+            attrs = {key: any_value(AnyValue.FromString(value))
+                     for key, value in zip(self._resource_keys, raw, strict=True) if value is not None}
+            if len(self._resources) >= RESOURCE_MEMO:
+                self._resources.clear()
+            found = self._resources[raw] = (service_of(attrs), attrs)
+        return found
+
+    def _scope_name(self, payload: bytes, off: int, length: int) -> str:
+        return payload[off:off + length].decode("utf-8") if off >= 0 else ""
+
+
+def _value(payload: bytes, off: int, length: int) -> Any:
+    """The attribute value stored at [off, off+length) (length -1: a KeyValue without a value: None)."""
+    if length < 0:
+        return None
+    return any_value(AnyValue.FromString(payload[off:off + length]))
+
+
+def _sort_by_position(batch: StreamBatch) -> None:
+    order = sorted(range(len(batch.positions)), key=batch.positions.__getitem__)
+    if order == list(range(len(order))):
+        return
+    batch.events = [batch.events[i] for i in order]
+    batch.trace_ids = [batch.trace_ids[i] for i in order]
+    batch.span_ids = [batch.span_ids[i] for i in order]
+    batch.times = [batch.times[i] for i in order]
+    batch.positions = [batch.positions[i] for i in order]

@@ -1,0 +1,95 @@
+"""The receivers' decode threads: a request's CPU work (walk, upb, JSON, extraction) never runs on the
+event loop, so one 20 MB request does not hold up other clients; the numba walk releases the GIL.
+
+Each thread keeps its own ``RequestCodec`` (codecs reuse their tables and memo, so they are per thread).
+One pool serves both receivers of a gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from otlp_gateway.batch import Signal
+from otlp_gateway.otlp.codec import DecodedRequest, Encoding, ExtractionOptions, RequestCodec, warm_up
+
+log = logging.getLogger(__name__)
+
+
+class DecodePool:
+    """``workers`` threads decoding requests; with ``extraction`` they also extract events for detection."""
+
+    def __init__(self, workers: int, extraction: ExtractionOptions | None = None):
+        if workers < 1:
+            raise ValueError("the decode pool needs at least one thread")
+        self.extraction = extraction
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="otlp-decode")
+        self._local = threading.local()
+        self._closed = False
+        self._kernels_ready = threading.Event()
+        """Set once the codec's kernels are compiled (or loaded from the JIT cache): until then requests
+        are decoded by upb alone, so no client waits for the compiler."""
+
+    def _codec(self) -> RequestCodec:
+        codec: RequestCodec | None = getattr(self._local, "codec", None)
+        if codec is None:
+            codec = self._local.codec = RequestCodec(self.extraction)
+        return codec
+
+    def _decode(self, signal: Signal, body: bytes, encoding: Encoding) -> DecodedRequest:
+        if not self._kernels_ready.is_set():
+            return self._codec().decode_without_kernels(signal, body, encoding)
+        return self._codec().decode(signal, body, encoding)
+
+    async def decode(self, signal: Signal, body: bytes, encoding: Encoding) -> DecodedRequest:
+        """``RequestCodec.decode`` on a decode thread (raises ``MalformedRequest`` the same way)."""
+        return await asyncio.wrap_future(self._pool.submit(self._decode, signal, body, encoding))
+
+    def warm_up(self) -> Future[None]:
+        """Compile (or load from cache) the codec's kernels on a decode thread, ahead of the first request
+        (a failure is logged; the kernels then compile on first use)."""
+        future = self._warm_up_thread()
+        future.add_done_callback(_log_failure)
+        return future
+
+    def wait_for_kernels(self, timeout: float | None = None) -> bool:
+        """Whether the kernels became ready within ``timeout`` seconds (tests that assert on the fast
+        path wait for it)."""
+        return self._kernels_ready.wait(timeout)
+
+    def _warm_up_thread(self) -> Future[None]:
+        """Compile on a thread of its own, not a decode thread: decoding goes on (by upb) meanwhile."""
+        future: Future[None] = Future()
+
+        def run() -> None:
+            try:
+                warm_up()
+            except BaseException as exc:  # reported by _log_failure; decoding stays on upb until restart
+                future.set_exception(exc)
+                return
+            self._kernels_ready.set()
+            future.set_result(None)
+
+        threading.Thread(target=run, name="otlp-codec-warm-up", daemon=True).start()
+        return future
+
+    async def start(self) -> None:
+        """A component: start compiling (or loading) the kernels in the background."""
+        self.warm_up()
+
+    async def shutdown(self, grace: float = 0.0) -> None:
+        """A component: stop after the receivers (they stop first, upstream)."""
+        self.close()
+
+    def close(self) -> None:
+        """Stop taking work; queued decodes are cancelled (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _log_failure(future: Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("warming up the codec kernels failed", exc_info=future.exception())

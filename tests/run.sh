@@ -4,11 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: PostgreSQL 15 (the suite starts its own cluster), promtool (alert-rule tests), openssl.
+# System packages: PostgreSQL 15 (the suite starts its own cluster), promtool (alert-rule tests), openssl,
+# Chromium (the web UI's browser tests drive Debian's build through Playwright; no browser is downloaded).
 missing=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || command -v initdb >/dev/null || missing+=(postgresql-15)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v openssl >/dev/null || missing+=(openssl)  # throw-away TLS certificates
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
 command -v kubectl >/dev/null || echo "tests/run.sh: kubectl is not on PATH; the Kubernetes manifest tests will fail" >&2
 if [ ${#missing[@]} -gt 0 ]; then

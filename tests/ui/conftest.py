@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from otlp_gateway.api import cli_create_key, password_hasher
@@ -38,6 +39,7 @@ PHONE = 390
 DESKTOP = 1920
 WIDTHS = (PHONE, DESKTOP)
 TRACE_TEMPLATE = "http://jaeger.example:16686/trace/{trace_id}?uiFind={span_id}"
+JWT_SECRET = "ui-tests-0123456789abcdef0123456789abcdef"
 FAST_HASH = {"time_cost": 1, "memory_kib": 1024, "parallelism": 1}
 ACTION_TIMEOUT_MS = 15_000
 OPEN_RATE = {"rps": 10_000, "burst": 10_000, "per_client_rps": 10_000, "per_client_burst": 10_000,
@@ -91,9 +93,10 @@ def open_page(browser: Any) -> Iterator[Callable[..., WatchedPage]]:
     opened: list[WatchedPage] = []
 
     def open_(url: str, width: int = DESKTOP, height: int | None = None, *, credential: str | None = None,
-              wait_ready: bool = True) -> WatchedPage:
+              wait_ready: bool = True, **context_options: Any) -> WatchedPage:
         viewport = {"width": width, "height": height or (844 if width <= PHONE else 1080)}
-        context = browser.new_context(viewport=viewport, locale="en-US", timezone_id="Europe/Berlin")
+        context = browser.new_context(viewport=viewport, locale="en-US", timezone_id="Europe/Berlin",
+                                      **context_options)
         context.set_default_timeout(ACTION_TIMEOUT_MS)
         page = context.new_page()
         watched = WatchedPage(page, context)
@@ -125,6 +128,26 @@ def wait_rendered(page: WatchedPage | Any) -> None:
     page.wait_for_selector("html[data-ready='true']", state="attached")
 
 
+AXE = Path(__file__).with_name("vendor") / "axe-core" / "axe.min.js"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+
+
+def axe_violations(page: WatchedPage | Any) -> list[str]:
+    """axe-core's WCAG A/AA findings on the page as rendered (colour contrast, names, labels, structure)."""
+    page.evaluate(AXE.read_text())
+    found = page.evaluate("""async (tags) => {
+        const options = {runOnly: {type: "tag", values: tags}, resultTypes: ["violations"]};
+        const result = await axe.run(document, options);
+        return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} -- ` +
+            v.nodes.slice(0, 5).map((n) => `${n.target.join(" ")}: ${n.failureSummary}`).join(" | "));
+    }""", AXE_TAGS)
+    return list(found)
+
+
+def no_horizontal_scroll(page: WatchedPage | Any) -> bool:
+    return bool(page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"))
+
+
 def shoot(page: WatchedPage | Any, name: str) -> Path:
     path = artifact_dir() / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
@@ -151,6 +174,14 @@ class UiGateway:
     def run(self, coro: Any, timeout: float = 60.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.gateway.loop).result(timeout)
 
+    def get(self, path: str, key: str | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.get(self.url + path, headers=headers, timeout=30)
+
+    def post(self, path: str, key: str | None = None, body: Any = None) -> Any:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.post(self.url + path, headers=headers, json=body, timeout=30)
+
     def new_key(self, role: str, name: str) -> str:
         hasher = password_hasher(KeyHashSettings(**FAST_HASH))
         _, presented = self.run(cli_create_key(self.gateway.gateway.store, name, role, hasher))
@@ -159,7 +190,7 @@ class UiGateway:
 
 def start_gateway(data_dir: Path, *, auth_required: bool, **sections: Any) -> ThreadedGateway:
     api = {"auth_required": auth_required, "key_hash": FAST_HASH, "rate_limit": OPEN_RATE,
-           "ui": {"trace_url_template": TRACE_TEMPLATE, "poll_seconds": 1}}
+           "jwt_secret": JWT_SECRET, "ui": {"trace_url_template": TRACE_TEMPLATE, "poll_seconds": 1}}
     api.update(sections.pop("api", {}))
     data = gateway_config_dict(data_dir, ephemeral_ports=True, api=api, **sections)
     config = load_config(None, env={}, overrides={(key,): value for key, value in data.items()})

@@ -85,6 +85,12 @@ async def signin_page() -> FileResponse:
     return _page()
 
 
+@router.get("/favicon.ico")
+async def favicon() -> FileResponse:
+    """Browsers ask for it on any document of this origin (the JSON ones too)."""
+    return FileResponse(UI_DIR / "favicon.svg", media_type="image/svg+xml", headers=COMMON_HEADERS)
+
+
 @router.get("/ui/settings.json")
 async def ui_settings(request: Request) -> JSONResponse:
     """What the pages need before signing in: nothing secret."""

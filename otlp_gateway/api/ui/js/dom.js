@@ -9,8 +9,13 @@ function apply(el, attrs) {
     if (name === "class") el.setAttribute("class", Array.isArray(value) ? value.filter(Boolean).join(" ") : value);
     else if (name === "dataset") Object.assign(el.dataset, value);
     else if (name.startsWith("on") && typeof value === "function") el.addEventListener(name.slice(2), value);
-    else if (name === "value" && "value" in el) el.value = value;
-    else if (name === "checked" || name === "selected") el[name] = Boolean(value);
+    else if (name === "value" && "value" in el) {
+      if (el instanceof HTMLInputElement) el.setAttribute("value", value); // the default a form reset restores
+      el.value = value;
+    } else if (name === "checked" || name === "selected") {
+      el.setAttribute(name, ""); // the default (defaultChecked / defaultSelected) as well as the state
+      el[name] = true;
+    }
     else el.setAttribute(name, value === true ? "" : String(value));
   }
 }

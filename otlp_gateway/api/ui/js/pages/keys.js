@@ -34,7 +34,7 @@ export async function render(app) {
   const roleSelect = h("select", { id: "key-role", name: "role" },
     app.me.roles.map((role) => h("option", { value: role, selected: role === "read" }, role)));
   const nameInput = h("input", { id: "key-name", name: "name", type: "text", required: true, maxlength: 100,
-    pattern: "[\\w .@:/+\\-]+", "aria-describedby": "key-name-hint key-name-error", autocomplete: "off" });
+    pattern: "[\\w .@:\\/+\\-]+", "aria-describedby": "key-name-hint key-name-error", autocomplete: "off" });
   const nameError = h("p", { id: "key-name-error", class: "field-error", hidden: true });
   const create = h("form", { class: "panel", "aria-labelledby": "create-title", novalidate: true },
     h("h2", { id: "create-title" }, "Create a key"),

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
@@ -29,8 +29,10 @@ import pytest
 from otlp_gateway.api import cli_create_key, password_hasher
 from otlp_gateway.api.settings import KeyHashSettings
 from otlp_gateway.config import load_config
+from tests.e2e.sdk import emit, sdk_client
 from tests.fixtures.gateway import ThreadedGateway, gateway_config_dict
 from tests.fixtures.required import missing
+from tests.fixtures.waiting import wait_until
 
 CHROMIUM = Path(os.environ.get("DRIFTLOCK_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -211,3 +213,35 @@ def open_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiGateway
     gw = UiGateway(start_gateway(tmp_path_factory.mktemp("ui-open"), auth_required=False))
     yield gw
     gw.gateway.stop()
+
+
+# --- a gateway with streams, fed by the OpenTelemetry SDK
+
+SERVICE = "checkout"
+LOG_STREAM = f"logs/{SERVICE}/sdk.{SERVICE}.grpc"
+SPAN_STREAM = f"traces/{SERVICE}/GET /item/0"
+
+
+@pytest.fixture(scope="module")
+def fed_gateway(ui_gateway: UiGateway) -> Iterator[UiGateway]:
+    """A few hundred spans and log records through the SDK's OTLP gRPC exporters: streams that are warming."""
+    with sdk_client("grpc", ui_gateway.grpc, service=SERVICE) as client:
+        emit(client, n_spans=200, n_logs=120)
+
+    def seen() -> bool:
+        stream = ui_gateway.get("/v1/streams/" + quote(LOG_STREAM), ui_gateway.admin_key)
+        return stream.status_code == 200 and stream.json()["events_seen"] >= 120
+
+    wait_until(seen, 60, "the SDK's log records scored by the gateway")
+    yield ui_gateway
+
+
+def before_incidents_api(page) -> None:
+    # TEMPORARY, until the incidents API (/v1/incidents, /v1/streams/{id}/scores) is merged: the stream page
+    # asks for both and says "not tracked yet" on their 404s.
+    page.expect_console_error("/v1/incidents?stream_id=")
+    page.expect_console_error("/scores")
+
+
+def stream_url(gw: UiGateway, stream_id: str) -> str:
+    return gw.url + "/streams/" + "/".join(quote(part) for part in stream_id.split("/"))

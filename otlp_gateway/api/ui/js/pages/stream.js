@@ -39,16 +39,24 @@ function liveState(stream) {
   return parts;
 }
 
+/** The profile the stream is set to: the API's choice, which a live stream applies with its next events. */
+function chosenProfile(stream) {
+  return (stream.settings && stream.settings.profile) || stream.profile;
+}
+
 function facts(stream) {
   const eff = stream.effective;
+  const profile = chosenProfile(stream);
+  const pending = profile !== stream.profile
+    ? h("span", { class: "muted" }, ` (now running ${stream.profile}; the change applies with the stream's next events)`) : null;
   const rows = [
     ["Stream id", h("code", null, stream.stream_id)],
     ["Signal", signalLabel(stream.signal)],
     ["Service", stream.service],
     ["State", h("div", { id: "live-state" }, liveState(stream))],
     ["Events seen", count(stream.events_seen)],
-    ["Profile", eff ? `${stream.profile}: baseline ${count(eff.baseline)}, window ${count(eff.window)}, hop ${count(eff.hop)}, false-alarm target ${pValue(eff.false_alarm_target)}`
-      : `${stream.profile} (its stored settings contradict the configuration)`],
+    ["Profile", [eff ? `${profile}: baseline ${count(eff.baseline)}, window ${count(eff.window)}, hop ${count(eff.hop)}, false-alarm target ${pValue(eff.false_alarm_target)}`
+      : `${profile} (its stored settings contradict the configuration)`, pending]],
     ["Updated", when(stream.updated_at)],
   ];
   if ("open_incident_id" in stream) {
@@ -70,7 +78,8 @@ function settingsForm(stream, onSaved) {
     return h("div", { class: "field" }, h("label", { for: `st-${name}` }, label), control,
       h("span", { id: `st-${name}-hint`, class: "hint" }, hint), errors[name]);
   };
-  const profile = h("select", { id: "st-profile", name: "profile" }, PROFILES.map((p) => h("option", { value: p, selected: p === stream.profile }, p)));
+  const chosen = chosenProfile(stream);
+  const profile = h("select", { id: "st-profile", name: "profile" }, PROFILES.map((p) => h("option", { value: p, selected: p === chosen }, p)));
   const enabled = h("input", { id: "st-enabled", name: "enabled", type: "checkbox", checked: current.enabled !== false });
   const numbers = NUMBER_FIELDS.map(([name, label, hint, limits]) => field(name, label,
     `${hint} Empty: the configured value${eff[name] !== undefined ? ` (now ${eff[name]})` : ""}.`,
@@ -104,7 +113,7 @@ function settingsForm(stream, onSaved) {
       inputs[name].removeAttribute("aria-invalid");
     }
     const changes = {};
-    if (profile.value !== stream.profile) changes.profile = profile.value;
+    if (profile.value !== chosen) changes.profile = profile.value;
     for (const [name] of NUMBER_FIELDS) {
       const input = inputs[name];
       const raw = input.value.trim();

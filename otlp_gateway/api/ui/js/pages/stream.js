@@ -18,7 +18,8 @@ const NUMBER_FIELDS = [
 ];
 const FIELD_NAMES = ["profile", ...NUMBER_FIELDS.map(([name]) => name), "enabled"];
 const PROFILES = ["sensitive", "balanced", "strict"];
-const SCORE_RANGES = [["", "latest"], ["3600", "last hour"], ["21600", "last 6 hours"], ["86400", "last 24 hours"]];
+const SCORE_RANGES = [["3600", "the last hour"], ["21600", "the last 6 hours"], ["86400", "the last 24 hours"]];
+const AROUND_INCIDENT = "incident";
 
 const STATE_TEXT = {
   warming: "Learning what normal looks like: no window is scored before the baseline is full.",
@@ -169,19 +170,30 @@ function readOnlySettings(stream) {
     h("p", { class: "hint" }, "Changing them needs an admin key or token."));
 }
 
-async function scoresSection(stream, rangeSeconds) {
-  const params = {};
-  if (rangeSeconds) {
-    params.since = new Date(Date.now() - rangeSeconds * 1000).toISOString();
-    params.until = new Date().toISOString();
+/**
+ * Buckets are in event time: "the last hour" is the hour before now. An incident's hour (50 minutes before
+ * its last anomalous window to 10 after) shows a stream whose events carry older timestamps too.
+ */
+function scoreWindow(choice, latestIncident) {
+  if (choice === AROUND_INCIDENT && latestIncident) {
+    const end = new Date(latestIncident.resolved_at || latestIncident.last_anomalous_at);
+    return { since: new Date(end - 50 * 60000).toISOString(), until: new Date(end.getTime() + 10 * 60000).toISOString() };
   }
-  try {
-    const series = await api(`/v1/streams/${streamPath(stream.stream_id)}/scores${query(params)}`);
-    return timelinePlot(series, { label: `Recent scores of ${stream.stream_id}` });
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 404) return notice("This gateway keeps no score history for this stream yet.", "info");
-    return notice(err instanceof ApiError ? err.explain("load the scores") : String(err), "error");
-  }
+  const seconds = Number(choice) || 3600;
+  return { since: new Date(Date.now() - seconds * 1000).toISOString(), until: new Date().toISOString() };
+}
+
+async function loadScores(stream, choice, latestIncident) {
+  return api(`/v1/streams/${streamPath(stream.stream_id)}/scores${query(scoreWindow(choice, latestIncident))}`);
+}
+
+function scoresPlot(stream, series, latestIncident, choice) {
+  const around = choice === AROUND_INCIDENT && latestIncident;
+  return timelinePlot(series, {
+    label: `Scores of ${stream.stream_id}`,
+    spanStart: around ? latestIncident.opened_at : null,
+    spanEnd: around ? latestIncident.resolved_at || latestIncident.last_anomalous_at : null,
+  });
 }
 
 export async function render(app, streamId) {
@@ -200,6 +212,7 @@ export async function render(app, streamId) {
   const heading = h("h1", null, streamName(stream.stream_id, stream.signal, stream.service));
   const factsSlot = h("div", null, facts(stream));
   const range = h("select", { id: "score-range" }, SCORE_RANGES.map(([v, t]) => h("option", { value: v }, t)));
+  let latestIncident = null;
   const plotSlot = h("div", null, h("p", { class: "loading" }, "Loading scores…"));
   const settingsMessage = h("div", { "aria-live": "polite" });
   const settingsSlot = h("div");
@@ -229,20 +242,32 @@ export async function render(app, streamId) {
       h("h2", { id: "incidents-title" }, "Incidents of this stream"), incidentsProblem, incidentsTable),
     settingsMessage, settingsSlot);
 
-  const drawScores = async () => plotSlot.replaceChildren(await scoresSection(stream, Number(range.value) || 0));
-  range.addEventListener("change", drawScores);
+  async function drawScores(firstTime = false) {
+    try {
+      let series = await loadScores(stream, range.value, latestIncident);
+      if (firstTime && !series.points.length && latestIncident) {
+        // nothing in the last hour of event time: show the hour of the stream's latest incident instead
+        range.value = AROUND_INCIDENT;
+        series = await loadScores(stream, AROUND_INCIDENT, latestIncident);
+      }
+      plotSlot.replaceChildren(scoresPlot(stream, series, latestIncident, range.value));
+    } catch (err) {
+      plotSlot.replaceChildren(notice(err instanceof ApiError ? err.explain("load the scores") : String(err), "error"));
+    }
+  }
+  range.addEventListener("change", () => drawScores());
 
   async function loadIncidents() {
     try {
       const page = await api(`/v1/incidents${query({ stream_id: stream.stream_id, limit: 20 })}`);
       incidentsProblem.replaceChildren();
       syncRows(incidentsBody, page.items, "No incidents on this stream.");
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 404) {
-        incidentsProblem.replaceChildren(notice("This gateway does not track incidents yet.", "info"));
-        incidentsTable.hidden = true;
-        return;
+      const latest = page.items.reduce((a, b) => (!a || b.opened_at > a.opened_at ? b : a), null);
+      if (latest && !latestIncident) {
+        range.append(h("option", { value: AROUND_INCIDENT }, "around the latest incident"));
       }
+      latestIncident = latest || latestIncident;
+    } catch (err) {
       incidentsProblem.replaceChildren(notice(err instanceof ApiError ? err.explain("load the incidents") : String(err), "error"));
     }
   }
@@ -261,6 +286,7 @@ export async function render(app, streamId) {
     }
   }
 
-  await Promise.all([drawScores(), loadIncidents()]);
+  await loadIncidents();
+  await drawScores(true);
   app.every(app.settings.poll_seconds, () => { refreshState(); loadIncidents(); });
 }

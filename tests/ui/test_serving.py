@@ -60,7 +60,8 @@ def test_every_page_is_the_shell_under_a_strict_policy(ui_api):
         assert policy["require-trusted-types-for"] == ["'script'"] and policy["trusted-types"] == ["'none'"]
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["x-frame-options"] == "DENY"
-        assert '<script type="module" src="/ui/js/main.js"></script>' in response.text
+        main = r'<script type="module" src="/ui/v/[0-9a-f]{16}/js/main.js"></script>'
+        assert re.search(main, response.text)
     assert api.client.get("/incidents/a/b").status_code == 404  # only the documented pages are pages
     assert api.client.get("/nope").json()["error"] == "not_found"
 
@@ -134,15 +135,32 @@ def test_modules_import_only_shipped_files_and_never_parse_markup():
     assert "url(" not in css and "@import" not in css
 
 
-def test_assets_are_served_with_their_types(ui_api):
+def test_assets_are_served_with_their_types_and_cached_by_version(ui_api):
     api = ui_api()
+    shell = api.client.get("/").text
+    prefix = re.search(r'src="(/ui/v/[0-9a-f]{16}/)js/main.js"', shell).group(1)  # type: ignore[union-attr]
+    assert not re.search(r'(href|src)="/ui/(?!v/)', shell)  # every asset under the version
     types = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".html": "text/html"}
     for path in ui_files():
-        response = api.client.get("/ui/" + path.relative_to(UI_DIR).as_posix())
-        assert response.status_code == 200, path
-        assert response.headers["content-type"].startswith(types[path.suffix]), (path, response.headers)
-        assert response.headers["x-content-type-options"] == "nosniff"
+        name = path.relative_to(UI_DIR).as_posix()
+        plain, versioned = api.client.get("/ui/" + name), api.client.get(prefix + name)
+        assert plain.status_code == versioned.status_code == 200, path
+        assert plain.content == versioned.content == path.read_bytes()
+        assert versioned.headers["content-type"].startswith(types[path.suffix]), (path, versioned.headers)
+        assert versioned.headers["x-content-type-options"] == "nosniff"
+        assert versioned.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert plain.headers["cache-control"] == "no-cache"  # unversioned: revalidate
+        again = api.client.get("/ui/" + name, headers={"If-None-Match": plain.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+    head = api.client.head(prefix + "js/main.js")
+    assert head.status_code == 200 and head.content == b""
     assert api.client.get("/ui/js/missing.js").status_code == 404
+    assert api.client.get("/ui/v/0000000000000000/js/main.js").headers["cache-control"] == "no-cache"
+    assert api.client.post("/ui/js/main.js").status_code == 405
+    # every shipped module is preloaded by the shell (no import waterfall), and nothing else is
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="/ui/v/[0-9a-f]{16}/([^"]+)">', shell))
+    modules = {p.relative_to(UI_DIR).as_posix() for p in ui_files() if p.suffix == ".js"}
+    assert preloaded == modules - {"js/main.js"}
 
 
 def test_every_ui_file_is_packaged():

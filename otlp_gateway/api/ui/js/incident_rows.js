@@ -11,14 +11,6 @@ export const INCIDENT_COLUMNS = [
   { label: "Opened" }, { label: "Duration", className: "num" }, { label: "Status" },
 ];
 
-/** Seconds the incident has lasted: the API's figure, or until now while it is open. */
-export function lasting(incident, now = new Date()) {
-  if (incident.status === "open" && incident.opened_at) {
-    return Math.max(incident.duration_seconds || 0, (now - new Date(incident.opened_at)) / 1000);
-  }
-  return incident.duration_seconds;
-}
-
 export function incidentRow(incident, now = new Date()) {
   const name = streamName(incident.stream_id, incident.signal, incident.service);
   const row = h("tr", { dataset: { id: incident.id, status: incident.status } },
@@ -30,7 +22,8 @@ export function incidentRow(incident, now = new Date()) {
     ], "stream-cell wide"),
     td("What happened", h("a", { href: `/incidents/${enc(incident.id)}` }, incident.summary || "(no summary)"), "summary-cell wide"),
     td("Opened", when(incident.opened_at, now), "wide"),
-    td("Duration", incident.status === "open" ? [duration(lasting(incident, now)), h("span", { class: "muted" }, " so far")]
+    // event time (the API's duration): wall-clock time since opening would lie for replayed or delayed data
+    td("Duration", incident.status === "open" ? [duration(incident.duration_seconds), h("span", { class: "muted" }, " so far")]
       : duration(incident.duration_seconds), "num"),
     td("Status", h("span", { class: "badges" }, statusBadge(incident.status), ackBadge(incident))));
   row.dataset.version = JSON.stringify(incident);
@@ -73,8 +66,4 @@ export function syncRows(tbody, incidents, emptyText, now = new Date()) {
 function refreshTimes(row, incident, now) {
   const rel = row.querySelector(".when .rel");
   if (rel) rel.replaceWith(when(incident.opened_at, now).querySelector(".rel"));
-  if (incident.status === "open") {
-    const cell = row.querySelector("td.num");
-    if (cell) cell.firstChild.textContent = duration(lasting(incident, now));
-  }
 }

@@ -135,15 +135,19 @@ async function boot() {
   onUnauthorized((err) => goToSignIn(err.explain("continue")));
   const path = location.pathname.replace(/\/+$/, "") || "/";
   const page = PAGES.find(([pattern]) => pattern.test(path));
+  // In parallel: the page's module, the settings, who is signed in (each a round trip).
+  const moduleLoading = page ? page[2]() : null;
   refreshHealth();
   window.setInterval(refreshHealth, HEALTH_EVERY_MS);
-  await loadSettings();
+  const settingsLoading = loadSettings();
+  if (!credential()) await settingsLoading; // without a credential, asking /v1/me depends on auth_required
   let refused = null;
   try {
     refused = await loadMe();
   } catch (err) {
     showBanner(err instanceof ApiError ? err.explain("check your sign-in") : String(err));
   }
+  await settingsLoading;
   renderSession();
   const flash = takeFlash();
   if (flash) showBanner(flash.text, flash.kind);
@@ -151,14 +155,14 @@ async function boot() {
     clear(app.main).append(h("h1", null, "Page not found"), h("p", null, h("a", { href: "/" }, "Go to the incidents")));
     return;
   }
-  const [pattern, section, load] = page;
+  const [pattern, section] = page;
   markNavigation(section);
   if (refused && section) {
     goToSignIn(credential() ? refused.explain("continue")
       : "Sign in with an API key or a token to see this gateway's incidents.");
     return;
   }
-  const module = await load();
+  const module = await moduleLoading;
   const params = path.match(pattern).slice(1).map(decodeURIComponent);
   clear(app.main);
   try {

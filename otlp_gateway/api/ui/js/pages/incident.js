@@ -5,7 +5,6 @@
 import { api, ApiError, enc, query, streamPath } from "../api.js";
 import { announce, h, notice, setTitle, table, td } from "../dom.js";
 import { absolute, count, duration, pValue, signalLabel, statusLabel, streamName } from "../format.js";
-import { lasting } from "../incident_rows.js";
 import { timelinePlot } from "../plot.js";
 import { ackBadge, confirmAction, maskedText, severityBadge, statusBadge, when } from "../widgets.js";
 import { AUDIT_COLUMNS, auditRow } from "./audit.js";
@@ -35,7 +34,8 @@ function factsList(incident, now) {
     ["Service", `${incident.service} (${signalLabel(incident.signal).toLowerCase()})`],
     ["Opened", when(incident.opened_at, now)],
     ["Last anomalous", when(incident.last_anomalous_at, now)],
-    [incident.status === "open" ? "Lasting" : "Lasted", incident.status === "open" ? `${duration(lasting(incident, now))} so far` : duration(incident.duration_seconds)],
+    [incident.status === "open" ? "Lasting" : "Lasted", incident.status === "open"
+      ? `${duration(incident.duration_seconds)} so far (event time, to its last anomalous window)` : duration(incident.duration_seconds)],
     ["Closed", incident.resolved_at ? when(incident.resolved_at, now) : "still open"],
     ["Anomalous windows", count(incident.anomalous_windows)],
     ["Lowest p-value", pValue(incident.min_p_value)],
@@ -112,7 +112,7 @@ export async function render(app, incidentId) {
     const name = streamName(incident.stream_id, incident.signal, incident.service);
     setTitle(`${statusLabel(incident.status)}: ${incident.service} ${name}`);
     heading.textContent = `${incident.service} · ${name}`;
-    badges.replaceChildren(severityBadge(incident.severity), statusBadge(incident.status), ackBadge(incident));
+    badges.replaceChildren(...[severityBadge(incident.severity), statusBadge(incident.status), ackBadge(incident)].filter(Boolean));
     lead.textContent = incident.summary || "";
     factsSlot.replaceChildren(factsList(incident, now));
     if (!actionsSlot.contains(document.activeElement)) actionsSlot.replaceChildren(actionBar(incident, app, act));

@@ -137,9 +137,10 @@ export async function render(app) {
     const open = page.items.filter((i) => i.status === "open").length;
     const shown = `${page.items.length} incident${page.items.length === 1 ? "" : "s"} on this page`;
     status.textContent = `${shown}${open ? `, ${open} open` : ""} · updated ${new Date().toLocaleTimeString()}; refreshes every ${app.settings.poll_seconds} s`;
-    pager.replaceChildren(
+    pager.replaceChildren(...[
       state.cursor ? h("a", { href: "#", id: "first-page", class: "button secondary" }, "← First page") : null,
-      page.next_cursor ? h("a", { href: "#", id: "next-page", class: "button secondary", dataset: { cursor: page.next_cursor } }, "Next page →") : null);
+      page.next_cursor ? h("a", { href: "#", id: "next-page", class: "button secondary", dataset: { cursor: page.next_cursor } }, "Next page →") : null,
+    ].filter(Boolean));
   }
 
   function apply(next, push = true) {

@@ -157,10 +157,33 @@ def test_assets_are_served_with_their_types_and_cached_by_version(ui_api):
     assert api.client.get("/ui/js/missing.js").status_code == 404
     assert api.client.get("/ui/v/0000000000000000/js/main.js").headers["cache-control"] == "no-cache"
     assert api.client.post("/ui/js/main.js").status_code == 405
-    # every shipped module is preloaded by the shell (no import waterfall), and nothing else is
+
+
+def static_imports(module: str) -> set[str]:
+    """``module`` and what it imports with ``import ... from``, transitively (not the dynamic imports)."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            text = (UI_DIR / name).read_text()
+            todo += [(UI_DIR / name).parent.joinpath(t).resolve().relative_to(UI_DIR.resolve()).as_posix()
+                     for t in re.findall(r"""from\s+["'](\.{1,2}/[^"']+)["']""", text)]
+    return seen
+
+
+@pytest.mark.parametrize(("path", "page"), [("/", "incidents"), ("/incidents/x", "incident"),
+                                            ("/streams", "streams"), ("/streams/a/b/c", "stream"),
+                                            ("/admin/keys", "keys"), ("/admin/audit", "audit"),
+                                            ("/signin", "signin")])
+def test_each_page_preloads_exactly_the_modules_it_runs(ui_api, path: str, page: str):
+    """No import waterfall: the shell names every module main.js and the page's module import, so the
+    browser fetches them at once; and nothing the page will not run."""
+    shell = ui_api().client.get(path).text
     preloaded = set(re.findall(r'<link rel="modulepreload" href="/ui/v/[0-9a-f]{16}/([^"]+)">', shell))
-    modules = {p.relative_to(UI_DIR).as_posix() for p in ui_files() if p.suffix == ".js"}
-    assert preloaded == modules - {"js/main.js"}
+    expected = static_imports("js/main.js") | static_imports(f"js/pages/{page}.js")
+    assert preloaded == expected - {"js/main.js"}
 
 
 def test_every_ui_file_is_packaged():

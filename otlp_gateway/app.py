@@ -15,7 +15,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from otlp_gateway import __version__
 from otlp_gateway.component import Components
@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # the components import grpc, uvicorn, numba: loaded only whe
     from otlp_gateway.receiver import OtlpGrpcReceiver, OtlpHttpReceiver
     from otlp_gateway.receiver.decoding import DecodePool
     from otlp_gateway.store import AnomalyWriter
-    from otlp_gateway.store.base import AnomalyStore
+    from otlp_gateway.store.base import AnomalyStore, ApiKeyStore
     from otlp_gateway.store.maintenance import StreamPruner
 
 log = logging.getLogger("otlp_gateway")
@@ -61,7 +61,6 @@ class Gateway:
         self.budget: DataDirBudget | None = None
         self.pruner: StreamPruner | None = None
         self.exporter: Exporter | None = None
-        self.budget: DataDirBudget | None = None
         self.stage: DetectionStage | None = None
         self.api: ApiServer | None = None
         self.grpc_receiver: OtlpGrpcReceiver | None = None
@@ -158,7 +157,7 @@ class Gateway:
         """Say how to get past the 401 every /v1 call answers until an admin key exists."""
         assert self.store is not None
         try:
-            keys = await self.store.list_api_keys()
+            keys = await cast(ApiKeyStore, self.store).list_api_keys()
         except Exception:  # advice only: never let it stop the start
             log.debug("could not list API keys for the start-up advice", exc_info=True)
             return

@@ -61,7 +61,7 @@ scale had made every move costly, lose detections at strict).
 **Stationary streams.** Metrics: AR(1) noise (phi 0.6) to the numeric detector with the profile as
 shipped. Counts (not named by the bar; shown beside it): Poisson counts of mean 0.05, a counter's
 per-interval deltas as the gateway feeds them (mostly 0, sometimes 1 or 2), to the numeric detector.
-Logs and spans: `detectors.testing.synthetic_logs` / `synthetic_spans` to the cbad detector.
+Logs and spans: `detectors.synthetic.synthetic_logs` / `synthetic_spans` to the cbad detector.
 The stream length gives about 20 expected false alarms at the target (strict: 4 million values for
 metrics); logs and spans are capped at 250,000 events (about 0.1 ms each), so their strict row has too
 few windows for a verdict unless `--byte-events` is raised (the table's command raises it to 4.1

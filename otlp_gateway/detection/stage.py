@@ -243,6 +243,8 @@ class Pipeline:
             scored += outcome.scored
             ratio_sum += outcome.ratio_sum
             ratio_count += outcome.ratio_count
+            for reason, n in outcome.skipped.items():
+                self._metrics.detector_skipped_points.labels(signal, reason).inc(n)
             for window in outcome.windows:
                 record = build_record(stream, window, engine_version=self._engine_version,
                                       received_at=batch.received_at)

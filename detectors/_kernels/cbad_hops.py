@@ -123,7 +123,8 @@ def _count(model, ref, events, extra, add):
 
 @kernel
 def _apply_counts(model, events, extra, fifo, enter0, enter1, remove0, remove1):
-    """Refs ``fifo[enter0:enter1]`` enter the counts, ``fifo[remove0:remove1]`` leave them.
+    """Refs ``fifo[enter0:enter1]`` enter the counts of ``model``, ``fifo[remove0:remove1]`` leave them
+    (``events``/``extra``: where the refs point).
 
     Canonical events repeat a lot, so an entering event often equals a leaving one (30-40 % of them on the
     benchmark streams): their count changes cancel exactly (integer counts), so neither is applied.
@@ -148,7 +149,27 @@ def _apply_counts(model, events, extra, fifo, enter0, enter1, remove0, remove1):
 
 @kernel
 def _admit(model, internal, events, extra, taint, w0, baseline_size, state, fifo, held):
-    """Step 1 of a hop (see the module docstring)."""
+    """Step 1 of a hop (see the module docstring).
+
+    Parameters
+    ----------
+    model : cm.CountModel
+        The baseline's counts; updated only when ``internal``.
+    internal : bool
+        The counts are the model (False: the caller's model learns the baseline from the queues).
+    events, extra : layout.Events
+        Where refs point (see the module docstring).
+    taint : uint8 array
+        Per event of ``events``: inside an anomalous window.
+    w0 : int
+        The hop's window start: events before it leave the window.
+    baseline_size : int
+        B; also the most events held at once.
+    state : int64[STATE_SIZE]
+        ``ADMITTED``, ``ANOMALY_RUN``, ``BASELINE_LEN`` and the queue bounds, read and updated.
+    fifo, held : int64 arrays
+        The baseline FIFO and the held queue of refs.
+    """
     a = state[ADMITTED]
     b = max(w0, a)
     state[ADMITTED] = b

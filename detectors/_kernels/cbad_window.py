@@ -64,8 +64,28 @@ def move_histogram(events, hist, remove0, remove1, add0, add1):
 def summarize(events, w0, s1, top_m, bits, hist, expected_bpb, excess, history, n_history, summary):
     """Summary of the window ``w0..s1`` into ``summary[:SUMMARY_SIZE]``.
 
-    ``excess[k] = bits - expected_bpb * (size + 1)`` for each window event; ``hist`` is the window's byte
-    histogram; ``history[stat, :n_history]`` are the calibration scores the conformal counts compare with.
+    Parameters
+    ----------
+    events : layout.Events
+        The stream's recent events; the window is events ``w0 <= i < s1``.
+    w0, s1 : int
+        The window's first event and the event after its last.
+    top_m : int
+        How many of the costliest events statistic 1 averages.
+    bits : float64 array
+        Code length of each event (indexed like ``events``).
+    hist : int64[256]
+        The window's byte histogram (entropy).
+    expected_bpb : float
+        The stream's usual bits per byte (0 when unknown).
+    excess : float64 (s1 - w0,)
+        Out: each window event's ``bits - expected_bpb * (size + 1)``.
+    history : float64 (2, capacity)
+        The calibration ring; its first ``n_history`` columns are compared with the statistics.
+    n_history : int
+        Valid columns of ``history``.
+    summary : float64 (>= SUMMARY_SIZE,)
+        Out: the columns ``TOTAL`` .. ``GREATER1``.
     """
     starts = events.starts
     ends = events.ends

@@ -62,6 +62,7 @@ _TAG = b"CBAD"
 _VERSION = 1
 _STATS = 2  # window bits/byte; mean bits/byte of the costliest tenth of the window's events
 MAX_WARM_UP_CALIBRATION = 8192  # calibration windows kept from a bulk warm-up (2 x 8 bytes each)
+_NO_EVENTS = layout([])
 _NO_COUNTS = CountModel(np.zeros(1, np.uint32), np.zeros(1), np.zeros(1), np.uint64(0), np.uint64(0))
 """What the hop kernel gets in place of counts when the model scores in Python (the oracles)."""
 
@@ -203,22 +204,20 @@ class CbadDetector:
         n_old = min(n_base, max(0, n_base + may_admit + n_held - p.baseline))
         extra_events = [*itertools.islice(self._baseline, n_old), *self._held]
         fifo = np.empty(n_old + n_held + may_admit, np.int64)
-        fifo[:n_old] = -1 - np.arange(n_old)
+        fifo[:n_old] = np.arange(-1, -1 - n_old, -1)
         held = np.empty(n_held + may_admit, np.int64)
-        held[:n_held] = -1 - np.arange(n_old, n_old + n_held)
-        state = np.zeros(H.STATE_SIZE, np.int64)
-        state[[H.SCORED, H.ADMITTED, H.HIST_LO, H.HIST_HI]] = (
-            self._scored_upto - lo, self._admitted_upto - lo, self._hist_lo - lo, self._hist_hi - lo)
-        state[[H.BASELINE_LEN, H.CAL_COUNT, H.CAL_POSITION, H.ANOMALY_RUN]] = (
-            n_base, cal.count, cal.position, self._anomaly_run)
-        state[H.FIFO_LEN], state[H.HELD_LEN] = n_old, n_held
+        held[:n_held] = np.arange(-1 - n_old, -1 - n_old - n_held, -1)
+        # in the order of cbad_hops' state constants: SCORED .. PHASE
+        state = np.array([self._scored_upto - lo, self._admitted_upto - lo, self._hist_lo - lo,
+                          self._hist_hi - lo, n_base, cal.count, cal.position, self._anomaly_run, 0, n_old, 0,
+                          n_held, H.READY], dtype=np.int64)
         queues = _Queues(self, lo, extra_events, fifo, held, n_old)
         n = len(hop_ends)
         out = np.empty((n, H.OUT_COLUMNS))
         excess_out = np.empty((n, w))
         bits = self._bits[lo - base:]
         taint = self._taint[lo - base:]
-        extra = layout(extra_events)
+        extra = layout(extra_events) if extra_events else _NO_EVENTS
         done = 0
         while True:
             done += H.hops(model.counts or _NO_COUNTS, recent, extra, bits, taint, self._hist, cal.ring,
@@ -467,11 +466,18 @@ class _Queues:
         det = self.det
         head, length = int(state[H.FIFO_HEAD]), int(state[H.FIFO_LEN])
         changed = length > self.entered or head > self.removed
-        det._baseline.extend(self._event(r) for r in self.fifo[self.entered:length].tolist())
+        held_head, held_len = int(state[H.HELD_HEAD]), int(state[H.HELD_LEN])
+        if length > self.entered:
+            if held_len == 0:  # nothing was held: what entered is a run of recent events, in order
+                start = self.lo - det._tail_base + int(self.fifo[self.entered])
+                det._baseline.extend(det._tail[start:start + length - self.entered])
+            else:
+                det._baseline.extend(self._event(r) for r in self.fifo[self.entered:length].tolist())
         for _ in range(head - self.removed):
             det._baseline.popleft()
         self.entered, self.removed = length, head
-        det._held = [self._event(r) for r in self.held[state[H.HELD_HEAD]:state[H.HELD_LEN]].tolist()]
+        if held_len > held_head or det._held:
+            det._held = [self._event(r) for r in self.held[held_head:held_len].tolist()]
         return changed
 
 

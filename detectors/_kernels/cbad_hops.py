@@ -62,7 +62,10 @@ HELD_HEAD = 10
 HELD_LEN = 11
 PHASE = 12
 STATE_SIZE = 13
-assert (BASELINE_LEN, CAL_COUNT, CAL_POSITION, ANOMALY_RUN) == (4, 5, 6, 7)
+# the caller builds ``state`` positionally in this order
+_ORDER = (SCORED, ADMITTED, HIST_LO, HIST_HI, BASELINE_LEN, CAL_COUNT, CAL_POSITION, ANOMALY_RUN, FIFO_HEAD,
+          FIFO_LEN, HELD_HEAD, HELD_LEN, PHASE)
+assert tuple(range(STATE_SIZE)) == _ORDER
 
 # PHASE values
 READY = 0
@@ -95,30 +98,45 @@ class HopConfig(NamedTuple):
 
 
 @kernel
-def _span(ref, events, extra):
-    if ref >= 0:
-        return events.buf, events.starts[ref], events.ends[ref]
-    j = -1 - ref
-    return extra.buf, extra.starts[j], extra.ends[j]
-
-
-@kernel
-def _same(ref_a, ref_b, events, extra):
-    buf_a, a0, a1 = _span(ref_a, events, extra)
-    buf_b, b0, b1 = _span(ref_b, events, extra)
-    n = a1 - a0
-    if b1 - b0 != n:
-        return False
+def _same_bytes(x, x0, y, y0, n):
     j = 0
-    while j < n and buf_a[a0 + j] == buf_b[b0 + j]:
+    while j < n and x[x0 + j] == y[y0 + j]:
         j += 1
     return j == n
 
 
 @kernel
+def _same(ref_a, ref_b, events, extra):
+    """Events ``ref_a`` and ``ref_b`` have the same bytes (branches pick the buffers: a helper returning
+    an array would cost a reference count update per comparison)."""
+    if ref_a >= 0:
+        a0, a1 = events.starts[ref_a], events.ends[ref_a]
+    else:
+        a0, a1 = extra.starts[-1 - ref_a], extra.ends[-1 - ref_a]
+    if ref_b >= 0:
+        b0, b1 = events.starts[ref_b], events.ends[ref_b]
+    else:
+        b0, b1 = extra.starts[-1 - ref_b], extra.ends[-1 - ref_b]
+    n = a1 - a0
+    if b1 - b0 != n:
+        return False
+    if ref_a >= 0:
+        if ref_b >= 0:
+            return _same_bytes(events.buf, a0, events.buf, b0, n)
+        return _same_bytes(events.buf, a0, extra.buf, b0, n)
+    if ref_b >= 0:
+        return _same_bytes(extra.buf, a0, events.buf, b0, n)
+    return _same_bytes(extra.buf, a0, extra.buf, b0, n)
+
+
+@kernel
 def _count(model, ref, events, extra, add):
-    buf, start, end = _span(ref, events, extra)
-    _count_event(model.table, model.salt, model.mask, buf, start, end, add)
+    if ref >= 0:
+        _count_event(model.table, model.salt, model.mask, events.buf, events.starts[ref], events.ends[ref],
+                     add)
+    else:
+        j = -1 - ref
+        _count_event(model.table, model.salt, model.mask, extra.buf, extra.starts[j], extra.ends[j], add)
 
 
 @kernel
@@ -212,13 +230,9 @@ def _score_new(model, events, s0, s1, bits):
         n = ends[i] - starts[i]
         found = -1
         for j in range(i - 1, max(s0, i - SCORE_LOOKBACK) - 1, -1):
-            if ends[j] - starts[j] == n:
-                k = 0
-                while k < n and buf[starts[j] + k] == buf[starts[i] + k]:
-                    k += 1
-                if k == n:
-                    found = j
-                    break
+            if ends[j] - starts[j] == n and _same_bytes(buf, starts[j], buf, starts[i], n):
+                found = j
+                break
         if found >= 0:
             bits[i] = bits[found]
         else:

@@ -106,37 +106,16 @@ def _same_bytes(x, x0, y, y0, n):
 
 
 @kernel
-def _same(ref_a, ref_b, events, extra):
-    """Events ``ref_a`` and ``ref_b`` have the same bytes (branches pick the buffers: a helper returning
-    an array would cost a reference count update per comparison)."""
-    if ref_a >= 0:
-        a0, a1 = events.starts[ref_a], events.ends[ref_a]
-    else:
-        a0, a1 = extra.starts[-1 - ref_a], extra.ends[-1 - ref_a]
-    if ref_b >= 0:
-        b0, b1 = events.starts[ref_b], events.ends[ref_b]
-    else:
-        b0, b1 = extra.starts[-1 - ref_b], extra.ends[-1 - ref_b]
-    n = a1 - a0
-    if b1 - b0 != n:
-        return False
-    if ref_a >= 0:
-        if ref_b >= 0:
-            return _same_bytes(events.buf, a0, events.buf, b0, n)
-        return _same_bytes(events.buf, a0, extra.buf, b0, n)
-    if ref_b >= 0:
-        return _same_bytes(extra.buf, a0, events.buf, b0, n)
-    return _same_bytes(extra.buf, a0, extra.buf, b0, n)
-
-
-@kernel
-def _count(model, ref, events, extra, add):
-    if ref >= 0:
-        _count_event(model.table, model.salt, model.mask, events.buf, events.starts[ref], events.ends[ref],
-                     add)
-    else:
-        j = -1 - ref
-        _count_event(model.table, model.salt, model.mask, extra.buf, extra.starts[j], extra.ends[j], add)
+def _locate(refs, r0, r1, events, extra, in_extra, starts, ends):
+    """Where refs ``refs[r0:r1]`` point: ``in_extra[q]``, ``starts[q]``, ``ends[q]`` for ``q = r - r0``."""
+    for q in range(r1 - r0):
+        ref = refs[r0 + q]
+        if ref >= 0:
+            in_extra[q] = False
+            starts[q], ends[q] = events.starts[ref], events.ends[ref]
+        else:
+            in_extra[q] = True
+            starts[q], ends[q] = extra.starts[-1 - ref], extra.ends[-1 - ref]
 
 
 @kernel
@@ -147,22 +126,43 @@ def _apply_counts(model, events, extra, fifo, enter0, enter1, remove0, remove1):
     Canonical events repeat a lot, so an entering event often equals a leaving one (30-40 % of them on the
     benchmark streams): their count changes cancel exactly (integer counts), so neither is applied.
     """
+    n_enter = enter1 - enter0
     n_remove = remove1 - remove0
+    e_extra = np.empty(n_enter, np.bool_)
+    e_start = np.empty(n_enter, np.int64)
+    e_end = np.empty(n_enter, np.int64)
+    r_extra = np.empty(n_remove, np.bool_)
+    r_start = np.empty(n_remove, np.int64)
+    r_end = np.empty(n_remove, np.int64)
+    _locate(fifo, enter0, enter1, events, extra, e_extra, e_start, e_end)
+    _locate(fifo, remove0, remove1, events, extra, r_extra, r_start, r_end)
     cancelled = np.zeros(n_remove, np.bool_)
-    match = (enter1 - enter0) * n_remove <= MAX_PAIRS
-    for e in range(enter0, enter1):
+    match = n_enter * n_remove <= MAX_PAIRS
+    tab, salt, mask = model.table, model.salt, model.mask
+    for e in range(n_enter):
+        n = e_end[e] - e_start[e]
+        ebuf = extra.buf if e_extra[e] else events.buf  # one reference per entering event
         keep = True
         if match:
             for q in range(n_remove):
-                if not cancelled[q] and _same(fifo[remove0 + q], fifo[e], events, extra):
+                if cancelled[q] or r_end[q] - r_start[q] != n:
+                    continue
+                if r_extra[q]:
+                    same = _same_bytes(ebuf, e_start[e], extra.buf, r_start[q], n)
+                else:
+                    same = _same_bytes(ebuf, e_start[e], events.buf, r_start[q], n)
+                if same:
                     cancelled[q] = True
                     keep = False
                     break
         if keep:
-            _count(model, fifo[e], events, extra, True)
+            _count_event(tab, salt, mask, ebuf, e_start[e], e_end[e], True)
     for q in range(n_remove):
         if not cancelled[q]:
-            _count(model, fifo[remove0 + q], events, extra, False)
+            if r_extra[q]:
+                _count_event(tab, salt, mask, extra.buf, r_start[q], r_end[q], False)
+            else:
+                _count_event(tab, salt, mask, events.buf, r_start[q], r_end[q], False)
 
 
 @kernel

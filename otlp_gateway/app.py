@@ -157,9 +157,9 @@ class Gateway:
         """Say how to get past the 401 every /v1 call answers until an admin key exists."""
         assert self.store is not None
         try:
-            keys = await cast(ApiKeyStore, self.store).list_api_keys()
+            keys = await cast("ApiKeyStore", self.store).list_api_keys()
         except Exception:  # advice only: never let it stop the start
-            log.debug("could not list API keys for the start-up advice", exc_info=True)
+            log.warning("could not list API keys for the start-up advice", exc_info=True)
             return
         advice = admin_key_advice(self.config, self.data_dir, self.config_path, keys)
         if advice:

@@ -68,6 +68,8 @@ class DetectionMetrics:
                 self._rates[outcome.stream.spec.kind].count(outcome.scored)
             ratio_sum += outcome.ratio_sum
             ratio_count += outcome.ratio_count
+            for reason, n in outcome.skipped.items():
+                self._m.detector_skipped_points.labels(signal, reason).inc(n)
         if scored:
             self._m.detector_events.labels(signal).inc(scored)
         if ratio_count:

@@ -13,12 +13,14 @@ import datetime as dt
 import json
 import logging
 import struct
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from detectors import registry
+from detectors import EventBatch, registry
 from detectors.base import WindowResult
 from otlp_gateway.otlp.extract import StreamBatch
 from otlp_gateway.store.base import AnomalyRecord, StreamInfo, StreamState
@@ -91,6 +93,35 @@ class ScoreOutcome:
     ratio_sum: float = 0.0
     ratio_count: int = 0
     """Sum/count of ``RATIO_FIGURE`` over every window scored (not only anomalies)."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Points the detector could not score (NaN, infinite), by reason; forwarded all the same."""
+
+
+class _SkippedPointsLog:
+    """At most one log line per signal and reason per ``interval`` seconds, whatever the number of streams
+    and requests carrying NaN or infinite points (shard threads share it)."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._last: dict[tuple[str, str], float] = {}
+        self._pending: dict[tuple[str, str], int] = {}
+
+    def note(self, signal: str, reason: str, count: int, stream_id: str) -> None:
+        key = (signal, reason)
+        now = time.monotonic()
+        with self._lock:
+            self._pending[key] = self._pending.get(key, 0) + count
+            last = self._last.get(key)
+            if last is not None and now - last < self._interval:
+                return
+            self._last[key] = now
+            total = self._pending.pop(key)
+        log.warning("detection: %d %s point(s) of %s skipped by the detectors since the last report (e.g. "
+                    "stream %s); they are forwarded, not scored", total, reason, signal, stream_id)
+
+
+SKIPPED_POINTS_LOG = _SkippedPointsLog()
 
 
 class LiveStream:
@@ -144,15 +175,20 @@ class LiveStream:
         base = self.offset_base
         self.ring.append(RingChunk(self.events_seen, batch.trace_ids, batch.span_ids, batch.times,
                                    batch.positions, request_seq))
+        skipped_before = dict(self.detector.skipped_points)
         if self.spec.kind == "numeric":
             values = np.asarray(batch.events, dtype=np.float64)
             # point times (unix seconds) let the numeric detector learn the sampling period
             stamps = np.asarray(batch.times, dtype=np.float64) / 1e9 if all(batch.times) else None
-            results = self.detector.update(values, timestamps=stamps)
+            results = self.detector.update(EventBatch(values, stamps))
         else:
-            results = self.detector.update(batch.events)
+            results = self.detector.update(EventBatch(batch.events))
         self.dirty = True
         outcome = ScoreOutcome(self, len(batch.times), state_changed=changed)
+        for reason, total in self.detector.skipped_points.items():
+            if total > skipped_before.get(reason, 0):
+                outcome.skipped[reason] = total - skipped_before.get(reason, 0)
+                SKIPPED_POINTS_LOG.note(self.key.signal, reason, outcome.skipped[reason], self.key.stream_id)
         drift = False
         for result in results:
             drift = drift or result.is_drift

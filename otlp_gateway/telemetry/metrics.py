@@ -116,6 +116,10 @@ class GatewayMetrics:
                                        "least recently used streams snapshotted and evicted", registry=r)
         self.detector_events = Counter("driftlock_detector_events", "events fed to detectors",
                                        ["stream_type"], registry=r)
+        self.detector_skipped_points = Counter(
+            "driftlock_detector_skipped_points",
+            "points a detector could not score (NaN or infinite values; forwarded all the same)",
+            ["signal", "reason"], registry=r)
         self.detector_dropped_events = Counter(
             "driftlock_detector_dropped_events",
             "events not scored: the detection queue was full, the request could not be read or scoring "

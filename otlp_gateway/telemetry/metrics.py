@@ -143,6 +143,10 @@ class GatewayMetrics:
         # --- store
         self.store_written = Counter("driftlock_store_anomalies_written", "anomaly rows written",
                                      ["backend"], registry=r)
+        self.store_rows_written = Counter(
+            "driftlock_store_incident_rows_written",
+            "incident and score-series rows written (upserts: replays and updates count again)",
+            ["backend", "table"], registry=r)
         self.store_spooled = Gauge("driftlock_store_spool_rows",
                                    "anomaly rows waiting in the local spool for the store", registry=r)
         self.store_write_failures = Counter("driftlock_store_write_failures",

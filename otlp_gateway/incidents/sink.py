@@ -192,7 +192,7 @@ class IncidentSink:
         self.metrics.closed(rec.id)
         who = f" by {actor}" if actor else ""
         what = "marked a false positive" if rec.status == "false_positive" else rec.status
-        log.info("incident %s %s%s after %.0f s (%d anomalous windows)", rec.id, what, who,
+        log.info("incident %s %s%s after %.1f s (%d anomalous windows)", rec.id, what, who,
                  duration_seconds(rec), rec.anomalous_windows, extra=self._fields(rec, rec.status))
         if self._notifier is not None:
             self._notifier.closed(rec)

@@ -118,10 +118,16 @@ def change_of(key: StreamKey, profile: str, offset_base: int, book: IncidentBook
                           tuple(item for item in blamed if item is not None), actor)
 
 
-def detector_action(detector: Any, action: IncidentAction, seq: int) -> IncidentUpdate:
-    """Have the detector take a closing action (raises ``IncidentActionsUnsupported``, ``ValueError``)."""
+def require_tracker(detector: Any) -> IncidentDetector:
+    """``detector`` if it tracks incidents, else ``IncidentActionsUnsupported``."""
     if not isinstance(detector, IncidentDetector):
         raise IncidentActionsUnsupported(f"the {getattr(detector, 'kind', '?')} detector tracks no incidents")
+    return detector
+
+
+def detector_action(detector: Any, action: IncidentAction, seq: int) -> IncidentUpdate:
+    """Have the detector take a closing action (raises ``IncidentActionsUnsupported``, ``ValueError``)."""
+    require_tracker(detector)
     method = getattr(detector, DETECTOR_ACTIONS[action])
     update = method(seq)
     if not isinstance(update, IncidentUpdate):

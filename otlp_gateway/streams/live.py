@@ -28,6 +28,7 @@ from otlp_gateway.streams.incidents import (
     IncidentChange,
     change_of,
     detector_action,
+    require_tracker,
     split_update,
 )
 from otlp_gateway.streams.ring import EventRing, RingChunk, RingItem
@@ -237,6 +238,7 @@ class LiveStream:
         Raises ``IncidentActionsUnsupported`` when the detector tracks no incidents, ``ValueError`` when
         it knows no open incident ``seq`` or ``expected_id`` is not its incident ``seq`` (an incident of an
         earlier detector of the stream, whose numbers the current one reuses)."""
+        require_tracker(self.detector)
         if expected_id is not None and self.incidents.id_of(seq) != expected_id:
             raise ValueError(f"incident {expected_id} is not incident {seq} of the stream's current detector")
         update = detector_action(self.detector, action, seq)

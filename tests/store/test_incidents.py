@@ -16,11 +16,11 @@ from tests.store.support import T0, StoreTarget, make_record, run
 
 def make_incident(stream: int, seq: int, *, minute: float = 0.0, status: str = "open", windows: int = 3,
                   service: str = "checkout", signal: str = "traces", severity: str = "high",
-                  profile: str = "balanced") -> IncidentRecord:
+                  profile: str = "balanced", stream_id: str | None = None) -> IncidentRecord:
     opened = T0 + dt.timedelta(minutes=minute)
     return IncidentRecord(
-        stream_id=f"stream-{stream}", seq=seq, opened_offset=1000 * seq + 40, signal=signal, service=service,
-        name="POST /cart", profile=profile, status=status,  # type: ignore[arg-type]
+        stream_id=stream_id or f"stream-{stream}", seq=seq, opened_offset=1000 * seq + 40, signal=signal,
+        service=service, name="POST /cart", profile=profile, status=status,  # type: ignore[arg-type]
         severity=severity,  # type: ignore[arg-type]
         opened_at=opened, last_anomalous_at=opened + dt.timedelta(seconds=10 * windows),
         last_anomalous_offset=1000 * seq + 40 + 10 * windows,

@@ -20,4 +20,5 @@ pytest_plugins = [
     "tests.fixtures.downstream",
     "tests.fixtures.gateway",
     "tests.fixtures.tls",
+    "tests.fixtures.alertmanager",
 ]

@@ -171,6 +171,7 @@ class IncidentSink:
             if before is None:
                 self._open[rec.id] = rec
                 self.metrics.opened(rec)
+                self.flush_scores()  # its page plots the stream's scores: write them now, not in 10 s
                 log.warning("incident %s opened on %s (%s, severity %s): %s", rec.id, rec.stream_id,
                             rec.service, rec.severity, rec.summary, extra=self._fields(rec, "opened"))
                 if self._notifier is not None:

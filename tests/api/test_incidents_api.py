@@ -225,3 +225,14 @@ def test_warmup_of_a_stream_that_is_not_live(live_api: LiveApi, read_key: str, s
     live_api.run(live_api.store.upsert_stream(info))
     body = live_api.client.get(f"/v1/streams/{info.stream_id}", headers=auth(read_key)).json()
     assert body["warmup"] == {"events": expected, "needed": 800} and body["open_incident_id"] is None
+
+
+def test_the_cli_creates_operator_keys(tmp_path, capsys: pytest.CaptureFixture[str]):
+    from otlp_gateway import cli
+
+    assert cli.main(["api-keys", "--data-dir", str(tmp_path), "create", "--role", "operator",
+                     "--name", "on-call"]) == 0
+    assert cli.main(["api-keys", "--data-dir", str(tmp_path), "list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("created operator key ") and out[1].startswith("dlk_")
+    assert out[2].split("\t")[1:4] == ["operator", "active", "on-call"]

@@ -61,10 +61,10 @@ class WindowTracker:
                                 "never seen in the reference events", o["bits"], "an example line"),),
             summary=o["sentence"], evidence_offsets=tuple(o["evidence"][:20]))
 
-    def update(self, events: Any) -> UpdateResult:
+    def update(self, events: Any, **kwargs: Any) -> UpdateResult:
         windows: list[WindowResult] = []
         updates: list[IncidentUpdate] = []
-        for w in self.inner.update(events):
+        for w in self.inner.update(events, **kwargs):
             if w.is_anomaly:
                 self.normal_run = 0
                 tops = [int(t["offset"]) for t in w.explanation.get("top_events", ())]
@@ -131,7 +131,9 @@ def install(monkeypatch: Any, *, t0: int, resolve_after: int = 3) -> None:
     """Every detector the gateway creates or restores is wrapped in a tracker (the engine's place)."""
     create, restore = registry.create, registry.restore
 
-    def create_tracked(kind: str, **config: Any) -> WindowTracker:
+    def create_tracked(kind: str, **config: Any) -> Any:
+        if "profile" not in config:  # the JIT warm-up's detectors, not a stream's
+            return create(kind, **config)
         return WindowTracker(create(kind, **config), t0=t0, resolve_after=resolve_after)
 
     def restore_tracked(kind: str, data: bytes) -> Any:

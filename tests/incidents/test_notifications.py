@@ -9,12 +9,9 @@ import hashlib
 import hmac
 import json
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from otlp_gateway.incidents.notify import Notifier
 from otlp_gateway.incidents.records import IncidentLinks
@@ -24,7 +21,7 @@ from otlp_gateway.store import AnomalyWriter
 from otlp_gateway.store.settings import StoreSettings
 from otlp_gateway.store.sqlite import SqliteStore
 from otlp_gateway.telemetry.metrics import GatewayMetrics
-from tests.fixtures.alertmanager import AlertmanagerProcess, alertmanager_binary
+from tests.fixtures.alertmanager import AlertmanagerProcess
 from tests.fixtures.waiting import eventually, free_port
 from tests.incidents.test_sink import Changes, key, update
 
@@ -65,13 +62,6 @@ class Gateway:
 
     def count(self, name: str, **labels: str) -> float:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
-
-
-@pytest.fixture
-def alertmanager(tmp_path: Path) -> Iterator[AlertmanagerProcess]:
-    am = AlertmanagerProcess(tmp_path / "am", alertmanager_binary()).start()
-    yield am
-    am.stop()
 
 
 def _ours(alerts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -85,7 +85,7 @@ class ApiSettings(StrictModel):
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
-        if value is None:
+        if value is None or value == "":  # ``${VAR:-}`` left unset
             return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:

@@ -22,7 +22,7 @@ class IncidentSettings(StrictModel):
 
 
 def _http_url(value: str | None) -> str | None:
-    if value is None:
+    if value is None or value == "":  # ``${VAR:-}`` left unset
         return None
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:

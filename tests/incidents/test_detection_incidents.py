@@ -62,7 +62,8 @@ def test_an_incident_opens_is_stored_annotated_counted_and_resolves(
             labels = {"signal": "logs", "service": "checkout", "severity": opened.severity}
             assert run.metric("driftlock_incidents_open", **labels) == 1
             assert run.metric("driftlock_incidents_total", **labels) == 1
-            [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+            [warning] = [r for r in caplog.records
+                         if r.levelno == logging.WARNING and r.name == "otlp_gateway.incidents"]
             assert opened.id in warning.getMessage() and warning.incident_event == "opened"  # type: ignore[attr-defined]
             assert warning.incident_url == f"http://driftlock.example/incidents/{opened.id}"  # type: ignore[attr-defined]
 

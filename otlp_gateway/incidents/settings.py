@@ -18,7 +18,8 @@ class IncidentSettings(StrictModel):
     """The streams' score series (10 s buckets for the incident plots) are written this often, each bucket's
     latest state once."""
     rate_refresh_interval_seconds: Duration = Field(60.0, gt=0)
-    """How often driftlock_false_incident_rate_measured is recomputed from the store."""
+    """How often driftlock_false_incident_rate_measured is recomputed from the store, and the open
+    incidents re-read from it (those other gateways sharing the store opened or closed)."""
 
 
 def _http_url(value: str | None) -> str | None:

@@ -10,9 +10,12 @@ spooled while the store is down, idempotent), and follows the incident's life:
 * closed (resolved, accepted, false positive): the open gauge drops it, one INFO line, the notifier is
   told; an acceptance the detector decided (``accept_after``) is also written to the audit log.
 
-The sink knows which incidents are open: those it saw open, plus the store's open incidents read at
-start (so a restarted gateway keeps re-sending them and closes them properly). An update of an incident
-the sink saw close is ignored (a late or replayed one never reopens it), as the store's upsert ignores it.
+The sink knows which incidents are open: those it saw open, plus the store's open incidents, read at
+start and again every ``rate_refresh_interval_seconds`` (so a restarted gateway keeps re-sending them and
+closes them properly, and with several gateways on one store each one's series and re-sends follow the
+incidents the others open and close, an operator's close on another replica included). An update of an
+incident the sink saw close is ignored (a late or replayed one never reopens it), as the store's upsert
+ignores it.
 
 Score buckets are coalesced per (stream, bucket) and written every ``score_flush_interval_seconds``: a
 bucket's latest cumulative state once, not once per request.
@@ -98,7 +101,7 @@ class IncidentSink:
             self.seeded.set()
             return
         self._tasks.append(loop.create_task(self._seed_until_done(), name="incident-seed"))
-        self._tasks.append(loop.create_task(self._refresh_rates_periodically(), name="incident-rates"))
+        self._tasks.append(loop.create_task(self._refresh_periodically(), name="incident-refresh"))
 
     async def shutdown(self, grace: float = 5.0) -> None:
         """Idempotent, safe without ``start``."""
@@ -187,9 +190,7 @@ class IncidentSink:
         if before is None and (rec.id in self._closed or (actor is not None and not by_api)):
             return  # already closed (here, or by the operator whose action the detector now takes)
         self._open.pop(rec.id, None)
-        self._closed[rec.id] = None
-        while len(self._closed) > REMEMBERED_CLOSED:
-            self._closed.popitem(last=False)
+        self._remember_closed(rec.id)
         self.metrics.closed(rec.id)
         who = f" by {actor}" if actor else ""
         what = "marked a false positive" if rec.status == "false_positive" else rec.status
@@ -238,34 +239,57 @@ class IncidentSink:
             return
 
     async def _seed(self) -> None:
+        seen = await self.reconcile()
+        if seen:
+            log.info("incidents: %d open incidents from the store", seen)
+
+    async def reconcile(self) -> int:
+        """Follow the store: count its open incidents this sink does not know yet (opened by another
+        gateway, or before a restart), and drop those the store has closed meanwhile (by another gateway,
+        or an operator's action answered there; that gateway notified). Returns how many were added."""
         assert self._store is not None
+        stored: dict[str, IncidentRecord] = {}
         cursor: str | None = None
-        seen = 0
         while True:
             page = await self._store.query_incidents(IncidentFilter(status="open"), SEED_PAGE, cursor)
-            for rec in page.items:
-                if rec.id not in self._open and rec.id not in self._closed:
-                    self._open[rec.id] = rec
-                    self.metrics.is_open(rec)
-                    seen += 1
+            stored.update((rec.id, rec) for rec in page.items)
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
-        if seen:
-            log.info("incidents: %d open incidents from the store", seen)
+        added = 0
+        for rec in stored.values():
+            if rec.id not in self._open and rec.id not in self._closed:
+                self._open[rec.id] = rec
+                self.metrics.is_open(rec)
+                added += 1
+        for incident_id in [i for i in self._open if i not in stored]:
+            # not open in the store: closed there, or opened here and not written yet (then it is kept)
+            now = await self._store.get_incident(incident_id)
+            if now is not None and not now.is_open and incident_id in self._open:
+                del self._open[incident_id]
+                self._remember_closed(incident_id)
+                self.metrics.closed(incident_id)
+        return added
+
+    def _remember_closed(self, incident_id: str) -> None:
+        self._closed[incident_id] = None
+        while len(self._closed) > REMEMBERED_CLOSED:
+            self._closed.popitem(last=False)
 
     async def _flush_scores_periodically(self) -> None:
         while True:
             await asyncio.sleep(self._settings.score_flush_interval_seconds)
             self.flush_scores()
 
-    async def _refresh_rates_periodically(self) -> None:
+    async def _refresh_periodically(self) -> None:
         assert self._store is not None
         while True:
             try:
                 self.metrics.measured(await self._store.false_incident_counts())
-            except Exception as exc:  # the store is down: the gauge keeps its last value
-                log.debug("incidents: could not refresh the measured false-incident rates: %s", exc)
+                if self.seeded.is_set():
+                    await self.reconcile()
+            except Exception as exc:  # the store is down: the series keep their last values
+                log.debug("incidents: could not refresh from the store: %s", exc)
             await asyncio.sleep(self._settings.rate_refresh_interval_seconds)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

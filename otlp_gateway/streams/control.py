@@ -19,6 +19,7 @@ import base64
 import binascii
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,6 +35,7 @@ from otlp_gateway.streams.routing import StreamKey
 from otlp_gateway.streams.settings import InvalidStreamSettings, StreamSettings, StreamSettingsResolver
 from otlp_gateway.streams.table import LiveStreamTable
 
+log = logging.getLogger(__name__)
 CHANGEABLE_KEYS = tuple(StreamSettings.model_fields)
 ActionOutcome = Literal["applied", "pending", "not_applicable"]
 """``applied``: the live detector took it; ``pending``: it waits for the stream's detector (not live, or
@@ -141,6 +143,10 @@ class StreamControl:
             change = None
         except ValueError:
             return "not_applicable"
+        except Exception:  # a defect in the detector: the action waits, to be taken when the stream reloads
+            log.exception("incident action %s on %s (incident %s) failed; kept pending", action, stream_id,
+                          incident_id)
+            change = None
         if change is None:
             self._table.note_pending_action(stream_id)
             return "pending"

@@ -7,7 +7,9 @@ snapshot is being saved resumes from that snapshot. Dirty streams are snapshotte
 stream at shutdown.
 
 Operators' incident actions reach a live stream's detector on its shard thread; an action on a stream that
-is not live waits in the store (``pending_action``) and is taken when the stream next opens here.
+is not live waits in the store (``pending_action``) and is taken when the stream next opens here, or within
+``PENDING_REFRESH_SECONDS`` when the stream is live here while the action was answered by another gateway
+sharing the store.
 
 The table runs on the event loop; a stream's detector is touched only on its shard thread.
 """
@@ -35,8 +37,8 @@ from otlp_gateway.telemetry.metrics import GatewayMetrics
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-PENDING_RETRY_SECONDS = 30.0
-"""While the store cannot say which streams have operators' actions waiting, ask again this often."""
+PENDING_REFRESH_SECONDS = 30.0
+"""How often the store is asked which streams have operators' actions waiting."""
 MAX_PENDING_EVICTIONS = 256
 """Snapshots of evicted streams waiting to be saved; beyond this, opening a stream waits for the store."""
 
@@ -94,7 +96,7 @@ class LiveStreamTable:
         self._metrics.streams_live.set(len(self._live))
         if self._periodic is None and not self._shut_down and self._records.store is not None:
             self._periodic = asyncio.create_task(self._snapshot_periodically(), name="driftlock-snapshots")
-            self._pending_load = asyncio.create_task(self._load_pending_streams(), name="driftlock-pending")
+            self._pending_load = asyncio.create_task(self._watch_pending_actions(), name="driftlock-pending")
 
     async def shutdown(self, grace: float = 30.0) -> None:
         """Idempotent, safe without ``start``: stop the periodic snapshots, snapshot every live stream,
@@ -198,13 +200,15 @@ class LiveStreamTable:
             self.incidents.handle_changes([change])
         return change
 
-    async def _load_pending_streams(self) -> None:
+    async def _watch_pending_actions(self) -> None:
         while True:
-            loaded = await self._records.streams_with_pending_actions()
-            if loaded is not None:
-                self._pending_streams |= loaded
-                return
-            await asyncio.sleep(PENDING_RETRY_SECONDS)
+            waiting = await self._records.streams_with_pending_actions()
+            for stream_id in waiting or ():
+                self._pending_streams.add(stream_id)
+                stream = self._live.get(stream_id)
+                if stream is not None:  # live here, the action answered elsewhere: take it now
+                    await self._take_pending_actions(stream)
+            await asyncio.sleep(PENDING_REFRESH_SECONDS)
 
     def note_pending_action(self, stream_id: str) -> None:
         """An action on ``stream_id`` waits in the store for the stream's detector."""
@@ -224,6 +228,11 @@ class LiveStreamTable:
             except ValueError as exc:  # closed already, or an earlier detector's incident: nothing to take
                 log.info("detection: %s's pending %s on incident %s not taken: %s", stream_id,
                          rec.pending_action, rec.id, exc)
+            except Exception:  # a defect: never costs the stream its scoring; the action stays pending
+                log.exception("detection: %s's pending %s on incident %s failed", stream_id,
+                              rec.pending_action, rec.id)
+                left += 1
+                continue
             else:
                 if self.incidents is not None:
                     self.incidents.handle_changes([change])

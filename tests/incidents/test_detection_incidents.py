@@ -182,3 +182,34 @@ def test_without_an_incident_tracker_the_action_waits(tmp_path: Path) -> None:
         await run.close()
 
     asyncio.run(scenario())
+
+
+def test_an_action_answered_by_another_gateway_reaches_the_live_detector(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two gateways share a store; the one where the stream is live takes the action within the refresh."""
+    from otlp_gateway.streams import table
+
+    monkeypatch.setattr(table, "PENDING_REFRESH_SECONDS", 0.05)
+    standin.install(monkeypatch, t0=T0, resolve_after=10_000)
+    normal, fault, _, _ = fault_phase()
+
+    async def scenario() -> None:
+        run = await open_incident_run(tmp_path / "a.db")
+        await run.feed([*normal, *fault])
+        [opened] = await run.incidents()
+        # what the API of the other gateway did: the store, then its own table (where the stream is not live)
+        closed = await run.store.act_on_incident(opened.id, "resolve", "key:carol", opened.opened_at,
+                                                 pending=True)
+        assert closed is not None
+
+        async def taken() -> bool:
+            while await run.store.pending_incident_actions():
+                await asyncio.sleep(0.02)
+            return True
+
+        assert await asyncio.wait_for(taken(), 20)
+        stream = run.stage.streams.get(STREAM)
+        assert stream is not None and stream.detector.open is None  # type: ignore[attr-defined]
+        await run.close()
+
+    asyncio.run(scenario())

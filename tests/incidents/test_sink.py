@@ -278,3 +278,49 @@ def test_nothing_is_seeded_while_the_store_is_down(tmp_path: Path) -> None:
         await sink.shutdown(0.1)
 
     asyncio.run(body())
+
+
+def test_gateways_sharing_a_store_follow_each_others_incidents(parts, tmp_path: Path) -> None:
+    change = Changes()
+
+    async def body() -> None:
+        a, store, writer = await parts()
+        metrics_b = GatewayMetrics()
+        b = IncidentSink(writer, store, metrics_b, IncidentSettings(), IncidentLinks(lambda: "x"))
+        await b.start()
+        await b.seeded.wait()
+        a.handle_changes([change(key("cart"), update())])
+        assert await writer.flush(10)
+        assert await b.reconcile() == 1  # opened on the other gateway: counted open here too
+        assert _gauge(b, "cart", "medium") == 1 and _total(b, "cart", "medium") == 0
+        a.handle_changes([change(key("cart"), update(status="resolved", closed=T0))])
+        assert await writer.flush(10)
+        await b.reconcile()  # closed there: dropped here
+        assert _gauge(b, "cart", "medium") == 0 and b.open_incidents() == []
+        # an operator's close answered by gateway B reaches gateway A's series as well
+        [other] = a.handle_changes([change(key("search"), update())])
+        assert await writer.flush(10)
+        assert await store.act_on_incident(other.id, "accept", "key:x", dt.datetime.now(dt.UTC)) is not None
+        await a.reconcile()
+        assert _gauge(a, "search", "medium") == 0 and a.open_incidents() == []
+        await b.shutdown(1)
+        await _close(a, store, writer)
+
+    asyncio.run(body())
+
+
+def test_an_incident_not_yet_written_is_kept_open(parts, tmp_path: Path) -> None:
+    change = Changes()
+
+    async def body() -> None:
+        _, store, writer = await parts()
+        unwritten: list[object] = []
+        sink = IncidentSink(SimpleNamespace(submit=unwritten.extend), store, GatewayMetrics(),
+                            IncidentSettings(), IncidentLinks(lambda: "x"))
+        [opened] = sink.handle_changes([change(key(), update())])
+        await sink.reconcile()  # the store does not know it (its row is still in the writer's hands)
+        assert [r.id for r in sink.open_incidents()] == [opened.id] and unwritten
+        await writer.shutdown(1)
+        await store.close()
+
+    asyncio.run(body())

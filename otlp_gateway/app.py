@@ -173,7 +173,7 @@ class Gateway:
         return self.components
 
     def _open_incidents(self) -> list[IncidentRecord]:
-        return self.incidents.open_incidents() if self.incidents is not None else []
+        return self.incidents.resendable_incidents() if self.incidents is not None else []
 
     async def _advise_on_access(self) -> None:
         """Say how to get past the 401 every /v1 call answers until an admin key exists."""

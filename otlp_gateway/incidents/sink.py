@@ -84,6 +84,8 @@ class IncidentSink:
         self._clock = clock
         self.metrics = IncidentMetrics(metrics)
         self._open: dict[str, IncidentRecord] = {}
+        self._foreign: set[str] = set()
+        """Open incidents learned from the store after the start: another gateway's streams'."""
         self._closed: OrderedDict[str, None] = OrderedDict()
         self._scores: dict[tuple[str, dt.datetime], ScoreBucket] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -153,6 +155,13 @@ class IncidentSink:
     def open_incidents(self) -> list[IncidentRecord]:
         return list(self._open.values())
 
+    def resendable_incidents(self) -> list[IncidentRecord]:
+        """The open incidents this gateway re-sends to Alertmanager: its own streams', and those open when it
+        started (a restarted single gateway keeps their alerts alive); not those another gateway sharing
+        the store opened since, which that gateway re-sends (and ends: a re-send from here could re-fire
+        an alert it has just ended)."""
+        return [rec for rec in self._open.values() if rec.id not in self._foreign]
+
     def open_incident_of(self, stream_id: str) -> str | None:
         newest = max((r for r in self._open.values() if r.stream_id == stream_id),
                      key=lambda r: r.opened_at, default=None)
@@ -183,6 +192,7 @@ class IncidentSink:
             rec = dataclasses.replace(rec, acknowledged_by=before.acknowledged_by,
                                       acknowledged_at=before.acknowledged_at)
             self._open[rec.id] = rec
+            self._foreign.discard(rec.id)  # its stream is scored here now
             self.metrics.is_open(rec)
             if self._notifier is not None:
                 self._notifier.changed(before, rec)
@@ -190,6 +200,7 @@ class IncidentSink:
         if before is None and (rec.id in self._closed or (actor is not None and not by_api)):
             return  # already closed (here, or by the operator whose action the detector now takes)
         self._open.pop(rec.id, None)
+        self._foreign.discard(rec.id)
         self._remember_closed(rec.id)
         self.metrics.closed(rec.id)
         who = f" by {actor}" if actor else ""
@@ -260,6 +271,8 @@ class IncidentSink:
         for rec in stored.values():
             if rec.id not in self._open and rec.id not in self._closed:
                 self._open[rec.id] = rec
+                if self.seeded.is_set():
+                    self._foreign.add(rec.id)
                 self.metrics.is_open(rec)
                 added += 1
         for incident_id in [i for i in self._open if i not in stored]:
@@ -267,6 +280,7 @@ class IncidentSink:
             now = await self._store.get_incident(incident_id)
             if now is not None and not now.is_open and incident_id in self._open:
                 del self._open[incident_id]
+                self._foreign.discard(incident_id)
                 self._remember_closed(incident_id)
                 self.metrics.closed(incident_id)
         return added

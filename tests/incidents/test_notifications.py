@@ -41,7 +41,8 @@ class Gateway:
                                     StoreSettings(flush_interval_seconds=0.02), self.metrics)
         links = IncidentLinks(lambda: UI)
         settings = NotifySettings.model_validate({"retry": FAST_RETRY, **notify})
-        self.notifier = Notifier(settings, data_dir, links, self.metrics, lambda: self.sink.open_incidents())
+        self.notifier = Notifier(settings, data_dir, links, self.metrics,
+                                 lambda: self.sink.resendable_incidents())
         self.sink = IncidentSink(self.writer, self.store, self.metrics, IncidentSettings(), links,
                                  self.notifier)
 

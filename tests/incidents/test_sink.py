@@ -293,6 +293,7 @@ def test_gateways_sharing_a_store_follow_each_others_incidents(parts, tmp_path: 
         assert await writer.flush(10)
         assert await b.reconcile() == 1  # opened on the other gateway: counted open here too
         assert _gauge(b, "cart", "medium") == 1 and _total(b, "cart", "medium") == 0
+        assert b.resendable_incidents() == [] and len(a.resendable_incidents()) == 1  # its owner re-sends
         a.handle_changes([change(key("cart"), update(status="resolved", closed=T0))])
         assert await writer.flush(10)
         await b.reconcile()  # closed there: dropped here

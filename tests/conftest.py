@@ -37,4 +37,5 @@ pytest_plugins = [
     "tests.fixtures.downstream",
     "tests.fixtures.gateway",
     "tests.fixtures.tls",
+    "tests.fixtures.alertmanager",
 ] if _gateway_installed() else []

@@ -4,10 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: PostgreSQL 15 (the suite starts its own cluster), promtool (alert-rule tests), openssl.
+# System packages: PostgreSQL 15 (the suite starts its own cluster), promtool (alert-rule tests),
+# Alertmanager (the notification tests start it), openssl.
 missing=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || command -v initdb >/dev/null || missing+=(postgresql-15)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing+=(prometheus-alertmanager)
 command -v openssl >/dev/null || missing+=(openssl)  # throw-away TLS certificates
 python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
 command -v kubectl >/dev/null || echo "tests/run.sh: kubectl is not on PATH; the Kubernetes manifest tests will fail" >&2

@@ -29,10 +29,10 @@ import zstandard
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from detectors import cbad, registry  # noqa: E402
+from detectors import EventBatch, cbad, registry  # noqa: E402
 from detectors.compressors import make_model  # noqa: E402
 from detectors.profiles import PROFILES  # noqa: E402
-from detectors.testing import synthetic_logs, synthetic_spans  # noqa: E402
+from detectors.synthetic import synthetic_logs, synthetic_spans  # noqa: E402
 
 BATCH = 512
 
@@ -41,8 +41,8 @@ def hop_split(events: list[bytes], batch: int = 128) -> tuple[float, float, int]
     """Balanced profile: CPU µs per hop inside the batched hop kernel and outside it (Python), and hops."""
     det = registry.create("cbad", profile="balanced", seed=42)
     warm = 3000
-    det.update(events[:warm])
-    kernel_fn = cbad.hops_kernel.hops
+    det.update(EventBatch(events[:warm]))
+    kernel_fn = cbad.H.hops
     in_kernel = [0.0]
 
     def timed(*args: object) -> int:
@@ -51,13 +51,13 @@ def hop_split(events: list[bytes], batch: int = 128) -> tuple[float, float, int]
         in_kernel[0] += time.thread_time() - t0
         return done
 
-    cbad.hops_kernel.hops = timed
+    cbad.H.hops = timed
     try:
         start = time.thread_time()
-        hops = sum(len(det.update(events[i:i + batch])) for i in range(warm, len(events), batch))
+        hops = sum(len(det.update(EventBatch(events[i:i + batch]))) for i in range(warm, len(events), batch))
         total = time.thread_time() - start
     finally:
-        cbad.hops_kernel.hops = kernel_fn
+        cbad.H.hops = kernel_fn
     return 1e6 * in_kernel[0] / hops, 1e6 * (total - in_kernel[0]) / hops, hops
 
 
@@ -66,11 +66,11 @@ def detector_rate(events: list[bytes], profile: str, compressor: str = "cm",
     """Events/s per core; windows scored; anomalies flagged (warm-up excluded from timing)."""
     det = registry.create("cbad", profile=profile, seed=42, compressor=compressor)
     warm = 3000
-    det.update(events[:warm])
+    det.update(EventBatch(events[:warm]))
     windows = flagged = 0
     start = time.thread_time()
     for i in range(warm, len(events), batch):
-        for r in det.update(events[i:i + batch]):
+        for r in det.update(EventBatch(events[i:i + batch])):
             windows += 1
             flagged += r.is_anomaly
     return (len(events) - warm) / (time.thread_time() - start), windows, flagged
@@ -122,9 +122,9 @@ def legacy_rate(events: list[bytes], n: int) -> float:
 _STARTUP = """
 import time
 t0 = time.perf_counter()
-from detectors import registry
-from detectors.testing import synthetic_logs
-events = synthetic_logs(1000, seed=1)
+from detectors import EventBatch, registry
+from detectors.synthetic import synthetic_logs
+events = EventBatch(synthetic_logs(1000, seed=1))
 t1 = time.perf_counter()
 det = registry.create("cbad", profile="balanced")
 results = det.update(events)
@@ -179,7 +179,7 @@ def main() -> None:
     streams = {"logs": synthetic_logs(args.events, seed=1), "spans": synthetic_spans(args.events, seed=2)}
     for name, events in streams.items():
         print(f"{name}: {len(events)} events, mean {np.mean([len(e) for e in events]):.0f} B canonical")
-    registry.create("cbad").update(streams["logs"][:600])  # JIT outside the timings
+    registry.create("cbad").update(EventBatch(streams["logs"][:600]))  # JIT outside the timings
 
     print("\n(1) default detector (compressor=cm), events/s per core (thread CPU time), 512-event batches")
     ours = {}

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from detectors import registry
+from detectors import EventBatch, registry
 from otlp_gateway.batch import TelemetryBatch, Unreserved
 from otlp_gateway.detection import DetectionStage
 from otlp_gateway.detection.settings import DetectionSettings
@@ -146,11 +146,11 @@ def scoring_cpu(warm: list[Any], extractions: list[Any]) -> float:
     detectors: dict[str, Any] = {}
     for ex in warm:
         for sid, batch in ex.streams.items():
-            detectors.setdefault(sid, registry.create("cbad")).update(batch.events)
+            detectors.setdefault(sid, registry.create("cbad")).update(EventBatch(batch.events))
     start = time.process_time()
     for ex in extractions:
         for sid, batch in ex.streams.items():
-            detectors.setdefault(sid, registry.create("cbad")).update(batch.events)
+            detectors.setdefault(sid, registry.create("cbad")).update(EventBatch(batch.events))
     return time.process_time() - start
 
 

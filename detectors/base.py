@@ -1,11 +1,40 @@
-"""The detector contract shared by every registered detector."""
+"""The detector contract shared by every registered detector: one input type, one result type."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import numpy as np
+
 Severity = Literal["none", "low", "medium", "high", "critical"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EventBatch:
+    """Consecutive events of one stream, in arrival order: what every detector's ``update`` takes.
+
+    ``events`` are canonical byte events (``cbad``; see :mod:`detectors.canonical`) or float values
+    (``numeric``); ``times`` optionally gives each event's time in unix seconds (the numeric detector learns
+    its sampling period from them; cbad ignores them). Slicing gives the batch of a sub-range.
+    """
+
+    events: Sequence[bytes] | Sequence[float] | np.ndarray
+    times: Sequence[float] | np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.times is not None and len(self.times) != len(self.events):
+            raise ValueError(f"times must have one entry per event ({len(self.times)} times, "
+                             f"{len(self.events)} events)")
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __getitem__(self, part: slice) -> EventBatch:
+        if not isinstance(part, slice):
+            raise TypeError("an EventBatch is sliced, not indexed")
+        return EventBatch(self.events[part], None if self.times is None else self.times[part])
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,8 +42,8 @@ class WindowResult:
     """The verdict on one scored window of a stream.
 
     Offsets count events fed to this detector since it was created (0-based); the window covers
-    ``[start_offset, end_offset)``. ``score`` is the calibrated statistic (higher = more anomalous);
-    ``p_value`` its calibrated significance against the stream's own recent normal windows.
+    ``[start_offset, end_offset)``. ``score`` is ``-log10(p_value)`` (higher = more anomalous); ``p_value``
+    the window's calibrated significance against the stream's own recent normal windows.
     """
 
     start_offset: int
@@ -25,19 +54,19 @@ class WindowResult:
     severity: Severity
     is_drift: bool = False
     figures: dict[str, float] = field(default_factory=dict)
-    """novelty_bits_per_byte, novelty_bits_per_event, ncd, compression_ratio_baseline,
-    compression_ratio_window, entropy_baseline, entropy_window, delta_bits, ... (documented per detector)."""
+    """Named numbers about the window, documented per detector in docs/detectors.md."""
     explanation: dict[str, Any] = field(default_factory=dict)
-    """{"sentence": str, "top_events": [{"offset": int, "excess_bits": float, "tokens": [...]}], ...}"""
+    """{"sentence": str, "top_events": [{"offset": int, "excess_bits": float, ...}], ...}"""
 
 
 class Detector(Protocol):
     """A streaming detector for one stream. Feed events in order; get the windows they complete.
 
-    Contract (checked by the conformance suite for every registered detector):
+    Contract (checked by ``tests/detectors/test_conformance.py`` for every registered kind):
     deterministic for the same input and seed; chunking-invariant (any split of the same events into
     ``update`` calls gives the same results); ``snapshot``/``restore`` mid-stream continues exactly
-    as the uninterrupted detector; inputs are never mutated; every figure is finite.
+    as the uninterrupted detector; inputs are never mutated; every figure is finite; an input it cannot
+    score (a non-finite value) is skipped and counted in ``skipped_points``, never raised.
     """
 
     kind: str
@@ -46,11 +75,26 @@ class Detector(Protocol):
     def config_hash(self) -> str: ...
 
     @property
-    def events_seen(self) -> int: ...
+    def events_seen(self) -> int:
+        """Events fed so far, skipped ones included (offsets count them)."""
+        ...
 
     @property
     def warmed_up(self) -> bool: ...
 
-    def update(self, events: Any) -> list[WindowResult]: ...
+    @property
+    def skipped_points(self) -> Mapping[str, int]:
+        """Events fed but not scored, by reason (``"nan"``, ``"inf"``), since the detector was created."""
+        ...
+
+    def update(self, batch: EventBatch) -> list[WindowResult]: ...
 
     def snapshot(self) -> bytes: ...
+
+
+def require_batch(batch: object) -> EventBatch:
+    """``batch`` itself, or a TypeError that says what ``update`` takes."""
+    if not isinstance(batch, EventBatch):
+        raise TypeError(f"update() takes an EventBatch, not {type(batch).__name__}: "
+                        "wrap the events as EventBatch(events) or EventBatch(values, times)")
+    return batch

@@ -2,14 +2,18 @@
 
 Per stream, the last ``window`` events (W) are scored every ``hop`` events (H) against a baseline of the
 ``baseline`` (B) preceding *normal* events, kept as an incrementally updated count model, so a window costs
-O(W bytes) whatever B. The window's statistics are calibrated against the stream's own recent normal
-windows (see :mod:`detectors.calibration`); figures and explanation are documented in ``docs/detectors.md``.
+O(W bytes) whatever B. Its parts, one job each: scoring (:mod:`detectors.compressors`, the window summary in
+:mod:`detectors._kernels.cbad_window`), calibration (:mod:`detectors.calibration`), the decision
+(:mod:`detectors._kernels.cbad_decision`) and severity (:mod:`detectors.severity`). Every hop runs through
+one kernel (:mod:`detectors._kernels.cbad_hops`); this class keeps the stream's state between calls, turns
+the kernel's rows into results and explains anomalous windows. Figures and explanation:
+``docs/detectors.md``.
 
->>> from detectors import registry
->>> from detectors.testing import synthetic_logs
+>>> from detectors import EventBatch, registry
+>>> from detectors.synthetic import synthetic_logs
 >>> det = registry.create("cbad", profile="sensitive", seed=7, baseline=60, window=10, hop=5)
 >>> events = synthetic_logs(800, seed=3, anomalies=range(770, 775))
->>> results = det.update(events)
+>>> results = det.update(EventBatch(events))
 >>> det.events_seen, det.warmed_up, len(results)
 (800, True, 159)
 >>> flagged = [r for r in results if r.is_anomaly]
@@ -18,7 +22,7 @@ True
 >>> flagged[0].explanation["top_events"][0]["offset"] in range(770, 775)
 True
 >>> det2 = registry.restore("cbad", det.snapshot())
->>> det2.update(events[:20]) == det.update(events[:20])
+>>> det2.update(EventBatch(events[:20])) == det.update(EventBatch(events[:20]))
 True
 """
 
@@ -28,31 +32,43 @@ import hashlib
 import itertools
 import json
 import math
-import struct
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from detectors import registry
-from detectors._kernels import cbad_hops as hops_kernel
-from detectors._kernels import cm
-from detectors.base import WindowResult
-from detectors.calibration import MIN_CALIBRATION, Calibrator, calibration_capacity, severity
+from detectors import registry, snapshot
+from detectors._kernels import cbad_hops as H
+from detectors._kernels.cbad_decision import ANOMALY, DRIFT, DecisionConfig
+from detectors._kernels.cbad_window import byte_entropy
+from detectors._kernels.cm import CountModel
+from detectors._kernels.layout import Events, layout
+from detectors.base import EventBatch, WindowResult, require_batch
+from detectors.calibration import (
+    CBAD_TAIL,
+    MIN_CALIBRATION,
+    MIN_SCALE,
+    Calibrator,
+    calibration_capacity,
+)
 from detectors.compressors import COMPRESSORS, DEFAULT_TABLE_BITS, CodeLengthModel, ContextModel, make_model
-from detectors.explain import event_bits_table, sentence, token_bits, top_events
+from detectors.explain import event_bits_table, sentence, top_events
 from detectors.profiles import DEFAULT_PROFILE, resolve_profile
-from detectors.testing import KernelCheck
+from detectors.severity import severity
 
 KIND = "cbad"
-_MAGIC = b"CBAD\x01"
+_TAG = b"CBAD"
+_VERSION = 1
 _STATS = 2  # window bits/byte; mean bits/byte of the costliest tenth of the window's events
 MAX_WARM_UP_CALIBRATION = 8192  # calibration windows kept from a bulk warm-up (2 x 8 bytes each)
+_NO_EVENTS = layout([])
+_NO_COUNTS = CountModel(np.zeros(1, np.uint32), np.zeros(1), np.zeros(1), np.uint64(0), np.uint64(0))
+"""What the hop kernel gets in place of counts when the model scores in Python (the oracles)."""
 
 
-def _as_bytes_list(events: Sequence[bytes]) -> list[bytes]:
-    batch = list(events)
+def _as_bytes_list(events: Sequence[object] | np.ndarray) -> list[bytes]:
+    batch: list[Any] = list(events)
     if set(map(type, batch)) <= {bytes}:  # the usual case, checked in C
         return batch
     for i, event in enumerate(batch):
@@ -63,12 +79,6 @@ def _as_bytes_list(events: Sequence[bytes]) -> list[bytes]:
                 raise TypeError(f"cbad events must be bytes (canonical events from detectors.canonical); "
                                 f"event {i} is {type(event).__name__}")
     return batch
-
-
-def _layout(events: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    lens = np.fromiter(map(len, events), dtype=np.int64, count=len(events))
-    ends = np.cumsum(lens)
-    return np.frombuffer(b"".join(events), dtype=np.uint8), ends - lens, ends
 
 
 class CbadDetector:
@@ -95,11 +105,17 @@ class CbadDetector:
         p = self.profile
         self._top_m = max(1, round(p.window / 10))
         # A change is adopted as the new normal once anomalous windows cover max(2W, B/2) events in a row.
-        self._drift_windows = math.ceil(max(2 * p.window, p.baseline / 2) / p.hop)
+        drift_windows = math.ceil(max(2 * p.window, p.baseline / 2) / p.hop)
+        self._hop_config = H.HopConfig(
+            hop=p.hop, window=p.window, top_m=self._top_m, internal=self._model.counts is not None,
+            decision=DecisionConfig(baseline=p.baseline, min_calibration=MIN_CALIBRATION,
+                                    drift_windows=drift_windows, target=p.false_alarm_target,
+                                    clip_alpha=p.false_alarm_target / _STATS, min_scale=MIN_SCALE,
+                                    single=p.window == 1, tail=CBAD_TAIL))
         self._calibrator = Calibrator(_STATS, calibration_capacity(p.false_alarm_target))
         self._baseline: deque[bytes] = deque()
         self._tail: list[bytes] = []  # recent events, stream offsets [tail_base, seen)
-        self._taint: list[int] = []  # parallel to _tail: 1 if the event was in an anomalous window
+        self._taint = np.zeros(0, np.uint8)  # parallel to _tail: 1 if the event was in an anomalous window
         self._bits = np.zeros(0)  # parallel to _tail: code length of each event when it entered the window
         self._held: list[bytes] = []  # events of anomalous windows, waiting for the anomaly to end
         self._scored_upto = 0
@@ -107,11 +123,9 @@ class CbadDetector:
         self._hist_lo = 0
         self._hist_hi = 0
         self._recent_entropy: dict[int, float] = {}  # window end -> its byte entropy
-        self._summary = np.zeros(7)
-        self._excess = np.zeros(self.profile.window)
         self._tail_base = 0
         self._seen = 0
-        self._admitted_upto = 0  # events below this offset have left the window (admitted or dropped)
+        self._admitted_upto = 0  # events below this offset have left the window (admitted or held)
         self._anomaly_run = 0
 
     # ------------------------------------------------------------------ contract
@@ -136,190 +150,114 @@ class CbadDetector:
         """True once the baseline holds B events and enough normal windows calibrate the p-values."""
         return len(self._baseline) >= self.profile.baseline and self._calibrator.count >= MIN_CALIBRATION
 
-    def update(self, events: Sequence[bytes]) -> list[WindowResult]:
+    @property
+    def skipped_points(self) -> Mapping[str, int]:
+        """Always empty: every byte event can be scored."""
+        return {}
+
+    @property
+    def baseline_events(self) -> list[bytes]:
+        """The events the current windows are judged against, oldest first."""
+        return list(self._baseline)
+
+    def update(self, batch: EventBatch) -> list[WindowResult]:
         """Feed events in stream order; returns one result per hop completed by them."""
-        batch = _as_bytes_list(events)
-        if not batch:
+        batch = require_batch(batch)
+        events = _as_bytes_list(batch.events)
+        if not events:
             return []
         p = self.profile
         first = self._seen
-        self._tail.extend(batch)
-        self._taint.extend([0] * len(batch))
-        self._bits = np.concatenate((self._bits, np.zeros(len(batch))))
-        self._seen += len(batch)
+        self._tail.extend(events)
+        self._taint = np.concatenate((self._taint, np.zeros(len(events), np.uint8)))
+        self._bits = np.concatenate((self._bits, np.zeros(len(events))))
+        self._seen += len(events)
         first_end = max(p.hop * (first // p.hop + 1), p.hop * math.ceil(p.window / p.hop))
         hop_ends = range(first_end, self._seen + 1, p.hop)
         if not hop_ends:
             return []
         # Lay out only what this call's hops read: from the first window's reference block (or the oldest
         # event still in the window histogram) on, so small batches do not copy the whole retained tail.
-        lo = max(self._tail_base, min(self._hist_lo, hop_ends[0] - 2 * p.window))
-        buf, starts, ends = _layout(self._tail[lo - self._tail_base:])
-        sizes = ends - starts + 1  # each event is coded with its separator
+        lo = max(self._tail_base, min(self._hist_lo, self._admitted_upto, hop_ends[0] - 2 * p.window))
+        recent = layout(self._tail[lo - self._tail_base:])
         results: list[WindowResult] = []
         k = 0
         while k < len(hop_ends):
-            if self._fast_path_ready(lo):
-                k += self._run_hops(hop_ends[k:], lo, buf, starts, ends, sizes, results)
-            else:
-                results.append(self._score_hop(hop_ends[k], lo, buf, starts, ends, sizes))
-                k += 1
+            k += self._run_hops(hop_ends[k:], lo, recent, results)
         self._trim(hop_ends[-1])
         return results
 
-    # ------------------------------------------------------------------ many hops per kernel call
+    # ------------------------------------------------------------------ the hop kernel
 
-    def _fast_path_ready(self, lo: int) -> bool:
-        """The batched kernel applies: the count model, no anomaly lasting, nothing held out."""
-        return (self._anomaly_run == 0 and not self._held and self._admitted_upto >= lo
-                and isinstance(self._model, ContextModel))
-
-    def _run_hops(self, hop_ends: range, lo: int, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                  sizes: np.ndarray, results: list[WindowResult]) -> int:
-        """Score ``hop_ends`` in one kernel call until a hop needs a decision in Python (then make it);
-        appends the results and returns how many hops were done."""
+    def _run_hops(self, hop_ends: range, lo: int, recent: Events, results: list[WindowResult]) -> int:
+        """Run ``hop_ends`` through the hop kernel until it stops after an anomalous window; append the
+        results (explaining the anomaly, adopting a drift) and return how many hops were done."""
         p = self.profile
         w = p.window
-        model = self._model
-        assert isinstance(model, ContextModel)
-        cal = self._calibrator
         base = self._tail_base
-        # The baseline events this run may remove: the oldest, at most as many as the run can admit.
-        may_add = max(0, hop_ends[-1] - w - self._admitted_upto)
-        n_old = min(len(self._baseline), max(0, len(self._baseline) + may_add - p.baseline))
-        old = list(itertools.islice(self._baseline, n_old))
+        model = self._model
+        cal = self._calibrator
+        # The baseline events this run may remove (the oldest, at most as many as the run can admit), then
+        # the held events: the kernel reaches them through ``extra``.
+        may_admit = max(0, hop_ends[-1] - w - self._admitted_upto)
+        n_base, n_held = len(self._baseline), len(self._held)
+        n_old = min(n_base, max(0, n_base + may_admit + n_held - p.baseline))
+        extra_events = [*itertools.islice(self._baseline, n_old), *self._held]
+        fifo = np.empty(n_old + n_held + may_admit, np.int64)
+        fifo[:n_old] = np.arange(-1, -1 - n_old, -1)
+        held = np.empty(n_held + may_admit, np.int64)
+        held[:n_held] = np.arange(-1 - n_old, -1 - n_old - n_held, -1)
+        # in the order of cbad_hops' state constants: SCORED .. PHASE
         state = np.array([self._scored_upto - lo, self._admitted_upto - lo, self._hist_lo - lo,
-                          self._hist_hi - lo, len(self._baseline), cal.count, cal.position, 0, 0, 0],
-                         dtype=np.int64)
-        sums = np.array(cal.sums, dtype=np.float64)
+                          self._hist_hi - lo, n_base, cal.count, cal.position, self._anomaly_run, 0, n_old, 0,
+                          n_held, H.READY], dtype=np.int64)
+        queues = _Queues(self, lo, extra_events, fifo, held, n_old)
         n = len(hop_ends)
-        out = np.empty((n, hops_kernel.OUT_COLUMNS))
+        out = np.empty((n, H.OUT_COLUMNS))
         excess_out = np.empty((n, w))
-        done = hops_kernel.hops(
-            model.table, model._lt, model._ls, model._salt, model._mask,
-            np.frombuffer(b"".join(old), dtype=np.uint8), np.fromiter(map(len, old), np.int64, len(old)),
-            buf, starts, ends, self._bits[lo - base:], self._hist, hop_ends[0] - lo, n, p.hop, w, self._top_m,
-            p.baseline, MIN_CALIBRATION, p.false_alarm_target, cal.ring, sums, state, out, excess_out)
-        undecided = bool(state[hops_kernel.UNDECIDED])
-        # Bring the Python-side state to where the kernel left it.
-        admitted = int(state[hops_kernel.ADMITTED]) + lo
-        self._baseline.extend(self._tail[self._admitted_upto - base:admitted - base])
-        for _ in range(int(state[hops_kernel.REMOVED])):
-            self._baseline.popleft()
-        self._admitted_upto = admitted
-        self._scored_upto = int(state[hops_kernel.SCORED]) + lo
-        self._hist_lo = int(state[hops_kernel.HIST_LO]) + lo
-        self._hist_hi = int(state[hops_kernel.HIST_HI]) + lo
-        cal.count = int(state[hops_kernel.CAL_COUNT])
-        cal.position = int(state[hops_kernel.CAL_POSITION])
-        cal.sums = sums.tolist()
-        decided = done - undecided
+        bits = self._bits[lo - base:]
+        taint = self._taint[lo - base:]
+        extra = layout(extra_events) if extra_events else _NO_EVENTS
+        done = 0
+        while True:
+            done += H.hops(model.counts or _NO_COUNTS, recent, extra, bits, taint, self._hist, cal.ring,
+                           hop_ends[done] - lo, n - done, self._hop_config, state, fifo, held, out[done:],
+                           excess_out[done:])
+            if state[H.PHASE] != H.NEEDS_SCORES:
+                break
+            # A model that scores in Python: the hop is admitted; score its new events and resume.
+            if queues.sync(state):
+                model.rebuild(self._baseline)
+            s0, end = int(state[H.SCORED]), hop_ends[done] - lo
+            bits[s0:end] = model.score(self._tail[lo - base + s0:lo - base + end])
+            state[H.PHASE] = H.SCORES_GIVEN
+        queues.sync(state)
+        self._admitted_upto = int(state[H.ADMITTED]) + lo
+        self._scored_upto = int(state[H.SCORED]) + lo
+        self._hist_lo = int(state[H.HIST_LO]) + lo
+        self._hist_hi = int(state[H.HIST_HI]) + lo
+        cal.count, cal.position = int(state[H.CAL_COUNT]), int(state[H.CAL_POSITION])
+        self._anomaly_run = int(state[H.ANOMALY_RUN])
         first_w0 = hop_ends[0] - w
-        bits = self._bits[first_w0 - base:hop_ends[decided - 1] - base].tolist() if decided else []
-        rows = out[:decided].tolist()
-        excess_rows = excess_out[:decided].tolist()
-        for k in range(decided):
-            end = hop_ends[k]
-            total, n_bytes, entropy_window, top_bpb, n_excess, _, _, expected, p_value, n_base, n_cal = (
-                rows[k])
-            w0 = end - w
-            stats = (total / n_bytes, top_bpb)
-            if math.isnan(expected):
-                expected = stats[0]
-            a = w0 - first_w0
-            results.append(self._result(end, lo, buf, starts, ends, total, n_bytes, stats, entropy_window,
-                                        expected, n_excess, p_value, False, False, 0.0, n_base, n_cal,
-                                        event_bits_table(w0, bits[a:a + w], excess_rows[k]), []))
-        if undecided:
-            k = done - 1
-            end = hop_ends[k]
-            results.append(self._decide(end, lo, buf, starts, ends, sizes, out[k, :7].tolist(),
-                                        float(out[k, hops_kernel.EXPECTED]), excess_out[k]))
+        window_bits = self._bits[first_w0 - base:hop_ends[done - 1] - base].tolist()
+        for k, (row, excess) in enumerate(zip(out[:done].tolist(), excess_out[:done].tolist(), strict=True)):
+            results.append(self._result(hop_ends[k], lo, recent, row, window_bits[k * p.hop:k * p.hop + w],
+                                        excess))
         return done
 
-    # ------------------------------------------------------------------ one hop
-
-    def _score_hop(self, end: int, lo: int, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                   sizes: np.ndarray) -> WindowResult:
-        """Score the window ending at ``end`` alone; ``buf`` holds the events from stream offset ``lo`` on."""
-        p = self.profile
-        w0 = end - p.window
-        added, removed = self._admit(w0)
-        hist_ranges = (self._hist_lo - lo, min(w0, self._hist_hi) - lo, max(self._hist_hi, w0) - lo, end - lo)
-        cal = self._calibrator
-        expected_bpb = cal.mean(0, math.nan)
-        self._model.hop(added, removed, buf, starts, ends, self._scored_upto - lo, end - lo, w0 - lo,
-                        self._top_m, self._bits[lo - self._tail_base:], self._hist, hist_ranges,
-                        0.0 if math.isnan(expected_bpb) else expected_bpb, self._excess, cal.ring, cal.count,
-                        self._summary)
-        self._scored_upto = end
-        self._hist_lo, self._hist_hi = w0, end
-        return self._decide(end, lo, buf, starts, ends, sizes, self._summary.tolist(), expected_bpb,
-                            self._excess)
-
-    def _decide(self, end: int, lo: int, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                sizes: np.ndarray, summary: list[float], expected_bpb: float,
-                excess: np.ndarray) -> WindowResult:
-        """Decide on the scored window ending at ``end`` (``summary``: ``cm.hop``'s first seven figures;
-        ``expected_bpb`` NaN without calibration) and update the anomaly, calibration and drift state."""
+    def _result(self, end: int, lo: int, recent: Events, row: list[float], bits: list[float],
+                excess: list[float]) -> WindowResult:
+        """The WindowResult of the hop ending at ``end`` from its kernel row; explains an anomaly and adopts
+        a drift (also records the window's entropy for later windows)."""
         p = self.profile
         w = p.window
-        base = self._tail_base
         w0 = end - w
-        i0 = w0 - base  # index into the retained tail (self._tail, _taint, _bits)
-        i1 = i0 + w
-        j0 = w0 - lo  # index into this call's buffer
-        r0 = max(i0 - w, 0)  # reference block: the W events before the window (equal size)
-        cal = self._calibrator
-        total, n_bytes, entropy_window, top_bpb, n_excess, greater0, greater1 = summary
+        (total, n_bytes, entropy_window, top_bpb, n_excess, _, _, expected_bpb, p_value, baseline_events,
+         calibration_windows, effect, flags) = row
+        is_anomaly, is_drift = bool(int(flags) & ANOMALY), bool(int(flags) & DRIFT)
         stats = (total / n_bytes, top_bpb)
         if math.isnan(expected_bpb):  # no calibration yet: the window's own rate is the reference
             expected_bpb = stats[0]
-            np.subtract(self._bits[i0:i1], expected_bpb * sizes[j0:j0 + w], out=excess)
-            n_excess = np.count_nonzero(excess > 0)
-        bits = self._bits[i0:i1]
-
-        baseline_full = len(self._baseline) >= p.baseline
-        warmed = baseline_full and cal.count >= MIN_CALIBRATION
-        p_value = self._pvalue(stats, (int(greater0), int(greater1))) if warmed else 1.0
-        is_anomaly = warmed and p_value <= p.false_alarm_target
-        effect = cal.effect(stats) if is_anomaly else 0.0
-        is_drift = False
-        if is_anomaly:
-            # The window's events are held out of the baseline while the anomaly lasts; when it ends they
-            # are admitted (dropping them would make a rare but normal pattern ever rarer in the baseline,
-            # hence ever more "novel": a self-feeding cascade, measured at 5-8x the false-alarm target).
-            self._taint[i0:i1] = [1] * w
-            self._anomaly_run += 1
-            cal.add_clipped(stats, p.false_alarm_target / _STATS)
-            is_drift = self._anomaly_run >= self._drift_windows
-        else:
-            self._anomaly_run = 0
-            if baseline_full:
-                cal.add(stats)
-        compat: dict[str, float] = {}
-        tops: list[dict[str, Any]] = []
-        if is_anomaly:
-            compat = self._compat_figures(r0, i0)
-            tops = top_events(self._model, self._tail[i0:i1], w0, bits, excess)
-        result = self._result(end, lo, buf, starts, ends, total, n_bytes, stats, entropy_window, expected_bpb,
-                              n_excess, p_value, is_anomaly, is_drift, effect, float(len(self._baseline)),
-                              float(cal.count), event_bits_table(w0, bits.tolist(), excess.tolist()), tops,
-                              compat)
-        if is_drift:
-            self._adopt_new_normal(w0)
-        return result
-
-    def _result(self, end: int, lo: int, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                total: float, n_bytes: float, stats: tuple[float, float], entropy_window: float,
-                expected_bpb: float, n_excess: float, p_value: float, is_anomaly: bool, is_drift: bool,
-                effect: float, baseline_events: float, calibration_windows: float,
-                event_bits: list[list[float]], tops: list[dict[str, Any]],
-                compat: dict[str, float] | None = None) -> WindowResult:
-        """The WindowResult of a decided window (also records the window's entropy for later windows)."""
-        p = self.profile
-        w = p.window
-        w0 = end - w
         # Entropy of the equal-sized block before the window: the window that ended at w0, if one did.
         entropy_reference = self._recent_entropy.get(w0)
         if entropy_reference is None:  # W not a multiple of H, or the stream's first windows
@@ -327,7 +265,7 @@ class CbadDetector:
             rj0 = max(j0 - w, 0)
             entropy_reference = entropy_window
             if j0 > rj0:
-                entropy_reference = cm.byte_entropy(buf, starts[rj0], ends[j0 - 1])
+                entropy_reference = byte_entropy(recent.buf, recent.starts[rj0], recent.ends[j0 - 1])
         self._recent_entropy[end] = entropy_window
         self._recent_entropy.pop(end - (w // p.hop + 2) * p.hop, None)
         figures = {
@@ -344,29 +282,28 @@ class CbadDetector:
             "baseline_events": baseline_events,
             "calibration_windows": calibration_windows,
         }
-        if compat:
-            figures.update(compat)
+        tops: list[dict[str, Any]] = []
+        if is_anomaly:
+            i0 = w0 - self._tail_base
+            figures.update(self._compat_figures(max(i0 - w, 0), i0))
+            tops = top_events(self._model, self._tail[i0:i0 + w], w0, np.asarray(bits), np.asarray(excess))
         explanation = {
             "sentence": sentence(is_anomaly, is_drift, p_value, (w0, end), int(n_excess), tops, expected_bpb),
             "top_events": tops,
-            "event_bits": event_bits,
+            "event_bits": event_bits_table(w0, bits, excess),
         }
         # Positional (start_offset, end_offset, score, p_value, is_anomaly, severity, is_drift, figures,
         # explanation): keyword arguments cost a third more, once per window.
-        return WindowResult(w0, end, -math.log10(max(p_value, 1e-300)), p_value, is_anomaly,
-                            severity(p_value, p.false_alarm_target, effect, is_anomaly), is_drift, figures,
-                            explanation)
-
-    def _pvalue(self, stats: tuple[float, float], greater: tuple[int, int]) -> float:
-        """Bonferroni over the distinct statistics: with one event per window the costliest-tenth statistic
-        is the window's bits/byte itself, and doubling its p-value would halve the false-alarm target."""
-        if self.profile.window == 1:
-            return self._calibrator.pvalues(stats[:1], greater[:1])[0]
-        return self._calibrator.pvalue(stats, greater)
+        result = WindowResult(w0, end, -math.log10(max(p_value, 1e-300)), p_value, is_anomaly,
+                              severity(p_value, p.false_alarm_target, effect, is_anomaly), is_drift, figures,
+                              explanation)
+        if is_drift:
+            self._adopt_new_normal(w0)
+        return result
 
     # ------------------------------------------------------------------ bulk warm-up
 
-    def warm_up(self, history: Sequence[bytes]) -> list[WindowResult]:
+    def warm_up(self, history: EventBatch) -> list[WindowResult]:
         """Feed a history known to be normal, then calibrate on it by leave-one-out.
 
         The history is fed as by :meth:`update` (so the stream state is the ordinary one), then the
@@ -376,70 +313,41 @@ class CbadDetector:
         follow it. Up to ``MAX_WARM_UP_CALIBRATION`` blocks, evenly spaced over the baseline; the ring
         keeps that size afterwards. Needs the ``cm`` model (the oracles cannot subtract an event).
         """
-        if not isinstance(self._model, ContextModel):
+        model = self._model
+        if not isinstance(model, ContextModel):
             raise ValueError("warm_up needs the cm compressor (leave-one-out subtracts counts)")
         results = self.update(history)
-        self._calibrate_leave_one_out()
-        return results
-
-    def _calibrate_leave_one_out(self) -> None:
         w = self.profile.window
         events = list(self._baseline)
         blocks = len(events) // w
         if blocks == 0:
-            return
+            return results
         chosen = np.unique(np.linspace(0, blocks - 1, min(blocks, MAX_WARM_UP_CALIBRATION)).astype(np.int64))
-        model = self._model
-        assert isinstance(model, ContextModel)
-        buf, starts, ends = _layout(events)
-        sizes = (ends - starts + 1).astype(np.float64)
+        flat = layout(events)
+        sizes = (flat.ends - flat.starts + 1).astype(np.float64)
         bits = np.zeros(w)
         capacity = max(calibration_capacity(self.profile.false_alarm_target), chosen.size)
         self._calibrator = Calibrator(_STATS, capacity)
         for b in chosen.tolist():
             i0, i1 = b * w, b * w + w
-            own = (buf, starts[i0:i1], ends[i0:i1])
-            cm.count_events(model.table, model._salt, model._mask, *own, False)
-            cm.score_events(model.table, model._lt, model._ls, model._salt, model._mask, buf, starts, ends,
-                            i0, i1, bits)
-            cm.count_events(model.table, model._salt, model._mask, *own, True)
+            model.leave_one_out(flat, i0, i1, bits)
             per_byte = np.sort(bits / sizes[i0:i1])
             self._calibrator.add((float(bits.sum() / sizes[i0:i1].sum()),
                                   float(per_byte[-self._top_m:].mean())))
+        return results
 
-    def _admit(self, w0: int) -> tuple[list[bytes], list[bytes]]:
-        """Events that left the window enter the baseline, unless held by an anomaly that still lasts."""
-        base = self._tail_base
-        if self._anomaly_run == 0:  # no anomaly lasts: everything that left the window, and anything held
-            added = self._tail[self._admitted_upto - base:max(w0, self._admitted_upto) - base]
-            if self._held:
-                added, self._held = self._held + added, []
-        else:
-            added = []
-            for off in range(self._admitted_upto, w0):
-                if self._taint[off - base]:
-                    self._held.append(self._tail[off - base])
-                else:
-                    added.append(self._tail[off - base])
-        if len(self._held) > self.profile.baseline:
-            del self._held[: len(self._held) - self.profile.baseline]
-        self._admitted_upto = max(self._admitted_upto, w0)
-        self._baseline.extend(added)
-        overflow = len(self._baseline) - self.profile.baseline
-        removed = [self._baseline.popleft() for _ in range(overflow)] if overflow > 0 else []
-        return added, removed
+    # ------------------------------------------------------------------ state kept between hops
 
     def _adopt_new_normal(self, w0: int) -> None:
         """Drift: the B events before the window become the baseline and calibration starts over."""
         p = self.profile
         lo = max(w0 - p.baseline, self._tail_base)
         self._baseline = deque(self._tail[lo - self._tail_base:w0 - self._tail_base])
-        self._model.rebuild(list(self._baseline))
+        self._model.rebuild(self._baseline)
         self._calibrator.reset()
         self._anomaly_run = 0
         self._held = []
-        i0 = w0 - self._tail_base
-        self._taint[i0:] = [0] * (len(self._taint) - i0)
+        self._taint[w0 - self._tail_base:] = 0
 
     def _compat_figures(self, r0: int, i0: int) -> dict[str, float]:
         """NCD, ratios and delta bits on equal-sized blocks: the window W and the W events before it (R)."""
@@ -463,26 +371,26 @@ class CbadDetector:
         cut = keep_from - self._tail_base
         if cut > 0:
             del self._tail[:cut]
-            del self._taint[:cut]
+            self._taint = self._taint[cut:].copy()
             self._bits = self._bits[cut:].copy()
             self._tail_base = keep_from
 
-    # ------------------------------------------------------------------ state
+    # ------------------------------------------------------------------ snapshot
 
     def snapshot(self) -> bytes:
-        """State as bytes: a JSON header, then raw numpy arrays (no pickle). See ``registry.restore``."""
-        arrays = {
+        """State as bytes in the shared format (:mod:`detectors.snapshot`); see ``registry.restore``."""
+        arrays: dict[str, np.ndarray] = {
             "baseline": np.frombuffer(b"".join(self._baseline), dtype=np.uint8),
             "baseline_lens": np.fromiter(map(len, self._baseline), dtype=np.int64, count=len(self._baseline)),
             "tail": np.frombuffer(b"".join(self._tail), dtype=np.uint8),
             "tail_lens": np.fromiter(map(len, self._tail), dtype=np.int64, count=len(self._tail)),
-            "taint": np.asarray(self._taint, dtype=np.uint8),
+            "taint": self._taint,
             "bits": self._bits,
             "held": np.frombuffer(b"".join(self._held), dtype=np.uint8),
             "held_lens": np.fromiter(map(len, self._held), dtype=np.int64, count=len(self._held)),
             "hist": self._hist,
             "recent_entropy": np.array(sorted(self._recent_entropy.items()), dtype=np.float64).reshape(-1, 2),
-            "calibration": self._calibrator.ring,
+            "calibration": self._calibrator.ring.values,
         }
         header = {"config": self.config, "seen": self._seen, "tail_base": self._tail_base,
                   "admitted_upto": self._admitted_upto, "scored_upto": self._scored_upto,
@@ -490,32 +398,21 @@ class CbadDetector:
                   "anomaly_run": self._anomaly_run,
                   "calibration_count": self._calibrator.count,
                   "calibration_position": self._calibrator.position,
-                  "calibration_sums": self._calibrator.sums,
-                  "arrays": [[name, str(a.dtype), list(a.shape)] for name, a in arrays.items()]}
-        head = json.dumps(header, sort_keys=True).encode()
-        return b"".join([_MAGIC, struct.pack("<I", len(head)), head,
-                         *(np.ascontiguousarray(a).tobytes() for a in arrays.values())])
+                  "calibration_sums": self._calibrator.ring.sums.tolist()}
+        return snapshot.encode(_TAG, _VERSION, header, arrays)
 
     @classmethod
     def restore(cls, data: bytes) -> CbadDetector:
-        if not data.startswith(_MAGIC):
-            raise ValueError("not a cbad snapshot")
-        (size,) = struct.unpack_from("<I", data, len(_MAGIC))
-        pos = len(_MAGIC) + 4
-        header = json.loads(data[pos:pos + size])
-        pos += size
-        arrays: dict[str, np.ndarray] = {}
-        for name, dtype, shape in header["arrays"]:
-            count = int(np.prod(shape)) if shape else 1
-            a = np.frombuffer(data, dtype=np.dtype(dtype), count=count, offset=pos).reshape(shape)
-            arrays[name] = a.copy()
-            pos += a.nbytes
+        snap = snapshot.decode(data, _TAG)
+        if snap.version != _VERSION:
+            raise ValueError(f"cbad snapshot version {snap.version} is not readable by this version")
+        header, arrays = snap.header, snap.arrays
         config = dict(header["config"])
         config.pop("kind")
         det = cls(**config)
         det._baseline = deque(_split(arrays["baseline"], arrays["baseline_lens"]))
         det._tail = _split(arrays["tail"], arrays["tail_lens"])
-        det._taint = [int(x) for x in arrays["taint"]]
+        det._taint = arrays["taint"].astype(np.uint8)
         det._bits = arrays["bits"]
         det._held = _split(arrays["held"], arrays["held_lens"])
         det._scored_upto = header["scored_upto"]
@@ -526,74 +423,62 @@ class CbadDetector:
         det._tail_base = header["tail_base"]
         det._admitted_upto = header["admitted_upto"]
         det._anomaly_run = header["anomaly_run"]
-        if arrays["calibration"].shape != det._calibrator.ring.shape:  # enlarged by a bulk warm-up
-            det._calibrator = Calibrator(_STATS, arrays["calibration"].shape[1])
-        det._calibrator.ring[:] = arrays["calibration"]
+        ring = arrays["calibration"]
+        if ring.shape != det._calibrator.ring.values.shape:  # enlarged by a bulk warm-up
+            det._calibrator = Calibrator(_STATS, ring.shape[1])
+        det._calibrator.ring.values[:] = ring
+        det._calibrator.ring.sums[:] = header["calibration_sums"]
         det._calibrator.count = header["calibration_count"]
         det._calibrator.position = header["calibration_position"]
-        det._calibrator.sums = [float(x) for x in header["calibration_sums"]]
-        det._model.rebuild(list(det._baseline))
+        det._model.rebuild(det._baseline)
         return det
 
     # ------------------------------------------------------------------ conformance helpers
 
     @classmethod
-    def example_events(cls, n: int, seed: int) -> list[bytes]:
+    def example_events(cls, n: int, seed: int) -> EventBatch:
         """A stationary canonical log stream with a new error template injected near the end."""
-        from detectors.testing import synthetic_logs
+        from detectors.synthetic import synthetic_logs
 
         at = max(0, n - max(8, n // 20))
-        return synthetic_logs(n, seed, anomalies=range(at, min(n, at + 4)))
+        return EventBatch(synthetic_logs(n, seed, anomalies=range(at, min(n, at + 4))))
 
     @classmethod
     def example_config(cls) -> dict[str, Any]:
         return {"profile": "sensitive", "baseline": 60, "window": 10, "hop": 5}
 
-    @classmethod
-    def kernel_checks(cls) -> list[KernelCheck]:
-        from detectors import testing
 
-        def make_args(seed: int) -> tuple[Any, ...]:
-            rng = np.random.default_rng(seed)
-            alphabet = np.frombuffer(b"abc =<>N1\n\xff", dtype=np.uint8)
-            count = int(rng.integers(1, 40))
-            events = [rng.choice(alphabet, int(rng.integers(0, 30))).tobytes() for _ in range(count)]
-            split = int(rng.integers(0, len(events) + 1))
-            return events[:split], events[split:], int(rng.integers(0, 1 << 40)), int(rng.integers(10, 14))
+class _Queues:
+    """Brings the detector's baseline deque and held list to where the kernel's queues of refs are."""
 
-        def kernel(baseline: list[bytes], window: list[bytes], salt: int, bits: int) -> np.ndarray:
-            model = _KernelProbe(salt, bits)
-            model.rebuild(baseline)
-            return model.score(window)
+    def __init__(self, det: CbadDetector, lo: int, extra: list[bytes], fifo: np.ndarray, held: np.ndarray,
+                 n_old: int) -> None:
+        self.det, self.lo, self.extra, self.fifo, self.held = det, lo, extra, fifo, held
+        self.entered = n_old  # fifo[:entered] already in the deque
+        self.removed = 0
 
-        def reference(baseline: list[bytes], window: list[bytes], salt: int, bits: int) -> np.ndarray:
-            table = testing.naive_counts(baseline, salt, bits)
-            return np.array([testing.naive_event_bits(table, e, salt, bits) for e in window])
+    def _event(self, ref: int) -> bytes:
+        det = self.det
+        return det._tail[self.lo - det._tail_base + ref] if ref >= 0 else self.extra[-1 - ref]
 
-        return [KernelCheck("cm.score_events", make_args, kernel, reference)]
-
-
-class _KernelProbe:
-    """The context-model kernels with an explicit salt, for the kernel-versus-reference checks."""
-
-    def __init__(self, salt: int, table_bits: int) -> None:
-        self.table = np.zeros(1 << table_bits, dtype=np.uint32)
-        self.mask = np.uint64((1 << table_bits) - 1)
-        self.salt = np.uint64(salt)
-        self.lt, self.ls = cm.log_tables()
-
-    def rebuild(self, events: list[bytes]) -> None:
-        if events:
-            buf, starts, ends = _layout(events)
-            cm.count_events(self.table, self.salt, self.mask, buf, starts, ends, True)
-
-    def score(self, events: list[bytes]) -> np.ndarray:
-        out = np.zeros(len(events))
-        if events:
-            buf, starts, ends = _layout(events)
-            cm.score_events(self.table, self.lt, self.ls, self.salt, self.mask, buf, starts, ends, 0,
-                            len(events), out)
-        return out
+    def sync(self, state: np.ndarray) -> bool:
+        """Apply what the kernel did since the last call; True if the baseline changed."""
+        det = self.det
+        head, length = int(state[H.FIFO_HEAD]), int(state[H.FIFO_LEN])
+        changed = length > self.entered or head > self.removed
+        held_head, held_len = int(state[H.HELD_HEAD]), int(state[H.HELD_LEN])
+        if length > self.entered:
+            if held_len == 0:  # nothing was held: what entered is a run of recent events, in order
+                start = self.lo - det._tail_base + int(self.fifo[self.entered])
+                det._baseline.extend(det._tail[start:start + length - self.entered])
+            else:
+                det._baseline.extend(self._event(r) for r in self.fifo[self.entered:length].tolist())
+        for _ in range(head - self.removed):
+            det._baseline.popleft()
+        self.entered, self.removed = length, head
+        if held_len > held_head or det._held:
+            det._held = [self._event(r) for r in self.held[held_head:held_len].tolist()]
+        return changed
 
 
 def _split(buf: np.ndarray, lens: np.ndarray) -> list[bytes]:
@@ -609,4 +494,4 @@ def _create(**config: Any) -> CbadDetector:
 
 registry.register(KIND, restore=CbadDetector.restore)(_create)
 
-__all__ = ["CbadDetector", "token_bits"]
+__all__ = ["CbadDetector"]

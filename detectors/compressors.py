@@ -1,14 +1,14 @@
 """Code-length models for the CBAD detector: the default numba context model and two real-codec oracles.
 
-Every model keeps a *baseline* of events and answers, per hop, the code length in bits of each window
-event given that baseline (``hop``), plus the sizes the compatibility figures need (``block_bits``:
-C(X) alone; ``joint_bits``: C(R) and C(R‖W)). Events are always coded with a trailing ``\\n``.
+Every model keeps a *baseline* of events and answers the code length in bits of an event given that
+baseline, plus the sizes the compatibility figures need (``block_bits``: C(X) alone; ``joint_bits``: C(R)
+and C(R‖W)). Events are always coded with a trailing ``\\n``.
 
-- ``"cm"`` (:class:`ContextModel`, default): hashed order-0..3 counts of the baseline, updated
-  incrementally (events entering are added, events leaving are subtracted), so scoring a window costs
-  O(window bytes) whatever the baseline size. Code lengths come from the counts; no bytes are emitted.
-- ``"zlib"`` (:class:`ZlibOracle`): the baseline is primed once per hop into a ``compressobj`` and each
-  window or event is charged ``C(B‖x) − C(B)`` through ``copy()``. Deflate sees only the last 32 KiB of B.
+- ``"cm"`` (:class:`ContextModel`, default): hashed order-1..3 counts of the baseline, updated
+  incrementally by the hop kernel (events entering are added, events leaving are subtracted), so scoring
+  a window costs O(window bytes) whatever the baseline size. No bytes are emitted.
+- ``"zlib"`` (:class:`ZlibOracle`): the baseline is primed into a ``compressobj`` whenever it changes and
+  each event is charged ``C(B‖x) − C(B)`` through ``copy()``. Deflate sees only the last 32 KiB of B.
 - ``"zstd"`` (:class:`ZstdOracle`): the baseline is a raw-content dictionary; ``C(x|B)`` is the
   dictionary-compressed size minus the frame overhead. Needs the optional ``zstandard`` package.
 The oracles rebuild their priming whenever the baseline changes, so they cost O(B) per hop: they are
@@ -18,13 +18,13 @@ for validation and comparison, not for production throughput.
 from __future__ import annotations
 
 import zlib
-from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 
 from detectors._kernels import cm
+from detectors._kernels.layout import Events, layout
 
 COMPRESSORS = ("cm", "zlib", "zstd")
 DEFAULT_TABLE_BITS = 17
@@ -33,37 +33,36 @@ _SEP = b"\n"
 
 
 class CodeLengthModel(Protocol):
+    """What the cbad detector asks of a model: code lengths given a baseline, and block sizes."""
+
     name: str
 
-    def hop(self, added: list[bytes], removed: list[bytes], buf: np.ndarray, starts: np.ndarray,
-            ends: np.ndarray, s0: int, s1: int, w0: int, top_m: int, bits: np.ndarray, hist: np.ndarray,
-            hist_ranges: tuple[int, int, int, int], expected_bpb: float, excess: np.ndarray,
-            history: np.ndarray, n_history: int, out: np.ndarray) -> None:
-        """``added`` events enter the baseline and the ``removed`` (oldest) ones leave it; the code length
-        of each new event ``s0..s1`` of ``buf`` given the baseline goes to ``bits``; the window byte
-        histogram ``hist`` drops events ``hist_ranges[0]..[1]`` and gains ``[2]..[3]``; ``excess`` and
-        ``out`` receive the window ``w0..s1`` summary (see ``detectors._kernels.cm.hop``)."""
+    @property
+    def counts(self) -> cm.CountModel | None:
+        """The count arrays when the model scores inside the hop kernel; None when it scores in Python."""
         ...
 
-    def rebuild(self, baseline: Sequence[bytes]) -> None: ...
+    def rebuild(self, baseline: Sequence[bytes]) -> None:
+        """Make ``baseline`` the model's baseline."""
+        ...
 
-    def event_byte_bits(self, event: bytes) -> np.ndarray | None: ...
+    def score(self, events: Sequence[bytes]) -> np.ndarray:
+        """Code length in bits of each event (with its separator) given the baseline."""
+        ...
+
+    def event_byte_bits(self, event: bytes) -> np.ndarray | None:
+        """Per-byte code lengths of one event, when the model has them (else None: use ``piece_bits``)."""
+        ...
 
     def piece_bits(self, piece: bytes) -> float: ...
 
-    def block_bits(self, block: bytes) -> float: ...
+    def block_bits(self, block: bytes) -> float:
+        """C(X): the block coded alone, from an empty model."""
+        ...
 
-    def joint_bits(self, first: bytes, second: bytes) -> tuple[float, float]: ...
-
-
-def _offsets(events: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    lens = np.fromiter(map(len, events), dtype=np.int64, count=len(events))
-    ends = np.cumsum(lens)
-    return np.frombuffer(b"".join(events), dtype=np.uint8), ends - lens, ends
-
-
-_NO_BYTES = np.frombuffer(b"", dtype=np.uint8)
-_NO_LENS = np.zeros(0, dtype=np.int64)
+    def joint_bits(self, first: bytes, second: bytes) -> tuple[float, float]:
+        """(C(first), C(first‖second)), from an empty model."""
+        ...
 
 
 def _split_lines(block: bytes) -> list[bytes]:
@@ -73,16 +72,13 @@ def _split_lines(block: bytes) -> list[bytes]:
 
 
 class ContextModel:
-    """The default model: incremental hashed order-0..3 counts (see ``detectors._kernels.cm``).
+    """The default model: incremental hashed order-1..3 counts (see ``detectors._kernels.cm``); the hop
+    kernel updates and reads its counts directly (:attr:`counts`).
 
     >>> model = ContextModel(seed=1)
     >>> model.rebuild([b"GET /a 200"] * 50)
-    >>> bits = np.zeros(2)
-    >>> buf, starts, ends = _offsets([b"GET /a 200", b"PANIC kernel oops"])
-    >>> hist, excess, history, out = np.zeros(256, np.int64), np.zeros(2), np.zeros((2, 1)), np.zeros(7)
-    >>> ranges = (0, 0, 0, 2)
-    >>> model.hop([], [], buf, starts, ends, 0, 2, 0, 1, bits, hist, ranges, 1.0, excess, history, 0, out)
-    >>> bool(bits[1] > 10 * bits[0])
+    >>> normal, novel = model.score([b"GET /a 200", b"PANIC kernel oops"])
+    >>> bool(novel > 10 * normal)
     True
     """
 
@@ -93,40 +89,43 @@ class ContextModel:
         if not 10 <= table_bits <= 26:
             raise ValueError("table_bits must be in [10, 26]")
         self.table = np.zeros(1 << table_bits, dtype=np.uint32)
-        self._mask = np.uint64((1 << table_bits) - 1)
-        self._salt = np.uint64((seed * 0x2545F4914F6CDD1D) & 0xFFFFFFFFFFFF)
-        self._lt, self._ls = self._LOG_TABLES
+        self._counts = cm.CountModel(self.table, *self._LOG_TABLES,
+                                     np.uint64((seed * 0x2545F4914F6CDD1D) & 0xFFFFFFFFFFFF),
+                                     np.uint64((1 << table_bits) - 1))
 
-    def hop(self, added: list[bytes], removed: list[bytes], buf: np.ndarray, starts: np.ndarray,
-            ends: np.ndarray, s0: int, s1: int, w0: int, top_m: int, bits: np.ndarray, hist: np.ndarray,
-            hist_ranges: tuple[int, int, int, int], expected_bpb: float, excess: np.ndarray,
-            history: np.ndarray, n_history: int, out: np.ndarray) -> None:
-        changed = added + removed
-        chg_buf = np.frombuffer(b"".join(changed), dtype=np.uint8)
-        chg_lens = np.fromiter(map(len, changed), dtype=np.int64, count=len(changed))
-        cm.hop(self.table, self._lt, self._ls, self._salt, self._mask, chg_buf, chg_lens, len(added), buf,
-               starts, ends, s0, s1, w0, top_m, bits, hist, *hist_ranges, expected_bpb, excess, history,
-               n_history, out)
+    @property
+    def counts(self) -> cm.CountModel:
+        return self._counts
 
     def rebuild(self, baseline: Sequence[bytes]) -> None:
         self.table[:] = 0
         if baseline:
-            buf, starts, ends = _offsets(baseline)
-            cm.count_events(self.table, self._salt, self._mask, buf, starts, ends, True)
+            buf, starts, ends = layout(list(baseline))
+            cm.count_events(self._counts, buf, starts, ends, True)
+
+    def score(self, events: Sequence[bytes]) -> np.ndarray:
+        out = np.zeros(len(events))
+        if events:
+            buf, starts, ends = layout(list(events))
+            cm.score_events(self._counts, buf, starts, ends, 0, len(events), out)
+        return out
+
+    def leave_one_out(self, events: Events, i0: int, i1: int, out: np.ndarray) -> None:
+        """Code lengths of ``events`` ``i0..i1`` (part of the baseline) given the baseline without them."""
+        cm.leave_one_out_bits(self._counts, events.buf, events.starts, events.ends, i0, i1, out)
 
     def event_byte_bits(self, event: bytes) -> np.ndarray:
         out = np.zeros(len(event), dtype=np.float64)
-        cm.byte_bits(self.table, self._lt, self._ls, self._salt, self._mask,
-                     np.frombuffer(event, dtype=np.uint8), 0, len(event), out)
+        cm.byte_bits(self._counts, np.frombuffer(event, dtype=np.uint8), 0, len(event), out)
         return out
 
     def piece_bits(self, piece: bytes) -> float:
         return float(self.event_byte_bits(piece).sum())
 
     def _adaptive(self, table: np.ndarray, block: bytes) -> float:
-        buf, starts, ends = _offsets(_split_lines(block))
-        return float(cm.adaptive_bits(table, self._lt, self._ls, self._salt, np.uint64(table.size - 1),
-                                      buf, starts, ends, 0, starts.size))
+        buf, starts, ends = layout(_split_lines(block))
+        fresh = self._counts._replace(table=table, mask=np.uint64(table.size - 1))
+        return float(cm.adaptive_bits(fresh, buf, starts, ends, 0, starts.size))
 
     def block_bits(self, block: bytes) -> float:
         return self._adaptive(np.zeros(1 << _SELF_TABLE_BITS, dtype=np.uint32), block)
@@ -138,14 +137,13 @@ class ContextModel:
 
 
 class _OracleBase:
-    """Shared baseline bookkeeping for the real-codec oracles (rebuilt lazily when the baseline moved)."""
+    """A real codec primed with the baseline (re-primed whenever the baseline changes): O(B) per hop."""
 
     name = "oracle"
 
-    def __init__(self) -> None:
-        self._no_table = np.zeros(1, dtype=np.uint32)
-        self._baseline: deque[bytes] = deque()
-        self._dirty = True
+    @property
+    def counts(self) -> None:
+        return None
 
     def _prime(self, baseline: bytes) -> None:
         raise NotImplementedError
@@ -153,42 +151,22 @@ class _OracleBase:
     def piece_bits(self, piece: bytes) -> float:
         raise NotImplementedError
 
-    def hop(self, added: list[bytes], removed: list[bytes], buf: np.ndarray, starts: np.ndarray,
-            ends: np.ndarray, s0: int, s1: int, w0: int, top_m: int, bits: np.ndarray, hist: np.ndarray,
-            hist_ranges: tuple[int, int, int, int], expected_bpb: float, excess: np.ndarray,
-            history: np.ndarray, n_history: int, out: np.ndarray) -> None:
-        self._baseline.extend(added)
-        for _ in removed:
-            self._baseline.popleft()
-        if added or removed or self._dirty:
-            self._prime(b"".join(e + _SEP for e in self._baseline))
-            self._dirty = False
-        raw = buf.tobytes()
-        for i in range(s0, s1):
-            bits[i] = self.piece_bits(raw[starts[i]:ends[i]] + _SEP)
-        # The window summary is the same arithmetic as the default model's: reuse its kernel, with no
-        # baseline change and no event to score.
-        cm.hop(self._no_table, *ContextModel._LOG_TABLES, np.uint64(0), np.uint64(0), _NO_BYTES, _NO_LENS, 0,
-               buf, starts, ends, s1, s1, w0, top_m, bits, hist, *hist_ranges, expected_bpb, excess, history,
-               n_history, out)
-
     def rebuild(self, baseline: Sequence[bytes]) -> None:
-        self._baseline = deque(baseline)
-        self._dirty = True
-        self._prime(b"".join(e + _SEP for e in self._baseline))
-        self._dirty = False
+        self._prime(b"".join(e + _SEP for e in baseline))
+
+    def score(self, events: Sequence[bytes]) -> np.ndarray:
+        return np.array([self.piece_bits(e + _SEP) for e in events], dtype=np.float64)
 
     def event_byte_bits(self, event: bytes) -> None:
         return None
 
 
 class ZlibOracle(_OracleBase):
-    """zlib with the baseline primed once per hop; ``C(x|B) = C(B‖x) − C(B)`` via ``compressobj().copy()``."""
+    """zlib primed with the baseline; ``C(x|B) = C(B‖x) − C(B)`` via ``compressobj().copy()``."""
 
     name = "zlib"
 
     def __init__(self, level: int = 6) -> None:
-        super().__init__()
         self._level = level
         self._prime(b"")
 
@@ -219,7 +197,6 @@ class ZstdOracle(_OracleBase):
         self._zstd = zstandard
         self._level = level
         self._plain = zstandard.ZstdCompressor(level=level, write_checksum=False, write_content_size=False)
-        super().__init__()
         self._prime(b"")
 
     def _prime(self, baseline: bytes) -> None:

@@ -1,11 +1,13 @@
 """Wiring: build every component from the configuration; start them downstream first, stop upstream first.
 
-Start order (tiers of ``Components``): anomaly store -> API -> anomaly writer -> exporter -> kernel warm-up
--> detection stage -> receivers (gRPC and HTTP together). Shutdown walks the other way, so each component
-drains into a live consumer: the receivers stop accepting (new requests get a retry hint) and finish
-in-flight requests, the detection stage finishes in-flight detection and snapshots its streams, the
-exporter delivers within the grace period (the rest stays in its spool), the anomaly writer flushes, the
-API stops answering (it reports the drain until then), the store closes.
+Start order (tiers of ``Components``): anomaly store -> API -> anomaly writer -> notifier -> incident sink
+-> exporter -> kernel warm-up -> detection stage -> receivers (gRPC and HTTP together). Shutdown walks the
+other way, so each component drains into a live consumer: the receivers stop accepting (new requests get
+a retry hint) and finish in-flight requests, the detection stage finishes in-flight detection and
+snapshots its streams, the exporter delivers within the grace period (the rest stays in its spool), the
+incident sink hands its last score buckets to the writer, the notifier delivers what it can (the rest
+stays in its outboxes), the anomaly writer flushes, the API stops answering (it reports the drain until
+then), the store closes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from otlp_gateway import __version__
 from otlp_gateway.component import Components
@@ -32,10 +34,12 @@ if TYPE_CHECKING:  # the components import grpc, uvicorn, numba: loaded only whe
     from otlp_gateway.detection import DetectionStage
     from otlp_gateway.durable import DataDirBudget
     from otlp_gateway.exporter import Exporter
+    from otlp_gateway.incidents.notify import Notifier
+    from otlp_gateway.incidents.sink import IncidentSink
     from otlp_gateway.receiver import OtlpGrpcReceiver, OtlpHttpReceiver
     from otlp_gateway.receiver.decoding import DecodePool
     from otlp_gateway.store import AnomalyWriter
-    from otlp_gateway.store.base import AnomalyStore
+    from otlp_gateway.store.base import AnomalyStore, ApiKeyStore, IncidentRecord
     from otlp_gateway.store.maintenance import StreamPruner
 
 log = logging.getLogger("otlp_gateway")
@@ -48,7 +52,7 @@ class Gateway:
         """``config_path``: the file the configuration came from, quoted in the start-up advice."""
         self.config = config
         self.config_path = config_path
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(max_services=config.incidents.metrics_max_services)
         self.health = HealthState()
         self.rate_limiter = TokenBucket(config.api.rate_limit.rps, config.api.rate_limit.burst)
         """The API's shared bucket (GLOBAL_RATE_LIMIT_*); ingest has its own below."""
@@ -61,8 +65,9 @@ class Gateway:
         self.budget: DataDirBudget | None = None
         self.pruner: StreamPruner | None = None
         self.exporter: Exporter | None = None
-        self.budget: DataDirBudget | None = None
         self.stage: DetectionStage | None = None
+        self.incidents: IncidentSink | None = None
+        self.notifier: Notifier | None = None
         self.api: ApiServer | None = None
         self.grpc_receiver: OtlpGrpcReceiver | None = None
         self.http_receiver: OtlpHttpReceiver | None = None
@@ -89,6 +94,9 @@ class Gateway:
         from otlp_gateway.detection import DetectionStage
         from otlp_gateway.durable import DataDirBudget
         from otlp_gateway.exporter import Exporter
+        from otlp_gateway.incidents.notify import Notifier
+        from otlp_gateway.incidents.records import IncidentLinks
+        from otlp_gateway.incidents.sink import IncidentSink
         from otlp_gateway.jit import KernelWarmup
         from otlp_gateway.otlp.codec import ExtractionOptions
         from otlp_gateway.receiver import AdmissionController, OtlpGrpcReceiver, OtlpHttpReceiver
@@ -116,13 +124,19 @@ class Gateway:
         self.health.set_ready("data_dir", True)
         self.budget.on_change(lambda exhausted: self.health.set_ready("data_dir", not exhausted))
         self.exporter = Exporter(cfg.exporter, self.data_dir, self.metrics, budget=self.budget)
+        links = IncidentLinks(lambda: cfg.api.public_url or ui_url(cfg, self.api_port))
+        if cfg.notify.enabled:
+            self.notifier = Notifier(cfg.notify, self.data_dir, links, self.metrics, self._open_incidents)
+        self.incidents = IncidentSink(self.writer, self.store, self.metrics, cfg.incidents, links,
+                                      self.notifier)
         self.stage = DetectionStage.create(cfg.detection, self.exporter, self.writer, self.store,
-                                           self.metrics, engine_version=__version__)
+                                           self.metrics, engine_version=__version__, incidents=self.incidents)
         if not cfg.detection.enabled:
             log.warning("detection disabled: the gateway only forwards")
         streams = StreamControl(cfg.detection.stream_settings(), self.store, self.stage.streams)
         self.api = ApiServer(ApiContext(config=cfg, store=self.store, metrics=self.metrics,
-                                        health=self.health, streams=streams, rate_limiter=self.rate_limiter))
+                                        health=self.health, streams=streams, rate_limiter=self.rate_limiter,
+                                        incidents=self.incidents))
         admission = AdmissionController(cfg.receiver.admission, self.metrics)
         refusals = IngestRefusals(cfg.receiver.readiness)
         self.health.add_condition("ingest", refusals.reason)
@@ -141,6 +155,9 @@ class Gateway:
                                                              on_ready=self._advise_on_access)))
         self.components.add(("API", self.api))
         self.components.add(("anomaly writer", self.writer))
+        if self.notifier is not None:
+            self.components.add(("notifier", self.notifier))
+        self.components.add(("incident sink", self.incidents))
         self.components.add(("stream pruner", StreamPruner(self.store, cfg.store, self.metrics,
                                                            budget=self.budget)))
         self.components.add(("exporter", self.exporter))
@@ -154,13 +171,16 @@ class Gateway:
         self.components.add(*((name, r) for name, r in receivers if r is not None))
         return self.components
 
+    def _open_incidents(self) -> list[IncidentRecord]:
+        return self.incidents.resendable_incidents() if self.incidents is not None else []
+
     async def _advise_on_access(self) -> None:
         """Say how to get past the 401 every /v1 call answers until an admin key exists."""
         assert self.store is not None
         try:
-            keys = await self.store.list_api_keys()
+            keys = await cast("ApiKeyStore", self.store).list_api_keys()
         except Exception:  # advice only: never let it stop the start
-            log.debug("could not list API keys for the start-up advice", exc_info=True)
+            log.warning("could not list API keys for the start-up advice", exc_info=True)
             return
         advice = admin_key_advice(self.config, self.data_dir, self.config_path, keys)
         if advice:

@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_argument("--data-dir", metavar="DIR")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key; its secret is printed once")
-    create.add_argument("--role", choices=["admin", "read"], required=True)
+    create.add_argument("--role", choices=["admin", "operator", "read"], required=True,
+                        help="admin: everything; operator: read, and act on incidents; read: GET only")
     create.add_argument("--name", default="cli")
     keys_sub.add_parser("list", help="list keys (never their secrets)")
     rotate = keys_sub.add_parser("rotate", help="replace a key's secret; the old one stops working")

@@ -4,7 +4,8 @@ Loading order (later wins): built-in defaults < the OpenTelemetry SDK variables
 ``OTEL_EXPORTER_OTLP_*`` (downstream exporter only; see ``exporter/otel_env.py``) < YAML file (``${VAR}`` /
 ``${VAR:-default}`` expanded before parsing, ``$$`` escapes a dollar) < the runbook's environment knobs
 (``DATABASE_URL``, ``JWT_SECRET``, ``DB_MAX_OPEN_CONNS``, ``DB_MAX_IDLE_CONNS``, ``DB_CONN_MAX_LIFETIME``,
-``GLOBAL_RATE_LIMIT_RPS``, ``GLOBAL_RATE_LIMIT_BURST``) < command-line flags.
+``GLOBAL_RATE_LIMIT_RPS``, ``GLOBAL_RATE_LIMIT_BURST``; and ``DRIFTLOCK_WEBHOOK_SECRET``, the incident
+webhook's signing key) < command-line flags.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from otlp_gateway.api.settings import ApiSettings
 from otlp_gateway.detection.settings import DetectionSettings
 from otlp_gateway.exporter.otel_env import apply_otel_exporter_env
 from otlp_gateway.exporter.settings import ExporterSettings
+from otlp_gateway.incidents.settings import IncidentSettings, NotifySettings
 from otlp_gateway.log_setup import LogFormat
 from otlp_gateway.receiver.settings import ReceiverSettings
 from otlp_gateway.settings_base import Duration, StrictModel, parse_duration_seconds
@@ -49,6 +51,8 @@ class GatewayConfig(StrictModel):
     exporter: ExporterSettings = ExporterSettings()
     store: StoreSettings = StoreSettings()
     detection: DetectionSettings = DetectionSettings()
+    incidents: IncidentSettings = IncidentSettings()
+    notify: NotifySettings = NotifySettings()
     api: ApiSettings = ApiSettings()
 
     def masked(self) -> dict[str, Any]:
@@ -91,7 +95,8 @@ def expand_env(text: str, env: Mapping[str, str]) -> str:
     return _VAR.sub(repl, text)
 
 
-# Environment knob -> (path in the config, converter). The runbook's names, kept as is.
+# Environment knob -> (path in the config, converter). The runbook's names, kept as is, and the webhook's
+# signing key (a secret, better not written in the file).
 ENV_KNOBS: dict[str, tuple[tuple[str, ...], Any]] = {
     "DATABASE_URL": (("store", "database_url"), str),
     "JWT_SECRET": (("api", "jwt_secret"), str),
@@ -100,6 +105,7 @@ ENV_KNOBS: dict[str, tuple[tuple[str, ...], Any]] = {
     "DB_CONN_MAX_LIFETIME": (("store", "conn_max_lifetime_seconds"), parse_duration_seconds),
     "GLOBAL_RATE_LIMIT_RPS": (("api", "rate_limit", "rps"), float),
     "GLOBAL_RATE_LIMIT_BURST": (("api", "rate_limit", "burst"), int),
+    "DRIFTLOCK_WEBHOOK_SECRET": (("notify", "webhook", "secret"), str),
 }
 
 

@@ -95,7 +95,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._await_headers(arm_timer=True)
-        live = [c for c in self.connections if not _gone(c)]
+        live = [c for c in self.connections if isinstance(c, GuardedHttpProtocol) and not _gone(c)]
         if len(live) > self.limits.max_connections:
             now = self.loop.time()
             victim = min((c for c in live if c is not self and _evictable(c, now)), key=_eviction_order,

@@ -8,10 +8,18 @@ editable install of the same venv then imports as empty namespace packages (``ca
 numba reads ``NUMBA_CACHE_DIR`` when it is imported and again before each compilation, but a kernel binds
 its cache location when its module is imported (``@njit(cache=True)`` runs at import): the directory must
 be set before any kernel module is imported, which ``otlp-gateway`` does first thing.
+
+numba checks a cached kernel against its own source file's time stamp only: a cached caller outlives a
+change to a callee in another file, and loading it then crashes the process. The directories this module
+chooses are therefore keyed by a digest of every kernel source file, so changed kernels (an upgrade, a
+checkout) never meet a cache compiled from other sources. ``NUMBA_CACHE_DIR`` set by the user is taken as
+it is (numba's own semantics).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import logging
 import os
 import sys
@@ -33,13 +41,26 @@ KERNEL_MODULES = ("detectors._kernels.", "otlp_gateway.otlp._kernels.")
 
 
 def cache_dir(configured: str | None, env: Mapping[str, str] | None = None) -> Path:
-    """``detection.jit_cache_dir`` when set, else ``NUMBA_CACHE_DIR``, else ``<user cache dir>/numba``."""
+    """``detection.jit_cache_dir/<kernel digest>`` when set, else ``NUMBA_CACHE_DIR``, else
+    ``<user cache dir>/numba/<kernel digest>``."""
     env = os.environ if env is None else env
     if configured:
-        return Path(configured).expanduser()
+        return Path(configured).expanduser() / kernel_sources_digest()
     if env.get("NUMBA_CACHE_DIR"):
         return Path(env["NUMBA_CACHE_DIR"])
-    return Path(platformdirs.user_cache_dir(APP_NAME)) / "numba"
+    return Path(platformdirs.user_cache_dir(APP_NAME)) / "numba" / kernel_sources_digest()
+
+
+def kernel_sources_digest() -> str:
+    """16 hex digits over the source of every kernel module (found without importing numba)."""
+    digest = hashlib.sha256()
+    for package in ("detectors._kernels", "otlp_gateway.otlp._kernels"):
+        spec = importlib.util.find_spec(package)
+        locations = spec.submodule_search_locations if spec is not None else None
+        for directory in sorted(locations or []):
+            for source in sorted(Path(directory).glob("*.py")):
+                digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def use_cache_dir(path: Path) -> Path:

@@ -4,11 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: PostgreSQL 15 (the suite starts its own cluster), promtool (alert-rule tests), openssl,
-# Chromium (the web UI's browser tests drive Debian's build through Playwright; no browser is downloaded).
+# System packages: PostgreSQL 15 (the suite starts its own cluster), promtool (alert-rule tests),
+# Alertmanager (the notification tests start it), openssl, Chromium (the web UI's browser tests drive
+# Debian's build through Playwright; no browser is downloaded).
 missing=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || command -v initdb >/dev/null || missing+=(postgresql-15)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing+=(prometheus-alertmanager)
 command -v openssl >/dev/null || missing+=(openssl)  # throw-away TLS certificates
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)

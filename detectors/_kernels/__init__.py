@@ -9,7 +9,7 @@ are bit-for-bit reproducible.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numba
 
@@ -18,4 +18,4 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def kernel(func: F) -> F:
     """Compile ``func`` with the project's one numba policy."""
-    return numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")(func)
+    return cast(F, numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")(func))

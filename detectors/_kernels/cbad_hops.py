@@ -1,49 +1,100 @@
-"""All the hops of one ``CbadDetector.update`` call in one kernel call, while every window is plainly normal.
+"""Every hop of a cbad ``update`` in one kernel call: admission, scoring, window summary, decision.
 
-Per hop this is what the detector does in Python one hop at a time (``cm.hop`` plus the decision): the
-events that left the window enter the baseline counts and the oldest baseline events leave them, the new
-events are scored, the window summarised, the conformal p-value computed and the calibration ring fed,
-with the same floating-point operations in the same order, so the results are bit-identical. The loop stops
-*after summarising* the first hop whose decision needs Python: a statistic above every recent score (the
-tail fit) or a p-value at or below the target (an anomaly, with explanation and perhaps drift). Python then
-decides that hop and carries on.
+Per hop ending at ``end`` (window ``w0 = end - W .. end``):
 
-Preconditions (the caller checks them): no anomaly lasts and no event is held, so each hop admits exactly
-the events between the admitted mark and the window start, which are contiguous in ``buf``; the baseline
-is a FIFO whose oldest ``old_lens.size`` events (those it may lose, in order) are in ``old_buf``, followed by
-the events admitted during this call.
+1. admission: the events that left the window (``ADMITTED .. w0``) enter the baseline (a FIFO of B
+   events) and the oldest leave it; while an anomaly lasts, events of anomalous windows (``taint``) are
+   held out instead and enter with the first hop after it (the held queue keeps at most B of them);
+2. scoring: each event new since the last hop gets its code length given the baseline;
+3. the window summary (:mod:`detectors._kernels.cbad_window`) and
+4. the decision (:mod:`detectors._kernels.cbad_decision`), which marks an anomalous window's events.
+
+The loop stops after an anomalous window (the caller explains it with the model as it is at that hop,
+and adopts a drift), and, for a model that scores outside numba (the zlib and zstd oracles), after each
+admission, with ``state[PHASE] = NEEDS_SCORES``: the caller scores the new events into ``bits`` and calls
+again with ``PHASE = SCORES_GIVEN`` and the same first hop.
+
+Events are addressed by *refs*: ``i >= 0`` is event ``i`` of ``events`` (the stream's recent events),
+``-1 - j`` event ``j`` of ``extra`` (the oldest baseline events that may leave during the call, then the
+events held before it). ``fifo[FIFO_HEAD:FIFO_LEN]`` are the refs of the baseline events that may leave,
+oldest first (the rest of the baseline is older than the call and stays); ``held[HELD_HEAD:HELD_LEN]`` the
+held ones.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from detectors._kernels import kernel
-from detectors._kernels.cm import _count_event, _event_bits, _move_histogram, _summarize
+from detectors._kernels.cbad_decision import (
+    ANOMALY,
+    ANOMALY_RUN,
+    BASELINE_LEN,
+    CAL_COUNT,
+    CAL_POSITION,
+    DecisionConfig,
+    decide,
+)
+from detectors._kernels.cbad_window import (
+    BYTES,
+    GREATER0,
+    GREATER1,
+    N_EXCESS,
+    SUMMARY_SIZE,
+    TOP_BPB,
+    TOTAL,
+    move_histogram,
+    summarize,
+)
+from detectors._kernels.cm import _count_event, _event_bits
 
-# ``state`` (int64, read and updated): indices are into ``buf``'s events.
+# ``state`` (int64; read and updated). Offsets are indices into ``events``.
 SCORED = 0  # events before this have their code length in ``bits``
 ADMITTED = 1  # events before this have left the window
-HIST_LO = 2  # the window byte histogram covers events [HIST_LO, HIST_HI)
+HIST_LO = 2  # ``hist`` counts the bytes of events [HIST_LO, HIST_HI)
 HIST_HI = 3
-BASELINE_LEN = 4
-CAL_COUNT = 5
-CAL_POSITION = 6
-REMOVED = 7  # baseline events removed so far (the first come from ``old_buf``)
-OLD_POS = 8  # byte position in ``old_buf`` of the next old event to remove
-UNDECIDED = 9  # 1 when the last hop done awaits its decision in Python
-STATE_SIZE = 10
+# BASELINE_LEN, CAL_COUNT, CAL_POSITION, ANOMALY_RUN = 4, 5, 6, 7 (the decision's)
+FIFO_HEAD = 8
+FIFO_LEN = 9
+HELD_HEAD = 10
+HELD_LEN = 11
+PHASE = 12
+STATE_SIZE = 13
+# the caller builds ``state`` positionally in this order
+_ORDER = (SCORED, ADMITTED, HIST_LO, HIST_HI, BASELINE_LEN, CAL_COUNT, CAL_POSITION, ANOMALY_RUN, FIFO_HEAD,
+          FIFO_LEN, HELD_HEAD, HELD_LEN, PHASE)
+assert tuple(range(STATE_SIZE)) == _ORDER
 
-# ``out`` columns, one row per hop (0..6 as ``cm.hop``'s summary).
-TOTAL, BYTES, ENTROPY, TOP_BPB, N_EXCESS, GREATER0, GREATER1 = range(7)
-EXPECTED = 7  # the calibration mean used for ``excess`` (NaN: no calibration yet, the window's own rate)
-P_VALUE = 8
-BASELINE_EVENTS = 9
-CAL_WINDOWS = 10  # calibration windows after this hop's
-OUT_COLUMNS = 11
+# PHASE values
+READY = 0
+NEEDS_SCORES = 1  # the current hop is admitted; the caller scores its new events
+SCORES_GIVEN = 2  # the caller scored them: resume at the summary
 
+# ``out`` columns, one row per hop (the first SUMMARY_SIZE as ``cbad_window.summarize``).
+EXPECTED = SUMMARY_SIZE  # the calibration mean used for ``excess`` (NaN: none yet, the window's own rate)
+P_VALUE = SUMMARY_SIZE + 1
+BASELINE_EVENTS = SUMMARY_SIZE + 2
+CAL_WINDOWS = SUMMARY_SIZE + 3  # ring size after this hop's decision
+EFFECT = SUMMARY_SIZE + 4
+FLAGS = SUMMARY_SIZE + 5  # cbad_decision.ANOMALY | DRIFT
+OUT_COLUMNS = SUMMARY_SIZE + 6
 
 MAX_PAIRS = 4096  # compare entering and leaving events pairwise only for hops of ordinary size
+SCORE_LOOKBACK = 32  # how many earlier new events of the hop an event is compared with
+
+
+class HopConfig(NamedTuple):
+    hop: int
+    """H: a window ends every H events."""
+    window: int
+    """W: events per window."""
+    top_m: int
+    """Costliest events averaged by statistic 1."""
+    internal: bool
+    """The count model scores in the kernel; False: the caller scores (``NEEDS_SCORES``)."""
+    decision: DecisionConfig
 
 
 @kernel
@@ -55,65 +106,125 @@ def _same_bytes(x, x0, y, y0, n):
 
 
 @kernel
-def _admit(tab, salt, mask, old_buf, old_lens, buf, starts, ends, a, b, admitted0, n_remove, state):
-    """Events ``a..b`` of ``buf`` enter the counts, the ``n_remove`` oldest baseline events leave them.
+def _locate(refs, r0, r1, events, extra, in_extra, starts, ends):
+    """Where refs ``refs[r0:r1]`` point: ``in_extra[q]``, ``starts[q]``, ``ends[q]`` for ``q = r - r0``."""
+    for q in range(r1 - r0):
+        ref = refs[r0 + q]
+        if ref >= 0:
+            in_extra[q] = False
+            starts[q], ends[q] = events.starts[ref], events.ends[ref]
+        else:
+            in_extra[q] = True
+            starts[q], ends[q] = extra.starts[-1 - ref], extra.ends[-1 - ref]
+
+
+@kernel
+def _apply_counts(model, events, extra, fifo, enter0, enter1, remove0, remove1):
+    """Refs ``fifo[enter0:enter1]`` enter the counts of ``model``, ``fifo[remove0:remove1]`` leave them
+    (``events``/``extra``: where the refs point).
 
     Canonical events repeat a lot, so an entering event often equals a leaving one (30-40 % of them on the
     benchmark streams): their count changes cancel exactly (integer counts), so neither is applied.
     """
-    rem_old = np.empty(n_remove, np.bool_)
-    rem_start = np.empty(n_remove, np.int64)
-    rem_end = np.empty(n_remove, np.int64)
-    pos = state[OLD_POS]
-    r0 = state[REMOVED]
-    for q in range(n_remove):
-        r = r0 + q
-        if r < old_lens.size:
-            rem_old[q] = True
-            rem_start[q] = pos
-            pos += old_lens[r]
-            rem_end[q] = pos
-        else:
-            i = admitted0 + r - old_lens.size
-            rem_old[q] = False
-            rem_start[q] = starts[i]
-            rem_end[q] = ends[i]
-    state[OLD_POS] = pos
-    state[REMOVED] = r0 + n_remove
+    n_enter = enter1 - enter0
+    n_remove = remove1 - remove0
+    e_extra = np.empty(n_enter, np.bool_)
+    e_start = np.empty(n_enter, np.int64)
+    e_end = np.empty(n_enter, np.int64)
+    r_extra = np.empty(n_remove, np.bool_)
+    r_start = np.empty(n_remove, np.int64)
+    r_end = np.empty(n_remove, np.int64)
+    _locate(fifo, enter0, enter1, events, extra, e_extra, e_start, e_end)
+    _locate(fifo, remove0, remove1, events, extra, r_extra, r_start, r_end)
     cancelled = np.zeros(n_remove, np.bool_)
-    match = (b - a) * n_remove <= MAX_PAIRS
-    for i in range(a, b):
-        n = ends[i] - starts[i]
+    match = n_enter * n_remove <= MAX_PAIRS
+    tab, salt, mask = model.table, model.salt, model.mask
+    for e in range(n_enter):
+        n = e_end[e] - e_start[e]
+        ebuf = extra.buf if e_extra[e] else events.buf  # one reference per entering event
         keep = True
         if match:
             for q in range(n_remove):
-                if cancelled[q] or rem_end[q] - rem_start[q] != n:
+                if cancelled[q] or r_end[q] - r_start[q] != n:
                     continue
-                if rem_old[q]:
-                    same = _same_bytes(old_buf, rem_start[q], buf, starts[i], n)
+                if r_extra[q]:
+                    same = _same_bytes(ebuf, e_start[e], extra.buf, r_start[q], n)
                 else:
-                    same = _same_bytes(buf, rem_start[q], buf, starts[i], n)
+                    same = _same_bytes(ebuf, e_start[e], events.buf, r_start[q], n)
                 if same:
                     cancelled[q] = True
                     keep = False
                     break
         if keep:
-            _count_event(tab, salt, mask, buf, starts[i], ends[i], True)
+            _count_event(tab, salt, mask, ebuf, e_start[e], e_end[e], True)
     for q in range(n_remove):
         if not cancelled[q]:
-            if rem_old[q]:
-                _count_event(tab, salt, mask, old_buf, rem_start[q], rem_end[q], False)
+            if r_extra[q]:
+                _count_event(tab, salt, mask, extra.buf, r_start[q], r_end[q], False)
             else:
-                _count_event(tab, salt, mask, buf, rem_start[q], rem_end[q], False)
-
-
-SCORE_LOOKBACK = 32  # how many earlier new events of the hop an event is compared with
+                _count_event(tab, salt, mask, events.buf, r_start[q], r_end[q], False)
 
 
 @kernel
-def _score_new(tab, lt, ls, salt, mask, buf, starts, ends, s0, s1, bits):
-    """``cm.score_events`` into ``bits[s0:s1]``, reusing the code length of an identical event scored
-    earlier in the same hop (same table, so the same value, bit for bit)."""
+def _admit(model, internal, events, extra, taint, w0, baseline_size, state, fifo, held):
+    """Step 1 of a hop (see the module docstring).
+
+    Parameters
+    ----------
+    model : cm.CountModel
+        The baseline's counts; updated only when ``internal``.
+    internal : bool
+        The counts are the model (False: the caller's model learns the baseline from the queues).
+    events, extra : layout.Events
+        Where refs point (see the module docstring).
+    taint : uint8 array
+        Per event of ``events``: inside an anomalous window.
+    w0 : int
+        The hop's window start: events before it leave the window.
+    baseline_size : int
+        B; also the most events held at once.
+    state : int64[STATE_SIZE]
+        ``ADMITTED``, ``ANOMALY_RUN``, ``BASELINE_LEN`` and the queue bounds, read and updated.
+    fifo, held : int64 arrays
+        The baseline FIFO and the held queue of refs.
+    """
+    a = state[ADMITTED]
+    b = max(w0, a)
+    state[ADMITTED] = b
+    enter0 = state[FIFO_LEN]
+    n = enter0
+    if state[ANOMALY_RUN] == 0:  # no anomaly lasts: what was held enters first, then what left the window
+        for h in range(state[HELD_HEAD], state[HELD_LEN]):
+            fifo[n] = held[h]
+            n += 1
+        state[HELD_HEAD] = state[HELD_LEN]
+        for i in range(a, b):
+            fifo[n] = i
+            n += 1
+    else:
+        for i in range(a, b):
+            if taint[i]:
+                held[state[HELD_LEN]] = i
+                state[HELD_LEN] += 1
+            else:
+                fifo[n] = i
+                n += 1
+        state[HELD_HEAD] = max(state[HELD_HEAD], state[HELD_LEN] - baseline_size)
+    state[FIFO_LEN] = n
+    size = state[BASELINE_LEN] + (n - enter0)
+    n_remove = max(0, size - baseline_size)
+    head = state[FIFO_HEAD]
+    if internal:
+        _apply_counts(model, events, extra, fifo, enter0, n, head, head + n_remove)
+    state[FIFO_HEAD] = head + n_remove
+    state[BASELINE_LEN] = size - n_remove
+
+
+@kernel
+def _score_new(model, events, s0, s1, bits):
+    """Code lengths of events ``s0..s1`` into ``bits``, reusing the code length of an identical event
+    scored earlier in the same hop (same table, so the same value, bit for bit)."""
+    buf, starts, ends = events.buf, events.starts, events.ends
     none = np.empty(0, np.float64)
     for i in range(s0, s1):
         n = ends[i] - starts[i]
@@ -125,47 +236,73 @@ def _score_new(tab, lt, ls, salt, mask, buf, starts, ends, s0, s1, bits):
         if found >= 0:
             bits[i] = bits[found]
         else:
-            bits[i] = _event_bits(tab, lt, ls, salt, mask, buf, starts[i], ends[i], none)
+            bits[i] = _event_bits(model.table, model.log_total, model.log_symbol, model.salt, model.mask, buf,
+                                  starts[i], ends[i], none)
 
 
 @kernel
-def hops(tab, lt, ls, salt, mask, old_buf, old_lens, buf, starts, ends, bits, hist, first_end, n_hops, hop,
-         window, top_m, baseline_size, min_calibration, target, ring, sums, state, out, excess_out):
-    """Run up to ``n_hops`` hops ending at ``first_end``, ``first_end + hop``, ...; returns how many ran.
+def hops(model, events, extra, bits, taint, hist, ring, first_end, n_hops, config, state, fifo, held, out,
+         excess_out):
+    """Run up to ``n_hops`` hops ending at ``first_end``, ``first_end + hop``, ...; returns how many were
+    decided (their rows of ``out`` and ``excess_out`` are filled).
 
-    ``ring``/``sums`` are the calibrator's ring and running sums (updated in place, with ``state``);
-    ``out[k]`` and ``excess_out[k]`` receive hop ``k``'s figures and per-event excess bits.
+    Parameters
+    ----------
+    model : cm.CountModel
+        The baseline's counts (updated in place); unused when ``config.internal`` is False.
+    events : layout.Events
+        The stream's recent events, from the oldest one this call reads (offsets below are its indices).
+    extra : layout.Events
+        The baseline's oldest events that may leave during the call, then the held events.
+    bits : float64 array
+        Code length of each of ``events`` once scored (written for the new events).
+    taint : uint8 array
+        1 for each of ``events`` inside an anomalous window (read when admitting; written on anomalies).
+    hist : int64[256]
+        Byte histogram of the events ``[HIST_LO, HIST_HI)`` (moved to each window).
+    ring : cbad_calibration.Ring
+        The calibration ring (updated by the decisions).
+    first_end, n_hops : int
+        The hops to run.
+    config : HopConfig
+        Window sizes, scoring mode and the decision's configuration.
+    state : int64[STATE_SIZE]
+        Marks, counters and queue bounds (the constants above), read and updated.
+    fifo, held : int64 arrays
+        The baseline FIFO and the held queue of refs (see the module docstring); room for every event the
+        call can admit or hold.
+    out : float64 (n_hops, OUT_COLUMNS)
+        One row per decided hop.
+    excess_out : float64 (n_hops, W)
+        Per hop, each window event's bits minus the expected bits for its size.
     """
-    capacity = ring.shape[1]
-    single = window == 1
-    admitted0 = state[ADMITTED]
+    window = config.window
+    stats = np.empty(2, np.float64)
+    greater = np.empty(2, np.int64)
     for k in range(n_hops):
-        end = first_end + k * hop
+        end = first_end + k * config.hop
         w0 = end - window
-        # 1. admission: the events that left the window enter the baseline; the oldest leave it
-        a = state[ADMITTED]
-        b = max(w0, a)
-        state[ADMITTED] = b
-        size = state[BASELINE_LEN] + (b - a)
-        n_remove = max(0, size - baseline_size)
-        _admit(tab, salt, mask, old_buf, old_lens, buf, starts, ends, a, b, admitted0, n_remove, state)
-        size -= n_remove
-        state[BASELINE_LEN] = size
-        # 2. score the new events, move the window histogram, summarise the window
-        s0 = state[SCORED]
-        _score_new(tab, lt, ls, salt, mask, buf, starts, ends, s0, end, bits)
+        if state[PHASE] == SCORES_GIVEN:
+            state[PHASE] = READY
+        else:
+            _admit(model, config.internal, events, extra, taint, w0, config.decision.baseline, state, fifo,
+                   held)
+            if not config.internal:
+                state[PHASE] = NEEDS_SCORES
+                return k
+            _score_new(model, events, state[SCORED], end, bits)
         state[SCORED] = end
         lo, hi = state[HIST_LO], state[HIST_HI]
-        _move_histogram(buf, starts, ends, hist, lo, min(w0, hi), max(hi, w0), end)
+        move_histogram(events, hist, lo, min(w0, hi), max(hi, w0), end)
         state[HIST_LO] = w0
         state[HIST_HI] = end
         count = state[CAL_COUNT]
         row = out[k]
         excess = excess_out[k]
-        expected = sums[0] / count if count > 0 else 0.0
-        _summarize(buf, starts, ends, w0, end, top_m, bits, hist, expected, excess, ring, count, row)
-        stat0 = row[TOTAL] / row[BYTES]
-        stat1 = row[TOP_BPB]
+        expected = ring.sums[0] / count if count > 0 else 0.0
+        summarize(events, w0, end, config.top_m, bits, hist, expected, excess, ring.values, count, row)
+        stats[0] = row[TOTAL] / row[BYTES]
+        stats[1] = row[TOP_BPB]
         if count > 0:
             row[EXPECTED] = expected
         else:  # no calibration yet: the window's own rate is the reference
@@ -173,38 +310,20 @@ def hops(tab, lt, ls, salt, mask, old_buf, old_lens, buf, starts, ends, bits, hi
             positive = 0
             for j in range(window):
                 i = w0 + j
-                excess[j] = bits[i] - stat0 * (ends[i] - starts[i] + 1)
+                excess[j] = bits[i] - stats[0] * (events.ends[i] - events.starts[i] + 1)
                 if excess[j] > 0:
                     positive += 1
             row[N_EXCESS] = positive
-        row[BASELINE_EVENTS] = size
-        # 3. decision, when it needs no tail fit and flags nothing
-        full = size >= baseline_size
-        p = 1.0
-        if full and count >= min_calibration:
-            g0 = np.int64(row[GREATER0])
-            g1 = np.int64(row[GREATER1])
-            if g0 == 0 or (not single and g1 == 0):
-                state[UNDECIDED] = 1
-                return k + 1
-            p = (1.0 + g0) / (count + 1.0)
-            if not single:
-                p = min(1.0, 2 * min(p, (1.0 + g1) / (count + 1.0)))
-            if p <= target:
-                state[UNDECIDED] = 1
-                return k + 1
-        row[P_VALUE] = p
-        if full:  # Calibrator.add
-            position = state[CAL_POSITION]
-            old0 = ring[0, position] if count == capacity else 0.0
-            old1 = ring[1, position] if count == capacity else 0.0
-            sums[0] = sums[0] - old0 + stat0
-            sums[1] = sums[1] - old1 + stat1
-            ring[0, position] = stat0
-            ring[1, position] = stat1
-            state[CAL_POSITION] = (position + 1) % capacity
-            count = min(count + 1, capacity)
-            state[CAL_COUNT] = count
-        row[CAL_WINDOWS] = count
-    state[UNDECIDED] = 0
+        row[BASELINE_EVENTS] = state[BASELINE_LEN]
+        greater[0] = np.int64(row[GREATER0])
+        greater[1] = np.int64(row[GREATER1])
+        verdict = decide(ring, stats, greater, config.decision, state)
+        row[P_VALUE] = verdict.p_value
+        row[EFFECT] = verdict.effect
+        row[FLAGS] = verdict.flags
+        row[CAL_WINDOWS] = state[CAL_COUNT]
+        if verdict.flags & ANOMALY:
+            for i in range(w0, end):
+                taint[i] = 1
+            return k + 1
     return n_hops

@@ -1,7 +1,7 @@
-"""Kernels of the numeric (metric) detector: predictive code lengths per point, calibrated windows.
+"""Scoring for the numeric (metric) detector: predictive code lengths per point, excess bits per window.
 
-Two passes, both sequential over the stream and carrying all state in caller-owned arrays (so a
-snapshot is just those arrays, and any split of the input into chunks gives the same result):
+Both passes carry all state in caller-owned arrays (so a snapshot is just those arrays, and any split of
+the input into chunks gives the same result):
 
 ``point_bits`` predicts every value with ``N_MODELS`` simple predictors and returns, per point and
 model, the excess code length in bits of the prediction error under an adaptive Laplace code
@@ -19,16 +19,15 @@ to 0 on sparse streams (fewer than 1 / ``clip`` non-zero errors, e.g. a counter'
 sometimes 1), where every non-zero error then costs ``MAX_BITS``. On continuous data every error is
 non-zero and the two are the same estimator.
 
-``window_scores`` sums, per window and model, the hinge ``max(0, bits - hinge)`` over the last
+``window_sums`` sums, per window and model, the hinge ``max(0, bits - hinge)`` over the last
 ``spans[k]`` points of the window (no hinge for ``RANGE``, whose bits are already an excess over the
-range), turns each sum into a p-value against that model's history of normal window sums (conformal
-rank below the tail threshold, generalized-Pareto tail above it), combines the models with a weighted
-Bonferroni, and keeps clear anomalies out of the history unless they persist (drift).
+range): the window statistics that :mod:`detectors._kernels.numeric_windows` calibrates and decides on.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -55,24 +54,56 @@ F_RATE = 5          # .. 5 + N_MODELS: share of non-zero errors per model
 F_MAG = 9           # .. 9 + N_MODELS: mean size of the non-zero errors (scale = rate * size)
 F_SIZE = 13
 
-# window output layout
-O_END, O_FLAGS, O_BEST = 0, 1, 2
-OI_SIZE = 3
-FLAG_ANOMALY, FLAG_DRIFT, FLAG_INCIDENT, FLAG_WARM = 1, 2, 4, 8
-OF_P = 0            # combined p-value
-OF_PK = 1           # .. 1 + N_MODELS: p-value per model (nan = inactive)
-OF_SK = 5           # .. 5 + N_MODELS: window sum of hinge bits per model (nan = inactive)
-OF_SIZE = 9
-
 MAX_BITS = 1000.0
-TAIL_FIT_MIN = 200  # history size below which the tail keeps the 2^-bits prior
 LN2 = math.log(2.0)
 
 
+class PointConfig(NamedTuple):
+    """How the predictors learn."""
+
+    range_n: int
+    """Values the range model looks back over."""
+    scale_alpha: float
+    """Weight of a new error in the exponentially weighted error rate and size."""
+    clip: float
+    """A non-zero error counts for at most ``clip`` times the current mean size."""
+    warm: int
+    """Errors a model observes before it scores (and the range model waits for the step model's)."""
+    level_alpha: float
+    """Weight of a new value in the slow level that shifts the seasonal predictions."""
+
+
+class PointState(NamedTuple):
+    """Everything ``point_bits`` carries from one value to the next (updated in place)."""
+
+    ring: np.ndarray
+    """float64 (history,): the last values, at ``offset % history``."""
+    level: np.ndarray
+    """float64 (history,): the slow level after each of those values."""
+    fstate: np.ndarray
+    """float64 (F_SIZE,): error scales, rates and sizes per model, and the level (``F_*``)."""
+    istate: np.ndarray
+    """int64 (I_SIZE,): counters and calibration bookkeeping (``I_*``)."""
+
+
 @kernel
-def point_bits(values, lag_daily, lag_weekly, ring, level_ring, fstate, istate, range_n, scale_alpha,
-               clip, warm, level_alpha, bits_out, pred_out):
-    """Excess bits and predictions of each model for each value; updates ring/state in place."""
+def point_bits(values, lag_daily, lag_weekly, config, state, bits_out, pred_out):
+    """Excess bits and predictions of each model for each value; updates ``state`` in place.
+
+    Parameters
+    ----------
+    values : float64 array
+        The new values, finite.
+    lag_daily, lag_weekly : int
+        The seasonal lags in values (0: that model is off).
+    config : PointConfig
+    state : PointState
+    bits_out, pred_out : float64 (values.size, N_MODELS)
+        Per value and model, the excess bits and the prediction (NaN while a model is not scoring).
+    """
+    ring, level_ring, fstate, istate = state.ring, state.level, state.fstate, state.istate
+    range_n, scale_alpha, clip = config.range_n, config.scale_alpha, config.clip
+    warm, level_alpha = config.warm, config.level_alpha
     size = ring.shape[0]
     for j in range(values.shape[0]):
         x = values[j]
@@ -147,162 +178,18 @@ def point_bits(values, lag_daily, lag_weekly, ring, level_ring, fstate, istate, 
 
 
 @kernel
-def _tail_p(sorted_k, n, s, tail_frac, tail_min, sigma_min, xi_min):
-    """p-value of score ``s`` against the ``n`` sorted history scores (conformal, GPD tail)."""
-    # conformal rank: (1 + #{h >= s}) / (n + 1)
-    lo = np.searchsorted(sorted_k[:n], s)
-    p_rank = (1.0 + (n - lo)) / (n + 1.0)
-    kt = max(tail_min, int(tail_frac * n))
-    if kt >= n:
-        return p_rank
-    u = sorted_k[n - 1 - kt]
-    if s <= u:
-        return p_rank
-    # the tail is what lies strictly above u: when the kt largest include ties at u (a point mass, e.g.
-    # a history that is mostly zeros) only the kx values above it exceed u; counting the ties as
-    # exceedances overstates P(S > u) and makes rare events look up to kt / kx times less rare
-    first = n - kt
-    while first < n and sorted_k[first] <= u:
-        first += 1
-    kx = n - first
-    # peaks over threshold: fit a generalized Pareto to the kx excesses (method of moments),
-    # shape clamped to [xi_min, 0.5]; a scale at or below sigma_min is not resolved (below)
-    mean = 0.0
-    for i in range(first, n):
-        mean += sorted_k[i] - u
-    mean /= max(kx, 1)
-    var = 0.0
-    for i in range(first, n):
-        d = sorted_k[i] - u - mean
-        var += d * d
-    var /= max(kx - 1, 1)
-    xi = 0.0
-    if var > 0.0 and mean > 0.0:
-        xi = 0.5 * (1.0 - mean * mean / var)
-    xi = min(max(xi, xi_min), 0.5)
-    sigma = mean * (1.0 - xi)
-    # a short history, too few values above u, or a tail no wider than its resolution (near-ties: a
-    # count stream's "one step past the range", smeared by a drifting scale, fitted a scale of a few
-    # hundredths of a bit and made the next step look 1e-7 rare): nothing to extrapolate from; fall back
-    # to the code-length prior, each bit beyond the threshold at least halves the probability
-    if kx < tail_min or n < TAIL_FIT_MIN or sigma <= sigma_min:
-        sigma = max(sigma, 1.0 / LN2)
-    y = s - u
-    if abs(xi) < 1e-6:
-        sf = math.exp(-y / sigma)
-    else:
-        z = 1.0 + xi * y / sigma
-        sf = z ** (-1.0 / xi) if z > 0.0 else 0.0  # beyond the end point of a light (xi < 0) tail
-    p = (kx + 1.0) / (n + 1.0) * sf
-    return max(p, 1e-300)
-
-
-@kernel
-def _calib_push(ring_k, sorted_k, n, pos, value):
-    """Insert ``value`` into the history (dropping the oldest when full); returns the new size."""
-    cap = ring_k.shape[0]
-    if n == cap:
-        lo = np.searchsorted(sorted_k[:n], ring_k[pos])
-        for i in range(lo, n - 1):
-            sorted_k[i] = sorted_k[i + 1]
-        n -= 1
-    ring_k[pos] = value
-    lo = np.searchsorted(sorted_k[:n], value, side="right")
-    for i in range(n, lo, -1):
-        sorted_k[i] = sorted_k[i - 1]
-    sorted_k[lo] = value
-    return n + 1
-
-
-@kernel
-def window_scores(bits, first_offset, window, hop, hinge, weights, spans, cal_ring, cal_sorted, istate,
-                  min_calib, target, exclude_factor, drift_windows, holdoff, tail_frac, tail_min, sigma_min,
-                  xi_min, out_i, out_f):
-    """Score every window that ends inside ``bits`` (rows = points from ``first_offset``).
-
-    Model ``k`` sums only the last ``spans[k]`` (<= window) points of each window. Only windows ending
-    after the first ``window - 1`` rows are new (earlier rows are carried context). Returns the number
-    of windows written to ``out_i``/``out_f``.
-    """
-    n_rows = bits.shape[0]
-    n_out = 0
-    sums = np.empty(N_MODELS)
-    pks = np.empty(N_MODELS)
-    for r in range(window, n_rows + 1):
-        end = first_offset + r
-        if end < window or (end - window) % hop != 0:
-            continue
-        if r < window:
-            continue
-        # window sums of hinge bits per model (nan when a model is inactive in the window)
-        for k in range(N_MODELS):
-            acc = 0.0
-            for i in range(r - spans[k], r):
-                b = bits[i, k]
-                if b != b:
-                    acc = np.nan
-                    break
-                h = 0.0 if k == RANGE else hinge  # range bits are already an excess over the range
-                if b > h:
-                    acc += b - h
-            sums[k] = acc
-        # weighted Bonferroni over the active models: p = min_k p_k / w_k, weights renormalised
-        active = 0
-        w_sum = 0.0
-        for k in range(N_MODELS):
-            pks[k] = np.nan
-            if sums[k] == sums[k] and istate[I_CAL_N + k] >= min_calib:
-                pks[k] = _tail_p(cal_sorted[k], istate[I_CAL_N + k], sums[k], tail_frac, tail_min, sigma_min,
-                                 xi_min)
-                active += 1
-                w_sum += weights[k]
-        best = -1
-        p = 1.0
-        for k in range(N_MODELS):
-            if pks[k] == pks[k]:
-                pw = pks[k] * w_sum / weights[k]
-                if best < 0 or pw < p:
-                    p = pw
-                    best = k
-        p = min(1.0, p)
-        flags = 0
-        if active > 0:
-            flags |= FLAG_WARM
-        raw_anomaly = active > 0 and p <= target
-        learn = True
-        if raw_anomaly:
-            if istate[I_ACCEPTED] == 1:
-                pass  # drift accepted: learn it as the new normal, do not flag it
-            else:
-                flags |= FLAG_ANOMALY
-                # only clear anomalies stay out of the history: dropping every alarm would cut the null
-                # distribution at the threshold and drag the threshold down (a feedback loop)
-                learn = p > target * exclude_factor
-                istate[I_RUN] += 1
-                if istate[I_RUN] >= drift_windows:
-                    flags |= FLAG_DRIFT
-                    istate[I_ACCEPTED] = 1
-                last = istate[I_LAST_ALARM]
-                if last < 0 or end - last > holdoff:
-                    flags |= FLAG_INCIDENT
-                istate[I_LAST_ALARM] = end
-        else:
-            istate[I_RUN] = 0
-            istate[I_ACCEPTED] = 0
-        if learn:
-            for k in range(N_MODELS):
-                if sums[k] == sums[k]:
-                    cap = cal_ring.shape[1]
-                    pos = istate[I_CAL_POS + k]
-                    istate[I_CAL_N + k] = _calib_push(cal_ring[k], cal_sorted[k], istate[I_CAL_N + k],
-                                                      pos, sums[k])
-                    istate[I_CAL_POS + k] = (pos + 1) % cap
-        out_i[n_out, O_END] = end
-        out_i[n_out, O_FLAGS] = flags
-        out_i[n_out, O_BEST] = best
-        out_f[n_out, OF_P] = p
-        for k in range(N_MODELS):
-            out_f[n_out, OF_PK + k] = pks[k]
-            out_f[n_out, OF_SK + k] = sums[k]
-        n_out += 1
-    return n_out
+def window_sums(bits, r, spans, hinge, sums):
+    """Statistic of each model for the window ending before row ``r`` of ``bits``: the sum of
+    ``max(0, bits - hinge)`` over its last ``spans[k]`` rows (no hinge for ``RANGE``, whose bits already
+    are an excess over the range); NaN when the model did not score one of them."""
+    for k in range(N_MODELS):
+        acc = 0.0
+        for i in range(r - spans[k], r):
+            b = bits[i, k]
+            if b != b:
+                acc = np.nan
+                break
+            h = 0.0 if k == RANGE else hinge
+            if b > h:
+                acc += b - h
+        sums[k] = acc

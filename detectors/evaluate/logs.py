@@ -26,7 +26,8 @@ import csv
 import itertools
 from typing import Any
 
-from detectors import registry
+from detectors import EventBatch, registry
+from detectors.cbad import CbadDetector
 from detectors.evaluate import _paths
 from detectors.evaluate._progress import Progress
 
@@ -97,8 +98,8 @@ def hdfs(profile: str = "sensitive", progress: bool = True, limit: int | None = 
     codebook = TransitionCodebook()
     # the baseline holds every training session (a block's normal shape may be rare in time), and the
     # p-values are calibrated on the training sessions themselves, each scored without its own counts
-    det = registry.create("cbad", profile=profile, seed=42, window=1, hop=1, baseline=len(train))
-    det.warm_up([hdfs_event(k, codebook) for k in train])
+    det = CbadDetector(profile=profile, seed=42, window=1, hop=1, baseline=len(train))
+    det.warm_up(EventBatch([hdfs_event(k, codebook) for k in train]))
     snap = det.snapshot()
     held_out_book = copy.deepcopy(codebook)
     pred, pvals = _score_sessions(snap, valid, codebook, Progress("hdfs", len(valid), progress))
@@ -127,7 +128,7 @@ def _score_sessions(snap: bytes, sessions: list[tuple[list[str], bool]], codeboo
     """Each session scored alone against a restored snapshot of the warmed detector."""
     pred, pvals = [], []
     for keys, _ in sessions:
-        (result,) = registry.restore("cbad", snap).update([hdfs_event(keys, codebook)])
+        (result,) = registry.restore("cbad", snap).update(EventBatch([hdfs_event(keys, codebook)]))
         pred.append(result.is_anomaly)
         pvals.append(result.p_value)
         bar.step()
@@ -164,7 +165,7 @@ def bgl(profile: str = "sensitive", progress: bool = True) -> dict[str, Any]:
     warm_from = len(lines)
     step = 100
     for i in range(0, len(lines), step):
-        for r in det.update([e for _, e in lines[i:i + step]]):
+        for r in det.update(EventBatch([e for _, e in lines[i:i + step]])):
             line = r.end_offset - 1
             pred[line] = r.is_anomaly
             if r.p_value < 1.0 or r.is_anomaly:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors import registry
+from detectors import EventBatch, registry
 from detectors.evaluate import _paths
 from detectors.evaluate._progress import Progress
 
@@ -99,8 +99,8 @@ def evaluate(progress: bool = True) -> list[dict[str, Any]]:
         row = {"fault": f"{f['inject_time']} {service} {f['inject_type']}", "service": service,
                "type": f["inject_type"], "spans": len(spans),
                "spans_before": int((starts < inject_ns).sum())}
-        row["cbad"] = _phase_rates(cbad.update(events), starts, inject_ns)
-        row["numeric"] = _phase_rates(numeric.update(durations), starts, inject_ns)
+        row["cbad"] = _phase_rates(cbad.update(EventBatch(events)), starts, inject_ns)
+        row["numeric"] = _phase_rates(numeric.update(EventBatch(durations)), starts, inject_ns)
         rows.append(row)
         bar.step(note=row["fault"])
     return rows

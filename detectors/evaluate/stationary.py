@@ -8,7 +8,7 @@ normal approximation with continuity; enough for a pass/fail against +-50 %).
 Streams: metrics = AR(1) noise (phi 0.6) around a level and counts = Poisson counts of mean 0.05
 (a counter's per-interval deltas, e.g. errors: mostly 0, sometimes 1 or 2; the sparsest common case,
 where a scale learnt from the errors collapses and ties dominate the window statistics), both fed to
-the numeric detector; logs and spans = ``detectors.testing.synthetic_logs`` / ``synthetic_spans``
+the numeric detector; logs and spans = ``detectors.synthetic.synthetic_logs`` / ``synthetic_spans``
 (stationary service traffic) fed to the cbad detector. Logs and spans are far slower per event than
 metrics, so their streams are shorter: ``events`` sets the budget per signal and profile.
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors import registry
+from detectors import EventBatch, registry
 from detectors.evaluate._progress import Progress
 from detectors.profiles import PROFILES
 
@@ -96,7 +96,7 @@ def measure(signal: str, profile: str, events: int | None = None, seed: int = 7,
         det = registry.create("numeric", profile=profile, seed=seed)
         chunks: Iterator[Any] = (metric_chunks if signal == "metrics" else count_chunks)(n, seed)
     else:
-        from detectors.testing import synthetic_logs, synthetic_spans
+        from detectors.synthetic import synthetic_logs, synthetic_spans
 
         det = registry.create("cbad", profile=profile, seed=seed)
         chunks = _byte_chunks(synthetic_logs if signal == "logs" else synthetic_spans, n, seed)
@@ -105,7 +105,7 @@ def measure(signal: str, profile: str, events: int | None = None, seed: int = 7,
     warm = False
     t0 = time.process_time()
     for chunk in chunks:
-        for r in det.update(chunk):
+        for r in det.update(EventBatch(chunk)):
             # windows before the detector is warm (p-value exactly 1, never flagged) are not counted
             warm = warm or r.p_value < 1.0 or r.is_anomaly
             if not warm:

@@ -13,14 +13,14 @@ from .keys import KeyVerifier, password_hasher
 from .limits import ApiRateLimits
 from .middleware import RateLimitMiddleware, RequestMetricsMiddleware
 from .profiling import Diagnostics
-from .routes import anomalies, audit, debug, health, keys, metrics, streams, ui
+from .routes import anomalies, audit, debug, health, incidents, keys, metrics, streams, ui
 
 
 def create_api_app(ctx: ApiContext) -> FastAPI:
     app = FastAPI(
         title="Driftlock OTLP gateway",
         version=__version__,
-        description="Anomalies, streams, API keys, audit log and diagnostics of one gateway. "
+        description="Incidents, anomalies, streams, API keys, audit log and diagnostics of one gateway. "
                     "`/v1` needs `Authorization: Bearer <dlk_ API key or HS256 JWT>`.",
         openapi_url="/openapi.json",
         docs_url=None,  # Swagger UI would load assets from a CDN; the OpenAPI document is enough
@@ -37,7 +37,7 @@ def create_api_app(ctx: ApiContext) -> FastAPI:
     app.include_router(metrics.router)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(authenticate), Depends(rate_limit_caller)],
                    responses=error_responses(400, 401, 403, 422, 429, 503))
-    for module in (anomalies, streams, keys, audit, debug):
+    for module in (incidents, anomalies, streams, keys, audit, debug):
         v1.include_router(module.router)
     v1.include_router(ui.session_router)
     app.include_router(v1)

@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from otlp_gateway.store.base import AnomalyRecord, ApiKeyStore, AuditEntry, StreamInfo
+from otlp_gateway.store.base import AnomalyRecord, ApiKeyStore, AuditEntry, IncidentRecord, StreamInfo
 
 from .auth import Principal
 from .schemas import json_safe
@@ -14,6 +14,11 @@ from .schemas import json_safe
 
 def anomaly_view(rec: AnomalyRecord) -> dict[str, Any]:
     return {"id": rec.id, "stream_id": rec.stream_id, "status": rec.status, "severity": rec.severity}
+
+
+def incident_view(rec: IncidentRecord) -> dict[str, Any]:
+    return {"id": rec.id, "stream_id": rec.stream_id, "status": rec.status, "severity": rec.severity,
+            "acknowledged_by": rec.acknowledged_by, "closed_by": rec.closed_by}
 
 
 def stream_view(info: StreamInfo) -> dict[str, Any]:

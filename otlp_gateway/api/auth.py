@@ -2,7 +2,8 @@
 
 Secure by default: no credentials, a malformed or unknown key, a revoked or rotated-away secret, or a bad,
 expired or unsigned JWT all get 401 with ``WWW-Authenticate`` and a sentence saying which. Roles: ``read``
-may only GET; ``admin`` may do everything. JWTs must carry ``sub``, ``role`` and ``exp``, plus ``iss`` and
+may only GET; ``operator`` may GET and act on incidents (the routes marked ``operator_action``); ``admin``
+may do everything. JWTs must carry ``sub``, ``role`` and ``exp``, plus ``iss`` and
 ``aud`` equal to ``api.jwt_issuer`` / ``api.jwt_audience`` when those are set, and may live at most
 ``api.jwt_max_lifetime_seconds`` (``exp`` minus ``iat``, or minus now without ``iat``).
 """
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import jwt
 from fastapi import Depends, Request
@@ -27,6 +29,14 @@ from .limits import ApiRateLimits
 log = logging.getLogger(__name__)
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_OPERATOR_ENDPOINTS: set[Callable[..., Any]] = set()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def operator_action(endpoint: F) -> F:
+    """Mark a route an ``operator`` may call (besides reading): the incident actions."""
+    _OPERATOR_ENDPOINTS.add(endpoint)
+    return endpoint
 _JWT_LEEWAY_SECONDS = 5
 _CHALLENGE = 'Bearer realm="driftlock"'
 
@@ -146,7 +156,12 @@ async def authenticate(
         raise _unauthorized("credentials required: send `Authorization: Bearer <API key or JWT>`",
                             invalid=False)
     if principal.role != "admin" and request.method not in _READ_METHODS:
-        raise ApiError(403, "forbidden", f"role {principal.role!r} may only read; this needs an admin key")
+        if principal.role != "operator":
+            raise ApiError(403, "forbidden",
+                           f"role {principal.role!r} may only read; this needs an admin key")
+        if request.scope.get("endpoint") not in _OPERATOR_ENDPOINTS:
+            raise ApiError(403, "forbidden", "role 'operator' may read and act on incidents; this needs an "
+                                             "admin key")
     request.state.principal = principal
     return principal
 

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "dlk_"
 VERIFY_NICENESS = 10
 """CPU priority of key verification threads (and the argon2 lane threads they start)."""
-ROLES: tuple[ApiRole, ...] = ("admin", "read")
+ROLES: tuple[ApiRole, ...] = ("admin", "operator", "read")
 _PRESENTED = re.compile(r"^dlk_([0-9a-f]{16})\.([A-Za-z0-9_-]{20,128})$")
 
 

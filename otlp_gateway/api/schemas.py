@@ -11,7 +11,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from pydantic.json_schema import SkipJsonSchema
 
 from detectors.profiles import Profile
-from otlp_gateway.store.base import AnomalyRecord, ApiKey, AuditEntry, StreamInfo
+from otlp_gateway.incidents.records import duration_seconds
+from otlp_gateway.store.base import AnomalyRecord, ApiKey, AuditEntry, IncidentRecord, ScoreBucket, StreamInfo
 from otlp_gateway.streams.settings import ProfileName, StreamSettings
 
 Severity = Literal["low", "medium", "high", "critical"]
@@ -19,7 +20,8 @@ AnomalyStatus = Literal["open", "acknowledged", "confirmed", "false_positive", "
 Verdict = Literal["confirmed", "false_positive", "dismissed"]
 Signal = Literal["traces", "metrics", "logs"]
 StreamState = Literal["warming", "active", "drifted", "evicted"]
-Role = Literal["admin", "read"]
+Role = Literal["admin", "operator", "read"]
+IncidentStatus = Literal["open", "resolved", "accepted", "false_positive"]
 
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
@@ -141,6 +143,13 @@ class FeedbackIn(_In):
 
 # --- streams
 
+class Warmup(_Out):
+    events: int
+    """Events the stream's detector has learned from (equal to ``needed`` once it is warm)."""
+    needed: int
+    """Events it needs before it scores: the baseline, then the windows that calibrate its p-values."""
+
+
 class EffectiveProfile(_Out):
     baseline: int
     window: int
@@ -163,9 +172,13 @@ class StreamOut(_Out):
     contradict each other)."""
     events_seen: int
     updated_at: dt.datetime
+    warmup: Warmup
+    open_incident_id: str | None
+    """The stream's open incident, if it has one."""
 
     @classmethod
-    def from_info(cls, info: StreamInfo, effective_profile: Profile | None) -> StreamOut:
+    def from_info(cls, info: StreamInfo, effective_profile: Profile | None, warmup: tuple[int, int],
+                  open_incident_id: str | None) -> StreamOut:
         effective = None
         if effective_profile is not None:
             effective = EffectiveProfile(baseline=effective_profile.baseline, window=effective_profile.window,
@@ -173,7 +186,8 @@ class StreamOut(_Out):
                                          false_alarm_target=effective_profile.false_alarm_target)
         return cls(stream_id=info.stream_id, signal=info.signal, service=info.service, name=info.name,
                    state=info.state, profile=info.profile, settings=json_safe(info.settings),
-                   effective=effective, events_seen=info.events_seen, updated_at=info.updated_at)
+                   effective=effective, events_seen=info.events_seen, updated_at=info.updated_at,
+                   warmup=Warmup(events=warmup[0], needed=warmup[1]), open_incident_id=open_incident_id)
 
 
 class StreamList(_Out):
@@ -205,6 +219,144 @@ class StreamPatch(StreamSettings):
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(include=self.model_fields_set)
+
+
+# --- incidents
+
+class IncidentOut(_Out):
+    id: str
+    stream_id: str
+    signal: str
+    service: str
+    name: str
+    status: IncidentStatus
+    severity: Severity
+    """The peak severity so far."""
+    opened_at: dt.datetime
+    """Event time of the first event of the window that opened it (RFC 3339, UTC)."""
+    last_anomalous_at: dt.datetime
+    resolved_at: dt.datetime | None
+    """When it closed (resolved, accepted or marked a false positive); null while open."""
+    duration_seconds: float
+    """Event time from opening to its close, or to its last anomalous window while open."""
+    anomalous_windows: int
+    min_p_value: float | None
+    summary: str
+    """One sentence saying what changed, in plain words."""
+    acknowledged_by: str | None
+    acknowledged_at: dt.datetime | None
+    url: str
+    """The incident's page in the web UI."""
+
+    @classmethod
+    def from_record(cls, rec: IncidentRecord, url: str) -> IncidentOut:
+        return cls(**_incident_fields(rec, url))
+
+
+def _incident_fields(rec: IncidentRecord, url: str) -> dict[str, Any]:
+    return dict(id=rec.id, stream_id=rec.stream_id, signal=rec.signal, service=rec.service, name=rec.name,
+                status=rec.status, severity=rec.severity, opened_at=rec.opened_at,
+                last_anomalous_at=rec.last_anomalous_at, resolved_at=rec.resolved_at,
+                duration_seconds=duration_seconds(rec), anomalous_windows=rec.anomalous_windows,
+                min_p_value=finite(rec.min_p_value), summary=rec.summary, acknowledged_by=rec.acknowledged_by,
+                acknowledged_at=rec.acknowledged_at, url=url)
+
+
+class FieldChangeOut(_Out):
+    """One row of the field explanation."""
+
+    field: str
+    """``http.response.status_code``, ``status``, ``duration``, ``log.template``, ``severity``..."""
+    change: str
+    """new_key, new_value, rare_value, share, shift, new_template or band."""
+    before: str
+    now: str
+    unusual: str
+    """Why it is unusual, e.g. ``never seen in 400 reference events``."""
+    bits: float | None
+    """What the field cost against the reference (the engine's detail)."""
+    example: str | None
+    """One real masked example (a log line, a span) where meaningful."""
+
+
+class EvidenceOut(_Out):
+    """One blamed event."""
+
+    trace_id: str | None
+    span_id: str | None
+    time_unix_nano: str | None
+    """Event time in unix nanoseconds, as a string (JSON numbers cannot hold it exactly)."""
+    text: str
+
+
+class ScorePoint(_Out):
+    t: dt.datetime
+    """Start of the bucket (event time)."""
+    min_p: float | None
+    """The lowest p-value of the bucket's windows."""
+    max_score: float | None
+    windows: int
+    anomalous: int
+
+
+class ScoreSeriesOut(_Out):
+    bucket_seconds: int
+    threshold_p: float | None
+    """The stream's false-alarm target per window: windows below it are anomalous."""
+    points: list[ScorePoint]
+
+    @classmethod
+    def from_buckets(cls, buckets: list[ScoreBucket], bucket_seconds: int,
+                     threshold_p: float | None) -> ScoreSeriesOut:
+        return cls(bucket_seconds=bucket_seconds, threshold_p=threshold_p,
+                   points=[ScorePoint(t=b.bucket_start, min_p=finite(b.min_p), max_score=finite(b.max_score),
+                                      windows=b.windows, anomalous=b.anomalous) for b in buckets])
+
+
+class IncidentDetail(IncidentOut):
+    fields: list[FieldChangeOut]
+    evidence: list[EvidenceOut]
+    series: ScoreSeriesOut
+    """The stream's scores from 30 minutes before the incident opened to 30 minutes after it ended."""
+    change_point: dt.datetime
+    """Where the change began: the first event of the window that opened the incident."""
+
+    @classmethod
+    def build(cls, rec: IncidentRecord, url: str, series: ScoreSeriesOut) -> IncidentDetail:
+        fields = [FieldChangeOut(field=str(f.get("field", "")), change=str(f.get("change", "")),
+                                 before=str(f.get("before", "")), now=str(f.get("now", "")),
+                                 unusual=str(f.get("unusual", "")), bits=_float_or_none(f.get("bits")),
+                                 example=None if f.get("example") is None else str(f["example"]))
+                  for f in rec.fields if isinstance(f, dict)]
+        evidence = [EvidenceOut(trace_id=_str_or_none(e.get("trace_id")),
+                                span_id=_str_or_none(e.get("span_id")),
+                                time_unix_nano=_str_or_none(e.get("time_unix_nano")),
+                                text=str(e.get("text", "")))
+                    for e in rec.evidence if isinstance(e, dict)]
+        return cls(**_incident_fields(rec, url), fields=fields, evidence=evidence, series=series,
+                   change_point=rec.opened_at)
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return finite(float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class IncidentPage(_Out):
+    items: list[IncidentOut]
+    next_cursor: str | None
+    """Pass as ``cursor`` to get the next page; null on the last page."""
+
+
+class IncidentActionIn(_In):
+    note: str | None = Field(None, max_length=2000)
+    """Why (kept in the audit log)."""
 
 
 # --- API keys

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -88,6 +89,10 @@ class UiSettings(StrictModel):
 class ApiSettings(StrictModel):
     listen: HostPort = "0.0.0.0:8080"
     """API, web UI, /metrics and health checks."""
+    public_url: str | None = None
+    """The URL people reach the web UI at (e.g. ``https://driftlock.example.com``): incident links in
+    notifications and in the API's ``url`` fields start with it. Unset: the API answers with the URL the
+    client used, notifications with this gateway's own address (``listen``, localhost for a wildcard)."""
     tls: TLSServerSettings = TLSServerSettings()
     jwt_secret: SecretStr | None = None
     """``JWT_SECRET``: HS256 bearer tokens are accepted when set; at least 32 characters."""
@@ -110,6 +115,16 @@ class ApiSettings(StrictModel):
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     """Largest request body the API reads (413 beyond it)."""
     ui: UiSettings = UiSettings()
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":  # ``${VAR:-}`` left unset
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"expected an http:// or https:// URL without query, got {value!r}")
+        return value.rstrip("/")
 
     @field_validator("jwt_secret")
     @classmethod

@@ -32,7 +32,8 @@ def decide(outcomes: Sequence[ScoreOutcome], *, ticket: int, received_at: float,
                                   received_at=received_at)
             decision.records.append(record)
             mark = AnomalyMark(record.id, record.score, record.p_value, record.severity, record.detector,
-                               str(record.explanation.get("sentence", "")), record.stream_id)
+                               str(record.explanation.get("sentence", "")), record.stream_id,
+                               record.incident_id)
             for item in window.blamed:
                 if item.request_seq == ticket and item.position >= 0:
                     current = decision.marks.get(item.position)

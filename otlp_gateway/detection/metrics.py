@@ -58,7 +58,8 @@ class DetectionMetrics:
     def decided(self, signal: str, decision: Decision, outcomes: Sequence[ScoreOutcome],
                 received_at: float) -> None:
         for record in decision.records:
-            self._m.anomalies_detected.labels(signal, record.severity).inc()
+            self._m.anomalies_detected.labels(signal, record.severity,
+                                              self._m.service_label(record.service)).inc()
         self._m.anomaly_processing_duration.observe(max(0.0, time.time() - received_at))
         scored = 0
         ratio_sum, ratio_count = 0.0, 0
@@ -68,6 +69,8 @@ class DetectionMetrics:
                 self._rates[outcome.stream.spec.kind].count(outcome.scored)
             ratio_sum += outcome.ratio_sum
             ratio_count += outcome.ratio_count
+            for reason, n in outcome.skipped.items():
+                self._m.detector_skipped_points.labels(signal, reason).inc(n)
         if scored:
             self._m.detector_events.labels(signal).inc(scored)
         if ratio_count:

@@ -14,7 +14,9 @@ Flow of one request:
    are annotated and the request re-serialized (requests without anomalies keep their original bytes);
    past the budget it is forwarded unannotated while its detection goes on, counted in
    ``driftlock_annotation_skipped_total{reason="budget"}``. Events are scored in arrival order either way,
-   so results depend neither on the budget nor on how requests were split.
+   so results depend neither on the budget nor on how requests were split;
+5. the incident changes and score-series buckets of the request's streams go to the incident sink, in
+   arrival order (``IncidentHandler.handle``, on the event loop, after the anomaly records).
 
 The detection task is never cancelled by the caller: a scored window is always recorded.
 """
@@ -25,7 +27,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, Protocol
 
@@ -41,6 +43,7 @@ from otlp_gateway.otlp.codec import ExtractionOptions, RequestCodec
 from otlp_gateway.otlp.extract import Extraction, StreamBatch, parse_request
 from otlp_gateway.serial import SerialExecutor
 from otlp_gateway.store.base import AnomalyRecord, AnomalyStore
+from otlp_gateway.streams.incidents import IncidentChange
 from otlp_gateway.streams.live import ScoreOutcome
 from otlp_gateway.streams.records import StreamRecords
 from otlp_gateway.streams.routing import DETECTOR_KIND
@@ -58,17 +61,31 @@ class AnomalySink(Protocol):
     def submit(self, rows: list[AnomalyRecord]) -> None: ...
 
 
+class IncidentHandler(Protocol):
+    """Where incident changes go (the incident sink): takes them at once, never blocks."""
+
+    def handle(self, outcomes: Sequence[ScoreOutcome]) -> None:
+        """The incident changes and score buckets of one decided request's streams."""
+        ...
+
+    def handle_changes(self, changes: list[IncidentChange]) -> object:
+        """Changes caused by operators' actions (the live-stream table's)."""
+        ...
+
+
 class DetectionStage:
     """A ``BatchConsumer`` and a component (``start``/``shutdown``)."""
 
     def __init__(self, settings: DetectionSettings, next_consumer: ReservingConsumer, table: LiveStreamTable,
                  shards: ShardPool, writer: AnomalySink | None, metrics: DetectionMetrics,
-                 engine_version: str):
+                 engine_version: str, incidents: IncidentHandler | None = None):
         self.settings = settings
         self._next = next_consumer
         self._table = table
         self._shards = shards
         self._writer = writer
+        self._incidents = incidents
+        table.incidents = incidents
         self._metrics = metrics
         self._engine_version = engine_version
         self._codec = RequestCodec(ExtractionOptions.of(settings))
@@ -85,7 +102,8 @@ class DetectionStage:
 
     @classmethod
     def create(cls, settings: DetectionSettings, next_consumer: ReservingConsumer, writer: AnomalySink | None,
-               store: AnomalyStore | None, metrics: GatewayMetrics, engine_version: str) -> DetectionStage:
+               store: AnomalyStore | None, metrics: GatewayMetrics, engine_version: str,
+               incidents: IncidentHandler | None = None) -> DetectionStage:
         """The stage with its collaborators: shard threads, the live-stream table over ``store``, metrics."""
         shards = ShardPool(settings.workers)
         defaults = DetectorDefaults(settings.seed, settings.compressor)
@@ -93,7 +111,7 @@ class DetectionStage:
                                 metrics, max_live=settings.max_live_streams,
                                 snapshot_interval=settings.snapshot_interval_seconds)
         return cls(settings, next_consumer, table, shards, writer,
-                   DetectionMetrics(metrics, settings.profile), engine_version)
+                   DetectionMetrics(metrics, settings.profile), engine_version, incidents)
 
     @property
     def streams(self) -> LiveStreamTable:
@@ -240,6 +258,11 @@ class DetectionStage:
         self._metrics.decided(batch.signal, decision, outcomes, batch.received_at)
         if decision.records and self._writer is not None:
             self._writer.submit(decision.records)
+        if self._incidents is not None:
+            try:
+                self._incidents.handle(outcomes)
+            except Exception:  # incidents never cost the telemetry or its anomalies
+                log.exception("detection: handing a %s request's incident changes over failed", batch.signal)
         return decision
 
     def _extract(self, batch: TelemetryBatch) -> Extraction:

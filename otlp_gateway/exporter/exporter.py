@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
+from typing import cast
 
-from otlp_gateway.batch import TelemetryBatch
+from otlp_gateway.batch import Signal, TelemetryBatch
 from otlp_gateway.durable import DataDirBudget, Entry, RetryWorker
 from otlp_gateway.errors import OverloadedError, RetryableError
 from otlp_gateway.exporter.endpoint import Route, resolve_routes
@@ -43,7 +44,7 @@ class Exporter:
         self._settings = settings
         self._metrics = metrics
         self._budget = budget
-        self._routes: dict[str, Route] = resolve_routes(settings)
+        self._routes: dict[Signal, Route] = resolve_routes(settings)
         spool_dir = Path(data_dir) / SPOOL_SUBDIR if settings.queue.persistent else None
         self._queue = ExportQueue(settings.queue, spool_dir, metrics) if self.enabled else None
         self._transport: Transport | None = None
@@ -207,7 +208,7 @@ class Exporter:
                         self._describe(signal), detail)
 
     def _describe(self, signal: str) -> str:
-        route = self._routes.get(signal)
+        route = self._routes.get(cast(Signal, signal))
         return route.endpoint.describe() if route else "(none)"
 
     def _describe_routes(self) -> str:

@@ -1,4 +1,5 @@
-"""Annotation: add ``driftlock.anomaly.*`` attributes to the spans and log records an anomaly blames.
+"""Annotation: add ``driftlock.anomaly.*`` attributes to the spans and log records an anomaly blames, and
+``driftlock.incident.id`` when the anomalous window belongs to an incident.
 
 No I/O. Add, never replace: an attribute key the client already sent on an item is left as it was, and
 nothing else in the request changes. Requests without anomalies are never passed through here (the
@@ -18,6 +19,7 @@ from typing import Any
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 PREFIX = "driftlock.anomaly."
+INCIDENT_ID = "driftlock.incident.id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +33,11 @@ class AnomalyMark:
     detector: str
     explanation: str
     stream_id: str
+    incident_id: str | None = None
+    """The incident the anomalous window belongs to, if any."""
 
     def attributes(self) -> list[tuple[str, AnyValue]]:
-        return [
+        attributes = [
             (PREFIX + "id", AnyValue(string_value=self.anomaly_id)),
             (PREFIX + "score", AnyValue(double_value=self.score)),
             (PREFIX + "p_value", AnyValue(double_value=self.p_value)),
@@ -42,6 +46,9 @@ class AnomalyMark:
             (PREFIX + "explanation", AnyValue(string_value=self.explanation)),
             (PREFIX + "stream_id", AnyValue(string_value=self.stream_id)),
         ]
+        if self.incident_id is not None:
+            attributes.append((INCIDENT_ID, AnyValue(string_value=self.incident_id)))
+        return attributes
 
 
 def add_attributes(kvs: Any, mark: AnomalyMark) -> int:

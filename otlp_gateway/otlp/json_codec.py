@@ -20,7 +20,7 @@ import binascii
 import json
 import re
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -69,10 +69,12 @@ def _plan(descriptor: Descriptor) -> dict[str, _Field]:
     for field in descriptor.fields:
         sub_plan = enum_names = None
         if field.type == FieldDescriptor.TYPE_MESSAGE:
+            assert field.message_type is not None  # a message field always has its type
             kind, sub_plan = _MESSAGE, _plan(field.message_type)
         elif field.type == FieldDescriptor.TYPE_BYTES:
             kind = _HEX_ID if field.name in _ID_FIELDS else _BYTES
         elif field.type == FieldDescriptor.TYPE_ENUM:
+            assert field.enum_type is not None  # an enum field always has its type
             kind, enum_names = _ENUM, {v.name: v.number for v in field.enum_type.values}
         elif field.type in _INT_TYPES:
             kind = _INT
@@ -216,7 +218,7 @@ def parse_otlp_json(body: bytes, signal: str, message_type: type[Message]) -> Me
         raise OtlpJsonError(f"body must be a JSON object, got {type(doc).__name__}")
     message = message_type()
     try:
-        _fill(message, doc, _plan(message_type.DESCRIPTOR), 0)
+        _fill(message, doc, _plan(cast(Descriptor, message_type.DESCRIPTOR)), 0)
         return message
     except (_NotCertain, ValueError, TypeError, OverflowError, binascii.Error, RecursionError) as exc:
         if isinstance(exc, OtlpJsonError):

@@ -77,5 +77,5 @@ def outcome_from_response(signal: Signal, response: Message) -> ExportOutcome:
     spec = SIGNAL_SPECS[signal]
     if not response.HasField("partial_success"):
         return ExportOutcome()
-    partial: Any = response.partial_success
+    partial: Any = response.partial_success  # type: ignore[attr-defined]  # every Export*Response has it
     return ExportOutcome(int(getattr(partial, spec.rejected_field)), partial.error_message)

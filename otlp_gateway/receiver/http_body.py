@@ -217,7 +217,7 @@ class _SnappyFramed:
                 self._started = True
             elif kind <= 0x01:  # compressed or uncompressed data: at most 64 KiB once decoded
                 try:
-                    self.output.add(cramjam.snappy.decompress(_SNAPPY_STREAM_ID + chunk))
+                    self.output.add(bytes(cramjam.snappy.decompress(_SNAPPY_STREAM_ID + chunk)))
                 except cramjam.DecompressionError as exc:
                     raise BadCompression(f"body is not valid framed snappy: {exc}") from None
             # 0x80-0xfe: skippable (padding): ignored
@@ -261,7 +261,7 @@ class _SnappyBlock:
         if not self._checked:
             self._check_length()
         try:
-            self.output.add(cramjam.snappy.decompress_raw(self._buffer))
+            self.output.add(bytes(cramjam.snappy.decompress_raw(self._buffer)))
         except cramjam.DecompressionError as exc:
             raise BadCompression(f"body is not valid snappy: {exc}") from None
         self._buffer = bytearray()

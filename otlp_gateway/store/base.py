@@ -11,11 +11,24 @@ from typing import Any, Literal, Protocol
 Severity = Literal["low", "medium", "high", "critical"]
 AnomalyStatus = Literal["open", "acknowledged", "confirmed", "false_positive", "dismissed"]
 StreamState = Literal["warming", "active", "drifted", "evicted"]
+IncidentStatus = Literal["open", "resolved", "accepted", "false_positive"]
+IncidentAction = Literal["acknowledge", "resolve", "accept", "false_positive"]
+"""What an operator can do to an incident; the last three close an open one."""
+CLOSING_ACTIONS: dict[str, IncidentStatus] = {"resolve": "resolved", "accept": "accepted",
+                                              "false_positive": "false_positive"}
 
 
 def anomaly_id(stream_id: str, window_start_offset: int) -> str:
     """Deterministic id: the same stream and window always give the same id (idempotent writes)."""
     return hashlib.sha256(f"{stream_id}\x00{window_start_offset}".encode()).hexdigest()[:32]
+
+
+def incident_id(stream_id: str, seq: int, opened_offset: int) -> str:
+    """Deterministic id of a stream's incident ``seq`` opened at stream offset ``opened_offset``: a retried or
+    replayed update always names the same incident (and a new detector of the stream, whose numbers start
+    again at 0, opens incidents at new offsets, so new ids)."""
+    digest = hashlib.sha256(f"{stream_id}\x00{seq}\x00{opened_offset}".encode()).hexdigest()
+    return f"inc_{digest[:16]}"
 
 
 @dataclass(slots=True)
@@ -44,6 +57,8 @@ class AnomalyRecord:
     status: AnomalyStatus = "open"
     detected_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     id: str = ""
+    incident_id: str | None = None
+    """The incident the window belongs to (None: no incident was open)."""
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -94,6 +109,89 @@ class PruneResult:
     """Stream records deleted."""
     snapshots: int
     """Detector snapshots deleted."""
+    score_buckets: int = 0
+    """Buckets of the streams' score series deleted."""
+
+
+@dataclass(slots=True)
+class IncidentRecord:
+    """The stored form of one incident (upserted on every update of it, keyed on ``id``)."""
+
+    stream_id: str
+    seq: int
+    opened_offset: int
+    """Stream offset (the stream's ``offset_base`` included) of the first event of the opening window."""
+    signal: str
+    service: str
+    name: str
+    profile: str
+    """The profile the stream ran with (false-incident rates are per profile)."""
+    status: IncidentStatus
+    severity: Severity
+    """The peak severity."""
+    opened_at: dt.datetime
+    last_anomalous_at: dt.datetime
+    last_anomalous_offset: int
+    resolved_at: dt.datetime | None
+    """When it closed (resolved, accepted or marked a false positive); None while open."""
+    anomalous_windows: int
+    min_p_value: float
+    summary: str
+    fields: list[dict[str, Any]]
+    """The field explanation, ranked: ``{"field", "change", "before", "now", "unusual", "bits",
+    "example"}``."""
+    evidence: list[dict[str, Any]]
+    """A bounded sample of blamed events: ``{"trace_id", "span_id", "time_unix_nano", "text"}``."""
+    acknowledged_by: str | None = None
+    acknowledged_at: dt.datetime | None = None
+    closed_by: str | None = None
+    """The operator who closed it; None when the detector did."""
+    pending_action: str | None = None
+    """An operator's closing action the stream's detector has not taken yet."""
+    updated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = incident_id(self.stream_id, self.seq, self.opened_offset)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == "open"
+
+
+@dataclass(slots=True)
+class IncidentFilter:
+    status: IncidentStatus | None = None
+    service: str | None = None
+    signal: str | None = None
+    severity: Severity | None = None
+    stream_id: str | None = None
+    since: dt.datetime | None = None
+    """Opened at or after."""
+    until: dt.datetime | None = None
+    """Opened before."""
+
+
+@dataclass(slots=True)
+class IncidentPage:
+    items: list[IncidentRecord]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreBucket:
+    """A stream's scored windows within ``bucket_start + [0, SCORE_BUCKET_SECONDS)`` of event time."""
+
+    stream_id: str
+    bucket_start: dt.datetime
+    windows: int
+    anomalous: int
+    min_p: float
+    max_score: float
+
+
+SCORE_BUCKET_SECONDS = 10
 
 
 class AnomalyStore(Protocol):
@@ -126,12 +224,45 @@ class AnomalyStore(Protocol):
         ...
     async def load_state(self, stream_id: str) -> bytes | None: ...
     async def prune_unseen(self, older_than: dt.datetime) -> PruneResult:
-        """Delete stream records (except those with API settings) and detector snapshots last updated
-        before ``older_than``, in small batches, and give the space back to the filesystem."""
+        """Delete stream records (except those with API settings), detector snapshots last updated before
+        ``older_than`` and score buckets older than it, in small batches, and give the space back to the
+        filesystem."""
+        ...
+    async def upsert_incidents(self, rows: list[IncidentRecord]) -> int:
+        """Insert or update by id in one batch. Idempotent, and only forward: a closed incident never
+        changes again, and an update of an open one older than the stored one (fewer anomalous windows)
+        is skipped. Operator fields (acknowledged, closed_by, pending_action) are never overwritten."""
+        ...
+    async def query_incidents(self, flt: IncidentFilter, limit: int, cursor: str | None) -> IncidentPage:
+        """Open incidents first, then the most recently opened; keyset paging by ``cursor``."""
+        ...
+    async def get_incident(self, incident_id: str) -> IncidentRecord | None: ...
+    async def act_on_incident(self, incident_id: str, action: IncidentAction, actor: str,
+                              at: dt.datetime, pending: bool = False) -> IncidentRecord | None:
+        """Apply an operator's action to an open incident (``None`` when it is not open or unknown).
+        A closing action with ``pending`` also records it for the stream's detector to take later."""
+        ...
+    async def pending_incident_actions(self, stream_id: str | None = None) -> list[IncidentRecord]:
+        """Incidents with an operator's action the detector has not taken (of one stream, or all)."""
+        ...
+    async def clear_pending_action(self, incident_id: str) -> None: ...
+    async def open_incident_ids(self, stream_ids: list[str]) -> dict[str, str]:
+        """``stream_id -> id`` of the open incident of each given stream that has one (the newest)."""
+        ...
+    async def false_incident_counts(self) -> dict[str, tuple[int, int]]:
+        """``profile -> (incidents operators marked false positives, events scored)`` over stored streams."""
+        ...
+    async def write_scores(self, buckets: list[ScoreBucket]) -> int:
+        """Upsert buckets in one batch; a bucket's values are cumulative, so a stored bucket with more
+        windows is never replaced by one with fewer (a late replay)."""
+        ...
+    async def score_series(self, stream_id: str, since: dt.datetime, until: dt.datetime) -> list[ScoreBucket]:
+        """The stream's buckets starting in ``[since, until)``, oldest first."""
         ...
 
 
-ApiRole = Literal["admin", "read"]
+ApiRole = Literal["admin", "operator", "read"]
+"""admin: everything; operator: read, and act on incidents; read: GET only."""
 
 
 @dataclass(slots=True)

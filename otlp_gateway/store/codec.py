@@ -13,7 +13,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
-from otlp_gateway.store.base import AnomalyRecord, ApiKey, AuditEntry, Page, StreamInfo
+from otlp_gateway.store.base import (
+    AnomalyRecord,
+    ApiKey,
+    AuditEntry,
+    IncidentPage,
+    IncidentRecord,
+    Page,
+    ScoreBucket,
+    StreamInfo,
+)
 from otlp_gateway.store.errors import InvalidCursorError
 
 FIGURE_COLUMNS: tuple[str, ...] = (
@@ -28,6 +37,7 @@ ANOMALY_WRITE_COLUMNS: tuple[str, ...] = (
     "id", "stream_id", "signal", "service", "window_start", "window_end", "window_start_offset",
     "window_end_offset", "score", "p_value", "severity", *FIGURE_COLUMNS, "figures", "explanation",
     "evidence", "detector", "config_hash", "seed", "engine_version", "is_drift", "status", "detected_at",
+    "incident_id",
 )
 ANOMALY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(AnomalyRecord))
 
@@ -40,6 +50,12 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
+
+
+def finite_or(value: float, default: float) -> float:
+    """``value`` as a float, or ``default`` when it is NaN or infinite (NOT NULL columns)."""
+    value = float(value)
+    return value if math.isfinite(value) else default
 
 
 # One encoder for every row: json.dumps with options builds a new encoder per call (a third of the cost).
@@ -135,8 +151,98 @@ def anomaly_values(rec: AnomalyRecord, time: Callable[[dt.datetime], Any] = _as_
         *(figure_value(figures, name) for name in FIGURE_COLUMNS),
         dumps_json(figures), dumps_json(rec.explanation), dumps_json(rec.evidence),
         rec.detector, rec.config_hash, rec.seed, rec.engine_version, flag(rec.is_drift), rec.status,
-        time(rec.detected_at),
+        time(rec.detected_at), rec.incident_id,
     )
+
+
+# --- incidents and score buckets
+
+INCIDENT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(IncidentRecord))
+_INCIDENT_TIMES = ("opened_at", "last_anomalous_at", "resolved_at", "acknowledged_at", "updated_at")
+
+
+def incident_params(rec: IncidentRecord, time: Callable[[dt.datetime], Any]) -> dict[str, Any]:
+    """Named parameters of ``upsert_incidents`` (one row)."""
+    def optional(value: dt.datetime | None) -> Any:
+        return None if value is None else time(value)
+
+    return {"id": rec.id, "stream_id": rec.stream_id, "seq": rec.seq, "opened_offset": rec.opened_offset,
+            "signal": rec.signal, "service": rec.service, "name": rec.name, "profile": rec.profile,
+            "status": rec.status, "severity": rec.severity, "opened_at": time(rec.opened_at),
+            "last_anomalous_at": time(rec.last_anomalous_at),
+            "last_anomalous_offset": rec.last_anomalous_offset,
+            "resolved_at": optional(rec.resolved_at), "anomalous_windows": rec.anomalous_windows,
+            "min_p_value": finite_or(rec.min_p_value, 0.0), "summary": rec.summary,
+            "fields": dumps_json(rec.fields), "evidence": dumps_json(rec.evidence),
+            "closed_by": rec.closed_by, "updated_at": time(rec.updated_at)}
+
+
+def incident_to_plain(rec: IncidentRecord) -> dict[str, Any]:
+    """JSON-ready dict of an incident (the spool's line format); inverse of ``incident_from_plain``."""
+    out = {name: getattr(rec, name) for name in INCIDENT_FIELDS}
+    for name in _INCIDENT_TIMES:
+        if out[name] is not None:
+            out[name] = as_utc(out[name]).isoformat()
+    return out
+
+
+def incident_from_plain(data: dict[str, Any]) -> IncidentRecord:
+    values = {k: v for k, v in data.items() if k in INCIDENT_FIELDS}
+    for name in _INCIDENT_TIMES:
+        if values.get(name) is not None:
+            values[name] = dt.datetime.fromisoformat(values[name])
+    if values.get("min_p_value") is None:  # a non-finite p-value went out as null
+        values["min_p_value"] = 0.0
+    return IncidentRecord(**values)
+
+
+def score_params(bucket: ScoreBucket, time: Callable[[dt.datetime], Any]) -> dict[str, Any]:
+    """Named parameters of ``write_scores`` (one bucket)."""
+    return {"stream_id": bucket.stream_id, "bucket_start": time(bucket.bucket_start),
+            "windows": bucket.windows, "anomalous": bucket.anomalous,
+            "min_p": finite_or(bucket.min_p, 0.0), "max_score": finite_or(bucket.max_score, 0.0)}
+
+
+def score_to_plain(bucket: ScoreBucket) -> dict[str, Any]:
+    return {"stream_id": bucket.stream_id, "bucket_start": as_utc(bucket.bucket_start).isoformat(),
+            "windows": bucket.windows, "anomalous": bucket.anomalous, "min_p": _finite(bucket.min_p),
+            "max_score": _finite(bucket.max_score)}
+
+
+def score_from_plain(data: dict[str, Any]) -> ScoreBucket:
+    return ScoreBucket(stream_id=data["stream_id"],
+                       bucket_start=dt.datetime.fromisoformat(data["bucket_start"]),
+                       windows=int(data["windows"]), anomalous=int(data["anomalous"]),
+                       min_p=float(data["min_p"]) if data["min_p"] is not None else 1.0,
+                       max_score=float(data["max_score"]) if data["max_score"] is not None else 0.0)
+
+
+def encode_incident_cursor(rec: IncidentRecord) -> str:
+    """Opaque keyset cursor of the incident list: (closed, opened_at, id) of a page's last row."""
+    raw = json.dumps(["i", 0 if rec.is_open else 1, epoch_us(rec.opened_at), rec.id],
+                     separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_incident_cursor(cursor: str) -> tuple[int, dt.datetime, str]:
+    bad = InvalidCursorError(f"invalid cursor {cursor[:40]!r}: not issued by this API")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        tag, closed, at_us, row_id = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise bad from exc
+    if tag != "i" or closed not in (0, 1) or isinstance(closed, bool) or not isinstance(at_us, int) \
+            or isinstance(at_us, bool) or not isinstance(row_id, str):
+        raise bad
+    try:
+        return closed, from_epoch_us(at_us), row_id
+    except OverflowError as exc:
+        raise InvalidCursorError(f"invalid cursor {cursor[:40]!r}: time out of range") from exc
+
+
+def incident_page(rows: Sequence[Row], limit: int, decoder: RowDecoder) -> IncidentPage:
+    items = [decoder.incident(r) for r in rows[:limit]]
+    return IncidentPage(items, encode_incident_cursor(items[-1]) if len(rows) > limit else None)
 
 
 def stream_params(info: StreamInfo, time: Callable[[dt.datetime], Any]) -> dict[str, Any]:
@@ -191,8 +297,29 @@ class RowDecoder:
             figures=self.json(row["figures"]), explanation=self.json(row["explanation"]),
             evidence=self.json(row["evidence"]), detector=row["detector"], config_hash=row["config_hash"],
             seed=row["seed"], engine_version=row["engine_version"], is_drift=bool(row["is_drift"]),
-            status=row["status"], detected_at=self.time(row["detected_at"]),
+            status=row["status"], detected_at=self.time(row["detected_at"]), incident_id=row["incident_id"],
         )
+
+    def incident(self, row: Row) -> IncidentRecord:
+        return IncidentRecord(
+            id=row["id"], stream_id=row["stream_id"], seq=row["seq"], opened_offset=row["opened_offset"],
+            signal=row["signal"], service=row["service"], name=row["name"], profile=row["profile"],
+            status=row["status"], severity=row["severity"], opened_at=self.time(row["opened_at"]),
+            last_anomalous_at=self.time(row["last_anomalous_at"]),
+            last_anomalous_offset=row["last_anomalous_offset"],
+            resolved_at=self._optional_time(row["resolved_at"]), anomalous_windows=row["anomalous_windows"],
+            min_p_value=row["min_p_value"] if row["min_p_value"] is not None else 0.0,
+            summary=row["summary"], fields=self.json(row["fields"]), evidence=self.json(row["evidence"]),
+            acknowledged_by=row["acknowledged_by"],
+            acknowledged_at=self._optional_time(row["acknowledged_at"]),
+            closed_by=row["closed_by"], pending_action=row["pending_action"],
+            updated_at=self.time(row["updated_at"]))
+
+    def score(self, row: Row) -> ScoreBucket:
+        return ScoreBucket(stream_id=row["stream_id"], bucket_start=self.time(row["bucket_start"]),
+                           windows=row["windows"], anomalous=row["anomalous"],
+                           min_p=row["min_p"] if row["min_p"] is not None else 1.0,
+                           max_score=row["max_score"] if row["max_score"] is not None else 0.0)
 
     def stream(self, row: Row) -> StreamInfo:
         return StreamInfo(

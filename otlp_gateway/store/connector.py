@@ -46,6 +46,10 @@ class Connector(Protocol):
         """Run one statement; returns the rows it changed."""
         ...
 
+    async def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> int:
+        """Run one statement once per parameter set, all in one transaction; returns the rows changed."""
+        ...
+
     async def insert_many(self, sql: str, columns: Sequence[str], rows: Sequence[T],
                           encode: Callable[[T], tuple[Any, ...]]) -> int:
         """Insert ``rows`` in one batch (COPY, executemany...) with ``sql``, the named insert statement

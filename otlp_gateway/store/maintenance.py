@@ -1,5 +1,6 @@
 """The pruning job: stream records and detector snapshots of streams unseen for
-``store.stream_retention_seconds`` are deleted every ``store.prune_interval_seconds``.
+``store.stream_retention_seconds``, and score-series buckets older than it, are deleted every
+``store.prune_interval_seconds``.
 
 Without it, every stream ever seen keeps ~12 KB (record + snapshot) for good: 300 k distinct service
 names filled 3.6 GB. A pruned stream that comes back starts fresh and warms up again; a stream whose
@@ -83,9 +84,11 @@ class StreamPruner:
         result = await self._store.prune_unseen(cutoff)
         self._metrics.store_pruned.labels("streams").inc(result.streams)
         self._metrics.store_pruned.labels("detector_state").inc(result.snapshots)
-        if result.streams or result.snapshots:
-            log.info("pruned %d stream records and %d detector snapshots unseen since %s%s", result.streams,
-                     result.snapshots, cutoff.isoformat(timespec="seconds"),
+        self._metrics.store_pruned.labels("stream_scores").inc(result.score_buckets)
+        if result.streams or result.snapshots or result.score_buckets:
+            log.info("pruned %d stream records, %d detector snapshots and %d score buckets older than %s%s",
+                     result.streams, result.snapshots, result.score_buckets,
+                     cutoff.isoformat(timespec="seconds"),
                      " (the data dir is at its budget)" if pressure else "")
             if self._budget is not None:
                 await self._budget.measure()

@@ -168,6 +168,13 @@ class PostgresConnector:
             await cur.execute(sql.encode(), params)
             return max(cur.rowcount, 0)
 
+    async def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> int:
+        if not params:
+            return 0
+        async with _db_errors(), self.pool.connection() as conn, conn.cursor() as cur:
+            await cur.executemany(sql.encode(), params)  # pipelined: one round trip for the batch
+            return max(cur.rowcount, 0)
+
     async def insert_many(self, sql: str, columns: Sequence[str], rows: Sequence[T],
                           encode: Callable[[T], tuple[Any, ...]]) -> int:
         if tuple(columns) != codec.ANOMALY_WRITE_COLUMNS:

@@ -8,13 +8,19 @@ from typing import Any
 
 from otlp_gateway.store import codec
 from otlp_gateway.store.base import (
+    CLOSING_ACTIONS,
     AnomalyFilter,
     AnomalyRecord,
     AnomalyStatus,
     ApiKey,
     AuditEntry,
+    IncidentAction,
+    IncidentFilter,
+    IncidentPage,
+    IncidentRecord,
     Page,
     PruneResult,
+    ScoreBucket,
     StreamInfo,
     StreamPage,
     StreamState,
@@ -25,6 +31,9 @@ from otlp_gateway.store.queries import load_queries
 PRUNE_BATCH_ROWS = 2000
 """Rows deleted per statement while pruning: other store calls interleave between batches."""
 _ANOMALY_EQUALITY_FILTERS: tuple[str, ...] = ("stream_id", "service", "signal", "severity", "status")
+_INCIDENT_EQUALITY_FILTERS: tuple[str, ...] = ("status", "service", "signal", "severity", "stream_id")
+SERIES_MAX_BUCKETS = 10_000
+"""Most buckets one series read returns (27 hours of 10 s buckets)."""
 
 
 class SqlStore:
@@ -117,19 +126,89 @@ class SqlStore:
 
     async def prune_unseen(self, older_than: dt.datetime) -> PruneResult:
         cutoff = self.connector.time(older_than)
-        result = PruneResult(streams=0, snapshots=0)
-        for query in ("prune_streams", "prune_states"):
+        deleted: dict[str, int] = {}
+        for query in ("prune_streams", "prune_states", "prune_scores"):
+            deleted[query] = 0
             while True:
-                deleted = await self._execute(query, {"cutoff": cutoff, "limit": PRUNE_BATCH_ROWS})
-                if query == "prune_streams":
-                    result.streams += deleted
-                else:
-                    result.snapshots += deleted
-                if deleted < PRUNE_BATCH_ROWS:
+                n = await self._execute(query, {"cutoff": cutoff, "limit": PRUNE_BATCH_ROWS})
+                deleted[query] += n
+                if n < PRUNE_BATCH_ROWS:
                     break
-        if result.streams or result.snapshots:
+        result = PruneResult(streams=deleted["prune_streams"], snapshots=deleted["prune_states"],
+                             score_buckets=deleted["prune_scores"])
+        if result.streams or result.snapshots or result.score_buckets:
             await self.connector.reclaim_space()
         return result
+
+    # --- incidents and the streams' score series
+
+    async def upsert_incidents(self, rows: list[IncidentRecord]) -> int:
+        return await self.connector.execute_many(
+            self._q["upsert_incidents"], [codec.incident_params(r, self._time) for r in rows])
+
+    async def query_incidents(self, flt: IncidentFilter, limit: int, cursor: str | None) -> IncidentPage:
+        codec.check_limit(limit)
+        conditions: list[str] = []
+        params: dict[str, Any] = {"limit": limit + 1}
+        for field in _INCIDENT_EQUALITY_FILTERS:
+            value = getattr(flt, field)
+            if value is not None:
+                conditions.append(f"incidents_where_{field}")
+                params[field] = value
+        if flt.since is not None:
+            conditions.append("incidents_where_since")
+            params["since"] = self._time(flt.since)
+        if flt.until is not None:
+            conditions.append("incidents_where_until")
+            params["until"] = self._time(flt.until)
+        if cursor is not None:
+            closed, at, last_id = codec.decode_incident_cursor(cursor)
+            conditions.append("incidents_where_after")
+            params.update(after_closed=closed, after_at=self._time(at), after_id=last_id)
+        rows = await self.connector.fetch(self._q.with_where("query_incidents", conditions), params)
+        return codec.incident_page(rows, limit, self.connector.decode)
+
+    async def get_incident(self, incident_id: str) -> IncidentRecord | None:
+        rows = await self._fetch("get_incident", {"id": incident_id})
+        return self.connector.decode.incident(rows[0]) if rows else None
+
+    async def act_on_incident(self, incident_id: str, action: IncidentAction, actor: str,
+                              at: dt.datetime, pending: bool = False) -> IncidentRecord | None:
+        when = self._time(at)
+        if action == "acknowledge":
+            rows = await self._fetch("acknowledge_incident", {"id": incident_id, "actor": actor, "at": when})
+        else:
+            rows = await self._fetch("close_incident", {
+                "id": incident_id, "status": CLOSING_ACTIONS[action], "actor": actor, "at": when,
+                "pending": action if pending else None})
+        return self.connector.decode.incident(rows[0]) if rows else None
+
+    async def pending_incident_actions(self, stream_id: str | None = None) -> list[IncidentRecord]:
+        rows = await self._fetch("pending_incident_actions", {"stream_id": stream_id})
+        return [self.connector.decode.incident(r) for r in rows]
+
+    async def clear_pending_action(self, incident_id: str) -> None:
+        await self._execute("clear_pending_action", {"id": incident_id})
+
+    async def open_incident_ids(self, stream_ids: list[str]) -> dict[str, str]:
+        if not stream_ids:
+            return {}
+        rows = await self._fetch("open_incident_ids", {"stream_ids": codec.dumps_json(list(stream_ids))})
+        return {r["stream_id"]: r["id"] for r in rows}
+
+    async def false_incident_counts(self) -> dict[str, tuple[int, int]]:
+        """``profile -> (false positives marked by operators, events scored)`` over the stored streams."""
+        rows = await self._fetch("false_incident_counts", {})
+        return {r["profile"]: (int(r["false_positives"] or 0), int(r["events"] or 0)) for r in rows}
+
+    async def write_scores(self, buckets: list[ScoreBucket]) -> int:
+        return await self.connector.execute_many(
+            self._q["write_scores"], [codec.score_params(b, self._time) for b in buckets])
+
+    async def score_series(self, stream_id: str, since: dt.datetime, until: dt.datetime) -> list[ScoreBucket]:
+        rows = await self._fetch("score_series", {"stream_id": stream_id, "since": self._time(since),
+                                                  "until": self._time(until), "limit": SERIES_MAX_BUCKETS})
+        return [self.connector.decode.score(r) for r in rows]
 
     # --- API keys and audit log
 

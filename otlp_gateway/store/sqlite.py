@@ -203,6 +203,18 @@ class SqliteConnector:
     async def execute(self, sql: str, params: Mapping[str, Any]) -> int:
         return await self._with_conn(lambda conn: max(conn.execute(sql, params).rowcount, 0))
 
+    async def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> int:
+        if not params:
+            return 0
+
+        def write(conn: sqlite3.Connection) -> int:
+            with _transaction(conn):
+                before = conn.total_changes
+                conn.executemany(sql, params)
+                return conn.total_changes - before
+
+        return await self._with_conn(write)
+
     async def insert_many(self, sql: str, columns: Sequence[str], rows: Sequence[T],
                           encode: Callable[[T], tuple[Any, ...]]) -> int:
         positional = _positional(sql, tuple(columns))

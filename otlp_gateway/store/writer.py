@@ -1,4 +1,10 @@
-"""AnomalyWriter: batches anomaly rows into the store without ever blocking or failing ingest.
+"""AnomalyWriter: batches the store rows detection produces without ever blocking or failing ingest.
+
+Three kinds of rows take this one path: anomalies (one per anomalous window), incidents (upserted on every
+change of one) and the streams' score buckets (cumulative, upserted). Each kind has its own idempotent
+write (an anomaly's (stream, window) key, an incident's deterministic id with its forward-only upsert, a
+bucket's cumulative values), so replaying a row is always harmless. A spooled entry holds rows of one
+kind; its tag says which.
 
 Rows wait in memory for at most ``flush_interval_seconds`` (or until a batch of ``batch_max_rows`` is
 ready) and are written in one idempotent batch. When the store fails with a retryable error, the batch
@@ -24,6 +30,8 @@ import json
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +39,7 @@ from otlp_gateway.durable import DurableFifo, Entry, FifoError, RetryWorker
 from otlp_gateway.durable.legacy import import_jsonl_segments
 from otlp_gateway.errors import RetryableError
 from otlp_gateway.store import codec
-from otlp_gateway.store.base import AnomalyRecord, AnomalyStore
+from otlp_gateway.store.base import AnomalyRecord, AnomalyStore, IncidentRecord, ScoreBucket
 from otlp_gateway.store.errors import StoreUnavailableError
 from otlp_gateway.store.settings import StoreSettings
 from otlp_gateway.telemetry.metrics import GatewayMetrics
@@ -45,35 +53,81 @@ REJECTED_FILE = "rejected.jsonl"
 SPOOL_MEMORY_BYTES = 16 * 1024 * 1024
 """Spooled batches also kept in memory (uncompressed JSON); older ones are read back from disk."""
 
-
-def encode_rows(rows: list[AnomalyRecord]) -> bytes:
-    """The spool's payload: one JSON object per line (``codec.record_to_plain``)."""
-    return b"".join(codec.dumps_json(codec.record_to_plain(r)).encode() + b"\n" for r in rows)
+StoreRow = AnomalyRecord | IncidentRecord | ScoreBucket
 
 
-def decode_rows(payload: bytes) -> tuple[list[AnomalyRecord], list[tuple[bytes, str]]]:
-    """Records, and the lines that could not be decoded with the reason."""
-    records: list[AnomalyRecord] = []
+@dataclass(frozen=True, slots=True)
+class RowKind:
+    """How one kind of row is written, spooled (as JSON lines under ``tag``) and described in logs."""
+
+    tag: str
+    table: str
+    to_plain: Callable[[Any], dict[str, Any]]
+    from_plain: Callable[[dict[str, Any]], Any]
+    write: Callable[[AnomalyStore, list[Any]], Awaitable[int]]
+    describe: Callable[[Any], str]
+
+
+ANOMALIES = RowKind(SPOOL_TAG, "anomalies", codec.record_to_plain, codec.record_from_plain,
+                    lambda store, rows: store.write_anomalies(rows),
+                    lambda r: f"anomaly {r.id} (stream {r.stream_id}, window offset {r.window_start_offset})")
+INCIDENTS = RowKind("incidents", "incidents", codec.incident_to_plain, codec.incident_from_plain,
+                    lambda store, rows: store.upsert_incidents(rows),
+                    lambda r: f"incident {r.id} (stream {r.stream_id}, {r.status})")
+SCORES = RowKind("scores", "stream_scores", codec.score_to_plain, codec.score_from_plain,
+                 lambda store, rows: store.write_scores(rows),
+                 lambda b: f"score bucket {b.bucket_start.isoformat()} of stream {b.stream_id}")
+KINDS: dict[type, RowKind] = {AnomalyRecord: ANOMALIES, IncidentRecord: INCIDENTS, ScoreBucket: SCORES}
+KINDS_BY_TAG: dict[str, RowKind] = {kind.tag: kind for kind in KINDS.values()}
+
+
+def kind_of(row: StoreRow) -> RowKind:
+    return KINDS[type(row)]
+
+
+def encode_rows(rows: Sequence[StoreRow]) -> bytes:
+    """The spool's payload: one JSON object per line (rows of one kind)."""
+    return b"".join(codec.dumps_json(kind_of(r).to_plain(r)).encode() + b"\n" for r in rows)
+
+
+def decode_rows(payload: bytes, kind: RowKind = ANOMALIES) -> tuple[list[Any], list[tuple[bytes, str]]]:
+    """Rows, and the lines that could not be decoded with the reason."""
+    records: list[Any] = []
     bad: list[tuple[bytes, str]] = []
     for line in payload.splitlines():
         if not line:
             continue
         try:
-            records.append(codec.record_from_plain(json.loads(line)))
+            records.append(kind.from_plain(json.loads(line)))
         except (KeyError, TypeError, ValueError) as exc:
             bad.append((line, f"undecodable spool line: {type(exc).__name__}: {exc}"))
     return records, bad
 
 
 def append_dead_letters(path: Path, letters: list[tuple[Any, str]]) -> None:
-    """Append ``{"reason", "record"}`` lines (fsynced) to the dead-letter file."""
+    """Append ``{"reason", "kind", "record"}`` lines (fsynced) to the dead-letter file."""
     with path.open("ab") as fh:
         for record, reason in letters:
-            plain = codec.record_to_plain(record) if isinstance(record, AnomalyRecord) else \
-                record.decode("utf-8", "replace")
-            fh.write(codec.dumps_json({"reason": reason, "record": plain}).encode() + b"\n")
+            plain: Any
+            if isinstance(record, bytes):
+                kind, plain = "undecodable", record.decode("utf-8", "replace")
+            else:
+                kind, plain = kind_of(record).tag, kind_of(record).to_plain(record)
+            fh.write(codec.dumps_json({"reason": reason, "kind": kind, "record": plain}).encode() + b"\n")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def by_kind(rows: Sequence[StoreRow]) -> list[tuple[RowKind, list[StoreRow]]]:
+    """Consecutive runs of one kind, in order (a spool entry holds one kind)."""
+    runs: list[tuple[RowKind, list[StoreRow]]] = []
+    for row in rows:
+        kind = kind_of(row)
+        if runs and runs[-1][0] is kind:
+            runs[-1][1].append(row)
+        else:
+            runs.append((kind, [row]))
+    return runs
 
 
 class AnomalyWriter:
@@ -86,11 +140,12 @@ class AnomalyWriter:
         self._interval = settings.flush_interval_seconds
         self._memory_max = memory_max_rows or 20 * settings.batch_max_rows
         self.spool_dir = Path(spool_dir)
-        self._spool = DurableFifo(self.spool_dir / SPOOL_FILE_NAME, name="anomaly-spool", tags={SPOOL_TAG},
-                                  memory_bytes=SPOOL_MEMORY_BYTES, on_change=self._on_spool_change)
+        self._spool = DurableFifo(self.spool_dir / SPOOL_FILE_NAME, name="anomaly-spool",
+                                  tags=set(KINDS_BY_TAG), memory_bytes=SPOOL_MEMORY_BYTES,
+                                  on_change=self._on_spool_change)
         self._drain = RetryWorker(self._spool, self._write_spooled, settings.retry,
                                   name="anomaly-spool-drain", on_drop=self._on_drain_gave_up)
-        self._queue: list[AnomalyRecord] = []
+        self._queue: list[StoreRow] = []
         self._queued_since = 0.0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -115,8 +170,8 @@ class AnomalyWriter:
         self._drain.start()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="anomaly-writer")
 
-    def submit(self, rows: list[AnomalyRecord]) -> None:
-        """Queue rows for writing. O(1), never blocks, never raises."""
+    def submit(self, rows: Sequence[StoreRow]) -> None:
+        """Queue rows (anomalies, incidents, score buckets) for writing. O(1), never blocks, never raises."""
         if not rows:
             return
         if self._closed:
@@ -226,7 +281,8 @@ class AnomalyWriter:
         n = min(len(self._queue), self._batch)
         batch = self._queue[:n]  # rows leave memory only once confirmed or spooled (cancellation-safe)
         try:
-            written = await self._store.write_anomalies(batch)
+            # one write per kind; when a later one fails the whole batch is spooled (replays are harmless)
+            written = [(kind, await kind.write(self._store, rows)) for kind, rows in _grouped(batch)]
         except RetryableError as exc:
             self._write_failed(exc)
             await self._spill(n)
@@ -241,21 +297,23 @@ class AnomalyWriter:
         del self._queue[:n]
         if self._queue:
             self._queued_since = time.monotonic()
-        self._written(written)
+        for kind, count in written:
+            self._written(kind, count)
         self._mark_up()
 
     # --- the spool's drain (a RetryWorker calls this, with backoff between retryable failures)
 
     async def _write_spooled(self, entry: Entry) -> None:
         assert entry.payload is not None
-        rows, bad = await asyncio.to_thread(decode_rows, entry.payload)
+        kind = KINDS_BY_TAG[entry.tag]
+        rows, bad = await asyncio.to_thread(decode_rows, entry.payload, kind)
         if bad:
             log.error("anomaly spool: %d undecodable line(s) in entry %d; kept in %s", len(bad), entry.id,
                       REJECTED_FILE)
             self._metrics.store_rejected.inc(len(bad))
             await asyncio.to_thread(append_dead_letters, self.spool_dir / REJECTED_FILE, bad)
         try:
-            written = await self._store.write_anomalies(rows) if rows else 0
+            written = await kind.write(self._store, rows) if rows else 0
         except RetryableError as exc:
             self._write_failed(exc)
             raise
@@ -265,7 +323,7 @@ class AnomalyWriter:
             if leftover:  # the store went away while isolating: the rest goes back to the spool
                 await self._append_to_spool(leftover, strict=True)
             return
-        self._written(written)
+        self._written(kind, written)
         self._mark_up()
 
     def _on_drain_gave_up(self, entry: Entry, reason: str, err: BaseException) -> None:
@@ -274,28 +332,28 @@ class AnomalyWriter:
         log.error("anomaly spool: gave up writing %d rows (%s); kept in %s", entry.count, reason_text,
                   REJECTED_FILE)
         self._metrics.store_rejected.inc(entry.count)
-        rows, bad = decode_rows(entry.payload or b"")
+        rows, bad = decode_rows(entry.payload or b"", KINDS_BY_TAG[entry.tag])
         letters: list[tuple[Any, str]] = [(r, reason_text) for r in rows] + bad
         task = asyncio.get_running_loop().create_task(
             asyncio.to_thread(append_dead_letters, self.spool_dir / REJECTED_FILE, letters))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _isolate(self, rows: list[AnomalyRecord]) -> list[AnomalyRecord]:
+    async def _isolate(self, rows: list[StoreRow]) -> list[StoreRow]:
         """Write rows one by one after a batch failed permanently; keep the refused ones as dead letters.
 
         Returns the rows not yet handled because the store became unavailable meanwhile.
         """
         for i, row in enumerate(rows):
+            kind = kind_of(row)
             try:
-                self._written(await self._store.write_anomalies([row]))
+                self._written(kind, await kind.write(self._store, [row]))
             except RetryableError as exc:
                 self._write_failed(exc)
                 return rows[i:]
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
-                log.error("store refused anomaly %s (stream %s, window offset %d): %s; kept in %s",
-                          row.id, row.stream_id, row.window_start_offset, reason, self.spool_dir)
+                log.error("store refused %s: %s; kept in %s", kind.describe(row), reason, self.spool_dir)
                 self._metrics.store_rejected.inc()
                 await asyncio.to_thread(append_dead_letters, self.spool_dir / REJECTED_FILE, [(row, reason)])
         return []
@@ -315,24 +373,28 @@ class AnomalyWriter:
         if self._queue:
             self._queued_since = time.monotonic()
 
-    async def _append_to_spool(self, rows: list[AnomalyRecord], *, strict: bool = False) -> None:
-        """Spool as many rows as the bound allows, one entry per batch; refuse (count) the rest.
+    async def _append_to_spool(self, rows: list[StoreRow], *, strict: bool = False) -> None:
+        """Spool as many rows as the bound allows, one entry per batch and kind; refuse (count) the rest.
         ``strict``: raise instead of refusing when the spool cannot take them (the caller retries)."""
         room = max(self._settings.spool_max_rows - self._spool.pending_items, 0)
         if strict:
             room = len(rows)
         taken = 0
+        failed = False
         for start in range(0, min(room, len(rows)), self._batch):
-            chunk = rows[start:min(start + self._batch, room)]
-            payload = await asyncio.to_thread(encode_rows, chunk)
-            try:
-                await self._spool.append(SPOOL_TAG, payload, len(chunk))
-            except FifoError as exc:
-                if strict:
-                    raise StoreUnavailableError(f"rows could not go back to the spool: {exc}") from exc
-                log.error("anomaly spool %s cannot be written: %s", self.spool_dir, exc)
+            for kind, chunk in by_kind(rows[start:min(start + self._batch, room)]):
+                payload = await asyncio.to_thread(encode_rows, chunk)
+                try:
+                    await self._spool.append(kind.tag, payload, len(chunk))
+                except FifoError as exc:
+                    if strict:
+                        raise StoreUnavailableError(f"rows could not go back to the spool: {exc}") from exc
+                    log.error("anomaly spool %s cannot be written: %s", self.spool_dir, exc)
+                    failed = True
+                    break
+                taken += len(chunk)
+            if failed:
                 break
-            taken += len(chunk)
         if taken < len(rows):
             self._refuse(len(rows) - taken,
                          f"the anomaly spool is full ({self._settings.spool_max_rows} rows) or unwritable")
@@ -346,9 +408,13 @@ class AnomalyWriter:
             self._refused_unlogged = 0
             self._refusal_logged_at = now
 
-    def _written(self, n: int) -> None:
-        if n:
+    def _written(self, kind: RowKind, n: int) -> None:
+        if not n:
+            return
+        if kind is ANOMALIES:
             self._metrics.store_written.labels(self._store.backend).inc(n)
+        else:
+            self._metrics.store_rows_written.labels(self._store.backend, kind.table).inc(n)
 
     def _write_failed(self, exc: BaseException) -> None:
         self._metrics.store_write_failures.inc()
@@ -371,3 +437,12 @@ class AnomalyWriter:
             self._idle.set()
         else:
             self._idle.clear()
+
+
+def _grouped(rows: Sequence[StoreRow]) -> list[tuple[RowKind, list[StoreRow]]]:
+    """The rows of each kind, kinds in order of first appearance (one batch write per kind)."""
+    groups: dict[str, tuple[RowKind, list[StoreRow]]] = {}
+    for row in rows:
+        kind = kind_of(row)
+        groups.setdefault(kind.tag, (kind, []))[1].append(row)
+    return list(groups.values())

@@ -8,6 +8,9 @@ it is refused exactly when the stream would run with an impossible profile. Acce
 in the stream's row, so they survive restarts and eviction, and reach a live detector at once: a change
 of profile/baseline/window/hop/false_alarm_target starts a new detector for the stream (it warms up
 again; offsets continue); ``enabled: false`` pauses scoring and keeps the detector.
+
+Operators' closing actions on incidents (resolve, accept, false positive) reach the stream's live detector
+(``incident_action``), or wait in the store until the stream next opens.
 """
 
 from __future__ import annotations
@@ -16,20 +19,27 @@ import base64
 import binascii
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from detectors.calibration import MIN_CALIBRATION
 from detectors.profiles import Profile
-from otlp_gateway.store.base import AnomalyStore, StreamInfo, StreamState
-from otlp_gateway.streams.live import stream_info
+from otlp_gateway.store.base import AnomalyStore, IncidentAction, StreamInfo, StreamState
+from otlp_gateway.streams.incidents import IncidentActionsUnsupported
+from otlp_gateway.streams.live import LiveStream, stream_info
 from otlp_gateway.streams.routing import StreamKey
 from otlp_gateway.streams.settings import InvalidStreamSettings, StreamSettings, StreamSettingsResolver
 from otlp_gateway.streams.table import LiveStreamTable
 
+log = logging.getLogger(__name__)
 CHANGEABLE_KEYS = tuple(StreamSettings.model_fields)
+ActionOutcome = Literal["applied", "pending", "not_applicable"]
+"""``applied``: the live detector took it; ``pending``: it waits for the stream's detector (not live, or
+without an incident tracker); ``not_applicable``: the detector has no such open incident."""
 
 
 class UnknownStreamError(LookupError):
@@ -121,8 +131,52 @@ class StreamControl:
             await self._store.upsert_stream(updated)
         return updated
 
+    # --- incidents --------------------------------------------------------------------------------
+    async def incident_action(self, stream_id: str, seq: int, action: IncidentAction, *,
+                              actor: str | None = None, incident_id: str | None = None) -> ActionOutcome:
+        """Give the stream's detector an operator's closing action on its incident ``seq``."""
+        if self._table is None:
+            return "pending"
+        try:
+            change = await self._table.incident_action(stream_id, seq, action, actor, incident_id)
+        except IncidentActionsUnsupported:
+            change = None
+        except ValueError:
+            return "not_applicable"
+        except Exception:  # a defect in the detector: the action waits, to be taken when the stream reloads
+            log.exception("incident action %s on %s (incident %s) failed; kept pending", action, stream_id,
+                          incident_id)
+            change = None
+        if change is None:
+            self._table.note_pending_action(stream_id)
+            return "pending"
+        return "applied"
+
+    async def open_incident_ids(self, stream_ids: list[str]) -> dict[str, str]:
+        """``stream_id -> id`` of each stream's open incident (the store's view; the live streams' without
+        a store)."""
+        if self._store is not None:
+            return await self._store.open_incident_ids(stream_ids)
+        live = {s.key.stream_id: s.open_incident_id for s in self._live_streams()}
+        return {sid: iid for sid in stream_ids if (iid := live.get(sid)) is not None}
+
+    def warmup(self, info: StreamInfo) -> tuple[int, int]:
+        """``(events, needed)``: how far the stream's detector is in its warm-up (events = needed once warm).
+        ``needed`` is the baseline plus the windows calibration needs before p-values are trusted."""
+        stream = self._table.get(info.stream_id) if self._table is not None else None
+        profile = stream.spec.config.window_profile() if stream is not None else self.effective(info)
+        if profile is None:
+            return 0, 0
+        needed = profile.baseline + MIN_CALIBRATION * profile.hop
+        if stream is not None:
+            return (needed, needed) if stream.detector.warmed_up else (min(stream.detector.events_seen,
+                                                                            needed - 1), needed)
+        if info.state == "warming":
+            return min(info.events_seen, needed - 1), needed
+        return needed, needed
+
     # --- helpers ----------------------------------------------------------------------------------
-    def _live_streams(self) -> list[Any]:
+    def _live_streams(self) -> list[LiveStream]:
         return self._table.streams() if self._table is not None else []
 
     def _live_view(self, info: StreamInfo) -> StreamInfo:

@@ -13,17 +13,28 @@ import datetime as dt
 import json
 import logging
 import struct
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from detectors import registry
+from detectors import EventBatch, registry
 from detectors.base import WindowResult
 from otlp_gateway.otlp.extract import StreamBatch
-from otlp_gateway.store.base import AnomalyRecord, StreamInfo, StreamState
+from otlp_gateway.store.base import AnomalyRecord, IncidentAction, ScoreBucket, StreamInfo, StreamState
+from otlp_gateway.streams.incidents import (
+    IncidentBook,
+    IncidentChange,
+    change_of,
+    detector_action,
+    require_tracker,
+    split_update,
+)
 from otlp_gateway.streams.ring import EventRing, RingChunk, RingItem
 from otlp_gateway.streams.routing import DETECTOR_KIND, StreamKey
+from otlp_gateway.streams.scores import ScoreSeries
 from otlp_gateway.streams.settings import EMPTY, StreamSettings
 
 log = logging.getLogger(__name__)
@@ -80,6 +91,8 @@ class ScoredWindow:
     blamed: list[RingItem]
     start_time_ns: int
     end_time_ns: int
+    incident_id: str | None = None
+    """The incident the window belongs to (the detector's ``incident_seq``), if one is open."""
 
 
 @dataclass(slots=True)
@@ -91,6 +104,39 @@ class ScoreOutcome:
     ratio_sum: float = 0.0
     ratio_count: int = 0
     """Sum/count of ``RATIO_FIGURE`` over every window scored (not only anomalies)."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Points the detector could not score (NaN, infinite), by reason; forwarded all the same."""
+    incidents: list[IncidentChange] = field(default_factory=list)
+    """The incident updates of this batch, resolved for the incident sink."""
+    scores: list[ScoreBucket] = field(default_factory=list)
+    """The score-series buckets this batch touched (their current, cumulative state)."""
+
+
+class _SkippedPointsLog:
+    """At most one log line per signal and reason per ``interval`` seconds, whatever the number of streams
+    and requests carrying NaN or infinite points (shard threads share it)."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._last: dict[tuple[str, str], float] = {}
+        self._pending: dict[tuple[str, str], int] = {}
+
+    def note(self, signal: str, reason: str, count: int, stream_id: str) -> None:
+        key = (signal, reason)
+        now = time.monotonic()
+        with self._lock:
+            self._pending[key] = self._pending.get(key, 0) + count
+            last = self._last.get(key)
+            if last is not None and now - last < self._interval:
+                return
+            self._last[key] = now
+            total = self._pending.pop(key)
+        log.warning("detection: %d %s point(s) of %s skipped by the detectors since the last report (e.g. "
+                    "stream %s); they are forwarded, not scored", total, reason, signal, stream_id)
+
+
+SKIPPED_POINTS_LOG = _SkippedPointsLog()
 
 
 class LiveStream:
@@ -111,6 +157,8 @@ class LiveStream:
         """Scored events since the last snapshot."""
         self.api_settings: StreamSettings = EMPTY
         """The layer changed through the API (persisted in ``StreamInfo.settings``)."""
+        self.incidents = IncidentBook()
+        self.scores = ScoreSeries(key.stream_id)
 
     @property
     def events_seen(self) -> int:
@@ -119,6 +167,10 @@ class LiveStream:
     @property
     def config_hash(self) -> str:
         return self.detector.config_hash
+
+    @property
+    def open_incident_id(self) -> str | None:
+        return self.incidents.open_id
 
     # --- shard-thread methods -------------------------------------------------------------------
     def apply_desired_spec(self) -> bool:
@@ -144,15 +196,23 @@ class LiveStream:
         base = self.offset_base
         self.ring.append(RingChunk(self.events_seen, batch.trace_ids, batch.span_ids, batch.times,
                                    batch.positions, request_seq))
+        skipped_before = dict(self.detector.skipped_points)
         if self.spec.kind == "numeric":
             values = np.asarray(batch.events, dtype=np.float64)
             # point times (unix seconds) let the numeric detector learn the sampling period
             stamps = np.asarray(batch.times, dtype=np.float64) / 1e9 if all(batch.times) else None
-            results = self.detector.update(values, timestamps=stamps)
+            output = self.detector.update(EventBatch(values, stamps))
         else:
-            results = self.detector.update(batch.events)
+            output = self.detector.update(EventBatch(batch.events))
+        results, updates = split_update(output)
         self.dirty = True
         outcome = ScoreOutcome(self, len(batch.times), state_changed=changed)
+        for reason, total in self.detector.skipped_points.items():
+            if total > skipped_before.get(reason, 0):
+                outcome.skipped[reason] = total - skipped_before.get(reason, 0)
+                SKIPPED_POINTS_LOG.note(self.key.signal, reason, outcome.skipped[reason], self.key.stream_id)
+        # before the windows: a window names the incident its batch opened
+        outcome.incidents = [self._change(update) for update in updates]
         drift = False
         for result in results:
             drift = drift or result.is_drift
@@ -160,8 +220,12 @@ class LiveStream:
             if ratio is not None:
                 outcome.ratio_sum += ratio
                 outcome.ratio_count += 1
+            # the window's place in the score series: its last event's time (receipt time if it has none)
+            self.scores.add(self.ring.time_at(base + result.end_offset - 1) or time.time_ns(),
+                            float(result.p_value), float(result.score), bool(result.is_anomaly))
             if result.is_anomaly:
                 outcome.windows.append(self._scored(result, base))
+        outcome.scores = self.scores.take()
         new_state: StreamState
         if not self.detector.warmed_up:
             new_state = "warming"
@@ -194,13 +258,33 @@ class LiveStream:
                 blamed.append(item)
         first, last = self.ring.get(start), self.ring.get(end - 1)
         return ScoredWindow(result, start, end, blamed, first.time_unix_nano if first else 0,
-                            last.time_unix_nano if last else 0)
+                            last.time_unix_nano if last else 0,
+                            self.incidents.id_of(getattr(result, "incident_seq", None)))
+
+    def _change(self, update: Any, actor: str | None = None) -> IncidentChange:
+        base = self.offset_base
+        return change_of(self.key, self.spec.config.profile_name, base, self.incidents, update,
+                         (self.ring.get(base + offset) for offset in update.evidence_offsets), actor)
+
+    def incident_action(self, seq: int, action: IncidentAction, actor: str | None = None,
+                        expected_id: str | None = None) -> IncidentChange:
+        """An operator's closing action on incident ``seq`` of the current detector (shard thread).
+
+        Raises ``IncidentActionsUnsupported`` when the detector tracks no incidents, ``ValueError`` when
+        it knows no open incident ``seq`` or ``expected_id`` is not its incident ``seq`` (an incident of an
+        earlier detector of the stream, whose numbers the current one reuses)."""
+        require_tracker(self.detector)
+        if expected_id is not None and self.incidents.id_of(seq) != expected_id:
+            raise ValueError(f"incident {expected_id} is not incident {seq} of the stream's current detector")
+        update = detector_action(self.detector, action, seq)
+        self.dirty = True
+        return self._change(update, actor)
 
     def snapshot(self) -> bytes:
         header = {"v": 1, "key": [self.key.stream_id, self.key.signal, self.key.service, self.key.name],
                   "spec": self.spec.identity(), "enabled": self.spec.config.scoring,
                   "offset_base": self.offset_base, "events_seen": self.events_seen, "state": self.state,
-                  "ring": self.ring.dump()}
+                  "ring": self.ring.dump(), "incidents": self.incidents.dump(), "scores": self.scores.dump()}
         head = json.dumps(header, separators=(",", ":")).encode()
         self.dirty = False
         return _MAGIC + struct.pack(">I", len(head)) + head + self.detector.snapshot()
@@ -224,6 +308,8 @@ class LiveStream:
             return cls(key, spec, shard, offset_base=int(header["events_seen"]))
         stream = cls(key, spec, shard, detector=detector, offset_base=base,
                      ring=EventRing.load(spec.ring_capacity(), header["ring"]))
+        stream.incidents = IncidentBook.load(header.get("incidents"))
+        stream.scores = ScoreSeries.load(key.stream_id, header.get("scores"))
         if header.get("state") in ("active", "drifted") and detector.warmed_up:
             stream.state = header["state"]
         return stream
@@ -244,7 +330,7 @@ def build_record(stream: LiveStream, window: ScoredWindow, *, engine_version: st
         severity=r.severity if r.severity != "none" else "low",
         figures={k: float(v) for k, v in r.figures.items()}, explanation=dict(r.explanation),
         evidence=evidence, detector=stream.spec.kind, config_hash=stream.config_hash, seed=stream.spec.seed,
-        engine_version=engine_version, is_drift=bool(r.is_drift))
+        engine_version=engine_version, is_drift=bool(r.is_drift), incident_id=window.incident_id)
 
 
 def _evidence(item: RingItem, signal: str) -> dict[str, str]:

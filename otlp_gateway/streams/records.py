@@ -13,7 +13,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from otlp_gateway.store.base import AnomalyStore, StreamInfo, StreamState
+from otlp_gateway.store.base import AnomalyStore, IncidentRecord, StreamInfo, StreamState
 from otlp_gateway.streams.live import LiveStream, stream_info
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
@@ -47,6 +47,35 @@ class StreamRecords:
         except Exception:
             log.exception("detection: could not read stream %s from the store", stream_id)
             return None
+
+    async def streams_with_pending_actions(self) -> set[str] | None:
+        """Streams whose detector has operators' incident actions to take (None: the store cannot say now)."""
+        if self.store is None:
+            return set()
+        try:
+            return {rec.stream_id for rec in await self.store.pending_incident_actions()}
+        except Exception as exc:
+            log.info("detection: cannot read the pending incident actions yet (%s)", exc)
+            return None
+
+    async def pending_actions(self, stream_id: str) -> list[IncidentRecord]:
+        if self.store is None:
+            return []
+        try:
+            return await self.store.pending_incident_actions(stream_id)
+        except Exception:
+            log.exception("detection: could not read the pending incident actions of stream %s", stream_id)
+            return []
+
+    async def clear_pending_action(self, incident_id: str) -> bool:
+        if self.store is None:
+            return False
+        try:
+            await self.store.clear_pending_action(incident_id)
+        except Exception:
+            log.exception("detection: could not clear the pending action of incident %s", incident_id)
+            return False
+        return True
 
     async def save(self, stream: LiveStream, snapshot: bytes, state: StreamState | None = None, *,
                    row: bool = True) -> bool:

@@ -59,6 +59,15 @@ class EventRing:
                 return None
         return None
 
+    def time_at(self, offset: int) -> int:
+        """The event time of the item at ``offset`` (0 when unknown or no longer kept)."""
+        for chunk in reversed(self._chunks):
+            if chunk.first_offset <= offset < chunk.end_offset:
+                return chunk.times[offset - chunk.first_offset]
+            if chunk.end_offset <= offset:
+                return 0
+        return 0
+
     def __len__(self) -> int:
         return self._size
 

@@ -6,6 +6,11 @@ shard thread, after the work already queued there, then saved and evicted; a str
 snapshot is being saved resumes from that snapshot. Dirty streams are snapshotted periodically and every
 stream at shutdown.
 
+Operators' incident actions reach a live stream's detector on its shard thread; an action on a stream that
+is not live waits in the store (``pending_action``) and is taken when the stream next opens here, or within
+``PENDING_REFRESH_SECONDS`` when the stream is live here while the action was answered by another gateway
+sharing the store.
+
 The table runs on the event loop; a stream's detector is touched only on its shard thread.
 """
 
@@ -21,7 +26,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from otlp_gateway.store.base import StreamInfo
+from otlp_gateway.store.base import IncidentAction, StreamInfo
+from otlp_gateway.streams.incidents import IncidentActionsUnsupported, IncidentChange
 from otlp_gateway.streams.live import LiveStream, detector_spec
 from otlp_gateway.streams.records import StreamRecords
 from otlp_gateway.streams.routing import StreamKey
@@ -31,6 +37,8 @@ from otlp_gateway.telemetry.metrics import GatewayMetrics
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+PENDING_REFRESH_SECONDS = 30.0
+"""How often the store is asked which streams have operators' actions waiting."""
 MAX_PENDING_EVICTIONS = 256
 """Snapshots of evicted streams waiting to be saved; beyond this, opening a stream waits for the store."""
 
@@ -44,6 +52,12 @@ class Shards(Protocol):
     def shard_of(self, stream_id: str) -> int: ...
 
     def submit(self, shard: int, fn: Callable[..., T], *args: Any) -> Future[T]: ...
+
+
+class IncidentChanges(Protocol):
+    """Where incident changes caused by operators' actions go (the incident sink)."""
+
+    def handle_changes(self, changes: list[IncidentChange]) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +85,18 @@ class LiveStreamTable:
         self._evicting: dict[str, tuple[asyncio.Future[bytes], asyncio.Task[None]]] = {}
         self._periodic: asyncio.Task[None] | None = None
         self._shut_down = False
+        self.incidents: IncidentChanges | None = None
+        """The incident sink, for the changes operators' actions cause."""
+        self._pending_streams: set[str] = set()
+        """Streams with operators' actions their detector has not taken yet."""
+        self._pending_load: asyncio.Task[None] | None = None
 
     # --- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
         self._metrics.streams_live.set(len(self._live))
         if self._periodic is None and not self._shut_down and self._records.store is not None:
             self._periodic = asyncio.create_task(self._snapshot_periodically(), name="driftlock-snapshots")
+            self._pending_load = asyncio.create_task(self._watch_pending_actions(), name="driftlock-pending")
 
     async def shutdown(self, grace: float = 30.0) -> None:
         """Idempotent, safe without ``start``: stop the periodic snapshots, snapshot every live stream,
@@ -85,10 +105,11 @@ class LiveStreamTable:
             return
         self._shut_down = True
         deadline = time.monotonic() + grace
-        if self._periodic is not None:
-            self._periodic.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._periodic
+        for task in (self._periodic, self._pending_load):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         try:
             await asyncio.wait_for(self.snapshot_all(only_dirty=False), max(0.1, deadline - time.monotonic()))
         except Exception:
@@ -157,9 +178,68 @@ class LiveStreamTable:
         self._live[key.stream_id] = stream
         if is_new or info is None or info.state == "evicted":
             self._records.update_later(stream)
+        if key.stream_id in self._pending_streams:
+            await self._take_pending_actions(stream)
         await self._evict_beyond_limit()
         self._metrics.streams_live.set(len(self._live))
         return stream
+
+    # --- operators' incident actions ----------------------------------------------------------------
+    async def incident_action(self, stream_id: str, seq: int, action: IncidentAction,
+                              actor: str | None = None,
+                              incident_id: str | None = None) -> IncidentChange | None:
+        """Have the live detector of ``stream_id`` take a closing action on incident ``seq``; None when the
+        stream is not live. Raises ``IncidentActionsUnsupported`` or ``ValueError`` (see
+        ``LiveStream.incident_action``). The change goes to the incident sink."""
+        stream = self._live.get(stream_id)
+        if stream is None:
+            return None
+        change = await asyncio.wrap_future(self._shards.submit(stream.shard, stream.incident_action, seq,
+                                                               action, actor, incident_id))
+        if self.incidents is not None:
+            self.incidents.handle_changes([change])
+        return change
+
+    async def _watch_pending_actions(self) -> None:
+        while True:
+            waiting = await self._records.streams_with_pending_actions()
+            for stream_id in waiting or ():
+                self._pending_streams.add(stream_id)
+                stream = self._live.get(stream_id)
+                if stream is not None:  # live here, the action answered elsewhere: take it now
+                    await self._take_pending_actions(stream)
+            await asyncio.sleep(PENDING_REFRESH_SECONDS)
+
+    def note_pending_action(self, stream_id: str) -> None:
+        """An action on ``stream_id`` waits in the store for the stream's detector."""
+        self._pending_streams.add(stream_id)
+
+    async def _take_pending_actions(self, stream: LiveStream) -> None:
+        stream_id = stream.key.stream_id
+        waiting = await self._records.pending_actions(stream_id)
+        left = 0
+        for rec in waiting:
+            try:
+                change = await asyncio.wrap_future(self._shards.submit(
+                    stream.shard, stream.incident_action, rec.seq, rec.pending_action, rec.closed_by, rec.id))
+            except IncidentActionsUnsupported:
+                left += 1  # waits for a detector that tracks incidents
+                continue
+            except ValueError as exc:  # closed already, or an earlier detector's incident: nothing to take
+                log.info("detection: %s's pending %s on incident %s not taken: %s", stream_id,
+                         rec.pending_action, rec.id, exc)
+            except Exception:  # a defect: never costs the stream its scoring; the action stays pending
+                log.exception("detection: %s's pending %s on incident %s failed", stream_id,
+                              rec.pending_action, rec.id)
+                left += 1
+                continue
+            else:
+                if self.incidents is not None:
+                    self.incidents.handle_changes([change])
+            if not await self._records.clear_pending_action(rec.id):
+                left += 1
+        if not left:
+            self._pending_streams.discard(stream_id)
 
     # --- changes from the API ---------------------------------------------------------------------
     def reconfigure(self, stream_id: str, api: StreamSettings, resolved: StreamSettings) -> LiveStream | None:

@@ -7,12 +7,14 @@ process (tests) never share counters. Names follow two conventions on purpose:
   dashboards work unchanged;
 * ``driftlock_*`` names from the operations runbook ("Key Metrics to Monitor"), so its alert rules work.
 
-Label values are always from small fixed sets (signal, transport, severity, status class...): never a
-stream id, service name or trace id.
+Label values are always from small fixed sets (signal, transport, severity, status class, profile...):
+never a stream id or trace id. The one open-ended label, ``service``, is capped (``LabelCap``): the first
+``incidents.metrics_max_services`` services keep their name, later ones are reported as ``other``.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -22,14 +24,37 @@ SIGNAL_ITEMS = {"traces": "spans", "metrics": "metric_points", "logs": "log_reco
 
 SEVERITIES = ("low", "medium", "high", "critical")
 STREAM_TYPES = ("traces", "metrics", "logs")
+OTHER = "other"
+
+
+class LabelCap:
+    """Bounds the values of one label: the first ``limit`` distinct values are kept, later ones become
+    ``other`` (thread-safe; a value once kept stays kept)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._kept: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        if value in self._kept:
+            return value
+        with self._lock:
+            if len(self._kept) < self.limit:
+                self._kept.add(value)
+                return value
+        return OTHER
 
 
 @dataclass
 class GatewayMetrics:
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+    max_services: int = 100
+    """Distinct ``service`` label values before the rest are reported as ``other``."""
 
     def __post_init__(self) -> None:
         r = self.registry
+        self.service_label = LabelCap(self.max_services)
         # --- receiver (collector-shaped), one series per item kind, labelled by transport (grpc|http)
         self.receiver_accepted = {
             sig: Counter(f"otelcol_receiver_accepted_{noun}", f"{noun} accepted by the receiver",
@@ -93,7 +118,36 @@ class GatewayMetrics:
             ["server", "reason"], registry=r)
         # --- runbook: business metrics
         self.anomalies_detected = Counter(
-            "driftlock_anomalies_detected", "anomalies detected", ["stream_type", "severity"], registry=r)
+            "driftlock_anomalies_detected", "anomalous windows detected (service capped, the rest 'other')",
+            ["stream_type", "severity", "service"], registry=r)
+        # --- incidents (one per fault of a stream) and their notifications
+        self.incidents_open = Gauge(
+            "driftlock_incidents_open", "incidents open now, by the peak severity so far (service capped)",
+            ["signal", "service", "severity"], registry=r)
+        self.incidents_total = Counter(
+            "driftlock_incidents", "incidents opened, by their severity at opening (service capped)",
+            ["signal", "service", "severity"], registry=r)
+        self.false_incident_rate_declared = Gauge(
+            "driftlock_false_incident_rate_declared",
+            "the profile's declared false incidents per stream per million normal events", ["profile"],
+            registry=r)
+        self.false_incident_rate_measured = Gauge(
+            "driftlock_false_incident_rate_measured",
+            "incidents operators marked false positives per million events scored, per profile (from the "
+            "store: every stream and incident it holds)", ["profile"], registry=r)
+        self.notifications_sent = Counter(
+            "driftlock_notifications_sent", "notifications a receiver accepted (receiver: alertmanager, "
+            "webhook)", ["receiver"], registry=r)
+        self.notifications_failed = Counter(
+            "driftlock_notifications_failed",
+            "notifications given up: permanent (the receiver refused them), retries_exhausted, outbox_full",
+            ["receiver", "reason"], registry=r)
+        self.notifications_retried = Counter(
+            "driftlock_notifications_retried", "notification attempts that failed and will be retried",
+            ["receiver"], registry=r)
+        self.notify_outbox = Gauge(
+            "driftlock_notify_outbox_entries", "notifications waiting in a receiver's outbox", ["receiver"],
+            registry=r)
         self.anomaly_processing_duration = Histogram(
             "driftlock_anomaly_processing_duration_seconds",
             "time from receipt of a batch to its anomaly decision",
@@ -116,6 +170,10 @@ class GatewayMetrics:
                                        "least recently used streams snapshotted and evicted", registry=r)
         self.detector_events = Counter("driftlock_detector_events", "events fed to detectors",
                                        ["stream_type"], registry=r)
+        self.detector_skipped_points = Counter(
+            "driftlock_detector_skipped_points",
+            "points a detector could not score (NaN or infinite values; forwarded all the same)",
+            ["signal", "reason"], registry=r)
         self.detector_dropped_events = Counter(
             "driftlock_detector_dropped_events",
             "events not scored: the detection queue was full, the request could not be read or scoring "
@@ -143,6 +201,10 @@ class GatewayMetrics:
         # --- store
         self.store_written = Counter("driftlock_store_anomalies_written", "anomaly rows written",
                                      ["backend"], registry=r)
+        self.store_rows_written = Counter(
+            "driftlock_store_incident_rows_written",
+            "incident and score-series rows written (upserts: replays and updates count again)",
+            ["backend", "table"], registry=r)
         self.store_spooled = Gauge("driftlock_store_spool_rows",
                                    "anomaly rows waiting in the local spool for the store", registry=r)
         self.store_write_failures = Counter("driftlock_store_write_failures",

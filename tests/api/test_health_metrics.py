@@ -55,7 +55,9 @@ def test_config_health_identifies_the_config_without_revealing_secrets(live_api:
                     "secrets_set": {"receiver.bearer_token": False, "exporter.headers": False,
                                     **{f"exporter.signals.{s}.headers": False
                                        for s in ("traces", "metrics", "logs")},
-                                    "store.database_url": False, "api.jwt_secret": True}, "errors": []}
+                                    "store.database_url": False, "notify.alertmanager.headers": False,
+                                    "notify.webhook.secret": False, "notify.webhook.headers": False,
+                                    "api.jwt_secret": True}, "errors": []}
     # the hash is over the configuration without its secrets: another JWT secret gives the same hash
     other = live_api.config.model_copy(update={"api": live_api.config.api.model_copy(
         update={"jwt_secret": SecretStr("z" * 40)})})

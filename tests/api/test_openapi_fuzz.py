@@ -1,7 +1,8 @@
 """schemathesis against the served OpenAPI document: no 5xx, and every response matches its schema.
 
-A real API on a real SQLite store (seeded with anomalies and streams), driven over HTTP with an admin
-key. ``/v1/debug`` is left out here (it sleeps for the asked seconds by design; see test_debug_ui_server).
+A real API on a real SQLite store (seeded with anomalies, streams, incidents and a score series), driven
+over HTTP with an admin key. ``/v1/debug`` is left out here (it sleeps for the asked seconds by design; see
+test_debug_ui_server).
 
 The document is generated at import from an app built on the same code, and
 ``test_served_document_is_the_one_fuzzed`` proves the server serves exactly that document.
@@ -10,6 +11,7 @@ The document is generated at import from an app built on the same code, and
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,9 +25,11 @@ from otlp_gateway.config import GatewayConfig
 from otlp_gateway.detection.settings import DetectionSettings
 from otlp_gateway.health import HealthState
 from otlp_gateway.ratelimit import TokenBucket
+from otlp_gateway.store.base import ScoreBucket
 from otlp_gateway.store.sqlite import SqliteStore
 from otlp_gateway.streams.control import StreamControl
 from otlp_gateway.telemetry.metrics import GatewayMetrics
+from tests.store.test_incidents import make_incident
 
 from .conftest import LiveApi, auth, make_anomaly, make_stream
 
@@ -35,6 +39,12 @@ def fuzz_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
     api = LiveApi(tmp_path_factory.mktemp("fuzz"))
     api.run(api.store.write_anomalies([make_anomaly(i) for i in range(4)]))
     api.run(api.store.upsert_stream(make_stream()))
+    stream = make_stream().stream_id
+    api.run(api.store.upsert_incidents([make_incident(i, 0, minute=i, stream_id=stream if i == 0 else None,
+                                                      status="open" if i % 2 == 0 else "resolved")
+                                        for i in range(3)]))
+    api.run(api.store.write_scores([ScoreBucket(stream, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=m), 6,
+                                                m % 2, 10.0 ** -m, float(m)) for m in range(5)]))
     api.admin_key = api.new_key("admin", "fuzzer")  # type: ignore[attr-defined]
     yield api
     api.close()

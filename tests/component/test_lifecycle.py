@@ -16,9 +16,9 @@ from otlp_gateway.config import GatewayConfig, load_config
 from tests.fixtures.gateway import gateway_config_dict
 from tests.fixtures.waiting import free_ports
 
-START_ORDER = ["anomaly store", "API", "anomaly writer", "stream pruner", "exporter", "data dir budget",
-               "kernel warm-up", "detection stage", "request decoders", "OTLP gRPC receiver",
-               "OTLP HTTP receiver"]
+START_ORDER = ["anomaly store", "API", "anomaly writer", "incident sink", "stream pruner", "exporter",
+               "data dir budget", "kernel warm-up", "detection stage", "request decoders",
+               "OTLP gRPC receiver", "OTLP HTTP receiver"]
 
 
 def _config(tmp_path: Path, **sections: dict) -> GatewayConfig:

@@ -229,7 +229,9 @@ def test_dashboard_covers_the_runbook_key_metrics_and_is_well_formed():
                    "driftlock_http_request_duration_seconds",
                    "driftlock_anomalies_detected_total", "driftlock_anomaly_processing_duration_seconds",
                    "driftlock_cbad_events_per_second", "driftlock_cbad_compression_ratio",
-                   "otelcol_exporter_queue_size", "otelcol_receiver_accepted_spans_total"):
+                   "otelcol_exporter_queue_size", "otelcol_receiver_accepted_spans_total",
+                   "driftlock_incidents_open", "driftlock_incidents_total",
+                   "driftlock_false_incident_rate_measured", "driftlock_notifications_failed_total"):
         assert family in text, f"dashboard lacks {family}"
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
@@ -242,6 +244,19 @@ def test_dashboard_covers_the_runbook_key_metrics_and_is_well_formed():
 @pytest.mark.parametrize("path", [RULES, RULE_TESTS, MONITORING / "prometheus-rule.yaml"])
 def test_monitoring_files_are_valid_yaml(path: Path):
     assert load_yaml(path)
+
+
+def test_incidents_page_and_anomaly_rates_do_not():
+    """The paging alert is per service on open incidents; the runbook's anomaly-rate rule stays, low."""
+    alerts = _alerts()
+    page = alerts["DriftlockIncidentOpen"]
+    assert page["labels"] == {"severity": "critical", "priority": "high"}
+    assert "by (service, signal)" in page["expr"] and "driftlock_incidents_open" in page["expr"]
+    assert alerts["DriftlockIncidentOpenWarning"]["labels"]["priority"] == "medium"
+    assert alerts["DriftlockHighAnomalyRate"]["labels"] == {"severity": "info", "priority": "low"}
+    paging = [name for name, rule in alerts.items() if rule["labels"]["priority"] == "high"
+              and "anomalies_detected" in rule["expr"]]
+    assert paging == []
 
 
 def test_every_runbook_url_points_at_a_section_of_the_operations_guide():

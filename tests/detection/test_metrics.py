@@ -56,3 +56,23 @@ def test_the_threshold_series_holds_the_default_profiles_false_alarm_target(tmp_
 
     assert asyncio.run(scenario("strict")) == 1e-4
     assert asyncio.run(scenario("sensitive")) == 1e-2
+
+
+def test_anomalies_carry_a_capped_service_label() -> None:
+    """Each anomaly counts under its service; beyond ``max_services`` services, under ``other``."""
+    from otlp_gateway.detection.decision import Decision
+    from otlp_gateway.detection.metrics import DetectionMetrics
+    from otlp_gateway.telemetry.metrics import GatewayMetrics
+    from tests.api.conftest import make_anomaly
+
+    metrics = GatewayMetrics(max_services=2)
+    stage_metrics = DetectionMetrics(metrics, "balanced")
+    records = [make_anomaly(i, service=s) for i, s in enumerate(["cart", "search", "cart", "payments",
+                                                                 "ledger"])]
+    stage_metrics.decided("traces", Decision(records=records), [], 0.0)
+
+    def count(service: str) -> float:
+        return metrics.registry.get_sample_value("driftlock_anomalies_detected_total", {
+            "stream_type": "traces", "severity": "high", "service": service}) or 0.0
+
+    assert (count("cart"), count("search"), count("other"), count("payments")) == (2, 1, 2, 0)

@@ -68,7 +68,8 @@ def test_new_error_template_is_detected_stored_andannotated_logs(tmp_path: Path)
                                                                          b.time_unix_nano)
         assert run.metric("driftlock_detector_events_total", {"stream_type": "logs"}) == 1120
         assert run.metric("driftlock_cbad_compression_ratio", {"stream_type": "logs"}) > 1.0
-        assert sum(run.metric("driftlock_anomalies_detected_total", {"stream_type": "logs", "severity": s})
+        assert sum(run.metric("driftlock_anomalies_detected_total",
+                              {"stream_type": "logs", "severity": s, "service": "checkout"})
                    for s in ("low", "medium", "high", "critical")) == len(records)
         assert run.metric("driftlock_anomaly_processing_duration_seconds_count") == 11
         info = await run.control.get_stream("logs/checkout/app.orders")

@@ -15,14 +15,17 @@ import detectors.canonical._values
 import detectors.cbad
 import detectors.compressors
 import detectors.explain
-from detectors import registry
-from detectors.testing import synthetic_logs, synthetic_spans
+import detectors.severity
+import detectors.snapshot
+from detectors import EventBatch, registry
+from detectors.synthetic import synthetic_logs, synthetic_spans
 
 SMALL = {"profile": "sensitive", "baseline": 100, "window": 20, "hop": 5}
 
 
 DOCUMENTED = [detectors.canonical, detectors.canonical._mask, detectors.canonical._values,
-              detectors.calibration, detectors.compressors, detectors.explain, detectors.cbad]
+              detectors.calibration, detectors.compressors, detectors.explain, detectors.cbad,
+              detectors.severity, detectors.snapshot]
 
 
 @pytest.mark.parametrize("module", DOCUMENTED, ids=lambda m: m.__name__)
@@ -37,7 +40,7 @@ def test_injected_anomaly_is_flagged_and_explained(generator, compressor):
     anomalies = range(1300, 1303)
     events = generator(1400, seed=9, anomalies=anomalies)
     det = registry.create("cbad", seed=1, compressor=compressor, **SMALL)
-    results = det.update(events)
+    results = det.update(EventBatch(events))
     before = [r for r in results if r.end_offset <= 1300]
     assert sum(r.is_anomaly for r in before) <= 0.03 * len(before)
     hits = [r for r in results if r.is_anomaly and r.start_offset <= 1300 < r.end_offset]
@@ -61,7 +64,8 @@ def test_injected_anomaly_is_flagged_and_explained(generator, compressor):
 def test_spans_explanation_names_the_new_status():
     events = synthetic_spans(1400, seed=9, anomalies=[1300, 1301])
     det = registry.create("cbad", seed=1, **SMALL)
-    hit = next(r for r in det.update(events) if r.is_anomaly and r.start_offset <= 1300 < r.end_offset)
+    results = det.update(EventBatch(events))
+    hit = next(r for r in results if r.is_anomaly and r.start_offset <= 1300 < r.end_offset)
     tokens = [t for t, _ in hit.explanation["top_events"][0]["tokens"]]
     assert {"ERROR", "UpstreamUnavailable", "error.type", "503"} & set(tokens), tokens
 
@@ -70,7 +74,7 @@ def test_persistent_change_is_reported_once_as_drift_then_normal():
     normal = synthetic_logs(1200, seed=3)
     changed = synthetic_spans(1500, seed=4)  # a completely different stream from event 1200 on
     det = registry.create("cbad", seed=1, **SMALL)
-    results = det.update(normal + changed)
+    results = det.update(EventBatch(normal + changed))
     drifts = [r for r in results if r.is_drift]
     assert len(drifts) == 1
     assert drifts[0].start_offset >= 1200
@@ -82,18 +86,18 @@ def test_persistent_change_is_reported_once_as_drift_then_normal():
 def test_warm_up_declares_nothing_until_baseline_and_calibration_are_ready():
     events = synthetic_logs(400, seed=5, anomalies=range(150, 160))
     det = registry.create("cbad", seed=1, **SMALL)
-    results = det.update(events)
+    results = det.update(EventBatch(events))
     assert not det.warmed_up or det.events_seen >= 100 + 20 + 40 * 5
     early = [r for r in results if r.end_offset < 100 + 20 + 40 * 5]
     assert early and not any(r.is_anomaly for r in early)
     assert all(r.p_value == 1.0 for r in early)
-    det.update(synthetic_logs(400, seed=6))
+    det.update(EventBatch(synthetic_logs(400, seed=6)))
     assert det.warmed_up
 
 
 def test_windows_follow_the_profile():
     det = registry.create("cbad", profile="balanced", seed=1)
-    results = det.update(synthetic_logs(700, seed=1))
+    results = det.update(EventBatch(synthetic_logs(700, seed=1)))
     assert [(r.start_offset, r.end_offset) for r in results[:2]] == [(0, 50), (10, 60)]
     assert results[-1].end_offset == 700
     assert det.events_seen == 700
@@ -109,9 +113,11 @@ def test_bad_configuration_and_input_are_rejected_clearly():
         registry.create("cbad", window=10, hop=20)
     det = registry.create("cbad")
     with pytest.raises(TypeError, match="event 1 is str"):
-        det.update([b"ok", "not bytes"])
+        det.update(EventBatch([b"ok", "not bytes"]))
+    with pytest.raises(TypeError, match="EventBatch"):
+        det.update([b"ok"])
     assert det.events_seen == 0
-    assert det.update([bytearray(b"fine"), memoryview(b"also fine")]) == []
+    assert det.update(EventBatch([bytearray(b"fine"), memoryview(b"also fine")])) == []
     with pytest.raises(ValueError, match="snapshot"):
         registry.restore("cbad", b"garbage")
 
@@ -119,11 +125,11 @@ def test_bad_configuration_and_input_are_rejected_clearly():
 def test_snapshot_is_json_plus_raw_arrays_and_restores_exactly():
     events = synthetic_logs(900, seed=2, anomalies=[850])
     det = registry.create("cbad", seed=4, **SMALL)
-    det.update(events[:613])
+    det.update(EventBatch(events[:613]))
     data = det.snapshot()
-    assert b"pickle" not in data and data.startswith(b"CBAD")
+    assert b"pickle" not in data and data.startswith(b"CBAD\x01")
     restored = registry.restore("cbad", data)
-    assert restored.update(events[613:]) == det.update(events[613:])
+    assert restored.update(EventBatch(events[613:])) == det.update(EventBatch(events[613:]))
     np.testing.assert_array_equal(restored._model.table, det._model.table)
 
 
@@ -133,19 +139,19 @@ def test_scoring_cost_does_not_depend_on_the_baseline_size():
     events = synthetic_logs(600, seed=7)
     a = registry.create("cbad", seed=1, **SMALL)
     b = registry.create("cbad", seed=1, **SMALL)
-    a.update(events)
-    b.update(synthetic_logs(3000, seed=8) + events)
+    a.update(EventBatch(events))
+    b.update(EventBatch(synthetic_logs(3000, seed=8) + events))
     assert a._model.table.sum() == b._model.table.sum() or len(a._baseline) == len(b._baseline)
 
 
 def test_window_not_a_multiple_of_hop_is_chunking_invariant_and_restorable():
     config = {"profile": "sensitive", "baseline": 60, "window": 13, "hop": 5, "seed": 2}
     events = synthetic_logs(500, seed=12, anomalies=range(470, 474))
-    whole = registry.create("cbad", **config).update(events)
+    whole = registry.create("cbad", **config).update(EventBatch(events))
     det = registry.create("cbad", **config)
-    parts = det.update(events[:111]) + det.update(events[111:256])
+    parts = det.update(EventBatch(events[:111])) + det.update(EventBatch(events[111:256]))
     restored = registry.restore("cbad", det.snapshot())
-    parts += restored.update(events[256:])
+    parts += restored.update(EventBatch(events[256:]))
     assert parts == whole
     assert [(r.start_offset, r.end_offset) for r in whole[:2]] == [(2, 15), (7, 20)]
     assert any(r.is_anomaly for r in whole)

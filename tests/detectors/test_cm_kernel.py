@@ -1,4 +1,5 @@
-"""The context-model kernels against naive Python, and the incremental baseline against a rebuild."""
+"""The context-model kernels against naive Python, the incremental baseline against a rebuild, the window
+summary against numpy, and the real-codec oracles."""
 
 from __future__ import annotations
 
@@ -8,39 +9,35 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors import testing
 from detectors._kernels import cm
+from detectors._kernels.cbad_window import SUMMARY_SIZE, move_histogram, summarize
+from detectors._kernels.layout import layout
 from detectors.compressors import ContextModel, ZlibOracle, make_model
+from detectors.synthetic import synthetic_logs
+from tests.detectors import oracles
 
 _EVENTS = st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b" ")), max_size=25)
 _ALPHABET_EVENTS = st.lists(st.text(alphabet="ab =<N1>x", max_size=30).map(str.encode), max_size=40)
 
 
-def _layout(events):
-    lens = np.array([len(e) for e in events], dtype=np.int64)
-    ends = np.cumsum(lens)
-    return np.frombuffer(b"".join(events), dtype=np.uint8), ends - lens, ends
-
-
 def _kernel_bits(baseline, window, salt, bits):
-    table = np.zeros(1 << bits, dtype=np.uint32)
-    mask, s = np.uint64((1 << bits) - 1), np.uint64(salt)
-    lt, ls = cm.log_tables()
+    model = oracles.count_model(salt, bits)
     if baseline:
-        cm.count_events(table, s, mask, *_layout(baseline), True)
+        cm.count_events(model, *layout(baseline), True)
     out = np.zeros(len(window))
     if window:
-        cm.score_events(table, lt, ls, s, mask, *_layout(window), 0, len(window), out)
-    return table, out
+        buf, starts, ends = layout(window)
+        cm.score_events(model, buf, starts, ends, 0, len(window), out)
+    return model.table, out
 
 
 @settings(max_examples=60, deadline=None)
 @given(_ALPHABET_EVENTS, _EVENTS, st.integers(0, 2**48), st.sampled_from([10, 12, 16]))
 def test_code_lengths_match_naive(baseline, window, salt, bits):
     table, out = _kernel_bits(baseline, window, salt, bits)
-    naive = testing.naive_counts(baseline, salt, bits)
+    naive = oracles.naive_counts(baseline, salt, bits)
     assert {int(k): int(v) for k, v in enumerate(table) if v} == {k: v for k, v in naive.items() if v}
-    expected = [testing.naive_event_bits(naive, e, salt, bits) for e in window]
+    expected = [oracles.naive_event_bits(naive, e, salt, bits) for e in window]
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-9)
 
 
@@ -50,11 +47,10 @@ def test_incremental_add_remove_equals_rebuild(old, new, seed):
     """Adding the entering events and subtracting the leaving ones gives exactly the rebuilt table."""
     model = ContextModel(seed=seed, table_bits=12)
     model.rebuild(old)
-    buf, starts, ends = _layout(new or [b""])
-    hist, out = np.zeros(256, np.int64), np.zeros(7)
-    bits = np.zeros(len(new) or 1)
-    model.hop(list(new), list(old), buf, starts, ends, 0, 0, 0, 1, bits, hist, (0, 0, 0, 0), 1.0, np.zeros(0),
-              np.zeros((2, 1)), 0, out)
+    if new:
+        cm.count_events(model.counts, *layout(new), True)
+    if old:
+        cm.count_events(model.counts, *layout(old), False)
     fresh = ContextModel(seed=seed, table_bits=12)
     fresh.rebuild(new)
     np.testing.assert_array_equal(model.table, fresh.table)
@@ -62,26 +58,43 @@ def test_incremental_add_remove_equals_rebuild(old, new, seed):
 
 @settings(max_examples=30, deadline=None)
 @given(_ALPHABET_EVENTS, st.integers(0, 2**32))
+def test_leave_one_out_scores_without_the_events_own_counts(events, seed):
+    model = ContextModel(seed=seed, table_bits=12)
+    model.rebuild(events)
+    before = model.table.copy()
+    i0, i1 = len(events) // 3, 2 * len(events) // 3
+    out = np.zeros(i1 - i0)
+    model.leave_one_out(layout(events), i0, i1, out)
+    np.testing.assert_array_equal(model.table, before)
+    without = ContextModel(seed=seed, table_bits=12)
+    without.rebuild(events[:i0] + events[i1:])
+    np.testing.assert_array_equal(out, without.score(events[i0:i1]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(_ALPHABET_EVENTS, st.integers(0, 2**32))
 def test_adaptive_block_bits_is_sequential_coding(events, seed):
     """block_bits = each event coded given all earlier ones (naive: rebuild and score one at a time)."""
     model = ContextModel(seed=seed)
-    salt = int(model._salt)
+    salt = int(model.counts.salt)
     expected = 0.0
     for i, event in enumerate(events):
-        expected += testing.naive_event_bits(testing.naive_counts(events[:i], salt, 16), event, salt, 16)
+        expected += oracles.naive_event_bits(oracles.naive_counts(events[:i], salt, 16), event, salt, 16)
     assert abs(model.block_bits(b"".join(e + b"\n" for e in events)) - expected) < 1e-6 * max(1.0, expected)
 
 
 def test_window_summary_matches_numpy():
-    events = testing.synthetic_logs(120, seed=2)
+    events = synthetic_logs(120, seed=2)
     model = ContextModel(seed=3)
     model.rebuild(events[:60])
-    buf, starts, ends = _layout(events)
+    flat = layout(events)
+    buf, starts, ends = flat
     bits = np.zeros(len(events))
-    hist, out, excess = np.zeros(256, np.int64), np.zeros(7), np.zeros(10)
+    bits[60:80] = model.score(events[60:80])
+    hist, out, excess = np.zeros(256, np.int64), np.zeros(SUMMARY_SIZE), np.zeros(10)
     history = np.array([[0.1, 0.5, 9.0, 0.7], [0.2, 9.0, 9.0, 0.1]])
-    model.hop([], [], buf, starts, ends, 60, 80, 70, 2, bits, hist, (0, 0, 70, 80), 0.5, excess, history, 3,
-              out)
+    move_histogram(flat, hist, 0, 0, 70, 80)
+    summarize(flat, 70, 80, 2, bits, hist, 0.5, excess, history, 3, out)
     sizes = ends[70:80] - starts[70:80] + 1
     window = bits[70:80]
     np.testing.assert_allclose(excess, window - 0.5 * sizes)
@@ -96,28 +109,31 @@ def test_window_summary_matches_numpy():
 
 
 def test_novel_event_costs_far_more_than_a_familiar_one():
-    events = testing.synthetic_logs(400, seed=4)
+    events = synthetic_logs(400, seed=4)
     model = ContextModel()
     model.rebuild(events)
     familiar = model.piece_bits(events[-1]) / len(events[-1])
-    novel = testing.synthetic_logs(1, seed=4, anomalies=[0])[0]
+    novel = synthetic_logs(1, seed=4, anomalies=[0])[0]
     assert model.piece_bits(novel) / len(novel) > 4 * familiar
 
 
 def test_zlib_oracle_priming_is_exact():
-    baseline = testing.synthetic_logs(200, seed=1)
+    baseline = synthetic_logs(200, seed=1)
     oracle = ZlibOracle()
     oracle.rebuild(baseline)
     raw = b"".join(e + b"\n" for e in baseline)
     piece = b"ERROR something new happened\n"
     from_scratch = len(zlib.compress(raw + piece, 6)) - len(zlib.compress(raw, 6))
     assert oracle.piece_bits(piece) == 8 * from_scratch
+    assert oracle.score([piece[:-1]]).tolist() == [8.0 * from_scratch]
 
 
 def test_oracles_agree_on_what_is_novel():
-    baseline = testing.synthetic_logs(300, seed=6)
-    novel = testing.synthetic_logs(1, seed=6, anomalies=[0])[0]
+    baseline = synthetic_logs(300, seed=6)
+    novel = synthetic_logs(1, seed=6, anomalies=[0])[0]
     for name in ("cm", "zlib", "zstd"):
         model = make_model(name, seed=1)
         model.rebuild(baseline)
         assert model.piece_bits(novel + b"\n") > 2 * model.piece_bits(baseline[-1] + b"\n"), name
+        novel_bits, familiar_bits = model.score([novel, baseline[-1]])
+        assert novel_bits > 2 * familiar_bits, name

@@ -1,6 +1,7 @@
-"""The contract every registered detector kind must honour (see detectors/base.py and detectors/testing.py).
+"""The contract every registered detector kind must honour (see detectors/base.py).
 
-Each detector class supplies ``example_events(n, seed)``, ``example_config()`` and ``kernel_checks()``.
+Each detector class supplies ``example_events(n, seed) -> EventBatch`` and ``example_config()``; each kind
+has its kernel checks in ``tests/detectors/kernel_checks.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from detectors import registry
+from detectors import EventBatch, registry
+from tests.detectors.kernel_checks import CHECKS
 
 KINDS = registry.available()
 N_EVENTS = 400
@@ -111,12 +113,12 @@ def test_injected_anomaly_is_flagged_near_the_end(reference_run):
 
 def test_inputs_not_mutated(reference_run):
     kind, events, _ = reference_run
-    before = copy.deepcopy(events)
+    before = copy.deepcopy(events.events)
     _make(kind).update(events)
-    if isinstance(events, np.ndarray):
-        np.testing.assert_array_equal(events, before)
+    if isinstance(before, np.ndarray):
+        np.testing.assert_array_equal(events.events, before)
     else:
-        assert events == before
+        assert events.events == before
 
 
 def test_warmup_declares_nothing(reference_run):
@@ -128,12 +130,7 @@ def test_warmup_declares_nothing(reference_run):
     assert det.events_seen == 5
 
 
-def _kernel_checks(kind: str) -> list:
-    provider = getattr(_cls(kind), "kernel_checks", None)
-    return provider() if provider is not None else []
-
-
-_CHECKS = [(kind, check) for kind in KINDS for check in _kernel_checks(kind)]
+_CHECKS = [(kind, check) for kind in KINDS for check in CHECKS.get(kind, [])]
 
 
 @pytest.mark.parametrize(("kind", "check"), _CHECKS, ids=[f"{k}:{c.name}" for k, c in _CHECKS])
@@ -148,5 +145,15 @@ def test_kernel_matches_reference(kind, check, seed):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_kind_has_kernel_checks(kind):
-    assert _kernel_checks(kind), (f"{kind}: the detector class must provide kernel_checks() -> list["
-                                  "detectors.testing.KernelCheck] (each kernel against a naive reference)")
+    assert CHECKS.get(kind), (f"{kind}: add its kernels' checks against slow references to "
+                              "tests/detectors/kernel_checks.py")
+
+
+def test_every_kind_takes_an_event_batch_only(reference_run):
+    kind, events, _ = reference_run
+    det = _make(kind)
+    with pytest.raises(TypeError, match="EventBatch"):
+        det.update(list(events.events))
+    assert det.events_seen == 0
+    assert det.update(EventBatch(events.events[:0])) == []
+    assert dict(det.skipped_points) == {k: 0 for k in det.skipped_points}

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detectors import registry
-from detectors._kernels import numeric as K
+from detectors import EventBatch, registry
 from detectors.numeric import NumericDetector
 
 
@@ -21,7 +20,7 @@ def _anomalies(results):
 def test_level_shift_is_flagged_and_explained():
     x = _noise(3000, 1)
     x[2500:] += 15.0
-    flagged = _anomalies(NumericDetector(profile="balanced").update(x))
+    flagged = _anomalies(NumericDetector(profile="balanced").update(EventBatch(x)))
     assert flagged, "a 15-sigma level shift went unnoticed"
     first = flagged[0]
     assert 2500 < first.end_offset <= 2500 + 60
@@ -35,14 +34,17 @@ def test_level_shift_is_flagged_and_explained():
 def test_spike_is_pinpointed():
     x = _noise(3000, 2)
     x[2700] = 80.0
-    flagged = _anomalies(NumericDetector(profile="balanced").update(x))
-    assert flagged
-    assert all(r.start_offset <= 2700 < r.end_offset for r in flagged)
-    assert {r.explanation["top_events"][0]["offset"] for r in flagged} == {2700}
+    flagged = _anomalies(NumericDetector(profile="balanced").update(EventBatch(x)))
+    spike = [r for r in flagged if r.start_offset <= 2700 < r.end_offset]
+    assert len(spike) == 5  # every window holding it
+    assert {r.explanation["top_events"][0]["offset"] for r in spike} == {2700}
+    assert all(r.severity == "critical" and r.explanation["model"] == "range" for r in spike)
+    # anything else is a borderline false alarm of the noise (about 0.3 expected over these windows)
+    assert all(r.p_value > 1e-4 and r.severity in ("low", "medium") for r in flagged if r not in spike)
 
 
 def test_stationary_series_raises_no_alarm():
-    results = NumericDetector(profile="strict").update(_noise(20_000, 3))
+    results = NumericDetector(profile="strict").update(EventBatch(_noise(20_000, 3)))
     assert len(results) > 900
     assert not _anomalies(results)
 
@@ -55,26 +57,14 @@ def test_missing_daily_peak_is_found_by_the_daily_model():
     day9 = slice(288 * 9, 288 * 10)
     x[day9] = 100 + np.random.default_rng(5).normal(0, 1.0, 288)  # the peak never comes
     det = NumericDetector(profile="sensitive")
-    flagged = _anomalies(det.update(x, timestamps=t))
+    flagged = _anomalies(det.update(EventBatch(x, t)))
     in_day9 = [r for r in flagged if r.end_offset > 288 * 9]
     assert in_day9, "a missing daily peak inside the normal range was not flagged"
     assert in_day9[0].explanation["model"] == "daily"
 
 
-def test_tail_p_value_counts_only_the_values_above_a_tied_threshold():
-    # a history that is mostly zeros (the range model judging one row at a time): only the 10 positive
-    # values exceed the tail threshold, so a score among them is about as rare as its rank says, not
-    # diluted by the 5 % tail share made of zeros (the old fit gave ~9x the rank p-value here)
-    hist = np.sort(np.concatenate([np.zeros(2990), np.linspace(1.0, 3.0, 10)]))
-    rank = (1 + int((hist >= 2.0).sum())) / (hist.size + 1)
-    p = K._tail_p(hist, hist.size, 2.0, 0.05, 10, 0.1, 0.0)
-    assert p <= 11 / (hist.size + 1)
-    assert rank / 3 < p < 3 * rank
-    assert K._tail_p(hist, hist.size, 8.0, 0.05, 10, 0.1, 0.0) < 1 / (hist.size + 1)
-
-
 def _warm_alarms(values: np.ndarray, profile: str) -> tuple[int, int]:
-    results = [r for r in NumericDetector(profile=profile).update(values) if r.figures["warm"]]
+    results = [r for r in NumericDetector(profile=profile).update(EventBatch(values)) if r.figures["warm"]]
     return sum(r.is_anomaly for r in results), len(results)
 
 
@@ -94,51 +84,70 @@ def test_sparse_counter_deltas_keep_the_false_alarm_target(seed, profile):
     assert alarms <= 2.5 * target * windows, f"{alarms} false alarms in {windows} windows"
 
 
-def test_tail_does_not_extrapolate_a_cluster_of_near_ties():
-    # a count stream's range statistic: mostly 0, a cluster at "one step past the range" (~1.26 bits,
-    # smeared by the drifting scale). Fitting the cluster's spread as a tail gave it a scale of 0.1 bit
-    # and made the next step (2.52 bits) look 1e-7 rare; an unresolved tail falls back to 2^-bits
-    cluster = 1.26 + np.linspace(0.0, 0.05, 60)
-    hist = np.sort(np.concatenate([np.zeros(940), cluster]))
-    n = hist.size
-    assert K._tail_p(hist, n, 2.52, 0.05, 10, 0.1, 0.0) > 1 / (n + 1)
-    # a tail spread over bits is still fitted, and extrapolates below the rank
-    spread = np.sort(np.concatenate([np.zeros(940), 1.26 + np.linspace(0.0, 3.0, 60)]))
-    assert K._tail_p(spread, n, 12.0, 0.05, 10, 0.1, 0.0) < 0.1 / (n + 1)
-
-
 def test_snapshot_restore_continues_exactly():
     x = _noise(4000, 6)
     x[3500:3510] -= 12
     t = 1.7e9 + 60.0 * np.arange(x.size)
-    whole = NumericDetector(profile="sensitive").update(x, timestamps=t)
+    whole = NumericDetector(profile="sensitive").update(EventBatch(x, t))
     det = NumericDetector(profile="sensitive")
-    first = det.update(x[:1777], timestamps=t[:1777])
+    first = det.update(EventBatch(x[:1777], t[:1777]))
     data = det.snapshot()
     assert b"pickle" not in data[:200]
     restored = registry.restore("numeric", data)
     assert restored.config_hash == det.config_hash and restored.events_seen == 1777
-    assert first + restored.update(x[1777:], timestamps=t[1777:]) == whole
+    assert first + restored.update(EventBatch(x[1777:], t[1777:])) == whole
 
 
 def test_seasonal_switch_is_chunking_invariant():
     x = _noise(600, 7)
     t = 3600.0 * np.arange(x.size)  # hourly: the daily lag (24) is shorter than the period estimate (65)
-    whole = NumericDetector(profile="sensitive").update(x, timestamps=t)
+    whole = NumericDetector(profile="sensitive").update(EventBatch(x, t))
     det = NumericDetector(profile="sensitive")
-    parts = [det.update(x[a:b], timestamps=t[a:b]) for a, b in ((0, 30), (30, 100), (100, 600))]
+    parts = [det.update(EventBatch(x[a:b], t[a:b])) for a, b in ((0, 30), (30, 100), (100, 600))]
     assert [r for p in parts for r in p] == whole
 
 
-@pytest.mark.parametrize("bad", [[1.0, float("nan")], [float("inf")]])
-def test_rejects_non_finite_values(bad):
-    with pytest.raises(ValueError, match="finite"):
-        NumericDetector().update(bad)
+def test_non_finite_values_are_skipped_and_counted_never_raised():
+    x = _noise(3000, 8)
+    x[2700] = 80.0
+    clean = NumericDetector(profile="balanced").update(EventBatch(x))
+    dirty = np.insert(x, [100, 1500, 1500, 2800], [np.nan, np.inf, -np.inf, np.nan])
+    det = NumericDetector(profile="balanced")
+    results = det.update(EventBatch(dirty))
+    assert det.skipped_points == {"nan": 2, "inf": 2}
+    assert det.events_seen == dirty.size
+    # the same windows, p-values and verdicts as without the bad points; offsets count every point fed
+    assert [(r.p_value, r.is_anomaly) for r in results] == [(r.p_value, r.is_anomaly) for r in clean]
+    inserted = [100, 1500, 1500, 2800]  # np.insert puts the bad points before these indices of x
+
+    def shifted(offset: int) -> int:
+        return offset + sum(i <= offset for i in inserted)
+
+    flagged = [(r, c) for r, c in zip(results, clean, strict=True) if r.is_anomaly]
+    assert any(r.explanation["top_events"][0]["offset"] == 2703 for r, _ in flagged)
+    for r, c in flagged:
+        assert r.explanation["top_events"][0]["offset"] == shifted(c.explanation["top_events"][0]["offset"])
+        assert (r.start_offset, r.end_offset - 1) == (shifted(c.start_offset), shifted(c.end_offset - 1))
+    spanning = next(r for r in results if r.start_offset < 1501 and r.end_offset > 1503)  # inf, -inf inside
+    assert spanning.end_offset - spanning.start_offset == det.config["window"] + 2
+
+
+def test_a_batch_of_only_bad_points_scores_nothing_and_keeps_chunking_invariance():
+    x = _noise(1200, 9)
+    x[[5, 600, 601, 1100]] = [np.nan, np.inf, np.nan, -np.inf]
+    whole = NumericDetector(profile="sensitive").update(EventBatch(x))
+    det = NumericDetector(profile="sensitive")
+    parts = det.update(EventBatch(x[:600])) + det.update(EventBatch(x[600:602]))
+    assert det.skipped_points == {"nan": 2, "inf": 1}
+    restored = registry.restore("numeric", det.snapshot())
+    assert restored.skipped_points == det.skipped_points and restored.events_seen == 602
+    parts += restored.update(EventBatch(x[602:]))
+    assert parts == whole
 
 
 def test_rejects_mismatched_timestamps_and_bad_snapshots():
-    with pytest.raises(ValueError, match="one entry per value"):
-        NumericDetector().update([1.0, 2.0], timestamps=[1.0])
+    with pytest.raises(ValueError, match="one entry per event"):
+        NumericDetector().update(EventBatch([1.0, 2.0], [1.0]))
     with pytest.raises(ValueError, match="snapshot"):
         NumericDetector.restore(b"not a snapshot")
     with pytest.raises(ValueError, match="models"):

@@ -19,7 +19,7 @@ from tests.e2e import detect_support as ds
 from tests.fixtures.gateway import REPO, wait_until
 
 RUNBOOK_SERIES = {  # name -> label names its samples must carry
-    "driftlock_anomalies_detected_total": {"stream_type", "severity"},
+    "driftlock_anomalies_detected_total": {"stream_type", "severity", "service"},
     "driftlock_anomaly_processing_duration_seconds_bucket": {"le"},
     "driftlock_cbad_events_per_second": set(),
     "driftlock_cbad_compression_ratio": {"stream_type"},

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from detectors import EventBatch
 from detectors.evaluate import _paths, logs, nab, stationary
 from tests.fixtures.required import require_paths
 
@@ -51,7 +52,7 @@ def test_detections_are_exactly_the_incident_starts():
     _need_nab()
     series = nab.load_series("artificialWithAnomaly/art_daily_jumpsup.csv")
     det = nab.NumericDetector(**nab.nab_config("sensitive"))
-    results = det.update(series.values, timestamps=series.unix)
+    results = det.update(EventBatch(series.values, series.unix))
     starts = {r.end_offset - 1 for r in results if r.is_anomaly and r.figures["incident_start"] == 1.0}
     scores = nab.row_scores(results, len(series.values), det.config["false_alarm_target"])
     assert starts, "the example file should produce at least one incident"
@@ -114,11 +115,11 @@ def test_transition_codes_survive_canonical_masking_and_never_run_together():
 
 def _warm_detector():
     from detectors import registry
-    from detectors.testing import synthetic_logs
+    from detectors.synthetic import synthetic_logs
 
     history = synthetic_logs(1500, seed=5)
     det = registry.create("cbad", profile="sensitive", seed=3, window=1, hop=1, baseline=len(history))
-    det.warm_up(history)
+    det.warm_up(EventBatch(history))
     return det
 
 
@@ -129,11 +130,11 @@ def test_warm_up_calibrates_on_the_baseline_by_leave_one_out():
     assert cal.count == 1499 and cal.capacity == 1499
     # leave-one-out: a template seen once in the history must cost more than when scored with its own counts
     assert float(cal.history(0).max()) > float(np.median(cal.history(0)))
-    from detectors.testing import synthetic_logs
+    from detectors.synthetic import synthetic_logs
 
     fresh = synthetic_logs(1700, seed=5)[1500:]
     novel = [b"FATAL kernel panic: unexpected trap in module zq_fs at stage <N2>"]
-    results = det.update(fresh[:150] + novel + fresh[150:])
+    results = det.update(EventBatch(fresh[:150] + novel + fresh[150:]))
     flagged = [r.start_offset for r in results if r.is_anomaly]
     assert 1650 in flagged  # the novel line
     assert len(flagged) <= 12  # about the 1e-2 target on 201 normal lines, with room for chance
@@ -141,13 +142,13 @@ def test_warm_up_calibrates_on_the_baseline_by_leave_one_out():
 
 def test_warm_up_snapshot_restores_the_enlarged_calibration_ring():
     from detectors import registry
-    from detectors.testing import synthetic_logs
+    from detectors.synthetic import synthetic_logs
 
     det = _warm_detector()
     again = registry.restore("cbad", det.snapshot())
     assert again._calibrator.capacity == det._calibrator.capacity
     more = synthetic_logs(1600, seed=8)[1500:]
-    assert again.update(more) == det.update(more)
+    assert again.update(EventBatch(more)) == det.update(EventBatch(more))
 
 
 def test_warm_up_needs_the_context_model():
@@ -155,16 +156,16 @@ def test_warm_up_needs_the_context_model():
 
     det = registry.create("cbad", profile="sensitive", compressor="zlib", window=1, hop=1, baseline=10)
     with pytest.raises(ValueError, match="cm compressor"):
-        det.warm_up([b"INFO ok"] * 20)
+        det.warm_up(EventBatch([b"INFO ok"] * 20))
 
 
 def test_warm_up_with_multi_event_windows_calibrates_one_block_per_window():
     from detectors import registry
-    from detectors.testing import synthetic_logs
+    from detectors.synthetic import synthetic_logs
 
     history = synthetic_logs(1000, seed=2)
     det = registry.create("cbad", profile="sensitive", seed=1, window=10, hop=5, baseline=600)
-    det.warm_up(history)
+    det.warm_up(EventBatch(history))
     assert det._calibrator.count == 60 and det.warmed_up
-    results = det.update(synthetic_logs(1200, seed=2)[1000:])
+    results = det.update(EventBatch(synthetic_logs(1200, seed=2)[1000:]))
     assert sum(r.is_anomaly for r in results) <= 4  # 40 windows at a 1e-2 target

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from otlp_gateway.otlp.annotate import PREFIX, AnomalyMark, annotate
+import dataclasses
+
+from otlp_gateway.otlp.annotate import INCIDENT_ID, PREFIX, AnomalyMark, annotate
 from tests.otlp.otlp_data import LogSpec, SpanSpec, kv, logs_request, traces_request
 
 MARK = AnomalyMark("abc123", 7.5, 0.0004, "high", "cbad", "3 events cost 40 bits more", "traces/a/GET /x")
@@ -51,3 +53,14 @@ def test_no_marks_leaves_the_request_bytes_identical() -> None:
     before = req.SerializeToString()
     assert annotate("traces", req, {}) == 0
     assert req.SerializeToString() == before
+
+
+def test_items_blamed_within_an_incident_also_carry_its_id() -> None:
+    in_incident = dataclasses.replace(MARK, incident_id="inc_0123456789abcdef")
+    req = logs_request([LogSpec("a", "s", "one"), LogSpec("a", "s", "two"),
+                        LogSpec("a", "s", "three", attrs={INCIDENT_ID: "client-set"})])
+    assert annotate("logs", req, {0: in_incident, 1: MARK, 2: in_incident}) == 3
+    first, second, third = req.resource_logs[0].scope_logs[0].log_records
+    assert _attrs(first)[INCIDENT_ID].string_value == "inc_0123456789abcdef"
+    assert INCIDENT_ID not in _attrs(second)  # a window outside any incident names none
+    assert [a.value.string_value for a in third.attributes if a.key == INCIDENT_ID] == ["client-set"]

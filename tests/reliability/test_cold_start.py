@@ -25,6 +25,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from otlp_gateway.jit import kernel_sources_digest
 from tests.e2e.detect_support import metric_value
 from tests.fixtures.gateway import REPO, GatewayProcess, gateway_config_dict
 from tests.fixtures.waiting import wait_until
@@ -128,7 +129,8 @@ def test_first_start_with_an_empty_jit_cache_loses_nothing(tmp_path: Path, site:
 
     # compiled into the configured directory, for the installed copy's sources; nothing beside them
     kernels = site / "detectors" / "_kernels"
-    cached = jit / f"_kernels_{hashlib.sha1(str(kernels).encode()).hexdigest()}"
-    assert _cache_files(cached), sorted(p.name for p in jit.iterdir())
+    keyed = jit / kernel_sources_digest()  # keyed by the kernels' sources: a stale cache is never loaded
+    cached = keyed / f"_kernels_{hashlib.sha1(str(kernels).encode()).hexdigest()}"
+    assert _cache_files(cached), sorted(str(p.relative_to(jit)) for p in jit.rglob("*") if p.is_dir())
     assert _cache_files(site) == []
     assert not (tmp_path / "user-cache").exists()

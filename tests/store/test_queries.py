@@ -28,9 +28,9 @@ def test_private_queries_belong_to_their_own_dialect(dialect: str) -> None:
 def test_list_queries_have_a_where_slot_and_their_conditions(dialect: str) -> None:
     queries = load_queries(dialect)  # type: ignore[arg-type]
     with_slot = {name for name in queries if WHERE_SLOT in queries[name]}
-    assert with_slot == {"query_anomalies", "query_audit"}
+    assert with_slot == {"query_anomalies", "query_audit", "query_incidents"}
     conditions = {name for name in queries if "_where_" in name}
-    assert {name.split("_where_")[0] for name in conditions} == {"anomalies", "audit"}
+    assert {name.split("_where_")[0] for name in conditions} == {"anomalies", "audit", "incidents"}
     sql = queries.with_where("query_anomalies", ["anomalies_where_stream_id", "anomalies_where_before"])
     assert WHERE_SLOT not in sql and sql.count(" AND ") == 1 and "WHERE (stream_id" in sql
     assert "WHERE" not in queries.with_where("query_audit", [])
@@ -40,8 +40,11 @@ def test_every_query_the_store_class_names_exists() -> None:
     source = Path(sql_store.__file__).read_text()
     named = set(re.findall(r'_(?:fetch|execute)\("([a-z_]+)"', source))
     named |= set(re.findall(r'with_where\("([a-z_]+)"', source))
-    named |= {"insert_anomalies", "prune_streams", "prune_states"}
+    named |= set(re.findall(r'_q\["([a-z_]+)"\]', source))
+    named |= {"insert_anomalies", "prune_streams", "prune_states", "prune_scores"}
     named |= {f"anomalies_where_{f}" for f in sql_store._ANOMALY_EQUALITY_FILTERS}
+    named |= {f"incidents_where_{f}" for f in sql_store._INCIDENT_EQUALITY_FILTERS}
+    named |= {"incidents_where_since", "incidents_where_until", "incidents_where_after"}
     assert len(named) > 20
     for dialect in DIALECTS:
         assert named <= set(load_queries(dialect))  # type: ignore[arg-type]

@@ -1,12 +1,20 @@
-"""Streams: their state, and per-stream profile and threshold changes that apply without a restart."""
+"""Streams: their state, warm-up and open incident, their score series, and per-stream profile and
+threshold changes that apply without a restart.
+
+Stream ids contain slashes (``traces/checkout/GET /cart``): ``/streams/<id>/scores`` is always the score
+series route, so a stream whose own id ends in ``/scores`` is read through the list.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
+from starlette.convertors import PathConvertor, register_url_convertor
 
-from otlp_gateway.store.base import StreamInfo
+from detectors.profiles import resolve_profile
+from otlp_gateway.store.base import SCORE_BUCKET_SECONDS, StreamInfo
 from otlp_gateway.streams.control import (
     InvalidCursorError,
     InvalidStreamChange,
@@ -17,18 +25,53 @@ from otlp_gateway.streams.control import (
 from ..audit import record_change, stream_view
 from ..auth import CurrentPrincipal
 from ..errors import ApiError, error_responses
-from ..schemas import StreamList, StreamOut, StreamPatch, StreamState
+from ..schemas import ScoreSeriesOut, StreamList, StreamOut, StreamPatch, StreamState, Timestamp
 
+
+class StreamIdConvertor(PathConvertor):
+    """A stream id in a path: slashes allowed, but not ending in ``/scores`` (that is the series route; with
+    ``:path`` every method of ``/streams/<id>/scores`` would also reach the stream's own routes)."""
+
+    regex = "(?!.*/scores$).+"
+
+
+register_url_convertor("stream", StreamIdConvertor())
 router = APIRouter(prefix="/streams", tags=["streams"])
 StreamId = Annotated[str, Path(min_length=1, max_length=512, description="The stream id")]
+DEFAULT_SERIES_SECONDS = 3600.0
+MAX_SERIES_SECONDS = 86_400.0
 
 
 def _control(request: Request) -> StreamControl:
     return request.app.state.ctx.streams
 
 
-def _out(control: StreamControl, info: StreamInfo) -> StreamOut:
-    return StreamOut.from_info(info, control.effective(info))
+async def _outs(control: StreamControl, infos: list[StreamInfo]) -> list[StreamOut]:
+    open_ids = await control.open_incident_ids([i.stream_id for i in infos])
+    return [StreamOut.from_info(i, control.effective(i), control.warmup(i), open_ids.get(i.stream_id))
+            for i in infos]
+
+
+async def _out(control: StreamControl, info: StreamInfo) -> StreamOut:
+    return (await _outs(control, [info]))[0]
+
+
+def threshold_p(control: StreamControl, info: StreamInfo | None, profile: str) -> float | None:
+    """The false-alarm target per window the stream runs with (its profile's when the stream is gone)."""
+    effective = control.effective(info) if info is not None else None
+    if effective is not None:
+        return effective.false_alarm_target
+    try:
+        return resolve_profile(profile).false_alarm_target
+    except ValueError:
+        return None
+
+
+async def score_series(request: Request, stream_id: str, since: dt.datetime, until: dt.datetime,
+                       info: StreamInfo | None, profile: str) -> ScoreSeriesOut:
+    buckets = await request.app.state.ctx.store.score_series(stream_id, since, until)
+    return ScoreSeriesOut.from_buckets(buckets, SCORE_BUCKET_SECONDS,
+                                       threshold_p(_control(request), info, profile))
 
 
 @router.get("", response_model=StreamList, responses=error_responses(400),
@@ -42,20 +85,41 @@ async def list_streams(request: Request, _: CurrentPrincipal,
         page = await control.list_streams(limit=limit, cursor=cursor, state=state)
     except InvalidCursorError as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
-    return StreamList(items=[_out(control, i) for i in page.items], next_cursor=page.next_cursor)
+    return StreamList(items=await _outs(control, page.items), next_cursor=page.next_cursor)
 
 
-@router.get("/{stream_id:path}", response_model=StreamOut, responses=error_responses(404),
+@router.get("/{stream_id:path}/scores", response_model=ScoreSeriesOut, responses=error_responses(400, 404),
+            summary="The stream's score series: its windows in 10 s buckets of event time")
+async def get_scores(request: Request, _: CurrentPrincipal, stream_id: StreamId,
+                     since: Annotated[Timestamp | None, Query(
+                         description="buckets starting at or after (RFC 3339); default until - 1 h")] = None,
+                     until: Annotated[Timestamp | None, Query(
+                         description="buckets starting before (RFC 3339); default now")] = None,
+                     ) -> ScoreSeriesOut:
+    control = _control(request)
+    info = await control.get_stream(stream_id)
+    if info is None:
+        raise ApiError(404, "not_found", f"no stream with id {stream_id!r}")
+    end = until or dt.datetime.now(dt.UTC)
+    start = since or end - dt.timedelta(seconds=DEFAULT_SERIES_SECONDS)
+    if start > end:
+        raise ApiError(400, "bad_request", "since must not be after until")
+    if (end - start).total_seconds() > MAX_SERIES_SECONDS:
+        raise ApiError(400, "bad_request", f"ask for at most {MAX_SERIES_SECONDS / 3600:.0f} hours at once")
+    return await score_series(request, stream_id, start, end, info, info.profile)
+
+
+@router.get("/{stream_id:stream}", response_model=StreamOut, responses=error_responses(404),
             summary="One stream")
 async def get_stream(request: Request, _: CurrentPrincipal, stream_id: StreamId) -> StreamOut:
     control = _control(request)
     info = await control.get_stream(stream_id)
     if info is None:
         raise ApiError(404, "not_found", f"no stream with id {stream_id!r}")
-    return _out(control, info)
+    return await _out(control, info)
 
 
-@router.patch("/{stream_id:path}", response_model=StreamOut, responses=error_responses(404, 409),
+@router.patch("/{stream_id:stream}", response_model=StreamOut, responses=error_responses(404, 409),
               summary="Change a stream's profile, window sizes, false-alarm target or enabled flag (admin)")
 async def update_stream(request: Request, who: CurrentPrincipal, stream_id: StreamId,
                         body: StreamPatch) -> StreamOut:
@@ -71,4 +135,4 @@ async def update_stream(request: Request, who: CurrentPrincipal, stream_id: Stre
         raise ApiError(409, "conflict", f"body: {exc}") from None
     await record_change(request.app.state.ctx.store, who, "stream.update", f"stream:{stream_id}",
                         stream_view(before), stream_view(after))
-    return _out(control, after)
+    return await _out(control, after)

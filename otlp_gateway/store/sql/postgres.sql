@@ -15,7 +15,8 @@ CREATE TEMP TABLE IF NOT EXISTS incoming_anomalies (
     novelty_bits_per_byte float8, novelty_bits_per_event float8, ncd float8,
     compression_ratio_baseline float8, compression_ratio_window float8, entropy_baseline float8,
     entropy_window float8, delta_bits float8, figures text, explanation text, evidence text, detector text,
-    config_hash text, seed int8, engine_version text, is_drift bool, status text, detected_at timestamptz
+    config_hash text, seed int8, engine_version text, is_drift bool, status text, detected_at timestamptz,
+    incident_id text
 ) ON COMMIT DELETE ROWS
 
 -- name: postgres.staging_columns
@@ -33,19 +34,19 @@ INSERT INTO anomalies (
     score, p_value, severity, novelty_bits_per_byte, novelty_bits_per_event, ncd,
     compression_ratio_baseline, compression_ratio_window, entropy_baseline, entropy_window, delta_bits,
     figures, explanation, evidence, detector, config_hash, seed, engine_version, is_drift, status,
-    detected_at)
+    detected_at, incident_id)
 SELECT id, stream_id, signal, service, window_start, window_end, window_start_offset, window_end_offset,
     score, p_value, severity, novelty_bits_per_byte, novelty_bits_per_event, ncd,
     compression_ratio_baseline, compression_ratio_window, entropy_baseline, entropy_window, delta_bits,
     figures::jsonb, explanation::jsonb, evidence::jsonb, detector, config_hash, seed, engine_version,
-    is_drift, status, detected_at
+    is_drift, status, detected_at, incident_id
 FROM incoming_anomalies
 ON CONFLICT DO NOTHING
 
 -- name: query_anomalies
 SELECT id, stream_id, signal, service, window_start_offset, window_end_offset, window_start, window_end,
     score, p_value, severity, figures, explanation, evidence, detector, config_hash, seed, engine_version,
-    is_drift, status, detected_at
+    is_drift, status, detected_at, incident_id
 FROM anomalies /*where*/
 ORDER BY detected_at DESC, id DESC
 LIMIT %(limit)s
@@ -77,14 +78,14 @@ detected_at < %(until)s
 -- name: get_anomaly
 SELECT id, stream_id, signal, service, window_start_offset, window_end_offset, window_start, window_end,
     score, p_value, severity, figures, explanation, evidence, detector, config_hash, seed, engine_version,
-    is_drift, status, detected_at
+    is_drift, status, detected_at, incident_id
 FROM anomalies WHERE id = %(id)s
 
 -- name: set_anomaly_status
 UPDATE anomalies SET status = %(status)s WHERE id = %(id)s
 RETURNING id, stream_id, signal, service, window_start_offset, window_end_offset, window_start, window_end,
     score, p_value, severity, figures, explanation, evidence, detector, config_hash, seed, engine_version,
-    is_drift, status, detected_at
+    is_drift, status, detected_at, incident_id
 
 -- name: upsert_stream
 INSERT INTO streams (stream_id, signal, service, name, state, profile, settings, events_seen, updated_at)
@@ -123,6 +124,10 @@ DELETE FROM streams WHERE stream_id IN (
 -- name: prune_states
 DELETE FROM detector_state WHERE stream_id IN (
     SELECT stream_id FROM detector_state WHERE saved_at < %(cutoff)s LIMIT %(limit)s)
+
+-- name: prune_scores
+DELETE FROM stream_scores WHERE (stream_id, bucket_start) IN (
+    SELECT stream_id, bucket_start FROM stream_scores WHERE bucket_start < %(cutoff)s LIMIT %(limit)s)
 
 -- name: create_api_key
 INSERT INTO api_keys (key_id, name, role, secret_hash, created_at, revoked_at, rotated_at, last_used_at)
@@ -165,3 +170,121 @@ actor = %(actor)s
 
 -- name: audit_where_before
 (at, id) < (%(before_at)s, %(before_id)s)
+
+-- name: upsert_incidents
+-- Run once per row (executemany). Forward only: a closed incident never changes again, and an open one
+-- takes an update only if it is not older (more or as many anomalous windows, as far or further). The
+-- operator's columns (acknowledged_*, pending_action) are never written here; closed_by only once.
+INSERT INTO incidents (
+    id, stream_id, seq, opened_offset, signal, service, name, profile, status, severity, opened_at,
+    last_anomalous_at, last_anomalous_offset, resolved_at, anomalous_windows, min_p_value, summary, fields,
+    evidence, closed_by, updated_at)
+VALUES (
+    %(id)s, %(stream_id)s, %(seq)s, %(opened_offset)s, %(signal)s, %(service)s, %(name)s, %(profile)s,
+    %(status)s, %(severity)s, %(opened_at)s, %(last_anomalous_at)s, %(last_anomalous_offset)s,
+    %(resolved_at)s, %(anomalous_windows)s, %(min_p_value)s, %(summary)s, %(fields)s::jsonb,
+    %(evidence)s::jsonb, %(closed_by)s, %(updated_at)s)
+ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, severity = EXCLUDED.severity,
+    last_anomalous_at = EXCLUDED.last_anomalous_at, last_anomalous_offset = EXCLUDED.last_anomalous_offset,
+    resolved_at = EXCLUDED.resolved_at, anomalous_windows = EXCLUDED.anomalous_windows,
+    min_p_value = EXCLUDED.min_p_value, summary = EXCLUDED.summary, fields = EXCLUDED.fields,
+    evidence = EXCLUDED.evidence, closed_by = COALESCE(incidents.closed_by, EXCLUDED.closed_by),
+    updated_at = EXCLUDED.updated_at
+WHERE incidents.status = 'open' AND (EXCLUDED.status <> 'open'
+    OR (EXCLUDED.anomalous_windows, EXCLUDED.last_anomalous_offset)
+        >= (incidents.anomalous_windows, incidents.last_anomalous_offset))
+
+-- name: query_incidents
+-- Open first, then the most recently opened (the order of the index incidents_order_idx).
+SELECT id, stream_id, seq, opened_offset, signal, service, name, profile, status, severity, opened_at,
+    last_anomalous_at, last_anomalous_offset, resolved_at, anomalous_windows, min_p_value, summary, fields,
+    evidence, acknowledged_by, acknowledged_at, closed_by, pending_action, updated_at
+FROM incidents /*where*/
+ORDER BY closed, opened_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: incidents_where_status
+status = %(status)s
+
+-- name: incidents_where_service
+service = %(service)s
+
+-- name: incidents_where_signal
+signal = %(signal)s
+
+-- name: incidents_where_severity
+severity = %(severity)s
+
+-- name: incidents_where_stream_id
+stream_id = %(stream_id)s
+
+-- name: incidents_where_since
+opened_at >= %(since)s
+
+-- name: incidents_where_until
+opened_at < %(until)s
+
+-- name: incidents_where_after
+-- After the cursor's row in the list order: (closed ASC, opened_at DESC, id DESC).
+closed > %(after_closed)s OR (closed = %(after_closed)s AND (opened_at, id) < (%(after_at)s, %(after_id)s))
+
+-- name: get_incident
+SELECT id, stream_id, seq, opened_offset, signal, service, name, profile, status, severity, opened_at,
+    last_anomalous_at, last_anomalous_offset, resolved_at, anomalous_windows, min_p_value, summary, fields,
+    evidence, acknowledged_by, acknowledged_at, closed_by, pending_action, updated_at
+FROM incidents WHERE id = %(id)s
+
+-- name: acknowledge_incident
+UPDATE incidents SET acknowledged_by = %(actor)s, acknowledged_at = %(at)s, updated_at = %(at)s
+WHERE id = %(id)s AND status = 'open'
+RETURNING id, stream_id, seq, opened_offset, signal, service, name, profile, status, severity, opened_at,
+    last_anomalous_at, last_anomalous_offset, resolved_at, anomalous_windows, min_p_value, summary, fields,
+    evidence, acknowledged_by, acknowledged_at, closed_by, pending_action, updated_at
+
+-- name: close_incident
+-- An operator's closing action; only an open incident closes (else no row: the caller answers 409).
+UPDATE incidents SET status = %(status)s, resolved_at = %(at)s, closed_by = %(actor)s,
+    pending_action = %(pending)s, updated_at = %(at)s
+WHERE id = %(id)s AND status = 'open'
+RETURNING id, stream_id, seq, opened_offset, signal, service, name, profile, status, severity, opened_at,
+    last_anomalous_at, last_anomalous_offset, resolved_at, anomalous_windows, min_p_value, summary, fields,
+    evidence, acknowledged_by, acknowledged_at, closed_by, pending_action, updated_at
+
+-- name: pending_incident_actions
+-- `stream_id` NULL for every stream.
+SELECT id, stream_id, seq, opened_offset, signal, service, name, profile, status, severity, opened_at,
+    last_anomalous_at, last_anomalous_offset, resolved_at, anomalous_windows, min_p_value, summary, fields,
+    evidence, acknowledged_by, acknowledged_at, closed_by, pending_action, updated_at
+FROM incidents
+WHERE pending_action IS NOT NULL AND (CAST(%(stream_id)s AS TEXT) IS NULL OR stream_id = %(stream_id)s)
+ORDER BY stream_id, seq
+
+-- name: clear_pending_action
+UPDATE incidents SET pending_action = NULL WHERE id = %(id)s
+
+-- name: open_incident_ids
+-- `stream_ids`: a JSON array of stream ids. The newest open incident of each.
+SELECT DISTINCT ON (stream_id) stream_id, id FROM incidents
+WHERE status = 'open' AND stream_id IN (SELECT jsonb_array_elements_text(CAST(%(stream_ids)s AS jsonb)))
+ORDER BY stream_id, opened_at DESC, id DESC
+
+-- name: false_incident_counts
+-- Per profile: incidents operators marked false positives, and the events their streams were scored on.
+SELECT p.profile, COALESCE(f.false_positives, 0) AS false_positives, p.events AS events
+FROM (SELECT profile, CAST(SUM(events_seen) AS BIGINT) AS events FROM streams GROUP BY profile) p
+LEFT JOIN (SELECT profile, COUNT(*) AS false_positives FROM incidents
+           WHERE status = 'false_positive' GROUP BY profile) f ON f.profile = p.profile
+
+-- name: write_scores
+-- Run once per row (executemany). Buckets are cumulative: a replayed older state (fewer windows) loses.
+INSERT INTO stream_scores (stream_id, bucket_start, windows, anomalous, min_p, max_score)
+VALUES (%(stream_id)s, %(bucket_start)s, %(windows)s, %(anomalous)s, %(min_p)s, %(max_score)s)
+ON CONFLICT (stream_id, bucket_start) DO UPDATE SET windows = EXCLUDED.windows,
+    anomalous = EXCLUDED.anomalous, min_p = EXCLUDED.min_p, max_score = EXCLUDED.max_score
+WHERE EXCLUDED.windows >= stream_scores.windows
+
+-- name: score_series
+SELECT stream_id, bucket_start, windows, anomalous, min_p, max_score FROM stream_scores
+WHERE stream_id = %(stream_id)s AND bucket_start >= %(since)s AND bucket_start < %(until)s
+ORDER BY bucket_start
+LIMIT %(limit)s

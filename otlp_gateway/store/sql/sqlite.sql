@@ -15,19 +15,19 @@ INSERT INTO anomalies (
     score, p_value, severity, novelty_bits_per_byte, novelty_bits_per_event, ncd,
     compression_ratio_baseline, compression_ratio_window, entropy_baseline, entropy_window, delta_bits,
     figures, explanation, evidence, detector, config_hash, seed, engine_version, is_drift, status,
-    detected_at)
+    detected_at, incident_id)
 VALUES (
     :id, :stream_id, :signal, :service, :window_start, :window_end, :window_start_offset,
     :window_end_offset, :score, :p_value, :severity, :novelty_bits_per_byte, :novelty_bits_per_event, :ncd,
     :compression_ratio_baseline, :compression_ratio_window, :entropy_baseline, :entropy_window, :delta_bits,
     :figures, :explanation, :evidence, :detector, :config_hash, :seed, :engine_version, :is_drift, :status,
-    :detected_at)
+    :detected_at, :incident_id)
 ON CONFLICT DO NOTHING
 
 -- name: query_anomalies
 SELECT id, stream_id, signal, service, window_start_offset, window_end_offset, window_start, window_end,
     score, p_value, severity, figures, explanation, evidence, detector, config_hash, seed, engine_version,
-    is_drift, status, detected_at
+    is_drift, status, detected_at, incident_id
 FROM anomalies /*where*/
 ORDER BY detected_at DESC, id DESC
 LIMIT :limit
@@ -59,14 +59,14 @@ detected_at < :until
 -- name: get_anomaly
 SELECT id, stream_id, signal, service, window_start_offset, window_end_offset, window_start, window_end,
     score, p_value, severity, figures, explanation, evidence, detector, config_hash, seed, engine_version,
-    is_drift, status, detected_at
+    is_drift, status, detected_at, incident_id
 FROM anomalies WHERE id = :id
 
 -- name: set_anomaly_status
 UPDATE anomalies SET status = :status WHERE id = :id
 RETURNING id, stream_id, signal, service, window_start_offset, window_end_offset, window_start, window_end,
     score, p_value, severity, figures, explanation, evidence, detector, config_hash, seed, engine_version,
-    is_drift, status, detected_at
+    is_drift, status, detected_at, incident_id
 
 -- name: upsert_stream
 INSERT INTO streams (stream_id, signal, service, name, state, profile, settings, events_seen, updated_at)
@@ -103,6 +103,10 @@ DELETE FROM streams WHERE stream_id IN (
 -- name: prune_states
 DELETE FROM detector_state WHERE stream_id IN (
     SELECT stream_id FROM detector_state WHERE saved_at < :cutoff LIMIT :limit)
+
+-- name: prune_scores
+DELETE FROM stream_scores WHERE (stream_id, bucket_start) IN (
+    SELECT stream_id, bucket_start FROM stream_scores WHERE bucket_start < :cutoff LIMIT :limit)
 
 -- name: create_api_key
 INSERT INTO api_keys (key_id, name, role, secret_hash, created_at, revoked_at, rotated_at, last_used_at)
@@ -143,3 +147,122 @@ actor = :actor
 
 -- name: audit_where_before
 (at, id) < (:before_at, :before_id)
+
+-- name: upsert_incidents
+-- Run once per row (executemany). Forward only: a closed incident never changes again, and an open one
+-- takes an update only if it is not older (more or as many anomalous windows, as far or further). The
+-- operator's columns (acknowledged_*, pending_action) are never written here; closed_by only once.
+INSERT INTO incidents (
+    id, stream_id, seq, opened_offset, signal, service, name, profile, status, severity, opened_at,
+    last_anomalous_at, last_anomalous_offset, resolved_at, anomalous_windows, min_p_value, summary, fields,
+    evidence, closed_by, updated_at)
+VALUES (
+    :id, :stream_id, :seq, :opened_offset, :signal, :service, :name, :profile, :status, :severity,
+    :opened_at, :last_anomalous_at, :last_anomalous_offset, :resolved_at, :anomalous_windows, :min_p_value,
+    :summary, :fields, :evidence, :closed_by, :updated_at)
+ON CONFLICT (id) DO UPDATE SET status = excluded.status, severity = excluded.severity,
+    last_anomalous_at = excluded.last_anomalous_at, last_anomalous_offset = excluded.last_anomalous_offset,
+    resolved_at = excluded.resolved_at, anomalous_windows = excluded.anomalous_windows,
+    min_p_value = excluded.min_p_value, summary = excluded.summary, fields = excluded.fields,
+    evidence = excluded.evidence, closed_by = COALESCE(incidents.closed_by, excluded.closed_by),
+    updated_at = excluded.updated_at
+WHERE incidents.status = 'open' AND (excluded.status <> 'open'
+    OR (excluded.anomalous_windows, excluded.last_anomalous_offset)
+        >= (incidents.anomalous_windows, incidents.last_anomalous_offset))
+
+-- name: query_incidents
+-- Open first, then the most recently opened (the order of the index incidents_order_idx).
+SELECT id, stream_id, seq, opened_offset, signal, service, name, profile, status, severity, opened_at,
+    last_anomalous_at, last_anomalous_offset, resolved_at, anomalous_windows, min_p_value, summary, fields,
+    evidence, acknowledged_by, acknowledged_at, closed_by, pending_action, updated_at
+FROM incidents /*where*/
+ORDER BY closed, opened_at DESC, id DESC
+LIMIT :limit
+
+-- name: incidents_where_status
+status = :status
+
+-- name: incidents_where_service
+service = :service
+
+-- name: incidents_where_signal
+signal = :signal
+
+-- name: incidents_where_severity
+severity = :severity
+
+-- name: incidents_where_stream_id
+stream_id = :stream_id
+
+-- name: incidents_where_since
+opened_at >= :since
+
+-- name: incidents_where_until
+opened_at < :until
+
+-- name: incidents_where_after
+-- After the cursor's row in the list order: (closed ASC, opened_at DESC, id DESC).
+closed > :after_closed OR (closed = :after_closed AND (opened_at, id) < (:after_at, :after_id))
+
+-- name: get_incident
+SELECT id, stream_id, seq, opened_offset, signal, service, name, profile, status, severity, opened_at,
+    last_anomalous_at, last_anomalous_offset, resolved_at, anomalous_windows, min_p_value, summary, fields,
+    evidence, acknowledged_by, acknowledged_at, closed_by, pending_action, updated_at
+FROM incidents WHERE id = :id
+
+-- name: acknowledge_incident
+UPDATE incidents SET acknowledged_by = :actor, acknowledged_at = :at, updated_at = :at
+WHERE id = :id AND status = 'open'
+RETURNING id, stream_id, seq, opened_offset, signal, service, name, profile, status, severity, opened_at,
+    last_anomalous_at, last_anomalous_offset, resolved_at, anomalous_windows, min_p_value, summary, fields,
+    evidence, acknowledged_by, acknowledged_at, closed_by, pending_action, updated_at
+
+-- name: close_incident
+-- An operator's closing action; only an open incident closes (else no row: the caller answers 409).
+UPDATE incidents SET status = :status, resolved_at = :at, closed_by = :actor, pending_action = :pending,
+    updated_at = :at
+WHERE id = :id AND status = 'open'
+RETURNING id, stream_id, seq, opened_offset, signal, service, name, profile, status, severity, opened_at,
+    last_anomalous_at, last_anomalous_offset, resolved_at, anomalous_windows, min_p_value, summary, fields,
+    evidence, acknowledged_by, acknowledged_at, closed_by, pending_action, updated_at
+
+-- name: pending_incident_actions
+-- `stream_id` NULL for every stream.
+SELECT id, stream_id, seq, opened_offset, signal, service, name, profile, status, severity, opened_at,
+    last_anomalous_at, last_anomalous_offset, resolved_at, anomalous_windows, min_p_value, summary, fields,
+    evidence, acknowledged_by, acknowledged_at, closed_by, pending_action, updated_at
+FROM incidents
+WHERE pending_action IS NOT NULL AND (:stream_id IS NULL OR stream_id = :stream_id)
+ORDER BY stream_id, seq
+
+-- name: clear_pending_action
+UPDATE incidents SET pending_action = NULL WHERE id = :id
+
+-- name: open_incident_ids
+-- `stream_ids`: a JSON array of stream ids. The newest open incident of each.
+SELECT stream_id, id FROM (
+    SELECT stream_id, id, ROW_NUMBER() OVER (PARTITION BY stream_id ORDER BY opened_at DESC, id DESC) AS n
+    FROM incidents
+    WHERE status = 'open' AND stream_id IN (SELECT value FROM json_each(:stream_ids)))
+WHERE n = 1
+
+-- name: false_incident_counts
+-- Per profile: incidents operators marked false positives, and the events their streams were scored on.
+SELECT p.profile, COALESCE(f.false_positives, 0) AS false_positives, p.events AS events
+FROM (SELECT profile, CAST(SUM(events_seen) AS BIGINT) AS events FROM streams GROUP BY profile) p
+LEFT JOIN (SELECT profile, COUNT(*) AS false_positives FROM incidents
+           WHERE status = 'false_positive' GROUP BY profile) f ON f.profile = p.profile
+
+-- name: write_scores
+-- Run once per row (executemany). Buckets are cumulative: a replayed older state (fewer windows) loses.
+INSERT INTO stream_scores (stream_id, bucket_start, windows, anomalous, min_p, max_score)
+VALUES (:stream_id, :bucket_start, :windows, :anomalous, :min_p, :max_score)
+ON CONFLICT (stream_id, bucket_start) DO UPDATE SET windows = excluded.windows,
+    anomalous = excluded.anomalous, min_p = excluded.min_p, max_score = excluded.max_score
+WHERE excluded.windows >= stream_scores.windows
+
+-- name: score_series
+SELECT stream_id, bucket_start, windows, anomalous, min_p, max_score FROM stream_scores
+WHERE stream_id = :stream_id AND bucket_start >= :since AND bucket_start < :until
+ORDER BY bucket_start
+LIMIT :limit

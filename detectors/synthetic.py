@@ -1,37 +1,16 @@
-"""Helpers for the detector conformance suite and benchmarks: synthetic streams, naive references,
-kernel checks. Not used on the hot path.
+"""Synthetic canonical streams: a stationary service's logs and spans, with anomalies where asked.
 
-Convention for every registered detector class (checked by ``tests/detectors/test_conformance.py``):
-``example_events(n, seed)`` (a valid stationary stream with an injected anomaly near the end),
-``example_config()`` (small windows so tests are quick) and ``kernel_checks()`` (a list of
-:class:`KernelCheck`: each kernel against a slow, obvious reference on seeded random inputs).
+Used by the detectors' example events (the gateway's start-up warm-up runs them), the evaluation's
+stationary streams and the benchmarks.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
 from detectors.canonical import canonical_log, canonical_span
-
-
-@dataclass(frozen=True)
-class KernelCheck:
-    """``kernel(*make_args(seed))`` must match ``reference(*make_args(seed))`` within ``rtol``/``atol``."""
-
-    name: str
-    make_args: Callable[[int], tuple[Any, ...]]
-    kernel: Callable[..., Any]
-    reference: Callable[..., Any]
-    rtol: float = 1e-9
-    atol: float = 1e-9
-
-
-# ---------------------------------------------------------------- synthetic streams
 
 _HOSTS = ("web-1", "web-2", "web-3", "worker-1")
 _ROUTES = ("/api/cart", "/api/products/{id}", "/api/checkout", "/api/users/{id}")
@@ -118,53 +97,3 @@ def synthetic_spans(n: int, seed: int, anomalies: Sequence[int] = ()) -> list[by
     rng = np.random.default_rng(seed)
     marked = set(anomalies)
     return [_span_event(rng, i in marked) for i in range(n)]
-
-
-# ---------------------------------------------------------------- naive references
-
-_GOLDEN = 0x9E3779B97F4A7C15
-_U64 = (1 << 64) - 1
-
-
-def naive_slot(order: int, ctx: int, sym: int, salt: int, mask: int) -> int:
-    key = (ctx << 11) | (order << 9) | sym
-    return ((((key ^ salt) * _GOLDEN) & _U64) >> 29) & mask
-
-
-def _contexts(event: bytes) -> list[tuple[int, int, int, int]]:
-    """(c1, c2, c3, symbol) for each coded symbol of an event, including the trailing separator."""
-    history = [10, 10, 10]
-    out = []
-    for sym in [*event, 10]:
-        out.append((history[-1], history[-2], history[-3], sym))
-        history.append(sym)
-    return out
-
-
-def naive_counts(events: Sequence[bytes], salt: int, table_bits: int) -> dict[int, int]:
-    """The count table as a dict ``slot -> count`` (the same hashing as the kernel, none of its tricks)."""
-    mask = (1 << table_bits) - 1
-    table: dict[int, int] = {}
-    for event in events:
-        for c1, c2, c3, sym in _contexts(event):
-            for order, ctx in ((1, c1), (2, (c2 << 8) | c1), (3, (c3 << 16) | (c2 << 8) | c1)):
-                for s in (256, sym):
-                    k = naive_slot(order, ctx, s, salt, mask)
-                    table[k] = table.get(k, 0) + 1
-    return table
-
-
-def naive_event_bits(table: dict[int, int], event: bytes, salt: int, table_bits: int) -> float:
-    """Code length of one event under ``table`` with the documented backoff rule, written plainly."""
-    mask = (1 << table_bits) - 1
-    total = 0.0
-    for c1, c2, c3, sym in _contexts(event):
-        for order, ctx, minimum in ((3, (c3 << 16) | (c2 << 8) | c1, 4), (2, (c2 << 8) | c1, 2), (1, c1, 1)):
-            n = table.get(naive_slot(order, ctx, 256, salt, mask), 0)
-            if n >= minimum:
-                ns = min(table.get(naive_slot(order, ctx, sym, salt, mask), 0), n)
-                total += math.log2(n + 16.0) - math.log2(ns + 1.0 / 16.0)
-                break
-        else:
-            total += 8.0  # not even the order-1 context was seen: uniform over 256 bytes
-    return total

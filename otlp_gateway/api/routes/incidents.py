@@ -1,0 +1,158 @@
+"""Incidents: the list (open first, then newest), one with its fields, evidence and score series, and the
+operator's actions: acknowledge, resolve, accept, false-positive (``operator`` or ``admin``; audited with
+before and after; 409 when the action does not apply to the incident's status).
+
+A closing action is recorded in the store first (so the answer and every replica see it at once), then
+given to the stream's live detector (which adopts the change on ``accept`` and learns the events on
+``false-positive``); a stream that is not live takes it when it next loads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path, Query, Request
+
+from otlp_gateway.store.base import IncidentAction, IncidentFilter, IncidentRecord
+
+from ..audit import incident_view, record_change
+from ..auth import CurrentPrincipal, Principal, operator_action
+from ..errors import ApiError, error_responses
+from ..schemas import (
+    IncidentActionIn,
+    IncidentDetail,
+    IncidentOut,
+    IncidentPage,
+    IncidentStatus,
+    Severity,
+    Signal,
+    Timestamp,
+)
+from .streams import score_series
+
+router = APIRouter(prefix="/incidents", tags=["incidents"])
+IncidentId = Annotated[str, Path(min_length=1, max_length=128, description="The incident id")]
+SERIES_MARGIN = dt.timedelta(minutes=30)
+ActionIn = Annotated[IncidentActionIn | None, Body(description="optional: a note for the audit log")]
+
+
+def incident_url(request: Request, incident_id: str) -> str:
+    """The incident's UI page: under ``api.public_url``, else under the URL the client used."""
+    base = request.app.state.ctx.config.api.public_url or str(request.base_url)
+    return f"{base.rstrip('/')}/incidents/{incident_id}"
+
+
+def _out(request: Request, rec: IncidentRecord) -> IncidentOut:
+    return IncidentOut.from_record(rec, incident_url(request, rec.id))
+
+
+@router.get("", response_model=IncidentPage, responses=error_responses(400),
+            summary="Incidents: open ones first, then the most recently opened; follow next_cursor for more")
+async def list_incidents(
+    request: Request,
+    _: CurrentPrincipal,
+    status: IncidentStatus | None = None,
+    service: Annotated[str | None, Query(max_length=256)] = None,
+    signal: Signal | None = None,
+    severity: Severity | None = None,
+    since: Annotated[Timestamp | None, Query(description="opened at or after (RFC 3339)")] = None,
+    until: Annotated[Timestamp | None, Query(description="opened before (RFC 3339)")] = None,
+    stream_id: Annotated[str | None, Query(max_length=512, description="exact stream id")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> IncidentPage:
+    if since is not None and until is not None and since > until:
+        raise ApiError(400, "bad_request", "since must not be after until")
+    flt = IncidentFilter(status=status, service=service, signal=signal, severity=severity,
+                         stream_id=stream_id, since=since, until=until)
+    try:
+        page = await request.app.state.ctx.store.query_incidents(flt, limit, cursor)
+    except ValueError as exc:  # the store's answer to a cursor it did not issue
+        raise ApiError(400, "bad_request", str(exc)) from None
+    return IncidentPage(items=[_out(request, r) for r in page.items], next_cursor=page.next_cursor)
+
+
+async def _load(request: Request, incident_id: str) -> IncidentRecord:
+    rec = await request.app.state.ctx.store.get_incident(incident_id)
+    if rec is None:
+        raise ApiError(404, "not_found", f"no incident with id {incident_id!r}")
+    return rec
+
+
+@router.get("/{incident_id}", response_model=IncidentDetail, responses=error_responses(404),
+            summary="One incident: the fields that changed, the blamed events, the score series around it")
+async def get_incident(request: Request, _: CurrentPrincipal, incident_id: IncidentId) -> IncidentDetail:
+    rec = await _load(request, incident_id)
+    end = rec.resolved_at or rec.last_anomalous_at
+    info = await request.app.state.ctx.streams.get_stream(rec.stream_id)
+    series = await score_series(request, rec.stream_id, rec.opened_at - SERIES_MARGIN,
+                                max(end, rec.opened_at) + SERIES_MARGIN, info, rec.profile)
+    return IncidentDetail.build(rec, incident_url(request, rec.id), series)
+
+
+async def _act(request: Request, who: Principal, incident_id: str, action: IncidentAction,
+               body: IncidentActionIn | None) -> IncidentOut:
+    ctx = request.app.state.ctx
+    before = await _load(request, incident_id)
+    verb = action.replace("_", " ")
+    if not before.is_open:
+        raise ApiError(409, "conflict", f"incident {incident_id} is {before.status.replace('_', ' ')}: "
+                                        f"{verb} applies to open incidents only")
+    closing = action != "acknowledge"
+    after = await ctx.store.act_on_incident(incident_id, action, who.actor, dt.datetime.now(dt.UTC),
+                                            pending=closing)
+    if after is None:  # closed between the two calls
+        raise ApiError(409, "conflict", f"incident {incident_id} closed meanwhile: {verb} no longer applies")
+    if ctx.incidents is not None:
+        ctx.incidents.operator_acted(after, action, who.actor)
+    detector: str | None = None
+    if closing:
+        detector = await ctx.streams.incident_action(after.stream_id, after.seq, action, actor=who.actor,
+                                                     incident_id=incident_id)
+        if detector != "pending":
+            await ctx.store.clear_pending_action(incident_id)
+            after.pending_action = None
+    after_view = incident_view(after)
+    if detector is not None:
+        after_view["detector"] = detector
+    if body is not None and body.note:
+        after_view["note"] = body.note
+    await record_change(ctx.store, who, f"incident.{action}", f"incident:{incident_id}",
+                        incident_view(before), after_view)
+    return _out(request, after)
+
+
+_ACTION_DOC = error_responses(404, 409)
+
+
+@router.post("/{incident_id}/acknowledge", response_model=IncidentOut, responses=_ACTION_DOC,
+             summary="Say someone is on it; the incident stays open (operator or admin)")
+@operator_action
+async def acknowledge(request: Request, who: CurrentPrincipal, incident_id: IncidentId,
+                      body: ActionIn = None) -> IncidentOut:
+    return await _act(request, who, incident_id, "acknowledge", body)
+
+
+@router.post("/{incident_id}/resolve", response_model=IncidentOut, responses=_ACTION_DOC,
+             summary="Close an open incident as resolved (operator or admin)")
+@operator_action
+async def resolve(request: Request, who: CurrentPrincipal, incident_id: IncidentId,
+                  body: ActionIn = None) -> IncidentOut:
+    return await _act(request, who, incident_id, "resolve", body)
+
+
+@router.post("/{incident_id}/accept", response_model=IncidentOut, responses=_ACTION_DOC,
+             summary="Accept the change as the new normal: the baseline adopts it (operator or admin)")
+@operator_action
+async def accept(request: Request, who: CurrentPrincipal, incident_id: IncidentId,
+                 body: ActionIn = None) -> IncidentOut:
+    return await _act(request, who, incident_id, "accept", body)
+
+
+@router.post("/{incident_id}/false-positive", response_model=IncidentOut, responses=_ACTION_DOC,
+             summary="Close as a false positive: its events join the baseline (operator or admin)")
+@operator_action
+async def false_positive(request: Request, who: CurrentPrincipal, incident_id: IncidentId,
+                         body: ActionIn = None) -> IncidentOut:
+    return await _act(request, who, incident_id, "false_positive", body)

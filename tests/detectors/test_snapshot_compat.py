@@ -1,0 +1,112 @@
+"""Snapshots already in users' stores keep restoring: the shared format and the ones before it.
+
+``tests/detectors/legacy/`` holds snapshots written by the code before the shared snapshot codec (main at
+380c25a; ``generate.py`` made them), each with digests of the results that code produced when it continued
+on the rest of its stream. A restore must go on exactly as that code did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detectors import EventBatch, registry, snapshot
+from tests.detectors.legacy.generate import cbad_events, numeric_series
+
+LEGACY = Path(__file__).parent / "legacy"
+CASES = json.loads((LEGACY / "cases.json").read_text())
+
+
+def _digest(result) -> str:
+    text = json.dumps(dataclasses.asdict(result), sort_keys=True, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _continue(name: str) -> list:
+    case = CASES[name]
+    data = (LEGACY / case["file"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == case["sha256"]
+    det = registry.restore(case["kind"], data)
+    assert det.events_seen == case["cut"]
+    if case["kind"] == "cbad":
+        return det.update(EventBatch(cbad_events()[case["cut"]:]))
+    x, t = numeric_series()
+    return det.update(EventBatch(x[case["cut"]:], t[case["cut"]:]))
+
+
+def _first_tail_window(case: dict) -> int:
+    """Index of the first continued window whose p-value the previous code took from the fitted tail (a
+    statistic above every recent one: p <= 2/(n+1)); the tail fit was unified since, so from there on
+    p-values may differ."""
+    pairs = zip(case["p_values"], case["calibration_windows"], strict=True)
+    return next((i for i, (p, n) in enumerate(pairs) if p <= 2.0 / max(n, 1.0)), len(case["p_values"]))
+
+
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c["kind"] == "cbad"])
+def test_cbad_snapshots_of_the_previous_code_restore_and_continue(name):
+    case = CASES[name]
+    results = _continue(name)
+    assert len(results) == len(case["continuation"])
+    same_until = _first_tail_window(case)
+    assert [_digest(r) for r in results[:same_until]] == case["continuation"][:same_until]
+    # the burst injected at 1300 is flagged as the previous code flagged it
+    assert any(r.is_anomaly and r.start_offset <= 1300 < r.end_offset for r in results)
+    flagged = {r.end_offset for r in results if r.is_anomaly}
+    assert {end for end in case["flagged_after"] if end > 1300} <= flagged
+
+
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c["kind"] == "cbad"])
+def test_cbad_writes_the_format_it_reads(name):
+    data = (LEGACY / CASES[name]["file"]).read_bytes()
+    assert registry.restore("cbad", data).snapshot() == data  # byte for byte: same header, same arrays
+
+
+def test_cbad_held_events_survive_the_legacy_snapshot():
+    det = registry.restore("cbad", (LEGACY / CASES["cbad_during_anomaly"]["file"]).read_bytes())
+    assert len(det._held) == 5 and det._anomaly_run == 2
+    events = cbad_events()
+    assert set(det._held) <= set(events[685:712])
+
+
+def test_numeric_snapshot_of_the_previous_format_restores_and_continues():
+    results = _continue("numeric")
+    # a restored detector goes on exactly as one fed the same points from the start (the previous code's own
+    # continuation differs where the unified tail fit moved p-values, and in severity and figures)
+    x, t = numeric_series()
+    det = registry.create("numeric", profile="sensitive")
+    det.update(EventBatch(x[:CASES["numeric"]["cut"]], t[:CASES["numeric"]["cut"]]))
+    fresh = det.update(EventBatch(x[CASES["numeric"]["cut"]:], t[CASES["numeric"]["cut"]:]))
+    assert results == fresh
+    # the dip of 3500-3510 is flagged in every window the previous code flagged it
+    dip = {end for end in CASES["numeric"]["flagged_after"] if 3500 < end <= 3540}
+    assert dip and dip <= {r.end_offset for r in results if r.is_anomaly}
+
+
+def test_numeric_restored_from_the_previous_format_writes_the_shared_one():
+    data = (LEGACY / CASES["numeric"]["file"]).read_bytes()
+    assert data.startswith(b"DLNUM1\n")
+    det = registry.restore("numeric", data)
+    again = snapshot.decode(det.snapshot(), b"NUMR")
+    assert again.version == 1 and again.header["kind"] == "numeric"
+    assert again.header["skipped"] == {"nan": 0, "inf": 0}
+    seen = int(again.arrays["istate"][0])
+    carried = again.header["config"]["window"] - 1
+    np.testing.assert_array_equal(again.arrays["tail_offsets"], np.arange(seen - carried, seen))
+    assert registry.restore("numeric", det.snapshot()).snapshot() == det.snapshot()
+
+
+def test_the_codec_refuses_what_it_did_not_write():
+    data = snapshot.encode(b"TEST", 3, {"a": 1}, {"x": np.arange(4, dtype=np.int64)})
+    with pytest.raises(ValueError, match="not a CBAD snapshot"):
+        registry.restore("cbad", data)
+    with pytest.raises(ValueError, match="stray bytes"):
+        snapshot.decode(data + b"\0", b"TEST")
+    with pytest.raises(ValueError, match="corrupt"):
+        snapshot.decode(data[:12] + b"{" + data[13:], b"TEST")
+    with pytest.raises(ValueError, match="version 3"):
+        registry.restore("cbad", b"CBAD" + data[4:])

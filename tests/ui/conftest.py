@@ -236,12 +236,5 @@ def fed_gateway(ui_gateway: UiGateway) -> Iterator[UiGateway]:
     yield ui_gateway
 
 
-def before_incidents_api(page) -> None:
-    # TEMPORARY, until the incidents API (/v1/incidents, /v1/streams/{id}/scores) is merged: the stream page
-    # asks for both and says "not tracked yet" on their 404s.
-    page.expect_console_error("/v1/incidents?stream_id=")
-    page.expect_console_error("/scores")
-
-
 def stream_url(gw: UiGateway, stream_id: str) -> str:
     return gw.url + "/streams/" + "/".join(quote(part) for part in stream_id.split("/"))

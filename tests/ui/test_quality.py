@@ -16,10 +16,8 @@ from .conftest import (
     WIDTHS,
     UiGateway,
     axe_violations,
-    before_incidents_api,
     no_horizontal_scroll,
     shoot,
-    wait_rendered,
 )
 
 PAGES = {
@@ -33,11 +31,7 @@ PAGES = {
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("name", sorted(PAGES))
 def test_page_is_accessible_and_fits(open_page, fed_gateway: UiGateway, name: str, width: int):
-    page = open_page(fed_gateway.url + PAGES[name], width=width, credential=fed_gateway.admin_key,
-                     wait_ready=False)
-    if name == "stream":
-        before_incidents_api(page)
-    wait_rendered(page)
+    page = open_page(fed_gateway.url + PAGES[name], width=width, credential=fed_gateway.admin_key)
     assert axe_violations(page) == []
     assert no_horizontal_scroll(page), f"{name} is wider than {width} px"
     shoot(page, f"{name}-{width}")

@@ -14,7 +14,6 @@ from .conftest import (
     SERVICE,
     SPAN_STREAM,
     UiGateway,
-    before_incidents_api,
     shoot,
     stream_url,
     wait_rendered,
@@ -25,13 +24,19 @@ def test_streams_list_links_every_stream(open_page, fed_gateway: UiGateway):
     page = open_page(fed_gateway.url + "/streams", credential=fed_gateway.read_key)
     expect(page.get_by_role("link", name=SPAN_STREAM)).to_be_visible()
     page.get_by_role("link", name=LOG_STREAM).click()
-    before_incidents_api(page)
     page.wait_for_url(re.compile(r"/streams/logs/checkout/"))
     wait_rendered(page)
     expect(page.locator("h1")).to_have_text(f"sdk.{SERVICE}.grpc")
     facts = page.locator("dl.facts").first
     expect(facts).to_contain_text(LOG_STREAM)
     expect(facts).to_contain_text("warming")
+    warmup = fed_gateway.get("/v1/streams/" + quote(LOG_STREAM), fed_gateway.read_key).json()["warmup"]
+    assert 0 < warmup["events"] < warmup["needed"]
+    expect(page.locator("#warmup-text")).to_have_text(f"{warmup['events']:,}/{warmup['needed']:,} events")
+    expect(page.locator("#warmup-progress")).to_have_attribute("max", str(warmup["needed"]))
+    expect(facts).to_contain_text("Open incident")
+    incidents = page.locator("section[aria-labelledby=incidents-title]")
+    expect(incidents).to_contain_text("No incidents on this stream.")
     expect(facts).to_contain_text("balanced: baseline 400, window 50, hop 10")
     # a reader sees the settings but no form to change them
     expect(page.locator("#settings-title")).to_have_text("Profile and settings")
@@ -40,9 +45,7 @@ def test_streams_list_links_every_stream(open_page, fed_gateway: UiGateway):
 
 
 def test_admin_edits_settings_with_errors_next_to_the_field(open_page, fed_gateway: UiGateway):
-    page = open_page(stream_url(fed_gateway, SPAN_STREAM), credential=fed_gateway.admin_key, wait_ready=False)
-    before_incidents_api(page)
-    wait_rendered(page)
+    page = open_page(stream_url(fed_gateway, SPAN_STREAM), credential=fed_gateway.admin_key)
     save = page.get_by_role("button", name="Save settings")
 
     # the browser's own check: out of bounds, said next to the field, nothing sent

@@ -155,6 +155,36 @@ def test_cursor_paging(open_page, seeded):
     wait_ids(page, order[:PAGE])
 
 
+# --- quality (before anything changes the seeded incidents: these screenshots go in docs/ui)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("name", ["incidents", "incident"])
+def test_incident_pages_are_accessible_and_fit(open_page, seeded, operator_key: str, name: str, width: int):
+    gw, rows = seeded
+    path = "/" if name == "incidents" else incident_path(rows[50])
+    page = open_page(gw.url + path, width=width, credential=operator_key)  # with the action buttons
+    if name == "incident":
+        expect(page.locator("figure.plot-figure svg")).to_be_visible()
+    assert axe_violations(page) == []
+    assert no_horizontal_scroll(page), f"{name} is wider than {width} px"
+    shoot(page, f"{name}-{width}")
+
+
+def test_the_incident_actions_work_from_the_keyboard(open_page, seeded, operator_key: str):
+    gw, rows = seeded
+    page = open_page(gw.url + incident_path(rows[50]), width=PHONE, credential=operator_key)
+    page.locator("button[data-action=acknowledge]").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#confirm-note")).to_be_focused()  # the note first, then the buttons
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    expect(page.locator("button[data-action=acknowledge]")).to_be_focused()  # focus returns
+
+
+# --- live refresh (after the screenshots above: it adds incidents)
+
+
 def test_a_new_incident_appears_without_a_reload(open_page, seeded):
     gw, rows = seeded
     page = open_page(gw.url + "/?status=open", credential=gw.read_key)
@@ -307,30 +337,3 @@ def test_unknown_incident_says_so(open_page, seeded):
     wait_rendered(page)
     expect(page.locator("h1")).to_have_text("Incident not found")
     expect(page.get_by_role("link", name="All incidents")).to_have_attribute("href", "/")
-
-
-# --- quality
-
-
-@pytest.mark.parametrize("width", WIDTHS)
-@pytest.mark.parametrize("name", ["incidents", "incident"])
-def test_incident_pages_are_accessible_and_fit(open_page, seeded, operator_key: str, name: str, width: int):
-    gw, rows = seeded
-    path = "/" if name == "incidents" else incident_path(rows[50])
-    page = open_page(gw.url + path, width=width, credential=operator_key)  # with the action buttons
-    if name == "incident":
-        expect(page.locator("figure.plot-figure svg")).to_be_visible()
-    assert axe_violations(page) == []
-    assert no_horizontal_scroll(page), f"{name} is wider than {width} px"
-    shoot(page, f"{name}-{width}")
-
-
-def test_the_incident_actions_work_from_the_keyboard(open_page, seeded, operator_key: str):
-    gw, rows = seeded
-    page = open_page(gw.url + incident_path(rows[50]), width=PHONE, credential=operator_key)
-    page.locator("button[data-action=acknowledge]").focus()
-    page.keyboard.press("Enter")
-    expect(page.locator("#confirm-note")).to_be_focused()  # the note first, then the buttons
-    page.keyboard.press("Escape")
-    expect(page.get_by_role("dialog")).to_be_hidden()
-    expect(page.locator("button[data-action=acknowledge]")).to_be_focused()  # focus returns

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import struct
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +112,8 @@ class LiveStream:
         """Scored events since the last snapshot."""
         self.api_settings: StreamSettings = EMPTY
         """The layer changed through the API (persisted in ``StreamInfo.settings``)."""
+        self.last_used = time.monotonic()
+        """When events of the stream last arrived (a requested stream is handed over once quiet)."""
 
     @property
     def events_seen(self) -> int:

@@ -63,8 +63,13 @@ class LeaseStore(Protocol):
 
     async def withdraw_request(self, stream_id: str, requester: str) -> None: ...
 
+    async def withdraw_requests(self, requester: str) -> None:
+        """Every request ``requester`` made (it shuts down)."""
+        ...
+
     async def transfer_lease(self, stream_id: str, owner: str) -> bool:
-        """Give the lease to the gateway that asked for it; ``False`` when nobody asks (any more)."""
+        """Give the lease to the gateway that asked for it; ``False`` when nobody asks (any more) or the
+        requester's heartbeat lapsed."""
         ...
 
     async def release_lease(self, stream_id: str, owner: str) -> bool: ...

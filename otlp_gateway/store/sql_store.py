@@ -225,6 +225,9 @@ class SqlStore:
     async def withdraw_request(self, stream_id: str, requester: str) -> None:
         await self._execute("withdraw_request", {"stream_id": stream_id, "requester": requester})
 
+    async def withdraw_requests(self, requester: str) -> None:
+        await self._execute("withdraw_requests", {"requester": requester})
+
     async def transfer_lease(self, stream_id: str, owner: str) -> bool:
         return await self._execute("transfer_lease", {"stream_id": stream_id, "owner": owner,
                                                       **self._clock()}) > 0

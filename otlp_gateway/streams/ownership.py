@@ -189,9 +189,11 @@ class StreamOwnership:
         return Beat(requests, leases)
 
     async def close(self) -> None:
-        """Release every lease and retire the instance (after the streams were snapshotted)."""
+        """Release every lease, withdraw every request and retire the instance (after the streams were
+        snapshotted)."""
         try:
             released = await self.store.release_leases(self.instance_id)
+            await self.store.withdraw_requests(self.instance_id)
             await self.store.retire_instance(self.instance_id, self._token)
         except Exception as exc:
             log.warning("ownership: could not release this gateway's leases (%s); other gateways take its "

@@ -411,7 +411,7 @@ class LiveStreamTable:
         if self._held.get(stream_id) is not held:
             return
         stream, fresh = self._build(held.key, state, info)
-        waiting = held.held_events
+        waiting, resumed_at = held.held_events, stream.events_seen
         # no await from here until the held jobs are queued: new batches must queue behind them
         self._admit(stream, info, fresh)
         del self._held[stream_id]
@@ -421,8 +421,7 @@ class LiveStreamTable:
             self._metrics.stream_handoffs.labels("in", "handoff").inc()
         log.info("ownership: took stream %s over from gateway %r: resumed from %s (%d events seen), %d held "
                  "events queued", stream_id, held.holder,
-                 "its snapshot" if state else "no snapshot (it starts warming up)", stream.events_seen,
-                 waiting, extra={"stream_id": stream_id, "previous_owner": held.holder})
+                 "its snapshot" if state else "no snapshot (it starts warming up)", resumed_at, waiting, extra={"stream_id": stream_id, "previous_owner": held.holder})
         await self._evict_beyond_limit()
 
     # --- snapshots --------------------------------------------------------------------------------

@@ -121,3 +121,28 @@ def test_settings_refuse_inconsistent_timings() -> None:
                              handoff_timeout_seconds="3s").lease_ttl_seconds == 2.0
     assert OwnershipSettings().active("postgres") and not OwnershipSettings().active("sqlite")
     assert OwnershipSettings(enabled=True).active("sqlite")
+
+
+def test_a_lease_is_never_passed_to_a_gateway_that_left(store_target: StoreTarget) -> None:
+    async def scenario() -> None:
+        async with store_target.opened() as store:
+            a = StreamOwnership(store, FAST, GatewayMetrics(), "gw-a")
+            b = StreamOwnership(store, FAST, GatewayMetrics(), "gw-b")
+            await a.register()
+            await b.register()
+            assert (await a.claim("s1")).owned and (await a.claim("s2")).owned
+            assert not (await b.claim("s1")).owned and not (await b.claim("s2")).owned
+            await b.close()  # shuts down: its requests go with it
+            beat = await a.heartbeat()
+            assert beat is not None and beat.requests == []
+            assert await a.let_go("s1") == "released"
+            # a requester whose heartbeat lapsed (it crashed) is not handed anything either
+            c = StreamOwnership(store, FAST, GatewayMetrics(), "gw-c")
+            await c.register()
+            assert not (await c.claim("s2")).owned
+            await asyncio.sleep(FAST.lease_ttl_seconds + 0.2)
+            assert await a.heartbeat() is not None
+            assert await a.let_go("s2") == "released"
+            assert await store.get_lease("s2") is None
+
+    run(scenario())

@@ -215,11 +215,16 @@ WHERE stream_id = %(stream_id)s AND owner = %(owner)s AND requested_by IS DISTIN
 UPDATE stream_leases SET requested_by = NULL, requested_at = NULL
 WHERE stream_id = %(stream_id)s AND requested_by = %(requester)s
 
+-- name: withdraw_requests
+UPDATE stream_leases SET requested_by = NULL, requested_at = NULL WHERE requested_by = %(requester)s
+
 -- name: transfer_lease
 -- The handoff: the owner gives the lease to the gateway that asked, in one statement (nobody else can
--- slip in between a release and the requester's claim).
+-- slip in between a release and the requester's claim). Only to a requester still alive.
 UPDATE stream_leases SET owner = requested_by, acquired_at = now(), requested_by = NULL, requested_at = NULL
-WHERE stream_id = %(stream_id)s AND owner = %(owner)s AND requested_by IS NOT NULL
+WHERE stream_id = %(stream_id)s AND owner = %(owner)s
+    AND EXISTS (SELECT 1 FROM gateway_instances g
+                WHERE g.instance_id = stream_leases.requested_by AND g.expires_at > now())
 
 -- name: release_lease
 DELETE FROM stream_leases WHERE stream_id = %(stream_id)s AND owner = %(owner)s

@@ -421,7 +421,8 @@ class LiveStreamTable:
             self._metrics.stream_handoffs.labels("in", "handoff").inc()
         log.info("ownership: took stream %s over from gateway %r: resumed from %s (%d events seen), %d held "
                  "events queued", stream_id, held.holder,
-                 "its snapshot" if state else "no snapshot (it starts warming up)", resumed_at, waiting, extra={"stream_id": stream_id, "previous_owner": held.holder})
+                 "its snapshot" if state else "no snapshot (it starts warming up)", resumed_at, waiting,
+                 extra={"stream_id": stream_id, "previous_owner": held.holder})
         await self._evict_beyond_limit()
 
     # --- snapshots --------------------------------------------------------------------------------

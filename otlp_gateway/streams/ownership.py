@@ -34,10 +34,11 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import Field, model_validator
 
-from otlp_gateway.settings_base import Duration, StrictModel
+from otlp_gateway.settings_base import Duration, StrictModel, parse_duration_seconds
 from otlp_gateway.store.leases import LeaseRequest, LeaseStore
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
@@ -57,15 +58,36 @@ class OwnershipSettings(StrictModel):
     heartbeat_interval_seconds: Duration = Field(1.0, gt=0)
     """How often the instance's heartbeat is renewed, handoff requests read and held streams polled."""
     lease_ttl_seconds: Duration = Field(10.0, gt=0)
-    """A gateway whose heartbeat is older than this is gone: its streams may be taken over."""
+    """A gateway whose heartbeat is older than this is gone: its streams may be taken over. Unset: the
+    larger of 10 s and three heartbeats."""
     handoff_quiet_seconds: Duration = Field(1.0, gt=0)
     """The owner hands a requested stream over once it has received none of its events for this long."""
     handoff_timeout_seconds: Duration = Field(15.0, gt=0)
-    """A stream still sent to two gateways after this long is reported as a conflict."""
+    """A stream still sent to two gateways after this long is reported as a conflict. Unset: the larger of
+    15 s, the lease TTL, and the quiet period plus two heartbeats and a second."""
 
     def active(self, backend: str) -> bool:
         """Whether leases are kept with a store of ``backend``."""
         return self.enabled if self.enabled is not None else backend == "postgres"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_defaults(cls, data: Any) -> Any:
+        # the timings depend on each other: an unset one follows those that are set
+        if not isinstance(data, dict):
+            return data
+        try:
+            beat = _seconds(data.get("heartbeat_interval_seconds", 1.0))
+            data = dict(data)
+            if data.get("lease_ttl_seconds") is None:
+                data["lease_ttl_seconds"] = max(10.0, 3 * beat)
+            ttl = _seconds(data["lease_ttl_seconds"])
+            quiet = _seconds(data.get("handoff_quiet_seconds", 1.0))
+            if data.get("handoff_timeout_seconds") is None:
+                data["handoff_timeout_seconds"] = max(15.0, ttl, quiet + 2 * beat + 1.0)
+        except (TypeError, ValueError):
+            pass  # the fields' own validation names the bad value
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> OwnershipSettings:
@@ -79,6 +101,10 @@ class OwnershipSettings(StrictModel):
             raise ValueError("handoff_timeout_seconds must exceed handoff_quiet_seconds plus two heartbeat "
                              "intervals (the time a clean handoff takes)")
         return self
+
+
+def _seconds(value: Any) -> float:
+    return parse_duration_seconds(value) if isinstance(value, str) else float(value)
 
 
 def default_instance_id() -> str:

@@ -119,6 +119,10 @@ def test_settings_refuse_inconsistent_timings() -> None:
         OwnershipSettings(lease_ttl_seconds=10, handoff_timeout_seconds=5)
     assert OwnershipSettings(heartbeat_interval_seconds="200ms", lease_ttl_seconds="2s",
                              handoff_timeout_seconds="3s").lease_ttl_seconds == 2.0
+    # an unset timing follows the ones that are set
+    slow = OwnershipSettings(heartbeat_interval_seconds="5s")
+    assert (slow.lease_ttl_seconds, slow.handoff_timeout_seconds) == (15.0, 15.0)
+    assert OwnershipSettings(handoff_quiet_seconds=20).handoff_timeout_seconds == 23.0
     assert OwnershipSettings().active("postgres") and not OwnershipSettings().active("sqlite")
     assert OwnershipSettings(enabled=True).active("sqlite")
 

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from otlp_gateway.settings_base import Duration, StrictModel
+from otlp_gateway.streams.ownership import OwnershipSettings
 from otlp_gateway.streams.settings import (
     InvalidStreamSettings,
     ProfileName,
@@ -60,6 +61,9 @@ class DetectionSettings(StrictModel):
     """Detection threads (numba kernels release the GIL); streams are sharded over them."""
     snapshot_interval_seconds: Duration = Field(60.0, gt=0)
     """How often live detector state is snapshotted to the store (also on shutdown)."""
+    ownership: OwnershipSettings = OwnershipSettings()
+    """Scale-out: a lease per stream in the store, so gateways sharing one Postgres score each stream once
+    and hand it over with its snapshot when the collector's ring moves it (docs/operations.md)."""
     jit_cache_dir: str | None = None
     """numba's cache of compiled kernels. Unset: ``NUMBA_CACHE_DIR`` when set, else a per-user cache
     directory (never inside the installed package). ``otlp-gateway warmup`` fills the same directory."""

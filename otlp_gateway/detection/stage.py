@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from otlp_gateway.batch import ReservingConsumer, TelemetryBatch
 from otlp_gateway.detection.decision import Decision, decide
@@ -43,10 +43,12 @@ from otlp_gateway.otlp.codec import ExtractionOptions, RequestCodec
 from otlp_gateway.otlp.extract import Extraction, StreamBatch, parse_request
 from otlp_gateway.serial import SerialExecutor
 from otlp_gateway.store.base import AnomalyRecord, AnomalyStore
+from otlp_gateway.store.leases import LeaseStore
+from otlp_gateway.streams.handoff import StreamNotScored
 from otlp_gateway.streams.incidents import IncidentChange
 from otlp_gateway.streams.live import ScoreOutcome
+from otlp_gateway.streams.ownership import StreamOwnership
 from otlp_gateway.streams.records import StreamRecords
-from otlp_gateway.streams.routing import DETECTOR_KIND
 from otlp_gateway.streams.table import DetectorDefaults, LiveStreamTable
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
@@ -107,9 +109,12 @@ class DetectionStage:
         """The stage with its collaborators: shard threads, the live-stream table over ``store``, metrics."""
         shards = ShardPool(settings.workers)
         defaults = DetectorDefaults(settings.seed, settings.compressor)
+        ownership = None
+        if store is not None and settings.ownership.active(store.backend):
+            ownership = StreamOwnership(cast(LeaseStore, store), settings.ownership, metrics)
         table = LiveStreamTable(settings.stream_settings(), defaults, shards, StreamRecords(store, metrics),
                                 metrics, max_live=settings.max_live_streams,
-                                snapshot_interval=settings.snapshot_interval_seconds)
+                                snapshot_interval=settings.snapshot_interval_seconds, ownership=ownership)
         return cls(settings, next_consumer, table, shards, writer,
                    DetectionMetrics(metrics, settings.profile), engine_version, incidents)
 
@@ -247,6 +252,8 @@ class DetectionStage:
         for stream_batch, job in jobs:
             try:
                 outcomes.append(await asyncio.wrap_future(job))
+            except StreamNotScored:
+                continue  # another gateway owns the stream: forwarded unscored, counted by the table
             except Exception:
                 log.exception("detection: scoring stream %s failed", stream_batch.key.stream_id)
                 self._metrics.dropped(batch.signal, len(stream_batch.times))
@@ -275,12 +282,9 @@ class DetectionStage:
         prepared = await self._table.prepare(b.key for b in streams.values())
         jobs = []
         for stream_batch in streams.values():
-            stream = await self._table.acquire(stream_batch.key, prepared)
-            if stream.spec.kind != DETECTOR_KIND[stream_batch.key.signal]:
-                # an explicit stream id shared between metrics and spans/logs: one detector kind per id
-                self._metrics.dropped(extraction.signal, len(stream_batch.times))
-                continue
-            jobs.append((stream_batch, self._shards.submit(stream.shard, stream.score, stream_batch, ticket)))
+            job = await self._table.submit(stream_batch, ticket, prepared)
+            if job is not None:  # None: not scored here, counted by the table
+                jobs.append((stream_batch, job))
         return jobs
 
 

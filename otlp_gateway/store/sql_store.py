@@ -26,6 +26,7 @@ from otlp_gateway.store.base import (
     StreamState,
 )
 from otlp_gateway.store.connector import Connector
+from otlp_gateway.store.leases import LeaseRequest, StreamLease
 from otlp_gateway.store.queries import load_queries
 
 PRUNE_BATCH_ROWS = 2000
@@ -37,7 +38,7 @@ SERIES_MAX_BUCKETS = 10_000
 
 
 class SqlStore:
-    """``AnomalyStore`` and ``ApiKeyStore``; every public method raises only store errors."""
+    """``AnomalyStore``, ``ApiKeyStore`` and ``LeaseStore``; every public method raises only store errors."""
 
     def __init__(self, connector: Connector):
         self.connector = connector
@@ -252,6 +253,80 @@ class SqlStore:
             params.update(before_at=self.connector.time(at), before_id=last_id)
         rows = await self.connector.fetch(self._q.with_where("query_audit", conditions), params)
         return codec.audit_page(rows, limit, self.connector.decode)
+
+    # --- stream ownership (scale-out)
+
+    def _clock(self, ttl: float = 0.0) -> dict[str, Any]:
+        # SQLite's statements take the gateway's clock; Postgres' use the database's and ignore these
+        now = dt.datetime.now(dt.UTC)
+        return {"now": self._time(now), "expires_at": self._time(now + dt.timedelta(seconds=ttl)),
+                "ttl": float(ttl)}
+
+    async def register_instance(self, instance_id: str, token: str, ttl: float) -> None:
+        await self._execute("register_instance", {"instance_id": instance_id, "token": token,
+                                                  **self._clock(ttl)})
+
+    async def renew_instance(self, instance_id: str, token: str, ttl: float) -> bool:
+        return await self._execute("renew_instance", {"instance_id": instance_id, "token": token,
+                                                      **self._clock(ttl)}) > 0
+
+    async def retire_instance(self, instance_id: str, token: str) -> None:
+        await self._execute("retire_instance", {"instance_id": instance_id, "token": token})
+
+    async def prune_instances(self, older_than: dt.datetime) -> int:
+        pruned = await self._execute("prune_instances", {"cutoff": self._time(older_than)})
+        await self._execute("prune_orphan_leases", {})
+        return pruned
+
+    async def get_lease(self, stream_id: str) -> StreamLease | None:
+        rows = await self._fetch("get_lease", {"stream_id": stream_id, **self._clock()})
+        if not rows:
+            return None
+        row = rows[0]
+        beat = row["owner_heartbeat_at"]
+        return StreamLease(stream_id=row["stream_id"], owner=row["owner"],
+                           owner_alive=bool(row["owner_alive"]),
+                           owner_heartbeat_at=self.connector.decode.time(beat) if beat is not None else None,
+                           requested_by=row["requested_by"])
+
+    async def insert_lease(self, stream_id: str, owner: str) -> bool:
+        return await self._execute("insert_lease", {"stream_id": stream_id, "owner": owner,
+                                                    **self._clock()}) > 0
+
+    async def take_lapsed_lease(self, stream_id: str, owner: str, previous: str) -> bool:
+        return await self._execute("take_lapsed_lease", {"stream_id": stream_id, "owner": owner,
+                                                         "previous": previous, **self._clock()}) > 0
+
+    async def request_lease(self, stream_id: str, owner: str, requester: str) -> bool:
+        return await self._execute("request_lease", {"stream_id": stream_id, "owner": owner,
+                                                     "requester": requester, **self._clock()}) > 0
+
+    async def withdraw_request(self, stream_id: str, requester: str) -> None:
+        await self._execute("withdraw_request", {"stream_id": stream_id, "requester": requester})
+
+    async def withdraw_requests(self, requester: str) -> None:
+        await self._execute("withdraw_requests", {"requester": requester})
+
+    async def transfer_lease(self, stream_id: str, owner: str) -> bool:
+        return await self._execute("transfer_lease", {"stream_id": stream_id, "owner": owner,
+                                                      **self._clock()}) > 0
+
+    async def release_lease(self, stream_id: str, owner: str) -> bool:
+        return await self._execute("release_lease", {"stream_id": stream_id, "owner": owner}) > 0
+
+    async def release_leases(self, owner: str) -> int:
+        return await self._execute("release_leases", {"owner": owner})
+
+    async def lease_requests(self, owner: str) -> list[LeaseRequest]:
+        rows = await self._fetch("lease_requests", {"owner": owner})
+        return [LeaseRequest(r["stream_id"], r["requested_by"]) for r in rows]
+
+    async def count_leases(self, owner: str) -> int:
+        rows = await self._fetch("count_leases", {"owner": owner})
+        return int(rows[0]["n"])
+
+    async def owned_streams(self, owner: str) -> set[str]:
+        return {r["stream_id"] for r in await self._fetch("owned_streams", {"owner": owner})}
 
     # --- plumbing
 

@@ -159,6 +159,8 @@ class LiveStream:
         """The layer changed through the API (persisted in ``StreamInfo.settings``)."""
         self.incidents = IncidentBook()
         self.scores = ScoreSeries(key.stream_id)
+        self.last_used = time.monotonic()
+        """When events of the stream last arrived (a requested stream is handed over once quiet)."""
 
     @property
     def events_seen(self) -> int:

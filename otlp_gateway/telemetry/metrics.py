@@ -182,6 +182,27 @@ class GatewayMetrics:
         self.detector_state_save_failures = Counter(
             "driftlock_detector_state_save_failures",
             "detector snapshots the store did not take (an evicted stream then warms up again)", registry=r)
+        # --- stream ownership across gateways (scale-out; streams/ownership.py)
+        self.ownership_conflicts = Counter(
+            "driftlock_stream_ownership_conflicts",
+            "streams found sent to two gateways at once (a client not routing by the ring); side=owner: "
+            "this gateway scores the stream, side=requester: another does and this one forwards its events "
+            "unscored", ["side"], registry=r)
+        self.stream_handoffs = Counter(
+            "driftlock_stream_handoffs",
+            "stream leases that changed gateway: direction=in|out; reason=handoff (snapshot passed from a "
+            "live owner), lapsed (taken from a gateway whose heartbeat stopped: older snapshot), lost (taken "
+            "from this gateway while its heartbeat lapsed)", ["direction", "reason"], registry=r)
+        self.ownership_unscored_events = Counter(
+            "driftlock_ownership_unscored_events",
+            "events forwarded unscored because another gateway owns their stream (a conflict, or late "
+            "events after a move)", ["stream_type"], registry=r)
+        self.streams_awaiting_handoff = Gauge(
+            "driftlock_streams_awaiting_handoff",
+            "streams whose events wait here for another gateway to hand the stream over", registry=r)
+        self.ownership_heartbeat_failures = Counter(
+            "driftlock_ownership_heartbeat_failures",
+            "heartbeats of this gateway's instance the store did not take", registry=r)
         self.annotation_skipped = Counter(
             "driftlock_annotation_skipped",
             "requests forwarded before their detection decision (reason=budget: past detection.budget_ms; "

@@ -19,7 +19,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 MONITORING = K8S / "monitoring"
-OVERLAYS = ("sidecar", "sidecar-operator", "standalone")
+OVERLAYS = ("sidecar", "sidecar-operator", "standalone", "scaleout")
 
 
 def require_tool(name: str) -> str:

@@ -246,6 +246,46 @@ def test_standalone_scales_migrates_and_load_balances():
     assert set(collector["service"]["pipelines"]) == {"traces", "metrics", "logs"}
 
 
+def test_scaleout_resolves_the_gateways_through_the_kubernetes_api():
+    """The k8s resolver: the collector watches the headless Service's endpoints with its own ServiceAccount,
+    whose Role grants exactly read access to Endpoints and EndpointSlices; the gateways lease streams."""
+    docs = render("overlays/scaleout")
+    headless = one(docs, "Service", "driftlock-api-headless")
+    namespace = headless["metadata"]["namespace"]
+    balancer_pod = pod_spec(one(docs, "Deployment", "otel-loadbalancer"))
+    collector = yaml.safe_load(one(docs, "ConfigMap", next(
+        v["configMap"]["name"] for v in balancer_pod["volumes"]))["data"]["collector.yaml"])
+    jsonschema.validate(collector, COLLECTOR_CONFIG)
+    _check_pipelines(collector)
+    balancer = collector["exporters"]["loadbalancing"]
+    assert balancer["routing_key"] == "service"
+    assert set(balancer["resolver"]) == {"k8s"}, "one resolver only"
+    assert balancer["resolver"]["k8s"]["service"] == f"driftlock-api-headless.{namespace}"
+    assert balancer["resolver"]["k8s"]["ports"] == [p["port"] for p in headless["spec"]["ports"]
+                                                    if p["name"] == "otlp-grpc"]
+    assert set(collector["service"]["pipelines"]) == {"traces", "metrics", "logs"}
+    for pipeline in collector["service"]["pipelines"].values():
+        assert pipeline["exporters"] == ["loadbalancing"]
+
+    account = balancer_pod["serviceAccountName"]
+    assert balancer_pod["automountServiceAccountToken"] is True, "the resolver needs the API token"
+    one(docs, "ServiceAccount", account)
+    (binding,) = [b for b in objects(docs, "RoleBinding")
+                  if any(s["kind"] == "ServiceAccount" and s["name"] == account for s in b["subjects"])]
+    assert all(s.get("namespace", namespace) == namespace for s in binding["subjects"])
+    role = one(docs, binding["roleRef"]["kind"], binding["roleRef"]["name"])
+    granted = {(group, resource): set(rule["verbs"]) for rule in role["rules"]
+               for group in rule["apiGroups"] for resource in rule["resources"]}
+    assert granted == {("", "endpoints"): {"get", "list", "watch"},
+                       ("discovery.k8s.io", "endpointslices"): {"get", "list", "watch"}}
+    # the gateways keep their own identity without API access; they lease streams in Postgres
+    gateway = one(docs, "Deployment", "driftlock-api")
+    assert pod_spec(gateway)["automountServiceAccountToken"] is False
+    config, _ = _gateway_config(docs, gateway)
+    assert config.detection.ownership.active("postgres")
+    assert config.store.migrate_on_start is False
+
+
 def test_sidecar_puts_the_gateway_beside_the_application_on_loopback():
     docs = render("overlays/sidecar")
     workload = one(docs, "Deployment", "example-app")

@@ -266,3 +266,80 @@ SELECT stream_id, bucket_start, windows, anomalous, min_p, max_score FROM stream
 WHERE stream_id = :stream_id AND bucket_start >= :since AND bucket_start < :until
 ORDER BY bucket_start
 LIMIT :limit
+
+
+-- name: register_instance
+-- Stream ownership (scale-out). One host shares an SQLite file, so the gateway's clock is the clock:
+-- `now` and `expires_at` are passed in (`ttl` is for Postgres, unused here).
+INSERT INTO gateway_instances (instance_id, token, started_at, heartbeat_at, expires_at)
+VALUES (:instance_id, :token, :now, :now, :expires_at)
+ON CONFLICT (instance_id) DO UPDATE SET token = excluded.token, started_at = excluded.started_at,
+    heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at
+
+-- name: renew_instance
+UPDATE gateway_instances SET heartbeat_at = :now, expires_at = :expires_at
+WHERE instance_id = :instance_id AND token = :token
+
+-- name: retire_instance
+DELETE FROM gateway_instances WHERE instance_id = :instance_id AND token = :token
+
+-- name: prune_instances
+-- Gateways gone for long (their leases were taken over or released long ago).
+DELETE FROM gateway_instances WHERE expires_at < :cutoff
+
+-- name: prune_orphan_leases
+DELETE FROM stream_leases
+WHERE NOT EXISTS (SELECT 1 FROM gateway_instances g WHERE g.instance_id = stream_leases.owner)
+
+-- name: get_lease
+SELECT l.stream_id, l.owner, l.acquired_at, l.requested_by, l.requested_at,
+    COALESCE(g.expires_at > :now, 0) AS owner_alive, g.heartbeat_at AS owner_heartbeat_at
+FROM stream_leases l LEFT JOIN gateway_instances g ON g.instance_id = l.owner
+WHERE l.stream_id = :stream_id
+
+-- name: insert_lease
+INSERT INTO stream_leases (stream_id, owner, acquired_at) VALUES (:stream_id, :owner, :now)
+ON CONFLICT (stream_id) DO NOTHING
+
+-- name: take_lapsed_lease
+-- Compare-and-set: only while `previous` still owns it and its heartbeat has still lapsed.
+UPDATE stream_leases SET owner = :owner, acquired_at = :now, requested_by = NULL, requested_at = NULL
+WHERE stream_id = :stream_id AND owner = :previous
+    AND NOT EXISTS (SELECT 1 FROM gateway_instances g
+                    WHERE g.instance_id = :previous AND g.expires_at > :now)
+
+-- name: request_lease
+UPDATE stream_leases SET requested_by = :requester, requested_at = :now
+WHERE stream_id = :stream_id AND owner = :owner AND requested_by IS NOT :requester
+
+-- name: withdraw_request
+UPDATE stream_leases SET requested_by = NULL, requested_at = NULL
+WHERE stream_id = :stream_id AND requested_by = :requester
+
+-- name: withdraw_requests
+UPDATE stream_leases SET requested_by = NULL, requested_at = NULL WHERE requested_by = :requester
+
+-- name: transfer_lease
+-- The handoff: the owner gives the lease to the gateway that asked, in one statement (nobody else can
+-- slip in between a release and the requester's claim). Only to a requester still alive.
+UPDATE stream_leases SET owner = requested_by, acquired_at = :now, requested_by = NULL, requested_at = NULL
+WHERE stream_id = :stream_id AND owner = :owner
+    AND EXISTS (SELECT 1 FROM gateway_instances g
+                WHERE g.instance_id = stream_leases.requested_by AND g.expires_at > :now)
+
+-- name: release_lease
+DELETE FROM stream_leases WHERE stream_id = :stream_id AND owner = :owner
+
+-- name: release_leases
+DELETE FROM stream_leases WHERE owner = :owner
+
+-- name: lease_requests
+SELECT stream_id, requested_by FROM stream_leases
+WHERE owner = :owner AND requested_by IS NOT NULL
+ORDER BY stream_id
+
+-- name: count_leases
+SELECT count(*) AS n FROM stream_leases WHERE owner = :owner
+
+-- name: owned_streams
+SELECT stream_id FROM stream_leases WHERE owner = :owner

@@ -1,8 +1,8 @@
 """Browser tests of the web UI: Playwright for Python driving Debian's Chromium (never a downloaded browser)
 against a real gateway on loopback.
 
-* ``browser``: one headless Chromium per session (``/usr/bin/chromium``, or ``DRIFTLOCK_CHROMIUM``); without
-  it the tests skip, and under ``CI=true`` they fail.
+* ``browser``: one headless Chromium per test module (``/usr/bin/chromium``, or ``DRIFTLOCK_CHROMIUM``);
+  without it the tests skip, and under ``CI=true`` they fail.
 * ``open_page(url, width=...)``: a fresh browser context (its own sessionStorage) and page. Every console
   error and uncaught page error fails the test at teardown, except the network errors a test declares it
   expects (``page.expect_console_error("status of 401")``).
@@ -55,8 +55,10 @@ def artifact_dir() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Per module, not per session: while Playwright's sync API runs, this thread has a running asyncio
+    # loop, and a later test elsewhere calling asyncio.run() would fail.
     if not CHROMIUM.exists():
         missing(f"no Chromium at {CHROMIUM} (apt-get install chromium; tests/run.sh does)")
     try:

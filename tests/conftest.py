@@ -43,8 +43,9 @@ pytest_plugins = [
 
 
 # The fast target (`bash tests/run.sh --fast`) runs what needs neither a service nor a child gateway:
-# `-m "not postgres and not gateway and not system"`. The marks are set here, once, by what a test uses,
-# so a new test is classified without anyone remembering to mark it.
+# `-m "not postgres and not gateway and not system and not slow"`. These three marks are set here, once, by
+# what a test uses, so a new test is classified without anyone remembering to mark it (`slow` is set by
+# the few tests it applies to).
 _MARK_BY_FIXTURE = {
     "pg_cluster": "postgres",  # pg_dsn and every Postgres-backed fixture depend on it
     "alertmanager": "system",  # a real Alertmanager binary

@@ -3,8 +3,8 @@
 # Usage: bash tests/run.sh [--fast] [pytest args...]
 #   (no flag)  ruff, mypy, import-linter, then the whole suite (the CI entry point, .ci/run)
 #   --fast     the same checks, then only the tests that need no service, no child gateway and no system
-#              binary (-m "not postgres and not gateway and not system"; tests/conftest.py sets the marks).
-#              System packages are not installed for it.
+#              binary, without the slow ones (-m "not postgres and not gateway and not system and not slow";
+#              tests/conftest.py sets the first three marks, the tests themselves `slow`). No apt step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +42,6 @@ fi
 .venv/bin/lint-imports --no-logo
 
 if [ "$fast" -eq 1 ]; then
-  exec .venv/bin/python -m pytest -m "not postgres and not gateway and not system" "$@"
+  exec .venv/bin/python -m pytest -m "not postgres and not gateway and not system and not slow" "$@"
 fi
 exec .venv/bin/python -m pytest "$@"

@@ -201,6 +201,7 @@ def decode_and_compare(signal: str, payload: bytes, stream_key: tuple[str, ...] 
     return decoded
 
 
+@pytest.mark.slow  # 300 generated requests through both paths
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(req=requests(), stream_key=st.sampled_from(STREAM_KEYS), caps=CAPS)
 def test_fast_path_matches_the_reference_on_generated_requests(req: ExportTraceServiceRequest,
@@ -209,6 +210,7 @@ def test_fast_path_matches_the_reference_on_generated_requests(req: ExportTraceS
     decode_and_compare("traces", req.SerializeToString(), stream_key, caps)
 
 
+@pytest.mark.slow  # 300 generated requests through both paths
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(req=log_requests(), stream_key=st.sampled_from(STREAM_KEYS), caps=CAPS)
 def test_log_fast_path_matches_the_reference_on_generated_requests(req: ExportLogsServiceRequest,

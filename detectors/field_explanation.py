@@ -11,7 +11,7 @@ every attribute key (a missing key is the value "not set").
 
 Row kinds: ``new_key`` (a key absent from every reference event), ``new_value`` (values never seen in the
 reference, grouped per field), ``rare_value`` (seen in under 1 % of the reference), ``share`` (a known value,
-or any status/severity value, whose share rose by >= 5 points and x 1.5), ``shift`` (duration median, or
+or any status/severity value, whose share rose by >= 5 points and x 2), ``shift`` (duration median, or
 90th percentile when the median holds, moved by x 1.5 or more), ``new_template``.
 
 Bits (the ranking, documented in docs/detectors.md): for a value (or group of new values) seen ``k`` times
@@ -20,11 +20,16 @@ in bits and ``p`` the value's smoothed reference share ``(c + 1/2) / (N + 1)`` (
 events; for never-seen values ``c`` is the number of reference values seen exactly once: the Good-Turing
 chance of a new value, so a field that is always new, like a request path with ids, costs nothing). By the
 Chernoff bound the reference produces such a count with probability at most ``2^-bits``. For the duration,
-``n * KL`` over the log2 buckets with the same smoothing. Rows under ``MIN_BITS`` are dropped; at most
-``PER_FIELD_ROWS`` per field and ``MAX_FIELDS`` in all are kept, costliest first.
+``n * KL`` over the log2 buckets with the same smoothing, less its expected value when nothing changed
+(the chi-square approximation ``(B - 1) / (2 ln 2) * (1 + n/N)`` for ``B`` buckets); medians and
+percentiles are exact when the caller passes exact durations for every span of both sides, else
+interpolated inside their log2 bucket (:mod:`detectors.field_durations`) and shown with "~". Rows under
+``MIN_BITS`` are dropped; at most ``PER_FIELD_ROWS`` per field and ``MAX_FIELDS`` in all are kept,
+costliest first.
 
 Bounded work: only the last ``REFERENCE_CAP`` reference and the last ``INCIDENT_CAP`` incident events are
-examined (linear in their size; events that parse as neither span nor log are skipped).
+examined, and of their attribute keys the ``MAX_KEYS`` most frequent (events that parse as neither span nor
+log are skipped), so a call costs at most ~2,500 events x 69 fields of counting.
 """
 
 from __future__ import annotations
@@ -38,9 +43,9 @@ from typing import Any
 import numpy as np
 
 from detectors.canonical.parse import ParsedEvent, parse_event
+from detectors.field_durations import Durations
 from detectors.incident_types import FieldChange
 from detectors.plain_words import (
-    bucket_duration_ns,
     duration,
     elide,
     engine_tokens,
@@ -62,8 +67,13 @@ MIN_BITS = 10.0
 RARE_SHARE = 0.01
 """A value seen in fewer than this share of the reference events is rare."""
 MIN_SHARE_RISE = 0.05
+SHARE_FACTOR = 2.0
+"""A known value's share must rise by ``MIN_SHARE_RISE`` points and this factor (events are not
+independent: spans of one trace, retries, so a sampling test alone over-reports)."""
 SHIFT_FACTOR = 1.5
 SUMMARY_CLAUSES = 4
+MAX_KEYS = 64
+"""Attribute keys compared (the most frequent over both sides): bounds the work on key-per-event streams."""
 _TEXT_CAP = 300  # characters of a template/example kept in a row
 _SUMMARY_TEMPLATE_CAP = 80
 _NOT_SET = None
@@ -87,8 +97,7 @@ class _Row:
 class _Side:
     parsed: list[ParsedEvent]
     lines: list[bytes]
-    durations_ns: np.ndarray  # of the parsed spans, in order
-    exact: bool  # durations_ns are exact (not bucket middles)
+    durations: Durations  # of the parsed spans, in order
 
     @property
     def n(self) -> int:
@@ -107,7 +116,7 @@ def _side(events: Sequence[bytes], durations_ns: Sequence[float] | np.ndarray | 
         raise ValueError(f"durations_ns must have one entry per event ({len(exact_ns)} durations, "
                          f"{len(events)} events)")
     start = max(len(events) - cap, 0)
-    parsed, lines, spans = [], [], []
+    parsed, lines, buckets, exact = [], [], [], []
     for k in range(start, len(events)):
         line = bytes(events[k])
         event = parse_event(line)
@@ -116,10 +125,12 @@ def _side(events: Sequence[bytes], durations_ns: Sequence[float] | np.ndarray | 
         parsed.append(event)
         lines.append(line)
         if event.duration_bucket is not None:
-            exact = exact_ns is not None and math.isfinite(exact_ns[k])
-            spans.append(float(exact_ns[k]) if exact_ns is not None and exact
-                         else bucket_duration_ns(event.duration_bucket))
-    return _Side(parsed, lines, np.asarray(spans, dtype=np.float64), exact_ns is not None)
+            buckets.append(event.duration_bucket)
+            exact.append(math.nan if exact_ns is None else float(exact_ns[k]))
+    exact_array = np.asarray(exact, dtype=np.float64)
+    known = exact_ns is not None and bool(np.all(np.isfinite(exact_array)))  # all or nothing: no mixing
+    durations = Durations(np.asarray(buckets, dtype=np.int64), exact_array if known else None)
+    return _Side(parsed, lines, durations)
 
 
 def _divergence_bits(q: float, p: float) -> float:
@@ -186,9 +197,9 @@ def _new_key_row(field: Field, inc_counts: Counter[str | None], ref: _Side, inc:
     values: Counter[str | None] = Counter({v: c for v, c in inc_counts.items() if v is not _NOT_SET})
     top = max(values, key=lambda v: (values[v], str(v)))
     if values[top] * 2 >= present:  # one value dominates: name it
-        phrase = f"{key}={_label(top)} (new)"
+        phrase = f"{plain(key)}={_label(top)} (new)"
     else:
-        phrase = f"new attribute {key} ({percent(present / inc.n)} of events)"
+        phrase = f"new attribute {plain(key)} ({percent(present / inc.n)} of events)"
     change = FieldChange(field=key, change="new_key", before="never seen", now=_mix(values, inc.n),
                          unusual=f"never seen in {ref.n} reference events", bits=round(bits, 2),
                          example=_example(inc, field, set(values)))
@@ -213,11 +224,11 @@ def _new_value_rows(field: Field, new: list[str | None], ref_counts: Counter[str
         return []
     if len(new) == 1:
         now = _mix(inc_counts, inc.n, lead=new, others=0)
-        phrase = f"{name}={_label(new[0])} (new)"
+        phrase = f"{plain(name)}={_label(new[0])} (new)"
     else:
         now = (f"{_mix(inc_counts, inc.n, lead=new[:2], others=0)}"
                + (f" and {len(new) - 2} more" if len(new) > 2 else "") + f" ({percent(q)} of events)")
-        phrase = f"{name}: {len(new)} new values in {percent(q)} of events (e.g. {_label(new[0])})"
+        phrase = f"{plain(name)}: {len(new)} new values in {percent(q)} of events (e.g. {_label(new[0])})"
     before = _mix(ref_counts, ref.n, others=2)
     change = FieldChange(field=name, change="new_value", before=before, now=now,
                          unusual=f"never seen in {ref.n} reference events", bits=round(bits, 2),
@@ -261,14 +272,14 @@ def _known_value_row(field: Field, value: str | None, ref_counts: Counter[str | 
     if bits < MIN_BITS:
         return None
     rare = c > 0 and before_share < RARE_SHARE and name not in _SHARE_ONLY
-    if c > 0 and not rare and (q - before_share < MIN_SHARE_RISE or q < SHIFT_FACTOR * before_share):
+    if c > 0 and not rare and (q - before_share < MIN_SHARE_RISE or q < SHARE_FACTOR * before_share):
         return None
     before, now = _mix(ref_counts, ref.n, lead=[value]), _mix(inc_counts, inc.n, lead=[value])
     template = name == "log.template"
     shown = _quoted_template(value) if template else _label(value)
     if rare:
         unusual = f"seen {c} time{'s' if c != 1 else ''} in {ref.n} reference events"
-        what = f"rare log message {shown}" if template else f"{name}={shown}"
+        what = f"rare log message {shown}" if template else f"{plain(name)}={shown}"
         phrase = f"{what} in {percent(q)} of events (was {percent(before_share)})"
     else:
         unusual = p_bound(bits)
@@ -279,7 +290,7 @@ def _known_value_row(field: Field, value: str | None, ref_counts: Counter[str | 
         elif template:
             phrase = f"log message {shown} now {percent(q)} of logs (was {percent(before_share)})"
         else:
-            phrase = f"{name}={shown} in {percent(q)} of events (was {percent(before_share)})"
+            phrase = f"{plain(name)}={shown} in {percent(q)} of events (was {percent(before_share)})"
     if template:
         before = f'"{_template(value)}" ({percent(before_share)})'
         now = f'"{_template(value)}" ({percent(q)})'
@@ -288,40 +299,41 @@ def _known_value_row(field: Field, value: str | None, ref_counts: Counter[str | 
     return _Row(change, phrase, is_attr)
 
 
-def _bucket_counts(side: _Side) -> Counter[int]:
-    return Counter(e.duration_bucket for e in side.parsed if e.duration_bucket is not None)
-
-
-def _moved_statistic(ref: np.ndarray, inc: np.ndarray) -> tuple[str, float, float, float] | None:
+def _moved_statistic(ref: Durations, inc: Durations) -> tuple[str, float, float, float] | None:
     """The median if it moved by ``SHIFT_FACTOR``, else the 90th percentile if that did, else None."""
     for stat, q in (("median", 50.0), ("90th percentile", 90.0)):
-        before, now = float(np.percentile(ref, q)), float(np.percentile(inc, q))
+        before, now = ref.percentile(q), inc.percentile(q)
         factor = now / max(before, 1.0)
         if factor >= SHIFT_FACTOR or factor <= 1.0 / SHIFT_FACTOR:
             return stat, before, now, factor
     return None
 
 
-def _duration_row(ref: _Side, inc: _Side) -> list[_Row]:
-    if ref.durations_ns.size == 0 or inc.durations_ns.size == 0:
+def _duration_row(ref_side: _Side, inc_side: _Side) -> list[_Row]:
+    ref, inc = ref_side.durations, inc_side.durations
+    if ref.size == 0 or inc.size == 0:
         return []
-    ref_buckets, inc_buckets = _bucket_counts(ref), _bucket_counts(inc)
-    N, n = ref.durations_ns.size, inc.durations_ns.size
-    support = set(ref_buckets) | set(inc_buckets)
-    bits = sum(count * math.log2((count / n) / ((ref_buckets[b] + 0.5) / (N + 0.5 * len(support))))
-               for b, count in inc_buckets.items())
+    if (ref.exact_ns is None) != (inc.exact_ns is None):  # compare like with like
+        ref, inc = Durations(ref.buckets), Durations(inc.buckets)
+    ref_buckets, inc_buckets = ref.bucket_counts(), inc.bucket_counts()
+    N, n = ref.size, inc.size
+    support = len(set(ref_buckets) | set(inc_buckets))
+    divergence = sum(count * math.log2((count / n) / ((ref_buckets.get(b, 0) + 0.5) / (N + 0.5 * support)))
+                     for b, count in inc_buckets.items())
+    # what n * KL over `support` buckets comes to when nothing changed (chi-square: (support - 1) / 2 ln 2
+    # for the incident's sampling, x (1 + n/N) for the reference's): a wide spread of buckets is not news
+    bits = divergence - (support - 1) / (2.0 * math.log(2.0)) * (1.0 + n / N)
     if bits < MIN_BITS:
         return []
-    moved = _moved_statistic(ref.durations_ns, inc.durations_ns)
+    moved = _moved_statistic(ref, inc)
     if moved is None:
         return []
     stat, before, now, factor = moved
-    approx = "" if ref.exact and inc.exact else "~"
+    approx = "" if inc.exact_ns is not None else "~"
     slower = factor > 1.0
-    edge = float(np.percentile(ref.durations_ns, 99.0 if slower else 1.0))
-    beyond = int(np.sum(inc.durations_ns > edge) if slower else np.sum(inc.durations_ns < edge))
-    unusual = (f"{beyond} of {n} spans {'slower' if slower else 'faster'} than the reference's "
-               f"{'99th' if slower else '1st'} percentile ({approx}{duration(edge)})")
+    edge = ref.percentile(99.0 if slower else 1.0)
+    unusual = (f"{inc.beyond(edge, slower)} of {n} spans {'slower' if slower else 'faster'} than the "
+               f"reference's {'99th' if slower else '1st'} percentile ({approx}{duration(edge)})")
     change = FieldChange(field="duration", change="shift", before=f"{approx}{duration(before)} {stat}",
                          now=f"{approx}{duration(now)} {stat} ({ratio(factor)})", unusual=unusual,
                          bits=round(bits, 2))
@@ -330,9 +342,11 @@ def _duration_row(ref: _Side, inc: _Side) -> list[_Row]:
 
 
 def _fields(ref: _Side, inc: _Side) -> list[Field]:
-    attrs = sorted({key for side in (ref, inc) for e in side.parsed for key in e.attributes})
+    """The head fields present in the incident and the ``MAX_KEYS`` most frequent attribute keys."""
+    keys: Counter[str] = Counter(key for side in (ref, inc) for e in side.parsed for key in e.attributes)
+    attrs = sorted(sorted(keys), key=lambda key: -keys[key])[:MAX_KEYS]
     heads = [f for f in _HEAD_FIELDS if any(f in e.head for e in inc.parsed)]
-    return [(False, f) for f in heads] + [(True, a) for a in attrs]
+    return [(False, f) for f in heads] + [(True, a) for a in sorted(attrs)]
 
 
 def _prefix(service: str, name: str) -> str:
@@ -344,6 +358,11 @@ def _summary(prefix: str, rows: list[_Row]) -> str:
     """One sentence: the costliest rows' phrases; new attributes that came with an ERROR share join it."""
     if not rows:
         return f"{prefix}the events differ from the reference, but no single field explains the change"
+    # a key gone missing usually comes with a new kind of event (a new log template lacks the old keys):
+    # it stays in the table, but the sentence names what is there rather than what is not, if it can
+    absent = [r for r in rows if r.change.now.startswith("not set (")]
+    if len(absent) < len(rows):
+        rows = [r for r in rows if r not in absent]
     phrases = {i: row.phrase for i, row in enumerate(rows)}
     status = next((i for i, r in enumerate(rows) if r.change.field == "status" and not r.attribute
                    and r.change.change == "share"), None)

@@ -56,37 +56,47 @@ def elide(template: str) -> str:
 
 
 def plain(text: str) -> str:
-    """``text`` fit for a sentence: placeholders in words, quoted if it still looks like an engine token."""
-    words = unmask(text)
+    """``text`` fit for a sentence: a lone placeholder in words, placeholders inside a word as an ellipsis,
+    quoted if it still looks like an engine token (or is empty); its own double quotes become single ones.
+
+    >>> plain("<N3>"), plain("cart-<N1>f<N1>c"), plain("D19"), plain("RedisTimeout")
+    ('a 3-digit number', 'cart-…f…c', '"D19"', 'RedisTimeout')
+    """
+    words = (unmask(text) if _MASK.fullmatch(text) else elide(text)).replace('"', "'")  # keeps quotes paired
     return f'"{words}"' if engine_tokens(words) or not words else words
 
 
 def percent(share: float) -> str:
-    """A share as a percentage, with a decimal only where rounding would say 0 or 100.
+    """A share as a percentage: whole numbers, two significant digits where that would say 0 or 100.
 
-    >>> percent(0.0), percent(0.3104), percent(0.004), percent(0.9996), percent(1.0)
-    ('0 %', '31 %', '0.4 %', '99.96 %', '100 %')
+    >>> percent(0.0), percent(0.3104), percent(0.0015), percent(0.9985), percent(0.9996), percent(1.0)
+    ('0 %', '31 %', '0.15 %', '99.85 %', '99.96 %', '100 %')
     """
-    value = share * 100.0
-    if value == 0.0 or value == 100.0 or 0.5 <= value <= 99.5:
+    value = min(max(share * 100.0, 0.0), 100.0)
+    if value in (0.0, 100.0) or 1.0 <= value <= 99.0:
         return f"{value:.0f} %"
-    if value < 0.5:
-        return f"{value:.1g} %" if value < 0.1 else f"{value:.1f} %"
-    return f"{value:.{max(1, -math.floor(math.log10(100.0 - value)))}f} %"
+    if value < 1.0:
+        return "under 0.01 %" if value < 0.01 else f"{float(f'{value:.2g}'):g} %"
+    rest = 100.0 - value
+    if rest < 0.01:
+        return "over 99.99 %"
+    shown = f"{float(f'{rest:.2g}'):f}".rstrip("0")
+    return f"{100.0 - float(shown):.{len(shown.split('.')[1])}f} %"
 
 
 def duration(ns: float) -> str:
     """A duration in the unit a person would use: "850 µs", "46 ms", "1.2 s", "3.5 min".
 
-    >>> duration(400), duration(46_300_000), duration(1_234_000_000), duration(210e9)
-    ('under 1 µs', '46 ms', '1.2 s', '3.5 min')
+    >>> duration(400), duration(46_300_000), duration(238e6), duration(1_234_000_000), duration(210e9)
+    ('under 1 µs', '46 ms', '240 ms', '1.2 s', '3.5 min')
     """
     if ns < 1_000:
         return "under 1 µs"
     for unit, size in (("min", 60e9), ("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
         if ns >= size:
-            value = ns / size
-            return f"{value:.2g} {unit}" if value < 10 else f"{value:.0f} {unit}"
+            value = ns / size  # two significant digits: 238 ms reads as 240 ms
+            shown = f"{value:.2g}" if value < 10 else f"{round(value, 1 - int(math.log10(value))):.0f}"
+            return f"{shown} {unit}"
     return "under 1 µs"  # unreachable: 1 µs and above matched
 
 

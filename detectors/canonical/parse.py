@@ -6,9 +6,8 @@ else is ``None``. Two ambiguities are resolved by rule:
 
 - Where the attributes start: the first `` | `` followed by a ``key=`` (a body or span name containing
   `` | k=`` itself is cut there).
-- Where one attribute ends: a value may contain spaces, so the text is split before each `` key=`` and a
-  piece whose key does not sort after the previous key (keys are written sorted) is glued back onto the
-  previous value.
+- Where one attribute ends: a value may contain spaces and ``x=y`` text, so of the `` key=`` candidates the
+  longest chain of sorted keys is taken (keys are written sorted); the rest belongs to the values.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ _LOG = re.compile(r"(UNSPECIFIED|(?:TRACE|DEBUG|INFO|WARN|ERROR|FATAL)[234]?|SEV
 _ATTRS_START = re.compile(r" \| (?=[^\s=|]+=)")
 _KEY_START = re.compile(r" (?=[^\s=]+=)")
 _SEVERITY_STEP = re.compile(r"(?<=[A-Z])[234]$")
+_CHAIN_LIMIT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,22 +38,48 @@ class ParsedEvent:
     """The span's log2 duration bucket ``b`` of ``d=D<b>`` (spans only)."""
 
 
+def _key_chain(keys: list[str]) -> list[int]:
+    """Indices of the longest strictly increasing chain of ``keys`` that starts at 0, each step taking the
+    farthest next key (a value holding ``k=v`` text is more likely than a run of keys); greedy past
+    ``_CHAIN_LIMIT`` candidates so a hostile event stays linear."""
+    m = len(keys)
+    if m > _CHAIN_LIMIT:
+        chain = [0]
+        for j in range(1, m):
+            if keys[j] > keys[chain[-1]]:
+                chain.append(j)
+        return chain
+    longest = [1] * m  # longest chain starting at i
+    for i in range(m - 2, -1, -1):
+        longest[i] = 1 + max((longest[j] for j in range(i + 1, m) if keys[j] > keys[i]), default=0)
+    chain = [0]
+    while longest[chain[-1]] > 1:
+        i = chain[-1]
+        chain.append(max(j for j in range(i + 1, m) if keys[j] > keys[i] and longest[j] == longest[i] - 1))
+    return chain
+
+
 def split_attributes(text: str) -> dict[str, str]:
     """``k=v k2=v 2`` (the part after `` | ``) to a dict, values with spaces kept whole.
 
+    Keys are written sorted, so the split is the longest sorted chain of ``key=`` candidates.
+
     >>> split_attributes("error.type=Redis timeout http.status_code=503")
     {'error.type': 'Redis timeout', 'http.status_code': '503'}
+    >>> split_attributes("error.message=took x=1 ms http.status_code=503")
+    {'error.message': 'took x=1 ms', 'http.status_code': '503'}
     """
-    pieces = _KEY_START.split(" " + text)[1:]
+    starts = [m.end() for m in _KEY_START.finditer(" " + text)]
+    if not starts:
+        return {}
+    keys = [(" " + text)[a:].partition("=")[0] for a in starts]
+    chain = _key_chain(keys)
+    ends = [starts[j] - 1 for j in chain[1:]] + [len(text) + 1]
     attributes: dict[str, str] = {}
-    last_key: str | None = None
-    for piece in pieces:
+    for j, end in zip(chain, ends, strict=True):
+        piece = (" " + text)[starts[j]:end]
         key, _, value = piece.partition("=")
-        if last_key is not None and key <= last_key:  # out of order: part of the previous value
-            attributes[last_key] += " " + piece
-            continue
         attributes[key] = value
-        last_key = key
     return attributes
 
 

@@ -196,7 +196,7 @@ def _new_key_row(field: Field, inc_counts: Counter[str | None], ref: _Side, inc:
         return []
     values: Counter[str | None] = Counter({v: c for v, c in inc_counts.items() if v is not _NOT_SET})
     top = max(values, key=lambda v: (values[v], str(v)))
-    if values[top] * 2 >= present:  # one value dominates: name it
+    if values[top] * 2 >= present and top not in _MASKED_VALUES:  # one value dominates: name it
         phrase = f"{plain(key)}={_label(top)} (new)"
     else:
         phrase = f"new attribute {plain(key)} ({percent(present / inc.n)} of events)"

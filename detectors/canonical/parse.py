@@ -22,6 +22,9 @@ _ATTRS_START = re.compile(r" \| (?=[^\s=|]+=)")
 _KEY_START = re.compile(r" (?=[^\s=]+=)")
 _SEVERITY_STEP = re.compile(r"(?<=[A-Z])[234]$")
 _CHAIN_LIMIT = 64
+MAX_PARSED_BYTES = 16_384
+"""Bytes of an event that are read (a masked body is at most ~4 KiB; the rest holds 150+ attributes): a
+hostile event with thousands of attributes costs no more than an ordinary large one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,18 +72,15 @@ def split_attributes(text: str) -> dict[str, str]:
     >>> split_attributes("error.message=took x=1 ms http.status_code=503")
     {'error.message': 'took x=1 ms', 'http.status_code': '503'}
     """
-    starts = [m.end() for m in _KEY_START.finditer(" " + text)]
+    spaced = " " + text
+    starts = [m.end() for m in _KEY_START.finditer(spaced)]
     if not starts:
         return {}
-    keys = [(" " + text)[a:].partition("=")[0] for a in starts]
+    equals = [spaced.find("=", a) for a in starts]  # the lookahead guarantees one, before the next space
+    keys = [spaced[a:e] for a, e in zip(starts, equals, strict=True)]
     chain = _key_chain(keys)
-    ends = [starts[j] - 1 for j in chain[1:]] + [len(text) + 1]
-    attributes: dict[str, str] = {}
-    for j, end in zip(chain, ends, strict=True):
-        piece = (" " + text)[starts[j]:end]
-        key, _, value = piece.partition("=")
-        attributes[key] = value
-    return attributes
+    ends = [starts[j] - 1 for j in chain[1:]] + [len(spaced)]
+    return {keys[j]: spaced[equals[j] + 1:end] for j, end in zip(chain, ends, strict=True)}
 
 
 def _body_and_attributes(rest: str) -> tuple[str, dict[str, str]]:
@@ -98,7 +98,7 @@ def parse_event(event: bytes | bytearray | memoryview) -> ParsedEvent | None:
     >>> parse_event(b"ERROR2 Redis timeout after <N2> ms").head
     {'severity': 'ERROR', 'log.template': 'Redis timeout after <N2> ms'}
     """
-    text = bytes(event).decode("utf-8", "replace")
+    text = bytes(event[:MAX_PARSED_BYTES]).decode("utf-8", "replace")
     span = _SPAN.match(text)
     if span is not None:
         body, attributes = _body_and_attributes(text[span.end():])
@@ -114,4 +114,4 @@ def parse_event(event: bytes | bytearray | memoryview) -> ParsedEvent | None:
     return ParsedEvent("log", {"severity": severity, "log.template": body}, attributes)
 
 
-__all__ = ["ParsedEvent", "parse_event", "split_attributes"]
+__all__ = ["MAX_PARSED_BYTES", "ParsedEvent", "parse_event", "split_attributes"]

@@ -313,6 +313,13 @@ def test_parser_reads_back_what_canonicalisation_wrote():
     assert parse_event(b"SERVER a OK d=D3 trailing") is None  # status and bucket must end the head
 
 
+def test_only_the_head_of_a_huge_event_is_read():
+    keys = " ".join(f"k{i:05d}=v" for i in range(4000))  # ~36 KB of attributes
+    event = parse_event(f"SERVER a OK d=D3 | {keys}".encode())
+    assert event is not None and 1000 < len(event.attributes) < 4000
+    assert event.attributes["k00000"] == "v" and "k03999" not in event.attributes
+
+
 @pytest.mark.parametrize("module", [detectors.field_explanation, detectors.plain_words,
                                     detectors.canonical.parse])
 def test_doc_examples(module):

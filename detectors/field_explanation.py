@@ -191,6 +191,8 @@ def _categorical_rows(field: Field, ref: _Side, inc: _Side) -> list[_Row]:
 def _new_key_row(field: Field, inc_counts: Counter[str | None], ref: _Side, inc: _Side) -> list[_Row]:
     key = field[1]
     present = inc.n - inc_counts[_NOT_SET]
+    if present == 0:  # a key only some reference events had, and none of these: nothing new
+        return []
     bits = inc.n * _divergence_bits(present / inc.n, _smoothed(0, ref.n))
     if bits < MIN_BITS:
         return []

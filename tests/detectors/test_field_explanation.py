@@ -129,7 +129,12 @@ def test_share_of_a_known_value():
     share = fields[0]
     assert (share.change, share.before, share.now) == ("share", "/cart/b (10 %), /cart/a (90 %)",
                                                        "/cart/b (60 %), /cart/a (40 %)")
+    assert share.unusual.startswith("p < 1e-") and share.bits > 100
     assert summary == "http.route=/cart/b in 60 % of events (was 10 %)"
+    # 10 % -> 16 %: significant for independent samples, but not doubled: not reported
+    modest = [_cart_span(rng, 40 * MS, extra={"http.route": "/cart/b" if k % 25 < 4 else "/cart/a"})
+              for k in range(500)]
+    assert explain_fields(reference, modest)[0] == ()
 
 
 def test_a_burst_of_new_values_is_one_row_and_an_always_new_field_is_no_news():
@@ -143,7 +148,7 @@ def test_a_burst_of_new_values_is_one_row_and_an_always_new_field_is_no_news():
     assert [f.field for f in fields] == ["coupon"]  # trace.note is always new: Good-Turing expects it
     row = fields[0]
     assert row.change == "new_value" and row.now.endswith("and 98 more (20 % of events)")
-    assert row.before == "none (100 %)"
+    assert row.before == "none (100 %)" and row.unusual == "never seen in 2000 reference events"
     assert summary.startswith("coupon: 100 new values in 20 % of events (e.g. ")
 
 
@@ -222,6 +227,7 @@ def test_logs_new_template_with_example_and_severity_mix():
                                                                 "ERROR (40 %), INFO (60 %)")
     template = rows["log.template"]
     assert template.change == "new_template" and template.before == "never seen"
+    assert template.unusual == "never seen in 2000 reference events"
     assert template.now == '"Redis timeout after <N3> ms on <IP>" (30 % of logs)'
     assert template.example is not None
     assert template.example.startswith("ERROR Redis timeout after <N3> ms on <IP>")

@@ -3,6 +3,7 @@
 import importlib.util
 import os
 
+import pytest
 from hypothesis import settings
 
 # In CI property tests draw the same examples every run: a red build is reproducible, never luck.
@@ -39,3 +40,32 @@ pytest_plugins = [
     "tests.fixtures.tls",
     "tests.fixtures.alertmanager",
 ] if _gateway_installed() else []
+
+
+# The fast target (`bash tests/run.sh --fast`) runs what needs neither a service nor a child gateway:
+# `-m "not postgres and not gateway and not system and not slow"`. These three marks are set here, once, by
+# what a test uses, so a new test is classified without anyone remembering to mark it (`slow` is set by
+# the few tests it applies to).
+_MARK_BY_FIXTURE = {
+    "pg_cluster": "postgres",  # pg_dsn and every Postgres-backed fixture depend on it
+    "alertmanager": "system",  # a real Alertmanager binary
+}
+_MARK_BY_DIRECTORY = {
+    "e2e": "gateway",  # gateways as child processes, driven through the SDK's exporters
+    "reliability": "gateway",  # child gateways under floods, slow clients, bad input
+    "ecosystem": "gateway",  # a real OpenTelemetry Collector in front of a gateway
+    "deploy": "system",  # docker, kubectl, hadolint, promtool
+    "ui": "system",  # a real browser (Chromium through Playwright)
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        marks = {mark for fixture, mark in _MARK_BY_FIXTURE.items() if fixture in names}
+        relative = os.path.relpath(str(item.path), tests_dir).split(os.sep)
+        if relative[0] in _MARK_BY_DIRECTORY:
+            marks.add(_MARK_BY_DIRECTORY[relative[0]])
+        for mark in sorted(marks - {m.name for m in item.iter_markers()}):
+            item.add_marker(getattr(pytest.mark, mark))

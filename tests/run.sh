@@ -1,24 +1,36 @@
 #!/usr/bin/env bash
-# Installs everything the test suite needs on a fresh Debian machine, then runs every test.
-# Usage: bash tests/run.sh [pytest args...]
+# Installs everything the test suite needs on a fresh Debian machine, then checks and runs every test.
+# Usage: bash tests/run.sh [--fast] [pytest args...]
+#   (no flag)  ruff, mypy, import-linter, then the whole suite (the CI entry point, .ci/run)
+#   --fast     the same checks, then only the tests that need no service, no child gateway and no system
+#              binary, without the slow ones (-m "not postgres and not gateway and not system and not slow";
+#              tests/conftest.py sets the first three marks, the tests themselves `slow`). No apt step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+fast=0
+if [ "${1:-}" = "--fast" ]; then
+  fast=1
+  shift
+fi
 
 # System packages: PostgreSQL 15 (the suite starts its own cluster), promtool (alert-rule tests),
 # Alertmanager (the notification tests start it), openssl, Chromium (the web UI's browser tests drive
 # Debian's build through Playwright; no browser is downloaded).
-missing=()
-[ -x /usr/lib/postgresql/15/bin/initdb ] || command -v initdb >/dev/null || missing+=(postgresql-15)
-command -v promtool >/dev/null || missing+=(prometheus)
-command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing+=(prometheus-alertmanager)
-command -v openssl >/dev/null || missing+=(openssl)  # throw-away TLS certificates
-[ -x /usr/bin/chromium ] || missing+=(chromium)
-python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
-command -v kubectl >/dev/null || echo "tests/run.sh: kubectl is not on PATH; the Kubernetes manifest tests will fail" >&2
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
-  $sudo_ apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ "$fast" -eq 0 ]; then
+  missing=()
+  [ -x /usr/lib/postgresql/15/bin/initdb ] || command -v initdb >/dev/null || missing+=(postgresql-15)
+  command -v promtool >/dev/null || missing+=(prometheus)
+  command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+  command -v openssl >/dev/null || missing+=(openssl)  # throw-away TLS certificates
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
+  command -v kubectl >/dev/null || echo "tests/run.sh: kubectl is not on PATH; the Kubernetes manifest tests will fail" >&2
+  if [ ${#missing[@]} -gt 0 ]; then
+    sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+    $sudo_ apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
 fi
 
 # Python environment: the project with its test extras, in .venv.
@@ -26,5 +38,12 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
 
+# Static checks (configured in pyproject.toml): lint, types, the import boundaries.
 .venv/bin/ruff check .
+.venv/bin/mypy
+.venv/bin/lint-imports --no-logo
+
+if [ "$fast" -eq 1 ]; then
+  exec .venv/bin/python -m pytest -m "not postgres and not gateway and not system and not slow" "$@"
+fi
 exec .venv/bin/python -m pytest "$@"

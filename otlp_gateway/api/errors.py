@@ -6,8 +6,11 @@ client never has to parse two shapes, and a client mistake is never answered wit
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import logging
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -45,6 +48,21 @@ class ApiError(Exception):
         self.error = error
         self.detail = detail
         self.headers = headers or {}
+
+
+def check_time_range(since: dt.datetime | None, until: dt.datetime | None) -> None:
+    """400 when a list's time range is upside down."""
+    if since is not None and until is not None and since > until:
+        raise ApiError(400, "bad_request", "since must not be after until")
+
+
+@contextlib.contextmanager
+def cursor_errors() -> Iterator[None]:
+    """Around a store's paged query: its ``ValueError`` for a cursor it did not issue becomes a 400."""
+    try:
+        yield
+    except ValueError as exc:
+        raise ApiError(400, "bad_request", f"invalid cursor: {exc}") from None
 
 
 def error_response(status: int, error: str, detail: str, headers: dict[str, str] | None = None,

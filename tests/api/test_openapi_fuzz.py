@@ -71,6 +71,7 @@ def test_served_document_is_the_one_fuzzed(fuzz_api: LiveApi):
     assert fuzz_api.client.get("/openapi.json").json() == DOCUMENT
 
 
+@pytest.mark.slow  # schemathesis: every operation fuzzed against a live API
 @schema.parametrize()
 @settings(max_examples=10, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,

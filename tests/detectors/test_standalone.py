@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 BLOCKED = ("otlp_gateway", "grpc", "google", "opentelemetry")
 BLOCKER = f"""
@@ -69,6 +71,7 @@ print(json.dumps({"cbad": cbad_hits, "numeric": numeric_hits, "kinds": registry.
     assert out["restored"] == 700 and out["event"].startswith("INFO GET")
 
 
+@pytest.mark.slow  # runs part of the library's suite in a child interpreter
 def test_the_library_tests_run_without_the_gateway():
     """``python -m pytest tests/detectors`` works where the gateway is not installed (a fast subset here:
     the conformance suite and the snapshot formats; the whole directory runs the same way)."""

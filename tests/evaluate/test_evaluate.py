@@ -93,6 +93,7 @@ def test_stationary_counts_stream_is_a_default_signal_near_its_target():
         stationary.measure("gauges", "sensitive", events=100, progress=False)
 
 
+@pytest.mark.slow  # child interpreters, one per hash seed
 def test_hdfs_session_events_do_not_depend_on_the_hash_seed():
     code = ("from detectors.evaluate.logs import TransitionCodebook, hdfs_event; cb = TransitionCodebook(); "
             "print([hdfs_event(s.split(), cb).hex() for s in ('5 5 22 11 9 26 23 21', '22 5 5 4 3 2 26')])")

@@ -12,6 +12,8 @@ import pytest
 
 from tests.fixtures.gateway import REPO
 
+pytestmark = pytest.mark.slow  # each test runs pytest or the evaluation in a child interpreter
+
 NEEDS_DATA = "tests/evaluate/test_evaluate.py::test_nab_scoring_is_causal"
 
 

@@ -8,6 +8,7 @@ nesting around the depth limit, strings with every kind of UTF-8 mistake.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -84,6 +85,7 @@ def assert_same_verdict(payload: bytes) -> None:
                 f"{payload!r}"
 
 
+@pytest.mark.slow  # 1500 generated payloads through the walker and upb
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payload=st.one_of(messages(), st.binary(max_size=60)))
 def test_the_walk_accepts_what_upb_accepts(payload: bytes) -> None:

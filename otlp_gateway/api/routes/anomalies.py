@@ -10,7 +10,7 @@ from otlp_gateway.store.base import AnomalyFilter, AnomalyRecord
 
 from ..audit import anomaly_view, record_change
 from ..auth import CurrentPrincipal, Principal
-from ..errors import ApiError, error_responses
+from ..errors import ApiError, check_time_range, cursor_errors, error_responses
 from ..schemas import (
     AnomalyDetail,
     AnomalyPage,
@@ -41,14 +41,11 @@ async def list_anomalies(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> AnomalyPage:
-    if since is not None and until is not None and since > until:
-        raise ApiError(400, "bad_request", "since must not be after until")
+    check_time_range(since, until)
     flt = AnomalyFilter(since=since, until=until, stream_id=stream, service=service, signal=signal,
                         severity=severity, status=status)
-    try:
+    with cursor_errors():
         page = await request.app.state.ctx.store.query_anomalies(flt, limit, cursor)
-    except ValueError as exc:  # the store's answer to a cursor it did not issue
-        raise ApiError(400, "bad_request", f"invalid cursor: {exc}") from None
     return AnomalyPage(items=[AnomalySummary.from_record(r) for r in page.items],
                        next_cursor=page.next_cursor)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from ..auth import AdminPrincipal
-from ..errors import ApiError, error_responses
+from ..errors import cursor_errors, error_responses
 from ..schemas import AuditOut, AuditPage, Timestamp
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -24,8 +24,6 @@ async def query_audit(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> AuditPage:
-    try:
+    with cursor_errors():
         entries, next_cursor = await request.app.state.ctx.store.query_audit(since, actor, limit, cursor)
-    except ValueError as exc:
-        raise ApiError(400, "bad_request", f"invalid cursor: {exc}") from None
     return AuditPage(items=[AuditOut.from_entry(e) for e in entries], next_cursor=next_cursor)

@@ -18,7 +18,7 @@ from otlp_gateway.store.base import IncidentAction, IncidentFilter, IncidentReco
 
 from ..audit import incident_view, record_change
 from ..auth import CurrentPrincipal, Principal, operator_action
-from ..errors import ApiError, error_responses
+from ..errors import ApiError, check_time_range, cursor_errors, error_responses
 from ..schemas import (
     IncidentActionIn,
     IncidentDetail,
@@ -62,14 +62,11 @@ async def list_incidents(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> IncidentPage:
-    if since is not None and until is not None and since > until:
-        raise ApiError(400, "bad_request", "since must not be after until")
+    check_time_range(since, until)
     flt = IncidentFilter(status=status, service=service, signal=signal, severity=severity,
                          stream_id=stream_id, since=since, until=until)
-    try:
+    with cursor_errors():
         page = await request.app.state.ctx.store.query_incidents(flt, limit, cursor)
-    except ValueError as exc:  # the store's answer to a cursor it did not issue
-        raise ApiError(400, "bad_request", str(exc)) from None
     return IncidentPage(items=[_out(request, r) for r in page.items], next_cursor=page.next_cursor)
 
 

@@ -24,7 +24,7 @@ from otlp_gateway.streams.control import (
 
 from ..audit import record_change, stream_view
 from ..auth import CurrentPrincipal
-from ..errors import ApiError, error_responses
+from ..errors import ApiError, check_time_range, error_responses
 from ..schemas import ScoreSeriesOut, StreamList, StreamOut, StreamPatch, StreamState, Timestamp
 
 
@@ -102,8 +102,7 @@ async def get_scores(request: Request, _: CurrentPrincipal, stream_id: StreamId,
         raise ApiError(404, "not_found", f"no stream with id {stream_id!r}")
     end = until or dt.datetime.now(dt.UTC)
     start = since or end - dt.timedelta(seconds=DEFAULT_SERIES_SECONDS)
-    if start > end:
-        raise ApiError(400, "bad_request", "since must not be after until")
+    check_time_range(start, end)
     if (end - start).total_seconds() > MAX_SERIES_SECONDS:
         raise ApiError(400, "bad_request", f"ask for at most {MAX_SERIES_SECONDS / 3600:.0f} hours at once")
     return await score_series(request, stream_id, start, end, info, info.profile)

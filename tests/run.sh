@@ -15,13 +15,15 @@ if [ "${1:-}" = "--fast" ]; then
 fi
 
 # System packages: PostgreSQL 15 (the suite starts its own cluster), promtool (alert-rule tests),
-# Alertmanager (the notification tests start it), openssl.
+# Alertmanager (the notification tests start it), openssl, Chromium (the web UI's browser tests drive
+# Debian's build through Playwright; no browser is downloaded).
 if [ "$fast" -eq 0 ]; then
   missing=()
   [ -x /usr/lib/postgresql/15/bin/initdb ] || command -v initdb >/dev/null || missing+=(postgresql-15)
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing+=(prometheus-alertmanager)
   command -v openssl >/dev/null || missing+=(openssl)  # throw-away TLS certificates
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
   python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
   command -v kubectl >/dev/null || echo "tests/run.sh: kubectl is not on PATH; the Kubernetes manifest tests will fail" >&2
   if [ ${#missing[@]} -gt 0 ]; then

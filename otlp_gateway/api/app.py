@@ -39,9 +39,11 @@ def create_api_app(ctx: ApiContext) -> FastAPI:
                    responses=error_responses(400, 401, 403, 422, 429, 503))
     for module in (incidents, anomalies, streams, keys, audit, debug):
         v1.include_router(module.router)
+    v1.include_router(ui.session_router)
     app.include_router(v1)
     app.include_router(ui.router)
-    app.mount("/ui", ui.static_files(), name="ui")
+    app.state.ui_assets = assets = ui.static_files()
+    app.mount("/ui", assets, name="ui")
 
     # Added last = outermost: metrics see every request, including the ones the buckets refuse.
     app.add_middleware(RateLimitMiddleware, limits=limits)

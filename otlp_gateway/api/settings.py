@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -53,6 +54,38 @@ class KeyHashSettings(StrictModel):
     """argon2id lanes."""
 
 
+_TEMPLATE_FIELDS = re.compile(r"{([^{}]*)}")
+TRACE_URL_FIELDS = ("trace_id", "span_id")
+
+
+class UiSettings(StrictModel):
+    """The web UI served on the API port."""
+
+    trace_url_template: str | None = None
+    """Link from an incident's example spans to your trace viewer, e.g.
+    ``http://jaeger:16686/trace/{trace_id}`` (Jaeger) or
+    ``http://grafana:3000/explore?left=...{trace_id}...`` (Tempo); ``{trace_id}`` (32 hex) and
+    ``{span_id}`` (16 hex) are replaced. Null: trace ids are shown without a link."""
+    poll_seconds: Duration = Field(5.0, ge=1, le=300)
+    """How often open pages refresh their data (the incidents list, an incident, a stream)."""
+
+    @field_validator("trace_url_template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("trace_url_template must be an http:// or https:// URL")
+        names = _TEMPLATE_FIELDS.findall(value)
+        unknown = sorted({n for n in names if n not in TRACE_URL_FIELDS})
+        if unknown:
+            raise ValueError(f"trace_url_template: unknown placeholder(s) {', '.join(unknown)}; "
+                             f"use {{trace_id}} and {{span_id}}")
+        if "trace_id" not in names:
+            raise ValueError("trace_url_template must contain {trace_id}")
+        return value
+
+
 class ApiSettings(StrictModel):
     listen: HostPort = "0.0.0.0:8080"
     """API, web UI, /metrics and health checks."""
@@ -81,6 +114,7 @@ class ApiSettings(StrictModel):
     """Slow and hostile clients on the API port."""
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     """Largest request body the API reads (413 beyond it)."""
+    ui: UiSettings = UiSettings()
 
     @field_validator("public_url")
     @classmethod

@@ -1,4 +1,4 @@
-"""Profiling endpoints, the web UI's files, and the server's lifecycle contract."""
+"""Profiling endpoints and the server's lifecycle contract (the web UI: tests/ui)."""
 
 from __future__ import annotations
 
@@ -64,18 +64,6 @@ def test_profiling_can_be_disabled(live_api_factory):
     key = api.new_key("admin")
     response = api.client.post("/v1/debug/profile", params={"seconds": 1}, headers=auth(key))
     assert response.status_code == 404 and "disabled" in response.json()["detail"]
-
-
-def test_ui_is_served_without_a_build_step(live_api: LiveApi):
-    index = live_api.client.get("/")
-    assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
-    assert "default-src 'self'" in index.headers["content-security-policy"]
-    assert '<script src="/ui/app.js"' in index.text and 'id="api-key"' in index.text
-    script = live_api.client.get("/ui/app.js")
-    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
-    assert "sessionStorage" in script.text and "/v1/anomalies" in script.text and "/v1/streams" in script.text
-    assert "innerHTML" not in script.text  # data is inserted as text only
-    assert live_api.client.get("/ui/style.css").status_code == 200
 
 
 def test_server_lifecycle(live_api: LiveApi):

@@ -1,26 +1,230 @@
-"""The small web UI: static HTML + JS from ``otlp_gateway/api/ui`` (no build step)."""
+"""The web UI: one HTML shell for every page, ES modules and CSS from ``otlp_gateway/api/ui`` (no build
+step, nothing from another origin), the few settings the pages need, and ``/v1/me`` (who the caller is and
+what the UI may offer them)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import hashlib
+import posixpath
+import re
+from pathlib import Path, PurePosixPath
+from typing import Annotated
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from otlp_gateway import __version__
+
+from ..auth import CurrentPrincipal
+from ..keys import ROLES
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
-# The page only talks to this origin; nothing inline, nothing from elsewhere.
-UI_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
-              "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-              "Cache-Control": "no-cache"}
+
+# Scripts, styles and data only from this origin, nothing inline (no 'unsafe-inline', no eval); pages may
+# not be framed, forms post only here. Trusted Types with no policy: the UI never assigns HTML strings to
+# the DOM (text nodes and elements only), so any sink that parses markup is refused by the browser.
+CONTENT_SECURITY_POLICY = "; ".join((
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self'",
+    "connect-src 'self'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+    "require-trusted-types-for 'script'",
+    "trusted-types 'none'",
+))
+COMMON_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                  "Cache-Control": "no-cache"}
+PAGE_HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Frame-Options": "DENY",
+                **COMMON_HEADERS}
 
 router = APIRouter(include_in_schema=False)
 
 
+def _page(request: Request, page: str) -> HTMLResponse:
+    return HTMLResponse(request.app.state.ui_assets.shell(page), headers=PAGE_HEADERS)
+
+
+# Every page is the same shell; the page's module renders from the URL (links and reloads work).
 @router.get("/")
-async def index() -> FileResponse:
-    return FileResponse(UI_DIR / "index.html", media_type="text/html", headers=UI_HEADERS)
+async def incidents_page(request: Request) -> HTMLResponse:
+    return _page(request, "incidents")
 
 
-def static_files() -> StaticFiles:
-    return StaticFiles(directory=UI_DIR)
+@router.get("/incidents/{incident_id}")
+async def incident_page(request: Request,
+                        incident_id: Annotated[str, PathParam(max_length=128)]) -> HTMLResponse:
+    return _page(request, "incident")
+
+
+@router.get("/streams")
+async def streams_page(request: Request) -> HTMLResponse:
+    return _page(request, "streams")
+
+
+@router.get("/streams/{stream_id:path}")
+async def stream_page(request: Request, stream_id: Annotated[str, PathParam(max_length=512)]) -> HTMLResponse:
+    return _page(request, "stream")
+
+
+@router.get("/admin/keys")
+async def keys_page(request: Request) -> HTMLResponse:
+    return _page(request, "keys")
+
+
+@router.get("/admin/audit")
+async def audit_page(request: Request) -> HTMLResponse:
+    return _page(request, "audit")
+
+
+@router.get("/signin")
+async def signin_page(request: Request) -> HTMLResponse:
+    return _page(request, "signin")
+
+
+@router.get("/favicon.ico")
+async def favicon() -> FileResponse:
+    """Browsers ask for it on any document of this origin (the JSON ones too)."""
+    return FileResponse(UI_DIR / "favicon.svg", media_type="image/svg+xml", headers=COMMON_HEADERS)
+
+
+@router.get("/ui/settings.json")
+async def ui_settings(request: Request) -> JSONResponse:
+    """What the pages need before signing in: nothing secret."""
+    api = request.app.state.ctx.config.api
+    body = {"version": __version__, "auth_required": api.auth_required,
+            "jwt_accepted": api.jwt_secret is not None,
+            "trace_url_template": api.ui.trace_url_template, "poll_seconds": api.ui.poll_seconds}
+    return JSONResponse(body, headers=COMMON_HEADERS)
+
+
+@router.get("/ui/status.json")
+async def ui_status(request: Request) -> JSONResponse:
+    """The readiness the header shows, always with 200: a gateway that is not ready is an answer for the
+    page, not a failed request (``/readyz`` keeps its 503 for probes)."""
+    health = request.app.state.ctx.health
+    reasons = health.reasons()
+    body = {"ready": health.serving and not reasons, "phase": health.phase.value, "reasons": reasons}
+    return JSONResponse(body, headers=COMMON_HEADERS)
+
+
+_STATIC_IMPORT = re.compile(r"""^import\s[^;]*?\sfrom\s+["'](\.{1,2}/[^"']+)["']""", re.M)
+_PRELOAD_MARK = ("<!-- modulepreload: the server lists here every module the page needs "
+                 "(no import waterfall) -->\n")
+
+
+class UiAssets:
+    """The UI's files, read once into memory and served without a thread hop (the pages' modules are ~20
+    small files fetched in parallel on every full page load; through StaticFiles each costs a stat and a
+    threaded read). ``/ui/<path>`` revalidates by ETag; ``/ui/v/<digest>/<path>``, the URLs the shell uses,
+    is immutable: a new version of any file changes the digest, so browsers cache everything for good."""
+
+    TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+             ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8"}
+
+    def __init__(self, root: Path = UI_DIR):
+        self.files: dict[str, tuple[bytes, str, str]] = {}
+        digest = hashlib.sha256()
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in self.TYPES):
+            name = path.relative_to(root).as_posix()
+            body = path.read_bytes()
+            digest.update(name.encode() + b"\0" + body)
+            self.files[name] = (body, self.TYPES[path.suffix], f'"{hashlib.sha256(body).hexdigest()[:20]}"')
+        self.version = digest.hexdigest()[:16]
+        self.prefix = f"/ui/v/{self.version}/"
+        # The shell names its assets under the versioned prefix (relative imports inside the modules follow).
+        shell = self.files["index.html"][0].decode()
+        for attr in ("href", "src"):
+            shell = shell.replace(f'{attr}="/ui/', f'{attr}="{self.prefix}')
+        self._shell = shell
+        self._shells: dict[str, str] = {}
+
+    def imports(self, module: str) -> list[str]:
+        """``module`` and every module it imports statically, transitively (paths under the UI root)."""
+        found: list[str] = []
+        todo = [module]
+        while todo:
+            name = todo.pop()
+            if name in found or name not in self.files:
+                continue
+            found.append(name)
+            base = PurePosixPath(name).parent
+            for target in _STATIC_IMPORT.findall(self.files[name][0].decode()):
+                todo.append(posixpath.normpath((base / target).as_posix()))
+        return found
+
+    def shell(self, page: str) -> str:
+        """The shell for ``page`` (``js/pages/<page>.js``), preloading exactly the modules it will run: the
+        browser fetches them all at once instead of discovering them one import level at a time."""
+        if page not in self._shells:
+            needed = [m for m in self.imports("js/main.js") + self.imports(f"js/pages/{page}.js")
+                      if m != "js/main.js"]
+            links = "".join(f'  <link rel="modulepreload" href="{self.prefix}{m}">\n'
+                            for m in dict.fromkeys(needed))
+            self._shells[page] = self._shell.replace(_PRELOAD_MARK, links.strip() + "\n" if links else "")
+        return self._shells[page]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"].removeprefix(scope.get("root_path", "")).lstrip("/")
+        immutable = False
+        if path.startswith("v/"):
+            version, _, path = path[2:].partition("/")
+            immutable = version == self.version
+        found = self.files.get(path)
+        if scope["method"] not in ("GET", "HEAD") or found is None:
+            raise HTTPException(404 if found is None else 405)
+        body, media_type, etag = found
+        headers = {**COMMON_HEADERS, "ETag": etag}
+        if immutable:
+            headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        if etag in Headers(scope=scope).get("if-none-match", ""):
+            response: Response = Response(status_code=304, headers=headers)
+        else:
+            content = body if scope["method"] == "GET" else b""
+            response = Response(content, media_type=media_type, headers=headers)
+        await response(scope, receive, send)
+
+
+def static_files() -> UiAssets:
+    return UiAssets()
+
+
+# --- /v1/me
+
+CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "admin": ("incidents.act", "streams.edit", "keys.manage", "audit.read"),
+    "operator": ("incidents.act",),
+    "read": (),
+}
+"""What each role may do, as the UI offers it (the routes enforce it; the UI only hides what would be
+refused)."""
+
+
+class MeOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    actor: str
+    """The audit name: ``key:<key_id>``, ``jwt:<sub>`` or ``anonymous`` (auth turned off)."""
+    role: str
+    capabilities: list[str]
+    """Among incidents.act, streams.edit, keys.manage, audit.read."""
+    auth_required: bool
+    roles: list[str]
+    """The roles an API key can be created with."""
+
+
+session_router = APIRouter(tags=["session"])
+
+
+@session_router.get("/me", response_model=MeOut, summary="Who the credentials belong to and what they may do")
+async def me(request: Request, who: CurrentPrincipal) -> MeOut:
+    return MeOut(actor=who.actor, role=who.role, capabilities=list(CAPABILITIES.get(who.role, ())),
+                 auth_required=request.app.state.ctx.config.api.auth_required, roles=list(ROLES))

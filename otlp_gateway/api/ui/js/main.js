@@ -1,0 +1,180 @@
+// The shell: who is signed in, the gateway's readiness, the navigation, and which page module renders
+// into <main> for the current URL. Pages are plain links (each a full load of this small shell); within a
+// page, filters and live updates change the DOM without reloading.
+
+import { api, ApiError, clearCredential, credential, onUnauthorized, setFlash, takeFlash } from "./api.js";
+import { byId, clear, h, notice } from "./dom.js";
+import { localZoneName, setTimeZone, timeZone } from "./format.js";
+
+const PAGES = [
+  [/^\/$/, "incidents", () => import("./pages/incidents.js")],
+  [/^\/incidents\/([^/]+)$/, "incidents", () => import("./pages/incident.js")],
+  [/^\/streams$/, "streams", () => import("./pages/streams.js")],
+  [/^\/streams\/(.+)$/, "streams", () => import("./pages/stream.js")],
+  [/^\/admin\/keys$/, "keys", () => import("./pages/keys.js")],
+  [/^\/admin\/audit$/, "audit", () => import("./pages/audit.js")],
+  [/^\/signin$/, "", () => import("./pages/signin.js")],
+];
+const HEALTH_EVERY_MS = 15000;
+
+/** What every page gets: the settings, the caller (null when not signed in) and helpers. */
+export const app = {
+  settings: { auth_required: true, trace_url_template: null, poll_seconds: 5, jwt_accepted: false },
+  me: null,
+  can(capability) {
+    return Boolean(this.me && this.me.capabilities.includes(capability));
+  },
+  main: null,
+  timers: [],
+  /** Run `fn` every `seconds` while the tab is visible (and once when it becomes visible again). */
+  every(seconds, fn) {
+    const id = window.setInterval(() => { if (!document.hidden) fn(); }, seconds * 1000);
+    document.addEventListener("visibilitychange", () => { if (!document.hidden) fn(); });
+    this.timers.push(id);
+  },
+};
+
+function showBanner(text, kind = "error") {
+  const banner = byId("banner");
+  banner.textContent = text;
+  banner.className = `banner banner-${kind}`;
+  banner.hidden = !text;
+}
+
+function goToSignIn(message) {
+  setFlash(message, "error");
+  const next = location.pathname + location.search;
+  location.assign(`/signin?next=${encodeURIComponent(next)}`);
+}
+
+async function loadSettings() {
+  try {
+    const response = await fetch("/ui/settings.json", { cache: "no-store" });
+    if (response.ok) Object.assign(app.settings, await response.json());
+  } catch {
+    // The pages say when the gateway is unreachable; the defaults are enough to render them.
+  }
+  if (app.settings.version) byId("version").textContent = ` · v${app.settings.version}`;
+}
+
+async function loadMe() {
+  if (!credential() && app.settings.auth_required) {
+    // Nothing to present: asking would only earn a 401 (and a console error); the pages need a sign-in.
+    app.me = null;
+    return new ApiError(401, { detail: "credentials required" });
+  }
+  try {
+    app.me = await api("/v1/me", { quiet401: true });
+  } catch (err) {
+    app.me = null;
+    if (!(err instanceof ApiError) || err.status !== 401) throw err;
+    return err;
+  }
+  return null;
+}
+
+function renderSession() {
+  const who = byId("who");
+  const signin = byId("signin-link");
+  const signout = byId("signout");
+  for (const item of document.querySelectorAll("[data-needs]")) item.hidden = !app.can(item.dataset.needs);
+  if (!app.me) {
+    who.textContent = "Not signed in";
+    signin.hidden = location.pathname === "/signin";
+    signout.hidden = true;
+    return;
+  }
+  const anonymous = app.me.actor === "anonymous";
+  who.textContent = anonymous ? "No sign-in needed (auth off)" : `${app.me.actor} · ${app.me.role}`;
+  signin.hidden = !anonymous || location.pathname === "/signin";
+  signout.hidden = !credential();
+}
+
+async function refreshHealth() {
+  const pill = byId("health");
+  try {
+    const response = await fetch("/ui/status.json", { cache: "no-store" });
+    const body = await response.json();
+    const ready = body.ready;
+    pill.textContent = ready ? "Ready" : `Not ready (${body.phase})`;
+    pill.className = `pill ${ready ? "pill-ok" : "pill-bad"}`;
+    const reasons = Object.entries(body.reasons || {}).map(([k, v]) => `${k}: ${v}`).join("; ");
+    pill.title = ready ? "The gateway accepts and forwards telemetry" : reasons || "See /readyz";
+  } catch {
+    pill.textContent = "Unreachable";
+    pill.className = "pill pill-bad";
+    pill.title = "The gateway did not answer /readyz";
+  }
+}
+
+function markNavigation(section) {
+  for (const link of document.querySelectorAll("[data-nav]")) {
+    if (link.dataset.nav === section) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+function wireFooter() {
+  const choice = byId("tz-choice");
+  choice.options[0].textContent = `your time zone (${localZoneName()})`;
+  choice.value = timeZone() === "UTC" ? "UTC" : "local";
+  choice.addEventListener("change", () => {
+    setTimeZone(choice.value);
+    location.reload();
+  });
+  byId("signout").addEventListener("click", () => {
+    clearCredential();
+    setFlash("Signed out. The credentials were removed from this tab.", "info");
+    location.assign("/signin");
+  });
+}
+
+async function boot() {
+  app.main = byId("main");
+  wireFooter();
+  onUnauthorized((err) => goToSignIn(err.explain("continue")));
+  const path = location.pathname.replace(/\/+$/, "") || "/";
+  const page = PAGES.find(([pattern]) => pattern.test(path));
+  // In parallel: the page's module, the settings, who is signed in (each a round trip).
+  const moduleLoading = page ? page[2]() : null;
+  refreshHealth();
+  window.setInterval(refreshHealth, HEALTH_EVERY_MS);
+  const settingsLoading = loadSettings();
+  if (!credential()) await settingsLoading; // without a credential, asking /v1/me depends on auth_required
+  let refused = null;
+  try {
+    refused = await loadMe();
+  } catch (err) {
+    showBanner(err instanceof ApiError ? err.explain("check your sign-in") : String(err));
+  }
+  await settingsLoading;
+  renderSession();
+  const flash = takeFlash();
+  if (flash) showBanner(flash.text, flash.kind);
+  if (!page) {
+    clear(app.main).append(h("h1", null, "Page not found"), h("p", null, h("a", { href: "/" }, "Go to the incidents")));
+    return;
+  }
+  const [pattern, section] = page;
+  markNavigation(section);
+  if (refused && section) {
+    goToSignIn(credential() ? refused.explain("continue")
+      : "Sign in with an API key or a token to see this gateway's incidents.");
+    return;
+  }
+  const module = await moduleLoading;
+  const params = path.match(pattern).slice(1).map(decodeURIComponent);
+  clear(app.main);
+  try {
+    await module.render(app, ...params);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return; // already on its way to the sign-in page
+    const known = err instanceof ApiError;
+    app.main.append(notice(known ? err.explain("load this page") : `This page failed: ${err}`, "error"));
+    if (!known) throw err; // a bug: let it reach the console (the browser tests fail on it)
+  }
+  performance.mark("driftlock:rendered");
+  document.documentElement.dataset.ready = "true";
+}
+
+boot();

@@ -1,0 +1,242 @@
+"""The UI as the server delivers it, without a browser: one shell for every page under a strict
+content-security policy, self-contained assets (no CDN, no build step), the pages' settings, ``/v1/me``,
+packaging."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tomllib
+from collections.abc import Callable, Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from otlp_gateway.api.routes.ui import UI_DIR
+from otlp_gateway.api.settings import UiSettings
+from otlp_gateway.health import Phase
+from tests.api.conftest import LiveApi, auth
+
+REPO = Path(__file__).resolve().parents[2]
+PAGES = ["/", "/incidents/inc_0123456789abcdef", "/streams", "/streams/traces/checkout/GET%20/cart",
+         "/admin/keys", "/admin/audit", "/signin"]
+TEMPLATE = "http://jaeger:16686/trace/{trace_id}"
+
+
+@pytest.fixture
+def ui_api(tmp_path: Path) -> Iterator[Callable[..., LiveApi]]:
+    made: list[LiveApi] = []
+
+    def make(**api_overrides: object) -> LiveApi:
+        made.append(LiveApi(tmp_path / f"api{len(made)}", api_overrides=dict(api_overrides)))
+        return made[-1]
+
+    yield make
+    for api in made:
+        api.close()
+
+
+def directives(policy: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for part in policy.split(";"):
+        name, *values = part.split()
+        out[name] = values
+    return out
+
+
+def test_every_page_is_the_shell_under_a_strict_policy(ui_api):
+    api = ui_api()
+    for path in PAGES:
+        response = api.client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["content-type"].startswith("text/html")
+        policy = directives(response.headers["content-security-policy"])
+        assert policy["default-src"] == ["'none'"]
+        assert policy["script-src"] == ["'self'"] and policy["style-src"] == ["'self'"]
+        assert policy["connect-src"] == ["'self'"] and policy["img-src"] == ["'self'"]
+        assert policy["frame-ancestors"] == ["'none'"] and policy["base-uri"] == ["'none'"]
+        assert policy["require-trusted-types-for"] == ["'script'"] and policy["trusted-types"] == ["'none'"]
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        main = r'<script type="module" src="/ui/v/[0-9a-f]{16}/js/main.js"></script>'
+        assert re.search(main, response.text)
+    assert api.client.get("/incidents/a/b").status_code == 404  # only the documented pages are pages
+    assert api.client.get("/nope").json()["error"] == "not_found"
+
+
+class _InlineFinder(HTMLParser):
+    """Collects what a strict CSP would refuse: inline scripts, style elements and attributes, handlers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.problems: list[str] = []
+        self.references: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = dict(attrs)
+        if tag == "style":
+            self.problems.append("<style> element")
+        if "style" in names:
+            self.problems.append(f"style attribute on <{tag}>")
+        self.problems += [f"{n} handler on <{tag}>" for n in names if n.startswith("on")]
+        if tag == "script":
+            self._in_script = True
+            if not names.get("src"):
+                self.problems.append("inline <script>")
+        for attr in ("src", "href"):
+            if names.get(attr):
+                self.references.append(names[attr] or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script and data.strip():
+            self.problems.append("inline script text")
+
+
+def ui_files() -> list[Path]:
+    return sorted(p for p in UI_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+
+
+def test_the_shell_has_nothing_inline_and_references_only_this_origin():
+    finder = _InlineFinder()
+    finder.feed((UI_DIR / "index.html").read_text())
+    assert finder.problems == []
+    for ref in finder.references:
+        assert ref.startswith(("/", "#")) and not ref.startswith("//"), ref
+        if ref.startswith("/ui/"):
+            assert (UI_DIR / ref.removeprefix("/ui/")).is_file(), ref
+
+
+_IMPORT = re.compile(r"""(?:from\s+|import\s*\(\s*)["']([^"']+)["']""")
+_HTML_SINKS = re.compile(
+    r"\binnerHTML\b|\bouterHTML\b|insertAdjacentHTML|document\.write|\beval\s*\(|new\s+Function\b")
+_ELSEWHERE = re.compile(r"https?://")
+
+
+def test_modules_import_only_shipped_files_and_never_parse_markup():
+    scripts = [p for p in ui_files() if p.suffix == ".js"]
+    assert len(scripts) >= 10
+    for script in scripts:
+        text = script.read_text()
+        for target in _IMPORT.findall(text):
+            assert target.startswith("./") or target.startswith("../"), f"{script.name} imports {target}"
+            assert (script.parent / target).resolve().is_file(), f"{script.name} imports missing {target}"
+        assert not _HTML_SINKS.search(text), f"{script.name} uses an HTML/eval sink"
+        # the SVG namespace is a name, not a place anything is loaded from
+        assert not _ELSEWHERE.search(text.replace('"http://www.w3.org/2000/svg"', "")), \
+            f"{script.name} loads something from another origin"
+    css = (UI_DIR / "style.css").read_text()
+    assert "url(" not in css and "@import" not in css
+
+
+def test_assets_are_served_with_their_types_and_cached_by_version(ui_api):
+    api = ui_api()
+    shell = api.client.get("/").text
+    prefix = re.search(r'src="(/ui/v/[0-9a-f]{16}/)js/main.js"', shell).group(1)  # type: ignore[union-attr]
+    assert not re.search(r'(href|src)="/ui/(?!v/)', shell)  # every asset under the version
+    types = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".html": "text/html"}
+    for path in ui_files():
+        name = path.relative_to(UI_DIR).as_posix()
+        plain, versioned = api.client.get("/ui/" + name), api.client.get(prefix + name)
+        assert plain.status_code == versioned.status_code == 200, path
+        assert plain.content == versioned.content == path.read_bytes()
+        assert versioned.headers["content-type"].startswith(types[path.suffix]), (path, versioned.headers)
+        assert versioned.headers["x-content-type-options"] == "nosniff"
+        assert versioned.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert plain.headers["cache-control"] == "no-cache"  # unversioned: revalidate
+        again = api.client.get("/ui/" + name, headers={"If-None-Match": plain.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+    head = api.client.head(prefix + "js/main.js")
+    assert head.status_code == 200 and head.content == b""
+    assert api.client.get("/ui/js/missing.js").status_code == 404
+    assert api.client.get("/ui/v/0000000000000000/js/main.js").headers["cache-control"] == "no-cache"
+    assert api.client.post("/ui/js/main.js").status_code == 405
+
+
+def static_imports(module: str) -> set[str]:
+    """``module`` and what it imports with ``import ... from``, transitively (not the dynamic imports)."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            text = (UI_DIR / name).read_text()
+            todo += [(UI_DIR / name).parent.joinpath(t).resolve().relative_to(UI_DIR.resolve()).as_posix()
+                     for t in re.findall(r"""from\s+["'](\.{1,2}/[^"']+)["']""", text)]
+    return seen
+
+
+@pytest.mark.parametrize(("path", "page"), [("/", "incidents"), ("/incidents/x", "incident"),
+                                            ("/streams", "streams"), ("/streams/a/b/c", "stream"),
+                                            ("/admin/keys", "keys"), ("/admin/audit", "audit"),
+                                            ("/signin", "signin")])
+def test_each_page_preloads_exactly_the_modules_it_runs(ui_api, path: str, page: str):
+    """No import waterfall: the shell names every module main.js and the page's module import, so the
+    browser fetches them at once; and nothing the page will not run."""
+    shell = ui_api().client.get(path).text
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="/ui/v/[0-9a-f]{16}/([^"]+)">', shell))
+    expected = static_imports("js/main.js") | static_imports(f"js/pages/{page}.js")
+    assert preloaded == expected - {"js/main.js"}
+
+
+def test_every_ui_file_is_packaged():
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = setuptools["package-data"]["otlp_gateway"]
+    package = REPO / "otlp_gateway"
+    for path in ui_files():
+        relative = path.relative_to(package).as_posix()
+        # setuptools' patterns do not cross "/": a pattern matches only at its own depth
+        assert any(fnmatch.fnmatch(relative, p) and relative.count("/") == p.count("/")
+                   for p in patterns), relative
+
+
+def test_settings_for_the_pages(ui_api):
+    api = ui_api(auth_required=False, ui={"trace_url_template": TEMPLATE, "poll_seconds": "2s"})
+    body = api.client.get("/ui/settings.json").json()
+    assert body["trace_url_template"] == TEMPLATE and body["poll_seconds"] == 2.0
+    assert body["auth_required"] is False and body["jwt_accepted"] is True and body["version"]
+    default = ui_api().client.get("/ui/settings.json").json()
+    assert default["trace_url_template"] is None and default["auth_required"] is True
+
+
+def test_status_is_an_answer_even_when_not_ready(ui_api):
+    api = ui_api()
+    assert api.client.get("/ui/status.json").json() == {"ready": True, "phase": "serving", "reasons": {}}
+    api.health.set_phase(Phase.DRAINING)
+    response = api.client.get("/ui/status.json")
+    assert response.status_code == 200 and response.json()["ready"] is False
+    assert response.json()["phase"] == "draining"
+    assert api.client.get("/readyz").status_code == 503  # probes keep their status code
+
+
+@pytest.mark.parametrize(("template", "message"), [
+    ("http://jaeger/trace/{span_id}", "must contain {trace_id}"),
+    ("http://jaeger/trace/{trace_id}/{tenant}", "unknown placeholder(s) tenant"),
+    ("javascript:alert({trace_id})", "http:// or https://"),
+])
+def test_trace_url_template_is_validated(template: str, message: str):
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        UiSettings(trace_url_template=template)
+    assert UiSettings(trace_url_template=TEMPLATE + "?span={span_id}").trace_url_template
+
+
+def test_me_says_who_and_what_the_ui_may_offer(ui_api):
+    api = ui_api()
+    admin, reader = api.new_key("admin", "ops"), api.new_key("read", "viewer")
+    me = api.client.get("/v1/me", headers=auth(admin)).json()
+    assert me["actor"].startswith("key:") and me["role"] == "admin" and me["auth_required"] is True
+    assert set(me["capabilities"]) == {"incidents.act", "streams.edit", "keys.manage", "audit.read"}
+    assert "read" in me["roles"] and "admin" in me["roles"]
+    assert api.client.get("/v1/me", headers=auth(reader)).json()["capabilities"] == []
+    refused = api.client.get("/v1/me")
+    assert refused.status_code == 401 and "credentials required" in refused.json()["detail"]
+    anonymous = ui_api(auth_required=False).client.get("/v1/me").json()
+    assert anonymous["actor"] == "anonymous" and anonymous["role"] == "admin"
+    assert anonymous["auth_required"] is False

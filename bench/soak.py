@@ -38,6 +38,7 @@ import grpc
 import httpx
 import psutil
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from soak_downstream import RecordingDownstream
@@ -115,6 +116,15 @@ class GatewayProcess:
             return psutil.Process(self.proc.pid).memory_info().rss / MiB if self.proc else 0.0
         except psutil.Error:
             return 0.0
+
+    def metric(self, name: str) -> float:
+        """One sample of the gateway's /metrics (NaN when unreachable, 0 when absent)."""
+        try:
+            text = httpx.get(self.api + "/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return float("nan")
+        return sum(sample.value for family in text_string_to_metric_families(text)
+                   for sample in family.samples if sample.name == name)
 
     def data_dir_mib(self) -> float:
         total = 0
@@ -387,17 +397,20 @@ class Soak:
                           if code not in OK_CODES)
         print(f"[{now / 60:4.1f} min] ok {sum(answers[c] for c in OK_CODES)}, refused: {codes or 'none'} | "
               f"bystander p99 {p99(latencies) * 1000:.0f} ms max {max(latencies, default=0) * 1000:.0f} ms | "
-              f"RSS {self.gateway.rss_mib():.0f} MiB | data dir {self.gateway.data_dir_mib():.1f} MiB | "
+              f"RSS {self.gateway.rss_mib():.0f} MiB, live streams "
+              f"{self.gateway.metric('driftlock_streams_live'):.0f} | "
+              f"data dir {self.gateway.data_dir_mib():.1f} MiB | "
               f"spans acked {acked} received {received}"
               f"{' | downstream DOWN' if self.downstream.failing else ''}", flush=True)
 
     def _finish(self) -> int:
         missing = self._drain()
+        live = self.gateway.metric("driftlock_streams_live")
         exit_code = self.gateway.terminate()
         print("\n== summary")
         lost = self._report_delivery(missing)
         faults = self._report_answers()
-        self._report_resources()
+        self._report_resources(live)
         self._report_bystander()
         print(f"restart after SIGKILL: ready in {self.restart_seconds:.1f} s; crashes: "
               f"{self.crashes or 'none'}; exit on SIGTERM {exit_code}")
@@ -432,8 +445,10 @@ class Soak:
         print(f"server faults (5xx / INTERNAL other than the overload answers 503/429/UNAVAILABLE): {faults}")
         return faults
 
-    def _report_resources(self) -> None:
+    def _report_resources(self, live_streams: float) -> None:
         peak = max(mib for _, mib in self.rss)
+        print(f"live streams at the end: {live_streams:.0f} (at most detection.max_live_streams, "
+              "default 1000, stay in memory)")
         print(f"gateway RSS: {self.rss[-1][1]:.0f} MiB at the end, peak {peak:.0f} MiB; growth "
               f"{self._rss_slope(self.duration / 2):+.1f} MiB/min over the second half, "
               f"{self._rss_slope(self.restarted_at + 60):+.1f} MiB/min from 60 s after the restart; "

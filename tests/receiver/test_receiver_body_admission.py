@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import time
 import tracemalloc
 import zlib
 
@@ -65,6 +66,27 @@ def test_a_gzip_bomb_is_stopped_while_inflating():
     finally:
         tracemalloc.stop()
     assert peak < 8 * MiB, f"inflation was not bounded: peak {peak} bytes"
+
+
+def test_inflating_runs_off_the_event_loop():
+    """One 64 KiB chunk of a bomb inflates to the whole 64 MiB limit (about a quarter of a second of CPU):
+    the event loop's thread, which serves every client of both receivers, must not pay for it (CPU time of
+    that thread, against the same inflation done inline)."""
+    bomb = gzip_bomb(256 * MiB)
+    first_chunk = bomb[:64 * 1024]
+    inline = time.thread_time()
+    zlib.decompressobj(31).decompress(first_chunk, 64 * MiB + 1)
+    inline = time.thread_time() - inline
+
+    async def loop_thread_cpu() -> float:
+        start = time.thread_time()
+        with pytest.raises(BodyTooLarge, match="decompressed body exceeds the limit"):
+            await read_body(_receive_from(bomb), "gzip", 64 * MiB)
+        return time.thread_time() - start
+
+    on_loop = asyncio.run(loop_thread_cpu())
+    assert inline > 0.02, f"the bomb's first chunk inflated in {inline:.3f} s CPU: not a bomb"
+    assert on_loop < inline / 5, f"the loop's thread spent {on_loop:.3f} s CPU (inline: {inline:.3f} s)"
 
 
 def test_wire_limit_and_bad_streams():

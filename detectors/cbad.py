@@ -321,11 +321,17 @@ class CbadDetector:
             self._adopt_new_normal(w0)
         self._last_end = end
         if p_value < 1.0 or self._frozen:  # p = 1 (warming up) is no evidence and changes nothing
-            t = int(self._times[end - 1 - self._tail_base])
-            result = self._tracker.observe(self, result, None if t == _NO_TIME else t)
+            t0, t1 = int(self._times[w0 - self._tail_base]), int(self._times[end - 1 - self._tail_base])
+            result = self._tracker.observe(self, result, None if t1 == _NO_TIME else t1,
+                                           None if t0 == _NO_TIME else t0)
         return result
 
     # ------------------------------------------------------------------ incidents (detectors.incidents)
+
+    @property
+    def open_incident_seq(self) -> int | None:
+        """The number of the stream's open incident, if one is open."""
+        return None if self._tracker.open is None else int(self._tracker.open["seq"])
 
     def accept(self, seq: int) -> IncidentUpdate:
         """Close open incident ``seq`` as accepted: the recent events become the baseline."""

@@ -89,39 +89,42 @@ class IncidentTracker:
         self.next_seq = 0
         self.evidence = 0.0  # the CUSUM statistic S (nats)
         self.last_time_ns: int | None = None
+        self.last_end = 0  # end offset of the last window observed
+        self.quiet_until = 0  # windows starting before this offset add no evidence (see _close)
         self.open: dict[str, Any] | None = None
         self._pending: list[IncidentUpdate] = []
 
     # ------------------------------------------------------------------ windows
 
-    def observe(self, host: IncidentHost, window: WindowResult, time_ns: int | None) -> WindowResult:
-        """Account for one window (its last event's time ``time_ns``, if known); returns it with
+    def observe(self, host: IncidentHost, window: WindowResult, time_ns: int | None,
+                start_time_ns: int | None = None) -> WindowResult:
+        """Account for one window (its last and first events' times, if known); returns it with
         ``incident_seq`` set when it belongs to an open incident. May freeze/thaw/adopt on ``host``."""
         if time_ns is not None:
             self.last_time_ns = time_ns
         now = self.last_time_ns
         pol = self.policy
         p = float(window.p_value)
+        self.last_end = int(window.end_offset)
         if p >= 1.0 and self.open is None:  # warming up (or no evidence at all): nothing changes
             return window
         nats = min(-math.log(max(p, 1e-300)), _NATS_CAP)
         o = self.open
         if o is None:
+            if window.start_offset < self.quiet_until:
+                return window
             self.evidence = max(0.0, self.evidence + nats - pol.drift_k)
             if self.evidence < pol.threshold_h:
                 return window
-            o = self._open(window, now)
+            o = self._open(window, start_time_ns if start_time_ns is not None else now)
             host._incident_freeze()
             self._note_abnormal(host, o, window, now)
             self._emit(host, "open", None)
             return dataclasses.replace(window, incident_seq=o["seq"])
         seq = o["seq"]
-        if p <= pol.normal_p:
-            o["normal_run"] = 0
-            if self._note_abnormal(host, o, window, now):
-                self._emit(host, "open", None)
-        else:
-            o["normal_run"] += 1
+        o["normal_run"] = 0 if p <= pol.normal_p else o["normal_run"] + 1
+        if window.is_anomaly and self._note_abnormal(host, o, window, now):
+            self._emit(host, "open", None)
         if o["normal_run"] >= pol.resolve_after_windows:
             self._close(host, "resolved", now)
         elif now is not None and now - o["opened_time_ns"] >= pol.accept_after_ns:
@@ -129,14 +132,15 @@ class IncidentTracker:
             window = dataclasses.replace(window, is_drift=True)
         return dataclasses.replace(window, incident_seq=seq)
 
-    def opens_at(self, p_values: Sequence[float]) -> int | None:
+    def opens_at(self, windows: Sequence[WindowResult]) -> int | None:
         """Index of the first of these windows (in order) that would open an incident, if the tracker has
         none open; nothing changes (the detector uses it to stop exactly there)."""
         if self.open is not None:
-            return 0 if p_values else None
+            return 0 if windows else None
         s, k, h = self.evidence, self.policy.drift_k, self.policy.threshold_h
-        for i, p in enumerate(p_values):
-            if p >= 1.0:
+        for i, w in enumerate(windows):
+            p = float(w.p_value)
+            if p >= 1.0 or w.start_offset < self.quiet_until:
                 continue
             s = max(0.0, s + min(-math.log(max(p, 1e-300)), _NATS_CAP) - k)
             if s >= h:
@@ -160,11 +164,11 @@ class IncidentTracker:
 
     # ------------------------------------------------------------------ internals
 
-    def _open(self, window: WindowResult, now: int | None) -> dict[str, Any]:
+    def _open(self, window: WindowResult, opened: int | None) -> dict[str, Any]:
         o: dict[str, Any] = {
             "seq": self.next_seq, "opened_offset": int(window.start_offset),
-            "opened_time_ns": int(now or 0), "last_offset": int(window.end_offset) - 1,
-            "last_time_ns": int(now or 0), "windows": 0, "min_p": 1.0, "severity": "low",
+            "opened_time_ns": int(opened or 0), "last_offset": int(window.end_offset) - 1,
+            "last_time_ns": int(self.last_time_ns or 0), "windows": 0, "min_p": 1.0, "severity": "low",
             "evidence": [], "blamed": [], "normal_run": 0, "reported": None,
         }
         self.next_seq += 1
@@ -207,6 +211,10 @@ class IncidentTracker:
         self._emit(host, status, int(now if now is not None else self.open["last_time_ns"]))
         self.open = None
         self.evidence = 0.0
+        # The events in the window when it closed were judged against the frozen reference; they are
+        # judged again only inside later windows, so no window holding them re-opens (an operator's
+        # action mid-fault, a false positive's pattern still in the window).
+        self.quiet_until = self.last_end
         if status == "accepted":
             host._incident_adopt()
         else:
@@ -230,7 +238,7 @@ class IncidentTracker:
         o = None if self.open is None else {**self.open, "reported": (None if self.open["reported"] is None
                                                                        else list(self.open["reported"]))}
         return {"next_seq": self.next_seq, "evidence": self.evidence, "last_time_ns": self.last_time_ns,
-                "open": o}
+                "last_end": self.last_end, "quiet_until": self.quiet_until, "open": o}
 
     def load(self, state: dict[str, Any] | None) -> None:
         """Restore :meth:`dump`'s state (None: a snapshot written before incidents, a fresh tracker)."""
@@ -239,6 +247,7 @@ class IncidentTracker:
         self.next_seq = int(state["next_seq"])
         self.evidence = float(state["evidence"])
         self.last_time_ns = None if state["last_time_ns"] is None else int(state["last_time_ns"])
+        self.last_end, self.quiet_until = int(state["last_end"]), int(state["quiet_until"])
         o = state["open"]
         if o is not None:
             o = dict(o)

@@ -191,6 +191,8 @@ class NumericDetector:
         self._tail_pred = np.zeros((0, K.N_MODELS))
         self._tail_vals = np.zeros(0)
         self._tail_offsets = np.zeros(0, np.int64)
+        self._tail_stamps = np.zeros(0)  # their times (unix seconds; NaN: not given)
+        self._window_times: list[tuple[int | None, int | None]] = []  # of the windows _score returned
         self._period = 0.0  # sampling period in seconds (0 = unknown, no seasonal models)
         self._first_stamps: list[float] = []
         self._skipped = dict.fromkeys(SKIP_REASONS, 0)
@@ -263,24 +265,21 @@ class NumericDetector:
         if self._tracker.open is not None:
             j = min(vals.size, i + self._values_to_next_window())
             windows = self._score(*part(j))
+            times = self._window_times
         else:
             saved = self._state_copy()
             windows = self._score(*part(vals.size))
-            cut = self._tracker.opens_at([w.p_value for w in windows])
+            times = self._window_times
+            cut = self._tracker.opens_at(windows)
             j = vals.size
             if cut is not None:
                 self._state_load(saved)
                 j = i + int(np.searchsorted(offsets[i:], windows[cut].end_offset - 1)) + 1
                 windows = self._score(*part(j))
-        for w in windows:
-            out.append(self._tracker.observe(self, w, self._window_time(w, offsets, stamps)))
+                times = self._window_times
+        for w, (start_ns, end_ns) in zip(windows, times, strict=True):
+            out.append(self._tracker.observe(self, w, end_ns, start_ns))
         return j
-
-    def _window_time(self, w: WindowResult, offsets: np.ndarray, stamps: np.ndarray | None) -> int | None:
-        if stamps is None:
-            return None
-        k = int(np.searchsorted(offsets, w.end_offset - 1))
-        return to_ns(float(stamps[k])) if k < offsets.size and offsets[k] == w.end_offset - 1 else None
 
     def _values_to_next_window(self) -> int:
         seen, window, hop = int(self._istate[K.I_SEEN]), self._config["window"], self._config["hop"]
@@ -291,17 +290,23 @@ class NumericDetector:
     def _state_copy(self) -> tuple[Any, ...]:
         return (self._ring.copy(), self._level.copy(), self._fstate.copy(), self._istate.copy(),
                 self._cal_ring.copy(), self._cal_sorted.copy(), self._tail_bits, self._tail_pred,
-                self._tail_vals, self._tail_offsets, self._period, list(self._first_stamps))
+                self._tail_vals, self._tail_offsets, self._tail_stamps, self._period,
+                list(self._first_stamps))
 
     def _state_load(self, saved: tuple[Any, ...]) -> None:
         (ring, level, fstate, istate, cal_ring, cal_sorted, self._tail_bits, self._tail_pred, self._tail_vals,
-         self._tail_offsets, self._period, self._first_stamps) = saved
+         self._tail_offsets, self._tail_stamps, self._period, self._first_stamps) = saved
         for mine, kept in ((self._ring, ring), (self._level, level), (self._fstate, fstate),
                            (self._istate, istate), (self._cal_ring, cal_ring),
                            (self._cal_sorted, cal_sorted)):
             mine[...] = kept
 
     # ----------------------------------------------------------------- incidents (detectors.incidents)
+    @property
+    def open_incident_seq(self) -> int | None:
+        """The number of the stream's open incident, if one is open."""
+        return None if self._tracker.open is None else int(self._tracker.open["seq"])
+
     def accept(self, seq: int) -> IncidentUpdate:
         """Close open incident ``seq`` as accepted: the predictors learn the new behaviour from now on."""
         return self._tracker.act(self, seq, "accepted")
@@ -345,12 +350,16 @@ class NumericDetector:
             # the seasonal lags switch on at a fixed point of the stream, whatever the chunking
             cut = _PERIOD_STAMPS - len(self._first_stamps)
             if 0 < cut < vals.size:
-                return (self._score(vals[:cut], stamps[:cut], offsets[:cut])
-                        + self._score(vals[cut:], stamps[cut:], offsets[cut:]))
+                head = self._score(vals[:cut], stamps[:cut], offsets[:cut])
+                head_times = self._window_times
+                tail = self._score(vals[cut:], stamps[cut:], offsets[cut:])
+                self._window_times = head_times + self._window_times
+                return head + tail
         lag_d, lag_w = self._lags()  # lags known before this chunk: they apply from the next chunk on
         if stamps is not None:
             self._learn_period(stamps)
         if vals.size == 0:
+            self._window_times = []
             return []
         c = self._config
         n_new = vals.size
@@ -366,6 +375,8 @@ class NumericDetector:
         all_pred = np.concatenate([self._tail_pred, pred])
         all_vals = np.concatenate([self._tail_vals, vals])
         all_offsets = np.concatenate([self._tail_offsets, offsets])
+        all_stamps = np.concatenate([self._tail_stamps,
+                                     stamps if stamps is not None else np.full(n_new, np.nan)])
         first = first_new - self._tail_bits.shape[0]
         max_out = n_new // c["hop"] + 2
         out_i = np.zeros((max_out, NW.OI_SIZE), dtype=np.int64)
@@ -376,6 +387,11 @@ class NumericDetector:
         start = all_bits.shape[0] - keep
         self._tail_bits, self._tail_pred = all_bits[start:].copy(), all_pred[start:].copy()
         self._tail_vals, self._tail_offsets = all_vals[start:].copy(), all_offsets[start:].copy()
+        self._tail_stamps = all_stamps[start:].copy()
+        self._window_times = [
+            tuple(None if math.isnan(s) else to_ns(s)  # type: ignore[misc]
+                  for s in (float(all_stamps[e - first - c["window"]]), float(all_stamps[e - first - 1])))
+            for e in out_i[:n_out, NW.O_END].tolist()]
         return [self._result(out_i[j], out_f[j], all_bits, all_pred, all_vals, all_offsets, first)
                 for j in range(n_out)]
 
@@ -447,7 +463,7 @@ class NumericDetector:
         header = {"kind": self.kind, "config": self._config, "period": self._period,
                   "first_stamps": self._first_stamps, "skipped": self._skipped,
                   "incidents": self._tracker.dump()}
-        arrays = {name: getattr(self, "_" + name) for name in (*_STATE_ARRAYS, "tail_offsets")}
+        arrays = {name: getattr(self, "_" + name) for name in (*_STATE_ARRAYS, "tail_offsets", "tail_stamps")}
         return snapshot.encode(_TAG, _VERSION, header, arrays)
 
     @classmethod
@@ -479,6 +495,7 @@ class NumericDetector:
             det._fstate[:_OLD_F_SIZE] = old
             det._fstate[K.F_RATE:K.F_RATE + K.N_MODELS] = 1.0
             det._fstate[K.F_MAG:K.F_MAG + K.N_MODELS] = old[K.F_SCALE:K.F_SCALE + K.N_MODELS]
+        det._tail_stamps = arrays.get("tail_stamps", np.full(det._tail_vals.size, np.nan))
         if det._fstate.size == _V1_F_SIZE:  # before incidents: no frozen range
             det._fstate = np.concatenate((det._fstate, np.zeros(K.F_SIZE - _V1_F_SIZE)))
         if det._istate.size == _V1_I_SIZE:  # before incidents: not frozen

@@ -1,7 +1,7 @@
 """Incidents and score buckets written straight into a gateway's store, for the pages that must hold many of
 them (120 for the browser tests, 10,000 for the load-time benchmark). Made deterministically from a seed: the
 same call gives the same rows. ``test_incident_live.py`` makes its incident the real way (the SDK through a
-gateway, the stand-in tracker in the engine's place until the engine lands).
+gateway and its incident engine).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from detectors.base import Severity, WindowResult
+from detectors.field_explanation import explain_fields
 from detectors.incident_types import FieldChange, IncidentStatus, IncidentUpdate
 
 HOUR_NS = 3600 * 10**9
@@ -272,8 +273,8 @@ def _describe(reference: Sequence[bytes] | None, incident: dict[str, Any]) -> tu
         tuple[FieldChange, ...], str]:
     """Fields and a plain summary for an incident: its blamed events against the frozen reference.
 
-    A stand-in until the field-level explanation lands (``explain_fields`` over canonical events): it
-    compares whole events only (never parses fields). This is the one place to swap it in.
+    Byte events are explained field by field (``explain_fields``); when no field stands out on its own
+    (every row below its significance floor), whole events are compared instead.
     """
     blamed = incident["blamed"]
     if reference is None:
@@ -282,6 +283,9 @@ def _describe(reference: Sequence[bytes] | None, incident: dict[str, Any]) -> tu
     distinct = list(dict.fromkeys(events))  # first seen first
     if not distinct:
         return (), f"{incident['windows']} unusual window(s) in this stream"
+    explained, summary = explain_fields(reference, events)
+    if explained:
+        return explained, summary
     counts: dict[bytes, int] = dict.fromkeys(distinct, 0)
     for event in reference:
         if event in counts:

@@ -36,6 +36,12 @@ def evidence_entry(item: RingItem, signal: str, name: str) -> dict[str, Any]:
             "text": text}
 
 
+def with_subject(service: str, name: str, summary: str) -> str:
+    """``summary`` led by the stream's service and name, as a person reads it in an alert or a list."""
+    subject = f"{service} {name}".strip()
+    return summary if not subject or summary.startswith(subject) else f"{subject}: {summary}"
+
+
 def incident_record(change: IncidentChange, now: dt.datetime) -> IncidentRecord:
     """The row ``change`` upserts (``now``: when the gateway learned it)."""
     u = change.update
@@ -49,7 +55,7 @@ def incident_record(change: IncidentChange, now: dt.datetime) -> IncidentRecord:
         last_anomalous_at=ns_to_dt(u.last_anomalous_time_ns),
         last_anomalous_offset=change.last_anomalous_offset,
         resolved_at=ns_to_dt(closed_ns) if closed else None, anomalous_windows=u.anomalous_windows,
-        min_p_value=float(u.min_p_value), summary=u.summary,
+        min_p_value=float(u.min_p_value), summary=with_subject(key.service, key.name, u.summary),
         fields=[dataclasses.asdict(f) for f in u.fields[:MAX_FIELDS]],
         evidence=[evidence_entry(item, key.signal, key.name) for item in change.evidence[:MAX_EVIDENCE]],
         closed_by=change.actor if closed else None, updated_at=now, id=change.incident_id)

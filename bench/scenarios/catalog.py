@@ -213,10 +213,13 @@ def _steady(shop: Shop, tick: Tick) -> None:
 RESTART_EVERY_S = 15 * MINUTE
 
 
-def _restart_hooks(second: int) -> Hook | None:
-    if second and second % RESTART_EVERY_S == 0:
-        return lambda shop, _: shop.client.restart()
-    return None
+def _restart_hooks(every_s: int) -> Callable[[int], Hook | None]:
+    def hook(second: int) -> Hook | None:
+        if second and second % every_s == 0:
+            return lambda shop, _: shop.client.restart()
+        return None
+
+    return hook
 
 
 def catalog() -> list[Scenario]:
@@ -248,13 +251,16 @@ def catalog() -> list[Scenario]:
                  fault_s=0, after_s=150 * MINUTE),
         Scenario("client_restart", "control", "spans, logs, gauge, counter; the SDK restarted every 15 min "
                  "(new instance id, new exporters)", None, _steady, warmup_s=0, fault_s=0,
-                 after_s=120 * MINUTE, hooks=_restart_hooks),
+                 after_s=120 * MINUTE, hooks=_restart_hooks(RESTART_EVERY_S)),
     ]
 
 
 def with_phases(scenario: Scenario, warmup_s: int, fault_s: int, after_s: int) -> Scenario:
-    """The scenario at other lengths (fast runs); the deploy's hooks follow its new fault window."""
+    """The scenario at other lengths (fast runs): the deploy follows its new fault window, the client
+    restarts every quarter of the run."""
     scaled = scenario.scaled(warmup_s, fault_s, after_s)
     if scenario.name == "deploy_attribute_change":
         scaled = replace(scaled, hooks=_deploy_hooks(warmup_s, fault_s))
+    if scenario.name == "client_restart":
+        scaled = replace(scaled, hooks=_restart_hooks(max(1, scaled.total_s // 4)))
     return scaled

@@ -87,7 +87,7 @@ class FaultResult:
     @property
     def passed(self) -> bool:
         return (1 <= self.incidents <= 2 and self.open_share >= 0.9 and self.resolve_s is not None
-                and self.resolve_s >= 0)
+                and self.resolve_s >= 0 and all(status == "resolved" for status in self.statuses))
 
 
 @dataclass

@@ -27,7 +27,9 @@ def fault_rows(runs: Sequence[Run]) -> list[list[str]]:
         r = run.result
         assert isinstance(r, FaultResult)
         resolve = _s(r.resolve_s) if r.resolve_s is not None else ("still open" if r.incidents else "-")
-        rows.append([run.scenario.name, run.scenario.description, str(r.incidents), _s(r.detect_s),
+        kinds = sorted(set(r.statuses))
+        count = f"{r.incidents} ({', '.join(kinds)})" if kinds else str(r.incidents)
+        rows.append([run.scenario.name, run.scenario.description, count, _s(r.detect_s),
                      f"{100 * r.open_share:.0f} %", resolve, str(r.false_incidents), _yes(r.passed),
                      f"{_s(r.window_detect_s)} / {100 * r.window_share:.0f} % / {r.windows_outside}",
                      f"{run.events} / {run.wall_s:.0f}"])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from detectors.incident_types import IncidentUpdate
 
 Severity = Literal["none", "low", "medium", "high", "critical"]
 
@@ -57,6 +60,27 @@ class WindowResult:
     """Named numbers about the window, documented per detector in docs/detectors.md."""
     explanation: dict[str, Any] = field(default_factory=dict)
     """{"sentence": str, "top_events": [{"offset": int, "excess_bits": float, ...}], ...}"""
+    incident_seq: int | None = None
+    """The open incident this window belongs to (``IncidentUpdate.seq``), if any."""
+
+
+class UpdateResult(list[WindowResult]):
+    """What ``update`` returns: the windows the events completed (this list, in stream order) and the
+    incident updates they caused (``incidents``: opened, changed, closed; see :mod:`detectors.incidents`).
+
+    It is the list of windows so that code written for a plain list keeps working.
+    """
+
+    __slots__ = ("incidents",)
+
+    def __init__(self, windows: Iterable[WindowResult] = (),
+                 incidents: Iterable[IncidentUpdate] = ()) -> None:
+        super().__init__(windows)
+        self.incidents: list[IncidentUpdate] = list(incidents)
+
+    @property
+    def windows(self) -> list[WindowResult]:
+        return self
 
 
 class Detector(Protocol):
@@ -87,7 +111,17 @@ class Detector(Protocol):
         """Events fed but not scored, by reason (``"nan"``, ``"inf"``), since the detector was created."""
         ...
 
-    def update(self, batch: EventBatch) -> list[WindowResult]: ...
+    def update(self, batch: EventBatch) -> UpdateResult: ...
+
+    def accept(self, seq: int) -> IncidentUpdate:
+        """Close open incident ``seq`` as accepted (the baseline adopts the new behaviour)."""
+        ...
+
+    def resolve(self, seq: int) -> IncidentUpdate: ...
+
+    def mark_false_positive(self, seq: int) -> IncidentUpdate:
+        """Close open incident ``seq`` as a false positive (its events join the baseline)."""
+        ...
 
     def snapshot(self) -> bytes: ...
 

@@ -44,7 +44,7 @@ from detectors._kernels.cbad_decision import ANOMALY, DRIFT, DecisionConfig
 from detectors._kernels.cbad_window import byte_entropy
 from detectors._kernels.cm import CountModel
 from detectors._kernels.layout import Events, layout
-from detectors.base import EventBatch, WindowResult, require_batch
+from detectors.base import EventBatch, UpdateResult, WindowResult, require_batch
 from detectors.calibration import (
     CBAD_TAIL,
     MIN_CALIBRATION,
@@ -54,12 +54,15 @@ from detectors.calibration import (
 )
 from detectors.compressors import COMPRESSORS, DEFAULT_TABLE_BITS, CodeLengthModel, ContextModel, make_model
 from detectors.explain import event_bits_table, sentence, top_events
-from detectors.profiles import DEFAULT_PROFILE, resolve_profile
+from detectors.incident_types import IncidentUpdate
+from detectors.incidents import IncidentTracker
+from detectors.profiles import DEFAULT_PROFILE, incident_policy, resolve_profile
 from detectors.severity import severity
 
 KIND = "cbad"
 _TAG = b"CBAD"
-_VERSION = 1
+_VERSION = 2  # 2: the incident tracker's state, the frozen flag and event times; 1 still restores
+_NO_TIME = -1
 _STATS = 2  # window bits/byte; mean bits/byte of the costliest tenth of the window's events
 MAX_WARM_UP_CALIBRATION = 8192  # calibration windows kept from a bulk warm-up (2 x 8 bytes each)
 _NO_EVENTS = layout([])
@@ -86,14 +89,18 @@ class CbadDetector:
 
     Parameters: ``profile`` (sensitive | balanced | strict), ``seed`` (salts the model's hashing),
     ``compressor`` ("cm" default, "zlib" or "zstd" oracles), per-stream overrides ``baseline``, ``window``,
-    ``hop``, ``false_alarm_target``, and ``table_bits`` (count table of 2**bits uint32 slots; 17 = 512 KiB).
+    ``hop``, ``false_alarm_target``, and ``table_bits`` (count table of 2**bits uint32 slots; 17 = 512 KiB);
+    incidents (:mod:`detectors.incidents`): ``incident_h``, ``resolve_after_windows``, ``accept_after_ns``
+    (None: the profile's).
     """
 
     kind = KIND
 
     def __init__(self, profile: str = DEFAULT_PROFILE, seed: int = 42, compressor: str = "cm",
                  baseline: int | None = None, window: int | None = None, hop: int | None = None,
-                 false_alarm_target: float | None = None, table_bits: int = DEFAULT_TABLE_BITS) -> None:
+                 false_alarm_target: float | None = None, table_bits: int = DEFAULT_TABLE_BITS,
+                 incident_h: float | None = None, resolve_after_windows: int | None = None,
+                 accept_after_ns: int | None = None) -> None:
         if compressor not in COMPRESSORS:
             raise ValueError(f"unknown compressor {compressor!r}; choose one of {', '.join(COMPRESSORS)}")
         self.profile = resolve_profile(profile, baseline=baseline, window=window, hop=hop,
@@ -127,6 +134,15 @@ class CbadDetector:
         self._seen = 0
         self._admitted_upto = 0  # events below this offset have left the window (admitted or held)
         self._anomaly_run = 0
+        self._incident_overrides = {k: v for k, v in (("incident_h", incident_h),
+                                                      ("resolve_after_windows", resolve_after_windows),
+                                                      ("accept_after_ns", accept_after_ns)) if v is not None}
+        self._tracker = IncidentTracker(incident_policy(self.profile, incident_h=incident_h,
+                                                        resolve_after_windows=resolve_after_windows,
+                                                        accept_after_ns=accept_after_ns))
+        self._frozen = False  # an incident is open: the baseline and calibration are frozen
+        self._times = np.zeros(0, np.int64)  # parallel to _tail: event time (ns), _NO_TIME if not given
+        self._last_end = 0  # end offset of the last window scored
 
     # ------------------------------------------------------------------ contract
 
@@ -135,7 +151,7 @@ class CbadDetector:
         p = self.profile
         return {"kind": KIND, "profile": p.name, "baseline": p.baseline, "window": p.window, "hop": p.hop,
                 "false_alarm_target": p.false_alarm_target, "seed": self.seed, "compressor": self.compressor,
-                "table_bits": self.table_bits}
+                "table_bits": self.table_bits, **self._incident_overrides}
 
     @property
     def config_hash(self) -> str:
@@ -160,22 +176,26 @@ class CbadDetector:
         """The events the current windows are judged against, oldest first."""
         return list(self._baseline)
 
-    def update(self, batch: EventBatch) -> list[WindowResult]:
-        """Feed events in stream order; returns one result per hop completed by them."""
+    def update(self, batch: EventBatch) -> UpdateResult:
+        """Feed events in stream order; returns one result per hop completed by them, and the incident
+        updates they caused (``.incidents``)."""
         batch = require_batch(batch)
         events = _as_bytes_list(batch.events)
         if not events:
-            return []
+            return UpdateResult()
         p = self.profile
         first = self._seen
         self._tail.extend(events)
         self._taint = np.concatenate((self._taint, np.zeros(len(events), np.uint8)))
         self._bits = np.concatenate((self._bits, np.zeros(len(events))))
+        times = (np.full(len(events), _NO_TIME, np.int64) if batch.times is None
+                 else np.rint(np.asarray(batch.times, np.float64) * 1e9).astype(np.int64))
+        self._times = np.concatenate((self._times, times))
         self._seen += len(events)
         first_end = max(p.hop * (first // p.hop + 1), p.hop * math.ceil(p.window / p.hop))
         hop_ends = range(first_end, self._seen + 1, p.hop)
         if not hop_ends:
-            return []
+            return UpdateResult()
         # Lay out only what this call's hops read: from the first window's reference block (or the oldest
         # event still in the window histogram) on, so small batches do not copy the whole retained tail.
         lo = max(self._tail_base, min(self._hist_lo, self._admitted_upto, hop_ends[0] - 2 * p.window))
@@ -185,7 +205,7 @@ class CbadDetector:
         while k < len(hop_ends):
             k += self._run_hops(hop_ends[k:], lo, recent, results)
         self._trim(hop_ends[-1])
-        return results
+        return UpdateResult(results, self._tracker.take_updates())
 
     # ------------------------------------------------------------------ the hop kernel
 
@@ -210,7 +230,7 @@ class CbadDetector:
         # in the order of cbad_hops' state constants: SCORED .. PHASE
         state = np.array([self._scored_upto - lo, self._admitted_upto - lo, self._hist_lo - lo,
                           self._hist_hi - lo, n_base, cal.count, cal.position, self._anomaly_run, 0, n_old, 0,
-                          n_held, H.READY], dtype=np.int64)
+                          n_held, H.READY, int(self._frozen)], dtype=np.int64)
         queues = _Queues(self, lo, extra_events, fifo, held, n_old)
         n = len(hop_ends)
         out = np.empty((n, H.OUT_COLUMNS))
@@ -299,7 +319,51 @@ class CbadDetector:
                               explanation)
         if is_drift:
             self._adopt_new_normal(w0)
+        self._last_end = end
+        if p_value < 1.0 or self._frozen:  # p = 1 (warming up) is no evidence and changes nothing
+            t0, t1 = int(self._times[w0 - self._tail_base]), int(self._times[end - 1 - self._tail_base])
+            result = self._tracker.observe(self, result, None if t1 == _NO_TIME else t1,
+                                           None if t0 == _NO_TIME else t0)
         return result
+
+    # ------------------------------------------------------------------ incidents (detectors.incidents)
+
+    @property
+    def open_incident_seq(self) -> int | None:
+        """The number of the stream's open incident, if one is open."""
+        return None if self._tracker.open is None else int(self._tracker.open["seq"])
+
+    def accept(self, seq: int) -> IncidentUpdate:
+        """Close open incident ``seq`` as accepted: the recent events become the baseline."""
+        return self._tracker.act(self, seq, "accepted")
+
+    def resolve(self, seq: int) -> IncidentUpdate:
+        """Close open incident ``seq`` as resolved (its events are dropped, as on automatic resolution)."""
+        return self._tracker.act(self, seq, "resolved")
+
+    def mark_false_positive(self, seq: int) -> IncidentUpdate:
+        """Close open incident ``seq`` as a false positive: its held events join the baseline."""
+        return self._tracker.act(self, seq, "false_positive")
+
+    def _incident_freeze(self) -> None:
+        self._frozen = True
+        self._anomaly_run = 0
+
+    def _incident_thaw(self, keep_events: bool) -> None:
+        self._frozen = False
+        if not keep_events:
+            self._held = []
+
+    def _incident_adopt(self) -> None:
+        self._frozen = False
+        self._adopt_new_normal(max(0, self._last_end - self.profile.window))
+
+    def _incident_reference(self) -> list[bytes]:
+        return list(self._baseline)
+
+    def _incident_event(self, offset: int) -> bytes | None:
+        i = offset - self._tail_base
+        return self._tail[i] if 0 <= i < len(self._tail) else None
 
     # ------------------------------------------------------------------ bulk warm-up
 
@@ -373,6 +437,7 @@ class CbadDetector:
             del self._tail[:cut]
             self._taint = self._taint[cut:].copy()
             self._bits = self._bits[cut:].copy()
+            self._times = self._times[cut:].copy()
             self._tail_base = keep_from
 
     # ------------------------------------------------------------------ snapshot
@@ -391,6 +456,7 @@ class CbadDetector:
             "hist": self._hist,
             "recent_entropy": np.array(sorted(self._recent_entropy.items()), dtype=np.float64).reshape(-1, 2),
             "calibration": self._calibrator.ring.values,
+            "times": self._times,
         }
         header = {"config": self.config, "seen": self._seen, "tail_base": self._tail_base,
                   "admitted_upto": self._admitted_upto, "scored_upto": self._scored_upto,
@@ -398,13 +464,14 @@ class CbadDetector:
                   "anomaly_run": self._anomaly_run,
                   "calibration_count": self._calibrator.count,
                   "calibration_position": self._calibrator.position,
-                  "calibration_sums": self._calibrator.ring.sums.tolist()}
+                  "calibration_sums": self._calibrator.ring.sums.tolist(),
+                  "frozen": self._frozen, "last_end": self._last_end, "incidents": self._tracker.dump()}
         return snapshot.encode(_TAG, _VERSION, header, arrays)
 
     @classmethod
     def restore(cls, data: bytes) -> CbadDetector:
         snap = snapshot.decode(data, _TAG)
-        if snap.version != _VERSION:
+        if snap.version not in (1, _VERSION):
             raise ValueError(f"cbad snapshot version {snap.version} is not readable by this version")
         header, arrays = snap.header, snap.arrays
         config = dict(header["config"])
@@ -431,6 +498,11 @@ class CbadDetector:
         det._calibrator.count = header["calibration_count"]
         det._calibrator.position = header["calibration_position"]
         det._model.rebuild(det._baseline)
+        # version 1 (before incidents): no tracker state, no times
+        det._times = arrays.get("times", np.full(len(det._tail), _NO_TIME, np.int64)).astype(np.int64)
+        det._frozen = bool(header.get("frozen", False))
+        det._last_end = int(header.get("last_end", 0))
+        det._tracker.load(header.get("incidents"))
         return det
 
     # ------------------------------------------------------------------ conformance helpers

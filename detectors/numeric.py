@@ -67,17 +67,20 @@ from detectors._kernels import numeric as K
 from detectors._kernels import numeric_windows as NW
 from detectors._kernels.numeric_calibration import Histories
 from detectors._kernels.tail import SHAPE_MAX, SHAPE_MIN, TailRule
-from detectors.base import EventBatch, WindowResult, require_batch
-from detectors.profiles import DEFAULT_PROFILE, resolve_profile
+from detectors.base import EventBatch, UpdateResult, WindowResult, require_batch
+from detectors.incident_types import IncidentUpdate
+from detectors.incidents import IncidentTracker, to_ns
+from detectors.profiles import DEFAULT_PROFILE, incident_policy, resolve_profile
 from detectors.severity import severity
 
 _TAG = b"NUMR"
-_VERSION = 1
+_VERSION = 2  # 2: the incident tracker's state (and the frozen range in the state arrays); 1 still restores
 _LEGACY_MAGIC = b"DLNUM1\n"  # snapshots written before the shared format (a JSON header and an npz)
 _DAY = 86400.0
 _TOP_POINTS = 3
 _PERIOD_STAMPS = 65  # the sampling period is the median gap of the first 64 gaps
 _OLD_F_SIZE = 5  # float state of snapshots written before the error scale was kept as rate x size
+_V1_F_SIZE, _V1_I_SIZE = 13, 16  # state of snapshots written before incidents (no frozen range, no flag)
 _LEGACY_SHAPE_MIN = 0.0  # the default shape floor of the method-of-moments fit those snapshots were made with
 _STATE_ARRAYS = ("ring", "level", "fstate", "istate", "cal_ring", "cal_sorted", "tail_bits", "tail_pred",
                  "tail_vals")
@@ -98,8 +101,10 @@ class NumericDetector:
     free), ``clip`` and ``scale_window`` (robust error scales), ``level_window`` (level adjustment of
     the seasonal predictions), ``history`` (values kept: the weekly lag needs 7 days of samples).
     Calibration knobs: ``calibration``, ``min_calibration``, ``tail_frac``, ``tail_min``,
-    ``tail_scale_min``, ``tail_shape_min``, ``exclude_factor``; incidents: ``holdoff``,
-    ``drift_windows``. ``seed`` is accepted for the common contract; nothing here is random.
+    ``tail_scale_min``, ``tail_shape_min``, ``exclude_factor``; anomaly runs: ``holdoff``,
+    ``drift_windows``; incidents (:mod:`detectors.incidents`): ``incident_h``, ``resolve_after_windows``,
+    ``accept_after_ns`` (None: the profile's). ``seed`` is accepted for the common contract; nothing here
+    is random.
 
     >>> import numpy as np
     >>> x = 50 + np.random.default_rng(1).normal(0, 1, 3000)
@@ -120,7 +125,8 @@ class NumericDetector:
                  models: Sequence[str] = K.MODEL_NAMES, range_window: int | None = None,
                  weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0), spans: Sequence[int] | None = None,
                  tail_scale_min: float = 0.1, tail_shape_min: float = SHAPE_MIN,
-                 exclude_factor: float = 0.01) -> None:
+                 exclude_factor: float = 0.01, incident_h: float | None = None,
+                 resolve_after_windows: int | None = None, accept_after_ns: int | None = None) -> None:
         prof = resolve_profile(profile, baseline=baseline, window=window, hop=hop,
                                false_alarm_target=false_alarm_target)
         if history < prof.baseline + 2:
@@ -156,6 +162,14 @@ class NumericDetector:
             raise ValueError(f"models must be a non-empty subset of {', '.join(K.MODEL_NAMES)}")
         if not 8 <= self._config["range_window"] < history:
             raise ValueError("range_window must be in [8, history)")
+        overrides = {k: v for k, v in (("incident_h", incident_h),
+                                       ("resolve_after_windows", resolve_after_windows),
+                                       ("accept_after_ns", accept_after_ns)) if v is not None}
+        self._config.update(overrides)  # only when given: the default configuration hashes as before
+        self._tracker = IncidentTracker(incident_policy(prof, incident_h=incident_h,
+                                                        resolve_after_windows=resolve_after_windows,
+                                                        accept_after_ns=accept_after_ns))
+        self._last_time_ns: int | None = None
         c = self._config
         self._points = K.PointConfig(range_n=c["range_window"], scale_alpha=1.0 / c["scale_window"],
                                      clip=c["clip"], warm=16, level_alpha=1.0 / c["level_window"])
@@ -177,6 +191,8 @@ class NumericDetector:
         self._tail_pred = np.zeros((0, K.N_MODELS))
         self._tail_vals = np.zeros(0)
         self._tail_offsets = np.zeros(0, np.int64)
+        self._tail_stamps = np.zeros(0)  # their times (unix seconds; NaN: not given)
+        self._window_times: list[tuple[int | None, int | None]] = []  # of the windows _score returned
         self._period = 0.0  # sampling period in seconds (0 = unknown, no seasonal models)
         self._first_stamps: list[float] = []
         self._skipped = dict.fromkeys(SKIP_REASONS, 0)
@@ -212,8 +228,9 @@ class NumericDetector:
         """Values fed but not scored: ``{"nan": n, "inf": m}`` since the detector was created."""
         return dict(self._skipped)
 
-    def update(self, batch: EventBatch) -> list[WindowResult]:
-        """Feed values (with optional unix-second times); return the windows they complete."""
+    def update(self, batch: EventBatch) -> UpdateResult:
+        """Feed values (with optional unix-second times); return the windows they complete and the incident
+        updates they caused (``.incidents``)."""
         batch = require_batch(batch)
         vals = np.array(batch.events, dtype=np.float64, copy=True).reshape(-1)
         stamps = None if batch.times is None else np.asarray(batch.times, dtype=np.float64).reshape(-1)
@@ -225,7 +242,106 @@ class NumericDetector:
             self._skipped["inf"] += int(vals.size - finite.sum()) - nan
             vals, offsets = vals[finite], offsets[finite]
             stamps = None if stamps is None else stamps[finite]
-        return self._score(vals, stamps, offsets)
+        out = UpdateResult()
+        i = 0
+        while i < vals.size:
+            i = self._score_until_transition(vals, stamps, offsets, i, out)
+        out.incidents.extend(self._tracker.take_updates())
+        return out
+
+    def _score_until_transition(self, vals: np.ndarray, stamps: np.ndarray | None, offsets: np.ndarray,
+                                i: int, out: list[WindowResult]) -> int:
+        """Score values ``i..`` up to the window where the incident tracker freezes or thaws the detector
+        (that window included), or to the end; returns where the next call starts.
+
+        The predictors must freeze at the exact window an incident opens, so values are scored
+        speculatively to the end and, when a window would open an incident, scored again up to it from a
+        copy of the state (results do not depend on how values are split into calls). While an incident
+        is open, every window can close it: values are scored one window at a time.
+        """
+        def part(j: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+            return vals[i:j], None if stamps is None else stamps[i:j], offsets[i:j]
+
+        if self._tracker.open is not None:
+            j = min(vals.size, i + self._values_to_next_window())
+            windows = self._score(*part(j))
+            times = self._window_times
+        else:
+            saved = self._state_copy()
+            windows = self._score(*part(vals.size))
+            times = self._window_times
+            cut = self._tracker.opens_at(windows)
+            j = vals.size
+            if cut is not None:
+                self._state_load(saved)
+                j = i + int(np.searchsorted(offsets[i:], windows[cut].end_offset - 1)) + 1
+                windows = self._score(*part(j))
+                times = self._window_times
+        for w, (start_ns, end_ns) in zip(windows, times, strict=True):
+            out.append(self._tracker.observe(self, w, end_ns, start_ns))
+        return j
+
+    def _values_to_next_window(self) -> int:
+        seen, window, hop = int(self._istate[K.I_SEEN]), self._config["window"], self._config["hop"]
+        if seen < window:
+            return window - seen
+        return hop - (seen - window) % hop
+
+    def _state_copy(self) -> tuple[Any, ...]:
+        return (self._ring.copy(), self._level.copy(), self._fstate.copy(), self._istate.copy(),
+                self._cal_ring.copy(), self._cal_sorted.copy(), self._tail_bits, self._tail_pred,
+                self._tail_vals, self._tail_offsets, self._tail_stamps, self._period,
+                list(self._first_stamps))
+
+    def _state_load(self, saved: tuple[Any, ...]) -> None:
+        (ring, level, fstate, istate, cal_ring, cal_sorted, self._tail_bits, self._tail_pred, self._tail_vals,
+         self._tail_offsets, self._tail_stamps, self._period, self._first_stamps) = saved
+        for mine, kept in ((self._ring, ring), (self._level, level), (self._fstate, fstate),
+                           (self._istate, istate), (self._cal_ring, cal_ring),
+                           (self._cal_sorted, cal_sorted)):
+            mine[...] = kept
+
+    # ----------------------------------------------------------------- incidents (detectors.incidents)
+    @property
+    def open_incident_seq(self) -> int | None:
+        """The number of the stream's open incident, if one is open."""
+        return None if self._tracker.open is None else int(self._tracker.open["seq"])
+
+    def accept(self, seq: int) -> IncidentUpdate:
+        """Close open incident ``seq`` as accepted: the predictors learn the new behaviour from now on."""
+        return self._tracker.act(self, seq, "accepted")
+
+    def resolve(self, seq: int) -> IncidentUpdate:
+        """Close open incident ``seq`` as resolved."""
+        return self._tracker.act(self, seq, "resolved")
+
+    def mark_false_positive(self, seq: int) -> IncidentUpdate:
+        """Close open incident ``seq`` as a false positive."""
+        return self._tracker.act(self, seq, "false_positive")
+
+    def _incident_freeze(self) -> None:
+        K.freeze_range(self._ring, self._istate, self._config["range_window"], self._config["window"],
+                       self._fstate)
+        self._istate[K.I_FROZEN] = 1
+        self._istate[K.I_RUN] = 0
+        self._istate[K.I_ACCEPTED] = 0
+
+    def _incident_thaw(self, keep_events: bool) -> None:
+        # The value ring always holds the values (the step and seasonal predictors need them): the range
+        # learns the incident's values again from here, which is what a false positive needs; a resolved
+        # burst leaves the range after ``range_window`` values.
+        self._istate[K.I_FROZEN] = 0
+
+    def _incident_adopt(self) -> None:
+        """Accepted: learn from here, and let the change count as the new normal (as a drift does)."""
+        self._istate[K.I_FROZEN] = 0
+        self._istate[K.I_ACCEPTED] = 1
+
+    def _incident_reference(self) -> None:
+        return None
+
+    def _incident_event(self, offset: int) -> None:
+        return None
 
     # ----------------------------------------------------------------- internals
     def _score(self, vals: np.ndarray, stamps: np.ndarray | None, offsets: np.ndarray) -> list[WindowResult]:
@@ -234,12 +350,16 @@ class NumericDetector:
             # the seasonal lags switch on at a fixed point of the stream, whatever the chunking
             cut = _PERIOD_STAMPS - len(self._first_stamps)
             if 0 < cut < vals.size:
-                return (self._score(vals[:cut], stamps[:cut], offsets[:cut])
-                        + self._score(vals[cut:], stamps[cut:], offsets[cut:]))
+                head = self._score(vals[:cut], stamps[:cut], offsets[:cut])
+                head_times = self._window_times
+                tail = self._score(vals[cut:], stamps[cut:], offsets[cut:])
+                self._window_times = head_times + self._window_times
+                return head + tail
         lag_d, lag_w = self._lags()  # lags known before this chunk: they apply from the next chunk on
         if stamps is not None:
             self._learn_period(stamps)
         if vals.size == 0:
+            self._window_times = []
             return []
         c = self._config
         n_new = vals.size
@@ -255,6 +375,8 @@ class NumericDetector:
         all_pred = np.concatenate([self._tail_pred, pred])
         all_vals = np.concatenate([self._tail_vals, vals])
         all_offsets = np.concatenate([self._tail_offsets, offsets])
+        all_stamps = np.concatenate([self._tail_stamps,
+                                     stamps if stamps is not None else np.full(n_new, np.nan)])
         first = first_new - self._tail_bits.shape[0]
         max_out = n_new // c["hop"] + 2
         out_i = np.zeros((max_out, NW.OI_SIZE), dtype=np.int64)
@@ -265,6 +387,11 @@ class NumericDetector:
         start = all_bits.shape[0] - keep
         self._tail_bits, self._tail_pred = all_bits[start:].copy(), all_pred[start:].copy()
         self._tail_vals, self._tail_offsets = all_vals[start:].copy(), all_offsets[start:].copy()
+        self._tail_stamps = all_stamps[start:].copy()
+        self._window_times = [
+            tuple(None if math.isnan(s) else to_ns(s)  # type: ignore[misc]
+                  for s in (float(all_stamps[e - first - c["window"]]), float(all_stamps[e - first - 1])))
+            for e in out_i[:n_out, NW.O_END].tolist()]
         return [self._result(out_i[j], out_f[j], all_bits, all_pred, all_vals, all_offsets, first)
                 for j in range(n_out)]
 
@@ -334,8 +461,9 @@ class NumericDetector:
     def snapshot(self) -> bytes:
         """State in the shared format (:mod:`detectors.snapshot`); see ``registry.restore``."""
         header = {"kind": self.kind, "config": self._config, "period": self._period,
-                  "first_stamps": self._first_stamps, "skipped": self._skipped}
-        arrays = {name: getattr(self, "_" + name) for name in (*_STATE_ARRAYS, "tail_offsets")}
+                  "first_stamps": self._first_stamps, "skipped": self._skipped,
+                  "incidents": self._tracker.dump()}
+        arrays = {name: getattr(self, "_" + name) for name in (*_STATE_ARRAYS, "tail_offsets", "tail_stamps")}
         return snapshot.encode(_TAG, _VERSION, header, arrays)
 
     @classmethod
@@ -346,7 +474,7 @@ class NumericDetector:
                 header["config"]["tail_shape_min"] = SHAPE_MIN
         else:
             snap = snapshot.decode(data, _TAG)
-            if snap.version != _VERSION:
+            if snap.version not in (1, _VERSION):
                 raise ValueError(f"numeric snapshot version {snap.version} is not readable by this version")
             header, arrays = snap.header, snap.arrays
         if header.get("kind") != cls.kind:
@@ -367,8 +495,14 @@ class NumericDetector:
             det._fstate[:_OLD_F_SIZE] = old
             det._fstate[K.F_RATE:K.F_RATE + K.N_MODELS] = 1.0
             det._fstate[K.F_MAG:K.F_MAG + K.N_MODELS] = old[K.F_SCALE:K.F_SCALE + K.N_MODELS]
-        if det._fstate.size != K.F_SIZE:
+        det._tail_stamps = arrays.get("tail_stamps", np.full(det._tail_vals.size, np.nan))
+        if det._fstate.size == _V1_F_SIZE:  # before incidents: no frozen range
+            det._fstate = np.concatenate((det._fstate, np.zeros(K.F_SIZE - _V1_F_SIZE)))
+        if det._istate.size == _V1_I_SIZE:  # before incidents: not frozen
+            det._istate = np.concatenate((det._istate, np.zeros(K.I_SIZE - _V1_I_SIZE, np.int64)))
+        if det._fstate.size != K.F_SIZE or det._istate.size != K.I_SIZE:
             raise ValueError("numeric detector snapshot has an unknown state layout")
+        det._tracker.load(header.get("incidents"))
         return det
 
     # ----------------------------------------------------------------- conformance helpers

@@ -5,7 +5,8 @@ combined by Bonferroni, ``min(1, 2 min(p0, p1))``, except for one-event windows 
 the same number. Anomaly means warmed up (a full baseline and ``min_calibration`` windows in the ring) and
 ``p <= target``. A normal window enters the ring once the baseline is full; an anomalous one enters it
 clipped (``add_clipped``), and anomalous windows in a row long enough to cover ``drift_windows`` hops
-are a drift (the caller adopts the new normal).
+are a drift (the caller adopts the new normal). While ``state[FROZEN]`` (an open incident) no window
+enters the ring and no run of anomalies counts towards a drift.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ BASELINE_LEN = 4
 CAL_COUNT = 5
 CAL_POSITION = 6
 ANOMALY_RUN = 7
+FROZEN = 13  # 1 while an incident is open: judge against the frozen reference, learn nothing
 
 ANOMALY = 1
 DRIFT = 2
@@ -75,6 +77,8 @@ def decide(ring, stats, greater, config, state):
                 z = robust_z(ring.values[i], count, stats[i], config.min_scale)
                 if z > effect:
                     effect = z
+            if state[FROZEN]:
+                return Decision(p, ANOMALY, effect)
             state[CAL_COUNT], state[CAL_POSITION] = add_clipped(ring, count, state[CAL_POSITION], stats,
                                                                 config.clip_alpha, config.tail)
             state[ANOMALY_RUN] += 1
@@ -83,6 +87,6 @@ def decide(ring, stats, greater, config, state):
                 flags |= DRIFT
             return Decision(p, flags, effect)
     state[ANOMALY_RUN] = 0
-    if full:
+    if full and not state[FROZEN]:
         state[CAL_COUNT], state[CAL_POSITION] = add(ring, count, state[CAL_POSITION], stats)
     return Decision(p, 0, 0.0)

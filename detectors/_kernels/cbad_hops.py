@@ -4,15 +4,17 @@ Per hop ending at ``end`` (window ``w0 = end - W .. end``):
 
 1. admission: the events that left the window (``ADMITTED .. w0``) enter the baseline (a FIFO of B
    events) and the oldest leave it; while an anomaly lasts, events of anomalous windows (``taint``) are
-   held out instead and enter with the first hop after it (the held queue keeps at most B of them);
+   held out instead and enter with the first hop after it (the held queue keeps at most B of them); while
+   an incident is open (``state[FROZEN]``) every leaving event is held and the baseline stays as it was;
 2. scoring: each event new since the last hop gets its code length given the baseline;
 3. the window summary (:mod:`detectors._kernels.cbad_window`) and
 4. the decision (:mod:`detectors._kernels.cbad_decision`), which marks an anomalous window's events.
 
 The loop stops after an anomalous window (the caller explains it with the model as it is at that hop,
-and adopts a drift), and, for a model that scores outside numba (the zlib and zstd oracles), after each
-admission, with ``state[PHASE] = NEEDS_SCORES``: the caller scores the new events into ``bits`` and calls
-again with ``PHASE = SCORES_GIVEN`` and the same first hop.
+adopts a drift, and its incident tracker may open an incident), after every window while frozen (the
+tracker may close the incident), and, for a model that scores outside numba (the zlib and zstd oracles),
+after each admission, with ``state[PHASE] = NEEDS_SCORES``: the caller scores the new events into ``bits``
+and calls again with ``PHASE = SCORES_GIVEN`` and the same first hop.
 
 Events are addressed by *refs*: ``i >= 0`` is event ``i`` of ``events`` (the stream's recent events),
 ``-1 - j`` event ``j`` of ``extra`` (the oldest baseline events that may leave during the call, then the
@@ -34,6 +36,7 @@ from detectors._kernels.cbad_decision import (
     BASELINE_LEN,
     CAL_COUNT,
     CAL_POSITION,
+    FROZEN,
     DecisionConfig,
     decide,
 )
@@ -61,10 +64,11 @@ FIFO_LEN = 9
 HELD_HEAD = 10
 HELD_LEN = 11
 PHASE = 12
-STATE_SIZE = 13
+# FROZEN = 13 (the decision's)
+STATE_SIZE = 14
 # the caller builds ``state`` positionally in this order
 _ORDER = (SCORED, ADMITTED, HIST_LO, HIST_HI, BASELINE_LEN, CAL_COUNT, CAL_POSITION, ANOMALY_RUN, FIFO_HEAD,
-          FIFO_LEN, HELD_HEAD, HELD_LEN, PHASE)
+          FIFO_LEN, HELD_HEAD, HELD_LEN, PHASE, FROZEN)
 assert tuple(range(STATE_SIZE)) == _ORDER
 
 # PHASE values
@@ -193,7 +197,12 @@ def _admit(model, internal, events, extra, taint, w0, baseline_size, state, fifo
     state[ADMITTED] = b
     enter0 = state[FIFO_LEN]
     n = enter0
-    if state[ANOMALY_RUN] == 0:  # no anomaly lasts: what was held enters first, then what left the window
+    if state[FROZEN]:  # an open incident: nothing enters the frozen reference, every event is held
+        for i in range(a, b):
+            held[state[HELD_LEN]] = i
+            state[HELD_LEN] += 1
+        state[HELD_HEAD] = max(state[HELD_HEAD], state[HELD_LEN] - baseline_size)
+    elif state[ANOMALY_RUN] == 0:  # no anomaly lasts: what was held enters first, then what left the window
         for h in range(state[HELD_HEAD], state[HELD_LEN]):
             fifo[n] = held[h]
             n += 1
@@ -325,5 +334,7 @@ def hops(model, events, extra, bits, taint, hist, ring, first_end, n_hops, confi
         if verdict.flags & ANOMALY:
             for i in range(w0, end):
                 taint[i] = 1
+            return k + 1
+        if state[FROZEN]:
             return k + 1
     return n_hops

@@ -45,14 +45,17 @@ I_CAL_POS = 9       # .. 9 + N_MODELS: ring position per model
 I_RUN = 13          # consecutive anomalous windows
 I_ACCEPTED = 14     # 1 while a drift is being accepted as the new normal
 I_LAST_ALARM = 15   # end offset of the last anomalous window (-1 = none)
-I_SIZE = 16
+I_FROZEN = 16       # 1 while an incident is open: the range and the scales are frozen, nothing is learnt
+I_SIZE = 17
 
 # fstate layout (float64)
 F_SCALE = 0         # .. 0 + N_MODELS: error scale per model
 F_LEVEL = 4         # slow level (EWMA) of the values
 F_RATE = 5          # .. 5 + N_MODELS: share of non-zero errors per model
 F_MAG = 9           # .. 9 + N_MODELS: mean size of the non-zero errors (scale = rate * size)
-F_SIZE = 13
+F_FROZEN_LO = 13    # the range frozen when an incident opened (used while I_FROZEN)
+F_FROZEN_HI = 14
+F_SIZE = 15
 
 MAX_BITS = 1000.0
 LN2 = math.log(2.0)
@@ -119,13 +122,18 @@ def point_bits(values, lag_daily, lag_weekly, config, state, bits_out, pred_out)
         step_size = fstate[F_MAG + STEP]
         # RANGE: distance outside [min, max] of the last range_n values, in step-size units
         m = min(n, range_n)
+        frozen = istate[I_FROZEN] != 0
         if m >= 8 and istate[I_COUNT + STEP] >= warm:
             lo = np.inf
             hi = -np.inf
-            for i in range(1, m + 1):
-                v = ring[(n - i) % size]
-                lo = min(lo, v)
-                hi = max(hi, v)
+            if frozen:  # an open incident: the range of the reference, not one that took in the fault
+                lo = fstate[F_FROZEN_LO]
+                hi = fstate[F_FROZEN_HI]
+            else:
+                for i in range(1, m + 1):
+                    v = ring[(n - i) % size]
+                    lo = min(lo, v)
+                    hi = max(hi, v)
             s = max(step_size, 1e-3 * (hi - lo), 1e-9 * (abs(hi) + abs(lo)) + 1e-12)
             if x > hi:
                 bits_out[j, RANGE] = min((x - hi) / (s * LN2), MAX_BITS)
@@ -165,6 +173,8 @@ def point_bits(values, lag_daily, lag_weekly, config, state, bits_out, pred_out)
             elif hit:
                 hits = math.floor(q * cnt + 0.5)  # non-zero errors so far (q is their plain mean here)
                 mag += (err - mag) / (hits + 1)
+            if frozen:  # the scales stay those of the reference
+                continue
             q = q_next
             fstate[F_RATE + k] = q
             fstate[F_MAG + k] = mag
@@ -175,6 +185,23 @@ def point_bits(values, lag_daily, lag_weekly, config, state, bits_out, pred_out)
         ring[pos] = x
         level_ring[pos] = x if n == 0 else lvl_prev + level_alpha * (x - lvl_prev)
         istate[I_SEEN] = n + 1
+
+
+@kernel
+def freeze_range(ring, istate, range_n, skip, fstate):
+    """Keep the range of the ``range_n`` values before the last ``skip`` (the window that opened an
+    incident) as the frozen reference."""
+    n = istate[I_SEEN] - min(skip, istate[I_SEEN])
+    m = min(n, range_n, ring.shape[0] - skip)
+    size = ring.shape[0]
+    lo = np.inf
+    hi = -np.inf
+    for i in range(1, m + 1):
+        v = ring[(n - i) % size]
+        lo = min(lo, v)
+        hi = max(hi, v)
+    fstate[F_FROZEN_LO] = lo
+    fstate[F_FROZEN_HI] = hi
 
 
 @kernel

@@ -7,7 +7,8 @@ Per window (every ``hop`` values once ``window`` values are in): each model's st
 (``p <= exclude_factor * target``) stay out of the histories, borderline ones enter them; anomalous
 windows for ``drift_windows`` windows in a row are a drift, after which the new regime is learned as normal
 until a window falls back under the threshold. Anomalous windows closer than ``holdoff`` values form one
-incident.
+incident. While ``istate[I_FROZEN]`` (an incident is open) no window is learnt and none counts towards a
+drift.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from detectors._kernels.numeric import (
     I_ACCEPTED,
     I_CAL_N,
     I_CAL_POS,
+    I_FROZEN,
     I_LAST_ALARM,
     I_RUN,
     N_MODELS,
@@ -123,7 +125,16 @@ def window_scores(bits, first_offset, config, histories, istate, out_i, out_f):
             flags |= FLAG_WARM
         effect = 0.0
         learn = True
-        if active > 0 and p <= target:
+        frozen = istate[I_FROZEN] != 0
+        if active > 0 and p <= target and frozen:
+            # an open incident: flagged against the frozen reference; nothing learnt, no drift
+            flags |= FLAG_ANOMALY
+            effect = robust_z(histories.ascending[best], istate[I_CAL_N + best], sums[best],
+                              config.effect_scale, scratch)
+            learn = False
+        elif frozen:
+            learn = False
+        elif active > 0 and p <= target:
             if istate[I_ACCEPTED] == 1:
                 pass  # drift accepted: learn it as the new normal, do not flag it
             else:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from detectors import EventBatch
+from detectors.base import WindowResult
 from detectors.evaluate import _paths
 from detectors.evaluate._nabscore import scorer, zscore_baseline
 from detectors.evaluate._progress import Progress
@@ -89,7 +90,7 @@ def score_series(series: NabSeries, profile: str, chunk: int | None = None) -> n
     det = NumericDetector(**nab_config(profile))
     n = len(series.values)
     step = chunk or n
-    results = []
+    results: list[WindowResult] = []
     for i in range(0, n, step):
         results.extend(det.update(EventBatch(series.values[i:i + step], series.unix[i:i + step])))
     return row_scores(results, n, det.config["false_alarm_target"])

@@ -103,11 +103,13 @@ class IncidentBook:
 
 
 def split_update(output: Any) -> tuple[Sequence[WindowResult], Sequence[IncidentUpdate]]:
-    """A detector's ``update`` result as (window results, incident updates): a plain list of windows (a
-    detector without incidents), or an object with ``windows`` and ``incidents``."""
+    """A detector's ``update`` result as (window results, incident updates): the detectors'
+    ``UpdateResult`` (a list of windows with ``incidents``), an object with ``windows`` and ``incidents``,
+    or a plain list of windows (a detector without incidents)."""
+    incidents = tuple(getattr(output, "incidents", ()))
     if isinstance(output, list | tuple):
-        return output, ()
-    return output.windows, tuple(getattr(output, "incidents", ()))
+        return output, incidents
+    return output.windows, incidents
 
 
 def change_of(key: StreamKey, profile: str, offset_base: int, book: IncidentBook, update: IncidentUpdate,

@@ -197,13 +197,14 @@ class LiveStream:
         self.ring.append(RingChunk(self.events_seen, batch.trace_ids, batch.span_ids, batch.times,
                                    batch.positions, request_seq))
         skipped_before = dict(self.detector.skipped_points)
+        # item times (unix seconds): the incidents' clock (event time, whatever the request boundaries); the
+        # numeric detector also learns the sampling period from them
+        stamps = np.asarray(batch.times, dtype=np.float64) / 1e9 if all(batch.times) else None
         if self.spec.kind == "numeric":
             values = np.asarray(batch.events, dtype=np.float64)
-            # point times (unix seconds) let the numeric detector learn the sampling period
-            stamps = np.asarray(batch.times, dtype=np.float64) / 1e9 if all(batch.times) else None
             output = self.detector.update(EventBatch(values, stamps))
         else:
-            output = self.detector.update(EventBatch(batch.events))
+            output = self.detector.update(EventBatch(batch.events, stamps))
         results, updates = split_update(output)
         self.dirty = True
         outcome = ScoreOutcome(self, len(batch.times), state_changed=changed)

@@ -267,7 +267,12 @@ class PythonCbad(CbadDetector):
         if full and cal.count >= MIN_CALIBRATION:
             ps = [cbad_pvalue(history[i], stats[i]) for i in range(1 if w == 1 else 2)]
             p_value = ps[0] if w == 1 else min(1.0, 2 * min(ps))
-        if p_value <= p.false_alarm_target and full and cal.count >= MIN_CALIBRATION:
+        if p_value <= p.false_alarm_target and full and cal.count >= MIN_CALIBRATION and self._frozen:
+            # an open incident: flagged against the frozen reference, nothing learnt, no drift
+            effect = max(0.0, *(robust_z(history[i], stats[i], MIN_SCALE) for i in range(2)))
+            self._taint[w0 - base:end - base] = 1
+            flags = ANOMALY
+        elif p_value <= p.false_alarm_target and full and cal.count >= MIN_CALIBRATION:
             effect = max(0.0, *(robust_z(history[i], stats[i], MIN_SCALE) for i in range(2)))
             self._taint[w0 - base:end - base] = 1
             self._anomaly_run += 1
@@ -278,7 +283,7 @@ class PythonCbad(CbadDetector):
             flags = ANOMALY | (DRIFT if self._anomaly_run >= self._hop_config.decision.drift_windows else 0)
         else:
             self._anomaly_run = 0
-            if full:
+            if full and not self._frozen:
                 self._ring_add(stats)
         row = [total, float(n_bytes), entropy, top_bpb, float(n_excess), float(greater[0]), float(greater[1]),
                expected, p_value, float(len(self._baseline)), float(cal.count), effect, float(flags)]
@@ -298,7 +303,10 @@ class PythonCbad(CbadDetector):
     def _admit(self, w0: int) -> tuple[list[bytes], list[bytes]]:
         """Events that left the window enter the baseline, unless held by an anomaly that still lasts."""
         base = self._tail_base
-        if self._anomaly_run == 0:
+        if self._frozen:  # an open incident: every leaving event is held, the baseline stays
+            added = []
+            self._held.extend(self._tail[self._admitted_upto - base:max(w0, self._admitted_upto) - base])
+        elif self._anomaly_run == 0:
             added = self._tail[self._admitted_upto - base:max(w0, self._admitted_upto) - base]
             if self._held:
                 added, self._held = self._held + added, []

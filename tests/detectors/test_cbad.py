@@ -70,15 +70,22 @@ def test_spans_explanation_names_the_new_status():
     assert {"ERROR", "UpstreamUnavailable", "error.type", "503"} & set(tokens), tokens
 
 
-def test_persistent_change_is_reported_once_as_drift_then_normal():
+def test_persistent_change_is_one_incident_accepted_once_as_drift_then_normal():
     normal = synthetic_logs(1200, seed=3)
     changed = synthetic_spans(1500, seed=4)  # a completely different stream from event 1200 on
-    det = registry.create("cbad", seed=1, **SMALL)
-    results = det.update(EventBatch(normal + changed))
+    # one event per second; an incident open for 5 minutes of event time is accepted as the new normal
+    det = registry.create("cbad", seed=1, accept_after_ns=300 * 10**9, **SMALL)
+    results = det.update(EventBatch(normal + changed, [1.7e9 + i for i in range(2700)]))
+    assert [(u.seq, u.status) for u in results.incidents if u.status != "open"] == [(0, "accepted")]
     drifts = [r for r in results if r.is_drift]
     assert len(drifts) == 1
-    assert drifts[0].start_offset >= 1200
-    assert "new normal" in drifts[0].explanation["sentence"]
+    assert drifts[0].start_offset >= 1200 and drifts[0].incident_seq == 0
+    opened = results.incidents[0]
+    assert 1200 - SMALL["window"] <= opened.opened_offset <= 1300
+    # open from the change until it was accepted (300 s of event time later), every window in between
+    inside = [r for r in results
+              if opened.opened_offset <= r.start_offset and r.end_offset <= drifts[0].end_offset]
+    assert inside and all(r.incident_seq == 0 for r in inside)
     late = [r for r in results if r.start_offset > drifts[0].end_offset + 600]
     assert late and sum(r.is_anomaly for r in late) <= 0.05 * len(late)
 
@@ -127,7 +134,7 @@ def test_snapshot_is_json_plus_raw_arrays_and_restores_exactly():
     det = registry.create("cbad", seed=4, **SMALL)
     det.update(EventBatch(events[:613]))
     data = det.snapshot()
-    assert b"pickle" not in data and data.startswith(b"CBAD\x01")
+    assert b"pickle" not in data and data.startswith(b"CBAD\x02")
     restored = registry.restore("cbad", data)
     assert restored.update(EventBatch(events[613:])) == det.update(EventBatch(events[613:]))
     np.testing.assert_array_equal(restored._model.table, det._model.table)

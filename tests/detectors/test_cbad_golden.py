@@ -105,8 +105,12 @@ SCENARIOS: dict[str, Callable[[], tuple[list[WindowResult], bytes]]] = {
 
 
 def window_digest(result: WindowResult) -> str:
-    """Every field of the result, floats at full precision (JSON writes floats by ``repr``)."""
-    text = json.dumps(dataclasses.asdict(result), sort_keys=True, allow_nan=True)
+    """Every field of the result, floats at full precision (JSON writes floats by ``repr``); a window outside
+    any incident digests as it did before ``incident_seq`` existed."""
+    fields = dataclasses.asdict(result)
+    if fields["incident_seq"] is None:
+        del fields["incident_seq"]
+    text = json.dumps(fields, sort_keys=True, allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -2,14 +2,13 @@
 a new error template opens an incident, the real Alertmanager gets the alert with the link to the incident
 page, ``/metrics`` and the API show it, an operator key resolves it and the alert ends.
 
-The engine's incident tracker is not there yet: ``tests/incidents/standin.py`` takes its place inside
-the gateway's detectors (an anomalous window opens an incident), everything else is the real gateway.
+The detectors are the real engine: the burst opens an incident through their tracker; it stays open
+until the operator resolves it or, once the burst has left the window, after the profile's normal windows.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import pytest
@@ -18,14 +17,12 @@ from otlp_gateway.api import cli_create_key, password_hasher
 from tests.e2e import detect_support as ds
 from tests.fixtures.alertmanager import AlertmanagerProcess
 from tests.fixtures.gateway import wait_until
-from tests.incidents import standin
 
 PUBLIC = "https://driftlock.example"
 
 
 def test_an_incident_pages_and_an_operator_resolves_it(threaded_gateway, alertmanager: AlertmanagerProcess,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    standin.install(monkeypatch, t0=time.time_ns(), resolve_after=10_000)  # stays open until resolved
     gw = threaded_gateway(notify={"alertmanager": {"url": alertmanager.url}, "resend_interval_seconds": 1},
                           api={"public_url": PUBLIC})
     _, operator = asyncio.run_coroutine_threadsafe(

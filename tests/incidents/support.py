@@ -1,5 +1,5 @@
-"""A real detection stage with the incident sink behind it (real cbad detectors, SQLite store, anomaly
-writer), the engine's place taken by ``standin.WindowTracker``."""
+"""A real detection stage with the incident sink behind it (real cbad detectors with their incident
+tracker, SQLite store, anomaly writer)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Incidents through the real detection stage: stored with their evidence, linked from their anomaly rows
 and annotated items, counted and logged; operators' actions reach the live detector, or wait in the store
-until the stream loads."""
+until the stream loads. The detectors are the real engine (cbad with its incident tracker)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from otlp_gateway.otlp.annotate import INCIDENT_ID, PREFIX
 from otlp_gateway.store.base import incident_id
-from tests.incidents import standin
 from tests.incidents.support import STREAM, T0, fault_phase, open_incident_run
 
 
@@ -32,8 +31,7 @@ def _incident_marks(payload: bytes) -> dict[str, str]:
 
 
 def test_an_incident_opens_is_stored_annotated_counted_and_resolves(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    standin.install(monkeypatch, t0=T0)
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     normal, fault, after, injected = fault_phase()
 
     async def scenario() -> None:
@@ -86,9 +84,7 @@ def test_an_incident_opens_is_stored_annotated_counted_and_resolves(
     asyncio.run(scenario())
 
 
-def test_the_incident_does_not_depend_on_how_requests_were_split(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    standin.install(monkeypatch, t0=T0)
+def test_the_incident_does_not_depend_on_how_requests_were_split(tmp_path: Path) -> None:
     records = [r for phase in fault_phase()[:3] for r in phase]
 
     async def incidents_with(chunk: int, db: str) -> list[tuple]:
@@ -105,9 +101,7 @@ def test_the_incident_does_not_depend_on_how_requests_were_split(tmp_path: Path,
     asyncio.run(scenario())
 
 
-def test_an_operator_action_reaches_the_live_detector(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    standin.install(monkeypatch, t0=T0, resolve_after=10_000)  # it would stay open
+def test_an_operator_action_reaches_the_live_detector(tmp_path: Path) -> None:
     normal, fault, after, _ = fault_phase()
 
     async def scenario() -> None:
@@ -119,7 +113,7 @@ def test_an_operator_action_reaches_the_live_detector(tmp_path: Path,
         assert outcome == "applied"
         [closed] = await run.incidents()
         assert closed.status == "false_positive" and closed.closed_by == "key:alice"
-        assert run.stage.streams.get(STREAM).detector.open is None  # type: ignore[union-attr]
+        assert run.stage.streams.get(STREAM).detector.open_incident_seq is None  # type: ignore[union-attr]
         assert run.metric("driftlock_incidents_open", signal="logs", service="checkout",
                           severity=opened.severity) == 0
         # the same action again: the detector has no such open incident any more
@@ -129,17 +123,16 @@ def test_an_operator_action_reaches_the_live_detector(tmp_path: Path,
         earlier = "inc_0000000000000000"
         outcome = await run.control.incident_action(STREAM, 0, "resolve", incident_id=earlier)
         assert outcome == "not_applicable"
-        await run.feed(after)  # (the stand-in learns nothing from a false positive: it may open incident 1)
+        await run.feed(after)  # the false positive's pattern, still in the window, does not raise again
         later = {i.id: i for i in await run.incidents()}
         assert later[opened.id].status == "false_positive" and later[opened.id].closed_by == "key:alice"
+        assert list(later) == [opened.id]
         await run.close()
 
     asyncio.run(scenario())
 
 
-def test_an_action_on_a_stream_that_is_not_live_is_taken_when_it_loads(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    standin.install(monkeypatch, t0=T0, resolve_after=10_000)
+def test_an_action_on_a_stream_that_is_not_live_is_taken_when_it_loads(tmp_path: Path) -> None:
     normal, fault, after, _ = fault_phase()
 
     async def scenario() -> None:
@@ -160,26 +153,11 @@ def test_an_action_on_a_stream_that_is_not_live_is_taken_when_it_loads(
         await second.feed(after[:10])  # the stream loads: its detector takes the action first
         stream = second.stage.streams.get(STREAM)
         assert stream is not None
-        assert (stream.detector.open or {}).get("seq") != opened.seq  # type: ignore[attr-defined]
+        assert stream.detector.open_incident_seq is None  # type: ignore[attr-defined]
         assert await second.store.pending_incident_actions() == []
         stored = {i.id: i for i in await second.incidents()}
         assert (stored[opened.id].status, stored[opened.id].closed_by) == ("accepted", "key:bob")
         await second.close()
-
-    asyncio.run(scenario())
-
-
-def test_without_an_incident_tracker_the_action_waits(tmp_path: Path) -> None:
-    """Today's detectors track no incidents: an operator's action is kept for the engine that will."""
-    normal, fault, _, _ = fault_phase()
-
-    async def scenario() -> None:
-        run = await open_incident_run(tmp_path / "a.db")
-        await run.feed([*normal, *fault])
-        assert await run.incidents() == []  # no tracker, no incidents (the anomalies are still stored)
-        assert await run.anomalies()
-        assert await run.control.incident_action(STREAM, 0, "resolve", incident_id="inc_x") == "pending"
-        await run.close()
 
     asyncio.run(scenario())
 
@@ -190,7 +168,6 @@ def test_an_action_answered_by_another_gateway_reaches_the_live_detector(
     from otlp_gateway.streams import table
 
     monkeypatch.setattr(table, "PENDING_REFRESH_SECONDS", 0.05)
-    standin.install(monkeypatch, t0=T0, resolve_after=10_000)
     normal, fault, _, _ = fault_phase()
 
     async def scenario() -> None:
@@ -209,7 +186,7 @@ def test_an_action_answered_by_another_gateway_reaches_the_live_detector(
 
         assert await asyncio.wait_for(taken(), 20)
         stream = run.stage.streams.get(STREAM)
-        assert stream is not None and stream.detector.open is None  # type: ignore[attr-defined]
+        assert stream is not None and stream.detector.open_incident_seq is None  # type: ignore[attr-defined]
         await run.close()
 
     asyncio.run(scenario())

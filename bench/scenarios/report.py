@@ -75,6 +75,34 @@ def text_table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def shortfalls(runs: Sequence[Run]) -> list[str]:
+    """One plain line per scenario that misses the bar, saying how (generated, so never stale)."""
+    lines = []
+    for run in runs:
+        r = run.result
+        if isinstance(r, FaultResult) and not r.passed:
+            if r.incidents == 0:
+                seen = ("no anomalous window in the fault" if r.windows_in_fault == 0 else
+                        f"anomalous windows covered {100 * r.window_share:.0f} % of the fault (the first "
+                        f"{_s(r.window_detect_s)} s after its start) but no incident opened")
+                why = f"no incident: {seen}"
+            elif r.incidents > 2:
+                why = f"{r.incidents} incidents for one fault"
+            elif r.open_share < 0.9:
+                why = f"open for {100 * r.open_share:.0f} % of the fault only"
+            elif r.resolve_s is None:
+                why = "still open at the end of the traffic"
+            elif any(s != "resolved" for s in r.statuses):
+                why = f"closed as {', '.join(sorted(set(r.statuses)))}, not resolved"
+            else:
+                why = f"closed {-r.resolve_s:.0f} s before the fault ended"
+            lines.append(f"- `{run.scenario.name}`: {why}.")
+        elif isinstance(r, ControlResult) and r.passed is False:
+            lines.append(f"- `{run.scenario.name}`: {r.false_incidents} false incidents in {r.normal_events} "
+                         f"events ({r.per_million:.1f} per million).")
+    return lines
+
+
 def split(runs: Sequence[Run]) -> tuple[list[Run], list[Run]]:
     faults = [r for r in runs if r.scenario.kind == "fault"]
     return faults, [r for r in runs if r.scenario.kind == "control"]
@@ -87,6 +115,9 @@ def terminal(runs: Sequence[Run]) -> str:
         parts.append(text_table(FAULT_HEAD, fault_rows(faults)))
     if controls:
         parts.append(text_table(CONTROL_HEAD, control_rows(controls)))
+    misses = shortfalls(runs)
+    if misses:
+        parts.append("\n".join(misses))
     return "\n\n".join(parts)
 
 
@@ -129,6 +160,9 @@ def section(runs: Sequence[Run], *, command: str, when: str, profile: str, notes
         parts += [markdown_table(FAULT_HEAD, fault_rows(faults)), ""]
     if controls:
         parts += [markdown_table(CONTROL_HEAD, control_rows(controls)), ""]
+    misses = shortfalls(runs)
+    if misses:
+        parts += ["Where the bar is missed:", "", *misses, ""]
     if notes:
         parts += [notes.strip(), ""]
     parts.append(END)

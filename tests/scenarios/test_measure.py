@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.scenarios.catalog import catalog
 from bench.scenarios.measure import control_result, fault_result, poisson_upper, ts
-from bench.scenarios.report import BEGIN, END, write_section
+from bench.scenarios.report import BEGIN, END, section, write_section
+from bench.scenarios.runner import Run
 from detectors.evaluate.report import _kept_sections
 
 T = ts("2026-01-01T00:40:00Z")
@@ -87,3 +89,16 @@ def test_the_section_is_replaced_between_its_markers_and_survives_the_detector_r
     assert text.startswith("# Quality")
     assert _kept_sections(doc).strip() == f"{BEGIN}\n## Scenarios\nsecond\n{END}"
     assert _kept_sections(tmp_path / "missing.md") == ""
+
+
+def test_the_section_says_where_the_bar_is_missed() -> None:
+    scenarios = {s.name: s for s in catalog()}
+    missed = fault_result([], [window(TARGET, T, T + 3)], TARGET, *FAULT, END_OF_TRAFFIC)
+    met = fault_result([incident(TARGET, T + 4, T + 650)], [], TARGET, *FAULT, END_OF_TRAFFIC)
+    runs = [Run(scenarios["new_error_type"], missed, 1000, [], 1.0, {}, "balanced"),
+            Run(scenarios["latency_x5"], met, 1000, [], 1.0, {}, "balanced")]
+    text = section(runs, command="python bench/scenarios/run.py", when="now", profile="balanced")
+    assert text.startswith(BEGIN) and text.rstrip().endswith(END)
+    assert "- `new_error_type`: no incident: anomalous windows covered 0 % of the fault (the first 3" in text
+    assert "`latency_x5`:" not in text.split("Where the bar is missed:")[1]
+    assert "| latency_x5 |" in text and "| 1 (resolved) | 4 | 99 % | 50 | 0 | yes |" in text

@@ -13,7 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from bench.scenarios.traffic import COUNTER, GAUGE, LOG_SCOPE, ROUTES, SERVICE, LogDraft, Shop, SpanDraft
+from bench.scenarios.traffic import (
+    COUNTER,
+    CUMULATIVE,
+    GAUGE,
+    LOG_SCOPE,
+    ROUTES,
+    SERVICE,
+    LogDraft,
+    Shop,
+    SpanDraft,
+)
 
 Kind = Literal["fault", "control"]
 MINUTE = 60
@@ -120,6 +130,11 @@ def _counter_rate(shop: Shop, tick: Tick) -> None:
     shop.gauge(tick.time_ns, 40.0)
 
 
+def _cumulative_rate(shop: Shop, tick: Tick) -> None:
+    shop.cumulative_counter(tick.time_ns, 30.0 if tick.in_fault else 10.0)
+    shop.gauge(tick.time_ns, 40.0)
+
+
 def _deploy_attribute(shop: Shop, tick: Tick) -> None:
     def new_provider(draft: SpanDraft) -> None:
         draft.attributes["payment.provider"] = "card-processor-b"
@@ -208,6 +223,7 @@ def _steady(shop: Shop, tick: Tick) -> None:
     shop.logs(tick.time_ns)
     shop.gauge(tick.time_ns, 40.0)
     shop.counter(tick.time_ns, 20.0)
+    shop.cumulative_counter(tick.time_ns, 10.0)
 
 
 RESTART_EVERY_S = 15 * MINUTE
@@ -238,6 +254,9 @@ def catalog() -> list[Scenario]:
                  stream("metrics", GAUGE), _gauge_shift),
         Scenario("counter_rate_change", "fault", "orders.placed (delta, one point/s) Poisson rate 20 -> 60",
                  stream("metrics", COUNTER), _counter_rate),
+        Scenario("cumulative_counter_rate_change", "fault", "checkout.attempts (cumulative, the SDK's "
+                 "default temporality; one point/s) rate 10 -> 30 per s", stream("metrics", CUMULATIVE),
+                 _cumulative_rate),
         Scenario("deploy_attribute_change", "fault", "deploy 1.4.2 -> 1.5.0 (client restarted with the new "
                  "service.version): POST /checkout payment.provider a -> b; rolled back after",
                  stream("traces", CHECKOUT.name), _deploy_attribute, hooks=_deploy_hooks(w, f)),
@@ -249,9 +268,9 @@ def catalog() -> list[Scenario]:
         Scenario("rare_but_normal", "control", "404s 0.3 %, cache misses x8 0.2 %, card declined 0.5 %, "
                  "rare log templates 0.2 %, all from the start", None, _rare_but_normal, warmup_s=0,
                  fault_s=0, after_s=150 * MINUTE),
-        Scenario("client_restart", "control", "spans, logs, gauge, counter; the SDK restarted every 15 min "
-                 "(new instance id, new exporters)", None, _steady, warmup_s=0, fault_s=0,
-                 after_s=120 * MINUTE, hooks=_restart_hooks(RESTART_EVERY_S)),
+        Scenario("client_restart", "control", "spans, logs, gauge, delta and cumulative counters; the SDK "
+                 "restarted every 15 min (new instance id, new exporters, cumulative totals from 0)", None,
+                 _steady, warmup_s=0, fault_s=0, after_s=120 * MINUTE, hooks=_restart_hooks(RESTART_EVERY_S)),
     ]
 
 

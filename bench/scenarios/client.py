@@ -82,7 +82,7 @@ class Sent:
 
 @dataclass
 class _Points:
-    kind: str  # "gauge" | "delta_sum"
+    kind: str  # "gauge" | "delta_sum" | "cumulative_sum"
     points: list[NumberDataPoint] = field(default_factory=list)
 
 
@@ -115,6 +115,8 @@ class ServiceClient:
             schedule_delay_millis=3_600_000))
         self.metric_exporter = OTLPMetricExporter(**kw)
         self._points: dict[str, _Points] = {}
+        self._totals: dict[str, tuple[int, int]] = {}
+        """Cumulative counters of this SDK instance: name -> (start time, total so far); a restart resets."""
         self._tracers: dict[str, Tracer] = {}
 
     def restart(self, version: str | None = None) -> None:
@@ -155,6 +157,13 @@ class ServiceClient:
         """One point of a monotonic counter in delta temporality (the count over [start, time))."""
         self._point(name, "delta_sum", start_ns, time_ns, value)
 
+    def cumulative_count(self, name: str, time_ns: int, increment: int) -> None:
+        """One point of a monotonic counter in cumulative temporality (the SDK's default): the total since
+        this SDK instance started, which starts again from 0 after a restart."""
+        start, total = self._totals.get(name, (time_ns, 0))
+        self._totals[name] = (start, total + increment)
+        self._point(name, "cumulative_sum", start, time_ns, total + increment)
+
     def _point(self, name: str, kind: str, start_ns: int, time_ns: int, value: float) -> None:
         series = self._points.setdefault(name, _Points(kind))
         series.points.append(NumberDataPoint(attributes={}, start_time_unix_nano=start_ns,
@@ -166,9 +175,10 @@ class ServiceClient:
     def _export_metric(self, name: str, series: _Points) -> None:
         if not series.points:
             return
+        temporality = (AggregationTemporality.CUMULATIVE if series.kind == "cumulative_sum" else
+                       AggregationTemporality.DELTA)
         data = (Gauge(data_points=series.points) if series.kind == "gauge" else
-                Sum(data_points=series.points, aggregation_temporality=AggregationTemporality.DELTA,
-                    is_monotonic=True))
+                Sum(data_points=series.points, aggregation_temporality=temporality, is_monotonic=True))
         metric = Metric(name=name, description="", unit="1", data=data)
         scope = ScopeMetrics(scope=InstrumentationScope("shop.metrics"), metrics=[metric], schema_url="")
         request = MetricsData(resource_metrics=[ResourceMetrics(resource=self.resource, scope_metrics=[scope],

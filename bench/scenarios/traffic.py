@@ -20,6 +20,7 @@ SERVICE = "shop"
 LOG_SCOPE = "shop.orders"
 GAUGE = "queue.depth"
 COUNTER = "orders.placed"
+CUMULATIVE = "checkout.attempts"
 NS = 1_000_000_000
 MS = 1_000_000
 
@@ -187,4 +188,9 @@ class Shop:
         self.client.gauge(GAUGE, second_ns, value)
 
     def counter(self, second_ns: int, rate: float) -> None:
+        """``orders.placed``, delta temporality: each point is the count of its second."""
         self.client.delta_count(COUNTER, second_ns - NS, second_ns, poisson(self.rng, rate))
+
+    def cumulative_counter(self, second_ns: int, rate: float) -> None:
+        """``checkout.attempts``, cumulative temporality (the SDK's default): each point is the total."""
+        self.client.cumulative_count(CUMULATIVE, second_ns, poisson(self.rng, rate))

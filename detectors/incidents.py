@@ -195,6 +195,8 @@ class IncidentTracker:
         o["min_p"] = min(o["min_p"], float(window.p_value))
         o["severity"] = _severity_max(o["severity"], window.severity)
         for top in window.explanation.get("top_events", ()):
+            if float(top.get("excess_bits", 1.0)) <= 0:  # a listed event that cost nothing extra
+                continue
             off = int(top["offset"])
             if len(o["evidence"]) < MAX_EVIDENCE and off not in o["evidence"]:
                 o["evidence"].append(off)

@@ -28,7 +28,7 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "sensitive": Profile("sensitive", 200, 30, 10, 1e-2, incident_h=15.0, resolve_after_windows=6,
+    "sensitive": Profile("sensitive", 200, 30, 10, 1e-2, incident_h=30.0, resolve_after_windows=6,
                          false_incidents_per_million=10.0),
     "balanced": Profile("balanced", 400, 50, 10, 1e-3, incident_h=15.0, resolve_after_windows=10,
                         false_incidents_per_million=1.0),

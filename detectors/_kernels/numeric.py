@@ -167,6 +167,9 @@ def point_bits(values, lag_daily, lag_weekly, config, state, bits_out, pred_out)
             q_next = q + max(scale_alpha, 1.0 / (cnt + 1)) * ((1.0 if hit else 0.0) - q)
             if cnt >= warm:
                 bits_out[j, k] = min((err / max(s, floor) - 1.0) / LN2, MAX_BITS)
+                if frozen and k == STEP and fstate[F_FROZEN_LO] <= x <= fstate[F_FROZEN_HI]:
+                    # an open incident: a step back into the reference range is a return to normal
+                    bits_out[j, k] = min(bits_out[j, k], 0.0)
                 pred_out[j, k] = pred
                 if hit:  # a first non-zero error after an all-zero warm-up sets the size unclipped
                     mag += scale_alpha * (min(err, clip * mag) - mag) if mag > 0.0 else err

@@ -36,10 +36,17 @@ def run(which: str, args: argparse.Namespace) -> dict[str, Any]:
     if which == "stationary":
         from detectors.evaluate import stationary
 
-        signals = stationary.SIGNALS if _cbad_available() else stationary.NUMERIC_SIGNALS
+        signals: tuple[str, ...] = stationary.SIGNALS if _cbad_available() else stationary.NUMERIC_SIGNALS
         profiles = (args.profile,) if args.profile else ("sensitive", "balanced", "strict")
-        budget = {"logs": args.byte_events, "spans": args.byte_events} if args.byte_events else None
-        return {"rows": stationary.evaluate(signals, profiles, budget, progress)}
+        budget: dict[str, int] = {}
+        if args.byte_events:
+            budget.update(logs=args.byte_events, spans=args.byte_events)
+        if args.numeric_events:
+            budget.update(metrics=args.numeric_events, counts=args.numeric_events)
+        if args.signal:
+            signals = tuple(s for s in signals if s in args.signal)
+        return {"rows": stationary.evaluate(signals, profiles, budget or None, progress,
+                                            tuple(args.rate or (10.0,)))}
     if not _cbad_available():
         return {"pending": "the cbad detector is not registered"}
     if which == "hdfs":
@@ -68,8 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", type=float, default=0.5, help="nab: decision threshold on anomaly_score")
     ap.add_argument("--optimize", action="store_true", help="nab: also report the corpus-optimal threshold")
     ap.add_argument("--byte-events", type=int, default=None,
-                    help="stationary: cap on events per log/span stream (each profile runs enough for ~20 "
-                         "expected alarms, up to this cap)")
+                    help="stationary: events per log/span stream (default: enough for ~20 expected window "
+                         "alarms, capped at 250,000)")
+    ap.add_argument("--numeric-events", type=int, default=None,
+                    help="stationary: events per metric/count stream (at least what the window target needs)")
+    ap.add_argument("--rate", type=float, action="append",
+                    help="stationary: event rate (events/s) of the streams' times; repeatable (default 10)")
+    ap.add_argument("--signal", action="append", choices=("metrics", "counts", "logs", "spans"),
+                    help="stationary: only these signals (repeatable)")
     ap.add_argument("--write-docs", action="store_true",
                     help="rewrite the tracked docs/quality.md, its plots and results.json "
                          "(default: only print)")

@@ -52,7 +52,10 @@ def summary(which: str, r: dict[str, Any]) -> str:
     if which == "stationary":
         return "stationary: " + "; ".join(
             f"{row['signal']}/{row['profile']} {row['alarms']}/{row['windows']} = {row['rate']:.2e} "
-            f"(target {row['target']:.0e}, x{_f(row['ratio'], 2)})" for row in r["rows"])
+            f"(target {row['target']:.0e}, x{_f(row['ratio'], 2)}); incidents {row['incidents']} in "
+            f"{row['scored_events']} events at {row['rate_per_s']:g}/s = "
+            f"{_f(row['incidents_per_million'], 2)}/M (declared {row['declared_per_million']:g}/M)"
+            for row in r["rows"])
     return f"{which}: {r}"
 
 

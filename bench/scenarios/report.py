@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -98,8 +99,10 @@ def shortfalls(runs: Sequence[Run]) -> list[str]:
                 why = f"closed {-r.resolve_s:.0f} s before the fault ended"
             lines.append(f"- `{run.scenario.name}`: {why}.")
         elif isinstance(r, ControlResult) and r.passed is False:
+            per_stream = Counter(str(i["stream_id"]) for i in run.incidents)
+            where = ", ".join(f"{n} on `{stream}`" for stream, n in sorted(per_stream.items()))
             lines.append(f"- `{run.scenario.name}`: {r.false_incidents} false incidents in {r.normal_events} "
-                         f"events ({r.per_million:.1f} per million).")
+                         f"events ({r.per_million:.1f} per million): {where}.")
     return lines
 
 

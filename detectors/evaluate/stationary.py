@@ -151,13 +151,14 @@ def measure(signal: str, profile: str, events: int | None = None, seed: int = 7,
     i_lo, i_hi = _poisson_interval(len(incidents))
     policy = incident_policy(prof)
     quiet = prof.window // prof.hop + policy.resolve_after_windows
-    rate = alarms / windows if windows else float("nan")
+    alarm_rate = alarms / windows if windows else float("nan")
     lo, hi = _poisson_interval(alarms)
     target = prof.false_alarm_target
     expected = windows * target
-    verdict = None if expected < 5 else bool(0.5 <= rate / target <= 1.5)
+    verdict = None if expected < 5 else bool(0.5 <= alarm_rate / target <= 1.5)
     return {"signal": signal, "profile": profile, "events": n, "windows": windows, "alarms": alarms,
-            "drifts": drifts, "rate": rate, "target": target, "ratio": rate / target if windows else None,
+            "drifts": drifts, "rate": alarm_rate, "target": target,
+            "ratio": alarm_rate / target if windows else None,
             "ratio_ci95": [lo / windows / target, hi / windows / target] if windows else None,
             "expected_alarms": expected, "within_50pct": verdict, "cpu_s": cpu,
             "rate_per_s": rate, "scored_events": scored, "incidents": len(incidents),

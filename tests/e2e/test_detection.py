@@ -148,6 +148,9 @@ def run_service(gw_api: str, grpc_endpoint: str, downstream: ThreadedDownstream,
         svc.normal_spans(ds.TAIL_EVENTS)
         svc.normal_logs(ds.TAIL_EVENTS)
         svc.gauge_points(ds.TAIL_EVENTS, 140.0)  # the new level stays
+        # ... so, judged against the reference frozen when the incident opened, every point at the new level
+        # belongs to the incident (until it is accepted after accept_after), not only the first 60
+        injected.metric_offsets = range(injected.metric_offsets.start, svc.offsets[ds.METRIC_STREAM])
         svc.flush()
         ds.wait_detected(metrics, scored(svc))
         sent = svc.sent

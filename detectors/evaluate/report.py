@@ -97,8 +97,21 @@ def write_docs(results: dict[str, Any], docs: Path, command: str) -> Path:
             plots.stationary(out_dir / "stationary.png", r["rows"])
     store.write_text(json.dumps(merged, indent=1, sort_keys=True, default=float) + "\n")
     path = docs / "quality.md"
-    path.write_text(render(merged))
+    path.write_text(render(merged) + _kept_sections(path))
     return path
+
+
+KEPT_SECTION = ("<!-- scenarios:begin -->", "<!-- scenarios:end -->")
+"""A section another tool writes into docs/quality.md (``bench/scenarios/run.py``): kept, at the end."""
+
+
+def _kept_sections(path: Path) -> str:
+    old = path.read_text() if path.exists() else ""
+    begin, end = KEPT_SECTION
+    if begin not in old or end not in old:
+        return ""
+    start = old.index(begin)
+    return "\n" + old[start:old.index(end, start) + len(end)] + "\n"
 
 
 def render(m: dict[str, Any]) -> str:

@@ -51,9 +51,11 @@ def test_an_incident_opens_is_stored_annotated_counted_and_resolves(
             blamed = {e["span_id"] for e in opened.evidence}
             assert blamed and blamed <= injected
             assert all(len(e["trace_id"]) == 32 and int(e["time_unix_nano"]) >= T0 for e in opened.evidence)
-            # the burst's new template and its new attribute are named as fields; the summary leads with the stream
+            # the burst's new template and its new attribute are named as fields; the summary leads with
+            # the stream
             assert {"log.template", "exception.type"} <= {f["field"] for f in opened.fields}
-            assert opened.summary.startswith("checkout app.orders: ") and "IllegalStateException" in opened.summary
+            assert opened.summary.startswith("checkout app.orders: ")
+            assert "IllegalStateException" in opened.summary
             # its anomalous windows name it, and so do the forwarded items they blame
             rows = await run.anomalies()
             assert rows and {r.incident_id for r in rows} == {opened.id}

@@ -1,181 +1,226 @@
-"""Forwarding throughput of the gateway against the protobuf floor, measured in one run.
+"""The whole gateway, gRPC in -> (detection) -> gRPC out, on never-repeated realistic traffic.
 
-(a) floor: in-process upb parse + serialize of the same 512-span requests (thread CPU time);
-(b) a client sending those requests with 16 in flight over gRPC through a gateway child process
-    (forwarding only, persistent spool on) to a recording downstream in this process.
-Prints spans/s delivered, gateway CPU seconds per span, the ratio (b)/(a) per span and peak RSS.
+For each signal (spans, log records), in one run:
 
-    python bench/bench_forwarding.py [--seconds 15] [--inflight 16] [--detection]
+(a) floor: upb parse + serialize of the very requests sent below, in this process (thread CPU time);
+(b) maximum load: a closed-loop client with ``--inflight`` requests in flight sends ``--seconds`` worth of
+    new requests through a gateway child process (persistent spool on, ``compression: none`` downstream)
+    to a counting gRPC downstream in this process; the gateway's CPU (user + system of its process, every
+    thread) per item, until every request was delivered and, with detection, every event scored;
+(c) latency: a paced open-loop client at 50 % of (b)'s rate for ``--latency-seconds``; p50/p99 of the
+    acknowledgement (what an exporter waits for) and of the delivery downstream (what the data waits),
+    both from each request's scheduled send time, and the gateway's CPU per item at that load;
+(d) memory: RSS when ready, at the end, the live streams, and (end - ready) / live streams.
+
+Before (b) a warm-up sends every stream traffic (``--streams`` live streams: services x 6 routes or
+loggers) so streams are open and the JIT cache is loaded; the warm-up is not measured.
+
+    python bench/bench_forwarding.py [--signal traces|logs|both] [--detection] [--streams 48]
+                                     [--seconds 6] [--latency-seconds 8] [--inflight 16] [--cpus 0]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import socket
-import subprocess
+import math
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import grpc
-import psutil
-import yaml
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from otlp_load import trace_request
 
-TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-SPANS_PER_REQUEST = 512
+from harness import (
+    ITEM,
+    CountingDownstream,
+    GatewayProcess,
+    Profiler,
+    closed_loop,
+    delivery_latencies,
+    floor_seconds_per_item,
+    load_average,
+    ms,
+    open_loop,
+    percentile,
+    us,
+)
+from traffic import TrafficGenerator
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def floor_cpu_per_span(requests: list[bytes], rounds: int = 20) -> float:
-    start = time.thread_time()
-    for _ in range(rounds):
-        for raw in requests:
-            ExportTraceServiceRequest.FromString(raw).SerializeToString()
-    return (time.thread_time() - start) / (rounds * len(requests) * SPANS_PER_REQUEST)
-
-
-class CountingDownstream:
-    """A real gRPC trace service that counts what it receives (without parsing: it is not measured)."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.bytes = 0
-        self.server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
-        handler = grpc.unary_unary_rpc_method_handler(
-            self._export, request_deserializer=None,
-            response_serializer=lambda _: ExportTraceServiceResponse().SerializeToString())
-        self.server.add_generic_rpc_handlers(
-            [grpc.method_handlers_generic_handler("opentelemetry.proto.collector.trace.v1.TraceService",
-                                                  {"Export": handler})])
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
-
-    async def _export(self, request: bytes, context: grpc.aio.ServicerContext) -> None:
-        self.requests += 1
-        self.bytes += len(request)
+ITEMS = 512
 
 
-async def drive(endpoint: str, payloads: list[bytes], seconds: float, inflight: int) -> int:
-    sent = 0
-    stop_at = time.monotonic() + seconds
-    options = [("grpc.max_send_message_length", 64 << 20)]
-    async with grpc.aio.insecure_channel(endpoint, options=options) as ch:
-        call = ch.unary_unary(TRACE_EXPORT, request_serializer=None, response_deserializer=None)
-
-        async def worker(k: int) -> None:
-            nonlocal sent
-            i = k
-            while time.monotonic() < stop_at:
-                try:
-                    await call(payloads[i % len(payloads)], timeout=30)
-                    sent += 1
-                except grpc.aio.AioRpcError as exc:
-                    if exc.code() != grpc.StatusCode.UNAVAILABLE:
-                        raise
-                    await asyncio.sleep(0.05)
-                i += inflight
-
-        await asyncio.gather(*(worker(k) for k in range(inflight)))
-    return sent
+async def wait_scored(gateway: GatewayProcess, signal: str, target: float, timeout: float) -> float:
+    """Wait until the gateway has scored (or dropped) ``target`` events of ``signal``; returns scored."""
+    deadline = time.monotonic() + timeout
+    scored = 0.0
+    while time.monotonic() < deadline:
+        scored = await gateway.metric("driftlock_detector_events_total", {"stream_type": signal})
+        dropped = await gateway.metric("driftlock_detector_dropped_events_total", {"stream_type": signal})
+        if scored + dropped >= target:
+            break
+        await asyncio.sleep(0.05)
+    return scored
 
 
-def peak_rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
+async def run_signal(args: argparse.Namespace, signal: str) -> dict[str, float]:
+    gen = TrafficGenerator(seed=args.seed, streams=args.streams)
+    streams = gen.span_streams if signal == "traces" else gen.log_streams
+    warm_requests = max(args.warm_requests, 2 * math.ceil(len(gen.services) / gen.resources_per_request))
+
+    downstream = CountingDownstream()
+    await downstream.start()
+    overrides: dict[str, object] = {}
+    if args.detection:
+        live = args.max_live if args.max_live else max(1000, int(streams * 1.2))
+        overrides["detection"] = {"max_live_streams": live}
+    if args.decode_workers:
+        overrides.setdefault("receiver", {})["decode_workers"] = args.decode_workers  # type: ignore[index]
+    if args.detection_workers:
+        overrides.setdefault("detection", {})["workers"] = args.detection_workers  # type: ignore[index]
+    gateway = GatewayProcess(downstream.port, args.detection, spool=not args.no_spool, overrides=overrides,
+                             cpus=args.cpus)
+    out: dict[str, float] = {}
+    try:
+        await gateway.start()
+        rss_ready = gateway.rss_bytes()
+        # warm-up: every stream opened (and past its own warm-up, with the default 48 streams), kernels
+        # loaded; its rate sizes the measured phase. Sent in parts: the traffic is generated as it goes.
+        busy = 0.0  # seconds spent sending (not generating)
+        sent_warm = 0
+        while sent_warm < warm_requests:
+            part = gen.requests(signal, min(50, warm_requests - sent_warm), ITEMS)
+            busy += (await closed_loop(gateway.endpoint, signal, part, args.inflight)).seconds
+            sent_warm += len(part)
+            if gateway.rss_bytes() > args.max_rss_gib * 2**30:
+                live = await gateway.metric("driftlock_streams_live")
+                per_stream = (gateway.rss_bytes() - rss_ready) / max(live, 1)
+                raise SystemExit(f"== {signal}: gateway RSS {gateway.rss_bytes() / 2**30:.1f} GiB > "
+                                 f"{args.max_rss_gib} GiB after {sent_warm} warm-up requests with "
+                                 f"{int(live)} live streams ({per_stream / 1024:.0f} KiB each over the RSS "
+                                 f"when ready); stopped")
+        t0 = time.monotonic()
+        await downstream.wait_for(warm_requests, 600)
+        scored_target = warm_requests * ITEMS
+        if args.detection:
+            await wait_scored(gateway, signal, scored_target, 600)
+        warm_rate = warm_requests / (busy + time.monotonic() - t0)
+
+        count = max(32, int(warm_rate * args.seconds * 1.3))
+        payloads = gen.requests(signal, count, ITEMS)
+        floor = floor_seconds_per_item(signal, payloads[:200], ITEMS)
+
+        # (b) maximum load
+        delivered0 = downstream.requests
+        profile = f"{args.profile}.{signal}" if args.profile else None
+        with Profiler(gateway.process.pid, profile):
+            cpu0 = gateway.cpu_seconds()
+            t0 = time.monotonic()
+            sent = await closed_loop(gateway.endpoint, signal, payloads, args.inflight)
+            await downstream.wait_for(delivered0 + len(payloads), 300)
+            scored = 0.0
+            if args.detection:
+                scored_target += len(payloads) * ITEMS
+                scored = await wait_scored(gateway, signal, scored_target, 300) - (scored_target
+                                                                                  - len(payloads) * ITEMS)
+            elapsed = time.monotonic() - t0
+            cpu = gateway.cpu_seconds() - cpu0
+        items = len(payloads) * ITEMS
+        max_rate = len(payloads) / elapsed
+        out.update(floor=floor, cpu=cpu / items, rate=items / elapsed, refused=sent.refused,
+                   scored=scored, items=items, seconds=elapsed)
+
+        # (c) latency at half the maximum
+        rate = max_rate / 2
+        paced = gen.requests(signal, max(20, int(rate * args.latency_seconds)), ITEMS)
+        delivered0 = downstream.requests
+        cpu0 = gateway.cpu_seconds()
+        result = await open_loop(gateway.endpoint, signal, paced, rate)
+        await downstream.wait_for(delivered0 + len(paced), 300)
+        if args.detection:
+            scored_target += len(paced) * ITEMS
+            await wait_scored(gateway, signal, scored_target, 300)
+        cpu_paced = gateway.cpu_seconds() - cpu0
+        deliveries = delivery_latencies(result.sent_at, downstream.arrivals)
+        out.update(paced_rate=rate * ITEMS, paced_cpu=cpu_paced / (len(paced) * ITEMS),
+                   ack_p50=percentile(result.ack_latencies, 0.5),
+                   ack_p99=percentile(result.ack_latencies, 0.99),
+                   del_p50=percentile(deliveries, 0.5), del_p99=percentile(deliveries, 0.99),
+                   paced_refused=result.refused)
+
+        # (d) memory
+        out.update(rss_ready=rss_ready, rss_end=gateway.rss_bytes(), rss_peak=gateway.peak_rss_bytes(),
+                   live=await gateway.metric("driftlock_streams_live"),
+                   evicted=await gateway.metric("driftlock_streams_evicted_total"),
+                   dropped=await gateway.metric("driftlock_detector_dropped_events_total",
+                                                {"stream_type": signal}),
+                   skipped=await gateway.metric("driftlock_annotation_skipped_total", {"signal": signal}),
+                   streams=streams)
+    finally:
+        gateway.stop()
+        await downstream.stop()
+    report(args, signal, out)
+    if args.profile:
+        from profile_summary import summarize
+
+        print("    profile of (b) (the profilers cost CPU too: (b)'s figures are from a run with them):")
+        summarize(f"{args.profile}.{signal}", out["items"], out["cpu"] * out["items"])
+    return out
+
+
+def report(args: argparse.Namespace, signal: str, r: dict[str, float]) -> None:
+    item = ITEM[signal]
+    mode = "forwarding + detection" if args.detection else "forwarding only"
+    pinned = f", gateway pinned to cpus {args.cpus}" if args.cpus else ""
+    print(f"== {signal}: {mode}; {int(r['streams'])} streams; {ITEMS} {item}s/request; "
+          f"{args.inflight} in flight; spool {'off' if args.no_spool else 'on'}{pinned}; {load_average()}")
+    print(f"(a) floor upb parse+serialize   {us(r['floor']):>8} us CPU/{item}")
+    scored = f", scored {int(r['scored'])}" if args.detection else ""
+    print(f"(b) max load: {r['rate'] / 1e3:7.1f} k {item}s/s delivered ({int(r['items'])} in "
+          f"{r['seconds']:.1f} s{scored}; client retries {int(r['refused'])})")
+    print(f"    gateway CPU                  {us(r['cpu']):>8} us/{item} = {r['cpu'] / r['floor']:5.1f}x "
+          f"floor ({1 / r['cpu'] / 1e3:.0f} k {item}s per CPU-second)")
+    print(f"(c) at 50% load ({r['paced_rate'] / 1e3:.1f} k {item}s/s, open loop): ack p50 {ms(r['ack_p50'])} "
+          f"ms, p99 {ms(r['ack_p99'])} ms; delivered p50 {ms(r['del_p50'])} ms, p99 {ms(r['del_p99'])} ms; "
+          f"CPU {us(r['paced_cpu'])} us/{item} = {r['paced_cpu'] / r['floor']:.1f}x floor")
+    per_stream = (r["rss_end"] - r["rss_ready"]) / r["live"] if r["live"] else float("nan")
+    print(f"(d) RSS ready {r['rss_ready'] / 2**20:.0f} MiB, end {r['rss_end'] / 2**20:.0f} MiB, peak "
+          f"{r['rss_peak'] / 2**20:.0f} MiB; live streams {int(r['live'])} (evicted {int(r['evicted'])}); "
+          f"(end - ready) / live = {per_stream / 1024:.0f} KiB")
+    if args.detection:
+        print(f"    events dropped unscored {int(r['dropped'])}; requests forwarded past the detection "
+              f"budget {int(r['skipped'])}")
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    payloads = [trace_request(SPANS_PER_REQUEST, seed=s) for s in range(32)]
-    floor = floor_cpu_per_span(payloads)
-
-    downstream = CountingDownstream()
-    await downstream.server.start()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-fwd-"))
-    grpc_port = free_port()
-    config = {
-        "data_dir": str(workdir / "data"),
-        "receiver": {"grpc_listen": f"127.0.0.1:{grpc_port}", "http_listen": f"127.0.0.1:{free_port()}",
-                     "admission": {"max_inflight_items": 1_000_000}, "rate_limit": {"enabled": False}},
-        "api": {"listen": f"127.0.0.1:{free_port()}"},
-        "exporter": {"endpoint": f"grpc://127.0.0.1:{downstream.port}", "compression": "none",
-                     "queue": {"persistent": not args.no_spool}},
-        "detection": {"enabled": args.detection},
-        "log_level": "warning",
-    }
-    (workdir / "gateway.yaml").write_text(yaml.safe_dump(config))
-    with open(workdir / "gateway.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "otlp_gateway", "serve", "--config",
-                                 str(workdir / "gateway.yaml")], stderr=log)
-    gateway = psutil.Process(proc.pid)
-    try:
-        import httpx
-
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://{config['api']['listen']}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"gateway did not become ready; log in {workdir / 'gateway.log'}")
-            await asyncio.sleep(0.2)
-        warm_sent = await drive(f"127.0.0.1:{grpc_port}", payloads, 2.0, args.inflight)  # warm-up
-        while downstream.requests < warm_sent and proc.poll() is None:  # let the warm-up drain first
-            await asyncio.sleep(0.05)
-        base_delivered = downstream.requests
-        cpu0 = sum(gateway.cpu_times()[:2])
-        t0 = time.monotonic()
-        sent = await drive(f"127.0.0.1:{grpc_port}", payloads, args.seconds, args.inflight)
-        while downstream.requests - base_delivered < sent and time.monotonic() - t0 < args.seconds + 30:
-            await asyncio.sleep(0.05)
-        elapsed = time.monotonic() - t0
-        cpu = sum(gateway.cpu_times()[:2]) - cpu0
-        delivered = downstream.requests - base_delivered
-        rss = peak_rss_bytes(proc.pid)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        await downstream.server.stop(None)
-
-    spans = delivered * SPANS_PER_REQUEST
-    per_span = cpu / max(spans, 1)
-    mode = "forwarding + detection" if args.detection else "forwarding only"
-    print(f"mode: {mode}; persistent spool: {not args.no_spool}; {args.inflight} in flight; "
-          f"{SPANS_PER_REQUEST} spans/request; {os.cpu_count()} cores")
-    print(f"(a) floor, upb parse+serialize: {floor * 1e6:.3f} us CPU/span "
-          f"({1 / floor / 1e3:.0f} k spans/s/core)")
-    print(f"(b) delivered downstream: {delivered} requests = {spans / elapsed / 1e3:.1f} k spans/s "
-          f"(sent {sent}, {elapsed:.1f} s)")
-    print(f"    gateway CPU: {per_span * 1e6:.3f} us/span ({cpu:.2f} s over the run)")
-    print(f"    ratio (b)/(a) CPU per span: {per_span / floor:.2f}")
-    print(f"    gateway peak RSS: {rss / 2**20:.0f} MiB")
+    signals = ("traces", "logs") if args.signal == "both" else (args.signal,)
+    for signal in signals:
+        await run_signal(args, signal)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--signal", choices=["traces", "logs", "both"], default="both")
+    parser.add_argument("--detection", action="store_true", help="run with detection on")
+    parser.add_argument("--streams", type=int, default=None,
+                        help="live streams (default: 8 services x 6 = 48)")
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of the maximum-load phase")
+    parser.add_argument("--latency-seconds", type=float, default=8.0)
     parser.add_argument("--inflight", type=int, default=16)
-    parser.add_argument("--detection", action="store_true", help="run with detection on (end-to-end figure)")
-    parser.add_argument("--no-spool", action="store_true", help="in-memory queue only")
+    parser.add_argument("--warm-requests", type=int, default=240,
+                        help="at least (and two passes over every stream)")
+    parser.add_argument("--max-live", type=int,
+                        help="detection.max_live_streams (default: 1.2 x the streams, at least 1000)")
+    parser.add_argument("--max-rss-gib", type=float, default=12.0,
+                        help="stop when the gateway grows beyond this (the machine is shared)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cpus", help="pin the gateway with taskset -c (e.g. 0)")
+    parser.add_argument("--decode-workers", type=int, help="receiver.decode_workers (default: the config's)")
+    parser.add_argument("--detection-workers", type=int, help="detection.workers (default: the config's)")
+    parser.add_argument("--profile", metavar="PREFIX",
+                        help="profile the gateway during (b) (py-spy, perf) to PREFIX.<signal>.*; summarized "
+                             "by bench/profile_summary.py")
+    parser.add_argument("--no-spool", action="store_true", help="in-memory export queue only")
     asyncio.run(main_async(parser.parse_args()))
 
 

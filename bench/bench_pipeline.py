@@ -1,47 +1,70 @@
-"""Detection pipeline throughput and memory, measured in one run (CPU-time clocks: the machine is shared).
+"""The detection pipeline in one process, without gRPC or the exporter: where a request's CPU goes.
 
-Figures printed:
-* spans per CPU-second through ``DetectionStage.consume`` with detection on (512-span requests, a few streams,
-  real cbad detector, no store), i.e. spans/s per core;
-* CPU per span against a bare upb parse + serialize floor of the same requests, and the split between
-  extraction (the codec's decode: one walk of the request bytes that validates and extracts, what the
-  receivers run; the tests' reference extraction, parse + per-span fields + ``detectors.canonical``
-  without memo, for comparison) and scoring; the same two extraction figures for log requests of the same
-  size;
-* ``Pipeline.consume`` gets batches without an extraction here, so the stage runs the same decode itself
-  (through the receivers, the batch carries the receiver's extraction);
-* memory per live stream (tracemalloc, which sees numpy buffers) and snapshot bytes per stream.
+On the shared generator's never-repeated traffic (``bench/traffic.py``), for spans and for log records,
+CPU per item against the upb parse + serialize floor of the same requests, in one run:
 
-Run: .venv/bin/python bench/bench_pipeline.py [--requests 60] [--streams 4]
+(a) floor: ``FromString(raw).SerializeToString()``;
+(b) decode: the receivers' codec without extraction (the wire walk validates and counts);
+(c) decode + extract: the same walk with extraction (canonical events per stream: fragments rendered and
+    masked in Python on a memo miss, assembled by numba);
+(d) scoring alone: the extracted events fed to one cbad detector per stream, one thread;
+(e) the pipeline: the receivers' ingest path (``IngestCore`` on a 2-thread ``DecodePool`` with extraction)
+    into a ``DetectionStage`` (2 shard threads) ahead of a no-op next stage, driven closed-loop with
+    ``--concurrency`` requests in flight: process CPU per item (every thread) and items per wall second;
+    then paced open-loop at 50 % of that rate: p50/p99 of the ingest call (what a client waits, minus the
+    network);
+(f) memory: ``--memory-streams`` streams each fed ``--memory-events`` events through the stage: RSS growth
+    per live stream and where it is, snapshot bytes, and the CPU of one snapshot + restore round trip.
+
+Thread CPU (``time.thread_time``) for (a)-(d), process CPU for (e); the load average is printed.
+
+    python bench/bench_pipeline.py [--signal traces|logs|both] [--requests 120] [--warm-requests 240]
+                                   [--streams 48] [--memory-streams 300] [--memory-events 900]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import random
+import gc
 import sys
 import time
-import tracemalloc
+from collections import deque
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from harness import (
+    ITEM,
+    closed_loop_calls,
+    floor_seconds_per_item,
+    load_average,
+    ms,
+    paced_calls,
+    percentile,
+    rss_bytes,
+    us,
+)
+from traffic import TrafficGenerator
 
 from detectors import EventBatch, registry
 from otlp_gateway.batch import TelemetryBatch, Unreserved
 from otlp_gateway.detection import DetectionStage
 from otlp_gateway.detection.settings import DetectionSettings
 from otlp_gateway.otlp.codec import ExtractionOptions, RequestCodec
-from otlp_gateway.streams.routing import StreamRouter
+from otlp_gateway.otlp.signals import SIGNAL_SPECS
+from otlp_gateway.receiver.admission import AdmissionController
+from otlp_gateway.receiver.decoding import DecodePool
+from otlp_gateway.receiver.ingest import IngestCore
+from otlp_gateway.receiver.settings import AdmissionSettings
+from otlp_gateway.streams.live import LiveStream
 from otlp_gateway.telemetry.metrics import GatewayMetrics
-from tests.otlp.otlp_data import LogSpec, SpanSpec, logs_request, traces_request
-from tests.otlp.reference import ReferenceExtractor
 
-SPANS_PER_REQUEST = 512
+ITEMS = 512
 
 
 class NullConsumer:
@@ -52,193 +75,240 @@ class NullConsumer:
         return Unreserved(self)
 
 
-def make_requests(n: int, streams: int, seed: int) -> list[bytes]:
-    """Requests shaped like measured-limits section 3: 8 resource attributes, 10 span attributes."""
-    rng = random.Random(seed)
-    names = [f"GET /api/v1/resource{i}" for i in range(streams)]
-    resource = {"host.name": "node-7", "k8s.pod.name": "checkout-5d9f", "k8s.namespace.name": "shop",
-                "service.version": "1.4.2", "telemetry.sdk.name": "opentelemetry",
-                "telemetry.sdk.language": "python", "deployment.environment": "prod"}
-    out = []
-    t = 1_700_000_000 * 10**9
-    for _ in range(n):
-        spans = []
-        for j in range(SPANS_PER_REQUEST):
-            t += 100_000
-            spans.append(SpanSpec(
-                "checkout", names[j % streams], rng.randint(1_000_000, 9_000_000),
-                status=rng.choice((0, 0, 1)),
-                attrs={"http.method": "GET", "http.route": f"/api/v1/r{j % 7}", "http.scheme": "https",
-                       "net.host.name": "checkout", "user_agent.original": "okhttp/4.9",
-                       "http.status_code": 200, "net.peer.port": rng.randint(30000, 60000),
-                       "http.response_content_length": rng.randint(100, 9000), "http.flavor_ok": True,
-                       "server.duration_ms": rng.random() * 10},
-                trace_id=rng.randbytes(16), span_id=rng.randbytes(8), start_ns=t))
-        out.append(traces_request(spans, resource).SerializeToString())
-    return out
-
-
-def make_log_requests(n: int, seed: int) -> list[bytes]:
-    """Log requests of the same size: a few templates with varying numbers, 4 attributes each."""
-    rng = random.Random(seed)
-    templates = ("GET /api/v1/items/{n} took {ms} ms", "cache miss for key user:{n}",
-                 "retrying job {n} in {ms}s", "payment {n} authorized")
-    out = []
-    for i in range(n):
-        records = [LogSpec("checkout", f"app.module{4 * j // SPANS_PER_REQUEST}",
-                           templates[j % 4].format(n=rng.randint(1, 10**6), ms=rng.randint(1, 900)),
-                           severity=rng.choice((9, 9, 13)),
-                           attrs={"thread": f"worker-{j % 8}", "http.status_code": 200,
-                                  "bytes": rng.randint(100, 90000), "request_id": rng.randbytes(8).hex()},
-                           trace_id=rng.randbytes(16), span_id=rng.randbytes(8),
-                           time_ns=10**18 + i * 10**6 + j)
-                   for j in range(SPANS_PER_REQUEST)]
-        out.append(logs_request(records).SerializeToString())
-    return out
-
-
-def log_extraction_cpu(payloads: list[bytes], warm: list[bytes]) -> tuple[float, float]:
-    """(reference, the codec's decode: validation + wire extraction) CPU of log requests."""
-    fast = RequestCodec(ExtractionOptions())
-    slow = ReferenceExtractor(StreamRouter(["signal", "service.name", "name"]))
-    for p in warm:
-        fast.decode("logs", p)
-        slow.extract("logs", ExportLogsServiceRequest.FromString(p))
-    start = time.process_time()
+def thread_cpu(fn: Any, payloads: list[bytes]) -> float:
+    start = time.thread_time()
     for p in payloads:
-        slow.extract("logs", ExportLogsServiceRequest.FromString(p))
-    reference = time.process_time() - start
-    start = time.process_time()
-    for p in payloads:
-        fast.decode("logs", p)
-    return reference, time.process_time() - start
+        fn(p)
+    return time.thread_time() - start
 
 
-def floor_cpu(payloads: list[bytes]) -> float:
-    start = time.process_time()
-    for p in payloads:
-        ExportTraceServiceRequest.FromString(p).SerializeToString()
-    return time.process_time() - start
-
-
-def extraction_cpu(payloads: list[bytes], warm: list[bytes] = ()) -> tuple[float, list[Any]]:
-    """The receiver's decode with extraction (validation + the wire path from request bytes), after a
-    warm-up."""
+def scoring_cpu(signal: str, warm: list[bytes], payloads: list[bytes]) -> float:
+    """One cbad detector per stream, warmed on ``warm``'s events; thread CPU of scoring ``payloads``'."""
     codec = RequestCodec(ExtractionOptions())
-    for p in warm:
-        codec.decode("traces", p)
-    start = time.process_time()
-    out = [codec.decode("traces", p).extraction for p in payloads]
-    return time.process_time() - start, out
-
-
-def reference_extraction_cpu(payloads: list[bytes]) -> float:
-    """The reference (the tests' oracle): upb parse, then per-span field access and the canonical form."""
-    extractor = ReferenceExtractor(StreamRouter(["signal", "service.name", "name"]))
-    start = time.process_time()
-    for p in payloads:
-        extractor.extract("traces", ExportTraceServiceRequest.FromString(p))
-    return time.process_time() - start
-
-
-def scoring_cpu(warm: list[Any], extractions: list[Any]) -> float:
-    """The detectors alone on the already extracted events (after the same warm-up), one thread."""
     detectors: dict[str, Any] = {}
-    for ex in warm:
-        for sid, batch in ex.streams.items():
-            detectors.setdefault(sid, registry.create("cbad")).update(EventBatch(batch.events))
-    start = time.process_time()
-    for ex in extractions:
-        for sid, batch in ex.streams.items():
-            detectors.setdefault(sid, registry.create("cbad")).update(EventBatch(batch.events))
-    return time.process_time() - start
+
+    def feed(extractions: list[Any]) -> None:
+        for ex in extractions:
+            for sid, batch in ex.streams.items():
+                detectors.setdefault(sid, registry.create("cbad")).update(EventBatch(batch.events))
+
+    feed([codec.decode(signal, p).extraction for p in warm])  # type: ignore[arg-type]
+    extractions = [codec.decode(signal, p).extraction for p in payloads]  # type: ignore[arg-type]
+    start = time.thread_time()
+    feed(extractions)
+    return time.thread_time() - start
 
 
-async def pipeline_cpu(payloads: list[bytes], warm: list[bytes],
-                       concurrency: int) -> tuple[float, float, float]:
-    metrics = GatewayMetrics()
-    pipe = DetectionStage.create(DetectionSettings(workers=2), NullConsumer(), None, None, metrics, "bench")
+class Pipeline:
+    """The receivers' ingest path into a detection stage, in this process."""
+
+    def __init__(self, settings: DetectionSettings, decode_workers: int = 2):
+        self.metrics = GatewayMetrics()
+        self.stage = DetectionStage.create(settings, NullConsumer(), None, None, self.metrics, "bench")
+        admission = AdmissionController(AdmissionSettings(max_inflight_items=10_000_000), self.metrics)
+        self.pool = DecodePool(decode_workers, ExtractionOptions.of(settings))
+        self.core = IngestCore("grpc", self.stage, self.metrics, admission, None, None, self.pool)
+
+    async def start(self) -> None:
+        await self.stage.start()
+        await asyncio.wrap_future(self.pool.warm_up())
+
+    async def ingest(self, signal: str, body: bytes) -> None:
+        self.core.gate()
+        await self.core.ingest(SIGNAL_SPECS[signal], body)
+
+    def scored(self, signal: str) -> float:
+        return self.metrics.registry.get_sample_value("driftlock_detector_events_total",
+                                                      {"stream_type": signal}) or 0.0
+
+    async def shutdown(self) -> None:
+        await self.stage.shutdown(5)
+        self.pool.close()
+
+
+async def pipeline(signal: str, warm: list[bytes], payloads: list[bytes], paced: list[bytes],
+                   concurrency: int) -> dict[str, Any]:
+    pipe = Pipeline(DetectionSettings(max_live_streams=100_000))
     await pipe.start()
-    for p in warm:  # warm-up: JIT cache load, detector baselines
-        await pipe.consume(TelemetryBatch("traces", p, SPANS_PER_REQUEST))
-    await pipe.drain()
-    sem = asyncio.Semaphore(concurrency)
+    for p in warm:
+        await pipe.ingest(signal, p)
+    await pipe.stage.drain(300)
+    states: dict[str, int] = {}
+    for stream in pipe.stage.streams.streams():
+        states[stream.state] = states.get(stream.state, 0) + 1
+    before = pipe.scored(signal)
+    cpu0 = time.process_time()
+    wall = await closed_loop_calls(lambda p: pipe.ingest(signal, p), payloads, concurrency)
+    await pipe.stage.drain(300)  # events past the detection budget are still being scored
+    cpu = time.process_time() - cpu0
+    scored = pipe.scored(signal) - before
+    items = len(payloads) * ITEMS
+    rate = len(payloads) / wall
+    latencies = await paced_calls(lambda p: pipe.ingest(signal, p), paced, rate / 2)
+    await pipe.stage.drain(300)
+    await pipe.shutdown()
+    return {"cpu": cpu / items, "rate": items / wall, "scored": scored, "items": items, "states": states,
+            "paced_rate": rate / 2 * ITEMS, "p50": percentile(latencies, 0.5),
+            "p99": percentile(latencies, 0.99)}
 
-    async def one(p: bytes) -> None:
-        async with sem:
-            await pipe.consume(TelemetryBatch("traces", p, SPANS_PER_REQUEST))
 
-    def scored() -> float:
-        labels = {"stream_type": "traces"}
-        return metrics.registry.get_sample_value("driftlock_detector_events_total", labels) or 0.0
+async def memory(n_streams: int, events: int, seed: int) -> dict[str, float]:
+    """RSS growth per live stream once ``n_streams`` streams have seen ``events`` each
+    (the rarest route of every service at least that many)."""
+    gen = TrafficGenerator(seed=seed, streams=n_streams, resources_per_request=8)
+    per_service = ITEMS // gen.resources_per_request
+    rounds = -(-events * 100 // (6 * per_service))  # the rarest route gets 6 % of a service's spans
+    count = rounds * -(-len(gen.services) // gen.resources_per_request)
+    pipe = Pipeline(DetectionSettings(max_live_streams=n_streams * 2))
+    await pipe.start()
+    other = TrafficGenerator(seed=seed + 1, first_service=100_000)  # streams of its own
+    for payload in other.requests("traces", 8, ITEMS):  # the decode threads' codecs, memos, buffers
+        await pipe.ingest("traces", payload)
+    await pipe.stage.drain(60)
+    gc.collect()
+    before = {s.key.stream_id for s in pipe.stage.streams.streams()}
+    rss0 = rss_bytes()
+    for _ in range(count):
+        await pipe.ingest("traces", gen.traces(ITEMS))
+    await pipe.stage.drain(600)
+    gc.collect()
+    rss = rss_bytes() - rss0
+    streams = [s for s in pipe.stage.streams.streams() if s.key.stream_id not in before]
+    live = len(streams)
+    sizes, cpu = [], 0.0
+    for stream in streams[:200]:
+        start = time.thread_time()
+        data = stream.snapshot()
+        LiveStream.restore(data, stream.key, stream.spec, stream.shard)
+        cpu += time.thread_time() - start
+        sizes.append(len(data))
+    seen = sorted(s.events_seen for s in streams)
+    parts = stream_parts(streams[:100])
+    await pipe.shutdown()
+    return {"live": live, "rss": rss / live, "snapshot": sum(sizes) / len(sizes),
+            "roundtrip": cpu / len(sizes), "events_min": seen[0], "events_median": seen[len(seen) // 2],
+            "requests": count, "parts": parts}
 
-    before = scored()
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(one(p) for p in payloads))
-    await pipe.drain(60)  # requests past the detection budget are still being scored
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    after = scored()
-    await pipe.shutdown(5)
-    return cpu, wall, after - before
+
+def _deep_size(obj: Any, skip: set[int], found: list[int] | None = None) -> int:
+    """Bytes of ``obj`` and of the containers, bytes and numbers it holds (numpy arrays: their buffer),
+    leaving out the objects whose ids are in ``skip``; ``found`` collects the ids of the arrays met."""
+    if id(obj) in skip:
+        return 0
+    if isinstance(obj, np.ndarray):
+        if found is not None:
+            found.append(id(obj))
+        return obj.nbytes + 112
+    size = sys.getsizeof(obj)
+    items: Any = ()
+    if isinstance(obj, dict):
+        items = [*obj.keys(), *obj.values()]
+    elif isinstance(obj, list | tuple | deque | set):
+        items = obj
+    elif hasattr(obj, "__slots__"):
+        items = [getattr(obj, name) for name in obj.__slots__ if hasattr(obj, name)]
+    elif hasattr(obj, "__dict__"):
+        items = vars(obj).values()
+    return size + sum(_deep_size(v, skip, found) for v in items)
 
 
-async def memory_per_stream(n_streams: int, events_per_stream: int) -> tuple[float, float]:
-    pipe = DetectionStage.create(DetectionSettings(max_live_streams=n_streams + 1), NullConsumer(), None,
-                                 None, GatewayMetrics(), "bench")
-    rng = random.Random(3)
-    spans = [SpanSpec("svc", f"op-{i}", rng.randint(10**6, 9 * 10**6), attrs={"k": "v"},
-                      trace_id=rng.randbytes(16), span_id=rng.randbytes(8), start_ns=10**18 + j)
-             for j in range(events_per_stream) for i in range(n_streams)]
-    payload = traces_request(spans).SerializeToString()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    await pipe.consume(TelemetryBatch("traces", payload, len(spans)))
-    await pipe.drain()
-    used = tracemalloc.get_traced_memory()[0] - base
-    tracemalloc.stop()
-    snap = sum(len(s.snapshot()) for s in pipe.streams.streams()) / n_streams
-    await pipe.shutdown(5)
-    return used / n_streams, snap
+def stream_parts(streams: list[LiveStream]) -> dict[str, float]:
+    """Where a live stream's memory is, averaged over ``streams`` (bytes): the count table (allocated, and
+    its 4 KiB pages holding a non-zero count, i.e. resident), the events the detector retains (baseline,
+    window tail, held), its other state, the ring of recent items. Arrays every detector shares (lookup
+    tables) are left out."""
+    seen: dict[int, int] = {}
+    for stream in streams:
+        found: list[int] = []
+        _deep_size(stream.detector, set(), found)
+        for array in set(found):
+            seen[array] = seen.get(array, 0) + 1
+    shared = {array for array, count in seen.items() if count > 1}
+    parts: dict[str, float] = {}
+
+    def add(name: str, size: float) -> None:
+        parts[name] = parts.get(name, 0.0) + size / len(streams)
+
+    for stream in streams:
+        det = stream.detector
+        table = getattr(getattr(det, "_model", None), "table", None)
+        skip = set(shared)
+        if isinstance(table, np.ndarray):
+            add("count table, allocated", table.nbytes)
+            pages = table.view(np.uint8)[: table.nbytes // 4096 * 4096].reshape(-1, 4096)
+            add("count table, pages touched (resident)", 4096 * int(np.count_nonzero(pages.any(axis=1))))
+            skip.add(id(table))
+        retained = sum(_deep_size(getattr(det, name, []), skip) for name in ("_baseline", "_tail", "_held"))
+        add("retained events (baseline, tail, held)", retained)
+        add("rest of the detector (calibration, per-event arrays, ...)", _deep_size(det, skip) - retained)
+        add("ring of recent items (ids, times, positions)", _deep_size(stream.ring, set()))
+    return parts
+
+
+def run_signal(args: argparse.Namespace, signal: str) -> None:
+    gen = TrafficGenerator(seed=args.seed, streams=args.streams)
+    warm = gen.requests(signal, args.warm_requests, ITEMS)
+    payloads = gen.requests(signal, args.requests, ITEMS)
+    items = len(payloads) * ITEMS
+    floor = floor_seconds_per_item(signal, payloads, ITEMS)
+    plain, extracting = RequestCodec(None), RequestCodec(ExtractionOptions())
+    for p in warm[:20]:
+        plain.decode(signal, p)  # type: ignore[arg-type]
+        extracting.decode(signal, p)  # type: ignore[arg-type]
+    decode = thread_cpu(lambda p: plain.decode(signal, p), payloads) / items
+    # a fresh codec per measurement would start with an empty memo: this one saw the warm-up only
+    extract = thread_cpu(lambda p: extracting.decode(signal, p), payloads) / items
+    score = scoring_cpu(signal, warm, payloads) / items
+    paced_count = max(20, args.requests // 2)
+    paced = gen.requests(signal, paced_count, ITEMS)
+    result = asyncio.run(pipeline(signal, warm, payloads, paced, args.concurrency))
+
+    item = ITEM[signal]
+    streams = gen.span_streams if signal == "traces" else gen.log_streams
+    print(f"== {signal}: {args.requests} requests x {ITEMS} {item}s (after {args.warm_requests} warm-up "
+          f"requests), {streams} streams; {load_average()}")
+
+    def line(label: str, seconds: float) -> None:
+        print(f"{label:<44} {us(seconds):>8} us CPU/{item}  {seconds / floor:6.1f}x floor")
+
+    line("(a) floor: upb parse + serialize", floor)
+    line("(b) decode: the validating wire walk", decode)
+    line("(c) decode + extract (canonical events)", extract)
+    line("(d) cbad scoring alone, one thread", score)
+    line("(e) pipeline: ingest -> detection stage", result["cpu"])
+    print(f"    {result['rate'] / 1e3:.1f} k {item}s/s wall at concurrency {args.concurrency}; scored "
+          f"{int(result['scored'])} of {result['items']}; streams after warm-up: {result['states']}")
+    print(f"    at 50% load ({result['paced_rate'] / 1e3:.1f} k {item}s/s, open loop): ingest p50 "
+          f"{ms(result['p50'])} ms, p99 {ms(result['p99'])} ms")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=60)
-    ap.add_argument("--streams", type=int, default=4)
-    ap.add_argument("--concurrency", type=int, default=4)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--signal", choices=["traces", "logs", "both"], default="both")
+    ap.add_argument("--requests", type=int, default=120)
+    ap.add_argument("--warm-requests", type=int, default=240,
+                    help="requests before measuring (the 48 default streams leave their warm-up)")
+    ap.add_argument("--streams", type=int, default=None)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--memory-streams", type=int, default=300, help="0: skip the memory measurement")
+    ap.add_argument("--memory-events", type=int, default=900)
     args = ap.parse_args()
     # What the gateway does at start: compile or load every kernel, so no one-time cache load is timed.
     from otlp_gateway.jit import warm_up_kernels
 
     warm_up_kernels()
-    warm = make_requests(4, args.streams, 1)
-    payloads = make_requests(args.requests, args.streams, 2)
-    spans = args.requests * SPANS_PER_REQUEST
-    floor = floor_cpu(payloads)
-    reference = reference_extraction_cpu(payloads)
-    extract, extractions = extraction_cpu(payloads, warm)
-    score = scoring_cpu(extraction_cpu(warm)[1], extractions)
-    log_reference, log_fast = log_extraction_cpu(make_log_requests(args.requests, 2), make_log_requests(4, 1))
-    cpu, wall, scored = asyncio.run(pipeline_cpu(payloads, warm, args.concurrency))
-    per_stream, snap = asyncio.run(memory_per_stream(50, 600))
-    us = 1e6 / spans
-    print(f"requests={args.requests} x {SPANS_PER_REQUEST} spans, streams={args.streams}, "
-          f"concurrency={args.concurrency}, workers=2, profile=balanced, compressor=cm")
-    def line(label: str, seconds: float) -> str:
-        return f"{label:<30}: {seconds * us:7.2f} us CPU/span ({spans / seconds:>9,.0f} spans/CPU-s)"
-
-    print(line("floor: upb parse+serialize", floor))
-    print(line("extraction, reference (tests)", reference))
-    print(line("decode: validate + extract", extract))
-    print(line("cbad scoring alone", score))
-    print(line("logs: extraction, reference", log_reference).replace("span", "log"))
-    print(line("logs: decode + extract", log_fast).replace("span", "log"))
-    print(line("pipeline, detection on", cpu) + f", wall {spans / wall:,.0f} spans/s")
-    rest = (cpu - extract - score) * us
-    print(f"pipeline / floor CPU ratio    : {cpu / floor:7.1f}x; pipeline overhead ~{rest:.2f} us/span")
-    print(f"events scored                 : {scored:,.0f} of {spans:,}")
-    print(f"memory per live stream        : {per_stream / 1024:,.0f} KiB (tracemalloc); "
-          f"snapshot {snap / 1024:,.0f} KiB")
+    if args.memory_streams:  # first, while this process's heap holds nothing else
+        m = asyncio.run(memory(args.memory_streams, args.memory_events, args.seed + 100))
+        print(f"== memory: {int(m['live'])} live span streams after {int(m['requests'])} requests (events "
+              f"per stream: min {int(m['events_min'])}, median {int(m['events_median'])}); {load_average()}")
+        print(f"    per live stream: RSS growth {m['rss'] / 1024:.0f} KiB; snapshot "
+              f"{m['snapshot'] / 1024:.0f} KiB; snapshot + restore {m['roundtrip'] * 1e3:.2f} ms CPU; "
+              "where it is:")
+        for part, size in m["parts"].items():
+            print(f"    {part:<58} {size / 1024:7.0f} KiB")
+    for signal in ("traces", "logs") if args.signal == "both" else (args.signal,):
+        run_signal(args, signal)
 
 
 if __name__ == "__main__":

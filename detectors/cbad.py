@@ -54,8 +54,7 @@ from detectors.calibration import (
 )
 from detectors.compressors import COMPRESSORS, DEFAULT_TABLE_BITS, CodeLengthModel, ContextModel, make_model
 from detectors.explain import event_bits_table, sentence, top_events
-from detectors.incident_types import IncidentUpdate
-from detectors.incidents import IncidentTracker
+from detectors.incidents import IncidentActions, IncidentTracker
 from detectors.profiles import DEFAULT_PROFILE, incident_policy, resolve_profile
 from detectors.severity import severity
 
@@ -84,7 +83,7 @@ def _as_bytes_list(events: Sequence[object] | np.ndarray) -> list[bytes]:
     return batch
 
 
-class CbadDetector:
+class CbadDetector(IncidentActions):
     """Streaming compression-based detector for one stream of canonical byte events.
 
     Parameters: ``profile`` (sensitive | balanced | strict), ``seed`` (salts the model's hashing),
@@ -326,24 +325,7 @@ class CbadDetector:
                                            None if t0 == _NO_TIME else t0)
         return result
 
-    # ------------------------------------------------------------------ incidents (detectors.incidents)
-
-    @property
-    def open_incident_seq(self) -> int | None:
-        """The number of the stream's open incident, if one is open."""
-        return None if self._tracker.open is None else int(self._tracker.open["seq"])
-
-    def accept(self, seq: int) -> IncidentUpdate:
-        """Close open incident ``seq`` as accepted: the recent events become the baseline."""
-        return self._tracker.act(self, seq, "accepted")
-
-    def resolve(self, seq: int) -> IncidentUpdate:
-        """Close open incident ``seq`` as resolved (its events are dropped, as on automatic resolution)."""
-        return self._tracker.act(self, seq, "resolved")
-
-    def mark_false_positive(self, seq: int) -> IncidentUpdate:
-        """Close open incident ``seq`` as a false positive: its held events join the baseline."""
-        return self._tracker.act(self, seq, "false_positive")
+    # ------------------------------------------------- incidents: the IncidentHost side (detectors.incidents)
 
     def _incident_freeze(self) -> None:
         self._frozen = True

@@ -30,7 +30,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from detectors.base import Severity, WindowResult
 from detectors.field_explanation import explain_fields
@@ -80,6 +80,31 @@ class IncidentHost(Protocol):
 
 def _severity_max(a: str, b: str) -> Severity:
     return _RANKS[max(_RANKS.index(a), _RANKS.index(b))]
+
+
+class IncidentActions:
+    """The incident face of a detector that keeps an ``IncidentTracker`` in ``self._tracker`` and is its
+    ``IncidentHost``: the open incident's number and the operators' closing actions (deterministic,
+    snapshotted with the tracker). Unknown or closed ``seq``: ``ValueError``."""
+
+    _tracker: IncidentTracker
+
+    @property
+    def open_incident_seq(self) -> int | None:
+        """The number of the stream's open incident, if one is open."""
+        return None if self._tracker.open is None else int(self._tracker.open["seq"])
+
+    def accept(self, seq: int) -> IncidentUpdate:
+        """Close open incident ``seq`` as accepted: the detector adopts the recent behaviour as normal."""
+        return self._tracker.act(cast(IncidentHost, self), seq, "accepted")
+
+    def resolve(self, seq: int) -> IncidentUpdate:
+        """Close open incident ``seq`` as resolved (as on automatic resolution)."""
+        return self._tracker.act(cast(IncidentHost, self), seq, "resolved")
+
+    def mark_false_positive(self, seq: int) -> IncidentUpdate:
+        """Close open incident ``seq`` as a false positive: what it held joins the baseline."""
+        return self._tracker.act(cast(IncidentHost, self), seq, "false_positive")
 
 
 class IncidentTracker:
@@ -338,4 +363,4 @@ def _describe_values(blamed: Sequence[dict[str, Any]], incident: dict[str, Any])
     return tuple(fields), summary
 
 
-__all__ = ["IncidentHost", "IncidentPolicy", "IncidentTracker", "to_ns"]
+__all__ = ["IncidentActions", "IncidentHost", "IncidentPolicy", "IncidentTracker", "to_ns"]

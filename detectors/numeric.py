@@ -68,8 +68,7 @@ from detectors._kernels import numeric_windows as NW
 from detectors._kernels.numeric_calibration import Histories
 from detectors._kernels.tail import SHAPE_MAX, SHAPE_MIN, TailRule
 from detectors.base import EventBatch, UpdateResult, WindowResult, require_batch
-from detectors.incident_types import IncidentUpdate
-from detectors.incidents import IncidentTracker, to_ns
+from detectors.incidents import IncidentActions, IncidentTracker, to_ns
 from detectors.profiles import DEFAULT_PROFILE, incident_policy, resolve_profile
 from detectors.severity import severity
 
@@ -91,7 +90,7 @@ EFFECT_SCALE = 1.0
 SKIP_REASONS = ("nan", "inf")
 
 
-class NumericDetector:
+class NumericDetector(IncidentActions):
     """Streaming detector for one numeric stream (gauge values, deltas, latencies, quantiles).
 
     ``profile`` / ``baseline`` / ``window`` / ``hop`` / ``false_alarm_target`` as for every detector
@@ -301,24 +300,7 @@ class NumericDetector:
                            (self._cal_sorted, cal_sorted)):
             mine[...] = kept
 
-    # ----------------------------------------------------------------- incidents (detectors.incidents)
-    @property
-    def open_incident_seq(self) -> int | None:
-        """The number of the stream's open incident, if one is open."""
-        return None if self._tracker.open is None else int(self._tracker.open["seq"])
-
-    def accept(self, seq: int) -> IncidentUpdate:
-        """Close open incident ``seq`` as accepted: the predictors learn the new behaviour from now on."""
-        return self._tracker.act(self, seq, "accepted")
-
-    def resolve(self, seq: int) -> IncidentUpdate:
-        """Close open incident ``seq`` as resolved."""
-        return self._tracker.act(self, seq, "resolved")
-
-    def mark_false_positive(self, seq: int) -> IncidentUpdate:
-        """Close open incident ``seq`` as a false positive."""
-        return self._tracker.act(self, seq, "false_positive")
-
+    # ------------------------------------------------- incidents: the IncidentHost side (detectors.incidents)
     def _incident_freeze(self) -> None:
         K.freeze_range(self._ring, self._istate, self._config["range_window"], self._config["window"],
                        self._fstate)

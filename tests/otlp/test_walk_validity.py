@@ -16,25 +16,9 @@ from hypothesis import strategies as st
 from otlp_gateway.otlp._kernels.wire import MAX_DEPTH, utf8_valid
 from otlp_gateway.otlp.extract import REQUEST_TYPES
 from otlp_gateway.otlp.walker import MalformedRequest, RequestWalker
+from tests.otlp.wire_bytes import length_delimited, tag, varint
 
 WALKERS = {signal: RequestWalker(signal) for signal in ("traces", "logs")}  # type: ignore[arg-type]
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, n = n & 0x7F, n >> 7
-        out.append(low | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def tag(field: int, wire: int) -> bytes:
-    return varint(field << 3 | wire)
-
-
-def length_delimited(field: int, payload: bytes) -> bytes:
-    return tag(field, 2) + varint(len(payload)) + payload
 
 
 UTF8_PIECES = [b"a", b"\xc3\xa9", b"\xe2\x82\xac", b"\xf0\x9f\x98\x80",  # valid

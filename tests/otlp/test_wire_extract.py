@@ -23,6 +23,7 @@ from otlp_gateway.otlp.validate import VALIDATORS
 from otlp_gateway.streams.routing import StreamRouter
 from tests.otlp.otlp_data import LogSpec, SpanSpec, logs_request, normal_logs, normal_spans, traces_request
 from tests.otlp.reference import ReferenceExtractor
+from tests.otlp.wire_bytes import length_delimited
 
 DEFAULT_KEY = ("signal", "service.name", "name")
 STREAM_KEYS = [DEFAULT_KEY, ("service.name", "http.route"),
@@ -232,19 +233,6 @@ def test_unknown_fields_and_mistyped_known_fields_are_skipped_like_protobuf_does
     decode_and_compare("traces", req.SerializeToString() + junk)
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        out.append(low | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (numbers below 16: a one-byte tag)."""
-    assert number < 16
-    return bytes([number << 3 | 2]) + _varint(len(payload)) + payload
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -257,17 +245,18 @@ def test_merged_messages_are_read_as_protobuf_merges_them(req: ExportTraceServic
         if data.draw(st.booleans()):  # a second Resource: its attributes are appended to the first's
             extra = KeyValue(key=data.draw(st.sampled_from(["service.name", "k8s.pod.name", "x"])),
                              value=any_value(data.draw(st.sampled_from(["merged", 3, ""]))))
-            rs.MergeFromString(_field(1, _field(1, extra.SerializeToString())))
+            rs.MergeFromString(length_delimited(1, length_delimited(1, extra.SerializeToString())))
         for ss in rs.scope_spans:
             for span in ss.spans:
                 span.trace_id, span.span_id = b"\x01" * 16, b"\x01" * 8  # all valid: nothing dropped
                 if data.draw(st.booleans()):  # a second status
-                    span.MergeFromString(_field(15, b"\x18\x02"))
+                    span.MergeFromString(length_delimited(15, b"\x18\x02"))
                 if data.draw(st.booleans()):  # an attribute whose value comes twice (AnyValues merge)
                     first = any_value(data.draw(SCALARS)).SerializeToString()
                     second = any_value(data.draw(VALUES)).SerializeToString()
-                    kv = _field(1, b"http.route") + _field(2, first) + _field(2, second)
-                    span.MergeFromString(_field(9, kv))
+                    kv = b"".join((length_delimited(1, b"http.route"), length_delimited(2, first),
+                                   length_delimited(2, second)))
+                    span.MergeFromString(length_delimited(9, kv))
     payload = req.SerializeToString()
     decoded = decode_and_compare("traces", payload, data.draw(st.sampled_from(STREAM_KEYS)))
     assert decoded.rejected == 0 and (decoded.accepted == 0 or decoded.payload == payload)
@@ -276,8 +265,8 @@ def test_merged_messages_are_read_as_protobuf_merges_them(req: ExportTraceServic
 def test_a_log_body_that_comes_twice_is_merged_like_protobuf() -> None:
     req = logs_request([LogSpec("svc", "app", "first body", attrs={"n": 3}, time_ns=5)])
     record = req.resource_logs[0].scope_logs[0].log_records[0]
-    record.MergeFromString(_field(5, any_value([1, "x"]).SerializeToString()))
-    record.MergeFromString(_field(5, any_value(["y"]).SerializeToString()))
+    record.MergeFromString(length_delimited(5, any_value([1, "x"]).SerializeToString()))
+    record.MergeFromString(length_delimited(5, any_value(["y"]).SerializeToString()))
     payload = req.SerializeToString()
     decoded = decode_and_compare("logs", payload)
     assert decoded.payload == payload

@@ -41,6 +41,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import free_port
 from soak_downstream import RecordingDownstream
 from soak_traffic import OK_CODES, TRANSIENT, MiB, Request, Traffic
 
@@ -51,12 +52,6 @@ GRPC_OPTIONS = [("grpc.max_send_message_length", 128 * MiB), ("grpc.max_receive_
                 # the gateway comes back after the kill: reconnect within a second, not after minutes
                 ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)]
 SERVER_FAULTS = frozenset({"INTERNAL", "UNKNOWN", "DATA_LOSS", "500", "502", "504"})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ------------------------------------------------------------------------------------------ the gateway

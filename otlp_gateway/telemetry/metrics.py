@@ -172,8 +172,15 @@ class GatewayMetrics:
                                        ["stream_type"], registry=r)
         self.detector_skipped_points = Counter(
             "driftlock_detector_skipped_points",
-            "points a detector could not score (NaN or infinite values; forwarded all the same)",
+            "points not scored, forwarded all the same: reason=nan|inf (the detector could not score them), "
+            "cumulative_reference (a cumulative series' first point: the base of its deltas), "
+            "cumulative_reset (a restarted cumulative series), out_of_order (not newer than its series' last "
+            "point), empty_interval (a cumulative histogram's mean over an interval without values)",
             ["signal", "reason"], registry=r)
+        self.cumulative_series_evicted = Counter(
+            "driftlock_cumulative_series_evicted",
+            "cumulative metric series a stream forgot to stay within its bound (least recently seen first; "
+            "the next point of such a series is a reference again)", ["signal"], registry=r)
         self.detector_dropped_events = Counter(
             "driftlock_detector_dropped_events",
             "events not scored: the detection queue was full, the request could not be read or scoring "

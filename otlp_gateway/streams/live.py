@@ -25,7 +25,7 @@ from detectors import EventBatch, registry
 from detectors.base import WindowResult
 from otlp_gateway.otlp.extract import StreamBatch
 from otlp_gateway.store.base import AnomalyRecord, IncidentAction, ScoreBucket, StreamInfo, StreamState
-from otlp_gateway.streams.cumulative import REFERENCE, CumulativeDeltas
+from otlp_gateway.streams.cumulative import EMPTY_INTERVAL, REFERENCE, RESET, CumulativeDeltas
 from otlp_gateway.streams.incidents import (
     IncidentBook,
     IncidentChange,
@@ -128,8 +128,8 @@ class _SkippedPointsLog:
         self._pending: dict[tuple[str, str], int] = {}
 
     def note(self, signal: str, reason: str, count: int, stream_id: str) -> None:
-        # a series' first cumulative point is a reference by design: worth a line, not a warning
-        level = logging.INFO if reason == REFERENCE else logging.WARNING
+        # a series' first point, a client restart, an interval without values: normal life, not a warning
+        level = logging.INFO if reason in (REFERENCE, RESET, EMPTY_INTERVAL) else logging.WARNING
         key = (signal, reason)
         now = time.monotonic()
         with self._lock:

@@ -62,6 +62,10 @@ class WindowResult:
     """{"sentence": str, "top_events": [{"offset": int, "excess_bits": float, ...}], ...}"""
     incident_seq: int | None = None
     """The open incident this window belongs to (``IncidentUpdate.seq``), if any."""
+    start_time_ns: int | None = None
+    end_time_ns: int | None = None
+    """Event times (unix ns) of the window's first and last events, when the events carried times: the
+    window's place in time, however long ago its first event arrived."""
 
 
 class UpdateResult(list[WindowResult]):

@@ -313,16 +313,16 @@ class CbadDetector(IncidentActions):
         }
         # Positional (start_offset, end_offset, score, p_value, is_anomaly, severity, is_drift, figures,
         # explanation): keyword arguments cost a third more, once per window.
+        t0, t1 = int(self._times[w0 - self._tail_base]), int(self._times[end - 1 - self._tail_base])
+        start_ns, end_ns = None if t0 == _NO_TIME else t0, None if t1 == _NO_TIME else t1
         result = WindowResult(w0, end, -math.log10(max(p_value, 1e-300)), p_value, is_anomaly,
                               severity(p_value, p.false_alarm_target, effect, is_anomaly), is_drift, figures,
-                              explanation)
+                              explanation, None, start_ns, end_ns)
         if is_drift:
             self._adopt_new_normal(w0)
         self._last_end = end
         if p_value < 1.0 or self._frozen:  # p = 1 (warming up) is no evidence and changes nothing
-            t0, t1 = int(self._times[w0 - self._tail_base]), int(self._times[end - 1 - self._tail_base])
-            result = self._tracker.observe(self, result, None if t1 == _NO_TIME else t1,
-                                           None if t0 == _NO_TIME else t0)
+            result = self._tracker.observe(self, result, end_ns, start_ns)
         return result
 
     # ------------------------------------------------- incidents: the IncidentHost side (detectors.incidents)

@@ -374,7 +374,8 @@ class NumericDetector(IncidentActions):
             tuple(None if math.isnan(s) else to_ns(s)  # type: ignore[misc]
                   for s in (float(all_stamps[e - first - c["window"]]), float(all_stamps[e - first - 1])))
             for e in out_i[:n_out, NW.O_END].tolist()]
-        return [self._result(out_i[j], out_f[j], all_bits, all_pred, all_vals, all_offsets, first)
+        return [self._result(out_i[j], out_f[j], all_bits, all_pred, all_vals, all_offsets, first,
+                             self._window_times[j])
                 for j in range(n_out)]
 
     def _learn_period(self, stamps: np.ndarray) -> None:
@@ -396,7 +397,8 @@ class NumericDetector(IncidentActions):
         return (day if 2 <= day < hist - 1 else 0), (week if 2 <= week < hist - 1 else 0)
 
     def _result(self, oi: np.ndarray, of: np.ndarray, bits: np.ndarray, pred: np.ndarray,
-                vals: np.ndarray, offsets: np.ndarray, first: int) -> WindowResult:
+                vals: np.ndarray, offsets: np.ndarray, first: int,
+                times: tuple[int | None, int | None]) -> WindowResult:
         c = self._config
         rows = np.arange(int(oi[NW.O_END]) - first - c["window"], int(oi[NW.O_END]) - first)
         flags = int(oi[NW.O_FLAGS])
@@ -422,7 +424,8 @@ class NumericDetector(IncidentActions):
         return WindowResult(start_offset=int(offsets[rows[0]]), end_offset=int(offsets[rows[-1]]) + 1,
                             score=min(-math.log10(max(p, 1e-300)), 300.0), p_value=p, is_anomaly=is_anomaly,
                             severity=severity(p, c["false_alarm_target"], effect, is_anomaly),
-                            is_drift=bool(flags & NW.FLAG_DRIFT), figures=figures, explanation=explanation)
+                            is_drift=bool(flags & NW.FLAG_DRIFT), figures=figures, explanation=explanation,
+                            start_time_ns=times[0], end_time_ns=times[1])
 
     def _explain(self, best: int, rows: np.ndarray, bits: np.ndarray, pred: np.ndarray,
                  vals: np.ndarray, offsets: np.ndarray, p: float) -> dict[str, Any]:

@@ -1,13 +1,13 @@
 """Wiring: build every component from the configuration; start them downstream first, stop upstream first.
 
 Start order (tiers of ``Components``): anomaly store -> API -> anomaly writer -> notifier -> incident sink
--> exporter -> kernel warm-up -> detection stage -> receivers (gRPC and HTTP together). Shutdown walks the
-other way, so each component drains into a live consumer: the receivers stop accepting (new requests get
-a retry hint) and finish in-flight requests, the detection stage finishes in-flight detection and
-snapshots its streams, the exporter delivers within the grace period (the rest stays in its spool), the
-incident sink hands its last score buckets to the writer, the notifier delivers what it can (the rest
-stays in its outboxes), the anomaly writer flushes, the API stops answering (it reports the drain until
-then), the store closes.
+-> exporter -> kernel warm-up -> detection stage -> memory limiter -> receivers (gRPC and HTTP together).
+Shutdown walks the other way, so each component drains into a live consumer: the receivers stop accepting
+(new requests get a retry hint) and finish in-flight requests, the detection stage finishes in-flight
+detection and snapshots its streams, the exporter delivers within the grace period (the rest stays in its
+spool), the incident sink hands its last score buckets to the writer, the notifier delivers what it can
+(the rest stays in its outboxes), the anomaly writer flushes, the API stops answering (it reports the
+drain until then), the store closes.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the components import grpc, uvicorn, numba: loaded only whe
     from otlp_gateway.incidents.sink import IncidentSink
     from otlp_gateway.receiver import OtlpGrpcReceiver, OtlpHttpReceiver
     from otlp_gateway.receiver.decoding import DecodePool
+    from otlp_gateway.receiver.memory_limiter import MemoryLimiter
     from otlp_gateway.store import AnomalyWriter
     from otlp_gateway.store.base import AnomalyStore, ApiKeyStore, IncidentRecord
     from otlp_gateway.store.maintenance import StreamPruner
@@ -72,6 +73,7 @@ class Gateway:
         self.grpc_receiver: OtlpGrpcReceiver | None = None
         self.http_receiver: OtlpHttpReceiver | None = None
         self.decoder: DecodePool | None = None
+        self.memory_limiter: MemoryLimiter | None = None
         self._stopped = asyncio.Event()
         self._shutdown_started = False
 
@@ -101,6 +103,7 @@ class Gateway:
         from otlp_gateway.otlp.codec import ExtractionOptions
         from otlp_gateway.receiver import AdmissionController, OtlpGrpcReceiver, OtlpHttpReceiver
         from otlp_gateway.receiver.decoding import DecodePool
+        from otlp_gateway.receiver.memory_limiter import MemoryLimiter
         from otlp_gateway.receiver.refusals import IngestRefusals
         from otlp_gateway.store import AnomalyWriter, open_store
         from otlp_gateway.store.maintenance import StreamPruner
@@ -141,15 +144,19 @@ class Gateway:
         refusals = IngestRefusals(cfg.receiver.readiness)
         self.health.add_condition("ingest", refusals.reason)
         limiter = self.ingest_rate_limiter
+        memory = None
+        if cfg.receiver.memory_limiter.enabled:
+            memory = self.memory_limiter = MemoryLimiter(cfg.receiver.memory_limiter, self.metrics)
+            self.health.add_condition("memory", memory.reason)
         # one decode pool for both receivers; with detection on it also extracts the events
         extraction = ExtractionOptions.of(cfg.detection) if cfg.detection.enabled else None
         decoder = DecodePool(cfg.receiver.decode_workers, extraction)
         if cfg.receiver.grpc_enabled:
             self.grpc_receiver = OtlpGrpcReceiver(cfg.receiver, self.stage, self.metrics, self.health,
-                                                  admission, limiter, refusals, decoder)
+                                                  admission, limiter, refusals, decoder, memory)
         if cfg.receiver.http_enabled:
             self.http_receiver = OtlpHttpReceiver(cfg.receiver, self.stage, self.metrics, self.health,
-                                                  admission, limiter, refusals, decoder)
+                                                  admission, limiter, refusals, decoder, memory)
 
         self.components.add(("anomaly store", StoreComponent(self.store, cfg.store, self.health,
                                                              on_ready=self._advise_on_access)))
@@ -167,6 +174,8 @@ class Gateway:
                                                              enabled=cfg.detection.enabled)))
         self.components.add(("detection stage", self.stage))
         self.components.add(("request decoders", decoder))
+        if memory is not None:  # reads memory before the receivers take the first request
+            self.components.add(("memory limiter", memory))
         receivers = (("OTLP gRPC receiver", self.grpc_receiver), ("OTLP HTTP receiver", self.http_receiver))
         self.components.add(*((name, r) for name, r in receivers if r is not None))
         return self.components

@@ -71,6 +71,8 @@ class DetectionMetrics:
             ratio_count += outcome.ratio_count
             for reason, n in outcome.skipped.items():
                 self._m.detector_skipped_points.labels(signal, reason).inc(n)
+            if outcome.series_evicted:
+                self._m.cumulative_series_evicted.labels(signal).inc(outcome.series_evicted)
         if scored:
             self._m.detector_events.labels(signal).inc(scored)
         if ratio_count:

@@ -22,6 +22,28 @@ REQUEST_TYPES: dict[str, type[Message]] = {
     "logs": ExportLogsServiceRequest}
 
 
+@dataclass(frozen=True, slots=True)
+class CumulativePoint:
+    """The running totals behind one metric value of cumulative temporality, as the point carried them.
+
+    The stream turns them into per-interval deltas (``otlp_gateway.streams.cumulative``); extraction only
+    reads them off the point, since the previous point of the series may have come in an earlier request.
+    """
+
+    series: str
+    """Identity of the series within its stream: resource, scope, metric, sub-stream and point attributes."""
+    start_ns: int
+    """``start_time_unix_nano`` (0 when not given): a new start time means the counter restarted."""
+    monotonic: bool
+    """A drop of a monotonic total is a reset too (histogram and summary counts and sums are monotonic)."""
+    total: float
+    """The running value: the sum's value, or the histogram's / summary's sum (0 when it has none)."""
+    count: float | None = None
+    """The histogram's / summary's running count; ``None`` for a sum."""
+    part: str = "value"
+    """Which number the stream takes: ``value`` (a sum), ``count``, ``sum`` or ``mean`` (sum / count)."""
+
+
 @dataclass(slots=True)
 class StreamBatch:
     """The events of one stream found in one request, in arrival order (lists stay aligned)."""
@@ -35,6 +57,9 @@ class StreamBatch:
     """Item timestamps in unix nanoseconds (span start, log time, point time)."""
     positions: list[int] = field(default_factory=list)
     """Position of each item in the request (-1 for metric points: never annotated)."""
+    cumulative: list[CumulativePoint | None] | None = None
+    """Metric streams: per point, the running totals when the point is cumulative (``None``: the value is
+    used as it is: gauges, delta temporality, summary quantiles). ``None`` for spans and logs."""
 
     def add(self, event: Any, trace_id: bytes, span_id: bytes, time: int, position: int) -> None:
         """Append one item to every aligned list."""

@@ -24,6 +24,7 @@ from otlp_gateway.receiver.admission import AdmissionController
 from otlp_gateway.receiver.decoding import DecodePool
 from otlp_gateway.receiver.health_service import GrpcHealthBridge
 from otlp_gateway.receiver.ingest import IngestCore, Refusal, RefusalKind
+from otlp_gateway.receiver.memory_limiter import MemoryLimiter
 from otlp_gateway.receiver.refusals import IngestRefusals
 from otlp_gateway.receiver.settings import ReceiverSettings
 from otlp_gateway.receiver.tls import grpc_server_credentials
@@ -37,6 +38,8 @@ GRPC_CODES: dict[RefusalKind, grpc.StatusCode] = {
     RefusalKind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     RefusalKind.OVERLOADED: grpc.StatusCode.UNAVAILABLE,
     RefusalKind.RATE_LIMITED: grpc.StatusCode.UNAVAILABLE,
+    # retryable only with RetryInfo (the OTLP spec): _abort always sends it with this kind
+    RefusalKind.MEMORY_LIMITED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     RefusalKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     RefusalKind.INTERNAL: grpc.StatusCode.INTERNAL,
 }
@@ -68,12 +71,12 @@ class OtlpGrpcReceiver:
     def __init__(self, settings: ReceiverSettings, consumer: BatchConsumer, metrics: GatewayMetrics,
                  health: HealthState, admission: AdmissionController,
                  rate_limiter: TokenBucket | None = None, refusals: IngestRefusals | None = None,
-                 decoder: DecodePool | None = None):
+                 decoder: DecodePool | None = None, memory_limiter: MemoryLimiter | None = None):
         self._settings = settings
         self._own_decoder = decoder is None
         decoder = decoder if decoder is not None else DecodePool(settings.decode_workers)
         self._core = IngestCore("grpc", consumer, metrics, admission, rate_limiter, settings.bearer_token,
-                                decoder, refusals)
+                                decoder, refusals, memory_limiter)
         self._health = GrpcHealthBridge(health, [s.grpc_service for s in SIGNAL_SPECS.values()])
         self._server: grpc.aio.Server | None = None
         self._shut_down = False
@@ -147,6 +150,7 @@ class OtlpGrpcReceiver:
 async def _abort(context: grpc.aio.ServicerContext, refusal: Refusal) -> None:
     code = GRPC_CODES[refusal.kind]
     trailers: tuple = ()
-    if code is grpc.StatusCode.UNAVAILABLE and refusal.retry_after is not None:
+    # TOO_LARGE (RESOURCE_EXHAUSTED too) has no retry hint: without RetryInfo clients do not retry it
+    if refusal.retry_after is not None:
         trailers = retry_trailers(code, refusal.message, refusal.retry_after)
     await context.abort(code, refusal.message, trailing_metadata=trailers)

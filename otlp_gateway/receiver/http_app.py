@@ -3,10 +3,10 @@ compressed (gzip, zstd, deflate/zlib, snappy, lz4: see ``http_body``).
 
 A raw ASGI app rather than a framework: the body must be read as a stream under a limit and the answers
 are few. Checks run cheapest first: path (404), method (405), bearer token (401), content type and
-encoding (415), draining / rate limit / admission (503 / 429 + Retry-After), declared length (413); then
-the body is read and decompressed under the limit (413) while its bytes count against admission control's
-in-transit budget (503 + Retry-After when full), decoded (400) and ingested. Error bodies are a
-``google.rpc.Status`` in the request's encoding; responses use the request's content type.
+encoding (415), draining / memory limiter / rate limit / admission (503 / 429 + Retry-After), declared
+length (413); then the body is read and decompressed under the limit (413) while its bytes count against
+admission control's in-transit budget (503 + Retry-After when full), decoded (400) and ingested. Error
+bodies are a ``google.rpc.Status`` in the request's encoding; responses use the request's content type.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ HTTP_STATUS: dict[RefusalKind, int] = {
     RefusalKind.OVERLOADED: 503,
     RefusalKind.UNAVAILABLE: 503,
     RefusalKind.RATE_LIMITED: 429,
+    RefusalKind.MEMORY_LIMITED: 503,
     RefusalKind.INTERNAL: 500,
 }
 _INVALID_ARGUMENT = 3  # google.rpc.Code of the 415 for an unsupported Content-Encoding
@@ -170,7 +171,7 @@ class _Responder:
     async def refusal(self, refusal: Refusal, encoding: str | None, close: bool) -> None:
         extra = [(b"www-authenticate", b"Bearer")] if refusal.kind is RefusalKind.UNAUTHENTICATED else []
         retryable = refusal.kind in (RefusalKind.OVERLOADED, RefusalKind.RATE_LIMITED,
-                                     RefusalKind.UNAVAILABLE)
+                                     RefusalKind.UNAVAILABLE, RefusalKind.MEMORY_LIMITED)
         await self.status(HTTP_STATUS[refusal.kind], GRPC_CODES[refusal.kind].value[0], encoding,
                           message=refusal.message, retry_after=refusal.retry_after if retryable else None,
                           extra=extra, close=close)

@@ -25,6 +25,7 @@ from otlp_gateway.receiver.admission import AdmissionController
 from otlp_gateway.receiver.decoding import DecodePool
 from otlp_gateway.receiver.http_app import OtlpHttpApp
 from otlp_gateway.receiver.ingest import IngestCore
+from otlp_gateway.receiver.memory_limiter import MemoryLimiter
 from otlp_gateway.receiver.refusals import IngestRefusals
 from otlp_gateway.receiver.settings import ReceiverSettings
 from otlp_gateway.receiver.tls import uvicorn_tls_options
@@ -62,12 +63,12 @@ class OtlpHttpReceiver:
     def __init__(self, settings: ReceiverSettings, consumer: BatchConsumer, metrics: GatewayMetrics,
                  health: HealthState, admission: AdmissionController,
                  rate_limiter: TokenBucket | None = None, refusals: IngestRefusals | None = None,
-                 decoder: DecodePool | None = None):
+                 decoder: DecodePool | None = None, memory_limiter: MemoryLimiter | None = None):
         self._settings = settings
         self._own_decoder = decoder is None
         decoder = decoder if decoder is not None else DecodePool(settings.decode_workers)
         self._core = IngestCore("http", consumer, metrics, admission, rate_limiter, settings.bearer_token,
-                                decoder, refusals)
+                                decoder, refusals, memory_limiter)
         self._admission = admission
         self._metrics = metrics
         del health  # same signature as the gRPC receiver; HTTP health lives on the API port (/healthz)

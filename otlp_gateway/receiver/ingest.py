@@ -24,6 +24,7 @@ from otlp_gateway.otlp.signals import SignalSpec
 from otlp_gateway.ratelimit import TokenBucket
 from otlp_gateway.receiver.admission import AdmissionController, Transit
 from otlp_gateway.receiver.decoding import DecodePool
+from otlp_gateway.receiver.memory_limiter import MemoryLimiter
 from otlp_gateway.receiver.refusals import IngestRefusals
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
@@ -38,6 +39,7 @@ class RefusalKind(enum.Enum):
     UNAUTHENTICATED = "unauthenticated"  # UNAUTHENTICATED, 401
     OVERLOADED = "overloaded"            # UNAVAILABLE + RetryInfo, 503 + Retry-After
     RATE_LIMITED = "rate_limited"        # UNAVAILABLE + RetryInfo, 429 + Retry-After
+    MEMORY_LIMITED = "memory_limited"    # RESOURCE_EXHAUSTED + RetryInfo, 503 + Retry-After
     UNAVAILABLE = "unavailable"          # UNAVAILABLE + RetryInfo, 503 + Retry-After (a stage failed)
     INTERNAL = "internal"                # INTERNAL, 500
 
@@ -60,7 +62,7 @@ class IngestCore:
     def __init__(self, transport: str, consumer: BatchConsumer, metrics: GatewayMetrics,
                  admission: AdmissionController, rate_limiter: TokenBucket | None,
                  bearer_token: SecretStr | None, decoder: DecodePool,
-                 refusals: IngestRefusals | None = None):
+                 refusals: IngestRefusals | None = None, memory_limiter: MemoryLimiter | None = None):
         self.transport = transport
         self.decoder = decoder
         self._refusals = refusals
@@ -68,6 +70,7 @@ class IngestCore:
         self._metrics = metrics
         self._admission = admission
         self._rate_limiter = rate_limiter
+        self._memory_limiter = memory_limiter
         self._expected_token = bearer_token.get_secret_value().encode() if bearer_token else None
         self.draining = False
 
@@ -83,10 +86,16 @@ class IngestCore:
                           "missing or invalid bearer token (expected 'authorization: Bearer <token>')")
 
     def gate(self) -> None:
-        """Refuse cheaply, before the body is read or parsed: draining, rate limit, admission full."""
+        """Refuse cheaply, before the body is read or parsed: draining, memory limiter, rate limit,
+        admission full."""
         if self.draining:
             raise self._retry_later(RefusalKind.OVERLOADED, "draining",
                                     "the gateway is shutting down; retry against another instance")
+        memory = self._memory_limiter
+        if memory is not None and memory.refusing:  # before the rate limit: a refusal spends no token
+            memory.note_refused(self.transport)
+            raise self._retry_later(RefusalKind.MEMORY_LIMITED, "memory_limiter", memory.message(),
+                                    memory.retry_after)
         if self._rate_limiter is not None:
             wait = self._rate_limiter.try_acquire(1)
             if wait:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from otlp_gateway.settings_base import Duration, HostPort, HttpServerLimits, StrictModel, TLSServerSettings
 
@@ -43,6 +43,36 @@ class ReadinessSettings(StrictModel):
     out of rotation gets no traffic that could prove it recovered)."""
 
 
+class MemoryLimiterSettings(StrictModel):
+    """Refuse new ingest while the process's resident memory is high, like the OpenTelemetry Collector's
+    ``memory_limiter``: above the soft limit (limit minus spike) requests are refused before they are
+    decoded (gRPC RESOURCE_EXHAUSTED + RetryInfo, HTTP 503 + Retry-After) and ``/readyz`` reports not
+    ready; above the limit the gateway also collects garbage and returns freed heap to the system."""
+
+    enabled: bool = True
+    """Watch the resident memory and refuse ingest above the soft limit."""
+    check_interval_seconds: Duration = Field(1.0, gt=0)
+    """How often the resident memory is read."""
+    limit_mib: int | None = Field(None, gt=0)
+    """The hard limit in MiB; when set, limit_percentage is ignored."""
+    limit_percentage: int = Field(80, gt=0, le=100)
+    """The hard limit as a percentage of the memory the process may use: the cgroup (container) memory
+    limit when there is one, else the machine's RAM. 80 % of the standalone pod's 1 GiB is 819 MiB."""
+    spike_limit_mib: int | None = Field(None, ge=0)
+    """Headroom below the hard limit for growth between two checks: the soft limit is limit - spike.
+    Default: 20 % of the hard limit (164 MiB of 819 MiB: refusing starts at 655 MiB)."""
+    retry_after_seconds: Duration = Field(1.0, gt=0)
+    """The retry hint sent with the refusals (RetryInfo, Retry-After)."""
+
+    @model_validator(mode="after")
+    def _spike_below_limit(self) -> MemoryLimiterSettings:
+        if self.limit_mib is not None and self.spike_limit_mib is not None \
+                and self.spike_limit_mib >= self.limit_mib:
+            raise ValueError(f"spike_limit_mib ({self.spike_limit_mib}) must be below limit_mib "
+                             f"({self.limit_mib})")
+        return self
+
+
 class ReceiverSettings(StrictModel):
     grpc_listen: HostPort = "0.0.0.0:4317"
     """OTLP/gRPC listen address (0.0.0.0 inside a pod; 127.0.0.1 for a loopback-only sidecar)."""
@@ -63,5 +93,6 @@ class ReceiverSettings(StrictModel):
     admission: AdmissionSettings = AdmissionSettings()
     rate_limit: IngestRateLimitSettings = IngestRateLimitSettings()
     readiness: ReadinessSettings = ReadinessSettings()
+    memory_limiter: MemoryLimiterSettings = MemoryLimiterSettings()
     http_limits: HttpServerLimits = HttpServerLimits()
     """Slow and hostile clients on the OTLP/HTTP port."""

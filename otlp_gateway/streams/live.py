@@ -15,6 +15,7 @@ import logging
 import struct
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from detectors import EventBatch, registry
 from detectors.base import WindowResult
 from otlp_gateway.otlp.extract import StreamBatch
 from otlp_gateway.store.base import AnomalyRecord, IncidentAction, ScoreBucket, StreamInfo, StreamState
+from otlp_gateway.streams.cumulative import EMPTY_INTERVAL, REFERENCE, RESET, CumulativeDeltas
 from otlp_gateway.streams.incidents import (
     IncidentBook,
     IncidentChange,
@@ -105,7 +107,10 @@ class ScoreOutcome:
     ratio_count: int = 0
     """Sum/count of ``RATIO_FIGURE`` over every window scored (not only anomalies)."""
     skipped: dict[str, int] = field(default_factory=dict)
-    """Points the detector could not score (NaN, infinite), by reason; forwarded all the same."""
+    """Points not scored, by reason: NaN or infinite (the detector), or left out by the cumulative-to-delta
+    conversion (``streams.cumulative``); forwarded all the same."""
+    series_evicted: int = 0
+    """Cumulative series the stream forgot to stay within its bound (their next point is a reference)."""
     incidents: list[IncidentChange] = field(default_factory=list)
     """The incident updates of this batch, resolved for the incident sink."""
     scores: list[ScoreBucket] = field(default_factory=list)
@@ -123,6 +128,8 @@ class _SkippedPointsLog:
         self._pending: dict[tuple[str, str], int] = {}
 
     def note(self, signal: str, reason: str, count: int, stream_id: str) -> None:
+        # a series' first point, a client restart, an interval without values: normal life, not a warning
+        level = logging.INFO if reason in (REFERENCE, RESET, EMPTY_INTERVAL) else logging.WARNING
         key = (signal, reason)
         now = time.monotonic()
         with self._lock:
@@ -132,8 +139,8 @@ class _SkippedPointsLog:
                 return
             self._last[key] = now
             total = self._pending.pop(key)
-        log.warning("detection: %d %s point(s) of %s skipped by the detectors since the last report (e.g. "
-                    "stream %s); they are forwarded, not scored", total, reason, signal, stream_id)
+        log.log(level, "detection: %d %s point(s) of %s skipped by the detectors since the last report "
+                "(e.g. stream %s); they are forwarded, not scored", total, reason, signal, stream_id)
 
 
 SKIPPED_POINTS_LOG = _SkippedPointsLog()
@@ -159,6 +166,8 @@ class LiveStream:
         """The layer changed through the API (persisted in ``StreamInfo.settings``)."""
         self.incidents = IncidentBook()
         self.scores = ScoreSeries(key.stream_id)
+        self.cumulative = CumulativeDeltas()
+        """The previous point of each cumulative metric series (kept across detector changes)."""
         self.last_used = time.monotonic()
         """When events of the stream last arrived (a requested stream is handed over once quiet)."""
 
@@ -193,27 +202,24 @@ class LiveStream:
 
     def score(self, batch: StreamBatch, request_seq: int) -> ScoreOutcome:
         changed = self.apply_desired_spec()
+        received = len(batch.times)
+        # also while scoring is paused, so the first delta after a resume covers one interval only
+        batch, converted_skips, evicted = self._deltas(batch)
         if not self.spec.config.scoring:
-            return ScoreOutcome(self, 0, state_changed=changed)
+            return ScoreOutcome(self, 0, state_changed=changed, series_evicted=evicted)
         base = self.offset_base
-        self.ring.append(RingChunk(self.events_seen, batch.trace_ids, batch.span_ids, batch.times,
-                                   batch.positions, request_seq))
         skipped_before = dict(self.detector.skipped_points)
-        # item times (unix seconds): the incidents' clock (event time, whatever the request boundaries); the
-        # numeric detector also learns the sampling period from them
-        stamps = np.asarray(batch.times, dtype=np.float64) / 1e9 if all(batch.times) else None
-        if self.spec.kind == "numeric":
-            values = np.asarray(batch.events, dtype=np.float64)
-            output = self.detector.update(EventBatch(values, stamps))
-        else:
-            output = self.detector.update(EventBatch(batch.events, stamps))
-        results, updates = split_update(output)
+        results, updates = self._feed(batch, request_seq) if batch.times else ([], [])
         self.dirty = True
-        outcome = ScoreOutcome(self, len(batch.times), state_changed=changed)
+        # every point the stream took counts as fed; the skipped ones are counted by reason as well
+        outcome = ScoreOutcome(self, received, state_changed=changed, series_evicted=evicted)
+        skipped = dict(converted_skips)
         for reason, total in self.detector.skipped_points.items():
             if total > skipped_before.get(reason, 0):
-                outcome.skipped[reason] = total - skipped_before.get(reason, 0)
-                SKIPPED_POINTS_LOG.note(self.key.signal, reason, outcome.skipped[reason], self.key.stream_id)
+                skipped[reason] = skipped.get(reason, 0) + total - skipped_before.get(reason, 0)
+        for reason, n in skipped.items():
+            SKIPPED_POINTS_LOG.note(self.key.signal, reason, n, self.key.stream_id)
+        outcome.skipped = skipped
         # before the windows: a window names the incident its batch opened
         outcome.incidents = [self._change(update) for update in updates]
         drift = False
@@ -224,7 +230,7 @@ class LiveStream:
                 outcome.ratio_sum += ratio
                 outcome.ratio_count += 1
             # the window's place in the score series: its last event's time (receipt time if it has none)
-            self.scores.add(self.ring.time_at(base + result.end_offset - 1) or time.time_ns(),
+            self.scores.add(self._end_time(result, base) or time.time_ns(),
                             float(result.p_value), float(result.score), bool(result.is_anomaly))
             if result.is_anomaly:
                 outcome.windows.append(self._scored(result, base))
@@ -243,6 +249,19 @@ class LiveStream:
             outcome.state_changed = True
         return outcome
 
+    def _feed(self, batch: StreamBatch, request_seq: int) -> tuple[Sequence[WindowResult], Sequence[Any]]:
+        self.ring.append(RingChunk(self.events_seen, batch.trace_ids, batch.span_ids, batch.times,
+                                   batch.positions, request_seq))
+        # item times (unix seconds): the incidents' clock (event time, whatever the request boundaries); the
+        # numeric detector also learns the sampling period from them
+        stamps = np.asarray(batch.times, dtype=np.float64) / 1e9 if all(batch.times) else None
+        if self.spec.kind == "numeric":
+            values = np.asarray(batch.events, dtype=np.float64)
+            output = self.detector.update(EventBatch(values, stamps))
+        else:
+            output = self.detector.update(EventBatch(batch.events, stamps))
+        return split_update(output)
+
     def _scored(self, result: WindowResult, base: int) -> ScoredWindow:
         start, end = base + result.start_offset, base + result.end_offset
         blamed: list[RingItem] = []
@@ -259,10 +278,35 @@ class LiveStream:
             item = self.ring.get(offset)
             if item is not None:
                 blamed.append(item)
-        first, last = self.ring.get(start), self.ring.get(end - 1)
-        return ScoredWindow(result, start, end, blamed, first.time_unix_nano if first else 0,
-                            last.time_unix_nano if last else 0,
+        return ScoredWindow(result, start, end, blamed, self._start_time(result, base),
+                            self._end_time(result, base),
                             self.incidents.id_of(getattr(result, "incident_seq", None)))
+
+    # A window's times: the detector's (it keeps the times of the events it windows, however long ago the
+    # first one arrived, and gives the same times whatever the request boundaries), else the ring's; 0
+    # when neither knows (events without times: the caller falls back to receipt time).
+    def _start_time(self, result: WindowResult, base: int) -> int:
+        return getattr(result, "start_time_ns", None) or self.ring.time_at(base + result.start_offset)
+
+    def _end_time(self, result: WindowResult, base: int) -> int:
+        return getattr(result, "end_time_ns", None) or self.ring.time_at(base + result.end_offset - 1)
+
+    def _deltas(self, batch: StreamBatch) -> tuple[StreamBatch, dict[str, int], int]:
+        """The batch with cumulative metric points turned into deltas (``streams.cumulative``): points
+        left out (references, resets, out of order) get no offset, ring place or score."""
+        points = batch.cumulative
+        if not points or all(p is None for p in points):
+            return batch, {}, 0
+        deltas = self.cumulative.convert(batch.events, batch.times, points)
+        kept = deltas.kept
+        if len(kept) == len(batch.times):
+            out = StreamBatch(batch.key, deltas.values, batch.trace_ids, batch.span_ids, batch.times,
+                              batch.positions)
+        else:
+            out = StreamBatch(batch.key, deltas.values, [batch.trace_ids[i] for i in kept],
+                              [batch.span_ids[i] for i in kept], [batch.times[i] for i in kept],
+                              [batch.positions[i] for i in kept])
+        return out, deltas.skipped, deltas.evicted
 
     def _change(self, update: Any, actor: str | None = None) -> IncidentChange:
         base = self.offset_base
@@ -287,7 +331,8 @@ class LiveStream:
         header = {"v": 1, "key": [self.key.stream_id, self.key.signal, self.key.service, self.key.name],
                   "spec": self.spec.identity(), "enabled": self.spec.config.scoring,
                   "offset_base": self.offset_base, "events_seen": self.events_seen, "state": self.state,
-                  "ring": self.ring.dump(), "incidents": self.incidents.dump(), "scores": self.scores.dump()}
+                  "ring": self.ring.dump(), "incidents": self.incidents.dump(), "scores": self.scores.dump(),
+                  "cumulative": self.cumulative.dump()}
         head = json.dumps(header, separators=(",", ":")).encode()
         self.dirty = False
         return _MAGIC + struct.pack(">I", len(head)) + head + self.detector.snapshot()
@@ -301,16 +346,23 @@ class LiveStream:
         (length,) = struct.unpack(">I", data[4:8])
         header = json.loads(data[8:8 + length])
         base = int(header["offset_base"])
+        # the series' previous points do not depend on the detector: they survive a detector change too
+        cumulative = CumulativeDeltas.load(header.get("cumulative"))
         if header["spec"] != spec.identity():
-            return cls(key, spec, shard, offset_base=int(header["events_seen"]))
+            fresh = cls(key, spec, shard, offset_base=int(header["events_seen"]))
+            fresh.cumulative = cumulative
+            return fresh
         try:
             detector = registry.restore(spec.kind, data[8 + length:])
         except Exception:
             log.exception("detection: detector state of stream %s is unreadable; it warms up again",
                           key.stream_id)
-            return cls(key, spec, shard, offset_base=int(header["events_seen"]))
+            fresh = cls(key, spec, shard, offset_base=int(header["events_seen"]))
+            fresh.cumulative = cumulative
+            return fresh
         stream = cls(key, spec, shard, detector=detector, offset_base=base,
                      ring=EventRing.load(spec.ring_capacity(), header["ring"]))
+        stream.cumulative = cumulative
         stream.incidents = IncidentBook.load(header.get("incidents"))
         stream.scores = ScoreSeries.load(key.stream_id, header.get("scores"))
         if header.get("state") in ("active", "drifted") and detector.warmed_up:

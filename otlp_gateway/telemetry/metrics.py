@@ -108,6 +108,20 @@ class GatewayMetrics:
         self.transit_bytes = Gauge("driftlock_ingest_transit_bytes",
                                    "OTLP/HTTP body bytes being read (part of the in-flight bytes)",
                                    registry=r)
+        # --- the memory limiter (receiver.memory_limiter)
+        self.memory_limiter_state = Gauge(
+            "driftlock_memory_limiter_state",
+            "0 accepting, 1 refusing ingest (resident memory at or above the soft limit), 2 also above the "
+            "hard limit (freeing memory)", registry=r)
+        self.memory_limiter_refused = Counter(
+            "driftlock_memory_limiter_refused_requests",
+            "ingest requests refused with a retry hint because memory was above the soft limit",
+            ["transport"], registry=r)
+        self.memory_limiter_rss = Gauge("driftlock_memory_limiter_rss_bytes",
+                                        "resident memory at the memory limiter's last check", registry=r)
+        self.memory_limiter_limit = Gauge("driftlock_memory_limiter_limit_bytes",
+                                          "the memory limiter's limits (soft: refusing starts)", ["limit"],
+                                          registry=r)
         # --- slow and hostile HTTP clients (both uvicorn servers; server = otlp_http | api)
         self.http_connections = Gauge("driftlock_http_open_connections", "open HTTP connections",
                                       ["server"], registry=r)
@@ -172,8 +186,15 @@ class GatewayMetrics:
                                        ["stream_type"], registry=r)
         self.detector_skipped_points = Counter(
             "driftlock_detector_skipped_points",
-            "points a detector could not score (NaN or infinite values; forwarded all the same)",
+            "points not scored, forwarded all the same: reason=nan|inf (the detector could not score them), "
+            "cumulative_reference (a cumulative series' first point: the base of its deltas), "
+            "cumulative_reset (a restarted cumulative series), out_of_order (not newer than its series' last "
+            "point), empty_interval (a cumulative histogram's mean over an interval without values)",
             ["signal", "reason"], registry=r)
+        self.cumulative_series_evicted = Counter(
+            "driftlock_cumulative_series_evicted",
+            "cumulative metric series a stream forgot to stay within its bound (least recently seen first; "
+            "the next point of such a series is a reference again)", ["signal"], registry=r)
         self.detector_dropped_events = Counter(
             "driftlock_detector_dropped_events",
             "events not scored: the detection queue was full, the request could not be read or scoring "

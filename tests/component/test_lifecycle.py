@@ -17,7 +17,7 @@ from tests.fixtures.gateway import gateway_config_dict
 from tests.fixtures.waiting import free_ports
 
 START_ORDER = ["anomaly store", "API", "anomaly writer", "incident sink", "stream pruner", "exporter",
-               "data dir budget", "kernel warm-up", "detection stage", "request decoders",
+               "data dir budget", "kernel warm-up", "detection stage", "request decoders", "memory limiter",
                "OTLP gRPC receiver", "OTLP HTTP receiver"]
 
 

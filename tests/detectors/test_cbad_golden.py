@@ -106,10 +106,12 @@ SCENARIOS: dict[str, Callable[[], tuple[list[WindowResult], bytes]]] = {
 
 def window_digest(result: WindowResult) -> str:
     """Every field of the result, floats at full precision (JSON writes floats by ``repr``); a window outside
-    any incident digests as it did before ``incident_seq`` existed."""
+    any incident, or of events without times, digests as it did before ``incident_seq`` and the window's
+    event times existed."""
     fields = dataclasses.asdict(result)
-    if fields["incident_seq"] is None:
-        del fields["incident_seq"]
+    for name in ("incident_seq", "start_time_ns", "end_time_ns"):
+        if fields[name] is None:
+            del fields[name]
     text = json.dumps(fields, sort_keys=True, allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

@@ -1,0 +1,113 @@
+"""Where the memory limiter's figures come from: the process's resident set and the memory it may use.
+
+``MemoryReader`` is the limiter's one input (tests give it a reader of their own). ``ProcessMemory`` reads
+the resident set with psutil (already a dependency, for the runtime gauges). ``memory_ceiling`` finds the
+container's limit: cgroup v2 ``memory.max`` of this process's cgroup and its parents (a limit can sit on
+any level), else cgroup v1 ``memory.limit_in_bytes``, never above the machine's RAM.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+class MemoryReader(Protocol):
+    def rss_bytes(self) -> int:
+        """The process's resident memory now, in bytes."""
+        ...
+
+
+class ProcessMemory:
+    """This process's resident set size (what the kernel counts against the container's limit)."""
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+
+    def rss_bytes(self) -> int:
+        return int(self._process.memory_info().rss)
+
+
+def _read_limit(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # "max": no limit on this level
+
+
+def _own_cgroup_v2(proc_cgroup: Path) -> str | None:
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith("0::"):
+            return line[3:] or "/"
+    return None
+
+
+def cgroup_limit(root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
+    """The tightest memory limit on this process's cgroup, or None when there is none."""
+    limits: list[int] = []
+    own = _own_cgroup_v2(proc_cgroup)
+    if own is not None:
+        level = root / own.lstrip("/")
+        while True:  # inside a container the namespace root is the container's own cgroup
+            found = _read_limit(level / "memory.max")
+            if found is not None:
+                limits.append(found)
+            if level == root or root not in level.parents:
+                break
+            level = level.parent
+    v1 = _read_limit(root / "memory" / "memory.limit_in_bytes")
+    if v1 is not None and v1 < 1 << 60:  # v1 writes "no limit" as a huge page-rounded number
+        limits.append(v1)
+    return min(limits) if limits else None
+
+
+def memory_ceiling(cgroup: Callable[[], int | None] = cgroup_limit) -> tuple[int, str]:
+    """(bytes the process may use, where that figure comes from)."""
+    total = int(psutil.virtual_memory().total)
+    limit = cgroup()
+    if limit is not None and limit < total:
+        return limit, "the cgroup memory limit"
+    return total, "the machine's RAM (no cgroup memory limit)"
+
+
+class _MallocTrim:
+    """glibc's ``malloc_trim(0)``: hands freed heap pages back to the kernel, so the resident set shows
+    what is in use rather than what was once used. Nothing on other C libraries."""
+
+    def __init__(self) -> None:
+        self._fn: Callable[[int], int] | None = None
+        name = ctypes.util.find_library("c")
+        try:
+            fn = ctypes.CDLL(name).malloc_trim if name else None
+        except (OSError, AttributeError):
+            fn = None
+        if fn is not None:
+            fn.argtypes = [ctypes.c_size_t]
+            fn.restype = ctypes.c_int
+            self._fn = fn
+
+    @property
+    def available(self) -> bool:
+        return self._fn is not None
+
+    def __call__(self) -> None:
+        if self._fn is not None:
+            self._fn(0)
+
+
+malloc_trim = _MallocTrim()

@@ -2,6 +2,12 @@
 browser's own navigation timing, against a real gateway (in this process) whose store holds the incidents.
 
     python bench/bench_ui.py [--incidents 10000] [--streams 480] [--loads 15] [--database-url postgresql://...]
+    python bench/bench_ui.py --compare ../before [--loads 11]   # before/after, loads alternating
+
+``--compare CHECKOUT``: another checkout (``git worktree add ../before <commit>`` and this script copied
+into it) and this one, each seeded alike in a child gateway (``--serve``), measured in one browser with
+their loads alternating, so both see the same moments of a shared machine's load; the CPU column is then
+each child gateway's alone.
 
 Per page (the incidents list, a filtered list, one incident, one stream), warm (one tab loading the page
 again: the UI's files cached for good under their versioned URLs, as when moving between pages) and cold
@@ -20,21 +26,29 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import psutil
 from playwright.sync_api import sync_playwright
 
+from otlp_gateway.store.base import StreamInfo
 from tests.ui import seed
 from tests.ui.conftest import CHROMIUM, CHROMIUM_FLAGS, UiGateway, start_gateway
 
 GOAL_MS = 300.0
+NOT_FOUND = ("Stream not found", "Incident not found", "Page not found")
 TIMING = """() => {
     const nav = performance.getEntriesByType("navigation")[0];
     const mark = performance.getEntriesByName("driftlock:rendered")[0];
@@ -55,39 +69,112 @@ def seed_store(gw: UiGateway, incidents: int, streams: int) -> tuple[str, str]:
         rows.append(rec)
     for start in range(0, len(rows), 1000):
         gw.run(store.upsert_incidents(rows[start:start + 1000]), timeout=300)
+    # the streams too: without its record a stream's page is "Stream not found" (a cheaper page)
+    for stream_id in dict.fromkeys(r.stream_id for r in rows):
+        signal, service, name = stream_id.split("/", 2)
+        gw.run(store.upsert_stream(StreamInfo(stream_id=stream_id, signal=signal, service=service, name=name,
+                                              state="active", profile="balanced", settings={},
+                                              events_seen=5000, updated_at=dt.datetime.now(dt.UTC))))
     target = rows[0]
     gw.run(store.write_scores(seed.score_buckets(target.stream_id, target.opened_at, 7.0)))
     return target.id, target.stream_id
 
 
-def measure(browser, url: str, loads: int, cold: bool) -> dict[str, list[float]]:
-    """``cold``: a new browser context per load (empty cache); else one tab navigating to the page again
-    (the assets cached for good under their versioned URLs, as for an engineer moving between pages)."""
-    out: dict[str, list[float]] = {"shell": [], "dom": [], "rendered": [], "cpu": []}
-    context = browser.new_context(viewport={"width": 1920, "height": 1080})
-    page = context.new_page()
-    for n in range(loads + 2):
-        if cold:
-            context.close()
-            context = browser.new_context(viewport={"width": 1920, "height": 1080})
-            page = context.new_page()
-        cpu = time.process_time()
-        page.goto(url)
-        page.wait_for_selector("html[data-ready='true']", state="attached", timeout=30_000)
-        cpu = time.process_time() - cpu
-        timing = page.evaluate(TIMING)
-        if n < 2:
-            continue  # warm-up: the gateway's first queries, Chromium's first start of a renderer
-        for key in ("shell", "dom", "rendered"):
-            out[key].append(float(timing[key]))
-        out["cpu"].append(cpu * 1000)
-    context.close()
-    return out
+class Target:
+    """A gateway serving the seeded store: in this process, or a ``--serve`` child (``--compare``)."""
+
+    def __init__(self, label: str, url: str, incident_id: str, stream_id: str, cpu: Callable[[], float]):
+        self.label, self.url, self.cpu = label, url, cpu
+        self.pages = {
+            "incidents list": "/",
+            "filtered list": "/?status=resolved&service=payments&severity=high",
+            "one incident": f"/incidents/{incident_id}",
+            "one stream": "/streams/" + "/".join(quote(p) for p in stream_id.split("/")),
+        }
+
+
+class Loader:
+    """Loads of one page: ``cold``, a new browser context per load (empty cache); else one tab navigating to
+    the page again (the assets cached for good under their versioned URLs, as when moving between pages)."""
+
+    def __init__(self, browser: Any, cold: bool):
+        self.browser, self.cold = browser, cold
+        self.context = browser.new_context(viewport={"width": 1920, "height": 1080})
+        self.page = self.context.new_page()
+        self.out: dict[str, list[float]] = {"shell": [], "dom": [], "rendered": [], "cpu": []}
+
+    def load(self, url: str, cpu: Callable[[], float], keep: bool) -> None:
+        if self.cold:
+            self.context.close()
+            self.context = self.browser.new_context(viewport={"width": 1920, "height": 1080})
+            self.page = self.context.new_page()
+        used = cpu()
+        self.page.goto(url)
+        self.page.wait_for_selector("html[data-ready='true']", state="attached", timeout=30_000)
+        used = cpu() - used
+        timing = self.page.evaluate(TIMING)
+        heading = self.page.locator("main h1").first.text_content()
+        if heading in NOT_FOUND:
+            raise SystemExit(f"{url}: the page says {heading!r}")
+        if keep:  # not the warm-ups: the gateway's first queries, Chromium's first start of a renderer
+            for key in ("shell", "dom", "rendered"):
+                self.out[key].append(float(timing[key]))
+            self.out["cpu"].append(used * 1000)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def measure(browser: Any, targets: list[Target], loads: int) -> None:
+    """Every page warm, then cold; with two targets their loads alternate (the same moments of a shared
+    machine's load for both)."""
+    print(f"{'page':<34} {'shell ms':>14} {'dom ms':>14} {'rendered ms':>14} {'vs 300 ms':>10} "
+          f"{'CPU ms/load':>12}   (median / p95 of {loads} loads)")
+    for cold in (False, True):
+        for name in targets[0].pages:
+            loaders = [Loader(browser, cold) for _ in targets]
+            for n in range(loads + 2):
+                for target, loader in zip(targets, loaders, strict=True):
+                    loader.load(target.url + target.pages[name], target.cpu, keep=n >= 2)
+            for target, loader in zip(targets, loaders, strict=True):
+                loader.close()
+                m = loader.out
+                cells = [f"{statistics.median(m[k]):6.0f} /{p95(m[k]):5.0f}"
+                         for k in ("shell", "dom", "rendered")]
+                label = f"{name} ({'cold' if cold else 'warm'}) {target.label}".strip()
+                ratio = statistics.median(m["rendered"]) / GOAL_MS
+                print(f"{label:<34} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14} {ratio:>9.2f}x "
+                      f"{statistics.median(m['cpu']):>12.1f}", flush=True)
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def serve_child(checkout: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[str], Target]:
+    """``checkout``'s bench_ui.py --serve in a child process (its own otlp_gateway and UI files)."""
+    command = [sys.executable, str(checkout / "bench" / "bench_ui.py"), "--serve",
+               "--incidents", str(args.incidents), "--streams", str(args.streams)]
+    if args.database_url:
+        command += ["--database-url", args.database_url]
+    child = subprocess.Popen(command, cwd=checkout, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    if not line:
+        sys.exit(f"{checkout}: bench_ui.py --serve did not start")
+    served = json.loads(line)
+    process = psutil.Process(child.pid)
+
+    def cpu() -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    return child, Target(checkout.name, served["url"], served["incident_id"], served["stream_id"], cpu)
 
 
 def main() -> None:
@@ -96,39 +183,54 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=480)
     parser.add_argument("--loads", type=int, default=15)
     parser.add_argument("--database-url", default=None, help="Postgres DSN (default: the embedded SQLite)")
+    parser.add_argument("--compare", type=Path, default=None, metavar="CHECKOUT",
+                        help="another checkout (e.g. a git worktree of an older commit, this script copied "
+                             "into it): both served by child gateways, their loads alternating")
+    parser.add_argument("--serve", action="store_true",
+                        help="seed, print the URL and ids as JSON, serve until stdin closes (for --compare)")
     args = parser.parse_args()
-    if not CHROMIUM.exists():
+    if not CHROMIUM.exists() and not args.serve:
         sys.exit(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    if args.compare is not None:
+        compare(args)
+        return
     store = {"store": {"database_url": args.database_url}} if args.database_url else {}
     gw = UiGateway(start_gateway(Path(tempfile.mkdtemp(prefix="bench-ui-")), auth_required=False, **store))
     try:
         started = time.perf_counter()
         incident_id, stream_id = seed_store(gw, args.incidents, args.streams)
+        if args.serve:
+            print(json.dumps({"url": gw.url, "incident_id": incident_id, "stream_id": stream_id}), flush=True)
+            sys.stdin.read()
+            return
         print(f"seeded {args.incidents} incidents over {args.streams} streams in "
               f"{time.perf_counter() - started:.1f} s ({gw.gateway.gateway.store.backend}); "
-              f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
-        pages = {
-            "incidents list": "/",
-            "filtered list": "/?status=resolved&service=payments&severity=high",
-            "one incident": f"/incidents/{incident_id}",
-            "one stream": "/streams/" + "/".join(quote(p) for p in stream_id.split("/")),
-        }
-        print(f"{'page':<22} {'shell ms':>14} {'dom ms':>14} {'rendered ms':>14} {'vs 300 ms':>10} "
-              f"{'CPU ms/load':>12}   (median / p95 of {args.loads} loads)")
+              f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, load average {load_average()}")
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-            for cold in (False, True):
-                for name, path in pages.items():
-                    m = measure(browser, gw.url + path, args.loads, cold)
-                    cells = [f"{statistics.median(m[k]):6.0f} /{p95(m[k]):5.0f}"
-                             for k in ("shell", "dom", "rendered")]
-                    ratio = statistics.median(m["rendered"]) / GOAL_MS
-                    label = f"{name} ({'cold' if cold else 'warm'})"
-                    print(f"{label:<22} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14} {ratio:>9.2f}x "
-                          f"{statistics.median(m['cpu']):>12.1f}")
+            measure(browser, [Target("", gw.url, incident_id, stream_id, time.process_time)], args.loads)
             browser.close()
+        print(f"load average at the end: {load_average()} ({os.cpu_count()} cores)")
     finally:
         gw.gateway.stop()
+
+
+def compare(args: argparse.Namespace) -> None:
+    """This checkout and ``args.compare``, each in a child gateway; the CPU column is each child's."""
+    here = Path(__file__).resolve().parent.parent
+    children = [serve_child(checkout, args) for checkout in (args.compare.resolve(), here)]
+    try:
+        print(f"seeded both; {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, load average {load_average()}")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+            measure(browser, [target for _, target in children], args.loads)
+            browser.close()
+        print(f"load average at the end: {load_average()} ({os.cpu_count()} cores)")
+    finally:
+        for child, _ in children:
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(timeout=60)
 
 
 if __name__ == "__main__":

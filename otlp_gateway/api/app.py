@@ -42,7 +42,7 @@ def create_api_app(ctx: ApiContext) -> FastAPI:
     v1.include_router(ui.session_router)
     app.include_router(v1)
     app.include_router(ui.router)
-    app.state.ui_assets = assets = ui.static_files()
+    app.state.ui_assets = assets = ui.static_files(ctx.config.api)
     app.mount("/ui", assets, name="ui")
 
     # Added last = outermost: metrics see every request, including the ones the buckets refuse.

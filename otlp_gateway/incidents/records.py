@@ -72,6 +72,11 @@ class IncidentLinks:
         return f"{self._base().rstrip('/')}/incidents/{incident_id}"
 
 
+def audit_target(incident_id: str) -> str:
+    """The audit log's name of an incident (its trail is the entries with this target)."""
+    return f"incident:{incident_id}"
+
+
 def rfc3339(value: dt.datetime | None) -> str | None:
     """UTC, ``Z``-suffixed (the API's and the notifications' time format)."""
     if value is None:

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from otlp_gateway.incidents.metrics import IncidentMetrics
 from otlp_gateway.incidents.notify import Notifier
-from otlp_gateway.incidents.records import IncidentLinks, duration_seconds, incident_record
+from otlp_gateway.incidents.records import IncidentLinks, audit_target, duration_seconds, incident_record
 from otlp_gateway.incidents.settings import IncidentSettings
 from otlp_gateway.store.base import (
     AnomalyStore,
@@ -218,7 +218,7 @@ class IncidentSink:
         if self._store is None:
             return
         was = _audit_view(before) if before is not None else {"id": rec.id, "status": "open"}
-        entry = AuditEntry(actor=DETECTOR_ACTOR, action="incident.accept", target=f"incident:{rec.id}",
+        entry = AuditEntry(actor=DETECTOR_ACTOR, action="incident.accept", target=audit_target(rec.id),
                            before=was, after={**_audit_view(rec), "reason": "open longer than accept_after"},
                            at=self._clock())
         self._spawn(self._append_audit(entry))

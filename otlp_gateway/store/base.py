@@ -238,9 +238,12 @@ class AnomalyStore(Protocol):
         ...
     async def get_incident(self, incident_id: str) -> IncidentRecord | None: ...
     async def act_on_incident(self, incident_id: str, action: IncidentAction, actor: str,
-                              at: dt.datetime, pending: bool = False) -> IncidentRecord | None:
+                              at: dt.datetime, pending: bool = False,
+                              closed_at: dt.datetime | None = None) -> IncidentRecord | None:
         """Apply an operator's action to an open incident (``None`` when it is not open or unknown).
-        A closing action with ``pending`` also records it for the stream's detector to take later."""
+        A closing action with ``pending`` also records it for the stream's detector to take later.
+        ``at``: when the operator acted (wall clock: ``acknowledged_at``, ``updated_at``); ``closed_at``:
+        the close in the incident's event time (``resolved_at``; ``at`` when not given)."""
         ...
     async def pending_incident_actions(self, stream_id: str | None = None) -> list[IncidentRecord]:
         """Incidents with an operator's action the detector has not taken (of one stream, or all)."""
@@ -255,6 +258,9 @@ class AnomalyStore(Protocol):
     async def write_scores(self, buckets: list[ScoreBucket]) -> int:
         """Upsert buckets in one batch; a bucket's values are cumulative, so a stored bucket with more
         windows is never replaced by one with fewer (a late replay)."""
+        ...
+    async def latest_score(self, stream_id: str) -> ScoreBucket | None:
+        """The stream's newest score bucket (event time): how far its events have been scored."""
         ...
     async def score_series(self, stream_id: str, since: dt.datetime, until: dt.datetime) -> list[ScoreBucket]:
         """The stream's buckets starting in ``[since, until)``, oldest first."""
@@ -304,7 +310,10 @@ class ApiKeyStore(Protocol):
     async def touch_api_key(self, key_id: str, at: dt.datetime) -> None: ...
     async def append_audit(self, entry: AuditEntry) -> int: ...
     async def query_audit(self, since: dt.datetime | None, actor: str | None, limit: int,
-                          cursor: str | None) -> tuple[list[AuditEntry], str | None]: ...
+                          cursor: str | None, target: str | None = None,
+                          ) -> tuple[list[AuditEntry], str | None]:
+        """Newest first; ``target``: only the entries about it (e.g. ``incident:<id>``)."""
+        ...
 
 
 async def all_streams(store: AnomalyStore, page_size: int = 1000) -> list[StreamInfo]:

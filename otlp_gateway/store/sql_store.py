@@ -174,13 +174,15 @@ class SqlStore:
         return self.connector.decode.incident(rows[0]) if rows else None
 
     async def act_on_incident(self, incident_id: str, action: IncidentAction, actor: str,
-                              at: dt.datetime, pending: bool = False) -> IncidentRecord | None:
+                              at: dt.datetime, pending: bool = False,
+                              closed_at: dt.datetime | None = None) -> IncidentRecord | None:
         when = self._time(at)
         if action == "acknowledge":
             rows = await self._fetch("acknowledge_incident", {"id": incident_id, "actor": actor, "at": when})
         else:
             rows = await self._fetch("close_incident", {
                 "id": incident_id, "status": CLOSING_ACTIONS[action], "actor": actor, "at": when,
+                "closed_at": self._time(closed_at if closed_at is not None else at),
                 "pending": action if pending else None})
         return self.connector.decode.incident(rows[0]) if rows else None
 
@@ -205,6 +207,10 @@ class SqlStore:
     async def write_scores(self, buckets: list[ScoreBucket]) -> int:
         return await self.connector.execute_many(
             self._q["write_scores"], [codec.score_params(b, self._time) for b in buckets])
+
+    async def latest_score(self, stream_id: str) -> ScoreBucket | None:
+        rows = await self._fetch("latest_score", {"stream_id": stream_id})
+        return self.connector.decode.score(rows[0]) if rows else None
 
     async def score_series(self, stream_id: str, since: dt.datetime, until: dt.datetime) -> list[ScoreBucket]:
         rows = await self._fetch("score_series", {"stream_id": stream_id, "since": self._time(since),
@@ -237,7 +243,8 @@ class SqlStore:
         return entry.id
 
     async def query_audit(self, since: dt.datetime | None, actor: str | None, limit: int,
-                          cursor: str | None) -> tuple[list[AuditEntry], str | None]:
+                          cursor: str | None, target: str | None = None,
+                          ) -> tuple[list[AuditEntry], str | None]:
         codec.check_limit(limit)
         conditions: list[str] = []
         params: dict[str, Any] = {"limit": limit + 1}
@@ -247,6 +254,9 @@ class SqlStore:
         if actor is not None:
             conditions.append("audit_where_actor")
             params["actor"] = actor
+        if target is not None:
+            conditions.append("audit_where_target")
+            params["target"] = target
         if cursor is not None:
             at, last_id = codec.decode_cursor(cursor, int)
             conditions.append("audit_where_before")

@@ -133,6 +133,68 @@ def test_an_operator_acknowledges_and_closes_each_audited_and_409_when_it_no_lon
     assert live_api.run(live_api.store.get_incident(a.id)).pending_action == "resolve"  # type: ignore[union-attr]
 
 
+def _parse(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_an_operators_close_is_stamped_in_the_incidents_event_time(live_api: LiveApi, admin_key: str):
+    """Incidents from last week's events (a replay): closing one now must not make it last a week. The close
+    takes the stream's newest scored event time, or the last anomalous window when nothing later was
+    scored; the wall-clock moment of the action is the audit entry's."""
+    scored, unscored = make_incident(7, 0, minute=3), make_incident(8, 0, minute=3)
+    live_api.run(live_api.store.upsert_incidents([scored, unscored]))
+    newest = scored.last_anomalous_at + dt.timedelta(minutes=4)
+    live_api.run(live_api.store.write_scores([
+        ScoreBucket(scored.stream_id, newest - dt.timedelta(minutes=m), 5, 0, 0.3, 0.5) for m in (0, 2, 6)]))
+    acting = dt.datetime.now(dt.UTC)
+    post = live_api.client.post
+    acked = post(f"/v1/incidents/{scored.id}/acknowledge", headers=auth(admin_key)).json()
+    assert _parse(acked["acknowledged_at"]) >= acting - dt.timedelta(seconds=1)  # when the person acted
+    closed = post(f"/v1/incidents/{scored.id}/resolve", headers=auth(admin_key)).json()
+    assert _parse(closed["resolved_at"]) == newest
+    assert closed["duration_seconds"] == (newest - scored.opened_at).total_seconds()  # 4 min 30 s
+    other = post(f"/v1/incidents/{unscored.id}/false-positive", headers=auth(admin_key)).json()
+    assert _parse(other["resolved_at"]) == unscored.last_anomalous_at
+    assert other["duration_seconds"] == 30.0
+    stored = live_api.run(live_api.store.get_incident(scored.id))
+    assert stored is not None and stored.resolved_at == newest
+    assert stored.updated_at >= acting - dt.timedelta(seconds=1)
+    trail = live_api.client.get(f"/v1/incidents/{scored.id}/audit", headers=auth(admin_key)).json()["items"]
+    assert _parse(trail[0]["at"]) >= acting - dt.timedelta(seconds=1)
+
+
+def test_an_incidents_audit_trail_for_every_role(live_api: LiveApi, admin_key: str, read_key: str):
+    [a, b] = [make_incident(9, 0), make_incident(10, 0)]
+    live_api.run(live_api.store.upsert_incidents([a, b]))
+    operator = live_api.new_key("operator", "on-call")
+    post = live_api.client.post
+    assert post(f"/v1/incidents/{a.id}/acknowledge", headers=auth(operator)).status_code == 200
+    assert post(f"/v1/incidents/{b.id}/acknowledge", headers=auth(admin_key)).status_code == 200
+    assert post(f"/v1/incidents/{a.id}/resolve", json={"note": "pool resized"},
+                headers=auth(operator)).status_code == 200
+    for key in (read_key, operator, admin_key):
+        page = live_api.client.get(f"/v1/incidents/{a.id}/audit", headers=auth(key))
+        assert page.status_code == 200, page.text
+        items = page.json()["items"]
+        assert [(e["action"], e["target"]) for e in items] == [("incident.resolve", f"incident:{a.id}"),
+                                                               ("incident.acknowledge", f"incident:{a.id}")]
+        assert items[0]["after"]["note"] == "pool resized" and items[0]["actor"].startswith("key:")
+    trail = f"/v1/incidents/{a.id}/audit"
+    first = live_api.client.get(trail, params={"limit": 1}, headers=auth(read_key)).json()
+    assert [e["action"] for e in first["items"]] == ["incident.resolve"] and first["next_cursor"]
+    rest = live_api.client.get(trail, params={"limit": 1, "cursor": first["next_cursor"]},
+                               headers=auth(read_key)).json()
+    assert [e["action"] for e in rest["items"]] == ["incident.acknowledge"] and rest["next_cursor"] is None
+    of_b = live_api.client.get(f"/v1/incidents/{b.id}/audit", headers=auth(read_key)).json()["items"]
+    assert [e["target"] for e in of_b] == [f"incident:{b.id}"]
+    missing = live_api.client.get("/v1/incidents/inc_0000000000000000/audit", headers=auth(read_key))
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    assert live_api.client.get(f"/v1/incidents/{a.id}/audit").status_code == 401
+    assert live_api.client.get(f"/v1/incidents/{a.id}/audit", params={"cursor": "nope"},
+                               headers=auth(read_key)).status_code == 400
+    assert live_api.client.get("/v1/audit", headers=auth(operator)).status_code == 403  # the whole log: admin
+
+
 def test_roles_for_incident_actions(live_api: LiveApi, read_key: str):
     rec = make_incident(3, 0)
     live_api.run(live_api.store.upsert_incidents([rec]))

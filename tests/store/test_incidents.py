@@ -8,7 +8,14 @@ import datetime as dt
 import pytest
 
 from otlp_gateway.store import AnomalyWriter
-from otlp_gateway.store.base import IncidentFilter, IncidentRecord, ScoreBucket, StreamInfo, incident_id
+from otlp_gateway.store.base import (
+    AuditEntry,
+    IncidentFilter,
+    IncidentRecord,
+    ScoreBucket,
+    StreamInfo,
+    incident_id,
+)
 from otlp_gateway.store.errors import InvalidCursorError
 from otlp_gateway.store.settings import StoreSettings
 from tests.store.support import T0, StoreTarget, make_record, run
@@ -151,6 +158,34 @@ def test_operator_actions_apply_to_open_incidents_only(store_target: StoreTarget
             assert await store.pending_incident_actions("stream-5") == []
             await store.clear_pending_action(row.id)
             assert await store.pending_incident_actions() == []
+
+    run(body())
+
+
+def test_close_in_event_time_newest_score_and_an_incidents_audit_trail(store_target: StoreTarget) -> None:
+    row = make_incident(5, 0)
+    acted = T0 + dt.timedelta(days=7)  # the wall clock, a week after the events
+    in_event_time = row.last_anomalous_at + dt.timedelta(minutes=2)
+
+    async def body() -> None:
+        async with store_target.opened() as store:
+            await store.upsert_incidents([row])
+            assert await store.latest_score(row.stream_id) is None
+            await store.write_scores([ScoreBucket(row.stream_id, in_event_time - dt.timedelta(seconds=s),
+                                                  4, 0, 0.2, 1.0) for s in (0, 30, 10)])
+            await store.write_scores([ScoreBucket("stream-6", acted, 4, 0, 0.2, 1.0)])  # another stream's
+            latest = await store.latest_score(row.stream_id)
+            assert latest is not None and latest.bucket_start == in_event_time
+            closed = await store.act_on_incident(row.id, "resolve", "key:bob", acted, closed_at=in_event_time)
+            assert closed is not None and closed.resolved_at == in_event_time and closed.updated_at == acted
+            for n, target in enumerate([f"incident:{row.id}", "incident:other", f"incident:{row.id}"]):
+                await store.append_audit(AuditEntry(actor="key:bob", action="incident.resolve",
+                                                    target=target, before=None, after=None,
+                                                    at=acted + dt.timedelta(seconds=n)))
+            trail, cursor = await store.query_audit(None, None, 1, None, target=f"incident:{row.id}")
+            assert [e.at for e in trail] == [acted + dt.timedelta(seconds=2)] and cursor is not None
+            rest, cursor = await store.query_audit(None, None, 10, cursor, target=f"incident:{row.id}")
+            assert [e.at for e in rest] == [acted] and cursor is None
 
     run(body())
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
 from playwright.sync_api import expect
 
 from otlp_gateway.store.base import IncidentRecord
+from tests.api.conftest import make_stream
 
 from . import seed
 from .conftest import (
@@ -265,6 +266,7 @@ def test_a_reader_sees_no_action_and_the_api_refuses_one(open_page, seeded):
     page = open_page(gw.url + incident_path(rec), credential=gw.read_key)
     expect(page.locator("main")).to_contain_text("Your role (read) may look but not act on incidents.")
     expect(page.locator("button[data-action]")).to_have_count(0)
+    expect(page.locator("#audit-title ~ table")).to_contain_text("No one has acted on this incident yet.")
     refused = gw.post(f"/v1/incidents/{rec.id}/resolve", gw.read_key)
     assert refused.status_code == 403
     assert gw.get(f"/v1/incidents/{rec.id}", gw.read_key).json()["status"] == "open"
@@ -303,13 +305,16 @@ def test_an_operator_acknowledges_then_resolves(open_page, seeded, operator_key:
     stored = gw.get(f"/v1/incidents/{rec.id}", operator_key).json()
     assert stored["status"] == "resolved" and stored["acknowledged_by"].startswith("key:")
 
-    # an admin reads both actions, with the note, in the incident's audit trail
-    admin = open_page(gw.url + incident_path(rec), credential=gw.admin_key)
-    trail = admin.locator("#audit-title ~ table tbody tr")
+    # the incident's audit trail, on its page, for every role: the operator's own page, and a reader's
+    trail = page.locator("#audit-title ~ table tbody tr")
     expect(trail).to_have_count(2)
-    expect(trail.nth(0)).to_contain_text("incident.resolve")
-    expect(trail.nth(1)).to_contain_text("incident.acknowledge")
-    expect(trail.nth(1)).to_contain_text("looking at the payment provider")
+    for viewer in (page, open_page(gw.url + incident_path(rec), credential=gw.read_key)):
+        trail = viewer.locator("#audit-title ~ table tbody tr")
+        expect(trail).to_have_count(2)
+        expect(trail.nth(0)).to_contain_text("incident.resolve")
+        expect(trail.nth(1)).to_contain_text("incident.acknowledge")
+        expect(trail.nth(1)).to_contain_text("looking at the payment provider")
+    assert gw.get("/v1/audit", operator_key).status_code == 403  # the whole log stays admin-only
 
 
 def test_an_action_on_an_incident_closed_meanwhile_shows_the_409(open_page, ui_gateway: UiGateway,
@@ -337,3 +342,38 @@ def test_unknown_incident_says_so(open_page, seeded):
     wait_rendered(page)
     expect(page.locator("h1")).to_have_text("Incident not found")
     expect(page.get_by_role("link", name="All incidents")).to_have_attribute("href", "/")
+
+
+FIRST_REQUESTS = """() => {
+    const loaded = performance.getEntriesByType("navigation")[0].domContentLoadedEventStart;
+    const rendered = performance.getEntriesByName("driftlock:rendered")[0].startTime;
+    return performance.getEntriesByType("resource").filter((e) => e.startTime < rendered).map((e) => {
+        const url = new URL(e.name);
+        return [url.pathname + url.search, e.initiatorType, e.startTime < loaded];
+    });
+}"""
+
+
+@pytest.mark.parametrize("which", ["list", "incident", "stream"])
+def test_a_pages_first_requests_go_out_before_its_code_has_loaded_and_once(open_page, seeded, which: str):
+    """js/first.js starts who is signed in and the page's first data while the other modules still load
+    (the cold-load waterfall), and the page takes those answers instead of asking again; the settings
+    come in the shell."""
+    gw, rows = seeded
+    rec = rows[0]
+    stream = "/".join(quote(part, safe="") for part in rec.stream_id.split("/"))
+    path, first = {
+        "list": ("/?status=open&severity=high", ["/v1/incidents?status=open&severity=high&limit=50"]),
+        "incident": (incident_path(rec), [f"/v1/incidents/{rec.id}", f"/v1/incidents/{rec.id}/audit"]),
+        "stream": (f"/streams/{stream}",
+                   [f"/v1/streams/{stream}", "/v1/incidents?" + urlencode({"stream_id": rec.stream_id,
+                                                                           "limit": 20})]),
+    }[which]
+    if which == "stream":
+        gw.run(gw.gateway.gateway.store.upsert_stream(make_stream(rec.stream_id)))
+    page = open_page(gw.url + path, credential=gw.read_key)
+    requests = page.evaluate(FIRST_REQUESTS)
+    api = [(url, before_dom) for url, kind, before_dom in requests if kind == "fetch"]
+    for url in ["/v1/me", *first]:
+        assert [before for u, before in api if u == url] == [True], (url, api)  # once, and early
+    assert not [u for u, _ in api if u.startswith("/ui/settings.json")]

@@ -5,6 +5,8 @@ packaging."""
 from __future__ import annotations
 
 import fnmatch
+import html
+import json
 import re
 import tomllib
 from collections.abc import Callable, Iterator
@@ -204,6 +206,28 @@ def test_settings_for_the_pages(ui_api):
     assert body["auth_required"] is False and body["jwt_accepted"] is True and body["version"]
     default = ui_api().client.get("/ui/settings.json").json()
     assert default["trace_url_template"] is None and default["auth_required"] is True
+
+
+def shell_settings(text: str) -> dict:
+    found = re.findall(r'<meta name="driftlock-settings" content="([^"]*)">', text)
+    assert len(found) == 1, text
+    return json.loads(html.unescape(found[0]))
+
+
+def test_the_shell_carries_the_settings_and_starts_the_first_requests(ui_api):
+    """No page waits a round trip for its settings: they are in every shell (escaped: a trace template
+    with quotes and angle brackets stays data), the same as /ui/settings.json; js/first.js, which starts
+    the page's first requests, is an async module script before the stylesheet."""
+    template = 'https://traces.example/t/{trace_id}?q="<b>&x=1'
+    api = ui_api(auth_required=False, ui={"trace_url_template": template, "poll_seconds": "3s"})
+    served = api.client.get("/ui/settings.json").json()
+    for path in PAGES:
+        text = api.client.get(path).text
+        assert shell_settings(text) == served and served["trace_url_template"] == template
+        assert served["auth_required"] is False and served["poll_seconds"] == 3.0
+        first = re.search(r'<script type="module" async src="/ui/v/[0-9a-f]{16}/js/first.js"></script>', text)
+        assert first is not None and first.start() < text.index('rel="stylesheet"'), path
+    assert shell_settings(ui_api().client.get("/").text)["auth_required"] is True
 
 
 def test_status_is_an_answer_even_when_not_ready(ui_api):

@@ -14,12 +14,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Request
 
-from otlp_gateway.store.base import IncidentAction, IncidentFilter, IncidentRecord
+from otlp_gateway.incidents.records import audit_target
+from otlp_gateway.store.base import AnomalyStore, IncidentAction, IncidentFilter, IncidentRecord
 
 from ..audit import incident_view, record_change
 from ..auth import CurrentPrincipal, Principal, operator_action
 from ..errors import ApiError, check_time_range, cursor_errors, error_responses
 from ..schemas import (
+    AuditOut,
+    AuditPage,
     IncidentActionIn,
     IncidentDetail,
     IncidentOut,
@@ -88,6 +91,33 @@ async def get_incident(request: Request, _: CurrentPrincipal, incident_id: Incid
     return IncidentDetail.build(rec, incident_url(request, rec.id), series)
 
 
+@router.get("/{incident_id}/audit", response_model=AuditPage, responses=error_responses(400, 404),
+            summary="The incident's audit trail, newest first: who acknowledged or closed it, when, with "
+                    "their notes (any role; the whole log is /v1/audit, admin only)")
+async def incident_audit(
+    request: Request,
+    _: CurrentPrincipal,
+    incident_id: IncidentId,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> AuditPage:
+    rec = await _load(request, incident_id)
+    with cursor_errors():
+        entries, next_cursor = await request.app.state.ctx.store.query_audit(
+            None, None, limit, cursor, target=audit_target(rec.id))
+    return AuditPage(items=[AuditOut.from_entry(e) for e in entries], next_cursor=next_cursor)
+
+
+async def close_time(store: AnomalyStore, rec: IncidentRecord) -> dt.datetime:
+    """An operator's close in the incident's event time: the stream's newest scored events (its newest score
+    bucket), never before its last anomalous window. Every time of an incident is event time, so its
+    duration stays event time when a person closes it, however far the stream's clock is from the wall
+    clock (a stream replayed from last week would otherwise show an incident lasting a week); when the
+    person acted is the audit entry's time and ``updated_at`` (wall clock)."""
+    latest = await store.latest_score(rec.stream_id)
+    return rec.last_anomalous_at if latest is None else max(rec.last_anomalous_at, latest.bucket_start)
+
+
 async def _act(request: Request, who: Principal, incident_id: str, action: IncidentAction,
                body: IncidentActionIn | None) -> IncidentOut:
     ctx = request.app.state.ctx
@@ -97,8 +127,9 @@ async def _act(request: Request, who: Principal, incident_id: str, action: Incid
         raise ApiError(409, "conflict", f"incident {incident_id} is {before.status.replace('_', ' ')}: "
                                         f"{verb} applies to open incidents only")
     closing = action != "acknowledge"
+    closed_at = await close_time(ctx.store, before) if closing else None
     after = await ctx.store.act_on_incident(incident_id, action, who.actor, dt.datetime.now(dt.UTC),
-                                            pending=closing)
+                                            pending=closing, closed_at=closed_at)
     if after is None:  # closed between the two calls
         raise ApiError(409, "conflict", f"incident {incident_id} closed meanwhile: {verb} no longer applies")
     if ctx.incidents is not None:
@@ -115,7 +146,7 @@ async def _act(request: Request, who: Principal, incident_id: str, action: Incid
         after_view["detector"] = detector
     if body is not None and body.note:
         after_view["note"] = body.note
-    await record_change(ctx.store, who, f"incident.{action}", f"incident:{incident_id}",
+    await record_change(ctx.store, who, f"incident.{action}", audit_target(incident_id),
                         incident_view(before), after_view)
     return _out(request, after)
 

@@ -5,10 +5,12 @@ what the UI may offer them)."""
 from __future__ import annotations
 
 import hashlib
+import html
+import json
 import posixpath
 import re
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
@@ -23,6 +25,7 @@ from otlp_gateway import __version__
 
 from ..auth import CurrentPrincipal
 from ..keys import ROLES
+from ..settings import ApiSettings
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 
@@ -96,14 +99,17 @@ async def favicon() -> FileResponse:
     return FileResponse(UI_DIR / "favicon.svg", media_type="image/svg+xml", headers=COMMON_HEADERS)
 
 
+def page_settings(api: ApiSettings) -> dict[str, Any]:
+    """What the pages need before signing in: nothing secret."""
+    return {"version": __version__, "auth_required": api.auth_required,
+            "jwt_accepted": api.jwt_secret is not None, "trace_url_template": api.ui.trace_url_template,
+            "poll_seconds": api.ui.poll_seconds}
+
+
 @router.get("/ui/settings.json")
 async def ui_settings(request: Request) -> JSONResponse:
-    """What the pages need before signing in: nothing secret."""
-    api = request.app.state.ctx.config.api
-    body = {"version": __version__, "auth_required": api.auth_required,
-            "jwt_accepted": api.jwt_secret is not None,
-            "trace_url_template": api.ui.trace_url_template, "poll_seconds": api.ui.poll_seconds}
-    return JSONResponse(body, headers=COMMON_HEADERS)
+    """The settings the shell carries, for other clients."""
+    return JSONResponse(page_settings(request.app.state.ctx.config.api), headers=COMMON_HEADERS)
 
 
 @router.get("/ui/status.json")
@@ -119,6 +125,7 @@ async def ui_status(request: Request) -> JSONResponse:
 _STATIC_IMPORT = re.compile(r"""^import\s[^;]*?\sfrom\s+["'](\.{1,2}/[^"']+)["']""", re.M)
 _PRELOAD_MARK = ("<!-- modulepreload: the server lists here every module the page needs "
                  "(no import waterfall) -->\n")
+_SETTINGS_MARK = "<!-- settings: the server writes here the gateway's settings for the pages -->\n"
 
 
 class UiAssets:
@@ -130,7 +137,7 @@ class UiAssets:
     TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
              ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8"}
 
-    def __init__(self, root: Path = UI_DIR):
+    def __init__(self, root: Path = UI_DIR, settings: dict[str, Any] | None = None):
         self.files: dict[str, tuple[bytes, str, str]] = {}
         digest = hashlib.sha256()
         for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in self.TYPES):
@@ -144,7 +151,10 @@ class UiAssets:
         shell = self.files["index.html"][0].decode()
         for attr in ("href", "src"):
             shell = shell.replace(f'{attr}="/ui/', f'{attr}="{self.prefix}')
-        self._shell = shell
+        # The pages' settings travel in the shell (a <meta>: data, not script, so the CSP stays strict), so
+        # no page waits for a round trip to learn them.
+        meta = f'<meta name="driftlock-settings" content="{html.escape(json.dumps(settings or {}))}">\n'
+        self._shell = shell.replace(_SETTINGS_MARK, meta.lstrip() if settings is not None else "")
         self._shells: dict[str, str] = {}
 
     def imports(self, module: str) -> list[str]:
@@ -193,8 +203,8 @@ class UiAssets:
         await response(scope, receive, send)
 
 
-def static_files() -> UiAssets:
-    return UiAssets()
+def static_files(api: ApiSettings) -> UiAssets:
+    return UiAssets(settings=page_settings(api))
 
 
 # --- /v1/me

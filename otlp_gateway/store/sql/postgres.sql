@@ -168,6 +168,10 @@ at >= %(since)s
 -- name: audit_where_actor
 actor = %(actor)s
 
+-- name: audit_where_target
+-- One target's entries, e.g. an incident's trail (index audit_log_target_at_idx).
+target = %(target)s
+
 -- name: audit_where_before
 (at, id) < (%(before_at)s, %(before_id)s)
 
@@ -243,7 +247,8 @@ RETURNING id, stream_id, seq, opened_offset, signal, service, name, profile, sta
 
 -- name: close_incident
 -- An operator's closing action; only an open incident closes (else no row: the caller answers 409).
-UPDATE incidents SET status = %(status)s, resolved_at = %(at)s, closed_by = %(actor)s,
+-- `closed_at` is event time (the incident's), `at` the wall-clock time of the action.
+UPDATE incidents SET status = %(status)s, resolved_at = %(closed_at)s, closed_by = %(actor)s,
     pending_action = %(pending)s, updated_at = %(at)s
 WHERE id = %(id)s AND status = 'open'
 RETURNING id, stream_id, seq, opened_offset, signal, service, name, profile, status, severity, opened_at,
@@ -282,6 +287,12 @@ VALUES (%(stream_id)s, %(bucket_start)s, %(windows)s, %(anomalous)s, %(min_p)s, 
 ON CONFLICT (stream_id, bucket_start) DO UPDATE SET windows = EXCLUDED.windows,
     anomalous = EXCLUDED.anomalous, min_p = EXCLUDED.min_p, max_score = EXCLUDED.max_score
 WHERE EXCLUDED.windows >= stream_scores.windows
+
+-- name: latest_score
+SELECT stream_id, bucket_start, windows, anomalous, min_p, max_score FROM stream_scores
+WHERE stream_id = %(stream_id)s
+ORDER BY bucket_start DESC
+LIMIT 1
 
 -- name: score_series
 SELECT stream_id, bucket_start, windows, anomalous, min_p, max_score FROM stream_scores

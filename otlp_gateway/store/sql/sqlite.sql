@@ -145,6 +145,10 @@ at >= :since
 -- name: audit_where_actor
 actor = :actor
 
+-- name: audit_where_target
+-- One target's entries, e.g. an incident's trail (index audit_log_target_at_idx).
+target = :target
+
 -- name: audit_where_before
 (at, id) < (:before_at, :before_id)
 
@@ -219,7 +223,8 @@ RETURNING id, stream_id, seq, opened_offset, signal, service, name, profile, sta
 
 -- name: close_incident
 -- An operator's closing action; only an open incident closes (else no row: the caller answers 409).
-UPDATE incidents SET status = :status, resolved_at = :at, closed_by = :actor, pending_action = :pending,
+-- `closed_at` is event time (the incident's), `at` the wall-clock time of the action.
+UPDATE incidents SET status = :status, resolved_at = :closed_at, closed_by = :actor, pending_action = :pending,
     updated_at = :at
 WHERE id = :id AND status = 'open'
 RETURNING id, stream_id, seq, opened_offset, signal, service, name, profile, status, severity, opened_at,
@@ -260,6 +265,12 @@ VALUES (:stream_id, :bucket_start, :windows, :anomalous, :min_p, :max_score)
 ON CONFLICT (stream_id, bucket_start) DO UPDATE SET windows = excluded.windows,
     anomalous = excluded.anomalous, min_p = excluded.min_p, max_score = excluded.max_score
 WHERE excluded.windows >= stream_scores.windows
+
+-- name: latest_score
+SELECT stream_id, bucket_start, windows, anomalous, min_p, max_score FROM stream_scores
+WHERE stream_id = :stream_id
+ORDER BY bucket_start DESC
+LIMIT 1
 
 -- name: score_series
 SELECT stream_id, bucket_start, windows, anomalous, min_p, max_score FROM stream_scores

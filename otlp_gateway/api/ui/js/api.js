@@ -1,20 +1,12 @@
-// Talking to /v1: the credential kept for this tab (sessionStorage), one error type, one place that
-// decides what a 401 means for the page.
+// Talking to /v1: one error type, one place that decides what a 401 means for the page. The credential
+// kept for this tab (sessionStorage) and the request itself are in js/first.js, which starts a page's
+// first requests before the rest of the code has loaded.
 
-const CREDENTIAL_SLOT = "driftlock.credential";
+import { send, takeStarted } from "./first.js";
+
+export { clearCredential, credential, enc, query, setCredential, streamPath } from "./first.js";
+
 const FLASH_SLOT = "driftlock.flash";
-
-export function credential() {
-  return sessionStorage.getItem(CREDENTIAL_SLOT) || "";
-}
-
-export function setCredential(value) {
-  sessionStorage.setItem(CREDENTIAL_SLOT, value.trim());
-}
-
-export function clearCredential() {
-  sessionStorage.removeItem(CREDENTIAL_SLOT);
-}
 
 /** A message shown once on the next page (e.g. why the sign-in page was opened). */
 export function setFlash(text, kind = "info") {
@@ -67,17 +59,11 @@ export function onUnauthorized(handler) {
 }
 
 export async function api(path, { method = "GET", body, signal, quiet401 = false } = {}) {
-  const headers = { Accept: "application/json" };
-  const key = credential();
-  // Without a credential the request goes out bare: a gateway with api.auth_required=false answers it.
-  if (key) headers.Authorization = `Bearer ${key}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
   let response;
   try {
-    response = await fetch(path, {
-      method, headers, signal, cache: "no-store", credentials: "omit",
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    // a GET the page's first requests already made (js/first.js) takes that answer
+    const early = method === "GET" ? takeStarted(path) : undefined;
+    response = await (early || send(path, { method, body, signal }));
   } catch (err) {
     if (err.name === "AbortError") throw err;
     throw new ApiError(0, { detail: err.message || "network error" });
@@ -97,21 +83,4 @@ export async function api(path, { method = "GET", body, signal, quiet401 = false
     throw err;
   }
   return parsed;
-}
-
-/** Build a query string from an object, leaving out empty values. */
-export function query(params) {
-  const search = new URLSearchParams();
-  for (const [name, value] of Object.entries(params)) {
-    if (value !== undefined && value !== null && value !== "") search.set(name, String(value));
-  }
-  const text = search.toString();
-  return text ? `?${text}` : "";
-}
-
-export const enc = encodeURIComponent;
-
-/** A stream id in a URL path: its slashes stay (the routes take the rest of the path). */
-export function streamPath(streamId) {
-  return streamId.split("/").map(encodeURIComponent).join("/");
 }

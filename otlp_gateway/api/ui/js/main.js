@@ -4,22 +4,24 @@
 
 import { api, ApiError, clearCredential, credential, onUnauthorized, setFlash, takeFlash } from "./api.js";
 import { byId, clear, h, notice } from "./dom.js";
+import { route, settings } from "./first.js";
 import { localZoneName, setTimeZone, timeZone } from "./format.js";
 
-const PAGES = [
-  [/^\/$/, "incidents", () => import("./pages/incidents.js")],
-  [/^\/incidents\/([^/]+)$/, "incidents", () => import("./pages/incident.js")],
-  [/^\/streams$/, "streams", () => import("./pages/streams.js")],
-  [/^\/streams\/(.+)$/, "streams", () => import("./pages/stream.js")],
-  [/^\/admin\/keys$/, "keys", () => import("./pages/keys.js")],
-  [/^\/admin\/audit$/, "audit", () => import("./pages/audit.js")],
-  [/^\/signin$/, "", () => import("./pages/signin.js")],
-];
+// Each page's module and the navigation entry it belongs to (the URL paths are in js/first.js).
+const PAGES = {
+  incidents: ["incidents", () => import("./pages/incidents.js")],
+  incident: ["incidents", () => import("./pages/incident.js")],
+  streams: ["streams", () => import("./pages/streams.js")],
+  stream: ["streams", () => import("./pages/stream.js")],
+  keys: ["keys", () => import("./pages/keys.js")],
+  audit: ["audit", () => import("./pages/audit.js")],
+  signin: ["", () => import("./pages/signin.js")],
+};
 const HEALTH_EVERY_MS = 15000;
 
 /** What every page gets: the settings, the caller (null when not signed in) and helpers. */
 export const app = {
-  settings: { auth_required: true, trace_url_template: null, poll_seconds: 5, jwt_accepted: false },
+  settings,
   me: null,
   can(capability) {
     return Boolean(this.me && this.me.capabilities.includes(capability));
@@ -45,16 +47,6 @@ function goToSignIn(message) {
   setFlash(message, "error");
   const next = location.pathname + location.search;
   location.assign(`/signin?next=${encodeURIComponent(next)}`);
-}
-
-async function loadSettings() {
-  try {
-    const response = await fetch("/ui/settings.json", { cache: "no-store" });
-    if (response.ok) Object.assign(app.settings, await response.json());
-  } catch {
-    // The pages say when the gateway is unreachable; the defaults are enough to render them.
-  }
-  if (app.settings.version) byId("version").textContent = ` · v${app.settings.version}`;
 }
 
 async function loadMe() {
@@ -132,22 +124,20 @@ function wireFooter() {
 async function boot() {
   app.main = byId("main");
   wireFooter();
+  if (settings.version) byId("version").textContent = ` · v${settings.version}`;
   onUnauthorized((err) => goToSignIn(err.explain("continue")));
-  const path = location.pathname.replace(/\/+$/, "") || "/";
-  const page = PAGES.find(([pattern]) => pattern.test(path));
-  // In parallel: the page's module, the settings, who is signed in (each a round trip).
-  const moduleLoading = page ? page[2]() : null;
+  const here = route(location.pathname);
+  const page = here ? PAGES[here.page] : null;
+  // In parallel: the page's module (preloaded by the shell) and who is signed in (started by js/first.js).
+  const moduleLoading = page ? page[1]() : null;
   refreshHealth();
   window.setInterval(refreshHealth, HEALTH_EVERY_MS);
-  const settingsLoading = loadSettings();
-  if (!credential()) await settingsLoading; // without a credential, asking /v1/me depends on auth_required
   let refused = null;
   try {
     refused = await loadMe();
   } catch (err) {
     showBanner(err instanceof ApiError ? err.explain("check your sign-in") : String(err));
   }
-  await settingsLoading;
   renderSession();
   const flash = takeFlash();
   if (flash) showBanner(flash.text, flash.kind);
@@ -155,7 +145,7 @@ async function boot() {
     clear(app.main).append(h("h1", null, "Page not found"), h("p", null, h("a", { href: "/" }, "Go to the incidents")));
     return;
   }
-  const [pattern, section] = page;
+  const [section] = page;
   markNavigation(section);
   if (refused && section) {
     goToSignIn(credential() ? refused.explain("continue")
@@ -163,10 +153,9 @@ async function boot() {
     return;
   }
   const module = await moduleLoading;
-  const params = path.match(pattern).slice(1).map(decodeURIComponent);
   clear(app.main);
   try {
-    await module.render(app, ...params);
+    await module.render(app, ...here.params);
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return; // already on its way to the sign-in page
     const known = err instanceof ApiError;

@@ -2,7 +2,8 @@
 // against the threshold, the field table), which requests show it (examples with trace links), and the
 // actions an operator may take, each confirmed and written to the audit log.
 
-import { api, ApiError, enc, query, streamPath } from "../api.js";
+import { api, ApiError, enc, streamPath } from "../api.js";
+import { incidentAuditPath, incidentPath } from "../first.js";
 import { announce, h, notice, setTitle, table, td } from "../dom.js";
 import { absolute, count, duration, pValue, signalLabel, statusLabel, streamName } from "../format.js";
 import { timelinePlot } from "../plot.js";
@@ -19,7 +20,6 @@ const ACTIONS = [
   { action: "false-positive", label: "False positive", past: "marked as a false positive", danger: true, applies: (i) => i.status === "open",
     text: "Nothing was wrong: close the incident; its events join the baseline so the same pattern does not raise again." },
 ];
-const AUDIT_SCAN = 500;
 
 /** The trace viewer link of an example, from api.ui.trace_url_template; null without one. */
 export function traceUrl(template, traceId, spanId) {
@@ -81,16 +81,15 @@ function actionBar(incident, app, onAct) {
 }
 
 async function auditTrail(incident) {
-  const page = await api(`/v1/audit${query({ limit: AUDIT_SCAN })}`);
-  const entries = page.items.filter((e) => e.target === `incident:${incident.id}` || e.target.endsWith(incident.id));
-  return table({ caption: "Changes to this incident", columns: AUDIT_COLUMNS, rows: entries.map(auditRow),
+  const page = await api(incidentAuditPath(incident.id));
+  return table({ caption: "Changes to this incident", columns: AUDIT_COLUMNS, rows: page.items.map(auditRow),
     empty: "No one has acted on this incident yet." });
 }
 
 export async function render(app, incidentId) {
   let incident;
   try {
-    incident = await api(`/v1/incidents/${enc(incidentId)}`);
+    incident = await api(incidentPath(incidentId));
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
       setTitle("Incident not found");
@@ -141,7 +140,6 @@ export async function render(app, incidentId) {
   }
 
   async function showAudit() {
-    if (!app.can("audit.read")) return;
     try {
       auditSlot.replaceChildren(h("h2", { id: "audit-title" }, "Audit trail"), await auditTrail(incident));
     } catch (err) {
@@ -151,7 +149,7 @@ export async function render(app, incidentId) {
 
   async function refresh() {
     try {
-      const fresh = await api(`/v1/incidents/${enc(incident.id)}`);
+      const fresh = await api(incidentPath(incident.id));
       const changed = JSON.stringify({ ...fresh, series: null }) !== JSON.stringify({ ...incident, series: null });
       incident = fresh;
       paint();

@@ -2,22 +2,13 @@
 // a link shares the view; the first page refreshes itself every few seconds.
 
 import { api, ApiError, query } from "../api.js";
+import { INCIDENT_FILTERS as FILTERS, incidentsPath, incidentsState as readUrl } from "../first.js";
 import { announce, h, notice, setTitle, table } from "../dom.js";
 import { SEVERITIES, SIGNALS, STATUSES, signalLabel, statusLabel } from "../format.js";
 import { INCIDENT_COLUMNS, syncRows } from "../incident_rows.js";
 
-const PAGE_SIZE = 50;
 const RANGES = [["", "any time"], ["1h", "last hour"], ["6h", "last 6 hours"], ["24h", "last 24 hours"],
   ["7d", "last 7 days"], ["30d", "last 30 days"], ["custom", "between…"]];
-const RANGE_SECONDS = { "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800, "30d": 2592000 };
-const FILTERS = ["status", "service", "signal", "severity", "range", "since", "until"];
-
-function readUrl() {
-  const params = new URLSearchParams(location.search);
-  const state = Object.fromEntries(FILTERS.map((name) => [name, params.get(name) || ""]));
-  state.cursor = params.get("cursor") || "";
-  return state;
-}
 
 function writeUrl(state, push) {
   const url = `/${query(Object.fromEntries([...FILTERS, "cursor"].map((n) => [n, state[n]])))}`;
@@ -37,17 +28,6 @@ function fromLocalInput(value) {
   if (!value) return "";
   const date = new Date(value);
   return Number.isNaN(date.getTime()) ? "" : date.toISOString();
-}
-
-function apiParams(state, now = new Date()) {
-  const params = { status: state.status, service: state.service, signal: state.signal, severity: state.severity,
-    limit: PAGE_SIZE, cursor: state.cursor };
-  if (RANGE_SECONDS[state.range]) params.since = new Date(now - RANGE_SECONDS[state.range] * 1000).toISOString();
-  if (state.range === "custom") {
-    params.since = state.since;
-    params.until = state.until;
-  }
-  return params;
 }
 
 function select(name, label, options, value) {
@@ -117,7 +97,7 @@ export async function render(app) {
     loading = controller;
     let page;
     try {
-      page = await api(`/v1/incidents${query(apiParams(state))}`, { signal: controller.signal });
+      page = await api(incidentsPath(state), { signal: controller.signal });
     } catch (err) {
       if (err.name === "AbortError") return;
       problem.replaceChildren(notice(err instanceof ApiError ? err.explain("load the incidents") : String(err), "error"));

@@ -9,6 +9,7 @@ import { INCIDENT_COLUMNS, syncRows } from "../incident_rows.js";
 import { timelinePlot } from "../plot.js";
 import { when } from "../widgets.js";
 import { stateBadge } from "./streams.js";
+import { streamApiPath, streamIncidentsPath } from "../first.js";
 
 const NUMBER_FIELDS = [
   ["baseline", "Baseline (events)", "Events of the reference each window is compared with.", { min: 1, max: 1000000, step: 1 }],
@@ -199,7 +200,7 @@ function scoresPlot(stream, series, latestIncident, choice) {
 export async function render(app, streamId) {
   let stream;
   try {
-    stream = await api(`/v1/streams/${streamPath(streamId)}`);
+    stream = await api(streamApiPath(streamId));
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
       setTitle("Stream not found");
@@ -242,9 +243,11 @@ export async function render(app, streamId) {
       h("h2", { id: "incidents-title" }, "Incidents of this stream"), incidentsProblem, incidentsTable),
     settingsMessage, settingsSlot);
 
-  async function drawScores(firstTime = false) {
+  async function drawScores(firstTime = false, incidentsLoading = null) {
     try {
+      // the first time, the recent scores are asked for while the incidents load (both at once)
       let series = await loadScores(stream, range.value, latestIncident);
+      if (incidentsLoading) await incidentsLoading;
       if (firstTime && !series.points.length && latestIncident) {
         // nothing in the last hour of event time: show the hour of the stream's latest incident instead
         range.value = AROUND_INCIDENT;
@@ -259,7 +262,7 @@ export async function render(app, streamId) {
 
   async function loadIncidents() {
     try {
-      const page = await api(`/v1/incidents${query({ stream_id: stream.stream_id, limit: 20 })}`);
+      const page = await api(streamIncidentsPath(stream.stream_id));
       incidentsProblem.replaceChildren();
       syncRows(incidentsBody, page.items, "No incidents on this stream.");
       const latest = page.items.reduce((a, b) => (!a || b.opened_at > a.opened_at ? b : a), null);
@@ -274,7 +277,7 @@ export async function render(app, streamId) {
 
   async function refreshState() {
     try {
-      const fresh = await api(`/v1/streams/${streamPath(stream.stream_id)}`);
+      const fresh = await api(streamApiPath(stream.stream_id));
       const changed = fresh.state !== stream.state || JSON.stringify(fresh.warmup) !== JSON.stringify(stream.warmup)
         || fresh.open_incident_id !== stream.open_incident_id || fresh.events_seen !== stream.events_seen;
       const focusInside = factsSlot.contains(document.activeElement);
@@ -286,7 +289,7 @@ export async function render(app, streamId) {
     }
   }
 
-  await loadIncidents();
-  await drawScores(true);
+  const incidentsLoading = loadIncidents();
+  await Promise.all([incidentsLoading, drawScores(true, incidentsLoading)]);
   app.every(app.settings.poll_seconds, () => { refreshState(); loadIncidents(); });
 }

@@ -284,7 +284,8 @@ def run_signal(args: argparse.Namespace, signal: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--signal", choices=["traces", "logs", "both"], default="both")
+    ap.add_argument("--signal", choices=["traces", "logs", "both", "none"], default="both",
+                    help="none: only the memory measurement")
     ap.add_argument("--requests", type=int, default=120)
     ap.add_argument("--warm-requests", type=int, default=240,
                     help="requests before measuring (the 48 default streams leave their warm-up)")
@@ -307,7 +308,7 @@ def main() -> None:
               "where it is:")
         for part, size in m["parts"].items():
             print(f"    {part:<58} {size / 1024:7.0f} KiB")
-    for signal in ("traces", "logs") if args.signal == "both" else (args.signal,):
+    for signal in {"both": ("traces", "logs"), "none": ()}.get(args.signal, (args.signal,)):
         run_signal(args, signal)
 
 

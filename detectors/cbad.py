@@ -42,7 +42,7 @@ from detectors import registry, snapshot
 from detectors._kernels import cbad_hops as H
 from detectors._kernels.cbad_decision import ANOMALY, DRIFT, DecisionConfig
 from detectors._kernels.cbad_window import byte_entropy
-from detectors._kernels.cm import CountModel
+from detectors._kernels.cm import COUNT_DTYPE, CountModel
 from detectors._kernels.layout import Events, layout
 from detectors.base import EventBatch, UpdateResult, WindowResult, require_batch
 from detectors.calibration import (
@@ -60,12 +60,14 @@ from detectors.severity import severity
 
 KIND = "cbad"
 _TAG = b"CBAD"
-_VERSION = 2  # 2: the incident tracker's state, the frozen flag and event times; 1 still restores
+_VERSION = 3  # 3: the count table's raw slots; 2: the incident tracker's state, the frozen flag and event
+# times; 1 and 2 still restore (their counts rebuilt from the baseline, in the current table size)
+_OLD_DEFAULT_TABLE_BITS = 17  # the default of snapshot versions 1 and 2 (2**17 uint32 slots)
 _NO_TIME = -1
 _STATS = 2  # window bits/byte; mean bits/byte of the costliest tenth of the window's events
 MAX_WARM_UP_CALIBRATION = 8192  # calibration windows kept from a bulk warm-up (2 x 8 bytes each)
 _NO_EVENTS = layout([])
-_NO_COUNTS = CountModel(np.zeros(1, np.uint32), np.zeros(1), np.zeros(1), np.uint64(0), np.uint64(0))
+_NO_COUNTS = CountModel(np.zeros(1, COUNT_DTYPE), np.zeros(1), np.zeros(1), np.uint64(0), np.uint64(0))
 """What the hop kernel gets in place of counts when the model scores in Python (the oracles)."""
 
 
@@ -88,7 +90,7 @@ class CbadDetector(IncidentActions):
 
     Parameters: ``profile`` (sensitive | balanced | strict), ``seed`` (salts the model's hashing),
     ``compressor`` ("cm" default, "zlib" or "zstd" oracles), per-stream overrides ``baseline``, ``window``,
-    ``hop``, ``false_alarm_target``, and ``table_bits`` (count table of 2**bits uint32 slots; 17 = 512 KiB);
+    ``hop``, ``false_alarm_target``, and ``table_bits`` (count table of 2**bits uint16 slots; 14 = 32 KiB);
     incidents (:mod:`detectors.incidents`): ``incident_h``, ``resolve_after_windows``, ``accept_after_ns``
     (None: the profile's).
     """
@@ -440,6 +442,8 @@ class CbadDetector(IncidentActions):
             "calibration": self._calibrator.ring.values,
             "times": self._times,
         }
+        if isinstance(self._model, ContextModel):  # restoring copies the counts instead of recounting B
+            arrays["table"] = self._model.table
         header = {"config": self.config, "seen": self._seen, "tail_base": self._tail_base,
                   "admitted_upto": self._admitted_upto, "scored_upto": self._scored_upto,
                   "hist_lo": self._hist_lo, "hist_hi": self._hist_hi,
@@ -453,11 +457,13 @@ class CbadDetector(IncidentActions):
     @classmethod
     def restore(cls, data: bytes) -> CbadDetector:
         snap = snapshot.decode(data, _TAG)
-        if snap.version not in (1, _VERSION):
+        if snap.version not in (1, 2, _VERSION):
             raise ValueError(f"cbad snapshot version {snap.version} is not readable by this version")
         header, arrays = snap.header, snap.arrays
         config = dict(header["config"])
         config.pop("kind")
+        if snap.version < 3 and config.get("table_bits") == _OLD_DEFAULT_TABLE_BITS:
+            config["table_bits"] = DEFAULT_TABLE_BITS  # converted: recounted below in today's table
         det = cls(**config)
         det._baseline = deque(_split(arrays["baseline"], arrays["baseline_lens"]))
         det._tail = _split(arrays["tail"], arrays["tail_lens"])
@@ -479,7 +485,11 @@ class CbadDetector(IncidentActions):
         det._calibrator.ring.sums[:] = header["calibration_sums"]
         det._calibrator.count = header["calibration_count"]
         det._calibrator.position = header["calibration_position"]
-        det._model.rebuild(det._baseline)
+        table = arrays.get("table")
+        if table is not None and isinstance(det._model, ContextModel):
+            det._model.load_table(table)
+        else:
+            det._model.rebuild(det._baseline)
         # version 1 (before incidents): no tracker state, no times
         det._times = arrays.get("times", np.full(len(det._tail), _NO_TIME, np.int64)).astype(np.int64)
         det._frozen = bool(header.get("frozen", False))

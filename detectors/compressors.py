@@ -27,7 +27,7 @@ from detectors._kernels import cm
 from detectors._kernels.layout import Events, layout
 
 COMPRESSORS = ("cm", "zlib", "zstd")
-DEFAULT_TABLE_BITS = 17
+DEFAULT_TABLE_BITS = 14  # 2**14 uint16 slots = 32 KiB per stream (HDFS F1 0.980 here, 0.895 at 13)
 _SELF_TABLE_BITS = 16
 _SEP = b"\n"
 
@@ -88,7 +88,7 @@ class ContextModel:
     def __init__(self, seed: int = 42, table_bits: int = DEFAULT_TABLE_BITS) -> None:
         if not 10 <= table_bits <= 26:
             raise ValueError("table_bits must be in [10, 26]")
-        self.table = np.zeros(1 << table_bits, dtype=np.uint32)
+        self.table = np.zeros(1 << table_bits, dtype=cm.COUNT_DTYPE)
         self._counts = cm.CountModel(self.table, *self._LOG_TABLES,
                                      np.uint64((seed * 0x2545F4914F6CDD1D) & 0xFFFFFFFFFFFF),
                                      np.uint64((1 << table_bits) - 1))
@@ -102,6 +102,12 @@ class ContextModel:
         if baseline:
             buf, starts, ends = layout(list(baseline))
             cm.count_events(self._counts, buf, starts, ends, True)
+
+    def load_table(self, table: np.ndarray) -> None:
+        """Take ``table`` (a snapshot's copy of :attr:`table`) as the counts: no recount of the baseline."""
+        if table.shape != self.table.shape:
+            raise ValueError(f"a count table of {table.size} slots does not fit a model of {self.table.size}")
+        self.table[:] = table
 
     def score(self, events: Sequence[bytes]) -> np.ndarray:
         out = np.zeros(len(events))
@@ -128,10 +134,10 @@ class ContextModel:
         return float(cm.adaptive_bits(fresh, buf, starts, ends, 0, starts.size))
 
     def block_bits(self, block: bytes) -> float:
-        return self._adaptive(np.zeros(1 << _SELF_TABLE_BITS, dtype=np.uint32), block)
+        return self._adaptive(np.zeros(1 << _SELF_TABLE_BITS, dtype=cm.COUNT_DTYPE), block)
 
     def joint_bits(self, first: bytes, second: bytes) -> tuple[float, float]:
-        table = np.zeros(1 << _SELF_TABLE_BITS, dtype=np.uint32)
+        table = np.zeros(1 << _SELF_TABLE_BITS, dtype=cm.COUNT_DTYPE)
         c_first = self._adaptive(table, first)
         return c_first, c_first + self._adaptive(table, second)
 

@@ -1,10 +1,16 @@
 """Hashed order-1..3 byte count model: code lengths in bits, no coder.
 
-All orders share one ``uint32`` table of ``2**k`` slots. For context ``ctx`` of order ``o`` the slot of
+All orders share one ``uint16`` table of ``2**k`` slots. For context ``ctx`` of order ``o`` the slot of
 symbol ``s`` holds n(ctx, s) and the slot of the pseudo-symbol 256 holds n(ctx); slots are a salted
 multiplicative hash of ``(ctx, o, s)`` (see :func:`slot`). Each event is coded on its own: its context starts
 as if preceded by separators, and a trailing separator (``\\n``) is coded so the model pays for the end.
 Hence an event's code length depends only on the event and the counts, never on its neighbours.
+
+Counts are 16-bit and *stick* at ``SATURATED``: a slot that reaches it is never incremented nor decremented
+again (until the table is rebuilt). Halving on saturation, as adaptive coders do, would break the exact
+add/remove bookkeeping of a sliding baseline; a sticky maximum keeps the table a deterministic function of
+the sequence of additions and removals, and exact whenever no slot reaches 65,535 (a slot needs that many
+occurrences of one context, or colliding contexts, inside the baseline).
 
 Prediction (decoder-computable backoff): use the highest order whose context total reaches
 ``MIN_TOTAL[o]`` (a uniform 8 bits when even the order-1 context is unseen) and charge
@@ -29,6 +35,8 @@ MIN_TOTAL_O3 = 4
 MIN_TOTAL_O2 = 2
 MIN_TOTAL_O1 = 1
 UNIFORM_BITS = 8.0
+SATURATED = 65535
+COUNT_DTYPE = np.uint16
 LOG_TABLE_SIZE = 1 << 16
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -37,7 +45,8 @@ class CountModel(NamedTuple):
     """The count model's arrays, as every kernel of this module takes them."""
 
     table: np.ndarray
-    """uint32[2**bits]: n(ctx, s) and n(ctx) of the baseline at salted hashed slots (see :func:`slot`)."""
+    """uint16[2**bits]: n(ctx, s) and n(ctx) of the baseline at salted hashed slots (see :func:`slot`), sticky
+    at ``SATURATED``."""
     log_total: np.ndarray
     """float64: ``log2(n + 256a)`` for small ``n`` (:func:`log_tables`)."""
     log_symbol: np.ndarray
@@ -71,10 +80,13 @@ def _cost(lt, ls, n, ns):
 
 @kernel
 def _bump(tab, k, add):
+    c = tab[k]
+    if c == SATURATED:
+        return
     if add:
-        tab[k] += np.uint32(1)
+        tab[k] = c + 1
     else:
-        tab[k] -= np.uint32(1)
+        tab[k] = c - 1
 
 
 @kernel

@@ -75,7 +75,7 @@ def naive_event_bits(table: dict[int, int], event: bytes, salt: int, table_bits:
 
 def count_model(salt: int, table_bits: int) -> cm.CountModel:
     """An empty count model with an explicit salt."""
-    return cm.CountModel(np.zeros(1 << table_bits, dtype=np.uint32), *cm.log_tables(), np.uint64(salt),
+    return cm.CountModel(np.zeros(1 << table_bits, dtype=cm.COUNT_DTYPE), *cm.log_tables(), np.uint64(salt),
                          np.uint64((1 << table_bits) - 1))
 
 

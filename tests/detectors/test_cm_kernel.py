@@ -56,6 +56,24 @@ def test_incremental_add_remove_equals_rebuild(old, new, seed):
     np.testing.assert_array_equal(model.table, fresh.table)
 
 
+def test_a_saturated_count_sticks_and_the_others_stay_exact():
+    """16-bit counts: a slot that reaches SATURATED is neither incremented nor decremented any more (so the
+    table stays a function of the adds and removes, whatever their grouping); the others stay exact."""
+    model = ContextModel(seed=5, table_bits=12)
+    many = [b"a"] * (cm.SATURATED + 10)  # the context "\n" precedes every "a": its total saturates
+    cm.count_events(model.counts, *layout(many), True)
+    saturated = model.table == cm.SATURATED
+    assert saturated.any() and model.table.dtype == np.uint16
+    cm.count_events(model.counts, *layout([b"xyz"]), True)
+    for event in many[:20]:  # removed one at a time, then the rest at once: the same table
+        cm.count_events(model.counts, *layout([event]), False)
+    cm.count_events(model.counts, *layout(many[20:]), False)
+    np.testing.assert_array_equal(model.table == cm.SATURATED, saturated)
+    fresh = ContextModel(seed=5, table_bits=12)
+    fresh.rebuild([b"xyz"])
+    np.testing.assert_array_equal(model.table[~saturated], fresh.table[~saturated])
+
+
 @settings(max_examples=30, deadline=None)
 @given(_ALPHABET_EVENTS, st.integers(0, 2**32))
 def test_leave_one_out_scores_without_the_events_own_counts(events, seed):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from detectors import EventBatch, registry, snapshot
+from detectors.compressors import DEFAULT_TABLE_BITS
 from tests.detectors.legacy.generate import cbad_events, numeric_series
 
 LEGACY = Path(__file__).parent / "legacy"
@@ -56,8 +57,6 @@ def test_cbad_snapshots_of_the_previous_code_restore_and_continue(name):
     case = CASES[name]
     results = _continue(name)
     assert len(results) == len(case["continuation"])
-    same_until = _first_tail_window(case)
-    assert [_digest(r) for r in results[:same_until]] == case["continuation"][:same_until]
     # the burst injected at 1300 is flagged as the previous code flagged it
     assert any(r.is_anomaly and r.start_offset <= 1300 < r.end_offset for r in results)
     flagged = {r.end_offset for r in results if r.is_anomaly}
@@ -65,18 +64,44 @@ def test_cbad_snapshots_of_the_previous_code_restore_and_continue(name):
 
 
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if c["kind"] == "cbad"])
+def test_cbad_snapshots_of_the_previous_code_continue_as_in_their_own_table_size(name):
+    """Restored at the old default table size (2**17 slots, recounted from the baseline, as before), a
+    legacy snapshot goes on exactly as the previous code did: the 16-bit counts change nothing below
+    saturation. (An ordinary restore converts it to today's table size, so its code lengths change.)"""
+    case = CASES[name]
+    data = (LEGACY / case["file"]).read_bytes()
+    det = registry.restore("cbad", data)
+    assert snapshot.decode(data, b"CBAD").header["config"]["table_bits"] == 17
+    assert det.table_bits == DEFAULT_TABLE_BITS
+    wide_snapshot = snapshot.decode(det.snapshot(), b"CBAD")
+    wide_snapshot.header["config"]["table_bits"] = 17
+    del wide_snapshot.arrays["table"]  # no table: recounted from the baseline in the size of the config
+    wide = registry.restore("cbad", snapshot.encode(b"CBAD", 3, wide_snapshot.header, wide_snapshot.arrays))
+    assert wide.table_bits == 17
+    results = wide.update(EventBatch(cbad_events()[case["cut"]:]))
+    same_until = _first_tail_window(case)
+    assert [_digest(r) for r in results[:same_until]] == case["continuation"][:same_until]
+
+
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c["kind"] == "cbad"])
 def test_cbad_writes_the_format_it_reads(name):
-    """A version-1 snapshot (before incidents) is rewritten as version 2 with every part of it unchanged
-    (same header entries, same arrays) and the incident state added; version 2 rewrites byte for byte."""
+    """A version-1 snapshot (before incidents) is rewritten as version 3 with every part of it unchanged
+    (same header entries, same arrays) but the table size, converted to today's default, and with the
+    incident state, the event times and the count table added; version 3 rewrites byte for byte."""
     data = (LEGACY / CASES[name]["file"]).read_bytes()
     rewritten = registry.restore("cbad", data).snapshot()
     old, new = snapshot.decode(data, b"CBAD"), snapshot.decode(rewritten, b"CBAD")
-    assert (old.version, new.version) == (1, 2)
-    assert {k: v for k, v in new.header.items() if k in old.header} == old.header
+    assert (old.version, new.version) == (1, 3)
+    assert old.header["config"]["table_bits"] == 17
+    assert new.header["config"] == {**old.header["config"], "table_bits": DEFAULT_TABLE_BITS}
+    assert {k: v for k, v in new.header.items() if k in old.header and k != "config"} == {
+        k: v for k, v in old.header.items() if k != "config"}
     assert set(new.header) - set(old.header) == {"frozen", "last_end", "incidents"}
     assert not new.header["frozen"] and new.header["incidents"]["open"] is None
     for name_, array in old.arrays.items():
         np.testing.assert_array_equal(new.arrays[name_], array)
+    assert set(new.arrays) - set(old.arrays) == {"table", "times"}
+    assert new.arrays["table"].shape == (1 << DEFAULT_TABLE_BITS,) and new.arrays["table"].any()
     assert registry.restore("cbad", rewritten).snapshot() == rewritten
 
 
@@ -120,12 +145,12 @@ def test_numeric_restored_from_the_previous_format_writes_the_shared_one():
 
 
 def test_the_codec_refuses_what_it_did_not_write():
-    data = snapshot.encode(b"TEST", 3, {"a": 1}, {"x": np.arange(4, dtype=np.int64)})
+    data = snapshot.encode(b"TEST", 9, {"a": 1}, {"x": np.arange(4, dtype=np.int64)})
     with pytest.raises(ValueError, match="not a CBAD snapshot"):
         registry.restore("cbad", data)
     with pytest.raises(ValueError, match="stray bytes"):
         snapshot.decode(data + b"\0", b"TEST")
     with pytest.raises(ValueError, match="corrupt"):
         snapshot.decode(data[:12] + b"{" + data[13:], b"TEST")
-    with pytest.raises(ValueError, match="version 3"):
+    with pytest.raises(ValueError, match="version 9"):
         registry.restore("cbad", b"CBAD" + data[4:])

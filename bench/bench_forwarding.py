@@ -78,6 +78,8 @@ async def run_signal(args: argparse.Namespace, signal: str) -> dict[str, float]:
         overrides.setdefault("receiver", {})["decode_workers"] = args.decode_workers  # type: ignore[index]
     if args.detection_workers:
         overrides.setdefault("detection", {})["workers"] = args.detection_workers  # type: ignore[index]
+    if args.extract_processes is not None:
+        overrides.setdefault("detection", {})["extract_processes"] = args.extract_processes  # type: ignore[index]
     gateway = GatewayProcess(downstream.port, args.detection, spool=not args.no_spool, overrides=overrides,
                              cpus=args.cpus)
     out: dict[str, float] = {}
@@ -268,6 +270,8 @@ def main() -> None:
     parser.add_argument("--starvation", action="store_true",
                         help="forwarding only, then with detection: the ratio of the loads forwarded")
     parser.add_argument("--decode-workers", type=int, help="receiver.decode_workers (default: the config's)")
+    parser.add_argument("--extract-processes", type=int,
+                        help="detection.extract_processes (default: the config's; 0: the stage's thread)")
     parser.add_argument("--detection-workers", type=int, help="detection.workers (default: the config's)")
     parser.add_argument("--profile", metavar="PREFIX",
                         help="profile the gateway during (b) (py-spy, perf) to PREFIX.<signal>.*; summarized "

@@ -38,6 +38,7 @@ from typing import Any, Protocol, cast
 
 from otlp_gateway.batch import ReservingConsumer, TelemetryBatch
 from otlp_gateway.detection.decision import Decision, decide
+from otlp_gateway.detection.extract_processes import ExtractionProcesses
 from otlp_gateway.detection.metrics import DetectionMetrics
 from otlp_gateway.detection.settings import DetectionSettings
 from otlp_gateway.detection.shards import ShardPool
@@ -98,6 +99,9 @@ class DetectionStage:
         self._codec = RequestCodec(ExtractionOptions.of(settings))
         """Extracts batches that arrive without their extraction (the receivers extract while decoding)."""
         self._extraction = SerialExecutor("driftlock-extract")
+        self._processes = ExtractionProcesses(settings.extract_processes, ExtractionOptions.of(settings)) \
+            if settings.enabled and settings.extract_processes else None
+        """Extract instead of the extraction thread once ready (they do not hold this process's GIL)."""
         self._annotation = SerialExecutor("driftlock-annotate")
         self._turnstile = Turnstile()
         self._budget = settings.budget_ms / 1000.0
@@ -126,6 +130,11 @@ class DetectionStage:
                    DetectionMetrics(metrics, settings.profile), engine_version, incidents)
 
     @property
+    def extract_processes(self) -> ExtractionProcesses | None:
+        """The worker processes extracting requests the receivers did not (``None``: the thread does)."""
+        return self._processes
+
+    @property
     def streams(self) -> LiveStreamTable:
         """The live-stream table (the API's stream control reads and reconfigures it)."""
         return self._table
@@ -141,7 +150,11 @@ class DetectionStage:
             # compile (or load from cache) the wire kernels on the extraction thread, ahead of requests
             from otlp_gateway.otlp.codec import warm_up
 
-            self._extraction.submit(warm_up).add_done_callback(_log_failure("warming up the codec kernels"))
+            warming = self._extraction.submit(warm_up)
+            warming.add_done_callback(_log_failure("warming up the codec kernels"))
+            if self._processes is not None:  # after the warm-up: the workers load the kernels it cached
+                processes = self._processes
+                warming.add_done_callback(lambda _: processes.start())
 
     async def shutdown(self, grace: float = 30.0) -> None:
         """Idempotent, safe without ``start``: refuse new requests, let in-flight detection finish (at most
@@ -155,6 +168,8 @@ class DetectionStage:
         await self._table.shutdown(max(0.1, deadline - time.monotonic()))
         self._shards.shutdown(wait=False)
         self._extraction.shutdown(wait=False)
+        if self._processes is not None:
+            self._processes.shutdown()
         self._annotation.shutdown(wait=False)
 
     async def drain(self, timeout: float = 10.0) -> None:
@@ -310,8 +325,13 @@ class DetectionStage:
         return decision
 
     async def _extract(self, batch: TelemetryBatch) -> Extraction:
-        """A request the receiver did not extract, on the extraction thread."""
-        extraction = await self._extraction.run(self._codec.extract, batch.signal, batch.payload)
+        """A request the receiver did not extract: on a worker process when one is ready, else on the
+        extraction thread (same result either way)."""
+        extraction = None
+        if self._processes is not None:
+            extraction = await self._processes.extract(batch.signal, batch.payload)
+        if extraction is None:
+            extraction = await self._extraction.run(self._codec.extract, batch.signal, batch.payload)
         # the receiver counted nothing for a request it did not extract: the caps it hit count here
         self._metrics.capped(batch.signal, extraction.capped)
         return extraction

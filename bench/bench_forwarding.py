@@ -197,8 +197,8 @@ def report(args: argparse.Namespace, signal: str, r: dict[str, float]) -> None:
           f"{r['rss_peak'] / 2**20:.0f} MiB; live streams {int(r['live'])} (evicted {int(r['evicted'])}); "
           f"(end - ready) / live = {per_stream / 1024:.0f} KiB")
     if args.detection:
-        print(f"    events dropped unscored {int(r['dropped'])}; requests forwarded past the detection "
-              f"budget {int(r['skipped'])}")
+        print(f"    events dropped unscored {int(r['dropped'])}; requests forwarded before their decision "
+              f"(past the budget, or detection behind) {int(r['skipped'])}")
 
 
 async def cores_ratio(args: argparse.Namespace, signal: str) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -77,6 +78,8 @@ async def run_signal(args: argparse.Namespace, signal: str) -> dict[str, float]:
         overrides.setdefault("receiver", {})["decode_workers"] = args.decode_workers  # type: ignore[index]
     if args.detection_workers:
         overrides.setdefault("detection", {})["workers"] = args.detection_workers  # type: ignore[index]
+    if args.extract_processes is not None:
+        overrides.setdefault("detection", {})["extract_processes"] = args.extract_processes  # type: ignore[index]
     gateway = GatewayProcess(downstream.port, args.detection, spool=not args.no_spool, overrides=overrides,
                              cpus=args.cpus)
     out: dict[str, float] = {}
@@ -105,18 +108,21 @@ async def run_signal(args: argparse.Namespace, signal: str) -> dict[str, float]:
             await wait_scored(gateway, signal, scored_target, 600)
         warm_rate = warm_requests / (busy + time.monotonic() - t0)
 
-        count = max(32, int(warm_rate * args.seconds * 1.3))
+        count = args.requests or max(32, int(warm_rate * args.seconds * 1.3))
         payloads = gen.requests(signal, count, ITEMS)
         floor = floor_seconds_per_item(signal, payloads[:200], ITEMS)
 
         # (b) maximum load
         delivered0 = downstream.requests
         profile = f"{args.profile}.{signal}" if args.profile else None
+        dropped_metric = ("driftlock_detector_dropped_events_total", {"stream_type": signal})
+        dropped0 = await gateway.metric(*dropped_metric) if args.detection else 0.0
         with Profiler(gateway.process.pid, profile):
             cpu0 = gateway.cpu_seconds()
             t0 = time.monotonic()
             sent = await closed_loop(gateway.endpoint, signal, payloads, args.inflight)
             await downstream.wait_for(delivered0 + len(payloads), 300)
+            forwarded = time.monotonic() - t0  # every request delivered; detection may still be scoring
             scored = 0.0
             if args.detection:
                 scored_target += len(payloads) * ITEMS
@@ -127,7 +133,8 @@ async def run_signal(args: argparse.Namespace, signal: str) -> dict[str, float]:
         items = len(payloads) * ITEMS
         max_rate = len(payloads) / elapsed
         out.update(floor=floor, cpu=cpu / items, rate=items / elapsed, refused=sent.refused,
-                   scored=scored, items=items, seconds=elapsed)
+                   scored=scored, items=items, seconds=elapsed, forward_rate=items / forwarded,
+                   dropped_b=(await gateway.metric(*dropped_metric) if args.detection else 0.0) - dropped0)
 
         # (c) latency at half the maximum
         rate = max_rate / 2
@@ -177,6 +184,9 @@ def report(args: argparse.Namespace, signal: str, r: dict[str, float]) -> None:
     scored = f", scored {int(r['scored'])}" if args.detection else ""
     print(f"(b) max load: {r['rate'] / 1e3:7.1f} k {item}s/s delivered ({int(r['items'])} in "
           f"{r['seconds']:.1f} s{scored}; client retries {int(r['refused'])})")
+    if args.detection:
+        print(f"    forwarded {r['forward_rate'] / 1e3:7.1f} k {item}s/s (every request delivered, before "
+              f"detection caught up); dropped unscored {int(r['dropped_b'])}")
     print(f"    gateway CPU                  {us(r['cpu']):>8} us/{item} = {r['cpu'] / r['floor']:5.1f}x "
           f"floor ({1 / r['cpu'] / 1e3:.0f} k {item}s per CPU-second)")
     print(f"(c) at 50% load ({r['paced_rate'] / 1e3:.1f} k {item}s/s, open loop): ack p50 {ms(r['ack_p50'])} "
@@ -187,14 +197,51 @@ def report(args: argparse.Namespace, signal: str, r: dict[str, float]) -> None:
           f"{r['rss_peak'] / 2**20:.0f} MiB; live streams {int(r['live'])} (evicted {int(r['evicted'])}); "
           f"(end - ready) / live = {per_stream / 1024:.0f} KiB")
     if args.detection:
-        print(f"    events dropped unscored {int(r['dropped'])}; requests forwarded past the detection "
-              f"budget {int(r['skipped'])}")
+        print(f"    events dropped unscored {int(r['dropped'])}; requests forwarded before their decision "
+              f"(past the budget, or detection behind) {int(r['skipped'])}")
+
+
+async def cores_ratio(args: argparse.Namespace, signal: str) -> None:
+    """The gateway pinned to one core (``taskset -c 0``) and on every core, alternately, ``--repeat``
+    times: the ratio of the maximum loads delivered (wall clock: the machine's other load shows here)."""
+    rates: dict[str, list[float]] = {"one core": [], "every core": []}
+    for _ in range(args.repeat):
+        for label, cpus in (("one core", "0"), ("every core", None)):
+            args.cpus = cpus
+            rates[label].append((await run_signal(args, signal))["rate"])
+    one, every = (statistics.median(rates[k]) for k in ("one core", "every core"))
+    shown = {k: ", ".join(f"{r / 1e3:.1f}" for r in v) for k, v in rates.items()}
+    print(f"== {signal}: maximum load on one core {shown['one core']} k/s, on every core "
+          f"{shown['every core']} k/s: ratio of the medians {every / one:.2f}; {load_average()}")
+
+
+async def starvation(args: argparse.Namespace, signal: str) -> None:
+    """Forwarding only, then forwarding + detection, on new requests of the same generator: how much of
+    forwarding's maximum load the gateway still forwards with detection on (wall clock, both measured in
+    this run), and how much of it detection scored."""
+    args.detection = False
+    plain = await run_signal(args, signal)
+    args.detection, given = True, args.requests
+    args.requests = given or min(int(plain["items"] / ITEMS), 1200)  # as many, within reason
+    detecting = await run_signal(args, signal)
+    args.requests = given
+    share = detecting["scored"] / detecting["items"]
+    with_detection, alone = detecting["forward_rate"], plain["forward_rate"]
+    print(f"== {signal}: forwarded with detection {with_detection / 1e3:.1f} k/s / forwarding only "
+          f"{alone / 1e3:.1f} k/s = {with_detection / alone:.2f}; "
+          f"detection scored {share:.0%} of (b) ({int(detecting['dropped_b'])} dropped unscored); "
+          f"{load_average()}")
 
 
 async def main_async(args: argparse.Namespace) -> None:
     signals = ("traces", "logs") if args.signal == "both" else (args.signal,)
     for signal in signals:
-        await run_signal(args, signal)
+        if args.starvation:
+            await starvation(args, signal)
+        elif args.cores_ratio:
+            await cores_ratio(args, signal)
+        else:
+            await run_signal(args, signal)
 
 
 def main() -> None:
@@ -215,7 +262,16 @@ def main() -> None:
                         help="stop when the gateway grows beyond this (the machine is shared)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cpus", help="pin the gateway with taskset -c (e.g. 0)")
+    parser.add_argument("--cores-ratio", action="store_true",
+                        help="run pinned to core 0 and on every core, alternately, and print the ratio")
+    parser.add_argument("--repeat", type=int, default=2, help="with --cores-ratio: runs of each")
+    parser.add_argument("--requests", type=int,
+                        help="requests in (b) (default: --seconds' worth at the warm-up's rate)")
+    parser.add_argument("--starvation", action="store_true",
+                        help="forwarding only, then with detection: the ratio of the loads forwarded")
     parser.add_argument("--decode-workers", type=int, help="receiver.decode_workers (default: the config's)")
+    parser.add_argument("--extract-processes", type=int,
+                        help="detection.extract_processes (default: the config's; 0: the stage's thread)")
     parser.add_argument("--detection-workers", type=int, help="detection.workers (default: the config's)")
     parser.add_argument("--profile", metavar="PREFIX",
                         help="profile the gateway during (b) (py-spy, perf) to PREFIX.<signal>.*; summarized "

@@ -256,11 +256,29 @@ class GatewayProcess:
         return psutil.Process(self.proc.pid)
 
     def cpu_seconds(self) -> float:
-        times = self.process.cpu_times()
-        return float(times.user + times.system)
+        """User + system CPU of the gateway and of its child processes (detection's extraction workers),
+        live or ended."""
+        process = self.process
+        times = process.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        for child in process.children(recursive=True):
+            try:
+                child_times = child.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += child_times.user + child_times.system
+        return float(total)
 
     def rss_bytes(self) -> int:
-        return int(self.process.memory_info().rss)
+        """Resident memory of the gateway and of its child processes (pages they share counted once per
+        process: an upper bound)."""
+        total = self.process.memory_info().rss
+        for child in self.process.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return int(total)
 
     def peak_rss_bytes(self) -> int:
         assert self.proc is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 Signal = Literal["traces", "metrics", "logs"]
 SIGNALS: tuple[Signal, ...] = ("traces", "metrics", "logs")
@@ -39,6 +39,17 @@ class BatchConsumer(Protocol):
     """
 
     async def consume(self, batch: TelemetryBatch) -> None: ...
+
+
+@runtime_checkable
+class ScoringConsumer(BatchConsumer, Protocol):
+    """A consumer that scores the events of what it takes (detection): the receivers extract a request's
+    events while decoding only when it will score them, so a request detection has no room for costs
+    forwarding only the validating walk."""
+
+    def wants_events(self, size: int) -> bool:
+        """Whether a request of ``size`` bytes arriving now would be scored (a hint: it may change)."""
+        ...
 
 
 class Reservation(Protocol):

@@ -49,6 +49,11 @@ class DetectionMetrics:
         """Events forwarded without being scored."""
         self._m.detector_dropped_events.labels(signal).inc(events)
 
+    def capped(self, signal: str, capped: dict[str, int]) -> None:
+        """Attributes left out of detection by the stage's own extraction (the receivers count theirs)."""
+        for reason, count in capped.items():
+            self._m.detection_capped_attributes.labels(signal, reason).inc(count)
+
     def annotation_skipped(self, signal: str, reason: str) -> None:
         self._m.annotation_skipped.labels(signal, reason).inc()
 

@@ -59,6 +59,11 @@ class DetectionSettings(StrictModel):
     first start, from stalling the clients."""
     workers: int = Field(2, gt=0)
     """Detection threads (numba kernels release the GIL); streams are sharded over them."""
+    extract_processes: int = Field(0, ge=0, le=64)
+    """Worker processes extracting the events of requests forwarded before detection took them (detection
+    was behind): extraction is mostly Python, and in a process of its own it does not hold the gateway's
+    GIL. 0 (default): the stage's one extraction thread does it. Same results either way; each process
+    costs ~180 MiB resident, and no gain was measured yet (docs/benchmarks.md)."""
     snapshot_interval_seconds: Duration = Field(60.0, gt=0)
     """How often live detector state is snapshotted to the store (also on shutdown)."""
     ownership: OwnershipSettings = OwnershipSettings()

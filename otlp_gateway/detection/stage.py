@@ -13,8 +13,13 @@ Flow of one request:
 4. the request waits for its decision (and annotation) at most ``budget_ms``: in time, its blamed items
    are annotated and the request re-serialized (requests without anomalies keep their original bytes);
    past the budget it is forwarded unannotated while its detection goes on, counted in
-   ``driftlock_annotation_skipped_total{reason="budget"}``. Events are scored in arrival order either way,
-   so results depend neither on the budget nor on how requests were split;
+   ``driftlock_annotation_skipped_total{reason="budget"}``. When detection is behind (as many requests in
+   it as twice its shard threads, or the oldest one there longer than the budget), a new request does not
+   wait at all: it is forwarded at once (``reason="backlog"``), and the receivers stop extracting events
+   while decoding (``wants_events``): the stage extracts them itself, off the forwarding path, so
+   forwarding never slows to detection's pace; past ``queue_max_*`` requests are not scored at all (step
+   1). Events are scored in arrival order either way, so results depend neither on the budget, nor on
+   whether detection kept up, nor on how requests were split;
 5. the incident changes and score-series buckets of the request's streams go to the incident sink, in
    arrival order (``IncidentHandler.handle``, on the event loop, after the anomaly records).
 
@@ -33,6 +38,7 @@ from typing import Any, Protocol, cast
 
 from otlp_gateway.batch import ReservingConsumer, TelemetryBatch
 from otlp_gateway.detection.decision import Decision, decide
+from otlp_gateway.detection.extract_processes import ExtractionProcesses
 from otlp_gateway.detection.metrics import DetectionMetrics
 from otlp_gateway.detection.settings import DetectionSettings
 from otlp_gateway.detection.shards import ShardPool
@@ -93,12 +99,17 @@ class DetectionStage:
         self._codec = RequestCodec(ExtractionOptions.of(settings))
         """Extracts batches that arrive without their extraction (the receivers extract while decoding)."""
         self._extraction = SerialExecutor("driftlock-extract")
+        self._processes = ExtractionProcesses(settings.extract_processes, ExtractionOptions.of(settings)) \
+            if settings.enabled and settings.extract_processes else None
+        """Extract instead of the extraction thread once ready (they do not hold this process's GIL)."""
         self._annotation = SerialExecutor("driftlock-annotate")
         self._turnstile = Turnstile()
         self._budget = settings.budget_ms / 1000.0
         self._pending_events = 0
         self._pending_bytes = 0
         self._inflight: set[asyncio.Task[Decision | None]] = set()
+        self._started_at: dict[asyncio.Task[Decision | None], float] = {}
+        """When each request in detection started, oldest first (dicts keep insertion order)."""
         self._started = False
         self._closed = False
 
@@ -119,6 +130,11 @@ class DetectionStage:
                    DetectionMetrics(metrics, settings.profile), engine_version, incidents)
 
     @property
+    def extract_processes(self) -> ExtractionProcesses | None:
+        """The worker processes extracting requests the receivers did not (``None``: the thread does)."""
+        return self._processes
+
+    @property
     def streams(self) -> LiveStreamTable:
         """The live-stream table (the API's stream control reads and reconfigures it)."""
         return self._table
@@ -134,7 +150,11 @@ class DetectionStage:
             # compile (or load from cache) the wire kernels on the extraction thread, ahead of requests
             from otlp_gateway.otlp.codec import warm_up
 
-            self._extraction.submit(warm_up).add_done_callback(_log_failure("warming up the codec kernels"))
+            warming = self._extraction.submit(warm_up)
+            warming.add_done_callback(_log_failure("warming up the codec kernels"))
+            if self._processes is not None:  # after the warm-up: the workers load the kernels it cached
+                processes = self._processes
+                warming.add_done_callback(lambda _: processes.start())
 
     async def shutdown(self, grace: float = 30.0) -> None:
         """Idempotent, safe without ``start``: refuse new requests, let in-flight detection finish (at most
@@ -148,6 +168,8 @@ class DetectionStage:
         await self._table.shutdown(max(0.1, deadline - time.monotonic()))
         self._shards.shutdown(wait=False)
         self._extraction.shutdown(wait=False)
+        if self._processes is not None:
+            self._processes.shutdown()
         self._annotation.shutdown(wait=False)
 
     async def drain(self, timeout: float = 10.0) -> None:
@@ -170,13 +192,41 @@ class DetectionStage:
             return
         reservation = self._next.reserve(batch)  # a refusal here leaves the request unscored
         try:
+            behind = self._behind()
             deadline = time.monotonic() + self._budget
-            decision = await self._decision_by(self._start_detection(batch), deadline, batch.signal)
+            task = self._start_detection(batch)
+            if behind:  # it would wait the whole budget for nothing: forwarded now, scored behind the rest
+                self._metrics.annotation_skipped(batch.signal, "backlog")
+                decision = None
+            else:
+                decision = await self._decision_by(task, deadline, batch.signal)
             if decision is not None and decision.marks:
                 await self._annotate(batch, decision, deadline)
             await reservation.consume(batch)
         finally:
             reservation.release()
+
+    def wants_events(self, size: int) -> bool:
+        """``ScoringConsumer``: whether the receivers should extract a request of ``size`` bytes while
+        decoding it: it would be scored, and detection keeps up. When detection is behind, the request is
+        forwarded at once and extracted here, off the forwarding path (or not scored at all when the
+        backlog is full), so forwarding never runs at extraction's pace."""
+        return (self.settings.enabled and not self._closed and not self._behind()
+                and self._pending_events < self.settings.queue_max_events
+                and (not self._pending_bytes or self._pending_bytes + size <= self.settings.queue_max_bytes))
+
+    def _behind(self) -> bool:
+        """Whether detection is behind: as many requests in it as its shard threads can score at once
+        (two per thread), or the oldest one there for longer than the budget. A new request is decided
+        after the ones ahead of it (arrival order), so waiting for its decision would hold the client;
+        clients with a bounded number of requests in flight (every OTLP exporter) would then send only as
+        fast as detection scores, and forwarding would run at detection's pace."""
+        if not self._started_at:
+            return False
+        if len(self._started_at) >= 2 * self.settings.workers:
+            return True
+        oldest = next(iter(self._started_at.values()))
+        return time.monotonic() - oldest > self._budget
 
     def _room_for(self, batch: TelemetryBatch) -> bool:
         # an empty backlog takes a request of any size, so no request is too large to be ever scored
@@ -192,11 +242,13 @@ class DetectionStage:
         # detection keeps its own copy: the batch belongs to the next stage once forwarded
         task = asyncio.create_task(self._detect(dataclasses.replace(batch), ticket))
         self._inflight.add(task)
+        self._started_at[task] = time.monotonic()
 
         def done(task: asyncio.Task[Decision | None]) -> None:
             self._pending_events -= events
             self._pending_bytes -= size
             self._inflight.discard(task)
+            self._started_at.pop(task, None)
 
         task.add_done_callback(done)
         return task
@@ -233,7 +285,7 @@ class DetectionStage:
         try:
             try:
                 extraction = batch.extraction if isinstance(batch.extraction, Extraction) else \
-                    await self._extraction.run(self._extract, batch)
+                    await self._extract(batch)
             except Exception as exc:
                 log.warning("detection: could not extract %s request (%s); forwarded unscored",
                             batch.signal, exc)
@@ -272,8 +324,17 @@ class DetectionStage:
                 log.exception("detection: handing a %s request's incident changes over failed", batch.signal)
         return decision
 
-    def _extract(self, batch: TelemetryBatch) -> Extraction:
-        return self._codec.extract(batch.signal, batch.payload)
+    async def _extract(self, batch: TelemetryBatch) -> Extraction:
+        """A request the receiver did not extract: on a worker process when one is ready, else on the
+        extraction thread (same result either way)."""
+        extraction = None
+        if self._processes is not None:
+            extraction = await self._processes.extract(batch.signal, batch.payload)
+        if extraction is None:
+            extraction = await self._extraction.run(self._codec.extract, batch.signal, batch.payload)
+        # the receiver counted nothing for a request it did not extract: the caps it hit count here
+        self._metrics.capped(batch.signal, extraction.capped)
+        return extraction
 
     async def _dispatch(self, extraction: Extraction, ticket: int
                         ) -> list[tuple[StreamBatch, Future[ScoreOutcome]]]:

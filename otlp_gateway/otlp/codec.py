@@ -160,10 +160,10 @@ class RequestCodec:
         decoded = DecodedRequest(signal, forward, accepted, rejected, rejection, message)
         if extract:
             streams = self._events[signal].extract(walk)
-            decoded.extraction = Extraction(signal, message, streams, walk.items)
             capped = {CAPPED_ITEM_ATTRIBUTES: walk.capped_item_attributes,
                       CAPPED_REQUEST_KEYS: walk.capped_request_keys}
             decoded.capped = {reason: n for reason, n in capped.items() if n}
+            decoded.extraction = Extraction(signal, message, streams, walk.items, decoded.capped)
         return decoded
 
     @staticmethod

@@ -78,6 +78,9 @@ class Extraction:
     ``None`` (parse the payload when the message is needed, e.g. to annotate)."""
     streams: dict[str, StreamBatch]
     event_count: int
+    capped: dict[str, int] = field(default_factory=dict)
+    """Attributes left out of the events per reason (``codec.CAPPED_*``), when there were any: whoever
+    extracts the request (a receiver while decoding, or the detection stage later) counts them."""
 
 
 def parse_request(signal: str, payload: bytes) -> Any:

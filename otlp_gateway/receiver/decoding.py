@@ -1,8 +1,10 @@
 """The receivers' decode threads: a request's CPU work (walk, upb, JSON, extraction) never runs on the
 event loop, so one 20 MB request does not hold up other clients; the numba walk releases the GIL.
 
-Each thread keeps its own ``RequestCodec`` (codecs reuse their tables and memo, so they are per thread).
-One pool serves both receivers of a gateway.
+Each thread keeps its own ``RequestCodec``s (codecs reuse their tables and memo, so they are per thread):
+one that extracts events for detection, one that only validates (``decode(extract=False)``: a request
+detection will not take while decoding costs forwarding only the validating walk). One pool serves both
+receivers of a gateway.
 """
 
 from __future__ import annotations
@@ -32,20 +34,27 @@ class DecodePool:
         """Set once the codec's kernels are compiled (or loaded from the JIT cache): until then requests
         are decoded by upb alone, so no client waits for the compiler."""
 
-    def _codec(self) -> RequestCodec:
-        codec: RequestCodec | None = getattr(self._local, "codec", None)
+    def _codec(self, extract: bool) -> RequestCodec:
+        name = "extracting" if extract else "plain"
+        codec: RequestCodec | None = getattr(self._local, name, None)
         if codec is None:
-            codec = self._local.codec = RequestCodec(self.extraction)
+            codec = RequestCodec(self.extraction if extract else None)
+            setattr(self._local, name, codec)
         return codec
 
-    def _decode(self, signal: Signal, body: bytes, encoding: Encoding) -> DecodedRequest:
+    def _decode(self, signal: Signal, body: bytes, encoding: Encoding, extract: bool) -> DecodedRequest:
+        codec = self._codec(extract and self.extraction is not None)
         if not self._kernels_ready.is_set():
-            return self._codec().decode_without_kernels(signal, body, encoding)
-        return self._codec().decode(signal, body, encoding)
+            return codec.decode_without_kernels(signal, body, encoding)
+        return codec.decode(signal, body, encoding)
 
-    async def decode(self, signal: Signal, body: bytes, encoding: Encoding) -> DecodedRequest:
-        """``RequestCodec.decode`` on a decode thread (raises ``MalformedRequest`` the same way)."""
-        return await asyncio.wrap_future(self._pool.submit(self._decode, signal, body, encoding))
+    async def decode(self, signal: Signal, body: bytes, encoding: Encoding = "protobuf", *,
+                     extract: bool = True) -> DecodedRequest:
+        """``RequestCodec.decode`` on a decode thread (raises ``MalformedRequest`` the same way). With
+        ``extract=False`` the events are not extracted even when the pool has extraction options (detection
+        will extract the request later, or not score it): the validating walk alone."""
+        job = self._pool.submit(self._decode, signal, body, encoding, extract)
+        return await asyncio.wrap_future(job)
 
     def warm_up(self) -> Future[None]:
         """Compile (or load from cache) the codec's kernels on a decode thread, ahead of the first request

@@ -17,7 +17,7 @@ import logging
 from google.protobuf.message import Message
 from pydantic import SecretStr
 
-from otlp_gateway.batch import BatchConsumer, TelemetryBatch
+from otlp_gateway.batch import BatchConsumer, ScoringConsumer, TelemetryBatch
 from otlp_gateway.errors import OverloadedError, PermanentError, RateLimitedError, RetryableError
 from otlp_gateway.otlp.codec import Encoding, MalformedRequest
 from otlp_gateway.otlp.signals import SignalSpec
@@ -67,6 +67,7 @@ class IngestCore:
         self.decoder = decoder
         self._refusals = refusals
         self._consumer = consumer
+        self._wants_events = consumer.wants_events if isinstance(consumer, ScoringConsumer) else None
         self._metrics = metrics
         self._admission = admission
         self._rate_limiter = rate_limiter
@@ -114,7 +115,9 @@ class IngestCore:
         admission takes them over."""
         signal = spec.signal
         try:
-            decoded = await self.decoder.decode(signal, body, encoding)
+            # no extraction for a request detection has no room for: forwarding never pays for it
+            extract = self._wants_events is None or self._wants_events(len(body))
+            decoded = await self.decoder.decode(signal, body, encoding, extract=extract)
         except MalformedRequest as exc:
             raise Refusal(RefusalKind.MALFORMED, str(exc)) from None
         if decoded.rejected:

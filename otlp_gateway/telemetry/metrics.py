@@ -227,7 +227,8 @@ class GatewayMetrics:
         self.annotation_skipped = Counter(
             "driftlock_annotation_skipped",
             "requests forwarded before their detection decision (reason=budget: past detection.budget_ms; "
-            "their events are scored afterwards and their anomalies stored, only the annotation is lost)",
+            "reason=backlog: detection was behind, forwarded at once; their events are scored afterwards "
+            "and their anomalies stored, only the annotation is lost)",
             ["signal", "reason"], registry=r)
         self.detection_capped_attributes = Counter(
             "driftlock_detection_capped_attributes",

@@ -4,6 +4,7 @@ have their own rate, and the runbook's threshold series holds the default profil
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +77,24 @@ def test_anomalies_carry_a_capped_service_label() -> None:
             "stream_type": "traces", "severity": "high", "service": service}) or 0.0
 
     assert (count("cart"), count("search"), count("other"), count("payments")) == (2, 1, 2, 0)
+
+
+def test_attributes_capped_by_the_stages_own_extraction_are_counted(tmp_path: Path) -> None:
+    """A request the receiver forwarded without extracting it (detection was behind, or the kernels were
+    still compiling) is extracted by the stage: the attributes its caps leave out count there, once."""
+    attrs = {f"attr.{i}": i for i in range(6)}
+    logs = [dataclasses.replace(spec, attrs=attrs) for spec in normal_logs(10, 3)]
+    request = logs_request(logs)
+
+    async def scenario() -> None:
+        run = await open_run(tmp_path / "r.db", max_item_attributes=4)
+        [batch] = await run.feed("logs", [request])  # no extraction with it: the stage extracts
+        assert batch.extraction is None
+        await run.stage.drain()
+        assert run.metric("driftlock_detector_events_total", {"stream_type": "logs"}) == 10
+        capped = run.metric("driftlock_detection_capped_attributes_total",
+                            {"signal": "logs", "reason": "item_attributes"})
+        await run.close()
+        assert capped == 10 * 2
+
+    asyncio.run(scenario())

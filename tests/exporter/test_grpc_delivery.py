@@ -11,6 +11,7 @@ import pytest
 
 from otlp_gateway.batch import SIGNALS
 from otlp_gateway.errors import OverloadedError
+from otlp_gateway.exporter.grpc_transport import LARGE_REQUEST_BYTES
 from otlp_gateway.exporter.queue import SPOOL_FILE_NAME
 from tests.exporter.support import batch, eventually, new_exporter, run, sample
 from tests.fixtures.downstream import RecordingDownstream
@@ -278,3 +279,26 @@ def test_concurrent_consumes_share_one_commit(tmp_path: Path) -> None:
 
     run(scenario())
     assert (tmp_path / "export-spool" / SPOOL_FILE_NAME).exists()
+
+
+def test_large_gzip_requests_go_out_unchanged_and_their_failures_are_retried(tmp_path: Path) -> None:
+    """Requests of LARGE_REQUEST_BYTES or more under gzip take the blocking channel (compressed off the
+    event loop): same bytes downstream, same classification of the downstream's answers."""
+    async def scenario() -> None:
+        async with RecordingDownstream() as ds:
+            ds.fail_with(grpc.StatusCode.UNAVAILABLE, times=1)
+            exporter, metrics = new_exporter(ds.endpoint, tmp_path, compression="gzip")
+            await exporter.start()
+            large = batch("logs", "large-" + "x" * 2_000_000)
+            assert len(large.payload) >= LARGE_REQUEST_BYTES
+            await exporter.consume(large)
+            await ds.wait_for(lambda: ds.requests["logs"] == [large.payload], what="the large request")
+            assert ds.attempts["logs"] == 2
+            assert sample(metrics, "driftlock_exporter_retries_total", signal="logs") == 1
+            small = batch("logs", "small")
+            await exporter.consume(small)
+            await ds.wait_for(lambda: len(ds.requests["logs"]) == 2, what="the small request")
+            assert ds.requests["logs"][1] == small.payload
+            await exporter.shutdown(grace=1)
+
+    run(scenario())

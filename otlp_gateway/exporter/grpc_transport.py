@@ -92,7 +92,7 @@ class GrpcTransport:
         try:
             response = await asyncio.to_thread(call, payload, timeout=self._timeout, metadata=self._metadata)
         except grpc.RpcError as err:
-            raise classify_rpc_error(err) from None  # type: ignore[arg-type]
+            raise classify_rpc_error(err) from None
         return outcome_from_response(signal, response)
 
     async def close(self) -> None:

@@ -68,6 +68,9 @@ _SPAN = re.compile(rb"(?:UNSPECIFIED|INTERNAL|SERVER|CLIENT|PRODUCER|CONSUMER|KI
                    rb"(UNSET|OK|ERROR|STATUS-?\d+) d=D(\d{1,3})(?= \| |$)", re.DOTALL)
 _LOG = re.compile(rb"(UNSPECIFIED|(TRACE|DEBUG|INFO|WARN|ERROR|FATAL)[234]?|SEV-?\d+) ")
 _ATTRS_START = re.compile(rb" \| (?=[^\s=|]+=)")
+_SPAN_KINDS = frozenset((b"UNSPECIFIED", b"INTERNAL", b"SERVER", b"CLIENT", b"PRODUCER", b"CONSUMER"))
+_CACHE: dict[bytes, tuple[int, int]] = {}  # canonical events repeat (ids are masked): read each once
+_CACHE_SIZE = 8192
 _CODE = np.int16
 _COUNT = np.int32
 
@@ -81,10 +84,22 @@ def event_codes(event: bytes) -> tuple[int, int]:
     >>> a, b > 128
     (8, True)
     """
+    found = _CACHE.get(event)
+    if found is None:
+        found = _read_codes(event)
+        if len(_CACHE) >= _CACHE_SIZE:  # a pure function of the bytes: forgetting changes nothing
+            _CACHE.clear()
+        _CACHE[event] = found
+    return found
+
+
+def _read_codes(event: bytes) -> tuple[int, int]:
     text = event[:_MAX_READ]
-    span = _SPAN.match(text)
-    if span is not None:
-        return _SPAN_STATUS.get(span.group(1), _OTHER_STATUS), 1 + min(int(span.group(2)), _BUCKETS - 1)
+    first = text[:text.find(b" ")]
+    if first in _SPAN_KINDS or first.startswith(b"KIND"):
+        span = _SPAN.match(text)
+        if span is not None:
+            return _SPAN_STATUS.get(span.group(1), _OTHER_STATUS), 1 + min(int(span.group(2)), _BUCKETS - 1)
     log = _LOG.match(text)
     if log is None:
         return 0, 0
@@ -126,6 +141,7 @@ class FieldShift:
         self._muted_a = np.zeros(A_CODES, np.bool_)  # codes whose rise an operator called normal
         self._muted_b = np.zeros(B_CODES, np.bool_)
         self._floor = 0  # windows start here at the earliest (after a false positive or a restart)
+        self._due: int | None = None  # the last window end whose admission is still to be done
         self._generation = 0  # bumped by every freeze, thaw and restart: invalidates what first_flag saw
         self._seen: dict[int, float] = {}  # window end -> p-value found by first_flag in this generation
         self._seen_generation = -1
@@ -142,53 +158,53 @@ class FieldShift:
 
     # ------------------------------------------------------------------ windows
 
-    def _start(self, end: int) -> int:
-        return max(end - self.window, self._floor)
+    def _scan(self, ends: np.ndarray, frozen: bool, alpha: float, ring_a: np.ndarray, ring_b: np.ndarray,
+              ref_a: np.ndarray, ref_b: np.ndarray, state: np.ndarray) -> np.ndarray:
+        out = np.empty(ends.size)
+        done = K.scan(self._codes_a, self._codes_b, self._base, ends, self.window, self._floor, frozen,
+                      ring_a, ring_b, ref_a, ref_b, state, self._muted_a, self._muted_b, self.pool_min,
+                      self.window, alpha, out, np.zeros(A_CODES, _COUNT), np.zeros(B_CODES, _COUNT))
+        return out[:done]
 
-    def _p(self, end: int, ref_a: np.ndarray, ref_b: np.ndarray, n_ref: int) -> float:
-        start = self._start(end)
-        if end - self.window < self._base or n_ref < self.window:  # first events; small reference
-            return 1.0
-        scratch_a, scratch_b = np.zeros(A_CODES, _COUNT), np.zeros(B_CODES, _COUNT)
-        return float(K.window_p(self._codes_a, self._codes_b, start - self._base, end - self._base, ref_a,
-                                ref_b, self._muted_a, self._muted_b, self.pool_min, scratch_a, scratch_b))
-
-    def _admit(self, end: int, ring_a: np.ndarray, ring_b: np.ndarray, ref_a: np.ndarray, ref_b: np.ndarray,
-               state: np.ndarray) -> None:
-        upto = self._start(end)
-        if upto > state[K.ADMITTED]:
-            K.admit(self._codes_a, self._codes_b, self._base, upto, ring_a, ring_b, ref_a, ref_b, state)
+    def _sync(self) -> None:
+        """Admit what the windows handed out since the last call made due (admission is lazy: one kernel
+        call per batch of windows rather than one per window; nothing else reads the reference between)."""
+        if self._due is not None:
+            upto = max(self._due - self.window, self._floor)
+            if upto > self._state[K.ADMITTED]:
+                K.admit(self._codes_a, self._codes_b, self._base, upto, self._ring_a, self._ring_b,
+                        self._ref_a, self._ref_b, self._state)
+            self._due = None
 
     def first_flag(self, ends: Sequence[int], frozen: bool, alpha: float) -> int | None:
         """Index of the first of the windows ending at ``ends`` (in order, none decided yet) whose p-value
         is at most ``alpha`` if no freeze, thaw or restart happens before it; nothing changes (a copy of the
         reference moves). The p-values found are kept for :meth:`window_p`."""
-        if self._seen_generation != self._generation:
-            self._seen, self._seen_generation = {}, self._generation
-        ring_a, ring_b = self._ring_a.copy(), self._ring_b.copy()
-        ref_a, ref_b, state = self._ref_a.copy(), self._ref_b.copy(), self._state.copy()
-        for i, end in enumerate(ends):
-            if not frozen:
-                self._admit(end, ring_a, ring_b, ref_a, ref_b, state)
-            p = self._p(end, ref_a, ref_b, int(state[K.LENGTH]))
-            self._seen[end] = p
-            if p <= alpha:
-                return i
-        return None
+        self._sync()
+        p = self._scan(np.asarray(ends, np.int64), frozen, alpha, self._ring_a.copy(), self._ring_b.copy(),
+                       self._ref_a.copy(), self._ref_b.copy(), self._state.copy())
+        self._seen = dict(zip(ends[:p.size], p.tolist(), strict=True))
+        self._seen_generation = self._generation
+        return p.size - 1 if p.size and p[-1] <= alpha else None
 
     def window_p(self, end: int, frozen: bool) -> float:
         """The p-value of the window ending at ``end`` (the next one, in stream order); unless ``frozen``,
         the events that left the test window first join the reference."""
-        if not frozen:
-            self._admit(end, self._ring_a, self._ring_b, self._ref_a, self._ref_b, self._state)
         if self._seen_generation == self._generation and end in self._seen:
-            return self._seen.pop(end)
-        return self._p(end, self._ref_a, self._ref_b, self.reference_events)
+            p = self._seen.pop(end)
+        else:
+            self._sync()
+            p = float(self._scan(np.array([end], np.int64), frozen, 0.0, self._ring_a, self._ring_b,
+                                 self._ref_a, self._ref_b, self._state)[0])
+        if not frozen:
+            self._due = end
+        return p
 
     # ------------------------------------------------------------------ incidents
 
     def freeze(self) -> None:
         """An incident opened: the reference stays as it is (the caller passes ``frozen`` from now on)."""
+        self._sync()
         self._generation += 1
 
     def thaw(self, keep_events: bool, last_end: int) -> None:
@@ -197,9 +213,10 @@ class FieldShift:
         the codes that rose in that window (cell p < ``MUTE_P``) are no longer tested, every event up to
         ``last_end`` joins the reference, and test windows start after them: what an operator called normal
         is not judged again."""
+        self._sync()
         self._generation += 1
         if keep_events:
-            start, stop = self._start(last_end) - self._base, last_end - self._base
+            start, stop = max(last_end - self.window, self._floor) - self._base, last_end - self._base
             if start >= 0:
                 for codes, ref, muted in ((self._codes_a, self._ref_a, self._muted_a),
                                           (self._codes_b, self._ref_b, self._muted_b)):
@@ -212,6 +229,7 @@ class FieldShift:
         """A new normal at the window ending at ``end``: the reference empties and refills with the events
         from offset ``since`` on (the caller's new baseline, those still held) up to ``end``, and test
         windows start after them."""
+        self._due = None
         self._generation += 1
         self._floor = max(self._floor, end)
         self._muted_a[:] = False
@@ -227,6 +245,7 @@ class FieldShift:
         """Forget codes no later window needs (the next window ends at ``next_end``): all but the last
         ``reference`` events before the window (a restart refills from them; a frozen reference that thaws
         with its events keeps only that many of them anyway) and the window's own."""
+        self._sync()
         start = next_end - self.window
         admitted = max(int(self._state[K.ADMITTED]), start - self.reference)
         self._state[K.ADMITTED] = admitted
@@ -240,6 +259,7 @@ class FieldShift:
 
     def dump(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Header entries and arrays for a snapshot (the reference in FIFO order, the pending codes)."""
+        self._sync()
         head, length = int(self._state[K.HEAD]), int(self._state[K.LENGTH])
         order = (head + np.arange(length)) % self.reference
         header = {"base": self._base, "admitted": int(self._state[K.ADMITTED]), "floor": self._floor,

@@ -161,3 +161,26 @@ def mute_risen(codes, start, stop, ref, muted, alpha, win):
             if k * n_ref > c * n_win and upper_tail(k, c + k, n_ref + n_win, n_win) < alpha:
                 muted[code] = True
             win[code] = 0
+
+
+@kernel
+def scan(codes_a, codes_b, base, ends, window, floor, frozen, ring_a, ring_b, ref_a, ref_b, state, muted_a,
+         muted_b, pool_min, min_reference, alpha, out, win_a, win_b):
+    """The windows ending at ``ends`` in order: unless ``frozen``, the events that left the test window
+    (it starts at ``max(end - window, floor)``) join the reference, then the window's p-value goes to
+    ``out``. Stops after the first p-value at most ``alpha``; returns how many windows were done. A window
+    reaching before the codes held (the stream's first events) or a reference under ``min_reference``
+    events gives 1."""
+    for i in range(ends.size):
+        end = ends[i]
+        start = max(end - window, floor)
+        if not frozen and start > state[ADMITTED]:
+            admit(codes_a, codes_b, base, start, ring_a, ring_b, ref_a, ref_b, state)
+        p = 1.0
+        if end - window >= base and state[LENGTH] >= min_reference:
+            p = window_p(codes_a, codes_b, start - base, end - base, ref_a, ref_b, muted_a, muted_b, pool_min,
+                         win_a, win_b)
+        out[i] = p
+        if p <= alpha:
+            return i + 1
+    return ends.size

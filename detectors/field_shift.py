@@ -52,6 +52,12 @@ CBAD_WEIGHT = 0.8
 """Weighted Bonferroni: the combined p-value is ``min(p_cbad / 0.8, p_fields / 0.2)``. Compression stays the
 primary test (it pays ln 1.25 = 0.22 nats per window); a field shift the test sees at all is far below its
 0.2 share of the error rate (p of 1e-8 and smaller on the scenario faults)."""
+SHARE_FACTOR = 4.0
+MIN_RISE = 0.05
+"""Only a cell whose window share is at least 4 times and 5 points above its reference share is tested:
+a slow drift (a daily cycle moving latency by +-30 % while the reference lags the window by a few minutes)
+shifts bucket shares by up to ~3x, the faults this test is for by 10x and more (latency x 5, ERROR lines
+1 % -> 10 %, a new value 0 -> a few %)."""
 MUTE_P = 0.01
 """A false positive mutes the codes whose rise in its last window has a cell p-value under this."""
 TEMPLATE_CODES = 2048
@@ -124,12 +130,14 @@ class FieldShift:
     without the incident's events) or restarts (a new normal was adopted).
     """
 
-    def __init__(self, window: int, reference: int, pool_min: int = POOL_MIN) -> None:
+    def __init__(self, window: int, reference: int, pool_min: int = POOL_MIN,
+                 share_factor: float = SHARE_FACTOR, min_rise: float = MIN_RISE) -> None:
         if window < 1 or reference < window:
             raise ValueError("field shift needs 1 <= window <= reference")
         self.window = int(window)
         self.reference = int(reference)
         self.pool_min = int(pool_min)
+        self.share_factor, self.min_rise = float(share_factor), float(min_rise)
         self._ring_a = np.zeros(self.reference, _CODE)
         self._ring_b = np.zeros(self.reference, _CODE)
         self._ref_a = np.zeros(A_CODES, _COUNT)
@@ -163,7 +171,8 @@ class FieldShift:
         out = np.empty(ends.size)
         done = K.scan(self._codes_a, self._codes_b, self._base, ends, self.window, self._floor, frozen,
                       ring_a, ring_b, ref_a, ref_b, state, self._muted_a, self._muted_b, self.pool_min,
-                      self.window, alpha, out, np.zeros(A_CODES, _COUNT), np.zeros(B_CODES, _COUNT))
+                      self.share_factor, self.min_rise, self.window, alpha, out, np.zeros(A_CODES, _COUNT),
+                      np.zeros(B_CODES, _COUNT))
         return out[:done]
 
     def _sync(self) -> None:
@@ -199,6 +208,40 @@ class FieldShift:
         if not frozen:
             self._due = end
         return p
+
+    def risen(self, end: int, alpha: float) -> tuple[frozenset[int], frozenset[int]]:
+        """The codes of each field whose rise alone flags the window ending at ``end`` (cell p-value times
+        the number of cells at most ``alpha``): what an event must carry to be blamed for the shift. Of
+        the pooled cell only never-seen codes count (a rare-but-known value is not singled out)."""
+        self._sync()
+        start = max(end - self.window, self._floor) - self._base
+        if start < 0:
+            return frozenset(), frozenset()
+        fields = []
+        for codes, ref, muted in ((self._codes_a, self._ref_a, self._muted_a),
+                                  (self._codes_b, self._ref_b, self._muted_b)):
+            win = np.bincount(codes[start:end - self._base], minlength=ref.size)
+            live = ~muted
+            n_ref, n_win = int(ref[live].sum()), int(win[live].sum())
+            tested = live & (ref >= self.pool_min)
+            pooled = live & (ref < self.pool_min) & ((ref > 0) | (win > 0))
+            fields.append((ref, win, n_ref, n_win, tested, pooled))
+        cells = sum(int(t.sum()) + int(p.any()) for _, _, _, _, t, p in fields)
+        out = []
+        for ref, win, n_ref, n_win, tested, pooled in fields:
+            found: set[int] = set()
+            if n_ref and n_win:
+                for code in np.flatnonzero(tested & (win > 0)).tolist():
+                    k, c = int(win[code]), int(ref[code])
+                    if (K.risen(k, n_win, c, n_ref, self.share_factor, self.min_rise)
+                            and K.upper_tail(k, c + k, n_ref + n_win, n_win) * cells <= alpha):
+                        found.add(code)
+                c, k = int(ref[pooled].sum()), int(win[pooled].sum())
+                if (k > 0 and K.risen(k, n_win, c, n_ref, self.share_factor, self.min_rise)
+                        and K.upper_tail(k, c + k, n_ref + n_win, n_win) * cells <= alpha):
+                    found.update(np.flatnonzero(pooled & (ref == 0) & (win > 0)).tolist())
+            out.append(frozenset(found))
+        return out[0], out[1]
 
     # ------------------------------------------------------------------ incidents
 

@@ -59,7 +59,15 @@ def upper_tail(k, successes, population, draws):
 
 
 @kernel
-def _field_p(ref, win, muted, pool_min, result):
+def risen(k, n_win, c, n_ref, factor, min_rise):
+    """Whether a cell's window share ``k / n_win`` is at least ``factor`` times and ``min_rise`` above its
+    reference share ``c / n_ref``: only such a rise is tested (an effect size a person would call a change;
+    it only ever raises p-values, so the test stays valid)."""
+    return k * n_ref >= factor * c * n_win and k * n_ref - c * n_win >= min_rise * n_win * n_ref
+
+
+@kernel
+def _field_p(ref, win, muted, pool_min, factor, min_rise, result):
     """Smallest cell p-value of one field (``result[0]``) and the number of cells tested (``result[1]``);
     ``muted`` codes (an operator called their rise normal) are left out of both sides."""
     n_ref = 0
@@ -83,21 +91,22 @@ def _field_p(ref, win, muted, pool_min, result):
         k = win[code]
         if c >= pool_min:
             cells += 1
-            if k * n_ref > c * n_win:  # above the reference's share: worth the exact tail
+            if k > 0 and risen(k, n_win, c, n_ref, factor, min_rise):
                 best = min(best, upper_tail(k, c + k, n_ref + n_win, n_win))
         else:
             pooled_ref += c
             pooled_win += k
     if pooled_ref + pooled_win > 0:
         cells += 1
-        if pooled_win * n_ref > pooled_ref * n_win:
+        if pooled_win > 0 and risen(pooled_win, n_win, pooled_ref, n_ref, factor, min_rise):
             best = min(best, upper_tail(pooled_win, pooled_ref + pooled_win, n_ref + n_win, n_win))
     result[0] = best
     result[1] = cells
 
 
 @kernel
-def window_p(codes_a, codes_b, start, stop, ref_a, ref_b, muted_a, muted_b, pool_min, win_a, win_b):
+def window_p(codes_a, codes_b, start, stop, ref_a, ref_b, muted_a, muted_b, pool_min, factor, min_rise, win_a,
+             win_b):
     """The p-value of the window of codes ``[start, stop)`` against the reference counts ``ref_a``/``ref_b``.
     ``win_a``/``win_b`` are zeroed scratch arrays of the counts' sizes (left zeroed)."""
     if stop <= start:
@@ -106,9 +115,9 @@ def window_p(codes_a, codes_b, start, stop, ref_a, ref_b, muted_a, muted_b, pool
         win_a[codes_a[i]] += 1
         win_b[codes_b[i]] += 1
     result = np.empty(2)
-    _field_p(ref_a, win_a, muted_a, pool_min, result)
+    _field_p(ref_a, win_a, muted_a, pool_min, factor, min_rise, result)
     best, cells = result[0], result[1]
-    _field_p(ref_b, win_b, muted_b, pool_min, result)
+    _field_p(ref_b, win_b, muted_b, pool_min, factor, min_rise, result)
     best = min(best, result[0])
     cells += result[1]
     for i in range(start, stop):
@@ -165,7 +174,7 @@ def mute_risen(codes, start, stop, ref, muted, alpha, win):
 
 @kernel
 def scan(codes_a, codes_b, base, ends, window, floor, frozen, ring_a, ring_b, ref_a, ref_b, state, muted_a,
-         muted_b, pool_min, min_reference, alpha, out, win_a, win_b):
+         muted_b, pool_min, factor, min_rise, min_reference, alpha, out, win_a, win_b):
     """The windows ending at ``ends`` in order: unless ``frozen``, the events that left the test window
     (it starts at ``max(end - window, floor)``) join the reference, then the window's p-value goes to
     ``out``. Stops after the first p-value at most ``alpha``; returns how many windows were done. A window
@@ -179,7 +188,7 @@ def scan(codes_a, codes_b, base, ends, window, floor, frozen, ring_a, ring_b, re
         p = 1.0
         if end - window >= base and state[LENGTH] >= min_reference:
             p = window_p(codes_a, codes_b, start - base, end - base, ref_a, ref_b, muted_a, muted_b, pool_min,
-                         win_a, win_b)
+                         factor, min_rise, win_a, win_b)
         out[i] = p
         if p <= alpha:
             return i + 1

@@ -54,6 +54,7 @@ from detectors.calibration import (
 )
 from detectors.compressors import COMPRESSORS, DEFAULT_TABLE_BITS, CodeLengthModel, ContextModel, make_model
 from detectors.explain import event_bits_table, sentence, top_events
+from detectors.field_shift import CBAD_WEIGHT, FieldShift, combine, event_codes, for_profile
 from detectors.incidents import IncidentActions, IncidentTracker
 from detectors.profiles import DEFAULT_PROFILE, incident_policy, resolve_profile
 from detectors.severity import severity
@@ -92,7 +93,8 @@ class CbadDetector(IncidentActions):
     ``compressor`` ("cm" default, "zlib" or "zstd" oracles), per-stream overrides ``baseline``, ``window``,
     ``hop``, ``false_alarm_target``, and ``table_bits`` (count table of 2**bits uint16 slots; 14 = 32 KiB);
     incidents (:mod:`detectors.incidents`): ``incident_h``, ``resolve_after_windows``, ``accept_after_ns``
-    (None: the profile's).
+    (None: the profile's); ``field_test``: combine the window's p-value with the per-field distribution test
+    (:mod:`detectors.field_shift`; off for windows under 10 events, and for snapshots written before it).
     """
 
     kind = KIND
@@ -101,7 +103,7 @@ class CbadDetector(IncidentActions):
                  baseline: int | None = None, window: int | None = None, hop: int | None = None,
                  false_alarm_target: float | None = None, table_bits: int = DEFAULT_TABLE_BITS,
                  incident_h: float | None = None, resolve_after_windows: int | None = None,
-                 accept_after_ns: int | None = None) -> None:
+                 accept_after_ns: int | None = None, field_test: bool = True) -> None:
         if compressor not in COMPRESSORS:
             raise ValueError(f"unknown compressor {compressor!r}; choose one of {', '.join(COMPRESSORS)}")
         self.profile = resolve_profile(profile, baseline=baseline, window=window, hop=hop,
@@ -144,6 +146,9 @@ class CbadDetector(IncidentActions):
         self._frozen = False  # an incident is open: the baseline and calibration are frozen
         self._times = np.zeros(0, np.int64)  # parallel to _tail: event time (ns), _NO_TIME if not given
         self._last_end = 0  # end offset of the last window scored
+        # the per-field distribution test beside the compression score (None for very short windows)
+        self.field_test = bool(field_test)
+        self._fields: FieldShift | None = for_profile(p.window) if self.field_test else None
 
     # ------------------------------------------------------------------ contract
 
@@ -152,7 +157,8 @@ class CbadDetector(IncidentActions):
         p = self.profile
         return {"kind": KIND, "profile": p.name, "baseline": p.baseline, "window": p.window, "hop": p.hop,
                 "false_alarm_target": p.false_alarm_target, "seed": self.seed, "compressor": self.compressor,
-                "table_bits": self.table_bits, **self._incident_overrides}
+                "table_bits": self.table_bits, **self._incident_overrides,
+                **({"field_test": True} if self.field_test else {})}  # absent: off (as before it existed)
 
     @property
     def config_hash(self) -> str:
@@ -193,6 +199,8 @@ class CbadDetector(IncidentActions):
                  else np.rint(np.asarray(batch.times, np.float64) * 1e9).astype(np.int64))
         self._times = np.concatenate((self._times, times))
         self._seen += len(events)
+        if self._fields is not None:
+            self._fields.extend(events)
         first_end = max(p.hop * (first // p.hop + 1), p.hop * math.ceil(p.window / p.hop))
         hop_ends = range(first_end, self._seen + 1, p.hop)
         if not hop_ends:
@@ -204,8 +212,14 @@ class CbadDetector(IncidentActions):
         results: list[WindowResult] = []
         k = 0
         while k < len(hop_ends):
-            k += self._run_hops(hop_ends[k:], lo, recent, results)
+            # stop the kernel at a window the field test flags, as it stops at its own anomalies
+            stop = None if self._fields is None else self._fields.first_flag(
+                hop_ends[k:], self._frozen, (1.0 - CBAD_WEIGHT) * p.false_alarm_target)
+            upto = len(hop_ends) if stop is None else k + stop + 1
+            k += self._run_hops(hop_ends[k:upto], lo, recent, results)
         self._trim(hop_ends[-1])
+        if self._fields is not None:
+            self._fields.trim(hop_ends[-1] + p.hop)
         return UpdateResult(results, self._tracker.take_updates())
 
     # ------------------------------------------------------------------ the hop kernel
@@ -276,6 +290,12 @@ class CbadDetector(IncidentActions):
         (total, n_bytes, entropy_window, top_bpb, n_excess, _, _, expected_bpb, p_value, baseline_events,
          calibration_windows, effect, flags) = row
         is_anomaly, is_drift = bool(int(flags) & ANOMALY), bool(int(flags) & DRIFT)
+        p_cbad = p_fields = p_value
+        if self._fields is not None:  # one p-value per window: cbad's and the field test's, combined
+            p_fields = self._fields.window_p(end, self._frozen)
+            if baseline_events >= p.baseline and calibration_windows >= MIN_CALIBRATION:  # warmed up
+                p_value = combine(p_cbad, p_fields)
+                is_anomaly = is_anomaly or p_value <= p.false_alarm_target
         stats = (total / n_bytes, top_bpb)
         if math.isnan(expected_bpb):  # no calibration yet: the window's own rate is the reference
             expected_bpb = stats[0]
@@ -303,11 +323,18 @@ class CbadDetector(IncidentActions):
             "baseline_events": baseline_events,
             "calibration_windows": calibration_windows,
         }
+        if self._fields is not None:
+            figures.update(cbad_p_value=p_cbad, field_p_value=p_fields)
         tops: list[dict[str, Any]] = []
         if is_anomaly:
             i0 = w0 - self._tail_base
             figures.update(self._compat_figures(max(i0 - w, 0), i0))
             tops = top_events(self._model, self._tail[i0:i0 + w], w0, np.asarray(bits), np.asarray(excess))
+            if self._fields is not None and not int(flags) & ANOMALY:  # flagged by the field test alone:
+                risen_a, risen_b = self._fields.risen(end, (1.0 - CBAD_WEIGHT) * p.false_alarm_target)
+                tops = [t for t in tops  # blame only events that carry a value whose share rose
+                        if (codes := event_codes(self._tail[t["offset"] - self._tail_base]))[0] in risen_a
+                        or codes[1] in risen_b]
         explanation = {
             "sentence": sentence(is_anomaly, is_drift, p_value, (w0, end), int(n_excess), tops, expected_bpb),
             "top_events": tops,
@@ -332,11 +359,15 @@ class CbadDetector(IncidentActions):
     def _incident_freeze(self) -> None:
         self._frozen = True
         self._anomaly_run = 0
+        if self._fields is not None:
+            self._fields.freeze()
 
     def _incident_thaw(self, keep_events: bool) -> None:
         self._frozen = False
         if not keep_events:
             self._held = []
+        if self._fields is not None:
+            self._fields.thaw(keep_events, self._last_end)
 
     def _incident_adopt(self) -> None:
         self._frozen = False
@@ -396,6 +427,8 @@ class CbadDetector(IncidentActions):
         self._anomaly_run = 0
         self._held = []
         self._taint[w0 - self._tail_base:] = 0
+        if self._fields is not None:
+            self._fields.restart(w0 - p.baseline, w0 + p.window)  # the events the new baseline holds
 
     def _compat_figures(self, r0: int, i0: int) -> dict[str, float]:
         """NCD, ratios and delta bits on equal-sized blocks: the window W and the W events before it (R)."""
@@ -452,6 +485,9 @@ class CbadDetector(IncidentActions):
                   "calibration_position": self._calibrator.position,
                   "calibration_sums": self._calibrator.ring.sums.tolist(),
                   "frozen": self._frozen, "last_end": self._last_end, "incidents": self._tracker.dump()}
+        if self._fields is not None:
+            header["fields"], field_arrays = self._fields.dump()
+            arrays.update(field_arrays)
         return snapshot.encode(_TAG, _VERSION, header, arrays)
 
     @classmethod
@@ -464,6 +500,7 @@ class CbadDetector(IncidentActions):
         config.pop("kind")
         if snap.version < 3 and config.get("table_bits") == _OLD_DEFAULT_TABLE_BITS:
             config["table_bits"] = DEFAULT_TABLE_BITS  # converted: recounted below in today's table
+        config.setdefault("field_test", False)  # written before the field test: go on exactly as before
         det = cls(**config)
         det._baseline = deque(_split(arrays["baseline"], arrays["baseline_lens"]))
         det._tail = _split(arrays["tail"], arrays["tail_lens"])
@@ -495,6 +532,8 @@ class CbadDetector(IncidentActions):
         det._frozen = bool(header.get("frozen", False))
         det._last_end = int(header.get("last_end", 0))
         det._tracker.load(header.get("incidents"))
+        if det._fields is not None:
+            det._fields.load(header["fields"], arrays)
         return det
 
     # ------------------------------------------------------------------ conformance helpers

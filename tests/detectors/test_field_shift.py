@@ -1,0 +1,159 @@
+"""The per-field distribution test: exact tails, power on a known shift, a calibrated null, determinism."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from detectors import EventBatch, registry
+from detectors._kernels.field_shift import upper_tail
+from detectors.canonical import canonical_log, canonical_span
+from detectors.field_shift import FieldShift, combine, event_codes, for_profile
+from detectors.synthetic import synthetic_logs, synthetic_spans
+
+
+def _hypergeometric_sf(k: int, successes: int, population: int, draws: int) -> float:
+    total = math.comb(population, draws)
+    return sum(math.comb(successes, x) * math.comb(population - successes, draws - x)
+               for x in range(k, min(successes, draws) + 1)) / total
+
+
+@pytest.mark.parametrize(("k", "successes", "population", "draws"),
+                         [(5, 9, 450, 50), (1, 1, 10, 3), (20, 40, 2200, 200), (3, 60, 300, 40),
+                          (0, 5, 50, 10), (40, 40, 2200, 200)])
+def test_the_tail_is_the_exact_hypergeometric_one(k, successes, population, draws):
+    assert upper_tail(k, successes, population, draws) == pytest.approx(
+        _hypergeometric_sf(k, successes, population, draws), rel=1e-9, abs=1e-300)
+
+
+def test_codes_read_the_typed_fields_of_spans_and_logs():
+    slow = canonical_span("GET /cart", 2, 0, 200_000_000, {"http.route": "/cart"})
+    fast = canonical_span("GET /cart", 2, 0, 20_000_000, {"http.route": "/cart"})
+    failed = canonical_span("GET /cart", 2, 2, 20_000_000, {"http.route": "/cart"})
+    assert event_codes(slow)[1] > event_codes(fast)[1] and event_codes(slow)[0] == event_codes(fast)[0]
+    assert event_codes(failed)[0] != event_codes(fast)[0] and event_codes(failed)[1] == event_codes(fast)[1]
+    paid = canonical_log("payment authorized for order 4123456 in 35 ms", 9, {"code.function": "handle"})
+    paid2 = canonical_log("payment authorized for order 4999999 in 12 ms", 10, {"code.function": "x"})
+    declined = canonical_log("payment declined for order 4123456: insufficient funds", 17)
+    assert event_codes(paid) == event_codes(paid2)  # same band (INFO2 is INFO) and masked template
+    assert event_codes(declined)[0] != event_codes(paid)[0]
+    assert event_codes(declined)[1] != event_codes(paid)[1]
+    assert event_codes(b"not a canonical event") == (0, 0)
+
+
+def _logs(rng: np.random.Generator, n: int, error_share: float) -> list[bytes]:
+    out = []
+    for _ in range(n):
+        roll = rng.random()
+        if roll < error_share:
+            out.append(canonical_log(f"payment declined for order {rng.integers(10**6)}", 17))
+        elif roll < error_share + 0.03:
+            out.append(canonical_log(f"inventory low for sku {rng.integers(10**6)}", 13))
+        else:
+            out.append(canonical_log(f"cart {rng.integers(10**8)} updated", 9))
+    return out
+
+
+def _p_values(test: FieldShift, events: list[bytes], hop: int = 10) -> list[float]:
+    test.extend(events)
+    return [test.window_p(end, frozen=False) for end in range(hop, len(events) + 1, hop)]
+
+
+def test_power_on_a_share_change_of_known_templates():
+    rng = np.random.default_rng(1)
+    test = FieldShift(window=200, reference=2000)
+    normal = _p_values(test, _logs(rng, 3000, 0.01))
+    assert min(normal[220:]) > 1e-3  # the reference full: nothing stands out
+    test.freeze()  # judged against the normal reference, as while an incident is open
+    test.extend(_logs(rng, 400, 0.10))
+    shifted = [test.window_p(end, frozen=True) for end in range(3010, 3401, 10)]
+    # ERROR 1 % -> 10 %: about 20 of 200 where 2 are expected (binomial spread: 14 to 26)
+    assert np.median(shifted[-20:]) < 1e-4 and max(shifted[-20:]) < 1e-3
+
+
+def test_power_on_a_latency_shift():
+    rng = np.random.default_rng(2)
+
+    def spans(n: int, factor: float) -> list[bytes]:
+        return [canonical_span("GET /product/{id}", 2, 0, int(30e6 * factor * rng.lognormal(0.0, 0.4)))
+                for _ in range(n)]
+
+    test = FieldShift(window=200, reference=2000)
+    _p_values(test, spans(2500, 1.0))
+    test.freeze()
+    test.extend(spans(200, 5.0))
+    assert test.window_p(2700, frozen=True) < 1e-30
+
+
+@pytest.mark.parametrize("kind", ["logs", "spans"])
+def test_the_null_is_calibrated_on_stationary_streams(kind):
+    """Windows of a stationary stream: P(p <= a) <= a for every level (the test is conservative: Bonferroni
+    over cells and the discrete exact test), on disjoint windows so they are independent."""
+    events = (synthetic_logs if kind == "logs" else synthetic_spans)(60_000, seed=11)
+    # the exact test itself (no effect floor), and as the detector runs it (the floor only raises p)
+    for test in (FieldShift(window=200, reference=2000, share_factor=1.0, min_rise=0.0),
+                 FieldShift(window=200, reference=2000)):
+        p = np.array(_p_values(test, events, hop=200)[12:])  # disjoint windows once the reference is full
+        assert p.size > 250
+        for level in (0.01, 0.05, 0.1, 0.25, 0.5):
+            # the binomial noise of the empirical rate: at most 3 standard errors above the level
+            assert np.mean(p <= level) <= level + 3 * math.sqrt(level * (1 - level) / p.size), level
+        if test.share_factor == 1.0:
+            assert np.mean(p <= 0.5) > 0.05  # not degenerate: the p-values do spread below 1
+
+
+def test_a_small_reference_is_conservative():
+    rng = np.random.default_rng(3)
+    small, large = FieldShift(window=200, reference=200), FieldShift(window=200, reference=4000)
+    normal = _logs(rng, 4000, 0.01)
+    for test in (small, large):
+        test.extend(normal)
+        for end in range(10, 4001, 10):
+            test.window_p(end, frozen=False)
+        test.freeze()
+    shifted = _logs(rng, 200, 0.10)
+    small.extend(shifted)
+    large.extend(shifted)
+    assert large.window_p(4200, frozen=True) < small.window_p(4200, frozen=True)
+
+
+def test_combination_is_weighted_bonferroni():
+    assert combine(1.0, 1.0) == 1.0
+    assert combine(8e-4, 1.0) == pytest.approx(1e-3)
+    assert combine(0.5, 2e-10) == pytest.approx(1e-9)
+    assert for_profile(1) is None and for_profile(50).window == 200
+
+
+def _spans_with_latency_fault() -> list[bytes]:
+    rng = np.random.default_rng(4)
+    out = []
+    for i in range(5000):
+        factor = 5.0 if 3000 <= i < 4000 else 1.0
+        out.append(canonical_span("GET /product/{id}", 2, 0, int(30e6 * factor * rng.lognormal(0.0, 0.4)),
+                                  {"http.route": "/product/{id}", "enduser.id": f"u-{rng.integers(10**6)}"}))
+    return out
+
+
+def test_the_detector_finds_a_latency_shift_deterministically_whatever_the_batches():
+    events = _spans_with_latency_fault()
+    times = [1.7e9 + 0.1 * i for i in range(len(events))]
+    whole = registry.create("cbad", profile="balanced", seed=1).update(EventBatch(events, times))
+    closed = [u for u in whole.incidents if u.status != "open"]
+    assert [u.status for u in closed] == ["resolved"]
+    assert 2950 <= closed[0].opened_offset <= 3100 and closed[0].closed_time_ns / 1e9 >= times[4000]
+    assert any(f.field == "duration" for f in closed[0].fields)
+    # the same events in uneven batches, and through a snapshot midway, give the same windows and incidents
+    det = registry.create("cbad", profile="balanced", seed=1)
+    parts, i, sizes = [], 0, [1, 7, 333, 64, 1000]
+    while i < len(events):
+        size = sizes[len(parts) % len(sizes)]
+        if i >= 3500 and i - size < 3500:
+            det = registry.restore("cbad", det.snapshot())
+        parts.append(det.update(EventBatch(events[i:i + size], times[i:i + size])))
+        i += size
+    assert [w for part in parts for w in part] == list(whole)
+    assert [u for part in parts for u in part.incidents] == whole.incidents
+    without = registry.create("cbad", profile="balanced", seed=1, field_test=False)
+    assert not without.update(EventBatch(events, times)).incidents  # compression alone misses it

@@ -4,14 +4,15 @@ Speed work on the detector (batched kernels, vectorised calibration, lazy explan
 result bit-identical (the compression engine's: the per-field test of ``detectors.field_shift``, which
 combines its p-value with cbad's, is off here; tests/detectors/test_field_shift.py covers it); each scenario
 below is compared window by window with digests recorded from the code before that work
-(``cbad_golden.json``). Re-recorded once, when the two tail fits of the package became one (exceedances strictly above the threshold): 15 of 2,976 windows changed p-value, all of them windows
-whose statistic exceeded every recent one, and no verdict changed. Re-recorded again when the count table
-shrank from 2**17 uint32 to 2**14 uint16 slots (issue 14, memory): with 2**17 uint16 slots every window
-still matched the record (16-bit counts change nothing below saturation); at 2**14 the code lengths change
-(more hash collisions), so every cm window's digest changed, and the verdicts of two scenarios: drift
-flags 303 windows instead of 302, and balanced_spans 6 instead of 8 (the 4-span burst at 1500 in the same
-5 windows; the single anomalous span at 2700, p 1.3e-4 and 8.5e-4 against balanced's 1e-3 at 2**17, is no
-longer flagged). The zlib oracle's windows are unchanged. Re-record only for an intended change:
+(``cbad_golden.json``). Re-recorded once, when the two tail fits of the package became one (exceedances
+strictly above the threshold): 15 of 2,976 windows changed p-value, all of them windows whose statistic
+exceeded every recent one, and no verdict changed. Re-recorded again when the count table shrank from 2**17
+uint32 to 2**14 uint16 slots (issue 14, memory): with 2**17 uint16 slots every window still matched the
+record (16-bit counts change nothing below saturation); at 2**14 the code lengths change (more hash
+collisions), so every cm window's digest changed, and the verdicts of two scenarios: drift flags 303 windows
+instead of 302, and balanced_spans 6 instead of 8 (the 4-span burst at 1500 in the same 5 windows; the
+single anomalous span at 2700, p 1.3e-4 and 8.5e-4 against balanced's 1e-3 at 2**17, is no longer flagged).
+The zlib oracle's windows are unchanged. Re-record only for an intended change:
 
     python -m tests.detectors.test_cbad_golden --record
 """

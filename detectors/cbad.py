@@ -54,7 +54,7 @@ from detectors.calibration import (
 )
 from detectors.compressors import COMPRESSORS, DEFAULT_TABLE_BITS, CodeLengthModel, ContextModel, make_model
 from detectors.explain import event_bits_table, sentence, top_events
-from detectors.field_shift import CBAD_WEIGHT, FieldShift, combine, event_codes, for_profile
+from detectors.field_shift import CBAD_WEIGHT, FieldShift, combine, for_profile
 from detectors.incidents import IncidentActions, IncidentTracker
 from detectors.profiles import DEFAULT_PROFILE, incident_policy, resolve_profile
 from detectors.severity import severity
@@ -329,12 +329,15 @@ class CbadDetector(IncidentActions):
         if is_anomaly:
             i0 = w0 - self._tail_base
             figures.update(self._compat_figures(max(i0 - w, 0), i0))
-            tops = top_events(self._model, self._tail[i0:i0 + w], w0, np.asarray(bits), np.asarray(excess))
+            events = self._tail[i0:i0 + w]
+            among = None
             if self._fields is not None and not int(flags) & ANOMALY:  # flagged by the field test alone:
-                risen_a, risen_b = self._fields.risen(end, (1.0 - CBAD_WEIGHT) * p.false_alarm_target)
-                tops = [t for t in tops  # blame only events that carry a value whose share rose
-                        if (codes := event_codes(self._tail[t["offset"] - self._tail_base]))[0] in risen_a
-                        or codes[1] in risen_b]
+                among = self._fields.carriers(events, end, (1.0 - CBAD_WEIGHT) * p.false_alarm_target)
+                # The test reads 4 windows: a shift whose events all lie before this window was this
+                # window's predecessors' to report; this one, holding none of them, is not anomalous.
+                is_anomaly = bool(among)
+            if is_anomaly:
+                tops = top_events(self._model, events, w0, np.asarray(bits), np.asarray(excess), among)
         explanation = {
             "sentence": sentence(is_anomaly, is_drift, p_value, (w0, end), int(n_excess), tops, expected_bpb),
             "top_events": tops,

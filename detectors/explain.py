@@ -55,10 +55,13 @@ def event_bits_table(start_offset: int, bits: Sequence[float], excess: Sequence[
 
 
 def top_events(model: CodeLengthModel, events: list[bytes], start_offset: int, bits: np.ndarray,
-               excess: np.ndarray) -> list[dict[str, Any]]:
-    order = sorted(range(len(events)), key=lambda k: (-float(excess[k]), k))[:TOP_EVENTS]
+               excess: np.ndarray, among: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """The window's most novel events (those costing more than usual), or, given ``among`` (the events a
+    field shift blames, which may cost no more bits than usual), the costliest of those."""
+    candidates = range(len(events)) if among is None else among
+    order = sorted(candidates, key=lambda k: (-float(excess[k]), k))[:TOP_EVENTS]
     return [{"offset": start_offset + k, "excess_bits": float(excess[k]), "bits": float(bits[k]),
-             "tokens": token_bits(model, events[k])} for k in order if excess[k] > 0]
+             "tokens": token_bits(model, events[k])} for k in order if among is not None or excess[k] > 0]
 
 
 def sentence(is_anomaly: bool, is_drift: bool, p_value: float, window: tuple[int, int], n_excess: int,

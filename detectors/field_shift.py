@@ -212,7 +212,8 @@ class FieldShift:
     def risen(self, end: int, alpha: float) -> tuple[frozenset[int], frozenset[int]]:
         """The codes of each field whose rise alone flags the window ending at ``end`` (cell p-value times
         the number of cells at most ``alpha``): what an event must carry to be blamed for the shift. Of
-        the pooled cell only never-seen codes count (a rare-but-known value is not singled out)."""
+        the pooled cell only never-seen codes count (a rare-but-known value is not singled out), each only
+        when its own count would flag the window."""
         self._sync()
         start = max(end - self.window, self._floor) - self._base
         if start < 0:
@@ -239,9 +240,22 @@ class FieldShift:
                 c, k = int(ref[pooled].sum()), int(win[pooled].sum())
                 if (k > 0 and K.risen(k, n_win, c, n_ref, self.share_factor, self.min_rise)
                         and K.upper_tail(k, c + k, n_ref + n_win, n_win) * cells <= alpha):
-                    found.update(np.flatnonzero(pooled & (ref == 0) & (win > 0)).tolist())
+                    # a never-seen code is blamed only when its own count is significant: one odd line
+                    # in the window is not what raised the pooled cell of a burst of new ones
+                    for code in np.flatnonzero(pooled & (ref == 0) & (win > 0)).tolist():
+                        k = int(win[code])
+                        if (K.risen(k, n_win, 0, n_ref, self.share_factor, self.min_rise)
+                                and K.upper_tail(k, k, n_ref + n_win, n_win) * cells <= alpha):
+                            found.add(code)
             out.append(frozenset(found))
         return out[0], out[1]
+
+    def carriers(self, events: Sequence[bytes], end: int, alpha: float) -> list[int]:
+        """Indices into ``events`` (the cbad window ending at ``end``) of the events that carry a value
+        whose rise flags the test window (:meth:`risen`): the events a field shift can blame."""
+        risen_a, risen_b = self.risen(end, alpha)
+        return [k for k, event in enumerate(events)
+                if (codes := event_codes(event))[0] in risen_a or codes[1] in risen_b]
 
     # ------------------------------------------------------------------ incidents
 

@@ -157,3 +157,38 @@ def test_the_detector_finds_a_latency_shift_deterministically_whatever_the_batch
     assert [u for part in parts for u in part.incidents] == whole.incidents
     without = registry.create("cbad", profile="balanced", seed=1, field_test=False)
     assert not without.update(EventBatch(events, times)).incidents  # compression alone misses it
+
+
+def test_a_lone_never_seen_value_is_not_blamed_for_a_burst_of_new_ones():
+    rng = np.random.default_rng(5)
+    test = FieldShift(window=200, reference=2000)
+    _p_values(test, _logs(rng, 3000, 0.0))
+    test.freeze()
+    burst = [canonical_log(f"gateway timeout after {rng.integers(3, 6)} retries", 17) for _ in range(15)]
+    odd = canonical_log("cache warmed in region ap", 9)  # never seen either, once
+    window = _logs(rng, 100, 0.0) + burst + [odd] + _logs(rng, 84, 0.0)
+    test.extend(window)
+    assert test.window_p(3200, frozen=True) < 1e-6
+    blamed = test.carriers(window, 3200, 1e-3)
+    assert blamed == list(range(100, 115))  # the burst, not the odd line beside it
+
+
+def test_a_window_after_a_burst_holding_none_of_it_is_not_flagged_by_the_field_test():
+    """The field test reads four cbad windows: the windows that follow a burst see it in their test window
+    but hold none of its events, so they are not anomalous and blame nothing."""
+    rng = np.random.default_rng(6)
+    events = _logs(rng, 3000, 0.0)
+    burst = range(len(events), len(events) + 12)
+    events += [canonical_log(f"payment provider rejected card after {rng.integers(3, 6)} retries", 17)
+               for _ in burst]
+    events += _logs(rng, 600, 0.0)
+    times = [1.7e9 + 0.1 * i for i in range(len(events))]
+    result = registry.create("cbad", profile="balanced", seed=1).update(EventBatch(events, times))
+    flagged = [w for w in result if w.is_anomaly]
+    assert flagged, "the burst of a new ERROR template is found"
+    for w in flagged:
+        assert w.start_offset < burst[-1] + 1 and w.end_offset > burst[0], (w.start_offset, w.end_offset)
+        blamed = [t["offset"] for t in w.explanation["top_events"]]
+        assert blamed and blamed[0] in burst, (w.start_offset, blamed)
+        if w.figures["cbad_p_value"] > 1e-3:  # flagged by the field test alone: only its carriers
+            assert set(blamed) <= set(burst), (w.start_offset, blamed)

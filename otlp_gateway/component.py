@@ -13,6 +13,7 @@ shut down again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Protocol
@@ -77,3 +78,11 @@ async def _shutdown(name: str, component: Component, grace: float) -> None:
         await component.shutdown(grace)
     except Exception:
         log.exception("%s: shutdown failed", name)
+
+
+async def cancel_task(task: asyncio.Task[None] | None) -> None:
+    """Cancel a component's background task (None: never started) and wait until it has ended."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

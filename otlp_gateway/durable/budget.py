@@ -12,12 +12,12 @@ volume's size for that). Measuring is a directory walk of allocated blocks (what
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
+from otlp_gateway.component import cancel_task
 from otlp_gateway.errors import OverloadedError
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
@@ -83,10 +83,7 @@ class DataDirBudget:
 
     async def shutdown(self, grace: float = 0.0) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_task(task)
 
     async def measure(self) -> int:
         """Measure now (also after freeing space, so ingest resumes without waiting for the timer)."""

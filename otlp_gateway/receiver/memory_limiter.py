@@ -22,7 +22,6 @@ per ``LOG_QUIET_SECONDS``; episodes in between are counted and named in the next
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import gc
 import logging
@@ -30,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from otlp_gateway.component import cancel_task
 from otlp_gateway.receiver.memory import MemoryReader, ProcessMemory, malloc_trim, memory_ceiling
 from otlp_gateway.receiver.settings import MemoryLimiterSettings
 from otlp_gateway.telemetry.metrics import GatewayMetrics
@@ -207,10 +207,7 @@ class MemoryLimiter:
     async def shutdown(self, grace: float = 0.0) -> None:
         """Idempotent; the limiter keeps its last state (draining receivers refuse anyway)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_task(task)
 
     async def _run(self) -> None:
         while True:

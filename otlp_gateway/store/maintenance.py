@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import logging
 
+from otlp_gateway.component import cancel_task
 from otlp_gateway.durable import DataDirBudget
 from otlp_gateway.store.base import AnomalyStore, PruneResult
 from otlp_gateway.store.settings import StoreSettings
@@ -67,10 +68,7 @@ class StreamPruner:
 
     async def shutdown(self, grace: float = 0.0) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_task(task)
 
     async def prune_once(self, now: dt.datetime | None = None) -> PruneResult:
         """One pass: delete what was last seen more than the retention before ``now`` (the pressure

@@ -81,7 +81,8 @@ _HEAD_FIELDS = ("status", "severity", "log.template", "span.name", "span.kind")
 _SHARE_ONLY = ("status", "severity")  # a small fixed vocabulary: a "new" value there is a share change
 _MASKED_VALUES = ("<ID>", "<LONG>")  # values the canonical form already hid: never compared
 _PREDICTORS = {"range": "the recent range", "step": "the previous value",
-               "daily": "the same time a day earlier", "weekly": "the same time a week earlier"}
+               "daily": "the same time a day earlier", "weekly": "the same time a week earlier",
+               "mean": "the recent mean"}
 
 Field = tuple[bool, str]  # (is an attribute, name): an attribute named "status" is not the span status
 
@@ -415,6 +416,9 @@ def _reference_band(model: str, expected: float, reference: np.ndarray) -> tuple
         return None
     if model == "range":
         return float(np.percentile(values, 0.5)), float(np.percentile(values, 99.5))
+    if model == "mean":  # the values' own spread about the mean, not the size of a move
+        spread = float(np.percentile(np.abs(values - values.mean()), 99.0))
+        return expected - spread, expected + spread
     move = float(np.percentile(np.abs(np.diff(values)), 99.0))
     return expected - move, expected + move
 
@@ -427,6 +431,7 @@ def explain_band(explanation: Mapping[str, Any], *, service: str = "", name: str
 
     The costliest value of ``top_events`` is compared with the band: ``band`` as given, else from the
     ``reference_values`` (the frozen reference): for the ``range`` predictor their 0.5-99.5 % quantiles, for
+    the ``mean`` predictor the prediction +/- the 99th percentile of their distances from their mean, for
     the others the prediction +/- the 99th percentile of the reference's one-step moves. Without either the
     row names the prediction alone. ``bits`` is the sum of the top values' excess bits.
     """

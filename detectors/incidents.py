@@ -340,7 +340,7 @@ def _describe(reference: Sequence[bytes] | None, incident: dict[str, Any]) -> tu
 
 
 _MODELS = {"range": "the recent range", "step": "the previous value", "daily": "the daily cycle",
-           "weekly": "the weekly cycle"}
+           "weekly": "the weekly cycle", "mean": "the recent mean"}
 
 
 def _describe_values(blamed: Sequence[dict[str, Any]], incident: dict[str, Any]) -> tuple[

@@ -10,7 +10,11 @@ model, the excess code length in bits of the prediction error under an adaptive 
 * ``RANGE``  - the value against the range of the last ``range_n`` values (0 bits inside it);
 * ``STEP``   - the previous value (random walk): spikes, jumps, sudden noise;
 * ``DAILY``  - the value one day earlier, shifted by the change of a slow level since then;
-* ``WEEKLY`` - the same one week earlier. Seasonal models need the lag in samples (0 = off).
+* ``WEEKLY`` - the same one week earlier. Seasonal models need the lag in samples (0 = off);
+* ``MEAN``   - a slow mean of the values (exponentially weighted, ``mean_alpha``): a sustained level
+  shift. The range takes the first shifted value in and the step model sees the jump once, so after a
+  few values neither charges a shift any more; the mean follows it only over ~``1 / mean_alpha``
+  values, and until then every shifted value costs bits (long enough for an incident to open).
 
 Scales are exponentially weighted mean absolute errors, kept as the product of the rate of non-zero
 errors and their mean size; only the size is clipped (at ``clip`` times itself) so a spike cannot
@@ -33,29 +37,31 @@ import numpy as np
 
 from detectors._kernels import kernel
 
-N_MODELS = 4
-RANGE, STEP, DAILY, WEEKLY = 0, 1, 2, 3
-MODEL_NAMES = ("range", "step", "daily", "weekly")
+N_MODELS = 5
+RANGE, STEP, DAILY, WEEKLY, MEAN = 0, 1, 2, 3, 4
+MODEL_NAMES = ("range", "step", "daily", "weekly", "mean")
 
 # istate layout (int64)
 I_SEEN = 0          # points seen
 I_COUNT = 1         # .. 1 + N_MODELS: errors observed per model (scale warm-up)
-I_CAL_N = 5         # .. 5 + N_MODELS: calibration history size per model
-I_CAL_POS = 9       # .. 9 + N_MODELS: ring position per model
-I_RUN = 13          # consecutive anomalous windows
-I_ACCEPTED = 14     # 1 while a drift is being accepted as the new normal
-I_LAST_ALARM = 15   # end offset of the last anomalous window (-1 = none)
-I_FROZEN = 16       # 1 while an incident is open: the range and the scales are frozen, nothing is learnt
-I_SIZE = 17
+I_CAL_N = 6         # .. 6 + N_MODELS: calibration history size per model
+I_CAL_POS = 11      # .. 11 + N_MODELS: ring position per model
+I_RUN = 16          # consecutive anomalous windows
+I_ACCEPTED = 17     # 1 while a drift is being accepted as the new normal
+I_LAST_ALARM = 18   # end offset of the last anomalous window (-1 = none)
+I_FROZEN = 19       # 1 while an incident is open: the range and the scales are frozen, nothing is learnt
+I_SIZE = 20
 
 # fstate layout (float64)
 F_SCALE = 0         # .. 0 + N_MODELS: error scale per model
-F_LEVEL = 4         # slow level (EWMA) of the values
-F_RATE = 5          # .. 5 + N_MODELS: share of non-zero errors per model
-F_MAG = 9           # .. 9 + N_MODELS: mean size of the non-zero errors (scale = rate * size)
-F_FROZEN_LO = 13    # the range frozen when an incident opened (used while I_FROZEN)
-F_FROZEN_HI = 14
-F_SIZE = 15
+F_LEVEL = 5         # slow level (EWMA) of the values
+F_RATE = 6          # .. 6 + N_MODELS: share of non-zero errors per model
+F_MAG = 11          # .. 11 + N_MODELS: mean size of the non-zero errors (scale = rate * size)
+F_FROZEN_LO = 16    # the range frozen when an incident opened (used while I_FROZEN)
+F_FROZEN_HI = 17
+F_MEAN = 18         # the mean model's mean of the values so far
+F_FROZEN_MEAN = 19  # its mean over the reference frozen when an incident opened (used while I_FROZEN)
+F_SIZE = 20
 
 MAX_BITS = 1000.0
 LN2 = math.log(2.0)
@@ -74,6 +80,8 @@ class PointConfig(NamedTuple):
     """Errors a model observes before it scores (and the range model waits for the step model's)."""
     level_alpha: float
     """Weight of a new value in the slow level that shifts the seasonal predictions."""
+    mean_alpha: float
+    """Weight of a new value in the mean model's mean (a plain mean over the first ``1 / mean_alpha``)."""
 
 
 class PointState(NamedTuple):
@@ -106,7 +114,7 @@ def point_bits(values, lag_daily, lag_weekly, config, state, bits_out, pred_out)
     """
     ring, level_ring, fstate, istate = state.ring, state.level, state.fstate, state.istate
     range_n, scale_alpha, clip = config.range_n, config.scale_alpha, config.clip
-    warm, level_alpha = config.warm, config.level_alpha
+    warm, level_alpha, mean_alpha = config.warm, config.level_alpha, config.mean_alpha
     size = ring.shape[0]
     for j in range(values.shape[0]):
         x = values[j]
@@ -144,12 +152,17 @@ def point_bits(values, lag_daily, lag_weekly, config, state, bits_out, pred_out)
             else:
                 bits_out[j, RANGE] = 0.0
                 pred_out[j, RANGE] = x
-        # STEP / DAILY / WEEKLY: Laplace code of the prediction error
+        # STEP / DAILY / WEEKLY / MEAN: Laplace code of the prediction error
         for k in range(STEP, N_MODELS):
             if k == STEP:
                 if n < 1:
                     continue
                 pred = prev
+            elif k == MEAN:
+                if n < 1:
+                    continue
+                # an open incident: the mean of the reference, not one that is following the fault
+                pred = fstate[F_FROZEN_MEAN] if frozen else fstate[F_MEAN]
             else:
                 lag = lag_daily if k == DAILY else lag_weekly
                 if lag <= 0 or lag + 1 >= size or n < lag + 1:
@@ -183,28 +196,34 @@ def point_bits(values, lag_daily, lag_weekly, config, state, bits_out, pred_out)
             fstate[F_MAG + k] = mag
             fstate[F_SCALE + k] = q * mag
             istate[I_COUNT + k] = cnt + 1
-        # --- learn the value
+        # --- learn the value (the value ring and the means learn even while frozen: the step and seasonal
+        # predictions need the values, and the mean is current again when an incident closes)
         pos = n % size
         ring[pos] = x
         level_ring[pos] = x if n == 0 else lvl_prev + level_alpha * (x - lvl_prev)
+        fstate[F_MEAN] += max(mean_alpha, 1.0 / (n + 1)) * (x - fstate[F_MEAN])
         istate[I_SEEN] = n + 1
 
 
 @kernel
-def freeze_range(ring, istate, range_n, skip, fstate):
+def freeze_range(ring, istate, range_n, skip, mean_alpha, fstate):
     """Keep the range of the ``range_n`` values before the last ``skip`` (the window that opened an
-    incident) as the frozen reference."""
+    incident) as the frozen reference, and the mean model's mean over those values (the same estimator
+    run over them, oldest first) as its frozen mean."""
     n = istate[I_SEEN] - min(skip, istate[I_SEEN])
     m = min(n, range_n, ring.shape[0] - skip)
     size = ring.shape[0]
     lo = np.inf
     hi = -np.inf
-    for i in range(1, m + 1):
+    mean = 0.0
+    for i in range(m, 0, -1):
         v = ring[(n - i) % size]
         lo = min(lo, v)
         hi = max(hi, v)
+        mean += max(mean_alpha, 1.0 / (m - i + 1)) * (v - mean)
     fstate[F_FROZEN_LO] = lo
     fstate[F_FROZEN_HI] = hi
+    fstate[F_FROZEN_MEAN] = mean if m > 0 else fstate[F_MEAN]
 
 
 @kernel

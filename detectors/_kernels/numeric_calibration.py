@@ -24,6 +24,9 @@ class Histories(NamedTuple):
     """float64 (N_MODELS, capacity): in arrival order, column ``I_CAL_POS + k`` is written next."""
     ascending: np.ndarray
     """float64 (N_MODELS, capacity): the same values sorted, the first ``I_CAL_N + k`` valid."""
+    pending: np.ndarray
+    """float64 (N_MODELS, slots): statistics of the last windows waiting to enter the history, at the
+    window's index modulo ``slots`` (NaN: nothing to learn; see ``WindowConfig.delays``)."""
 
 
 @kernel

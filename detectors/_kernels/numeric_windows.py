@@ -6,9 +6,10 @@ Per window (every ``hop`` values once ``window`` values are in): each model's st
 ``p = min_k p_k * sum(w) / w_k``; the window is anomalous when ``p <= target``. Clear anomalies
 (``p <= exclude_factor * target``) stay out of the histories, borderline ones enter them; anomalous
 windows for ``drift_windows`` windows in a row are a drift, after which the new regime is learned as normal
-until a window falls back under the threshold. Anomalous windows closer than ``holdoff`` values form one
-incident. While ``istate[I_FROZEN]`` (an incident is open) no window is learnt and none counts towards a
-drift.
+until a window falls back under the threshold. A statistic enters its model's history ``delays[k]``
+windows after its window (once no later window shares its values; 0: at once). Anomalous windows closer
+than ``holdoff`` values form one incident. While ``istate[I_FROZEN]`` (an incident is open) no window is
+learnt and none counts towards a drift.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ FLAG_ANOMALY, FLAG_DRIFT, FLAG_INCIDENT, FLAG_WARM = 1, 2, 4, 8
 # ``out_f`` columns
 OF_P = 0  # combined p-value
 OF_PK = 1  # .. 1 + N_MODELS: p-value per model (nan = inactive)
-OF_SK = 5  # .. 5 + N_MODELS: window statistic per model (nan = inactive)
-OF_EFFECT = 9  # robust z-score of the flagging model's statistic (anomalous windows, else 0)
-OF_SIZE = 10
+OF_SK = OF_PK + N_MODELS  # .. + N_MODELS: window statistic per model (nan = inactive)
+OF_EFFECT = OF_SK + N_MODELS  # robust z-score of the flagging model's statistic (anomalous windows, else 0)
+OF_SIZE = OF_EFFECT + 1
 
 
 class WindowConfig(NamedTuple):
@@ -68,6 +69,8 @@ class WindowConfig(NamedTuple):
     """Floor of the robust scale of the effect size, in bits."""
     tail: TailRule
     """The tail fit's rule."""
+    delays: np.ndarray
+    """int64 (N_MODELS,): windows a model's statistic waits before it enters the history (see below)."""
 
 
 @kernel
@@ -155,13 +158,23 @@ def window_scores(bits, first_offset, config, histories, istate, out_i, out_f):
         else:
             istate[I_RUN] = 0
             istate[I_ACCEPTED] = 0
-        if learn:
-            for k in range(N_MODELS):
-                if sums[k] == sums[k]:
-                    position = istate[I_CAL_POS + k]
-                    istate[I_CAL_N + k] = push(histories.ring[k], histories.ascending[k], istate[I_CAL_N + k],
-                                               position, sums[k])
-                    istate[I_CAL_POS + k] = (position + 1) % capacity
+        # A statistic enters its model's history only once no later window shares its values (``delays``):
+        # the windows overlapping it are judged without it. Else the first, borderline window of a lasting
+        # change teaches the history that change before the next windows, which hold more of it, are judged.
+        index = (end - window) // hop
+        slots = histories.pending.shape[1]
+        for k in range(N_MODELS):
+            value = sums[k] if learn and sums[k] == sums[k] else np.nan
+            if config.delays[k] > 0:
+                slot = index % slots
+                due = histories.pending[k, (index - config.delays[k]) % slots]
+                histories.pending[k, slot] = value
+                value = due
+            if value == value:
+                position = istate[I_CAL_POS + k]
+                istate[I_CAL_N + k] = push(histories.ring[k], histories.ascending[k], istate[I_CAL_N + k],
+                                           position, value)
+                istate[I_CAL_POS + k] = (position + 1) % capacity
         out_i[n_out, O_END] = end
         out_i[n_out, O_FLAGS] = flags
         out_i[n_out, O_BEST] = best

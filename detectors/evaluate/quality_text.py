@@ -17,12 +17,13 @@ FOOTER = """
 values with their timestamps (unix seconds: the sampling period, hence the daily and weekly lags, comes
 from the first 64 gaps). One configuration for all files (`detectors.evaluate.nab.nab_config`): a
 window ends at every row (`hop=1`); the range model judges each row alone against the range of the last
-4,000 rows, the previous-value predictor judges the last 6 rows and the daily and weekly predictors the
-last 24 rows as a run of excess bits; each model's p-value is calibrated on its last 6,000 windows; the
+4,000 rows, the previous-value predictor judges the last 6 rows and the daily, weekly and mean
+predictors the last 24 rows as a run of excess bits; each model's p-value is calibrated on its last 6,000
+windows (without the mean model's calibration delay: every row is decided alone); the
 per-row false-alarm target is 4 x the profile's per-window target (sensitive 4e-2, balanced 4e-3,
-strict 4e-4), most of it given to the range model (weighted Bonferroni 0.97 / 0.01 / 0.01 / 0.01, so a
-predictor alone must reach 1/100 of the target); alarms closer than one window (24 rows) form one
-incident. The NAB `anomaly_score` of a row is
+strict 4e-4), most of it given to the range model (weighted Bonferroni 0.97 / 0.01 / 0.01 / 0.01 / 0.01,
+so a predictor alone must reach about 1/100 of the target); alarms closer than one window (24 rows) form
+one incident. The NAB `anomaly_score` of a row is
 `0.5 * log(p) / log(target)` clipped to [0, 1], so the shipped threshold 0.5 is exactly the detector's
 own decision `p <= target`; rows inside an incident that already fired are capped at 0.499, so a burst
 costs NAB one detection, not one per row. For the same reason `--optimize` cannot beat the detector's

@@ -75,7 +75,7 @@ def _point_kernel(x: np.ndarray, lag_d: int, lag_w: int, size: int, range_n: int
     state = K.PointState(np.zeros(size), np.zeros(size), np.zeros(K.F_SIZE),
                          np.zeros(K.I_SIZE, dtype=np.int64))
     bits, pred = np.empty((x.size, K.N_MODELS)), np.empty((x.size, K.N_MODELS))
-    K.point_bits(x, lag_d, lag_w, K.PointConfig(range_n, 1 / 32, 5.0, 16, 1 / 8), state, bits, pred)
+    K.point_bits(x, lag_d, lag_w, K.PointConfig(range_n, 1 / 32, 5.0, 16, 1 / 8, 1 / 16), state, bits, pred)
     return np.concatenate([bits, pred], axis=1)
 
 

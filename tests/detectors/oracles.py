@@ -82,8 +82,11 @@ def count_model(salt: int, table_bits: int) -> cm.CountModel:
 # ---------------------------------------------------------------- the numeric predictors
 
 
-def naive_point_bits(x: np.ndarray, lag_d: int, lag_w: int, size: int, range_n: int) -> np.ndarray:
-    """Slow reference of ``point_bits`` (plain lists, whole history kept): bits then predictions."""
+def naive_point_bits(x: np.ndarray, lag_d: int, lag_w: int, size: int, range_n: int,
+                     mean_n: int = 16) -> np.ndarray:
+    """Slow reference of ``point_bits`` (plain lists, whole history kept): bits then predictions. The mean
+    model's mean is the plain mean of the values so far, then (from ``mean_n`` values on) an exponential
+    average with weight ``1 / mean_n``."""
     n_models = K.N_MODELS
     out = np.full((x.size, 2 * n_models), np.nan)
     hist: list[float] = []
@@ -91,6 +94,7 @@ def naive_point_bits(x: np.ndarray, lag_d: int, lag_w: int, size: int, range_n: 
     rate = [0.0] * n_models  # share of non-zero errors
     mag = [0.0] * n_models  # mean size of the non-zero errors
     count = [0] * n_models
+    mean = 0.0
     ln2 = math.log(2.0)
     for j, v in enumerate(x):
         n = len(hist)
@@ -109,6 +113,10 @@ def naive_point_bits(x: np.ndarray, lag_d: int, lag_w: int, size: int, range_n: 
                 if n < 1:
                     continue
                 pred = hist[-1]
+            elif k == K.MEAN:
+                if n < 1:
+                    continue
+                pred = mean
             else:
                 lag = lag_d if k == K.DAILY else lag_w
                 if lag <= 0 or lag + 1 >= size or n < lag + 1:
@@ -127,6 +135,7 @@ def naive_point_bits(x: np.ndarray, lag_d: int, lag_w: int, size: int, range_n: 
             rate[k] += (hit - rate[k]) / min(32, count[k] + 1)  # plain mean over the first 32 errors
             count[k] += 1
         level.append(v if n == 0 else level[-1] + (v - level[-1]) / 8)
+        mean += (v - mean) / min(n + 1, mean_n)
         hist.append(float(v))
     return out
 

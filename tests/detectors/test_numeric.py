@@ -152,3 +152,59 @@ def test_rejects_mismatched_timestamps_and_bad_snapshots():
         NumericDetector.restore(b"not a snapshot")
     with pytest.raises(ValueError, match="models"):
         NumericDetector(models=["nonsense"])
+
+
+def _shift_incidents(x: np.ndarray, **config):
+    """The last update of every incident a balanced detector raises over ``x`` (one value per second)."""
+    det = NumericDetector(profile="balanced", **config)
+    out = det.update(EventBatch(x, 1.7e9 + np.arange(x.size, dtype=np.float64)))
+    last = {}
+    for update in out.incidents:
+        last[update.seq] = update
+    return list(last.values())
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("phase", [0, 3, 7])  # where the fault starts against the windows' hop of 10
+@pytest.mark.parametrize("kind", ["gauge", "counter deltas"])
+def test_a_sustained_level_shift_opens_one_incident_that_lasts_the_fault(kind, phase, seed):
+    """The scenarios `gauge_level_shift` (40 -> 55, noise sd 3, rounded as the SDK client sends it) and
+    `cumulative_counter_rate_change` (the gateway's deltas: Poisson 10 -> 30), one value per second, a
+    10-minute fault after 40 minutes: one incident, open from the fault's first windows to its end, resolved
+    after it (the range takes the first shifted value in; the mean model keeps charging the shift)."""
+    rng = np.random.default_rng(seed)
+    start, end = 2400 + phase, 3000 + phase
+    in_fault = (np.arange(4200) >= start) & (np.arange(4200) < end)
+    if kind == "gauge":
+        x = np.round(np.where(in_fault, 55.0, 40.0) + rng.normal(0.0, 3.0, in_fault.size), 1)
+    else:
+        x = rng.poisson(np.where(in_fault, 30.0, 10.0)).astype(float)
+    incidents = _shift_incidents(x)
+    assert len(incidents) == 1, [(u.seq, u.status, u.opened_offset) for u in incidents]
+    (incident,) = incidents
+    assert incident.status == "resolved"
+    assert start - 50 <= incident.opened_offset <= start + 30  # its first window holds the fault's start
+    assert incident.last_anomalous_offset >= end - 1
+    closed = (incident.closed_time_ns or 0) / 1e9 - 1.7e9
+    assert end <= closed <= end + 300
+
+
+def test_without_the_mean_model_the_shift_leaves_no_lasting_evidence():
+    """The case the mean model is for: with the four other models only, the shift costs bits in the first
+    windows and then nothing, and no incident opens (seed and phase where the range alone does not)."""
+    rng = np.random.default_rng(1)
+    level = np.where((np.arange(4200) >= 2400) & (np.arange(4200) < 3000), 55.0, 40.0)
+    x = np.round(level + rng.normal(0.0, 3.0, level.size), 1)
+    assert _shift_incidents(x, models=("range", "step", "daily", "weekly")) == []
+    assert len(_shift_incidents(x)) == 1
+
+
+def test_a_resolved_incident_leaves_the_mean_at_the_reference():
+    """The mean follows the values while an incident is open (a false positive or an accepted change keeps
+    them); on resolution it starts again from the reference's, so the return to normal after the fault is
+    not a new incident, even with a mean slow enough to have learnt the fault."""
+    rng = np.random.default_rng(3)
+    in_fault = (np.arange(4200) >= 2400) & (np.arange(4200) < 3000)
+    x = rng.poisson(np.where(in_fault, 60.0, 20.0)).astype(float)
+    incidents = _shift_incidents(x, mean_window=128)
+    assert [(u.seq, u.status) for u in incidents] == [(0, "resolved")]

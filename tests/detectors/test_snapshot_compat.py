@@ -117,7 +117,10 @@ def test_numeric_snapshot_of_the_previous_format_restores_and_continues():
     # a restored detector goes on exactly as one fed the same points from the start (the previous code's own
     # continuation differs where the unified tail fit moved p-values, and in severity and figures)
     x, t = numeric_series()
-    det = registry.create("numeric", profile="sensitive")
+    # with its four models and no calibration delays: a snapshot written before the mean model keeps the
+    # models it was configured with
+    det = registry.create("numeric", profile="sensitive", models=("range", "step", "daily", "weekly"),
+                          disjoint_calibration=False)
     det.update(EventBatch(x[:CASES["numeric"]["cut"]], t[:CASES["numeric"]["cut"]]))
     fresh = det.update(EventBatch(x[CASES["numeric"]["cut"]:], t[CASES["numeric"]["cut"]:]))
     # except the first event time of windows reaching back before the cut: the previous format kept no times
@@ -136,7 +139,9 @@ def test_numeric_restored_from_the_previous_format_writes_the_shared_one():
     assert data.startswith(b"DLNUM1\n")
     det = registry.restore("numeric", data)
     again = snapshot.decode(det.snapshot(), b"NUMR")
-    assert again.version == 2 and again.header["kind"] == "numeric"
+    assert again.version == 3 and again.header["kind"] == "numeric"
+    assert again.header["config"]["models"] == ["range", "step", "daily", "weekly"]
+    assert not again.header["config"]["disjoint_calibration"]
     assert again.header["skipped"] == {"nan": 0, "inf": 0}
     seen = int(again.arrays["istate"][0])
     carried = again.header["config"]["window"] - 1
@@ -154,3 +159,29 @@ def test_the_codec_refuses_what_it_did_not_write():
         snapshot.decode(data[:12] + b"{" + data[13:], b"TEST")
     with pytest.raises(ValueError, match="version 9"):
         registry.restore("cbad", b"CBAD" + data[4:])
+
+
+V2_CASES = json.loads((LEGACY / "numeric_v2.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(V2_CASES))
+def test_numeric_version_2_snapshots_restore_and_continue_as_that_code_did(name):
+    """Version 2 (four models, before the mean model; made by ``generate_numeric_v2.py`` with the code of
+    that time), one cut in normal data and one with an incident open: restored, the detector keeps its four
+    models and goes on exactly as that code did (windows, verdicts, incidents)."""
+    case = V2_CASES[name]
+    data = (LEGACY / case["file"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == case["sha256"]
+    assert snapshot.decode(data, b"NUMR").version == 2
+    det = registry.restore("numeric", data)
+    assert det.events_seen == case["cut"] and det.open_incident_seq == case["open_incident"]
+    assert det.config["models"] == ["range", "step", "daily", "weekly"]
+    x, t = numeric_series()
+    out = det.update(EventBatch(x[case["cut"]:], t[case["cut"]:]))
+    windows = [[r.end_offset, r.p_value, r.is_anomaly, r.incident_seq, r.severity] for r in out]
+    assert windows == case["windows"]
+    assert [[u.seq, u.status, u.opened_offset, u.last_anomalous_offset, u.anomalous_windows]
+            for u in out.incidents] == case["incidents"]
+    again = det.snapshot()
+    assert snapshot.decode(again, b"NUMR").version == 3
+    assert registry.restore("numeric", again).snapshot() == again

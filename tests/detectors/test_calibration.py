@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors import EventBatch, registry
+from detectors._kernels.tail import SHAPE_MIN as PACKAGE_SHAPE_MIN
 from detectors._kernels.tail import TailRule, pairwise_sum, tail_pvalue
 from detectors.calibration import (
     CBAD_TAIL,
@@ -107,16 +108,20 @@ def test_deterministic_for_a_seed():
 
 def test_tail_fit_recovers_the_shape_and_clamps_light_tails():
     """Known tails: exponential (shape 0), a heavy Pareto (shape 0.3), and a uniform (shape -1, clamped at
-    SHAPE_MIN so noise cannot put the end point just above the sample)."""
+    the package's shape floor so noise cannot put the end point just above the sample). cbad's own rule
+    keeps its tails at least as heavy as SHAPE_MIN (0.05): an exponential tail is fitted at that floor."""
     rng = np.random.default_rng(4)
     n = 20000
-    exponential = fit_tail(rng.exponential(2.0, n))
+    package = CBAD_TAIL._replace(shape_min=PACKAGE_SHAPE_MIN)
+    sample = rng.exponential(2.0, n)
+    exponential = fit_tail(sample, package)
     assert abs(exponential.shape) < 0.05
     assert exponential.scale == pytest.approx(2.0, rel=0.1)
+    assert fit_tail(sample).shape == SHAPE_MIN > exponential.shape
     xi = 0.3
-    pareto = fit_tail((rng.random(n) ** -xi - 1.0) / xi)  # GPD(shape 0.3, scale 1) by inversion
+    pareto = fit_tail((rng.random(n) ** -xi - 1.0) / xi, package)  # GPD(shape 0.3, scale 1) by inversion
     assert pareto.shape == pytest.approx(xi, abs=0.06)
-    assert fit_tail(rng.random(n)).shape == SHAPE_MIN
+    assert fit_tail(rng.random(n), package).shape == PACKAGE_SHAPE_MIN
 
 
 def test_tail_counts_only_the_values_above_a_tied_threshold():

@@ -6,24 +6,47 @@ dropped whole; the newest chunk is always kept whole.
 Columnar, so a stream costs bytes per item rather than Python objects: one row per item (trace id 16 bytes,
 span id 8, time, position in its request, which ids were present) and one row per chunk (first offset,
 first item row, request number), each in numpy arrays used as a bounded ring (``_Rows``). A snapshot is the
-raw arrays in the shared snapshot codec (``detectors.snapshot``).
+raw arrays.
 """
 
 from __future__ import annotations
 
 import base64
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
-
-from detectors import snapshot
 
 TRACE_ID_BYTES = 16
 SPAN_ID_BYTES = 8
 SNAPSHOT_TAG = b"RING"
 SNAPSHOT_VERSION = 1
+_HEAD = struct.Struct("<4sBII")
+"""A dumped ring: tag, version, number of chunks, number of items; then the columns of ``_LAYOUT``."""
+
+
+class _Stored(NamedTuple):
+    name: str
+    dtype: np.dtype
+    """As stored: little-endian (read into the machine's order)."""
+    width: int
+    """Values per row."""
+    per_chunk: bool
+    """One row per chunk, else per item."""
+
+    def values(self, chunks: int, items: int) -> int:
+        return (chunks if self.per_chunk else items) * self.width
+
+
+_LAYOUT = (_Stored("first_offset", np.dtype("<i8"), 1, True), _Stored("first_row", np.dtype("<i8"), 1, True),
+           _Stored("trace", np.dtype("u1"), TRACE_ID_BYTES, False),
+           _Stored("span", np.dtype("u1"), SPAN_ID_BYTES, False),
+           _Stored("time", np.dtype("<u8"), 1, False), _Stored("flags", np.dtype("u1"), 1, False))
+"""The columns in the order dumped. A fixed layout rather than the detectors' snapshot codec: its JSON header
+and per-array dtype handling cost several times the copy of a ring's few KiB, and a stream snapshot is taken
+on every eviction."""
 _HAS_TRACE, _HAS_SPAN = 1, 2
 """Bits of an item's ``flags``: an absent id and an all-zero one (allowed in a log record) differ."""
 
@@ -79,9 +102,10 @@ class _Rows:
         need = self.tail - self.head + n
         allocated = self.allocated
         if self.tail + n > allocated or allocated > 4 * need + 64:
-            # move the live rows to the front when that leaves room for a while, else reallocate
+            # move the live rows to the front when that leaves room for a few more appends like this one,
+            # else reallocate with that room
             roomy = need + need // 8 + n <= allocated <= 4 * need + 64
-            self._move(allocated if roomy else need + need // 4 + 32)
+            self._move(allocated if roomy else need + need // 4 + 2 * n + 32)
         first = self.tail
         self.tail += n
         return first
@@ -128,36 +152,38 @@ class EventRing:
     def append(self, chunk: RingChunk) -> None:
         n = len(chunk.times)
         self._drop_old(n)
-        chunks = self._chunks
-        c = chunks.reserve(1)
-        chunks["first_offset"][c] = chunk.first_offset
-        chunks["first_row"][c] = self._appended
-        chunks["request_seq"][c] = chunk.request_seq
+        c = self._chunks.reserve(1)
+        columns = self._chunks.columns
+        columns["first_offset"][c] = chunk.first_offset
+        columns["first_row"][c] = self._appended
+        columns["request_seq"][c] = chunk.request_seq
         if n:
-            items = self._items
-            i = items.reserve(n)
-            rows = slice(i, i + n)
+            i = self._items.reserve(n)
+            columns = self._items.columns
             traces, has_trace = _fixed_width(chunk.trace_ids, TRACE_ID_BYTES)
             spans, has_span = _fixed_width(chunk.span_ids, SPAN_ID_BYTES)
             # through a byte view: numpy would first need an array of the bytes (several times the cost)
-            items["trace"].data.cast("B")[i * TRACE_ID_BYTES:(i + n) * TRACE_ID_BYTES] = traces
-            items["span"].data.cast("B")[i * SPAN_ID_BYTES:(i + n) * SPAN_ID_BYTES] = spans
-            items["time"][rows] = chunk.times
-            items["position"][rows] = chunk.positions
-            items["flags"][rows] = has_trace * _HAS_TRACE + has_span * _HAS_SPAN
+            columns["trace"].data.cast("B")[i * TRACE_ID_BYTES:(i + n) * TRACE_ID_BYTES] = traces
+            columns["span"].data.cast("B")[i * SPAN_ID_BYTES:(i + n) * SPAN_ID_BYTES] = spans
+            columns["time"][i:i + n] = chunk.times
+            columns["position"][i:i + n] = chunk.positions
+            columns["flags"][i:i + n] = has_trace * _HAS_TRACE + has_span * _HAS_SPAN
         self._appended += n
 
     def _drop_old(self, incoming: int) -> None:
         """Drop the oldest chunks while the rest, with the ``incoming`` items of a new chunk, still hold
         ``capacity`` items (the new chunk always stays)."""
-        spare = len(self._items) + incoming - self.capacity  # items that may go
-        chunks = self._chunks
-        if spare <= 0 or not len(chunks):
+        items, chunks = self._items, self._chunks
+        kept = items.tail - items.head
+        spare = kept + incoming - self.capacity  # items that may go
+        count = chunks.tail - chunks.head
+        if spare <= 0 or not count:
             return
-        first_row, head, count = chunks["first_row"], chunks.head, len(chunks)
-        base = first_row.item(head)  # .item: a Python int without a numpy scalar in between
+        first_row, head = chunks.columns["first_row"], chunks.head
+        base = self._appended - kept  # the oldest chunk's first row
         dropped = rows = 0
         while dropped < count:
+            # .item: a Python int without a numpy scalar in between
             end = first_row.item(head + dropped + 1) if dropped + 1 < count else self._appended
             if end - base > spare:
                 break
@@ -165,7 +191,7 @@ class EventRing:
             rows = end - base
         if dropped:
             chunks.drop(dropped)
-            self._items.drop(rows)
+            items.drop(rows)
 
     def _find(self, offset: int) -> tuple[int, int] | None:
         """(item array index, chunk array index) of the item at ``offset``, if still kept."""
@@ -215,34 +241,43 @@ class EventRing:
 
     # --- persistence (part of a stream snapshot); positions/request numbers do not survive a restart
     def dump(self) -> bytes:
+        """``_HEAD`` (tag, version, chunks, items), then the live rows of each column of ``_LAYOUT``."""
         items, chunks = self._items, self._chunks
         oldest_row = self._appended - len(items)
-        return snapshot.encode(SNAPSHOT_TAG, SNAPSHOT_VERSION, {}, {
-            "first_offset": chunks.live("first_offset"), "first_row": chunks.live("first_row") - oldest_row,
-            "trace": items.live("trace"), "span": items.live("span"), "time": items.live("time"),
-            "flags": items.live("flags")})
+        columns = {"first_offset": chunks.live("first_offset"),
+                   "first_row": chunks.live("first_row") - oldest_row, "trace": items.live("trace"),
+                   "span": items.live("span"), "time": items.live("time"), "flags": items.live("flags")}
+        head = _HEAD.pack(SNAPSHOT_TAG, SNAPSHOT_VERSION, len(chunks), len(items))
+        return b"".join([head, *(columns[c.name].astype(c.dtype, copy=False).tobytes() for c in _LAYOUT)])
 
     @classmethod
     def load(cls, capacity: int, data: bytes) -> EventRing:
         """The ring ``dump`` wrote; ValueError when the bytes are not one."""
-        a = snapshot.decode(data, SNAPSHOT_TAG).arrays
-        try:
-            trace, span = a["trace"].astype(np.uint8, copy=False), a["span"].astype(np.uint8, copy=False)
-            time, flags = a["time"].astype(np.uint64, copy=False), a["flags"].astype(np.uint8, copy=False)
-            first_offset = a["first_offset"].astype(np.int64, copy=False)
-            first_row = a["first_row"].astype(np.int64, copy=False)
-        except KeyError as exc:
-            raise ValueError(f"corrupt ring snapshot: no {exc}") from None
-        n = len(time)
-        if not (trace.shape == (n, TRACE_ID_BYTES) and span.shape == (n, SPAN_ID_BYTES)
-                and flags.shape == (n,) and first_row.shape == first_offset.shape == (len(first_row),)
-                and (first_row[0] == 0 if len(first_row) else n == 0)
-                and bool(np.all(np.diff(first_row) >= 0)) and (not len(first_row) or first_row[-1] <= n)):
-            raise ValueError("corrupt ring snapshot: its columns do not agree")
-        items = _Rows({"trace": trace, "span": span, "time": time, "position": np.full(n, -1, np.int32),
-                       "flags": flags})
-        chunks = _Rows({"first_offset": first_offset, "first_row": first_row,
-                        "request_seq": np.full(len(first_row), -1, np.int64)})
+        if len(data) < _HEAD.size:
+            raise ValueError("corrupt ring snapshot: truncated")
+        tag, version, n_chunks, n_items = _HEAD.unpack_from(data)
+        if tag != SNAPSHOT_TAG or version != SNAPSHOT_VERSION:
+            raise ValueError(f"not a ring snapshot of version {SNAPSHOT_VERSION}")
+        if _HEAD.size + sum(c.values(n_chunks, n_items) * c.dtype.itemsize for c in _LAYOUT) != len(data):
+            raise ValueError("corrupt ring snapshot: its length does not match its counts")
+        a: dict[str, np.ndarray] = {}
+        pos = _HEAD.size
+        for c in _LAYOUT:
+            count = c.values(n_chunks, n_items)
+            column = np.frombuffer(data, c.dtype, count, pos).astype(c.dtype.newbyteorder("="))  # owned copy
+            a[c.name] = column.reshape(-1, c.width) if c.width > 1 else column
+            pos += count * c.dtype.itemsize
+        first_row = a["first_row"]
+        if n_chunks:
+            covered = first_row[0] == 0 and first_row[-1] <= n_items and bool(np.all(np.diff(first_row) >= 0))
+        else:
+            covered = n_items == 0
+        if not covered:
+            raise ValueError("corrupt ring snapshot: its chunks do not cover its items")
+        items = _Rows({"trace": a["trace"], "span": a["span"], "time": a["time"],
+                       "position": np.full(n_items, -1, np.int32), "flags": a["flags"]})
+        chunks = _Rows({"first_offset": a["first_offset"], "first_row": first_row,
+                        "request_seq": np.full(n_chunks, -1, np.int64)})
         return cls._of(capacity, items, chunks)
 
     @classmethod
@@ -268,7 +303,8 @@ class EventRing:
 
     @classmethod
     def _of(cls, capacity: int, items: _Rows, chunks: _Rows) -> EventRing:
-        ring = cls(capacity)
+        ring = cls.__new__(cls)  # not __init__: its empty columns would be replaced at once
+        ring.capacity = max(1, capacity)
         ring._items, ring._chunks, ring._appended = items, chunks, len(items)
         ring._drop_old(0)  # as appending the chunks one by one would have
         return ring

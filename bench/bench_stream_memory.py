@@ -11,10 +11,11 @@ table). Per detector: tracemalloc growth, snapshot bytes, CPU of ``snapshot()`` 
 Ring of recent items: each stream's per-request items (ids, times, positions, made afresh as extraction
 makes them) appended to one ring per stream of the default profile's capacity, alternately to the previous
 ring (Python lists per request, JSON in the stream snapshot) and to ``streams.ring.EventRing`` (columnar
-numpy, raw arrays), ``--rounds`` times each. Per ring: tracemalloc growth, CPU of the appends, snapshot
-bytes, CPU of a snapshot + restore of the ring's part.
+numpy, raw arrays), ``--rounds`` times each. Per ring: tracemalloc growth, CPU of the appends (in a second
+fill, without tracemalloc), snapshot bytes, CPU of a snapshot + restore of the ring's part.
 
     python bench/bench_stream_memory.py [--requests 60] [--part detector|ring|both] [--rounds 3]
+                                        [--streams 48] [--resources-per-request 4]
 """
 
 from __future__ import annotations
@@ -48,10 +49,15 @@ OLD_TABLE_BITS = 17
 ROUNDS = 3
 
 
-def stream_events(requests: int) -> list[list[bytes]]:
+def traffic(args: argparse.Namespace) -> list[bytes]:
+    gen = TrafficGenerator(seed=1, streams=args.streams, resources_per_request=args.resources_per_request)
+    return gen.requests("traces", args.requests, ITEMS)
+
+
+def stream_events(payloads: list[bytes]) -> list[list[bytes]]:
     codec = RequestCodec(ExtractionOptions())
     per: dict[str, list[bytes]] = {}
-    for payload in TrafficGenerator(seed=1, streams=48).requests("traces", requests, ITEMS):
+    for payload in payloads:
         for sid, batch in codec.decode("traces", payload).extraction.streams.items():  # type: ignore[union-attr]
             per.setdefault(sid, []).extend(batch.events)
     return list(per.values())
@@ -139,10 +145,10 @@ Request = tuple[bytes, bytes, np.ndarray, np.ndarray]
 """One request's items of one stream: trace ids and span ids side by side, times, positions."""
 
 
-def stream_requests(requests: int) -> list[list[Request]]:
+def stream_requests(payloads: list[bytes]) -> list[list[Request]]:
     codec = RequestCodec(ExtractionOptions())
     per: dict[str, list[Request]] = {}
-    for payload in TrafficGenerator(seed=1, streams=48).requests("traces", requests, ITEMS):
+    for payload in payloads:
         for sid, batch in codec.decode("traces", payload).extraction.streams.items():  # type: ignore[union-attr]
             per.setdefault(sid, []).append((b"".join(batch.trace_ids), b"".join(batch.span_ids),
                                             np.array(batch.times, np.uint64), np.array(batch.positions)))
@@ -150,15 +156,20 @@ def stream_requests(requests: int) -> list[list[Request]]:
 
 
 def fill_rings(kind: Any, capacity: int, streams: list[list[Request]]) -> tuple[list[Any], float]:
-    """One ring per stream, fed its requests; the ids, times and positions of each request are new objects,
-    as the extraction makes them (the previous ring kept them). Returns the rings and the appends' CPU."""
+    """One ring per stream, fed its requests as a live stream feeds it: the ids, times and positions of each
+    request are new objects, as the extraction makes them (the previous ring kept them); the columnar ring
+    gets the times as the uint64 array the stream converts once (for the detector's stamps too, which the
+    previous code converted to float64 instead: that conversion is left out of both). Returns the rings and
+    the appends' CPU."""
     rings, cpu = [], 0.0
     for requests in streams:
         ring, offset = kind(capacity), 0
         for seq, (traces, spans, times, positions) in enumerate(requests):
             n = len(times)
+            listed = times.tolist()
             chunk = RingChunk(offset, [traces[i:i + 16] for i in range(0, 16 * n, 16)],
-                              [spans[i:i + 8] for i in range(0, 8 * n, 8)], times.tolist(),
+                              [spans[i:i + 8] for i in range(0, 8 * n, 8)],
+                              listed if kind is PreviousRing else np.asarray(listed, np.uint64),
                               positions.tolist(), seq)
             start = time.thread_time()
             ring.append(chunk)
@@ -179,9 +190,11 @@ def measure_rings(streams: list[list[Request]], rounds: int) -> None:
         for name, kind in (("previous", PreviousRing), ("columnar", EventRing)):
             tracemalloc.start()
             before = tracemalloc.get_traced_memory()[0]
-            rings, append_cpu = fill_rings(kind, capacity, streams)
+            rings, _ = fill_rings(kind, capacity, streams)
             grown = tracemalloc.get_traced_memory()[0] - before
             tracemalloc.stop()
+            del rings
+            rings, append_cpu = fill_rings(kind, capacity, streams)  # timed without tracemalloc's hooks
             start = time.thread_time()
             snaps = [ring.dump() for ring in rings]
             for data in snaps:
@@ -205,14 +218,18 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=60)
     ap.add_argument("--part", choices=["detector", "ring", "both"], default="both")
     ap.add_argument("--rounds", type=int, default=ROUNDS, help="alternating A/B rounds of the ring part")
+    ap.add_argument("--streams", type=int, default=48, help="span streams of the traffic")
+    ap.add_argument("--resources-per-request", type=int, default=4,
+                    help="services per request (more: fewer items per stream in each request)")
     args = ap.parse_args()
+    payloads = traffic(args)
     if args.part in ("detector", "both"):
-        streams = stream_events(args.requests)
+        streams = stream_events(payloads)
         print(f"{len(streams)} span streams, median {sorted(map(len, streams))[len(streams) // 2]} events")
         measure(streams, OLD_TABLE_BITS, recount=True)
         measure(streams, DEFAULT_TABLE_BITS, recount=False)
     if args.part in ("ring", "both"):
-        measure_rings(stream_requests(args.requests), args.rounds)
+        measure_rings(stream_requests(payloads), args.rounds)
 
 
 if __name__ == "__main__":

@@ -252,11 +252,12 @@ class LiveStream:
         return outcome
 
     def _feed(self, batch: StreamBatch, request_seq: int) -> tuple[Sequence[WindowResult], Sequence[Any]]:
-        self.ring.append(RingChunk(self.events_seen, batch.trace_ids, batch.span_ids, batch.times,
-                                   batch.positions, request_seq))
+        times = np.asarray(batch.times, dtype=np.uint64)  # converted once: the ring's column, the stamps
+        self.ring.append(RingChunk(self.events_seen, batch.trace_ids, batch.span_ids, times, batch.positions,
+                                   request_seq))
         # item times (unix seconds): the incidents' clock (event time, whatever the request boundaries); the
         # numeric detector also learns the sampling period from them
-        stamps = np.asarray(batch.times, dtype=np.float64) / 1e9 if all(batch.times) else None
+        stamps = times / 1e9 if times.all() else None
         if self.spec.kind == "numeric":
             values = np.asarray(batch.events, dtype=np.float64)
             output = self.detector.update(EventBatch(values, stamps))

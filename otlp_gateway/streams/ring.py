@@ -58,7 +58,8 @@ class RingChunk:
     first_offset: int
     trace_ids: Sequence[bytes]
     span_ids: Sequence[bytes]
-    times: Sequence[int]
+    times: Sequence[int] | np.ndarray
+    """Unix nanoseconds (a uint64 array is copied as it is)."""
     positions: Sequence[int]
     request_seq: int
     """Which request (its detection ticket, in arrival order) the items arrived in; -1 after a restore."""
@@ -167,7 +168,11 @@ class EventRing:
             columns["span"].data.cast("B")[i * SPAN_ID_BYTES:(i + n) * SPAN_ID_BYTES] = spans
             columns["time"][i:i + n] = chunk.times
             columns["position"][i:i + n] = chunk.positions
-            columns["flags"][i:i + n] = has_trace * _HAS_TRACE + has_span * _HAS_SPAN
+            flags = has_trace * _HAS_TRACE + has_span * _HAS_SPAN
+            if isinstance(flags, int):  # the same for every item (spans, metric points): bytes are cheaper
+                columns["flags"].data[i:i + n] = bytes((flags,)) * n
+            else:
+                columns["flags"][i:i + n] = flags
         self._appended += n
 
     def _drop_old(self, incoming: int) -> None:
@@ -310,15 +315,15 @@ class EventRing:
         return ring
 
 
-def _fixed_width(ids: Sequence[bytes], width: int) -> tuple[bytes, np.ndarray | int]:
-    """The ids side by side, ``width`` bytes each, and whether each was present (an array, or 1 for all).
+def _fixed_width(ids: Sequence[bytes], width: int) -> tuple[bytes, bool | np.ndarray]:
+    """The ids side by side, ``width`` bytes each, and whether each was present (one bool for all alike).
 
     Ids of the wrong length cannot pass validation; were one to arrive it is cut/padded, an absent id is all
     zero."""
     joined = b"".join(ids)
     if len(joined) == width * len(ids):
-        return joined, 1
+        return joined, True
     if not joined:  # metric points, log records without ids
-        return bytes(width * len(ids)), 0
+        return bytes(width * len(ids)), False
     return (b"".join(i[:width].ljust(width, b"\0") for i in ids),
             np.fromiter(map(len, ids), np.int64, len(ids)) > 0)

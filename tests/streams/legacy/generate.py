@@ -1,6 +1,7 @@
 """Write the fixture of ``tests/streams/test_snapshot_compat.py``: a stream snapshot of version 1.
 
-Run once with the code that wrote version 1 (the ring of recent items as JSON in the snapshot header):
+Run once with the code that wrote version 1 (the ring of recent items as JSON in the snapshot header; it was
+run at ebf9e8a):
 ``python -m tests.streams.legacy.generate``. The case stores the snapshot of a log stream taken mid-stream
 and, as that code saw them after restoring it, the ring's item at every offset, before and after the rest of
 the stream was fed, so a restore by later code can be checked against them.

@@ -41,6 +41,8 @@ from otlp_gateway.streams.settings import EMPTY, StreamSettings
 
 log = logging.getLogger(__name__)
 _MAGIC = b"DLS1"
+SNAPSHOT_VERSION = 2
+"""Of the stream's part of a snapshot (``LiveStream.snapshot``); version 1 is still read."""
 RATIO_FIGURE = "compression_ratio_conditional"
 """The per-window ratio behind ``driftlock_cbad_compression_ratio``: raw bits of the window over its code
 length given the baseline; cbad reports it for every window (``compression_ratio_window`` only for
@@ -250,11 +252,12 @@ class LiveStream:
         return outcome
 
     def _feed(self, batch: StreamBatch, request_seq: int) -> tuple[Sequence[WindowResult], Sequence[Any]]:
-        self.ring.append(RingChunk(self.events_seen, batch.trace_ids, batch.span_ids, batch.times,
-                                   batch.positions, request_seq))
+        times = np.asarray(batch.times, dtype=np.uint64)  # converted once: the ring's column, the stamps
+        self.ring.append(RingChunk(self.events_seen, batch.trace_ids, batch.span_ids, times, batch.positions,
+                                   request_seq))
         # item times (unix seconds): the incidents' clock (event time, whatever the request boundaries); the
         # numeric detector also learns the sampling period from them
-        stamps = np.asarray(batch.times, dtype=np.float64) / 1e9 if all(batch.times) else None
+        stamps = times / 1e9 if times.all() else None
         if self.spec.kind == "numeric":
             values = np.asarray(batch.events, dtype=np.float64)
             output = self.detector.update(EventBatch(values, stamps))
@@ -328,23 +331,29 @@ class LiveStream:
         return self._change(update, actor)
 
     def snapshot(self) -> bytes:
-        header = {"v": 1, "key": [self.key.stream_id, self.key.signal, self.key.service, self.key.name],
+        """Version 2: the JSON header, the ring's raw arrays (``EventRing.dump``, ``ring_bytes`` long),
+        then the detector's snapshot. Version 1 carried the ring as JSON inside the header."""
+        ring = self.ring.dump()
+        header = {"v": SNAPSHOT_VERSION,
+                  "key": [self.key.stream_id, self.key.signal, self.key.service, self.key.name],
                   "spec": self.spec.identity(), "enabled": self.spec.config.scoring,
                   "offset_base": self.offset_base, "events_seen": self.events_seen, "state": self.state,
-                  "ring": self.ring.dump(), "incidents": self.incidents.dump(), "scores": self.scores.dump(),
+                  "ring_bytes": len(ring), "incidents": self.incidents.dump(), "scores": self.scores.dump(),
                   "cumulative": self.cumulative.dump()}
         head = json.dumps(header, separators=(",", ":")).encode()
         self.dirty = False
-        return _MAGIC + struct.pack(">I", len(head)) + head + self.detector.snapshot()
+        return b"".join((_MAGIC, struct.pack(">I", len(head)), head, ring, self.detector.snapshot()))
 
     @classmethod
     def restore(cls, data: bytes, key: StreamKey, spec: DetectorSpec, shard: int) -> LiveStream:
-        """Resume from a snapshot; a snapshot taken under another detector spec (the configuration
-        changed meanwhile) starts a fresh detector, continuing the stream's offsets."""
+        """Resume from a snapshot (version 1 or 2); a snapshot taken under another detector spec (the
+        configuration changed meanwhile) starts a fresh detector, continuing the stream's offsets."""
         if data[:4] != _MAGIC:
             raise ValueError("not a stream snapshot")
         (length,) = struct.unpack(">I", data[4:8])
         header = json.loads(data[8:8 + length])
+        ring_start = 8 + length
+        detector_start = ring_start + int(header.get("ring_bytes", 0))  # version 1: no ring bytes
         base = int(header["offset_base"])
         # the series' previous points do not depend on the detector: they survive a detector change too
         cumulative = CumulativeDeltas.load(header.get("cumulative"))
@@ -353,15 +362,18 @@ class LiveStream:
             fresh.cumulative = cumulative
             return fresh
         try:
-            detector = registry.restore(spec.kind, data[8 + length:])
+            detector = registry.restore(spec.kind, data[detector_start:])
         except Exception:
             log.exception("detection: detector state of stream %s is unreadable; it warms up again",
                           key.stream_id)
             fresh = cls(key, spec, shard, offset_base=int(header["events_seen"]))
             fresh.cumulative = cumulative
             return fresh
-        stream = cls(key, spec, shard, detector=detector, offset_base=base,
-                     ring=EventRing.load(spec.ring_capacity(), header["ring"]))
+        if int(header.get("v", 1)) >= 2:
+            ring = EventRing.load(spec.ring_capacity(), data[ring_start:detector_start])
+        else:
+            ring = EventRing.load_v1(spec.ring_capacity(), header["ring"])
+        stream = cls(key, spec, shard, detector=detector, offset_base=base, ring=ring)
         stream.cumulative = cumulative
         stream.incidents = IncidentBook.load(header.get("incidents"))
         stream.scores = ScoreSeries.load(key.stream_id, header.get("scores"))

@@ -1,30 +1,68 @@
 """A bounded memory of a stream's recent items, so window offsets can be mapped back to telemetry.
 
-Stored as whole per-request chunks (no per-event Python work beyond the extraction lists). Chunks
-older than ``capacity`` events are dropped; the newest chunk is always kept whole.
+Kept per request as chunks (the items one request brought). Chunks older than ``capacity`` items are
+dropped whole; the newest chunk is always kept whole.
+
+Columnar, so a stream costs bytes per item rather than Python objects: one row per item (trace id 16 bytes,
+span id 8, time, position in its request, which ids were present) and one row per chunk (first offset,
+first item row, request number), each in numpy arrays used as a bounded ring (``_Rows``). A snapshot is the
+raw arrays.
 """
 
 from __future__ import annotations
 
 import base64
-from collections import deque
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
+
+TRACE_ID_BYTES = 16
+SPAN_ID_BYTES = 8
+SNAPSHOT_TAG = b"RING"
+SNAPSHOT_VERSION = 1
+_HEAD = struct.Struct("<4sBII")
+"""A dumped ring: tag, version, number of chunks, number of items; then the columns of ``_LAYOUT``."""
+
+
+class _Stored(NamedTuple):
+    name: str
+    dtype: np.dtype
+    """As stored: little-endian (read into the machine's order)."""
+    width: int
+    """Values per row."""
+    per_chunk: bool
+    """One row per chunk, else per item."""
+
+    def values(self, chunks: int, items: int) -> int:
+        return (chunks if self.per_chunk else items) * self.width
+
+
+_LAYOUT = (_Stored("first_offset", np.dtype("<i8"), 1, True), _Stored("first_row", np.dtype("<i8"), 1, True),
+           _Stored("trace", np.dtype("u1"), TRACE_ID_BYTES, False),
+           _Stored("span", np.dtype("u1"), SPAN_ID_BYTES, False),
+           _Stored("time", np.dtype("<u8"), 1, False), _Stored("flags", np.dtype("u1"), 1, False))
+"""The columns in the order dumped. A fixed layout rather than the detectors' snapshot codec: its JSON header
+and per-array dtype handling cost several times the copy of a ring's few KiB, and a stream snapshot is taken
+on every eviction."""
+_HAS_TRACE, _HAS_SPAN = 1, 2
+"""Bits of an item's ``flags``: an absent id and an all-zero one (allowed in a log record) differ."""
 
 
 @dataclass(slots=True)
 class RingChunk:
+    """The items of one request, as extraction lists them (aligned sequences)."""
+
     first_offset: int
-    trace_ids: list[bytes]
-    span_ids: list[bytes]
-    times: list[int]
-    positions: list[int]
+    trace_ids: Sequence[bytes]
+    span_ids: Sequence[bytes]
+    times: Sequence[int] | np.ndarray
+    """Unix nanoseconds (a uint64 array is copied as it is)."""
+    positions: Sequence[int]
     request_seq: int
     """Which request (its detection ticket, in arrival order) the items arrived in; -1 after a restore."""
-
-    @property
-    def end_offset(self) -> int:
-        return self.first_offset + len(self.times)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,66 +75,255 @@ class RingItem:
     request_seq: int
 
 
+class _Rows:
+    """Equal-length named columns whose live rows are ``[head, tail)`` of their arrays: rows are appended
+    at the tail and dropped from the head. When the tail reaches the end the live rows move to the front;
+    the arrays are reallocated, with slack, when too small, and when far too large (a large request's chunk
+    has left), so memory follows what is kept."""
+
+    __slots__ = ("allocated", "columns", "head", "tail")
+
+    def __init__(self, columns: dict[str, np.ndarray]):
+        self.columns = columns
+        self.allocated = len(next(iter(columns.values())))
+        self.head = 0
+        self.tail = self.allocated
+
+    def __len__(self) -> int:
+        return self.tail - self.head
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    def live(self, name: str) -> np.ndarray:
+        return self.columns[name][self.head:self.tail]
+
+    def reserve(self, n: int) -> int:
+        """Room for ``n`` more rows at the tail; returns the array index of the first of them."""
+        need = self.tail - self.head + n
+        allocated = self.allocated
+        if self.tail + n > allocated or allocated > 4 * need + 64:
+            # move the live rows to the front when that leaves room for a few more appends like this one,
+            # else reallocate with that room
+            roomy = need + need // 8 + n <= allocated <= 4 * need + 64
+            self._move(allocated if roomy else need + need // 4 + 2 * n + 32)
+        first = self.tail
+        self.tail += n
+        return first
+
+    def drop(self, n: int) -> None:
+        self.head += n
+        if self.head == self.tail:
+            self.head = self.tail = 0
+
+    def _move(self, allocated: int) -> None:
+        head, size = self.head, self.tail - self.head
+        for name, column in self.columns.items():
+            if len(column) == allocated:
+                column[:size] = column[head:head + size]  # numpy buffers overlapping copies
+            else:
+                moved = np.empty((allocated, *column.shape[1:]), dtype=column.dtype)
+                moved[:size] = column[head:head + size]
+                self.columns[name] = moved
+        self.allocated = allocated
+        self.head, self.tail = 0, size
+
+
+def _item_rows() -> _Rows:
+    return _Rows({"trace": np.zeros((0, TRACE_ID_BYTES), np.uint8),
+                  "span": np.zeros((0, SPAN_ID_BYTES), np.uint8), "time": np.zeros(0, np.uint64),
+                  "position": np.zeros(0, np.int32), "flags": np.zeros(0, np.uint8)})
+
+
+def _chunk_rows() -> _Rows:
+    return _Rows({"first_offset": np.zeros(0, np.int64), "first_row": np.zeros(0, np.int64),
+                  "request_seq": np.zeros(0, np.int64)})
+
+
 class EventRing:
+    __slots__ = ("_appended", "_chunks", "_items", "capacity")
+
     def __init__(self, capacity: int):
         self.capacity = max(1, capacity)
-        self._chunks: deque[RingChunk] = deque()
-        self._size = 0
+        self._items = _item_rows()
+        self._chunks = _chunk_rows()
+        self._appended = 0
+        """Item rows ever appended: the row number of the next item (chunks name their first row so)."""
 
     def append(self, chunk: RingChunk) -> None:
-        self._chunks.append(chunk)
-        self._size += len(chunk.times)
-        while len(self._chunks) > 1 and self._size - len(self._chunks[0].times) >= self.capacity:
-            self._size -= len(self._chunks.popleft().times)
+        n = len(chunk.times)
+        self._drop_old(n)
+        c = self._chunks.reserve(1)
+        columns = self._chunks.columns
+        columns["first_offset"][c] = chunk.first_offset
+        columns["first_row"][c] = self._appended
+        columns["request_seq"][c] = chunk.request_seq
+        if n:
+            i = self._items.reserve(n)
+            columns = self._items.columns
+            traces, has_trace = _fixed_width(chunk.trace_ids, TRACE_ID_BYTES)
+            spans, has_span = _fixed_width(chunk.span_ids, SPAN_ID_BYTES)
+            # through a byte view: numpy would first need an array of the bytes (several times the cost)
+            columns["trace"].data.cast("B")[i * TRACE_ID_BYTES:(i + n) * TRACE_ID_BYTES] = traces
+            columns["span"].data.cast("B")[i * SPAN_ID_BYTES:(i + n) * SPAN_ID_BYTES] = spans
+            columns["time"][i:i + n] = chunk.times
+            columns["position"][i:i + n] = chunk.positions
+            flags = has_trace * _HAS_TRACE + has_span * _HAS_SPAN
+            if isinstance(flags, int):  # the same for every item (spans, metric points): bytes are cheaper
+                columns["flags"].data[i:i + n] = bytes((flags,)) * n
+            else:
+                columns["flags"][i:i + n] = flags
+        self._appended += n
+
+    def _drop_old(self, incoming: int) -> None:
+        """Drop the oldest chunks while the rest, with the ``incoming`` items of a new chunk, still hold
+        ``capacity`` items (the new chunk always stays)."""
+        items, chunks = self._items, self._chunks
+        kept = items.tail - items.head
+        spare = kept + incoming - self.capacity  # items that may go
+        count = chunks.tail - chunks.head
+        if spare <= 0 or not count:
+            return
+        first_row, head = chunks.columns["first_row"], chunks.head
+        base = self._appended - kept  # the oldest chunk's first row
+        dropped = rows = 0
+        while dropped < count:
+            # .item: a Python int without a numpy scalar in between
+            end = first_row.item(head + dropped + 1) if dropped + 1 < count else self._appended
+            if end - base > spare:
+                break
+            dropped += 1
+            rows = end - base
+        if dropped:
+            chunks.drop(dropped)
+            items.drop(rows)
+
+    def _find(self, offset: int) -> tuple[int, int] | None:
+        """(item array index, chunk array index) of the item at ``offset``, if still kept."""
+        chunks = self._chunks
+        count = len(chunks)
+        if not count:
+            return None
+        head = chunks.head
+        first_offset = chunks["first_offset"]
+        c = count - 1  # usually the newest chunk: no search
+        if offset < first_offset.item(head + c):
+            c = int(np.searchsorted(chunks.live("first_offset"), offset, side="right")) - 1
+            if c < 0:
+                return None
+        first_row = chunks["first_row"]
+        start = first_row.item(head + c)
+        end = first_row.item(head + c + 1) if c + 1 < count else self._appended
+        i = offset - first_offset.item(head + c)
+        if i >= end - start:
+            return None
+        oldest_row = self._appended - len(self._items)
+        return self._items.head + start - oldest_row + i, head + c
 
     def get(self, offset: int) -> RingItem | None:
-        for chunk in reversed(self._chunks):
-            if chunk.first_offset <= offset < chunk.end_offset:
-                i = offset - chunk.first_offset
-                return RingItem(offset, chunk.trace_ids[i], chunk.span_ids[i], chunk.times[i],
-                                chunk.positions[i], chunk.request_seq)
-            if chunk.end_offset <= offset:
-                return None
-        return None
+        found = self._find(offset)
+        if found is None:
+            return None
+        i, c = found
+        items = self._items
+        flags = items["flags"].item(i)
+        return RingItem(offset, items["trace"][i].tobytes() if flags & _HAS_TRACE else b"",
+                        items["span"][i].tobytes() if flags & _HAS_SPAN else b"", items["time"].item(i),
+                        items["position"].item(i), self._chunks["request_seq"].item(c))
 
     def time_at(self, offset: int) -> int:
         """The event time of the item at ``offset`` (0 when unknown or no longer kept)."""
-        for chunk in reversed(self._chunks):
-            if chunk.first_offset <= offset < chunk.end_offset:
-                return chunk.times[offset - chunk.first_offset]
-            if chunk.end_offset <= offset:
-                return 0
-        return 0
+        found = self._find(offset)
+        return 0 if found is None else self._items["time"].item(found[0])
 
     def __len__(self) -> int:
-        return self._size
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays behind the ring (their slack included)."""
+        return sum(column.nbytes for rows in (self._items, self._chunks) for column in rows.columns.values())
 
     # --- persistence (part of a stream snapshot); positions/request numbers do not survive a restart
-    def dump(self) -> list[dict[str, Any]]:
-        return [{"first": c.first_offset, "trace": _b64(b"".join(_pad(t, 16) for t in c.trace_ids)),
-                 "span": _b64(b"".join(_pad(s, 8) for s in c.span_ids)), "times": c.times}
-                for c in self._chunks]
+    def dump(self) -> bytes:
+        """``_HEAD`` (tag, version, chunks, items), then the live rows of each column of ``_LAYOUT``."""
+        items, chunks = self._items, self._chunks
+        oldest_row = self._appended - len(items)
+        columns = {"first_offset": chunks.live("first_offset"),
+                   "first_row": chunks.live("first_row") - oldest_row, "trace": items.live("trace"),
+                   "span": items.live("span"), "time": items.live("time"), "flags": items.live("flags")}
+        head = _HEAD.pack(SNAPSHOT_TAG, SNAPSHOT_VERSION, len(chunks), len(items))
+        return b"".join([head, *(columns[c.name].astype(c.dtype, copy=False).tobytes() for c in _LAYOUT)])
 
     @classmethod
-    def load(cls, capacity: int, data: list[dict[str, Any]]) -> EventRing:
-        ring = cls(capacity)
-        for c in data:
-            n = len(c["times"])
-            traces, spans = base64.b64decode(c["trace"]), base64.b64decode(c["span"])
-            ring.append(RingChunk(int(c["first"]), [_unpad(traces[i * 16:(i + 1) * 16]) for i in range(n)],
-                                  [_unpad(spans[i * 8:(i + 1) * 8]) for i in range(n)],
-                                  [int(t) for t in c["times"]], [-1] * n, -1))
+    def load(cls, capacity: int, data: bytes) -> EventRing:
+        """The ring ``dump`` wrote; ValueError when the bytes are not one."""
+        if len(data) < _HEAD.size:
+            raise ValueError("corrupt ring snapshot: truncated")
+        tag, version, n_chunks, n_items = _HEAD.unpack_from(data)
+        if tag != SNAPSHOT_TAG or version != SNAPSHOT_VERSION:
+            raise ValueError(f"not a ring snapshot of version {SNAPSHOT_VERSION}")
+        if _HEAD.size + sum(c.values(n_chunks, n_items) * c.dtype.itemsize for c in _LAYOUT) != len(data):
+            raise ValueError("corrupt ring snapshot: its length does not match its counts")
+        a: dict[str, np.ndarray] = {}
+        pos = _HEAD.size
+        for c in _LAYOUT:
+            count = c.values(n_chunks, n_items)
+            column = np.frombuffer(data, c.dtype, count, pos).astype(c.dtype.newbyteorder("="))  # owned copy
+            a[c.name] = column.reshape(-1, c.width) if c.width > 1 else column
+            pos += count * c.dtype.itemsize
+        first_row = a["first_row"]
+        if n_chunks:
+            covered = first_row[0] == 0 and first_row[-1] <= n_items and bool(np.all(np.diff(first_row) >= 0))
+        else:
+            covered = n_items == 0
+        if not covered:
+            raise ValueError("corrupt ring snapshot: its chunks do not cover its items")
+        items = _Rows({"trace": a["trace"], "span": a["span"], "time": a["time"],
+                       "position": np.full(n_items, -1, np.int32), "flags": a["flags"]})
+        chunks = _Rows({"first_offset": a["first_offset"], "first_row": first_row,
+                        "request_seq": np.full(n_chunks, -1, np.int64)})
+        return cls._of(capacity, items, chunks)
+
+    @classmethod
+    def load_v1(cls, capacity: int, data: list[dict[str, Any]]) -> EventRing:
+        """The ring of a stream snapshot of version 1 (JSON chunks: ids in base64, cut/padded to their
+        width, an all-zero id read as absent)."""
+        times = [int(t) for c in data for t in c["times"]]
+        traces = b"".join(base64.b64decode(c["trace"]) for c in data)
+        spans = b"".join(base64.b64decode(c["span"]) for c in data)
+        n = len(times)
+        trace = np.frombuffer(traces, np.uint8).reshape(n, TRACE_ID_BYTES).copy()
+        span = np.frombuffer(spans, np.uint8).reshape(n, SPAN_ID_BYTES).copy()
+        flags = np.zeros(n, np.uint8)
+        flags[trace.any(axis=1)] |= _HAS_TRACE
+        flags[span.any(axis=1)] |= _HAS_SPAN
+        sizes = [len(c["times"]) for c in data]
+        items = _Rows({"trace": trace, "span": span, "time": np.array(times, np.uint64),
+                       "position": np.full(n, -1, np.int32), "flags": flags})
+        chunks = _Rows({"first_offset": np.array([int(c["first"]) for c in data], np.int64),
+                        "first_row": np.cumsum([0, *sizes[:-1]], dtype=np.int64)[:len(sizes)],
+                        "request_seq": np.full(len(sizes), -1, np.int64)})
+        return cls._of(capacity, items, chunks)
+
+    @classmethod
+    def _of(cls, capacity: int, items: _Rows, chunks: _Rows) -> EventRing:
+        ring = cls.__new__(cls)  # not __init__: its empty columns would be replaced at once
+        ring.capacity = max(1, capacity)
+        ring._items, ring._chunks, ring._appended = items, chunks, len(items)
+        ring._drop_old(0)  # as appending the chunks one by one would have
         return ring
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+def _fixed_width(ids: Sequence[bytes], width: int) -> tuple[bytes, bool | np.ndarray]:
+    """The ids side by side, ``width`` bytes each, and whether each was present (one bool for all alike).
 
-
-def _pad(value: bytes, width: int) -> bytes:
-    # ids of the wrong length (invalid but possible on the wire) are cut/padded; an absent id is all zero
-    return value[:width].ljust(width, b"\0")
-
-
-def _unpad(value: bytes) -> bytes:
-    return b"" if not value.strip(b"\0") else value
+    Ids of the wrong length cannot pass validation; were one to arrive it is cut/padded, an absent id is all
+    zero."""
+    joined = b"".join(ids)
+    if len(joined) == width * len(ids):
+        return joined, True
+    if not joined:  # metric points, log records without ids
+        return bytes(width * len(ids)), False
+    return (b"".join(i[:width].ljust(width, b"\0") for i in ids),
+            np.fromiter(map(len, ids), np.int64, len(ids)) > 0)

@@ -231,24 +231,24 @@ class FieldShift:
         out = []
         for ref, win, n_ref, n_win, tested, pooled in fields:
             found: set[int] = set()
+            totals = (n_win, n_ref, cells, alpha)
             if n_ref and n_win:
-                for code in np.flatnonzero(tested & (win > 0)).tolist():
-                    k, c = int(win[code]), int(ref[code])
-                    if (K.risen(k, n_win, c, n_ref, self.share_factor, self.min_rise)
-                            and K.upper_tail(k, c + k, n_ref + n_win, n_win) * cells <= alpha):
-                        found.add(code)
-                c, k = int(ref[pooled].sum()), int(win[pooled].sum())
-                if (k > 0 and K.risen(k, n_win, c, n_ref, self.share_factor, self.min_rise)
-                        and K.upper_tail(k, c + k, n_ref + n_win, n_win) * cells <= alpha):
+                found.update(code for code in np.flatnonzero(tested & (win > 0)).tolist()
+                             if self._stands_out(int(win[code]), int(ref[code]), *totals))
+                k_pooled = int(win[pooled].sum())
+                if k_pooled > 0 and self._stands_out(k_pooled, int(ref[pooled].sum()), *totals):
                     # a never-seen code is blamed only when its own count is significant: one odd line
                     # in the window is not what raised the pooled cell of a burst of new ones
-                    for code in np.flatnonzero(pooled & (ref == 0) & (win > 0)).tolist():
-                        k = int(win[code])
-                        if (K.risen(k, n_win, 0, n_ref, self.share_factor, self.min_rise)
-                                and K.upper_tail(k, k, n_ref + n_win, n_win) * cells <= alpha):
-                            found.add(code)
+                    found.update(code for code in np.flatnonzero(pooled & (ref == 0) & (win > 0)).tolist()
+                                 if self._stands_out(int(win[code]), 0, *totals))
             out.append(frozenset(found))
         return out[0], out[1]
+
+    def _stands_out(self, k: int, c: int, n_win: int, n_ref: int, cells: int, alpha: float) -> bool:
+        """``k`` of the window's ``n_win`` events against ``c`` of the reference's ``n_ref``: a rise a person
+        would call a change, significant after Bonferroni over ``cells``."""
+        return (K.risen(k, n_win, c, n_ref, self.share_factor, self.min_rise)
+                and K.upper_tail(k, c + k, n_ref + n_win, n_win) * cells <= alpha)
 
     def carriers(self, events: Sequence[bytes], end: int, alpha: float) -> list[int]:
         """Indices into ``events`` (the cbad window ending at ``end``) of the events that carry a value

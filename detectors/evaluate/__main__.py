@@ -46,7 +46,7 @@ def run(which: str, args: argparse.Namespace) -> dict[str, Any]:
         if args.signal:
             signals = tuple(s for s in signals if s in args.signal)
         return {"rows": stationary.evaluate(signals, profiles, budget or None, progress,
-                                            tuple(args.rate or (10.0,)))}
+                                            tuple(args.rate or (10.0,)), args.seed)}
     if not _cbad_available():
         return {"pending": "the cbad detector is not registered"}
     if which == "hdfs":
@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="stationary: event rate (events/s) of the streams' times; repeatable (default 10)")
     ap.add_argument("--signal", action="append", choices=("metrics", "counts", "logs", "spans"),
                     help="stationary: only these signals (repeatable)")
+    ap.add_argument("--seed", type=int, default=7,
+                    help="stationary: seed of the generated streams (another seed: a held-out check)")
     ap.add_argument("--write-docs", action="store_true",
                     help="rewrite the tracked docs/quality.md, its plots and results.json "
                          "(default: only print)")

@@ -173,11 +173,12 @@ def measure(signal: str, profile: str, events: int | None = None, seed: int = 7,
 def evaluate(signals: tuple[str, ...] = SIGNALS,
              profiles: tuple[str, ...] = tuple(PROFILES),
              budget: dict[str, int] | None = None, progress: bool = True,
-             rates: tuple[float, ...] = (10.0,)) -> list[dict[str, Any]]:
+             rates: tuple[float, ...] = (10.0,), seed: int = 7) -> list[dict[str, Any]]:
     budget = budget or {}
     rows = []
     for signal in signals:
         for profile in profiles:
             for rate in rates:
-                rows.append(measure(signal, profile, budget.get(signal), progress=progress, rate=rate))
+                rows.append(measure(signal, profile, budget.get(signal), seed=seed, progress=progress,
+                                    rate=rate))
     return rows

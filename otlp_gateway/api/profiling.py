@@ -17,14 +17,13 @@ import gc
 import time
 import tracemalloc
 from dataclasses import dataclass
-from typing import Literal
-
-from pyinstrument import Profiler
-from pyinstrument.renderers import ConsoleRenderer, HTMLRenderer, SpeedscopeRenderer
-from pyinstrument.session import Session
+from typing import TYPE_CHECKING, Literal
 
 from .runtime_metrics import _process, heap_bytes
 from .schemas import MemoryAllocation, MemoryReport, ObjectTypeCount
+
+if TYPE_CHECKING:  # pyinstrument is loaded by the first profile, not at start-up
+    from pyinstrument.session import Session
 
 ProfileFormat = Literal["text", "html", "speedscope"]
 MEDIA_TYPES: dict[str, str] = {"text": "text/plain", "html": "text/html", "speedscope": "application/json"}
@@ -52,6 +51,8 @@ class Diagnostics:
         if self._cpu_lock.locked():
             raise DiagnosticsBusyError("a CPU profile is already running; try again when it ends")
         async with self._cpu_lock:
+            from pyinstrument import Profiler
+
             profiler = Profiler(interval=self._interval, async_mode="disabled")
             profiler.start()
             try:
@@ -85,6 +86,8 @@ class Diagnostics:
 
 
 def _render(session: Session, fmt: ProfileFormat) -> str:
+    from pyinstrument.renderers import ConsoleRenderer, HTMLRenderer, SpeedscopeRenderer
+
     if fmt == "html":
         return HTMLRenderer().render(session)
     if fmt == "speedscope":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from otlp_gateway.store.base import AnomalyStore, ApiKeyStore, PruneResult, StreamPage
 from otlp_gateway.store.errors import (
@@ -22,12 +23,14 @@ from otlp_gateway.store.errors import (
     StoreUnavailableError,
 )
 from otlp_gateway.store.migrator import MigrationError
-from otlp_gateway.store.postgres import PostgresStore, migrate_postgres
 from otlp_gateway.store.settings import StoreSettings
 from otlp_gateway.store.sql_store import SqlStore
 from otlp_gateway.store.sqlite import SqliteStore, migrate_sqlite
 from otlp_gateway.store.writer import AnomalyWriter
 from otlp_gateway.telemetry.metrics import GatewayMetrics
+
+if TYPE_CHECKING:  # psycopg costs ~0.1 s to import: loaded only when a database URL is configured
+    from otlp_gateway.store.postgres import PostgresStore
 
 SQLITE_FILE_NAME = "driftlock.db"
 
@@ -40,6 +43,8 @@ def open_store(settings: StoreSettings, data_dir: Path,
                metrics: GatewayMetrics) -> PostgresStore | SqliteStore:
     """The configured backend, constructed but not opened (call ``await store.open()``)."""
     if settings.database_url is not None:
+        from otlp_gateway.store.postgres import PostgresStore
+
         return PostgresStore(settings, metrics)
     return SqliteStore(sqlite_path(settings, data_dir))
 
@@ -47,8 +52,18 @@ def open_store(settings: StoreSettings, data_dir: Path,
 async def run_migrations(settings: StoreSettings, data_dir: Path) -> list[str]:
     """Apply pending migrations to the configured backend; returns the labels applied (``0001_...``)."""
     if settings.database_url is not None:
+        from otlp_gateway.store.postgres import migrate_postgres
+
         return await migrate_postgres(settings.database_url.get_secret_value())
     return await asyncio.to_thread(migrate_sqlite, sqlite_path(settings, data_dir))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PostgresStore":
+        from otlp_gateway.store.postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

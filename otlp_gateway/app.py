@@ -1,7 +1,9 @@
 """Wiring: build every component from the configuration; start them downstream first, stop upstream first.
 
 Start order (tiers of ``Components``): anomaly store -> API -> anomaly writer -> notifier -> incident sink
--> exporter -> kernel warm-up -> detection stage -> memory limiter -> receivers (gRPC and HTTP together).
+-> exporter -> kernel warm-up -> detection stage -> memory limiter -> receivers (gRPC and HTTP together)
+-> the API application (FastAPI, built on a worker thread: the API server answers the health probes and
+holds other requests until then).
 Shutdown walks the other way, so each component drains into a live consumer: the receivers stop accepting
 (new requests get a retry hint) and finish in-flight requests, the detection stage finishes in-flight
 detection and snapshots its streams, the exporter delivers within the grace period (the rest stays in its
@@ -92,7 +94,7 @@ class Gateway:
 
     def build(self) -> Components:
         """Construct every component from the configuration, in start order (nothing runs yet)."""
-        from otlp_gateway.api import ApiContext, ApiServer
+        from otlp_gateway.api import ApiApplicationLoader, ApiContext, ApiServer
         from otlp_gateway.detection import DetectionStage
         from otlp_gateway.durable import DataDirBudget
         from otlp_gateway.exporter import Exporter
@@ -170,14 +172,16 @@ class Gateway:
         self.components.add(("exporter", self.exporter))
         # measured first once the store and both spools are open
         self.components.add(("data dir budget", self.budget))
-        self.components.add(("kernel warm-up", KernelWarmup(self.health, cfg.detection.seed,
-                                                             enabled=cfg.detection.enabled)))
+        warmup = KernelWarmup(self.health, cfg.detection.seed, enabled=cfg.detection.enabled)
+        self.components.add(("kernel warm-up", warmup))
         self.components.add(("detection stage", self.stage))
         self.components.add(("request decoders", decoder))
         if memory is not None:  # reads memory before the receivers take the first request
             self.components.add(("memory limiter", memory))
         receivers = (("OTLP gRPC receiver", self.grpc_receiver), ("OTLP HTTP receiver", self.http_receiver))
         self.components.add(*((name, r) for name, r in receivers if r is not None))
+        # the API server answers probes from its start; its application loads once ingest is open
+        self.components.add(("API application", ApiApplicationLoader(self.api, after=warmup.finished)))
         return self.components
 
     def _open_incidents(self) -> list[IncidentRecord]:

@@ -77,3 +77,17 @@ class HealthState:
     @property
     def ready(self) -> bool:
         return self._phase is Phase.SERVING and not self.reasons()
+
+    def liveness_answer(self) -> tuple[dict[str, str], int]:
+        """``/healthz``: its JSON body and HTTP status (200 while serving, 503 while starting or draining)."""
+        phase = self._phase
+        serving = phase is Phase.SERVING
+        return {"status": "ok" if serving else "unavailable", "phase": phase.value}, 200 if serving else 503
+
+    def readiness_answer(self) -> tuple[dict[str, object], int]:
+        """``/readyz``: its JSON body and HTTP status (200 when serving and nothing makes it unready)."""
+        reasons = self.reasons()
+        ready = self.serving and not reasons
+        body: dict[str, object] = {"status": "ready" if ready else "not_ready", "phase": self._phase.value,
+                "components": self.readiness(), "reasons": reasons}
+        return body, 200 if ready else 503

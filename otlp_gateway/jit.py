@@ -18,6 +18,7 @@ it is (numba's own semantics).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.util
 import logging
@@ -130,12 +131,14 @@ class KernelWarmup:
         self._seed = seed
         self._enabled = enabled
         self._thread: threading.Thread | None = None
+        self._done = threading.Event()
 
     async def start(self) -> None:
         if self._thread is not None:
             return
         if not self._enabled:
             self._health.set_ready("jit", True)
+            self._done.set()
             return
         self._health.set_ready("jit", False)
         self._thread = threading.Thread(target=self._run, name="jit-warmup", daemon=True)
@@ -151,4 +154,11 @@ class KernelWarmup:
         except Exception:  # warm-up failing must not kill the process; detection compiles lazily then
             log.exception("JIT warm-up failed; kernels will compile on first use")
         self._health.set_ready("jit", True)
+        self._done.set()
         log.info("detector kernels ready in %.2f s", time.perf_counter() - started)
+
+    async def finished(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the kernels; True when they are ready."""
+        if self._done.is_set():
+            return True
+        return await asyncio.to_thread(self._done.wait, timeout)

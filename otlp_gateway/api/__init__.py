@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "ApiContext": ".context",
     "ApiServer": ".server",
+    "ApiApplicationLoader": ".server",
     "create_api_app": ".app",
     "Principal": ".auth",
     "make_jwt": ".auth",
@@ -27,6 +28,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "ApiApplicationLoader",
     "ApiContext",
     "ApiServer",
     "KeyNotFoundError",
@@ -67,4 +69,4 @@ if TYPE_CHECKING:
         cli_rotate_key,
         password_hasher,
     )
-    from .server import ApiServer
+    from .server import ApiApplicationLoader, ApiServer

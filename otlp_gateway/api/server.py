@@ -1,5 +1,10 @@
 """Serve the API app with uvicorn inside the gateway's own event loop, with the slow/hostile-client bounds
-of ``otlp_gateway.http_guard`` (``api.http_limits``, ``api.max_body_bytes``)."""
+of ``otlp_gateway.http_guard`` (``api.http_limits``, ``api.max_body_bytes``).
+
+The server listens as soon as it starts, in front of the application (``front.LoadingFront``); the
+application itself is built on a worker thread once the receivers listen (``ApiApplicationLoader``, the
+gateway's last component), so loading FastAPI is not on the path to ready.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,20 @@ import logging
 import math
 import socket
 import ssl
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from otlp_gateway.http_guard import guarded_config
 from otlp_gateway.settings_base import TLSServerSettings
 
-from .app import create_api_app
 from .context import ApiContext
+from .front import LoadingFront
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 STARTUP_TIMEOUT_SECONDS = 10.0
@@ -70,15 +80,37 @@ class ApiServer:
 
     def __init__(self, ctx: ApiContext):
         self._ctx = ctx
-        self._app = create_api_app(ctx)
+        self._front = LoadingFront(ctx.health)
+        self._app: FastAPI | None = None
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None
         self.port: int = 0
+        ctx.health.add_condition("api", self._load_failure)
 
     @property
-    def app(self):
+    def app(self) -> FastAPI | None:
+        """The API application, None until ``load_app`` has built it."""
         return self._app
+
+    async def load_app(self) -> None:
+        """Build the API application on a worker thread and put it behind the front; a failure is logged
+        and kept (the gateway goes unready with the reason, API requests get a 503 that says it)."""
+        if self._app is not None:
+            return
+        started = time.perf_counter()
+        try:
+            self._app = await asyncio.to_thread(_build_app, self._ctx)
+        except Exception as exc:  # the receivers keep forwarding: only the :8080 surface is lost
+            log.exception("the API application could not be built")
+            self._front.fail(f"{type(exc).__name__}: {exc}")
+            return
+        self._front.install(self._app)
+        log.info("API and web UI loaded in %.2f s", time.perf_counter() - started)
+
+    def _load_failure(self) -> str | None:
+        failure = self._front.failure
+        return None if failure is None else f"the API application could not be built: {failure}"
 
     async def start(self) -> None:
         if self._task is not None:
@@ -87,7 +119,7 @@ class ApiServer:
         self._socket = bind_socket(settings.listen)
         self.port = self._socket.getsockname()[1]
         # log_config=None: uvicorn's records go through the process's handlers (text or JSON lines)
-        config = guarded_config(self._app, settings.http_limits, self._ctx.metrics, "api",
+        config = guarded_config(self._front, settings.http_limits, self._ctx.metrics, "api",
                                 max_body_bytes=settings.max_body_bytes, log_level="warning", log_config=None,
                                 timeout_graceful_shutdown=None, **_tls_kwargs(settings.tls))
         self._server = _EmbeddedServer(config)
@@ -121,3 +153,39 @@ class ApiServer:
         finally:
             if self._socket is not None:
                 self._socket.close()
+
+
+def _build_app(ctx: ApiContext) -> FastAPI:
+    from .app import create_api_app  # FastAPI, its routes and models: the slow part of the import
+
+    return create_api_app(ctx)
+
+
+class ApiApplicationLoader:
+    """A component: builds the API application in the background, so the start does not wait for it.
+
+    ``after(seconds)`` (the kernel warm-up) is awaited first for up to ``after_seconds``: with cached kernels
+    the gateway becomes ready before the build competes with it for the interpreter; a cold cache (minutes of
+    compiling) does not keep the API and ``/metrics`` away that long."""
+
+    def __init__(self, server: ApiServer, after: Callable[[float], Awaitable[object]] | None = None,
+                 after_seconds: float = 2.0):
+        self._server = server
+        self._after = after
+        self._after_seconds = after_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._load(), name="api-application-loader")
+
+    async def _load(self) -> None:
+        if self._after is not None:
+            await self._after(self._after_seconds)
+        await self._server.load_app()
+
+    async def shutdown(self, grace: float = 0.0) -> None:
+        """Waits for a build still running (a worker thread cannot be interrupted) up to ``grace``."""
+        if self._task is not None and not self._task.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), grace)

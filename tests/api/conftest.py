@@ -64,6 +64,7 @@ class LiveApi:
         await self.store.open()
         await self.store.migrate()
         await self.server.start()
+        await self.server.load_app()
         self.health.set_phase(Phase.SERVING)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT) -> T:

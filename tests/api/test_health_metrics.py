@@ -28,7 +28,8 @@ def test_readyz_needs_every_component(live_api: LiveApi):
     response = get("/readyz")
     assert response.status_code == 503
     assert response.json() == {"status": "not_ready", "phase": "serving", "components": {"jit": False,
-                                                                                         "store": True},
+                                                                                         "store": True,
+                                                                                         "api": True},
                                "reasons": {"jit": "not ready yet"}}
     health.set_ready("jit", True)
     assert get("/readyz").status_code == 200

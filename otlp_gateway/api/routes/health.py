@@ -9,8 +9,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from otlp_gateway.health import Phase
-
 from ..context import ApiContext
 from ..schemas import ConfigHealthOut, DbHealthOut, HealthOut, ReadyOut
 
@@ -31,10 +29,8 @@ def _json(model, status: int) -> JSONResponse:
 @router.get("/healthz", response_model=HealthOut, responses={503: {"model": HealthOut}},
             summary="Liveness: 200 while serving, 503 while starting or draining")
 async def healthz(request: Request) -> JSONResponse:
-    phase = _ctx(request).health.phase
-    serving = phase is Phase.SERVING
-    return _json(HealthOut(status="ok" if serving else "unavailable", phase=phase.value),
-                 200 if serving else 503)
+    body, status = _ctx(request).health.liveness_answer()
+    return _json(HealthOut.model_validate(body), status)
 
 
 @router.get("/healthz/db", response_model=DbHealthOut, responses={503: {"model": DbHealthOut}},
@@ -73,9 +69,5 @@ async def healthz_config(request: Request) -> JSONResponse:
 @router.get("/readyz", response_model=ReadyOut, responses={503: {"model": ReadyOut}},
             summary="Readiness: serving, every component ready (jit, store...), ingest not refused")
 async def readyz(request: Request) -> JSONResponse:
-    health = _ctx(request).health
-    reasons = health.reasons()
-    ready = health.serving and not reasons
-    body = ReadyOut(status="ready" if ready else "not_ready", phase=health.phase.value,
-                    components=health.readiness(), reasons=reasons)
-    return _json(body, 200 if ready else 503)
+    body, status = _ctx(request).health.readiness_answer()
+    return _json(ReadyOut.model_validate(body), status)

@@ -70,6 +70,7 @@ def test_every_page_is_the_shell_under_a_strict_policy(ui_api):
         module = r'<script type="module"[^>]*src="/ui/v/[0-9a-f]{16}/([^"]+)"></script>'
         scripts = re.findall(module, response.text)
         assert scripts == ["js/first.js", f"js/bundle/{PAGE_OF[path]}.js"], (path, scripts)
+    assert "js/bundle/streams.js" in api.client.get("/streams/").text  # the list, as js/first.js routes it
     assert api.client.get("/incidents/a/b").status_code == 404  # only the documented pages are pages
     assert api.client.get("/nope").json()["error"] == "not_found"
 

@@ -73,7 +73,8 @@ async def streams_page(request: Request) -> HTMLResponse:
 
 @router.get("/streams/{stream_id:path}")
 async def stream_page(request: Request, stream_id: Annotated[str, PathParam(max_length=512)]) -> HTMLResponse:
-    return _page(request, "stream")
+    # "/streams/" is the list, as the pages' own routing reads it (js/first.js strips trailing slashes)
+    return _page(request, "stream" if stream_id.strip("/") else "streams")
 
 
 @router.get("/admin/keys")

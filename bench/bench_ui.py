@@ -18,8 +18,9 @@ again: the UI's files cached for good under their versioned URLs, as when moving
   * ``rendered``: the page's ``driftlock:rendered`` mark (its data fetched from /v1 and in the DOM),
 and the ratio of the rendered median to the 300 ms goal; plus the gateway's CPU time per load (this
 process's CPU clock: the gateway and the thin Playwright client; Chromium runs in its own processes).
-The incidents are never repeated (distinct ids, times and streams); the machine is shared, so wall figures
-move between runs: compare the CPU column across runs, and the wall columns within one.
+Timing starts once the gateway's ``/readyz`` answers 200 (its kernels loaded). The incidents are never
+repeated (distinct ids, times and streams); the machine is shared, so wall figures move between runs:
+compare the CPU column across runs, and the wall columns within one.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import psutil
 from playwright.sync_api import sync_playwright
 
 from otlp_gateway.store.base import StreamInfo
+from tests.fixtures.waiting import wait_until
 from tests.ui import seed
 from tests.ui.conftest import CHROMIUM, CHROMIUM_FLAGS, UiGateway, start_gateway
 
@@ -78,6 +80,15 @@ def seed_store(gw: UiGateway, incidents: int, streams: int) -> tuple[str, str]:
     target = rows[0]
     gw.run(store.write_scores(seed.score_buckets(target.stream_id, target.opened_at, 7.0)))
     return target.id, target.stream_id
+
+
+def wait_ready(gw: UiGateway) -> float:
+    """Seconds until ``/readyz`` answers 200: the detectors' kernels are loaded (compiled first when the JIT
+    cache is cold, e.g. a fresh checkout for --compare: about a minute of CPU that would otherwise land in
+    the loads' CPU column and slow both gateways' loads)."""
+    started = time.perf_counter()
+    wait_until(lambda: gw.get("/readyz").status_code == 200, 1800, "the gateway's /readyz")
+    return time.perf_counter() - started
 
 
 class Target:
@@ -199,12 +210,14 @@ def main() -> None:
     try:
         started = time.perf_counter()
         incident_id, stream_id = seed_store(gw, args.incidents, args.streams)
+        waited = wait_ready(gw)
         if args.serve:
             print(json.dumps({"url": gw.url, "incident_id": incident_id, "stream_id": stream_id}), flush=True)
             sys.stdin.read()
             return
         print(f"seeded {args.incidents} incidents over {args.streams} streams in "
-              f"{time.perf_counter() - started:.1f} s ({gw.gateway.gateway.store.backend}); "
+              f"{time.perf_counter() - started - waited:.1f} s ({gw.gateway.gateway.store.backend}), ready "
+              f"{waited:.1f} s later; "
               f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, load average {load_average()}")
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)

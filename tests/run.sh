@@ -16,7 +16,7 @@ fi
 
 # System packages: PostgreSQL 15 (the suite starts its own cluster), promtool (alert-rule tests),
 # Alertmanager (the notification tests start it), openssl, Chromium (the web UI's browser tests drive
-# Debian's build through Playwright; no browser is downloaded).
+# Debian's build through Playwright; no browser is downloaded), Node.js and npm (esbuild, package.json).
 if [ "$fast" -eq 0 ]; then
   missing=()
   [ -x /usr/lib/postgresql/15/bin/initdb ] || command -v initdb >/dev/null || missing+=(postgresql-15)
@@ -24,6 +24,8 @@ if [ "$fast" -eq 0 ]; then
   command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing+=(prometheus-alertmanager)
   command -v openssl >/dev/null || missing+=(openssl)  # throw-away TLS certificates
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v node >/dev/null || missing+=(nodejs)  # the UI bundles' staleness test runs esbuild
+  command -v npm >/dev/null || missing+=(npm)
   python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
   command -v kubectl >/dev/null || echo "tests/run.sh: kubectl is not on PATH; the Kubernetes manifest tests will fail" >&2
   if [ ${#missing[@]} -gt 0 ]; then
@@ -37,6 +39,12 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
+
+# The npm dev tools (package-lock.json: esbuild, which bundles the web UI's pages; a UI test rebuilds the
+# committed bundles with it and fails when they are stale). Not needed by the fast target.
+if [ "$fast" -eq 0 ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
 
 # Static checks (configured in pyproject.toml): lint, types, the import boundaries.
 .venv/bin/ruff check .

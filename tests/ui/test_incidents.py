@@ -126,6 +126,27 @@ def test_filters_are_in_the_url_and_applied_by_the_api(open_page, seeded):
     assert urlsplit(page.url).query == ""
 
 
+def test_the_service_suggestions_are_asked_for_when_the_field_takes_the_focus(open_page, seeded):
+    """Loading the list asks the gateway for its incidents only: the service field's suggestions (a page of
+    streams, more work for the gateway than the list itself) come when someone is about to type."""
+    gw, _ = seeded
+    for stream_id in ("traces/payments/POST /pay", "logs/search/query"):
+        gw.run(gw.gateway.gateway.store.upsert_stream(make_stream(stream_id)))
+    page = open_page(gw.url + "/", credential=gw.read_key)
+    streams_asked = """() => performance.getEntriesByType("resource")
+        .filter((e) => new URL(e.name).pathname === "/v1/streams").length"""
+    assert page.evaluate(streams_asked) == 0
+    expect(page.locator("#services option")).to_have_count(0)
+    page.locator("#f-service").focus()
+    options = page.locator("#services option")
+    stored = gw.get("/v1/streams?limit=1000", gw.read_key).json()["items"]
+    services = sorted({s["service"] for s in stored})
+    assert {"payments", "search"} <= set(services)
+    expect(options).to_have_count(len(services))
+    assert options.evaluate_all("els => els.map((e) => e.value)") == services
+    assert page.evaluate(streams_asked) == 1
+
+
 def test_time_range_filter(open_page, seeded):
     gw, rows = seeded
     since = seed.BASE - dt.timedelta(hours=2)

@@ -1,13 +1,16 @@
 """The UI as the server delivers it, without a browser: one shell for every page under a strict
-content-security policy, self-contained assets (no CDN, no build step), the pages' settings, ``/v1/me``,
-packaging."""
+content-security policy, self-contained assets (no CDN, no build step at install: the committed bundles are
+checked against the sources), the pages' settings, ``/v1/me``, packaging."""
 
 from __future__ import annotations
 
 import fnmatch
 import html
 import json
+import os
 import re
+import shutil
+import subprocess
 import tomllib
 from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
@@ -22,8 +25,10 @@ from otlp_gateway.health import Phase
 from tests.api.conftest import LiveApi, auth
 
 REPO = Path(__file__).resolve().parents[2]
-PAGES = ["/", "/incidents/inc_0123456789abcdef", "/streams", "/streams/traces/checkout/GET%20/cart",
-         "/admin/keys", "/admin/audit", "/signin"]
+PAGE_OF = {"/": "incidents", "/incidents/inc_0123456789abcdef": "incident", "/streams": "streams",
+           "/streams/traces/checkout/GET%20/cart": "stream", "/admin/keys": "keys", "/admin/audit": "audit",
+           "/signin": "signin"}
+PAGES = list(PAGE_OF)
 TEMPLATE = "http://jaeger:16686/trace/{trace_id}"
 
 
@@ -62,8 +67,10 @@ def test_every_page_is_the_shell_under_a_strict_policy(ui_api):
         assert policy["require-trusted-types-for"] == ["'script'"] and policy["trusted-types"] == ["'none'"]
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["x-frame-options"] == "DENY"
-        main = r'<script type="module" src="/ui/v/[0-9a-f]{16}/js/main.js"></script>'
-        assert re.search(main, response.text)
+        module = r'<script type="module"[^>]*src="/ui/v/[0-9a-f]{16}/([^"]+)"></script>'
+        scripts = re.findall(module, response.text)
+        assert scripts == ["js/first.js", f"js/bundle/{PAGE_OF[path]}.js"], (path, scripts)
+    assert "js/bundle/streams.js" in api.client.get("/streams/").text  # the list, as js/first.js routes it
     assert api.client.get("/incidents/a/b").status_code == 404  # only the documented pages are pages
     assert api.client.get("/nope").json()["error"] == "not_found"
 
@@ -140,7 +147,7 @@ def test_modules_import_only_shipped_files_and_never_parse_markup():
 def test_assets_are_served_with_their_types_and_cached_by_version(ui_api):
     api = ui_api()
     shell = api.client.get("/").text
-    prefix = re.search(r'src="(/ui/v/[0-9a-f]{16}/)js/main.js"', shell).group(1)  # type: ignore[union-attr]
+    prefix = re.search(r'src="(/ui/v/[0-9a-f]{16}/)js/first.js"', shell).group(1)  # type: ignore[union-attr]
     assert not re.search(r'(href|src)="/ui/(?!v/)', shell)  # every asset under the version
     types = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".html": "text/html"}
     for path in ui_files():
@@ -161,31 +168,34 @@ def test_assets_are_served_with_their_types_and_cached_by_version(ui_api):
     assert api.client.post("/ui/js/main.js").status_code == 405
 
 
-def static_imports(module: str) -> set[str]:
-    """``module`` and what it imports with ``import ... from``, transitively (not the dynamic imports)."""
-    seen: set[str] = set()
-    todo = [module]
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            text = (UI_DIR / name).read_text()
-            todo += [(UI_DIR / name).parent.joinpath(t).resolve().relative_to(UI_DIR.resolve()).as_posix()
-                     for t in re.findall(r"""from\s+["'](\.{1,2}/[^"']+)["']""", text)]
-    return seen
+def test_each_page_runs_one_module_besides_first_js(ui_api):
+    """No import waterfall and little to compile on a cold load: a page's bundle imports js/first.js (which
+    the shell already loads) and nothing else, statically or dynamically; and every page has its bundle."""
+    pages = sorted(p.stem for p in (UI_DIR / "js" / "pages").glob("*.js"))
+    bundles = sorted(p.stem for p in (UI_DIR / "js" / "bundle").glob("*.js"))
+    assert bundles == pages and set(PAGE_OF.values()) == set(pages)
+    for page in pages:
+        text = (UI_DIR / "js" / "bundle" / f"{page}.js").read_text()
+        assert set(_IMPORT.findall(text)) == {"../first.js"}, page
+        assert re.search(rf'^boot\("{page}", \{{ render(: \w+)? \}}\);$', text, re.M), page
 
 
-@pytest.mark.parametrize(("path", "page"), [("/", "incidents"), ("/incidents/x", "incident"),
-                                            ("/streams", "streams"), ("/streams/a/b/c", "stream"),
-                                            ("/admin/keys", "keys"), ("/admin/audit", "audit"),
-                                            ("/signin", "signin")])
-def test_each_page_preloads_exactly_the_modules_it_runs(ui_api, path: str, page: str):
-    """No import waterfall: the shell names every module main.js and the page's module import, so the
-    browser fetches them at once; and nothing the page will not run."""
-    shell = ui_api().client.get(path).text
-    preloaded = set(re.findall(r'<link rel="modulepreload" href="/ui/v/[0-9a-f]{16}/([^"]+)">', shell))
-    expected = static_imports("js/main.js") | static_imports(f"js/pages/{page}.js")
-    assert preloaded == expected - {"js/main.js"}
+def test_the_committed_bundles_are_built_from_the_sources(tmp_path: Path):
+    """The bundles are committed (installs need no build step); after an edit of js/ without
+    `npm run build:ui`, this fails. Needs `npm ci` (tests/run.sh runs it)."""
+    esbuild = REPO / "node_modules" / "esbuild"
+    node = shutil.which("node")
+    if node is None or not esbuild.is_dir():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("node and the npm packages (npm ci) are needed to check the UI bundles")
+        pytest.skip("no node or no node_modules/esbuild (run `npm ci`)")
+    subprocess.run([node, str(REPO / "tools" / "build_ui.mjs"), "--out", str(tmp_path)], check=True,
+                   capture_output=True, timeout=120)
+    built = {p.name: p.read_bytes() for p in tmp_path.glob("*.js")}
+    committed = {p.name: p.read_bytes() for p in (UI_DIR / "js" / "bundle").glob("*.js")}
+    assert sorted(built) == sorted(committed)
+    stale = [name for name in built if built[name] != committed[name]]
+    assert stale == [], f"stale UI bundles {stale}: run `npm run build:ui` and commit them"
 
 
 def test_every_ui_file_is_packaged():

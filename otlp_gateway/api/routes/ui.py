@@ -1,15 +1,13 @@
 """The web UI: one HTML shell for every page, ES modules and CSS from ``otlp_gateway/api/ui`` (no build
-step, nothing from another origin), the few settings the pages need, and ``/v1/me`` (who the caller is and
-what the UI may offer them)."""
+step at install: each page's modules are bundled into one committed file; nothing from another origin), the
+few settings the pages need, and ``/v1/me`` (who the caller is and what the UI may offer them)."""
 
 from __future__ import annotations
 
 import hashlib
 import html
 import json
-import posixpath
-import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -75,7 +73,8 @@ async def streams_page(request: Request) -> HTMLResponse:
 
 @router.get("/streams/{stream_id:path}")
 async def stream_page(request: Request, stream_id: Annotated[str, PathParam(max_length=512)]) -> HTMLResponse:
-    return _page(request, "stream")
+    # "/streams/" is the list, as the pages' own routing reads it (js/first.js strips trailing slashes)
+    return _page(request, "stream" if stream_id.strip("/") else "streams")
 
 
 @router.get("/admin/keys")
@@ -122,17 +121,17 @@ async def ui_status(request: Request) -> JSONResponse:
     return JSONResponse(body, headers=COMMON_HEADERS)
 
 
-_STATIC_IMPORT = re.compile(r"""^import\s[^;]*?\sfrom\s+["'](\.{1,2}/[^"']+)["']""", re.M)
-_PRELOAD_MARK = ("<!-- modulepreload: the server lists here every module the page needs "
-                 "(no import waterfall) -->\n")
+_PAGE_MARK = ("<!-- page: the server writes here the page's code, js/bundle/<page>.js (one module: "
+              "js/main.js and the page's modules, bundled by tools/build_ui.mjs) -->\n")
 _SETTINGS_MARK = "<!-- settings: the server writes here the gateway's settings for the pages -->\n"
 
 
 class UiAssets:
-    """The UI's files, read once into memory and served without a thread hop (the pages' modules are ~20
-    small files fetched in parallel on every full page load; through StaticFiles each costs a stat and a
-    threaded read). ``/ui/<path>`` revalidates by ETag; ``/ui/v/<digest>/<path>``, the URLs the shell uses,
-    is immutable: a new version of any file changes the digest, so browsers cache everything for good."""
+    """The UI's files, read once into memory and served without a thread hop (a full page load fetches a few
+    of them: the shell's stylesheet, js/first.js and the page's bundle; through StaticFiles each costs a
+    stat and a threaded read). ``/ui/<path>`` revalidates by ETag; ``/ui/v/<digest>/<path>``, the URLs the
+    shell uses, is immutable: a new version of any file changes the digest, so browsers cache everything for
+    good."""
 
     TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
              ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8"}
@@ -157,29 +156,16 @@ class UiAssets:
         self._shell = shell.replace(_SETTINGS_MARK, meta.lstrip() if settings is not None else "")
         self._shells: dict[str, str] = {}
 
-    def imports(self, module: str) -> list[str]:
-        """``module`` and every module it imports statically, transitively (paths under the UI root)."""
-        found: list[str] = []
-        todo = [module]
-        while todo:
-            name = todo.pop()
-            if name in found or name not in self.files:
-                continue
-            found.append(name)
-            base = PurePosixPath(name).parent
-            for target in _STATIC_IMPORT.findall(self.files[name][0].decode()):
-                todo.append(posixpath.normpath((base / target).as_posix()))
-        return found
-
     def shell(self, page: str) -> str:
-        """The shell for ``page`` (``js/pages/<page>.js``), preloading exactly the modules it will run: the
-        browser fetches them all at once instead of discovering them one import level at a time."""
+        """The shell for ``page``: its code is one module, ``js/bundle/<page>.js`` (committed, built from
+        js/main.js and js/pages/<page>.js by tools/build_ui.mjs), which imports only js/first.js, already
+        loading: no import waterfall, and a cold load fetches and compiles two modules instead of 6-8."""
         if page not in self._shells:
-            needed = [m for m in self.imports("js/main.js") + self.imports(f"js/pages/{page}.js")
-                      if m != "js/main.js"]
-            links = "".join(f'  <link rel="modulepreload" href="{self.prefix}{m}">\n'
-                            for m in dict.fromkeys(needed))
-            self._shells[page] = self._shell.replace(_PRELOAD_MARK, links.strip() + "\n" if links else "")
+            bundle = f"js/bundle/{page}.js"
+            if bundle not in self.files:
+                raise LookupError(f"no UI bundle {bundle}: run `npm run build:ui`")
+            script = f'<script type="module" src="{self.prefix}{bundle}"></script>\n'
+            self._shells[page] = self._shell.replace(_PAGE_MARK, script)
         return self._shells[page]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

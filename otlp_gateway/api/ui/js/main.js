@@ -1,22 +1,16 @@
-// The shell: who is signed in, the gateway's readiness, the navigation, and which page module renders
-// into <main> for the current URL. Pages are plain links (each a full load of this small shell); within a
-// page, filters and live updates change the DOM without reloading.
+// The shell: who is signed in, the gateway's readiness, the navigation, and the page's module rendering
+// into <main>. Pages are plain links (each a full load of this small shell); within a page, filters and
+// live updates change the DOM without reloading. Each page's code is one file, js/bundle/<page>.js (this
+// module and the page's, bundled by tools/build_ui.mjs), which calls boot() with its page module.
 
 import { api, ApiError, clearCredential, credential, onUnauthorized, setFlash, takeFlash } from "./api.js";
 import { byId, clear, h, notice } from "./dom.js";
 import { route, settings } from "./first.js";
 import { localZoneName, setTimeZone, timeZone } from "./format.js";
 
-// Each page's module and the navigation entry it belongs to (the URL paths are in js/first.js).
-const PAGES = {
-  incidents: ["incidents", () => import("./pages/incidents.js")],
-  incident: ["incidents", () => import("./pages/incident.js")],
-  streams: ["streams", () => import("./pages/streams.js")],
-  stream: ["streams", () => import("./pages/stream.js")],
-  keys: ["keys", () => import("./pages/keys.js")],
-  audit: ["audit", () => import("./pages/audit.js")],
-  signin: ["", () => import("./pages/signin.js")],
-};
+// The navigation entry each page belongs to (the URL paths are in js/first.js).
+const SECTIONS = { incidents: "incidents", incident: "incidents", streams: "streams", stream: "streams",
+  keys: "keys", audit: "audit", signin: "" };
 const HEALTH_EVERY_MS = 15000;
 
 /** What every page gets: the settings, the caller (null when not signed in) and helpers. */
@@ -121,15 +115,13 @@ function wireFooter() {
   });
 }
 
-async function boot() {
+/** Render page `name` of the current URL with `module` (js/pages/<name>.js: its render(app, ...params)). */
+export async function boot(name, module) {
   app.main = byId("main");
   wireFooter();
   if (settings.version) byId("version").textContent = ` · v${settings.version}`;
   onUnauthorized((err) => goToSignIn(err.explain("continue")));
   const here = route(location.pathname);
-  const page = here ? PAGES[here.page] : null;
-  // In parallel: the page's module (preloaded by the shell) and who is signed in (started by js/first.js).
-  const moduleLoading = page ? page[1]() : null;
   refreshHealth();
   window.setInterval(refreshHealth, HEALTH_EVERY_MS);
   let refused = null;
@@ -141,18 +133,17 @@ async function boot() {
   renderSession();
   const flash = takeFlash();
   if (flash) showBanner(flash.text, flash.kind);
-  if (!page) {
+  if (!here || here.page !== name) {
     clear(app.main).append(h("h1", null, "Page not found"), h("p", null, h("a", { href: "/" }, "Go to the incidents")));
     return;
   }
-  const [section] = page;
+  const section = SECTIONS[here.page];
   markNavigation(section);
   if (refused && section) {
     goToSignIn(credential() ? refused.explain("continue")
       : "Sign in with an API key or a token to see this gateway's incidents.");
     return;
   }
-  const module = await moduleLoading;
   clear(app.main);
   try {
     await module.render(app, ...here.params);
@@ -165,5 +156,3 @@ async function boot() {
   performance.mark("driftlock:rendered");
   document.documentElement.dataset.ready = "true";
 }
-
-boot();

@@ -137,6 +137,7 @@ def _summary_table(m: dict[str, Any]) -> str:
         r = m.get(key)
         if r is None:
             continue
+        met: bool | None
         if "pending" in r:
             rows.append(f"| {key} | pending: {r['pending']} | {_BARS.get(key, '-')} | - | {r['_when']} |")
             continue

@@ -18,7 +18,7 @@ from tests.fixtures.waiting import free_ports
 
 START_ORDER = ["anomaly store", "API", "anomaly writer", "incident sink", "stream pruner", "exporter",
                "data dir budget", "kernel warm-up", "detection stage", "request decoders", "memory limiter",
-               "OTLP gRPC receiver", "OTLP HTTP receiver"]
+               "OTLP gRPC receiver", "OTLP HTTP receiver", "API application"]
 
 
 def _config(tmp_path: Path, **sections: dict) -> GatewayConfig:
@@ -57,8 +57,9 @@ def test_started_components_stop_upstream_first_and_a_second_shutdown_does_nothi
             component.shutdown = recording  # type: ignore[method-assign]
         await gateway.shutdown(10.0)
         receivers = {"OTLP gRPC receiver", "OTLP HTTP receiver"}
-        assert set(stopped[:2]) == receivers  # one tier: stopped together, first
-        assert stopped[2:] == [n for n in reversed(START_ORDER) if n not in receivers]
+        assert stopped[0] == "API application"  # the last tier, stopped first
+        assert set(stopped[1:3]) == receivers  # one tier: stopped together
+        assert stopped[3:] == [n for n in reversed(START_ORDER) if n not in receivers][1:]
         for _name, component in gateway.components.items():  # each one again: a no-op
             await asyncio.wait_for(component.shutdown(1.0), 30)
         assert stopped.count("exporter") == 2

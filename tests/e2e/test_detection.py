@@ -193,8 +193,11 @@ def test_injected_incidents_are_detected_explained_annotated_and_reproducible(st
     results = []
     for _ in range(2):
         with ThreadedDownstream() as downstream:
+            # annotation is checked here, not the latency bound (tests/reliability/test_detection_budget.py):
+            # on a loaded machine a request can wait over the default 250 ms for its decision, unannotated
             gw: ThreadedGateway = threaded_gateway(forward_to=downstream.endpoint, store=store_section(),
-                                                   api={"auth_required": False})
+                                                   api={"auth_required": False},
+                                                   detection={"budget_ms": 30_000})
             results.append(run_service(gw.api_url, gw.grpc_endpoint, downstream, seed=7))
             gw.stop()
     (first, injected_1), (second, injected_2) = results

@@ -8,14 +8,19 @@ already writes down, where such a change is plain to see. This module tests them
 
 * field ``a``: a span's status (``UNSET``/``OK``/``ERROR``), a log's severity band;
 * field ``b``: a span's log2 duration bucket (``d=D<b>``), a log's template (its masked body, hashed into
-  ``TEMPLATE_CODES`` codes).
+  ``TEMPLATE_CODES`` codes);
+* field ``c``: the attribute values the canonical form kept verbatim (no placeholder: ids, addresses and
+  paths are masked, so they never enter it), keys hashed into ``ATTRIBUTE_GROUPS`` groups, each group's
+  ``key=value`` pairs into one of ``ATTRIBUTE_VALUES`` codes: a value replaced after a deploy costs one
+  token to compression but is a never-seen code here.
 
 Per stream a :class:`FieldShift` keeps the codes of the last ``reference`` normal events (a FIFO; frozen
 while an incident is open, like cbad's baseline) and, per window (the last ``window`` events, ending where
 cbad's window ends), the p-value of the kernels in :mod:`detectors._kernels.field_shift`: per cell, the
 one-sided Fisher exact test that the window holds more of it than the reference's share (sparse reference
-cells pooled), the smallest times the number of cells (Bonferroni). It is exact under exchangeable events
-and conservative otherwise-equal: a small reference makes the hypergeometric null wide by itself.
+cells pooled per field and per attribute group), the smallest times the number of cells (Bonferroni). It
+is exact under exchangeable events and conservative otherwise-equal: a small reference makes the
+hypergeometric null wide by itself.
 
 The detector combines it with its own window p-value by weighted Bonferroni (:func:`combine`): valid
 whatever the dependence between the two (they read the same events, so Fisher's method, which assumes

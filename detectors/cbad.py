@@ -61,8 +61,9 @@ from detectors.severity import severity
 
 KIND = "cbad"
 _TAG = b"CBAD"
-_VERSION = 3  # 3: the count table's raw slots; 2: the incident tracker's state, the frozen flag and event
-# times; 1 and 2 still restore (their counts rebuilt from the baseline, in the current table size)
+_VERSION = 4  # 4: the field test's attribute field (config key field_attributes, its arrays); 3: the count
+# table's raw slots; 2: the incident tracker's state, the frozen flag and event times; 1 to 3 still restore
+# (1 and 2: their counts rebuilt from the baseline, in the current table size; 1 to 3: no attribute field)
 _OLD_DEFAULT_TABLE_BITS = 17  # the default of snapshot versions 1 and 2 (2**17 uint32 slots)
 _NO_TIME = -1
 _STATS = 2  # window bits/byte; mean bits/byte of the costliest tenth of the window's events
@@ -94,7 +95,8 @@ class CbadDetector(IncidentActions):
     ``hop``, ``false_alarm_target``, and ``table_bits`` (count table of 2**bits uint16 slots; 14 = 32 KiB);
     incidents (:mod:`detectors.incidents`): ``incident_h``, ``resolve_after_windows``, ``accept_after_ns``
     (None: the profile's); ``field_test``: combine the window's p-value with the per-field distribution test
-    (:mod:`detectors.field_shift`; off for windows under 10 events, and for snapshots written before it).
+    (:mod:`detectors.field_shift`; off for windows under 10 events, and for snapshots written before it);
+    ``field_attributes``: with its attribute field ``c`` (off for snapshots written before it).
     """
 
     kind = KIND
@@ -103,7 +105,8 @@ class CbadDetector(IncidentActions):
                  baseline: int | None = None, window: int | None = None, hop: int | None = None,
                  false_alarm_target: float | None = None, table_bits: int = DEFAULT_TABLE_BITS,
                  incident_h: float | None = None, resolve_after_windows: int | None = None,
-                 accept_after_ns: int | None = None, field_test: bool = True) -> None:
+                 accept_after_ns: int | None = None, field_test: bool = True,
+                 field_attributes: bool = True) -> None:
         if compressor not in COMPRESSORS:
             raise ValueError(f"unknown compressor {compressor!r}; choose one of {', '.join(COMPRESSORS)}")
         self.profile = resolve_profile(profile, baseline=baseline, window=window, hop=hop,
@@ -148,7 +151,9 @@ class CbadDetector(IncidentActions):
         self._last_end = 0  # end offset of the last window scored
         # the per-field distribution test beside the compression score (None for very short windows)
         self.field_test = bool(field_test)
-        self._fields: FieldShift | None = for_profile(p.window) if self.field_test else None
+        self.field_attributes = self.field_test and bool(field_attributes)
+        self._fields: FieldShift | None = (for_profile(p.window, self.field_attributes) if self.field_test
+                                           else None)
 
     # ------------------------------------------------------------------ contract
 
@@ -158,7 +163,8 @@ class CbadDetector(IncidentActions):
         return {"kind": KIND, "profile": p.name, "baseline": p.baseline, "window": p.window, "hop": p.hop,
                 "false_alarm_target": p.false_alarm_target, "seed": self.seed, "compressor": self.compressor,
                 "table_bits": self.table_bits, **self._incident_overrides,
-                **({"field_test": True} if self.field_test else {})}  # absent: off (as before it existed)
+                **({"field_test": True} if self.field_test else {}),  # absent: off (as before it existed)
+                **({"field_attributes": True} if self.field_attributes else {})}
 
     @property
     def config_hash(self) -> str:
@@ -496,7 +502,7 @@ class CbadDetector(IncidentActions):
     @classmethod
     def restore(cls, data: bytes) -> CbadDetector:
         snap = snapshot.decode(data, _TAG)
-        if snap.version not in (1, 2, _VERSION):
+        if snap.version not in (1, 2, 3, _VERSION):
             raise ValueError(f"cbad snapshot version {snap.version} is not readable by this version")
         header, arrays = snap.header, snap.arrays
         config = dict(header["config"])
@@ -504,6 +510,7 @@ class CbadDetector(IncidentActions):
         if snap.version < 3 and config.get("table_bits") == _OLD_DEFAULT_TABLE_BITS:
             config["table_bits"] = DEFAULT_TABLE_BITS  # converted: recounted below in today's table
         config.setdefault("field_test", False)  # written before the field test: go on exactly as before
+        config.setdefault("field_attributes", False)  # written before its attribute field: the same
         det = cls(**config)
         det._baseline = deque(_split(arrays["baseline"], arrays["baseline_lens"]))
         det._tail = _split(arrays["tail"], arrays["tail_lens"])

@@ -4,7 +4,8 @@
 ``bits`` is an event's code length (with its separator) given the baseline; ``excess_bits`` is ``bits`` minus
 what the event's size would cost at the stream's typical rate (the mean bits per byte of recent normal
 windows). ``top_events`` lists up to ``TOP_EVENTS`` events with positive excess, largest first, each with
-its ``tokens``: the ``TOP_TOKENS`` costliest tokens as ``[token, bits]``.
+its ``tokens``: the ``TOP_TOKENS`` costliest tokens as ``[token, bits]``; events a field shift blames
+(``among``) are marked ``carrier`` and listed whatever their bits.
 """
 
 from __future__ import annotations
@@ -57,11 +58,18 @@ def event_bits_table(start_offset: int, bits: Sequence[float], excess: Sequence[
 def top_events(model: CodeLengthModel, events: list[bytes], start_offset: int, bits: np.ndarray,
                excess: np.ndarray, among: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """The window's most novel events (those costing more than usual), or, given ``among`` (the events a
-    field shift blames, which may cost no more bits than usual), the costliest of those."""
-    candidates = range(len(events)) if among is None else among
+    field shift blames, which may cost no more bits than usual), ``TOP_EVENTS`` of those spread evenly over
+    the window, costliest first: the costliest carriers of a shifted value are those whose other fields
+    are rare, and an incident explained by them alone would report those other fields as changed."""
+    candidates: Sequence[int] = range(len(events))
+    if among is not None:
+        step = max(len(among) - 1, 0) / max(TOP_EVENTS - 1, 1)
+        candidates = sorted({among[round(i * step)] for i in range(min(TOP_EVENTS, len(among)))})
     order = sorted(candidates, key=lambda k: (-float(excess[k]), k))[:TOP_EVENTS]
+    carrier = {} if among is None else {"carrier": True}  # blamed for its field, whatever its bits
     return [{"offset": start_offset + k, "excess_bits": float(excess[k]), "bits": float(bits[k]),
-             "tokens": token_bits(model, events[k])} for k in order if among is not None or excess[k] > 0]
+             "tokens": token_bits(model, events[k]), **carrier}
+            for k in order if among is not None or excess[k] > 0]
 
 
 def sentence(is_anomaly: bool, is_drift: bool, p_value: float, window: tuple[int, int], n_excess: int,

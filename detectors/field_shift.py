@@ -8,14 +8,19 @@ already writes down, where such a change is plain to see. This module tests them
 
 * field ``a``: a span's status (``UNSET``/``OK``/``ERROR``), a log's severity band;
 * field ``b``: a span's log2 duration bucket (``d=D<b>``), a log's template (its masked body, hashed into
-  ``TEMPLATE_CODES`` codes).
+  ``TEMPLATE_CODES`` codes);
+* field ``c``: the attribute values the canonical form kept verbatim (no placeholder: ids, addresses and
+  paths are masked, so they never enter it), keys hashed into ``ATTRIBUTE_GROUPS`` groups, each group's
+  ``key=value`` pairs into one of ``ATTRIBUTE_VALUES`` codes: a value replaced after a deploy costs one
+  token to compression but is a never-seen code here.
 
 Per stream a :class:`FieldShift` keeps the codes of the last ``reference`` normal events (a FIFO; frozen
 while an incident is open, like cbad's baseline) and, per window (the last ``window`` events, ending where
 cbad's window ends), the p-value of the kernels in :mod:`detectors._kernels.field_shift`: per cell, the
 one-sided Fisher exact test that the window holds more of it than the reference's share (sparse reference
-cells pooled), the smallest times the number of cells (Bonferroni). It is exact under exchangeable events
-and conservative otherwise-equal: a small reference makes the hypergeometric null wide by itself.
+cells pooled per field and per attribute group), the smallest times the number of cells (Bonferroni). It
+is exact under exchangeable events and conservative otherwise-equal: a small reference makes the
+hypergeometric null wide by itself.
 
 The detector combines it with its own window p-value by weighted Bonferroni (:func:`combine`): valid
 whatever the dependence between the two (they read the same events, so Fisher's method, which assumes
@@ -37,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from detectors._kernels import field_shift as K
+from detectors.canonical.parse import split_attributes
 
 WINDOW_FACTOR = 4
 """The test's window is this many of cbad's windows: a share change of a few points needs a few hundred
@@ -60,24 +66,35 @@ shifts bucket shares by up to ~3x, the faults this test is for by 10x and more (
 1 % -> 10 %, a new value 0 -> a few %)."""
 MUTE_P = 0.01
 """A false positive mutes the codes whose rise in its last window has a cell p-value under this."""
-TEMPLATE_CODES = 2048
+TEMPLATE_CODES = K.TEMPLATE_CODES
 _SPAN_STATUS = {b"UNSET": 1, b"OK": 2, b"ERROR": 3}
 _OTHER_STATUS = 4
 _SEVERITY = {b"TRACE": 5, b"DEBUG": 6, b"INFO": 7, b"WARN": 8, b"ERROR": 9, b"FATAL": 10, b"UNSPECIFIED": 11}
 _OTHER_SEVERITY = 12
-A_CODES = 13
+A_CODES = K.A_CODES
 """0 is an event that reads as neither span nor log."""
-_BUCKETS = 128
-B_CODES = 1 + _BUCKETS + TEMPLATE_CODES
+_BUCKETS = K.BUCKETS
+B_CODES = K.B_CODES
+ATTRIBUTE_GROUPS = K.C_GROUPS
+"""Field ``c``: attribute keys hash into this many groups; an event carries one code per group it has
+attributes in (keys of one group are coded together, as one combined value)."""
+ATTRIBUTE_VALUES = K.C_VALUES
+"""Codes per attribute group: a new value collides with a known one of its group with chance (known values
+of the group) / 255, and is then counted in that value's cell."""
 _MAX_READ = 16_384  # bytes of an event read (as detectors.canonical.parse)
 _SPAN = re.compile(rb"(?:UNSPECIFIED|INTERNAL|SERVER|CLIENT|PRODUCER|CONSUMER|KIND-?\d+) .*? "
                    rb"(UNSET|OK|ERROR|STATUS-?\d+) d=D(\d{1,3})(?= \| |$)", re.DOTALL)
 _LOG = re.compile(rb"(UNSPECIFIED|(TRACE|DEBUG|INFO|WARN|ERROR|FATAL)[234]?|SEV-?\d+) ")
 _ATTRS_START = re.compile(rb" \| (?=[^\s=|]+=)")
+_MASKED = re.compile(r"<[A-Z]+\d*>")
+"""A placeholder of the canonical form (``<ID>``, ``<N4>``, ``<IP>``, ``<LONG>``, ...): the raw value
+varied."""
 _SPAN_KINDS = frozenset((b"UNSPECIFIED", b"INTERNAL", b"SERVER", b"CLIENT", b"PRODUCER", b"CONSUMER"))
-_CACHE: dict[bytes, tuple[int, int]] = {}  # canonical events repeat (ids are masked): read each once
+_NO_ATTRIBUTES = bytes(ATTRIBUTE_GROUPS)
+_CACHE: dict[bytes, tuple[int, int, bytes]] = {}  # canonical events repeat (ids are masked): read each once
 _CACHE_SIZE = 8192
 _CODE = np.int16
+_VALUE = np.uint8
 _COUNT = np.int32
 
 
@@ -90,6 +107,25 @@ def event_codes(event: bytes) -> tuple[int, int]:
     >>> a, b > 128
     (8, True)
     """
+    a, b, _ = _codes(event)
+    return a, b
+
+
+def attribute_codes(event: bytes) -> bytes:
+    """Field ``c`` of one canonical event: per attribute group, 0 (no kept attribute) or ``1 + value``.
+
+    Kept are the attributes whose canonical value holds no placeholder: a value the canonical form wrote
+    as it came (``payment.provider=card-processor-a``, ``http.response.status_code=503``), not one it masked
+    (``enduser.id=<ID>``, ``url.path=/product/<N5>``, ``client.address=<IP>``), whose raw value varied.
+
+    >>> codes = attribute_codes(b"SERVER GET /cart OK d=D15 | enduser.id=<ID> http.route=/cart")
+    >>> sum(1 for v in codes if v), codes == attribute_codes(b"SERVER GET /cart OK d=D9 | http.route=/cart")
+    (1, True)
+    """
+    return _codes(event)[2]
+
+
+def _codes(event: bytes) -> tuple[int, int, bytes]:
     found = _CACHE.get(event)
     if found is None:
         found = _read_codes(event)
@@ -99,21 +135,38 @@ def event_codes(event: bytes) -> tuple[int, int]:
     return found
 
 
-def _read_codes(event: bytes) -> tuple[int, int]:
+def _read_codes(event: bytes) -> tuple[int, int, bytes]:
     text = event[:_MAX_READ]
     first = text[:text.find(b" ")]
     if first in _SPAN_KINDS or first.startswith(b"KIND"):
         span = _SPAN.match(text)
         if span is not None:
-            return _SPAN_STATUS.get(span.group(1), _OTHER_STATUS), 1 + min(int(span.group(2)), _BUCKETS - 1)
+            rest = text[span.end():]
+            attrs = rest[3:] if rest.startswith(b" | ") else b""
+            return (_SPAN_STATUS.get(span.group(1), _OTHER_STATUS), 1 + min(int(span.group(2)), _BUCKETS - 1),
+                    _attribute_values(attrs))
     log = _LOG.match(text)
     if log is None:
-        return 0, 0
+        return 0, 0, _NO_ATTRIBUTES
     band = log.group(2)
     severity = _SEVERITY.get(band if band is not None else log.group(1), _OTHER_SEVERITY)
-    attrs = _ATTRS_START.search(text, log.end())
-    body = text[log.end():attrs.start() if attrs is not None else len(text)]
-    return severity, 1 + _BUCKETS + zlib.crc32(body) % TEMPLATE_CODES
+    found = _ATTRS_START.search(text, log.end())
+    body = text[log.end():found.start() if found is not None else len(text)]
+    attrs = text[found.end():] if found is not None else b""
+    return severity, 1 + _BUCKETS + zlib.crc32(body) % TEMPLATE_CODES, _attribute_values(attrs)
+
+
+def _attribute_values(attrs: bytes) -> bytes:
+    """Field ``c`` from the text after `` | ``: the kept ``key=value`` pairs (in the canonical form's key
+    order) of each group hashed together into one of its ``ATTRIBUTE_VALUES`` values."""
+    if not attrs:
+        return _NO_ATTRIBUTES
+    groups: list[list[bytes]] = [[] for _ in range(ATTRIBUTE_GROUPS)]
+    for key, value in split_attributes(attrs.decode("utf-8", "replace")).items():
+        if _MASKED.search(value) is None:
+            pair = f"{key}={value}".encode("utf-8", "backslashreplace")
+            groups[zlib.crc32(key.encode("utf-8", "backslashreplace")) % ATTRIBUTE_GROUPS].append(pair)
+    return bytes(1 + zlib.crc32(b"\x1f".join(pairs)) % ATTRIBUTE_VALUES if pairs else 0 for pairs in groups)
 
 
 def combine(p_cbad: float, p_fields: float) -> float:
@@ -127,27 +180,29 @@ class FieldShift:
 
     The caller (the detector) feeds events with :meth:`extend`, asks for each window's p-value in stream
     order with :meth:`window_p`, and tells it when the reference freezes (an incident opened), thaws (with or
-    without the incident's events) or restarts (a new normal was adopted).
+    without the incident's events) or restarts (a new normal was adopted). ``attributes`` adds field ``c``
+    (the attribute values; off: the test of fields ``a`` and ``b`` alone, as before it existed).
     """
 
     def __init__(self, window: int, reference: int, pool_min: int = POOL_MIN,
-                 share_factor: float = SHARE_FACTOR, min_rise: float = MIN_RISE) -> None:
+                 share_factor: float = SHARE_FACTOR, min_rise: float = MIN_RISE,
+                 attributes: bool = True) -> None:
         if window < 1 or reference < window:
             raise ValueError("field shift needs 1 <= window <= reference")
         self.window = int(window)
         self.reference = int(reference)
         self.pool_min = int(pool_min)
         self.share_factor, self.min_rise = float(share_factor), float(min_rise)
-        self._ring_a = np.zeros(self.reference, _CODE)
-        self._ring_b = np.zeros(self.reference, _CODE)
-        self._ref_a = np.zeros(A_CODES, _COUNT)
-        self._ref_b = np.zeros(B_CODES, _COUNT)
+        self.attributes = bool(attributes)
+        self._groups = ATTRIBUTE_GROUPS if self.attributes else 0
+        self._ring_ab = np.zeros((self.reference, 2), _CODE)
+        self._ring_c = np.zeros((self.reference, self._groups), _VALUE)
+        self._ref = np.zeros(K.CODES, _COUNT)
         self._state = np.zeros(K.STATE_SIZE, np.int64)
-        self._codes_a = np.zeros(0, _CODE)
-        self._codes_b = np.zeros(0, _CODE)
+        self._codes_ab = np.zeros((0, 2), _CODE)
+        self._codes_c = np.zeros((0, self._groups), _VALUE)
         self._base = 0
-        self._muted_a = np.zeros(A_CODES, np.bool_)  # codes whose rise an operator called normal
-        self._muted_b = np.zeros(B_CODES, np.bool_)
+        self._muted = np.zeros(K.CODES, np.bool_)  # codes whose rise an operator called normal
         self._floor = 0  # windows start here at the earliest (after a false positive or a restart)
         self._due: int | None = None  # the last window end whose admission is still to be done
         self._generation = 0  # bumped by every freeze, thaw and restart: invalidates what first_flag saw
@@ -160,19 +215,25 @@ class FieldShift:
 
     def extend(self, events: Sequence[bytes]) -> None:
         """Codes of the next events of the stream (in order)."""
-        codes = np.array([event_codes(e) for e in events], dtype=_CODE).reshape(-1, 2)
-        self._codes_a = np.concatenate((self._codes_a, codes[:, 0]))
-        self._codes_b = np.concatenate((self._codes_b, codes[:, 1]))
+        if not events:
+            return
+        codes = [_codes(e) for e in events]
+        ab = np.array([(a, A_CODES + b) for a, b, _ in codes], dtype=_CODE).reshape(-1, 2)
+        self._codes_ab = np.concatenate((self._codes_ab, ab))
+        if self.attributes:
+            c = np.frombuffer(b"".join(values for _, _, values in codes), _VALUE).reshape(-1, self._groups)
+        else:
+            c = np.zeros((len(codes), 0), _VALUE)
+        self._codes_c = np.concatenate((self._codes_c, c))
 
     # ------------------------------------------------------------------ windows
 
-    def _scan(self, ends: np.ndarray, frozen: bool, alpha: float, ring_a: np.ndarray, ring_b: np.ndarray,
-              ref_a: np.ndarray, ref_b: np.ndarray, state: np.ndarray) -> np.ndarray:
+    def _scan(self, ends: np.ndarray, frozen: bool, alpha: float, ring_ab: np.ndarray, ring_c: np.ndarray,
+              ref: np.ndarray, state: np.ndarray) -> np.ndarray:
         out = np.empty(ends.size)
-        done = K.scan(self._codes_a, self._codes_b, self._base, ends, self.window, self._floor, frozen,
-                      ring_a, ring_b, ref_a, ref_b, state, self._muted_a, self._muted_b, self.pool_min,
-                      self.share_factor, self.min_rise, self.window, alpha, out, np.zeros(A_CODES, _COUNT),
-                      np.zeros(B_CODES, _COUNT))
+        done = K.scan(self._codes_ab, self._codes_c, self._base, ends, self.window, self._floor, frozen,
+                      ring_ab, ring_c, ref, state, self._muted, self.pool_min, self.share_factor,
+                      self.min_rise, self.window, alpha, out, np.zeros(K.CODES, _COUNT))
         return out[:done]
 
     def _sync(self) -> None:
@@ -181,8 +242,8 @@ class FieldShift:
         if self._due is not None:
             upto = max(self._due - self.window, self._floor)
             if upto > self._state[K.ADMITTED]:
-                K.admit(self._codes_a, self._codes_b, self._base, upto, self._ring_a, self._ring_b,
-                        self._ref_a, self._ref_b, self._state)
+                K.admit(self._codes_ab, self._codes_c, self._base, upto, self._ring_ab, self._ring_c,
+                        self._ref, self._state)
             self._due = None
 
     def first_flag(self, ends: Sequence[int], frozen: bool, alpha: float) -> int | None:
@@ -190,8 +251,8 @@ class FieldShift:
         is at most ``alpha`` if no freeze, thaw or restart happens before it; nothing changes (a copy of the
         reference moves). The p-values found are kept for :meth:`window_p`."""
         self._sync()
-        p = self._scan(np.asarray(ends, np.int64), frozen, alpha, self._ring_a.copy(), self._ring_b.copy(),
-                       self._ref_a.copy(), self._ref_b.copy(), self._state.copy())
+        p = self._scan(np.asarray(ends, np.int64), frozen, alpha, self._ring_ab.copy(), self._ring_c.copy(),
+                       self._ref.copy(), self._state.copy())
         self._seen = dict(zip(ends[:p.size], p.tolist(), strict=True))
         self._seen_generation = self._generation
         return p.size - 1 if p.size and p[-1] <= alpha else None
@@ -203,46 +264,59 @@ class FieldShift:
             p = self._seen.pop(end)
         else:
             self._sync()
-            p = float(self._scan(np.array([end], np.int64), frozen, 0.0, self._ring_a, self._ring_b,
-                                 self._ref_a, self._ref_b, self._state)[0])
+            p = float(self._scan(np.array([end], np.int64), frozen, 0.0, self._ring_ab, self._ring_c,
+                                 self._ref, self._state)[0])
         if not frozen:
             self._due = end
         return p
 
-    def risen(self, end: int, alpha: float) -> tuple[frozenset[int], frozenset[int]]:
-        """The codes of each field whose rise alone flags the window ending at ``end`` (cell p-value times
-        the number of cells at most ``alpha``): what an event must carry to be blamed for the shift. Of
-        the pooled cell only never-seen codes count (a rare-but-known value is not singled out), each only
-        when its own count would flag the window."""
+    def _window_counts(self, start: int, stop: int) -> np.ndarray:
+        """Per code, how many of the held events ``[start, stop)`` (indices into the held codes) carry it."""
+        counts = np.bincount(self._codes_ab[start:stop].ravel(), minlength=K.CODES)
+        values = self._codes_c[start:stop].astype(np.int64)
+        if values.size:
+            codes = K.C_START + np.arange(self._groups) * ATTRIBUTE_VALUES + values - 1
+            counts += np.bincount(codes[values > 0], minlength=K.CODES)
+        return counts
+
+    def risen(self, end: int, alpha: float) -> frozenset[int]:
+        """The codes (in the test's one code space: field ``a`` below ``A_CODES``, then ``b``, then ``c``)
+        whose rise alone flags the window ending at ``end`` (cell p-value times the number of cells at most
+        ``alpha``): what an event must carry to be blamed for the shift. Of a pooled cell only never-seen
+        codes count (a rare-but-known value is not singled out), each only when its own count would flag
+        the window."""
         self._sync()
         start = max(end - self.window, self._floor) - self._base
         if start < 0:
-            return frozenset(), frozenset()
-        fields = []
-        for codes, ref, muted in ((self._codes_a, self._ref_a, self._muted_a),
-                                  (self._codes_b, self._ref_b, self._muted_b)):
-            win = np.bincount(codes[start:end - self._base], minlength=ref.size)
-            live = ~muted
-            n_ref, n_win = int(ref[live].sum()), int(win[live].sum())
-            tested = live & (ref >= self.pool_min)
-            pooled = live & (ref < self.pool_min) & ((ref > 0) | (win > 0))
-            fields.append((ref, win, n_ref, n_win, tested, pooled))
-        cells = sum(int(t.sum()) + int(p.any()) for _, _, _, _, t, p in fields)
-        out = []
-        for ref, win, n_ref, n_win, tested, pooled in fields:
-            found: set[int] = set()
-            totals = (n_win, n_ref, cells, alpha)
-            if n_ref and n_win:
-                found.update(code for code in np.flatnonzero(tested & (win > 0)).tolist()
-                             if self._stands_out(int(win[code]), int(ref[code]), *totals))
-                k_pooled = int(win[pooled].sum())
-                if k_pooled > 0 and self._stands_out(k_pooled, int(ref[pooled].sum()), *totals):
-                    # a never-seen code is blamed only when its own count is significant: one odd line
-                    # in the window is not what raised the pooled cell of a burst of new ones
-                    found.update(code for code in np.flatnonzero(pooled & (ref == 0) & (win > 0)).tolist()
-                                 if self._stands_out(int(win[code]), 0, *totals))
-            out.append(frozenset(found))
-        return out[0], out[1]
+            return frozenset()
+        win = self._window_counts(start, end - self._base)
+        ref = self._ref.astype(np.int64)
+        n_ref, n_win = int(self._state[K.LENGTH]), end - self._base - start
+        group = _GROUP_OF
+        live = ~self._muted
+        muted_ref = np.bincount(group[~live], weights=ref[~live], minlength=K.GROUPS).astype(np.int64)
+        muted_win = np.bincount(group[~live], weights=win[~live], minlength=K.GROUPS).astype(np.int64)
+        nr, nw = n_ref - muted_ref, n_win - muted_win  # per group
+        open_group = (nr > 0) & (nw > 0)
+        tested = live & (ref >= self.pool_min) & open_group[group]
+        pooled = live & (ref < self.pool_min) & open_group[group]
+        pooled_ref = np.bincount(group[pooled], weights=ref[pooled], minlength=K.GROUPS).astype(np.int64)
+        pooled_win = np.bincount(group[pooled], weights=win[pooled], minlength=K.GROUPS).astype(np.int64)
+        cells = int(tested.sum()) + int(((pooled_ref + pooled_win) > 0).sum())
+        found: set[int] = set()
+        for code in np.flatnonzero(tested & (win > 0)).tolist():
+            g = group[code]
+            if self._stands_out(int(win[code]), int(ref[code]), int(nw[g]), int(nr[g]), cells, alpha):
+                found.add(code)
+        for g in np.flatnonzero(pooled_win > 0).tolist():
+            totals = (int(nw[g]), int(nr[g]), cells, alpha)
+            if self._stands_out(int(pooled_win[g]), int(pooled_ref[g]), *totals):
+                # a never-seen code is blamed only when its own count is significant: one odd line
+                # in the window is not what raised the pooled cell of a burst of new ones
+                new = pooled & (ref == 0) & (win > 0) & (group == g)
+                found.update(code for code in np.flatnonzero(new).tolist()
+                             if self._stands_out(int(win[code]), 0, *totals))
+        return frozenset(found)
 
     def _stands_out(self, k: int, c: int, n_win: int, n_ref: int, cells: int, alpha: float) -> bool:
         """``k`` of the window's ``n_win`` events against ``c`` of the reference's ``n_ref``: a rise a person
@@ -253,9 +327,15 @@ class FieldShift:
     def carriers(self, events: Sequence[bytes], end: int, alpha: float) -> list[int]:
         """Indices into ``events`` (the cbad window ending at ``end``) of the events that carry a value
         whose rise flags the test window (:meth:`risen`): the events a field shift can blame."""
-        risen_a, risen_b = self.risen(end, alpha)
-        return [k for k, event in enumerate(events)
-                if (codes := event_codes(event))[0] in risen_a or codes[1] in risen_b]
+        risen = self.risen(end, alpha)
+        return [k for k, event in enumerate(events) if not risen.isdisjoint(self._event_codes(event))]
+
+    def _event_codes(self, event: bytes) -> list[int]:
+        a, b, values = _codes(event)
+        out = [a, A_CODES + b]
+        if self.attributes:
+            out += [K.C_START + g * ATTRIBUTE_VALUES + v - 1 for g, v in enumerate(values) if v]
+        return out
 
     # ------------------------------------------------------------------ incidents
 
@@ -275,9 +355,8 @@ class FieldShift:
         if keep_events:
             start, stop = max(last_end - self.window, self._floor) - self._base, last_end - self._base
             if start >= 0:
-                for codes, ref, muted in ((self._codes_a, self._ref_a, self._muted_a),
-                                          (self._codes_b, self._ref_b, self._muted_b)):
-                    K.mute_risen(codes, start, stop, ref, muted, MUTE_P, np.zeros(ref.size, _COUNT))
+                K.mute_risen(self._codes_ab, self._codes_c, start, stop, self._ref,
+                             int(self._state[K.LENGTH]), self._muted, MUTE_P, np.zeros(K.CODES, _COUNT))
             self._floor = max(self._floor, last_end)
         else:
             self._state[K.ADMITTED] = max(int(self._state[K.ADMITTED]), last_end - self.window)
@@ -289,12 +368,10 @@ class FieldShift:
         self._due = None
         self._generation += 1
         self._floor = max(self._floor, end)
-        self._muted_a[:] = False
-        self._muted_b[:] = False
-        self._ring_a[:] = 0
-        self._ring_b[:] = 0
-        self._ref_a[:] = 0
-        self._ref_b[:] = 0
+        self._muted[:] = False
+        self._ring_ab[:] = 0
+        self._ring_c[:] = 0
+        self._ref[:] = 0
         self._state[K.HEAD] = self._state[K.LENGTH] = 0
         self._state[K.ADMITTED] = max(self._base, since)
 
@@ -308,50 +385,72 @@ class FieldShift:
         self._state[K.ADMITTED] = admitted
         cut = min(admitted, start - self.reference) - self._base
         if cut > 0:
-            self._codes_a = self._codes_a[cut:].copy()
-            self._codes_b = self._codes_b[cut:].copy()
+            self._codes_ab = self._codes_ab[cut:].copy()
+            self._codes_c = self._codes_c[cut:].copy()
             self._base += cut
 
     # ------------------------------------------------------------------ snapshot
 
     def dump(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """Header entries and arrays for a snapshot (the reference in FIFO order, the pending codes)."""
+        """Header entries and arrays for a snapshot (the reference in FIFO order, the pending codes; field
+        ``c``'s only with ``attributes``, so a snapshot without them is the layout from before it)."""
         self._sync()
         head, length = int(self._state[K.HEAD]), int(self._state[K.LENGTH])
         order = (head + np.arange(length)) % self.reference
         header = {"base": self._base, "admitted": int(self._state[K.ADMITTED]), "floor": self._floor,
                   "window": self.window, "reference": self.reference}
-        arrays = {"field_ref_a": self._ring_a[order], "field_ref_b": self._ring_b[order],
-                  "field_codes_a": self._codes_a, "field_codes_b": self._codes_b,
-                  "field_muted_a": self._muted_a, "field_muted_b": self._muted_b}
+        ring = self._ring_ab[order]
+        arrays = {"field_ref_a": ring[:, 0].copy(), "field_ref_b": (ring[:, 1] - A_CODES).astype(_CODE),
+                  "field_codes_a": self._codes_ab[:, 0].copy(),
+                  "field_codes_b": (self._codes_ab[:, 1] - A_CODES).astype(_CODE),
+                  "field_muted_a": self._muted[:A_CODES].copy(),
+                  "field_muted_b": self._muted[A_CODES:K.C_START].copy()}
+        if self.attributes:
+            arrays.update(field_ref_c=self._ring_c[order], field_codes_c=self._codes_c.copy(),
+                          field_muted_c=self._muted[K.C_START:].copy())
         return header, arrays
 
     def load(self, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        """The state :meth:`dump` wrote (same window and reference sizes)."""
-        ref_a = np.asarray(arrays["field_ref_a"], _CODE)
-        ref_b = np.asarray(arrays["field_ref_b"], _CODE)
+        """The state :meth:`dump` wrote (same window and reference sizes, and ``attributes`` setting)."""
+        def ab(a: str, b: str) -> np.ndarray:
+            return np.stack((np.asarray(arrays[a], _CODE), np.asarray(arrays[b], _CODE) + A_CODES), axis=1)
+
+        def c(name: str, rows: int) -> np.ndarray:
+            if not self.attributes:
+                return np.zeros((rows, 0), _VALUE)
+            return np.asarray(arrays[name], _VALUE).reshape(rows, self._groups).copy()
+
+        ref_ab = ab("field_ref_a", "field_ref_b")
         self.restart(0, 0)
         self._base = 0
-        self._codes_a, self._codes_b = ref_a.copy(), ref_b.copy()
+        self._codes_ab, self._codes_c = ref_ab, c("field_ref_c", ref_ab.shape[0])
         self._state[K.ADMITTED] = 0
-        K.admit(self._codes_a, self._codes_b, 0, ref_a.size, self._ring_a, self._ring_b, self._ref_a,
-                self._ref_b, self._state)
-        self._codes_a = np.asarray(arrays["field_codes_a"], _CODE).copy()
-        self._codes_b = np.asarray(arrays["field_codes_b"], _CODE).copy()
+        K.admit(self._codes_ab, self._codes_c, 0, ref_ab.shape[0], self._ring_ab, self._ring_c, self._ref,
+                self._state)
+        self._codes_ab = ab("field_codes_a", "field_codes_b")
+        self._codes_c = c("field_codes_c", self._codes_ab.shape[0])
         self._base = int(header["base"])
         self._state[K.ADMITTED] = int(header["admitted"])
         self._floor = int(header["floor"])
-        self._muted_a = np.asarray(arrays["field_muted_a"], np.bool_).copy()
-        self._muted_b = np.asarray(arrays["field_muted_b"], np.bool_).copy()
+        self._muted[:A_CODES] = np.asarray(arrays["field_muted_a"], np.bool_)
+        self._muted[A_CODES:K.C_START] = np.asarray(arrays["field_muted_b"], np.bool_)
+        if self.attributes:
+            self._muted[K.C_START:] = np.asarray(arrays["field_muted_c"], np.bool_)
 
 
-def for_profile(window: int) -> FieldShift | None:
+_GROUP_OF = np.concatenate((np.zeros(A_CODES, np.int64), np.ones(B_CODES, np.int64),
+                            2 + np.arange(ATTRIBUTE_GROUPS * ATTRIBUTE_VALUES) // ATTRIBUTE_VALUES))
+"""Per code, its cell group (as ``K.group_of``)."""
+
+
+def for_profile(window: int, attributes: bool = True) -> FieldShift | None:
     """The field test for a detector with cbad windows of ``window`` events, or None when they are too
-    short for it (see ``MIN_WINDOW``)."""
+    short for it (see ``MIN_WINDOW``); ``attributes``: with field ``c``."""
     size = WINDOW_FACTOR * window
     if size < MIN_WINDOW:
         return None
-    return FieldShift(size, REFERENCE_FACTOR * size)
+    return FieldShift(size, REFERENCE_FACTOR * size, attributes=attributes)
 
 
-__all__ = ["CBAD_WEIGHT", "FieldShift", "combine", "event_codes", "for_profile"]
+__all__ = ["CBAD_WEIGHT", "FieldShift", "attribute_codes", "combine", "event_codes",
+           "for_profile"]

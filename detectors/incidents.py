@@ -221,8 +221,8 @@ class IncidentTracker:
         o["min_p"] = min(o["min_p"], float(window.p_value))
         o["severity"] = _severity_max(o["severity"], window.severity)
         for top in window.explanation.get("top_events", ()):
-            if float(top.get("excess_bits", 1.0)) <= 0:  # a listed event that cost nothing extra
-                continue
+            if float(top.get("excess_bits", 1.0)) <= 0 and not top.get("carrier"):
+                continue  # a listed event that cost nothing extra (a field shift's carrier may: it counts)
             off = int(top["offset"])
             if len(o["evidence"]) < MAX_EVIDENCE and off not in o["evidence"]:
                 o["evidence"].append(off)

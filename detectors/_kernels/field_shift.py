@@ -1,13 +1,20 @@
 """Kernels of the per-field distribution test (:mod:`detectors.field_shift`): reference admission and the
 window's p-value.
 
-Every event carries two small integer codes, one per field (``a``: span status or log severity; ``b``: span
-duration bucket or log template). The reference is a FIFO ring of at most ``capacity`` events' codes with
-per-code counts. A window's p-value tests, for every cell (a code seen ``pool_min`` times or more in the
-reference, and one pooled cell for all rarer and never-seen codes), whether the window holds more of it
-than the reference's share: the one-sided Fisher exact test, i.e. the hypergeometric upper tail of the
-window's count given the cell's total over reference and window. The smallest cell p-value times the number
-of cells tested (Bonferroni) is the window's p-value: valid whatever the dependence between cells, and the
+Every event carries one code of field ``a`` (span status or log severity) and one of field ``b`` (span
+duration bucket or log template), both in ``codes_ab`` (one row per event, in one code space: ``b`` codes
+start at ``A_CODES``), and, when attributes are tested, one value per attribute group of field ``c`` in
+``codes_c`` (one row per event, one column per group: 0 when the event has no kept attribute in that group,
+else ``1 + value`` with ``value < C_VALUES``). The reference is a FIFO ring of at most ``capacity`` events'
+codes with per-code counts of the events that carry each code.
+
+Cells are grouped: group 0 is field ``a``, group 1 field ``b``, group ``2 + g`` the attribute group ``g``.
+An event carries at most one code per group, so every cell's count is a count of events. A window's
+p-value tests, for every cell (a code seen ``pool_min`` times or more in the reference, and per group one
+pooled cell for all its rarer and never-seen codes), whether the window holds more of it than the
+reference's share: the one-sided Fisher exact test, i.e. the hypergeometric upper tail of the window's
+count given the cell's total over reference and window. The smallest cell p-value times the number of cells
+tested (Bonferroni) is the window's p-value: valid whatever the dependence between cells, and the
 conditional test pays for a small reference by itself (few reference events: a wide null, large p).
 """
 
@@ -24,6 +31,17 @@ HEAD = 0
 LENGTH = 1
 ADMITTED = 2  # stream offset: events below it have entered the reference (or were skipped)
 STATE_SIZE = 3
+
+# the one code space of the three fields (see detectors.field_shift for what the codes mean)
+A_CODES = 13
+TEMPLATE_CODES = 2048
+BUCKETS = 128
+B_CODES = 1 + BUCKETS + TEMPLATE_CODES
+C_GROUPS = 16
+C_VALUES = 255
+C_START = A_CODES + B_CODES
+CODES = C_START + C_GROUPS * C_VALUES
+GROUPS = 2 + C_GROUPS
 
 
 @kernel
@@ -67,84 +85,100 @@ def risen(k, n_win, c, n_ref, factor, min_rise):
 
 
 @kernel
-def _field_p(ref, win, muted, pool_min, factor, min_rise, result):
-    """Smallest cell p-value of one field (``result[0]``) and the number of cells tested (``result[1]``);
-    ``muted`` codes (an operator called their rise normal) are left out of both sides."""
-    n_ref = 0
-    n_win = 0
+def group_of(code):
+    """The cell group of a code: 0 field ``a``, 1 field ``b``, ``2 + g`` attribute group ``g``."""
+    if code < A_CODES:
+        return 0
+    if code < C_START:
+        return 1
+    return 2 + (code - C_START) // C_VALUES
+
+
+@kernel
+def _count(codes_ab, codes_c, start, stop, counts, step):
+    """Add ``step`` to the count of every code the events ``[start, stop)`` carry."""
+    for i in range(start, stop):
+        counts[codes_ab[i, 0]] += step
+        counts[codes_ab[i, 1]] += step
+        for g in range(codes_c.shape[1]):
+            v = codes_c[i, g]
+            if v > 0:
+                counts[C_START + g * C_VALUES + v - 1] += step
+
+
+@kernel
+def _cells_p(ref, win, n_ref, n_win, muted, pool_min, factor, min_rise, result):
+    """Smallest cell p-value (``result[0]``) and the number of cells tested (``result[1]``) of a window with
+    counts ``win`` of ``n_win`` events against ``ref`` of ``n_ref``. Per group, ``muted`` codes (an operator
+    called their rise normal) are left out of the cells and their events out of both sides' totals."""
+    muted_ref = np.zeros(GROUPS, np.int64)
+    muted_win = np.zeros(GROUPS, np.int64)
+    pooled_ref = np.zeros(GROUPS, np.int64)
+    pooled_win = np.zeros(GROUPS, np.int64)
     for code in range(ref.size):
-        if not muted[code]:
-            n_ref += ref[code]
-            n_win += win[code]
+        g = group_of(code)
+        if muted[code]:
+            muted_ref[g] += ref[code]
+            muted_win[g] += win[code]
+        elif ref[code] < pool_min:
+            pooled_ref[g] += ref[code]
+            pooled_win[g] += win[code]
     best = 1.0
     cells = 0
-    pooled_ref = 0
-    pooled_win = 0
-    if n_ref == 0 or n_win == 0:
-        result[0] = 1.0
-        result[1] = 0
-        return
     for code in range(ref.size):
-        if muted[code]:
-            continue
         c = ref[code]
-        k = win[code]
-        if c >= pool_min:
-            cells += 1
-            if k > 0 and risen(k, n_win, c, n_ref, factor, min_rise):
-                best = min(best, upper_tail(k, c + k, n_ref + n_win, n_win))
-        else:
-            pooled_ref += c
-            pooled_win += k
-    if pooled_ref + pooled_win > 0:
+        if muted[code] or c < pool_min:
+            continue
+        g = group_of(code)
+        nr, nw = n_ref - muted_ref[g], n_win - muted_win[g]
+        if nr <= 0 or nw <= 0:
+            continue
         cells += 1
-        if pooled_win > 0 and risen(pooled_win, n_win, pooled_ref, n_ref, factor, min_rise):
-            best = min(best, upper_tail(pooled_win, pooled_ref + pooled_win, n_ref + n_win, n_win))
+        k = win[code]
+        if k > 0 and risen(k, nw, c, nr, factor, min_rise):
+            best = min(best, upper_tail(k, c + k, nr + nw, nw))
+    for g in range(GROUPS):
+        nr, nw = n_ref - muted_ref[g], n_win - muted_win[g]
+        if nr <= 0 or nw <= 0 or pooled_ref[g] + pooled_win[g] == 0:
+            continue
+        cells += 1
+        k = pooled_win[g]
+        if k > 0 and risen(k, nw, pooled_ref[g], nr, factor, min_rise):
+            best = min(best, upper_tail(k, pooled_ref[g] + k, nr + nw, nw))
     result[0] = best
     result[1] = cells
 
 
 @kernel
-def window_p(codes_a, codes_b, start, stop, ref_a, ref_b, muted_a, muted_b, pool_min, factor, min_rise, win_a,
-             win_b):
-    """The p-value of the window of codes ``[start, stop)`` against the reference counts ``ref_a``/``ref_b``.
-    ``win_a``/``win_b`` are zeroed scratch arrays of the counts' sizes (left zeroed)."""
+def window_p(codes_ab, codes_c, start, stop, ref, n_ref, muted, pool_min, factor, min_rise, win):
+    """The p-value of the window of events ``[start, stop)`` against the reference counts ``ref`` of
+    ``n_ref`` events. ``win`` is a zeroed scratch array of the counts' size (left zeroed)."""
     if stop <= start:
         return 1.0
-    for i in range(start, stop):
-        win_a[codes_a[i]] += 1
-        win_b[codes_b[i]] += 1
+    _count(codes_ab, codes_c, start, stop, win, 1)
     result = np.empty(2)
-    _field_p(ref_a, win_a, muted_a, pool_min, factor, min_rise, result)
-    best, cells = result[0], result[1]
-    _field_p(ref_b, win_b, muted_b, pool_min, factor, min_rise, result)
-    best = min(best, result[0])
-    cells += result[1]
-    for i in range(start, stop):
-        win_a[codes_a[i]] = 0
-        win_b[codes_b[i]] = 0
-    return min(1.0, best * max(cells, 1.0))
+    _cells_p(ref, win, n_ref, stop - start, muted, pool_min, factor, min_rise, result)
+    _count(codes_ab, codes_c, start, stop, win, -1)
+    return min(1.0, result[0] * max(result[1], 1.0))
 
 
 @kernel
-def admit(codes_a, codes_b, base, upto, ring_a, ring_b, ref_a, ref_b, state):
+def admit(codes_ab, codes_c, base, upto, ring_ab, ring_c, ref, state):
     """Move the events ``[state[ADMITTED], upto)`` (codes at ``offset - base``) into the reference ring,
-    the oldest leaving once it holds ``ring_a.size`` events."""
-    capacity = ring_a.size
+    the oldest leaving once it holds ``ring_ab.shape[0]`` events."""
+    capacity = ring_ab.shape[0]
     head = state[HEAD]
     length = state[LENGTH]
     for offset in range(state[ADMITTED], upto):
         if length == capacity:
-            ref_a[ring_a[head]] -= 1
-            ref_b[ring_b[head]] -= 1
+            _count(ring_ab, ring_c, head, head + 1, ref, -1)
             head = (head + 1) % capacity
             length -= 1
         j = offset - base
         slot = (head + length) % capacity
-        ring_a[slot] = codes_a[j]
-        ring_b[slot] = codes_b[j]
-        ref_a[codes_a[j]] += 1
-        ref_b[codes_b[j]] += 1
+        ring_ab[slot] = codes_ab[j]
+        ring_c[slot] = codes_c[j]
+        _count(codes_ab, codes_c, j, j + 1, ref, 1)
         length += 1
     state[HEAD] = head
     state[LENGTH] = length
@@ -153,17 +187,13 @@ def admit(codes_a, codes_b, base, upto, ring_a, ring_b, ref_a, ref_b, state):
 
 
 @kernel
-def mute_risen(codes, start, stop, ref, muted, alpha, win):
+def mute_risen(codes_ab, codes_c, start, stop, ref, n_ref, muted, alpha, win):
     """Mark in ``muted`` every code whose count in the window ``[start, stop)`` is above the reference's
-    share with a one-sided Fisher p-value under ``alpha``. ``win`` is zeroed scratch (left zeroed)."""
+    share (``n_ref`` events) with a one-sided Fisher p-value under ``alpha``. ``win`` is zeroed scratch (left
+    zeroed)."""
     n_win = stop - start
-    n_ref = 0
-    for code in range(ref.size):
-        n_ref += ref[code]
-    for i in range(start, stop):
-        win[codes[i]] += 1
-    for i in range(start, stop):
-        code = codes[i]
+    _count(codes_ab, codes_c, start, stop, win, 1)
+    for code in range(win.size):
         k = win[code]
         if k > 0:
             c = ref[code]
@@ -173,8 +203,8 @@ def mute_risen(codes, start, stop, ref, muted, alpha, win):
 
 
 @kernel
-def scan(codes_a, codes_b, base, ends, window, floor, frozen, ring_a, ring_b, ref_a, ref_b, state, muted_a,
-         muted_b, pool_min, factor, min_rise, min_reference, alpha, out, win_a, win_b):
+def scan(codes_ab, codes_c, base, ends, window, floor, frozen, ring_ab, ring_c, ref, state, muted, pool_min,
+         factor, min_rise, min_reference, alpha, out, win):
     """The windows ending at ``ends`` in order: unless ``frozen``, the events that left the test window
     (it starts at ``max(end - window, floor)``) join the reference, then the window's p-value goes to
     ``out``. Stops after the first p-value at most ``alpha``; returns how many windows were done. A window
@@ -184,11 +214,11 @@ def scan(codes_a, codes_b, base, ends, window, floor, frozen, ring_a, ring_b, re
         end = ends[i]
         start = max(end - window, floor)
         if not frozen and start > state[ADMITTED]:
-            admit(codes_a, codes_b, base, start, ring_a, ring_b, ref_a, ref_b, state)
+            admit(codes_ab, codes_c, base, start, ring_ab, ring_c, ref, state)
         p = 1.0
         if end - window >= base and state[LENGTH] >= min_reference:
-            p = window_p(codes_a, codes_b, start - base, end - base, ref_a, ref_b, muted_a, muted_b, pool_min,
-                         factor, min_rise, win_a, win_b)
+            p = window_p(codes_ab, codes_c, start - base, end - base, ref, state[LENGTH], muted, pool_min,
+                         factor, min_rise, win)
         out[i] = p
         if p <= alpha:
             return i + 1

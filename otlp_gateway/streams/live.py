@@ -272,8 +272,8 @@ class LiveStream:
         tops = list(result.explanation.get("top_events", ()))
         bar = BLAME_SHARE * max((float(t.get("excess_bits", 0.0)) for t in tops), default=0.0)
         for top in tops:
-            if float(top.get("excess_bits", 0.0)) < bar:
-                continue
+            if float(top.get("excess_bits", 0.0)) < bar and not top.get("carrier"):
+                continue  # a field shift's carrier is blamed for its value, not for its bits
             offset = base + int(top["offset"])
             if offset in seen:
                 continue

@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 
 from detectors import EventBatch, registry
+from detectors._kernels import field_shift as K
 from detectors._kernels.field_shift import upper_tail
 from detectors.canonical import canonical_log, canonical_span
-from detectors.field_shift import FieldShift, combine, event_codes, for_profile
+from detectors.field_shift import (
+    FieldShift,
+    attribute_codes,
+    combine,
+    event_codes,
+    for_profile,
+)
 from detectors.synthetic import synthetic_logs, synthetic_spans
 
 
@@ -192,3 +199,126 @@ def test_a_window_after_a_burst_holding_none_of_it_is_not_flagged_by_the_field_t
         assert blamed and blamed[0] in burst, (w.start_offset, blamed)
         if w.figures["cbad_p_value"] > 1e-3:  # flagged by the field test alone: only its carriers
             assert set(blamed) <= set(burst), (w.start_offset, blamed)
+
+
+# --- field c: attribute values --------------------------------------------------------------------------
+
+_AGENTS = ("Mozilla/5.0 (X11; Linux x86_64) Firefox", "okhttp", "shop-ios")
+
+
+def _checkout(rng: np.random.Generator, provider: str, extra: dict[str, object] | None = None) -> bytes:
+    """A POST /checkout span as the scenarios send it: a few low-cardinality values, ids and paths that the
+    canonical form masks, and ``payment.provider``."""
+    attrs: dict[str, object] = {
+        "http.request.method": "POST", "http.route": "/checkout", "http.response.status_code": 200,
+        "network.protocol.version": str(rng.choice(["1.1", "2"])),
+        "user_agent.original": str(rng.choice(_AGENTS)),
+        "enduser.id": f"u-{rng.integers(10**6):06d}", "client.address": f"10.0.{rng.integers(256)}.7",
+        "app.checkout.items": int(1 + rng.poisson(1.5)), "payment.provider": provider, **(extra or {})}
+    return canonical_span("POST /checkout", 2, 0, int(180e6 * rng.lognormal(0.0, 0.4)), attrs)
+
+
+def test_attribute_codes_keep_verbatim_values_only():
+    rng = np.random.default_rng(7)
+    a, b = _checkout(rng, "card-processor-a"), _checkout(rng, "card-processor-b")
+    assert event_codes(a)[0] == event_codes(b)[0]  # fields a and b do not see the provider
+    assert attribute_codes(a) != attribute_codes(b)
+    # ids, addresses and paths are masked by the canonical form: they never enter the code
+    one = canonical_span("GET /cart", 2, 0, 20_000_000, {
+        "enduser.id": "u-000001", "client.address": "10.0.0.1", "url.path": "/product/123",
+        "http.route": "/cart"})
+    two = canonical_span("GET /cart", 2, 0, 20_000_000, {
+        "enduser.id": "u-999999", "client.address": "10.9.9.9", "url.path": "/product/98765",
+        "http.route": "/cart"})
+    assert attribute_codes(one) == attribute_codes(two) and sum(v > 0 for v in attribute_codes(one)) == 1
+    assert attribute_codes(b"not a canonical event") == bytes(len(attribute_codes(one)))
+
+
+def test_a_new_attribute_value_is_flagged_and_its_events_blamed():
+    rng = np.random.default_rng(8)
+    with_c, without_c = FieldShift(window=200, reference=2000), FieldShift(200, 2000, attributes=False)
+    normal = [_checkout(rng, "card-processor-a") for _ in range(2500)]
+    window = ([_checkout(rng, "card-processor-a") for _ in range(120)]
+              + [_checkout(rng, "card-processor-b") for _ in range(80)])
+    for test in (with_c, without_c):
+        assert min(_p_values(test, normal)[220:]) > 1e-3  # the reference full: nothing stands out
+        test.freeze()
+        test.extend(window)
+    assert without_c.window_p(2700, frozen=True) > 1e-3  # status and duration did not change
+    assert with_c.window_p(2700, frozen=True) < 1e-20
+    assert with_c.carriers(window, 2700, 1e-3) == list(range(120, 200))  # the spans with the new value
+    # one code rose: the new value of the attribute group that holds payment.provider
+    old, new = (attribute_codes(_checkout(np.random.default_rng(0), provider))
+                for provider in ("card-processor-a", "card-processor-b"))
+    changed = [g for g in range(len(new)) if old[g] != new[g]]
+    assert len(changed) == 1
+    g = changed[0]
+    assert with_c.risen(2700, 1e-3) == {K.C_START + g * K.C_VALUES + new[g] - 1}
+
+
+def test_a_high_cardinality_attribute_is_not_flagged():
+    """Unique values per event: masked ids give one code, and a verbatim free-text value is new in the
+    reference as in every window, so its group's pooled cell does not rise."""
+    rng = np.random.default_rng(9)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+
+    def ref() -> str:  # letters only: the canonical form keeps it verbatim, and it never repeats
+        return "ord-" + "".join(rng.choice(letters, 10))
+
+    test = FieldShift(window=200, reference=2000)
+    events = [_checkout(rng, "card-processor-a", {"request.id": f"{rng.integers(2**62):x}",
+                                                  "order.ref": ref()}) for _ in range(8000)]
+    # the free text does enter field c (its group spreads over the group's 255 values)
+    assert len({attribute_codes(e) for e in events}) > 200
+    p = np.array(_p_values(test, events, hop=50)[44:])
+    assert p.size > 100 and p.min() > 1e-3
+
+
+def test_the_detector_opens_an_incident_that_names_the_new_value():
+    rng = np.random.default_rng(10)
+    events = ([_checkout(rng, "card-processor-a") for _ in range(3000)]
+              + [_checkout(rng, "card-processor-b") for _ in range(1000)]
+              + [_checkout(rng, "card-processor-a") for _ in range(1500)])
+    times = [1.7e9 + 0.3 * i for i in range(len(events))]
+    result = registry.create("cbad", profile="balanced", seed=1).update(EventBatch(events, times))
+    opened = [u for u in result.incidents if u.status == "open" and u.opened_offset is not None]
+    assert opened and 2950 <= opened[0].opened_offset <= 3100, [u.opened_offset for u in opened]
+    last = {u.seq: u for u in result.incidents}
+    assert len(last) == 1 and last[0].status == "resolved"
+    rows = [f for f in last[0].fields if f.field == "payment.provider"]
+    assert rows and rows[0].change == "new_value" and "card-processor-b" in rows[0].now, last[0].fields
+    without = registry.create("cbad", profile="balanced", seed=1, field_attributes=False)
+    assert not without.update(EventBatch(events, times)).incidents  # fields a and b and compression miss it
+
+
+def test_snapshots_without_the_attribute_field_restore_with_it_off():
+    rng = np.random.default_rng(11)
+    events = [_checkout(rng, "card-processor-a") for _ in range(600)]
+    det = registry.create("cbad", profile="balanced", seed=1)
+    det.update(EventBatch(events))
+    assert det.config["field_attributes"] is True
+    restored = registry.restore("cbad", det.snapshot())
+    assert restored.config == det.config
+    old = registry.create("cbad", profile="balanced", seed=1, field_attributes=False)
+    old.update(EventBatch(events))
+    assert "field_attributes" not in old.config
+    assert "field_attributes" not in registry.restore("cbad", old.snapshot()).config
+
+
+def test_a_version_3_snapshot_with_the_field_test_restores_without_field_c_and_continues_exactly():
+    """Version 3 (before field ``c``) is today's layout without ``field_attributes`` and its arrays: the
+    bytes below, a ``field_attributes=False`` snapshot with the version byte set to 3, are the bytes the
+    previous code wrote for these events (checked against it when version 4 was made)."""
+    rng = np.random.default_rng(12)
+    events = ([_checkout(rng, "card-processor-a") for _ in range(3000)]
+              + [_checkout(rng, "card-processor-b") for _ in range(600)])
+    times = [1.7e9 + 0.3 * i for i in range(len(events))]
+    before = registry.create("cbad", profile="balanced", seed=1, field_attributes=False)
+    before.update(EventBatch(events[:1500], times[:1500]))
+    data = bytearray(before.snapshot())
+    assert data.startswith(b"CBAD\x04")
+    data[4] = 3
+    restored = registry.restore("cbad", bytes(data))
+    assert "field_attributes" not in restored.config and restored.config == before.config
+    rest = EventBatch(events[1500:], times[1500:])
+    assert restored.update(rest) == before.update(rest)  # as the previous code went on: field c stays off

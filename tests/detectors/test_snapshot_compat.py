@@ -85,13 +85,13 @@ def test_cbad_snapshots_of_the_previous_code_continue_as_in_their_own_table_size
 
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if c["kind"] == "cbad"])
 def test_cbad_writes_the_format_it_reads(name):
-    """A version-1 snapshot (before incidents) is rewritten as version 3 with every part of it unchanged
+    """A version-1 snapshot (before incidents) is rewritten as version 4 with every part of it unchanged
     (same header entries, same arrays) but the table size, converted to today's default, and with the
-    incident state, the event times and the count table added; version 3 rewrites byte for byte."""
+    incident state, the event times and the count table added; version 4 rewrites byte for byte."""
     data = (LEGACY / CASES[name]["file"]).read_bytes()
     rewritten = registry.restore("cbad", data).snapshot()
     old, new = snapshot.decode(data, b"CBAD"), snapshot.decode(rewritten, b"CBAD")
-    assert (old.version, new.version) == (1, 3)
+    assert (old.version, new.version) == (1, 4)
     assert old.header["config"]["table_bits"] == 17
     assert new.header["config"] == {**old.header["config"], "table_bits": DEFAULT_TABLE_BITS}
     assert {k: v for k, v in new.header.items() if k in old.header and k != "config"} == {

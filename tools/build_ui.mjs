@@ -1,6 +1,6 @@
 // Builds the web UI's pages into otlp_gateway/api/ui/js/bundle/ with esbuild's code splitting: one entry
-// module per page, <page>.js (js/main.js's boot() with js/pages/<page>.js; the page module's own code is
-// inlined there), and the code two or more pages share (js/main.js, api, format, dom, widgets...) in shared
+// module per page, <page>.js (calls js/main.js's boot() with js/pages/<page>.js, whose code it holds unless
+// another page imports it too), and the code two or more pages share (js/main.js, api, format, dom, ...) in
 // chunk files, chunk-<hash>.js, each stored once and cached by the browser across pages. js/first.js stays
 // its own early async module (entries and chunks import it as ../first.js, so all share its one instance).
 // The server lists a page's entry and the chunks it imports statically as modulepreload links (no import
@@ -10,16 +10,21 @@
 //
 //   npm ci && npm run build:ui           # rewrite the committed entries and chunks
 //   node tools/build_ui.mjs --out DIR    # write them under DIR instead (the staleness test)
+//   npm run check:ui                     # exit 1 when the committed files differ from a fresh build
 
-import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const jsDir = path.join(repo, "otlp_gateway", "api", "ui", "js");
+const committedDir = path.join(jsDir, "bundle");
+const check = process.argv.includes("--check");
 const outIndex = process.argv.indexOf("--out");
-const outDir = outIndex > 0 ? path.resolve(process.argv[outIndex + 1]) : path.join(jsDir, "bundle");
+const outDir = check ? mkdtempSync(path.join(os.tmpdir(), "build-ui-"))
+  : outIndex > 0 ? path.resolve(process.argv[outIndex + 1]) : committedDir;
 
 // js/first.js stays its own module: from js/bundle/ it is "../first.js".
 const firstStaysOut = {
@@ -63,5 +68,17 @@ await esbuild.build({
   logLevel: "warning",
 });
 const written = readdirSync(outDir).filter((f) => f.endsWith(".js"));
+if (check) {
+  const committed = readdirSync(committedDir).sort();
+  const same = committed.join() === written.sort().join()
+    && written.every((f) => readFileSync(path.join(outDir, f)).equals(readFileSync(path.join(committedDir, f))));
+  rmSync(outDir, { recursive: true });
+  if (!same) {
+    console.error("the committed UI bundle files are stale: run `npm run build:ui` and commit them");
+    process.exit(1);
+  }
+  console.log("the committed UI bundle files match the sources");
+  process.exit(0);
+}
 console.log(`${pages.length} page entries and ${written.length - pages.length} shared chunks in `
   + `${path.relative(repo, outDir) || "."}`);

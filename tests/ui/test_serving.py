@@ -1,6 +1,6 @@
 """The UI as the server delivers it, without a browser: one shell for every page under a strict
-content-security policy, self-contained assets (no CDN, no build step at install: the committed bundles are
-checked against the sources), the pages' settings, ``/v1/me``, packaging."""
+content-security policy, self-contained assets (no CDN, no build step at install: the committed page entries
+and shared chunks are checked against the sources), the pages' settings, ``/v1/me``, packaging."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def test_the_shell_has_nothing_inline_and_references_only_this_origin():
             assert (UI_DIR / ref.removeprefix("/ui/")).is_file(), ref
 
 
-_IMPORT = re.compile(r"""(?:from\s+|import\s*\(\s*)["']([^"']+)["']""")
+_IMPORT = re.compile(r"""(?:from\s+|\bimport\s*\(?\s*)["']([^"']+)["']""")  # also a bare `import "./x.js"`
 _HTML_SINKS = re.compile(
     r"\binnerHTML\b|\bouterHTML\b|insertAdjacentHTML|document\.write|\beval\s*\(|new\s+Function\b")
 _ELSEWHERE = re.compile(r"https?://")
@@ -168,21 +168,60 @@ def test_assets_are_served_with_their_types_and_cached_by_version(ui_api):
     assert api.client.post("/ui/js/main.js").status_code == 405
 
 
-def test_each_page_runs_one_module_besides_first_js(ui_api):
-    """No import waterfall and little to compile on a cold load: a page's bundle imports js/first.js (which
-    the shell already loads) and nothing else, statically or dynamically; and every page has its bundle."""
+BUNDLE = UI_DIR / "js" / "bundle"
+
+
+def static_imports(name: str) -> list[str]:
+    """The files of js/bundle/ that ``name`` runs, itself first, following its imports (js/first.js aside)."""
+    found: list[str] = []
+    todo = [name]
+    while todo:
+        current = todo.pop(0)
+        if current not in found:
+            found.append(current)
+            todo += [t.removeprefix("./") for t in _IMPORT.findall((BUNDLE / current).read_text())
+                     if t != "../first.js"]
+    return found
+
+
+def test_each_page_preloads_its_entry_and_the_chunks_it_shares(ui_api):
+    """No import waterfall on a cold load: a page's shell preloads its entry and every chunk the entry
+    imports, transitively, and nothing else; the files import only js/first.js (which the shell already
+    loads) and chunks, never dynamically; and the shared code is stored once: each source module is in
+    exactly one file of js/bundle/, every chunk serves some page."""
+    files = sorted(p.name for p in BUNDLE.iterdir())
     pages = sorted(p.stem for p in (UI_DIR / "js" / "pages").glob("*.js"))
-    bundles = sorted(p.stem for p in (UI_DIR / "js" / "bundle").glob("*.js"))
-    assert bundles == pages and set(PAGE_OF.values()) == set(pages)
-    for page in pages:
-        text = (UI_DIR / "js" / "bundle" / f"{page}.js").read_text()
-        assert set(_IMPORT.findall(text)) == {"../first.js"}, page
-        assert re.search(rf'^boot\("{page}", \{{ render(: \w+)? \}}\);$', text, re.M), page
+    entries = [f for f in files if not f.startswith("chunk-")]
+    assert entries == [f"{page}.js" for page in pages] and set(PAGE_OF.values()) == set(pages)
+    assert all(re.fullmatch(r"chunk-[0-9A-Z]{8}\.js", f) for f in files if f not in entries), files
+    for name in files:
+        text = (BUNDLE / name).read_text()
+        assert "import(" not in text, name
+        for target in _IMPORT.findall(text):
+            assert target == "../first.js" or re.fullmatch(r"\./chunk-[0-9A-Z]{8}\.js", target), \
+                (name, target)
+    api = ui_api()
+    used: set[str] = set()
+    for path, page in PAGE_OF.items():
+        assert re.search(rf'^boot\("{page}", \{{ render(: \w+)? \}}\);$', (BUNDLE / f"{page}.js").read_text(),
+                         re.M), page
+        preloaded = re.findall(r'<link rel="modulepreload" href="/ui/v/[0-9a-f]{16}/js/bundle/([^"]+)">',
+                               api.client.get(path).text)
+        expected = static_imports(f"{page}.js")
+        assert preloaded == expected and len(expected) >= 2, (path, preloaded)
+        used.update(expected)
+    assert used == set(files)  # no chunk that no page runs
+    sources = [p.relative_to(REPO).as_posix() for p in (UI_DIR / "js").rglob("*.js")
+               if "bundle" not in p.parts and p.name != "first.js"]
+    for source in sources:
+        holders = [f for f in files if f"// {source}\n" in (BUNDLE / f).read_text()]
+        assert len(holders) == 1, (source, holders)
 
 
 def test_the_committed_bundles_are_built_from_the_sources(tmp_path: Path):
-    """The bundles are committed (installs need no build step); after an edit of js/ without
-    `npm run build:ui`, this fails. Needs `npm ci` (tests/run.sh runs it)."""
+    """The page entries and shared chunks are committed (installs need no build step); after an edit of js/
+    without `npm run build:ui`, this fails, as it does for a chunk file left over from an older build.
+    Needs `npm ci` (tests/run.sh runs it)."""
     esbuild = REPO / "node_modules" / "esbuild"
     node = shutil.which("node")
     if node is None or not esbuild.is_dir():
@@ -191,9 +230,9 @@ def test_the_committed_bundles_are_built_from_the_sources(tmp_path: Path):
         pytest.skip("no node or no node_modules/esbuild (run `npm ci`)")
     subprocess.run([node, str(REPO / "tools" / "build_ui.mjs"), "--out", str(tmp_path)], check=True,
                    capture_output=True, timeout=120)
-    built = {p.name: p.read_bytes() for p in tmp_path.glob("*.js")}
-    committed = {p.name: p.read_bytes() for p in (UI_DIR / "js" / "bundle").glob("*.js")}
-    assert sorted(built) == sorted(committed)
+    built = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    committed = {p.name: p.read_bytes() for p in (UI_DIR / "js" / "bundle").iterdir()}
+    assert sorted(built) == sorted(committed), "stale UI bundle files: run `npm run build:ui`, commit them"
     stale = [name for name in built if built[name] != committed[name]]
     assert stale == [], f"stale UI bundles {stale}: run `npm run build:ui` and commit them"
 

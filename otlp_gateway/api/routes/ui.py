@@ -1,13 +1,16 @@
 """The web UI: one HTML shell for every page, ES modules and CSS from ``otlp_gateway/api/ui`` (no build
-step at install: each page's modules are bundled into one committed file; nothing from another origin), the
-few settings the pages need, and ``/v1/me`` (who the caller is and what the UI may offer them)."""
+step at install: the pages' modules are built into committed entries and shared chunks; nothing from
+another origin), the few settings the pages need, and ``/v1/me`` (who the caller is and what the UI may
+offer them)."""
 
 from __future__ import annotations
 
 import hashlib
 import html
 import json
-from pathlib import Path
+import posixpath
+import re
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -121,17 +124,20 @@ async def ui_status(request: Request) -> JSONResponse:
     return JSONResponse(body, headers=COMMON_HEADERS)
 
 
-_PAGE_MARK = ("<!-- page: the server writes here the page's code, js/bundle/<page>.js (one module: "
-              "js/main.js and the page's modules, bundled by tools/build_ui.mjs) -->\n")
+# A static import as esbuild writes it (`import {...} from "./x.js";` or `import "./x.js";`, at a line's
+# start); dynamic import() is not followed (the build has none: tests/ui/test_serving.py checks).
+_STATIC_IMPORT = re.compile(r"""^import\s+(?:[^;"']*?\sfrom\s+)?["'](\.{1,2}/[^"']+)["']""", re.M)
+_PAGE_MARK = ("<!-- page: the server writes here the page's code, js/bundle/<page>.js (its entry, built by "
+              "tools/build_ui.mjs) and the shared chunks it imports, preloaded -->\n")
 _SETTINGS_MARK = "<!-- settings: the server writes here the gateway's settings for the pages -->\n"
 
 
 class UiAssets:
     """The UI's files, read once into memory and served without a thread hop (a full page load fetches a few
-    of them: the shell's stylesheet, js/first.js and the page's bundle; through StaticFiles each costs a
-    stat and a threaded read). ``/ui/<path>`` revalidates by ETag; ``/ui/v/<digest>/<path>``, the URLs the
-    shell uses, is immutable: a new version of any file changes the digest, so browsers cache everything for
-    good."""
+    of them: the shell's stylesheet, js/first.js, the page's entry and its shared chunks; through
+    StaticFiles each costs a stat and a threaded read). ``/ui/<path>`` revalidates by ETag;
+    ``/ui/v/<digest>/<path>``, the URLs the shell uses, is immutable: a new version of any file changes the
+    digest, so browsers cache everything for good (a chunk fetched for one page serves the next)."""
 
     TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
              ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8"}
@@ -156,16 +162,36 @@ class UiAssets:
         self._shell = shell.replace(_SETTINGS_MARK, meta.lstrip() if settings is not None else "")
         self._shells: dict[str, str] = {}
 
+    def imports(self, module: str) -> list[str]:
+        """``module`` and every module it imports statically, transitively (paths under the UI root), in
+        the order found."""
+        found: list[str] = []
+        todo = [module]
+        while todo:
+            name = todo.pop(0)
+            if name in found or name not in self.files:
+                continue
+            found.append(name)
+            base = PurePosixPath(name).parent
+            for target in _STATIC_IMPORT.findall(self.files[name][0].decode()):
+                todo.append(posixpath.normpath((base / target).as_posix()))
+        return found
+
     def shell(self, page: str) -> str:
-        """The shell for ``page``: its code is one module, ``js/bundle/<page>.js`` (committed, built from
-        js/main.js and js/pages/<page>.js by tools/build_ui.mjs), which imports only js/first.js, already
-        loading: no import waterfall, and a cold load fetches and compiles two modules instead of 6-8."""
+        """The shell for ``page``: its code is the entry ``js/bundle/<page>.js`` (committed, built from
+        js/main.js and js/pages/<page>.js by tools/build_ui.mjs) and the shared chunks it imports, which
+        other pages share and the browser caches once. The shell preloads every one of them
+        (``<link rel="modulepreload">``, found here from the committed entry's static imports): a cold load
+        fetches them all at once instead of one import level at a time. js/first.js, which they import
+        too, is already loading as its own async module."""
         if page not in self._shells:
-            bundle = f"js/bundle/{page}.js"
-            if bundle not in self.files:
-                raise LookupError(f"no UI bundle {bundle}: run `npm run build:ui`")
-            script = f'<script type="module" src="{self.prefix}{bundle}"></script>\n'
-            self._shells[page] = self._shell.replace(_PAGE_MARK, script)
+            entry = f"js/bundle/{page}.js"
+            if entry not in self.files:
+                raise LookupError(f"no UI entry {entry}: run `npm run build:ui`")
+            needed = [m for m in self.imports(entry) if m != "js/first.js"]
+            links = "".join(f'  <link rel="modulepreload" href="{self.prefix}{m}">\n' for m in needed)
+            script = f'  <script type="module" src="{self.prefix}{entry}"></script>\n'
+            self._shells[page] = self._shell.replace(_PAGE_MARK, (links + script).lstrip())
         return self._shells[page]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,7 +1,7 @@
 // The shell: who is signed in, the gateway's readiness, the navigation, and the page's module rendering
 // into <main>. Pages are plain links (each a full load of this small shell); within a page, filters and
-// live updates change the DOM without reloading. Each page's code is one file, js/bundle/<page>.js (this
-// module and the page's, bundled by tools/build_ui.mjs), which calls boot() with its page module.
+// live updates change the DOM without reloading. Each page's entry, js/bundle/<page>.js (built by
+// tools/build_ui.mjs; this module lands in a chunk every page shares), calls boot() with its page module.
 
 import { api, ApiError, clearCredential, credential, onUnauthorized, setFlash, takeFlash } from "./api.js";
 import { byId, clear, h, notice } from "./dom.js";

@@ -32,6 +32,7 @@ import hashlib
 import itertools
 import json
 import math
+import operator
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -61,8 +62,11 @@ from detectors.severity import severity
 
 KIND = "cbad"
 _TAG = b"CBAD"
-_VERSION = 3  # 3: the count table's raw slots; 2: the incident tracker's state, the frozen flag and event
-# times; 1 and 2 still restore (their counts rebuilt from the baseline, in the current table size)
+_VERSION = 4  # 4: the baseline and held events as references into the tail (each event's bytes stored once);
+# 3: the count table's raw slots; 2: the incident tracker's state, the frozen flag and event times. 1 to 3
+# still restore (1 and 2 with their counts rebuilt from the baseline, in the current table size)
+_EVENT_BUFFERS = frozenset({"tail", "others", "baseline", "held"})
+"""Snapshot arrays only split into events on restore: read in place, not copied first."""
 _OLD_DEFAULT_TABLE_BITS = 17  # the default of snapshot versions 1 and 2 (2**17 uint32 slots)
 _NO_TIME = -1
 _STATS = 2  # window bits/byte; mean bits/byte of the costliest tenth of the window's events
@@ -464,15 +468,17 @@ class CbadDetector(IncidentActions):
 
     def snapshot(self) -> bytes:
         """State as bytes in the shared format (:mod:`detectors.snapshot`); see ``registry.restore``."""
+        tail = self._tail
+        baseline_refs, held_refs, others = _refs_into(tail, self._baseline, self._held)
         arrays: dict[str, np.ndarray] = {
-            "baseline": np.frombuffer(b"".join(self._baseline), dtype=np.uint8),
-            "baseline_lens": np.fromiter(map(len, self._baseline), dtype=np.int64, count=len(self._baseline)),
-            "tail": np.frombuffer(b"".join(self._tail), dtype=np.uint8),
-            "tail_lens": np.fromiter(map(len, self._tail), dtype=np.int64, count=len(self._tail)),
+            "tail": np.frombuffer(b"".join(tail), dtype=np.uint8),
+            "tail_lens": np.fromiter(map(len, tail), dtype=np.int64, count=len(tail)),
+            "baseline_refs": baseline_refs,
+            "held_refs": held_refs,
+            "others": np.frombuffer(b"".join(others), dtype=np.uint8),
+            "others_lens": np.fromiter(map(len, others), dtype=np.int64, count=len(others)),
             "taint": self._taint,
             "bits": self._bits,
-            "held": np.frombuffer(b"".join(self._held), dtype=np.uint8),
-            "held_lens": np.fromiter(map(len, self._held), dtype=np.int64, count=len(self._held)),
             "hist": self._hist,
             "recent_entropy": np.array(sorted(self._recent_entropy.items()), dtype=np.float64).reshape(-1, 2),
             "calibration": self._calibrator.ring.values,
@@ -494,9 +500,9 @@ class CbadDetector(IncidentActions):
         return snapshot.encode(_TAG, _VERSION, header, arrays)
 
     @classmethod
-    def restore(cls, data: bytes) -> CbadDetector:
-        snap = snapshot.decode(data, _TAG)
-        if snap.version not in (1, 2, _VERSION):
+    def restore(cls, data: bytes | memoryview) -> CbadDetector:
+        snap = snapshot.decode(data, _TAG, views=_EVENT_BUFFERS)
+        if snap.version not in (1, 2, 3, _VERSION):
             raise ValueError(f"cbad snapshot version {snap.version} is not readable by this version")
         header, arrays = snap.header, snap.arrays
         config = dict(header["config"])
@@ -505,11 +511,17 @@ class CbadDetector(IncidentActions):
             config["table_bits"] = DEFAULT_TABLE_BITS  # converted: recounted below in today's table
         config.setdefault("field_test", False)  # written before the field test: go on exactly as before
         det = cls(**config)
-        det._baseline = deque(_split(arrays["baseline"], arrays["baseline_lens"]))
         det._tail = _split(arrays["tail"], arrays["tail_lens"])
+        if snap.version >= 4:
+            others = _split(arrays["others"], arrays["others_lens"])
+            det._baseline = deque(_resolve(arrays["baseline_refs"], det._tail, others))
+            det._held = _resolve(arrays["held_refs"], det._tail, others)
+        else:  # versions 1-3: the baseline and held events as byte strings of their own
+            same = {e: e for e in det._tail}
+            det._baseline = deque(_shared(_split(arrays["baseline"], arrays["baseline_lens"]), same))
+            det._held = _shared(_split(arrays["held"], arrays["held_lens"]), same)
         det._taint = arrays["taint"].astype(np.uint8)
         det._bits = arrays["bits"]
-        det._held = _split(arrays["held"], arrays["held_lens"])
         det._scored_upto = header["scored_upto"]
         det._hist = arrays["hist"]
         det._hist_lo, det._hist_hi = header["hist_lo"], header["hist_hi"]
@@ -590,8 +602,48 @@ class _Queues:
 def _split(buf: np.ndarray, lens: np.ndarray) -> list[bytes]:
     raw = buf.tobytes()
     ends = np.cumsum(lens).tolist()
-    starts = [0, *ends[:-1]] if ends else []
-    return [raw[a:b] for a, b in zip(starts, ends, strict=True)]
+    return [raw[a:b] for a, b in itertools.pairwise([0, *ends])]
+
+
+def _refs_into(tail: list[bytes], baseline: deque[bytes], held: list[bytes]
+               ) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
+    """Where the baseline's and the held events are: ``r >= 0`` is ``tail[r]``, ``r < 0`` is
+    ``others[-1 - r]`` (an event that left the tail). A live detector's baseline and held events are the
+    tail's own objects (``_Queues`` moves references), so a snapshot stores each event's bytes once and a
+    restore shares them again (``_resolve``; ``_shared`` for the versions before)."""
+    where = {id(e): i for i, e in enumerate(tail)}
+    others: list[bytes] = []
+
+    def refs(events: Sequence[bytes]) -> np.ndarray:
+        out = np.fromiter(map(where.get, map(id, events), itertools.repeat(-1)), np.int32, len(events))
+        for i in np.flatnonzero(out < 0).tolist():
+            out[i] = -1 - len(others)
+            others.append(events[i])
+        return out
+
+    return refs(baseline), refs(held), others
+
+
+def _shared(events: list[bytes], same: dict[bytes, bytes]) -> list[bytes]:
+    """``events``, each replaced by its equal in ``same`` if it has one: bytes are immutable, so nothing tells
+    them apart, and the copies are freed (a live detector shares its baseline's events with the tail)."""
+    return [same.get(e, e) for e in events]
+
+
+def _resolve(refs: np.ndarray, tail: list[bytes], others: list[bytes]) -> list[bytes]:
+    """The events ``refs`` (``_refs_into``) names, as the tail's (or ``others``') own objects."""
+    n = len(refs)
+    if n == 0:
+        return []
+    first, last = int(refs[0]), int(refs[-1])
+    if first >= 0 and last < len(tail) and last - first == n - 1 and bool(np.all(np.diff(refs) == 1)):
+        return tail[first:last + 1]  # the usual baseline: a run of the tail
+    pool = [*tail, *others]
+    at = np.where(refs >= 0, refs, len(tail) - 1 - refs.astype(np.int64))
+    if at.min() < 0 or at.max() >= len(pool):
+        raise ValueError("corrupt cbad snapshot: an event reference outside its events")
+    got = operator.itemgetter(*at.tolist())(pool)
+    return list(got) if n > 1 else [got]
 
 
 def _create(**config: Any) -> CbadDetector:

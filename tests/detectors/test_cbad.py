@@ -17,7 +17,7 @@ import detectors.compressors
 import detectors.explain
 import detectors.severity
 import detectors.snapshot
-from detectors import EventBatch, registry
+from detectors import EventBatch, registry, snapshot
 from detectors.synthetic import synthetic_logs, synthetic_spans
 
 SMALL = {"profile": "sensitive", "baseline": 100, "window": 20, "hop": 5}
@@ -134,10 +134,30 @@ def test_snapshot_is_json_plus_raw_arrays_and_restores_exactly():
     det = registry.create("cbad", seed=4, **SMALL)
     det.update(EventBatch(events[:613]))
     data = det.snapshot()
-    assert b"pickle" not in data and data.startswith(b"CBAD\x03")
+    assert b"pickle" not in data and data.startswith(b"CBAD\x04")
     restored = registry.restore("cbad", data)
     assert restored.update(EventBatch(events[613:])) == det.update(EventBatch(events[613:]))
     np.testing.assert_array_equal(restored._model.table, det._model.table)
+
+
+def test_a_snapshot_stores_each_retained_event_once_and_a_restore_shares_them_again():
+    """The baseline's events are the tail's own objects in a live detector: the snapshot refers to them
+    (bytes stored once) and a restore makes them shared again, not copies (memory of a restored stream)."""
+    events = synthetic_logs(900, seed=2, anomalies=[850])
+    det = registry.create("cbad", seed=4, **SMALL)
+    det.update(EventBatch(events[:613]))
+    snap = snapshot.decode(det.snapshot(), b"CBAD")
+    tail_ids = {id(e): i for i, e in enumerate(det._tail)}
+    expected = [tail_ids.get(id(e)) for e in det._baseline]
+    assert sum(r is not None for r in expected) > len(expected) // 2  # the case this is about
+    refs = snap.arrays["baseline_refs"].tolist()
+    assert [r if r >= 0 else None for r in refs] == expected
+    others = [e for e in [*det._baseline, *det._held] if id(e) not in tail_ids]
+    assert snap.arrays["others_lens"].tolist() == [len(e) for e in others]
+    assert snap.arrays["tail"].size == sum(map(len, det._tail))
+    restored = registry.restore("cbad", det.snapshot())
+    assert list(restored._baseline) == list(det._baseline) and restored._held == det._held
+    assert all(restored._baseline[i] is restored._tail[r] for i, r in enumerate(refs) if r >= 0)
 
 
 def test_scoring_cost_does_not_depend_on_the_baseline_size():

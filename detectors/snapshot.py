@@ -43,8 +43,8 @@ def encode(tag: bytes, version: int, header: dict[str, Any], arrays: dict[str, n
     listed = {**header, "arrays": [[name, _dtype_name(a.dtype), list(a.shape)] for name, a in arrays.items()]}
     head = json.dumps(listed, sort_keys=True).encode()
     # the arrays' buffers as they are (a copy only for a non-contiguous one): joined once, into the result
-    return b"".join([tag, bytes([version]), struct.pack("<I", len(head)), head,
-                     *(np.ascontiguousarray(a).data for a in arrays.values())])
+    buffers = (a.data if a.flags.c_contiguous else np.ascontiguousarray(a).data for a in arrays.values())
+    return b"".join([tag, bytes([version]), struct.pack("<I", len(head)), head, *buffers])
 
 
 def decode(data: bytes | memoryview, tag: bytes, views: Collection[str] = ()) -> Snapshot:

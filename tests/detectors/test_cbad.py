@@ -182,3 +182,31 @@ def test_window_not_a_multiple_of_hop_is_chunking_invariant_and_restorable():
     assert parts == whole
     assert [(r.start_offset, r.end_offset) for r in whole[:2]] == [(2, 15), (7, 20)]
     assert any(r.is_anomaly for r in whole)
+
+
+@pytest.mark.parametrize("batch", [1, 7, 37])
+def test_the_offsets_kept_beside_the_baseline_and_held_events_name_them(batch, monkeypatch):
+    """A snapshot refers to the tail's copy of each baseline and held event through the offsets kept beside
+    them: through anomalies, an incident holding events, a drift adopted and restores, each offset still in
+    the tail is that very event's position (and the snapshots never need to search the tail instead)."""
+
+    def search(*args):
+        raise AssertionError("the offsets did not match their events")
+
+    monkeypatch.setattr(detectors.cbad, "_refs_into", search)
+    novel = [*range(700, 708), *range(1300, 1303), *range(2000, 2030)]
+    events = synthetic_logs(2400, seed=3, anomalies=novel)
+    events += synthetic_spans(900, seed=4)  # another kind of stream: adopted as the new normal
+    config = {"profile": "sensitive", "baseline": 60, "window": 10, "hop": 5, "seed": 5, "field_test": False}
+    det = registry.create("cbad", **config)
+    held = drift = 0
+    for i in range(0, len(events), batch):
+        drift += sum(r.is_drift for r in det.update(EventBatch(events[i:i + batch])))
+        if i % 500 < batch:
+            det = registry.restore("cbad", det.snapshot())
+        assert len(det._baseline_at) == len(det._baseline) and len(det._held_at) == len(det._held)
+        tail, base = det._tail, det._tail_base
+        for kept, at in ((list(det._baseline), list(det._baseline_at)), (det._held, det._held_at)):
+            assert all(tail[o - base] is e for e, o in zip(kept, at, strict=True) if o >= base)
+        held = max(held, len(det._held))
+    assert held >= 5 and drift  # the paths this is about ran

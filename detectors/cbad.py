@@ -568,7 +568,8 @@ class CbadDetector(IncidentActions):
         else:
             det._model.rebuild(det._baseline)
         # version 1 (before incidents): no tracker state, no times
-        det._times = arrays.get("times", np.full(len(det._tail), _NO_TIME, np.int64)).astype(np.int64)
+        times = arrays.get("times")
+        det._times = np.full(len(det._tail), _NO_TIME, np.int64) if times is None else times.astype(np.int64)
         det._frozen = bool(header.get("frozen", False))
         det._last_end = int(header.get("last_end", 0))
         det._tracker.load(header.get("incidents"))
@@ -699,13 +700,17 @@ def _resolve(refs: np.ndarray, tail: list[bytes], others: list[bytes]) -> list[b
     n = len(refs)
     if n == 0:
         return []
-    first, last = int(refs[0]), int(refs[-1])
-    if first >= 0 and last < len(tail) and last - first == n - 1 and bool(np.all(np.diff(refs) == 1)):
-        return tail[first:last + 1]  # the usual baseline: a run of the tail
+    # the usual baseline: a few events that left the tail (others[:k], in order), then a run of the tail
+    inside = refs >= 0
+    k = int(np.argmax(inside)) if inside.any() else n
+    first, last = int(refs[k]) if k < n else 0, int(refs[-1])
+    if k < n and last < len(tail) and last - first == n - k - 1 and bool(np.all(np.diff(refs[k:]) == 1)) \
+            and k <= len(others) and bool(np.all(refs[:k] == np.arange(-1, -1 - k, -1))):
+        return [*others[:k], *tail[first:last + 1]]
+    if int(refs.max()) >= len(tail) or int(refs.min()) < -len(others):
+        raise ValueError("corrupt cbad snapshot: an event reference outside its events")
     pool = [*tail, *others]
     at = np.where(refs >= 0, refs, len(tail) - 1 - refs.astype(np.int64))
-    if at.min() < 0 or at.max() >= len(pool):
-        raise ValueError("corrupt cbad snapshot: an event reference outside its events")
     got = operator.itemgetter(*at.tolist())(pool)
     return list(got) if n > 1 else [got]
 

@@ -210,3 +210,15 @@ def test_the_offsets_kept_beside_the_baseline_and_held_events_name_them(batch, m
             assert all(tail[o - base] is e for e, o in zip(kept, at, strict=True) if o >= base)
         held = max(held, len(det._held))
     assert held >= 5 and drift  # the paths this is about ran
+
+
+def test_a_snapshot_with_an_event_reference_outside_its_events_is_refused():
+    det = registry.create("cbad", seed=4, **SMALL)
+    det.update(EventBatch(synthetic_logs(400, seed=2)))
+    snap = snapshot.decode(det.snapshot(), b"CBAD")
+    for bad in (len(snap.arrays["tail_lens"]), -1 - len(snap.arrays["others_lens"])):
+        refs = snap.arrays["baseline_refs"].copy()
+        refs[len(refs) // 2] = bad
+        data = snapshot.encode(b"CBAD", snap.version, snap.header, {**snap.arrays, "baseline_refs": refs})
+        with pytest.raises(ValueError, match="event reference"):
+            registry.restore("cbad", data)

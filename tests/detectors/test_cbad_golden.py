@@ -16,7 +16,9 @@ The zlib oracle's windows are unchanged. Re-recorded a third time when cbad's ta
 -0.08 to 0.05 (false incidents on clusters of rare-but-known log lines): the verdicts of three short
 scenarios changed (balanced_spans 4 anomalous windows instead of 6, warm_up_then_stream 3 instead of 4,
 window_not_multiple_of_hop 2 instead of 3: windows near the threshold on histories of tens of windows).
-Re-record only for an intended change:
+The snapshot digests alone were re-recorded when cbad's snapshot became version 4 (the baseline and held
+events as references into the tail): every window digest stayed as recorded. Re-record only for an intended
+change:
 
     python -m tests.detectors.test_cbad_golden --record
 """

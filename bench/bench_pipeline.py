@@ -14,7 +14,8 @@ CPU per item against the upb parse + serialize floor of the same requests, in on
     then paced open-loop at 50 % of that rate: p50/p99 of the ingest call (what a client waits, minus the
     network);
 (f) memory: ``--memory-streams`` streams each fed ``--memory-events`` events through the stage: RSS growth
-    per live stream and where it is, snapshot bytes, and the CPU of one snapshot + restore round trip.
+    per live stream and where it is, snapshot bytes, the CPU of one snapshot + restore round trip, and the
+    Python heap (tracemalloc) of a stream restored from its snapshot.
 
 Thread CPU (``time.thread_time``) for (a)-(d), process CPU for (e); the load average is printed.
 
@@ -29,6 +30,7 @@ import asyncio
 import gc
 import sys
 import time
+import tracemalloc
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -175,19 +177,41 @@ async def memory(n_streams: int, events: int, seed: int) -> dict[str, float]:
     rss = rss_bytes() - rss0
     streams = [s for s in pipe.stage.streams.streams() if s.key.stream_id not in before]
     live = len(streams)
-    sizes, cpu = [], 0.0
-    for stream in streams[:200]:
+    sizes, cpu, cpu_restore = [], 0.0, 0.0
+    for stream in streams[:200]:  # each snapshot freed before the next, as once the store has it
         start = time.thread_time()
         data = stream.snapshot()
+        middle = time.thread_time()
         LiveStream.restore(data, stream.key, stream.spec, stream.shard)
-        cpu += time.thread_time() - start
+        end = time.thread_time()
+        cpu += end - start
+        cpu_restore += end - middle
         sizes.append(len(data))
     seen = sorted(s.events_seen for s in streams)
     parts = stream_parts(streams[:100])
+    restored, again = restored_size([(s.snapshot(), s) for s in streams[:100]])
     await pipe.shutdown()
     return {"live": live, "rss": rss / live, "snapshot": sum(sizes) / len(sizes),
-            "roundtrip": cpu / len(sizes), "events_min": seen[0], "events_median": seen[len(seen) // 2],
-            "requests": count, "parts": parts}
+            "roundtrip": cpu / len(sizes), "restore": cpu_restore / len(sizes), "restored": restored,
+            "again": again,
+            "events_min": seen[0], "events_median": seen[len(seen) // 2], "requests": count, "parts": parts}
+
+
+def restored_size(snapshots: list[tuple[bytes, LiveStream]]) -> tuple[float, float]:
+    """Python heap (tracemalloc) per stream restored from its snapshot, as an evicted stream comes back, and
+    the CPU of a snapshot + restore round trip of those restored streams (evicted again)."""
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    kept = [LiveStream.restore(data, s.key, s.spec, s.shard) for data, s in snapshots]
+    gc.collect()
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    del snapshots[:]  # freed, as in the round trips timed before
+    start = time.thread_time()
+    for s in kept:
+        LiveStream.restore(s.snapshot(), s.key, s.spec, s.shard)
+    return grown / max(1, len(kept)), (time.thread_time() - start) / max(1, len(kept))
 
 
 def _deep_size(obj: Any, skip: set[int], found: list[int] | None = None) -> int:
@@ -304,8 +328,9 @@ def main() -> None:
         print(f"== memory: {int(m['live'])} live span streams after {int(m['requests'])} requests (events "
               f"per stream: min {int(m['events_min'])}, median {int(m['events_median'])}); {load_average()}")
         print(f"    per live stream: RSS growth {m['rss'] / 1024:.0f} KiB; snapshot "
-              f"{m['snapshot'] / 1024:.0f} KiB; snapshot + restore {m['roundtrip'] * 1e3:.2f} ms CPU; "
-              "where it is:")
+              f"{m['snapshot'] / 1024:.0f} KiB; snapshot + restore {m['roundtrip'] * 1e3:.2f} ms CPU "
+              f"(restore {m['restore'] * 1e3:.2f}; again, of the restored streams {m['again'] * 1e3:.2f}); "
+              f"a restored stream {m['restored'] / 1024:.0f} KiB (tracemalloc); where it is:")
         for part, size in m["parts"].items():
             print(f"    {part:<58} {size / 1024:7.0f} KiB")
     for signal in {"both": ("traces", "logs"), "none": ()}.get(args.signal, (args.signal,)):

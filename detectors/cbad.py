@@ -32,6 +32,7 @@ import hashlib
 import itertools
 import json
 import math
+import operator
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -61,9 +62,12 @@ from detectors.severity import severity
 
 KIND = "cbad"
 _TAG = b"CBAD"
-_VERSION = 4  # 4: the field test's attribute field (config key field_attributes, its arrays); 3: the count
-# table's raw slots; 2: the incident tracker's state, the frozen flag and event times; 1 to 3 still restore
-# (1 and 2: their counts rebuilt from the baseline, in the current table size; 1 to 3: no attribute field)
+_VERSION = 5  # 5: the baseline and held events as references into the tail (each event's bytes stored once);
+# 4: the field test's attribute field (config key field_attributes, its arrays); 3: the count table's raw
+# slots; 2: the incident tracker's state, the frozen flag and event times. 1 to 4 still restore (1 and 2:
+# their counts rebuilt from the baseline, in the current table size; 1 to 3: no attribute field)
+_EVENT_BUFFERS = frozenset({"tail", "others", "baseline", "held"})
+"""Snapshot arrays only split into events on restore: read in place, not copied first."""
 _OLD_DEFAULT_TABLE_BITS = 17  # the default of snapshot versions 1 and 2 (2**17 uint32 slots)
 _NO_TIME = -1
 _STATS = 2  # window bits/byte; mean bits/byte of the costliest tenth of the window's events
@@ -131,6 +135,11 @@ class CbadDetector(IncidentActions):
         self._taint = np.zeros(0, np.uint8)  # parallel to _tail: 1 if the event was in an anomalous window
         self._bits = np.zeros(0)  # parallel to _tail: code length of each event when it entered the window
         self._held: list[bytes] = []  # events of anomalous windows, waiting for the anomaly to end
+        # the stream offset of each baseline and held event (below ``_tail_base``: it left the tail), so that
+        # a snapshot refers to the tail's copy of an event instead of storing it again (``_refs``); an array,
+        # not Python ints (~36 bytes each, 14 KiB for a baseline of 400)
+        self._baseline_at = np.zeros(0, np.int64)
+        self._held_at: list[int] = []
         self._scored_upto = 0
         self._hist = np.zeros(256, dtype=np.int64)  # byte histogram of the events [hist_lo, hist_hi)
         self._hist_lo = 0
@@ -244,6 +253,7 @@ class CbadDetector(IncidentActions):
         n_base, n_held = len(self._baseline), len(self._held)
         n_old = min(n_base, max(0, n_base + may_admit + n_held - p.baseline))
         extra_events = [*itertools.islice(self._baseline, n_old), *self._held]
+        extra_at = [*self._baseline_at[:n_old].tolist(), *self._held_at]
         fifo = np.empty(n_old + n_held + may_admit, np.int64)
         fifo[:n_old] = np.arange(-1, -1 - n_old, -1)
         held = np.empty(n_held + may_admit, np.int64)
@@ -252,7 +262,7 @@ class CbadDetector(IncidentActions):
         state = np.array([self._scored_upto - lo, self._admitted_upto - lo, self._hist_lo - lo,
                           self._hist_hi - lo, n_base, cal.count, cal.position, self._anomaly_run, 0, n_old, 0,
                           n_held, H.READY, int(self._frozen)], dtype=np.int64)
-        queues = _Queues(self, lo, extra_events, fifo, held, n_old)
+        queues = _Queues(self, lo, extra_events, extra_at, fifo, held, n_old)
         n = len(hop_ends)
         out = np.empty((n, H.OUT_COLUMNS))
         excess_out = np.empty((n, w))
@@ -374,7 +384,7 @@ class CbadDetector(IncidentActions):
     def _incident_thaw(self, keep_events: bool) -> None:
         self._frozen = False
         if not keep_events:
-            self._held = []
+            self._held, self._held_at = [], []
         if self._fields is not None:
             self._fields.thaw(keep_events, self._last_end)
 
@@ -431,10 +441,11 @@ class CbadDetector(IncidentActions):
         p = self.profile
         lo = max(w0 - p.baseline, self._tail_base)
         self._baseline = deque(self._tail[lo - self._tail_base:w0 - self._tail_base])
+        self._baseline_at = np.arange(lo, w0, dtype=np.int64)
         self._model.rebuild(self._baseline)
         self._calibrator.reset()
         self._anomaly_run = 0
-        self._held = []
+        self._held, self._held_at = [], []
         self._taint[w0 - self._tail_base:] = 0
         if self._fields is not None:
             self._fields.restart(w0 - p.baseline, w0 + p.window)  # the events the new baseline holds
@@ -468,17 +479,33 @@ class CbadDetector(IncidentActions):
 
     # ------------------------------------------------------------------ snapshot
 
+    def _refs(self) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
+        """``_refs_into`` from the offsets kept beside the baseline and held events; found again from the
+        events themselves if those offsets do not match them (a subclass that moves events on its own)."""
+        tail, base = self._tail, self._tail_base
+        n_base, n_held = len(self._baseline), len(self._held)
+        if len(self._baseline_at) == n_base and len(self._held_at) == n_held:
+            baseline_refs = self._baseline_at - base
+            held_refs = np.array(self._held_at, np.int64) - base
+            if _refs_match(baseline_refs, self._baseline, tail) and _refs_match(held_refs, self._held, tail):
+                others: list[bytes] = []
+                return (_number_others(baseline_refs, self._baseline, others),
+                        _number_others(held_refs, self._held, others), others)
+        return _refs_into(tail, self._baseline, self._held)
+
     def snapshot(self) -> bytes:
         """State as bytes in the shared format (:mod:`detectors.snapshot`); see ``registry.restore``."""
+        tail = self._tail
+        baseline_refs, held_refs, others = self._refs()
         arrays: dict[str, np.ndarray] = {
-            "baseline": np.frombuffer(b"".join(self._baseline), dtype=np.uint8),
-            "baseline_lens": np.fromiter(map(len, self._baseline), dtype=np.int64, count=len(self._baseline)),
-            "tail": np.frombuffer(b"".join(self._tail), dtype=np.uint8),
-            "tail_lens": np.fromiter(map(len, self._tail), dtype=np.int64, count=len(self._tail)),
+            "tail": np.frombuffer(b"".join(tail), dtype=np.uint8),
+            "tail_lens": np.fromiter(map(len, tail), dtype=np.int64, count=len(tail)),
+            "baseline_refs": baseline_refs,
+            "held_refs": held_refs,
+            "others": np.frombuffer(b"".join(others), dtype=np.uint8),
+            "others_lens": np.fromiter(map(len, others), dtype=np.int64, count=len(others)),
             "taint": self._taint,
             "bits": self._bits,
-            "held": np.frombuffer(b"".join(self._held), dtype=np.uint8),
-            "held_lens": np.fromiter(map(len, self._held), dtype=np.int64, count=len(self._held)),
             "hist": self._hist,
             "recent_entropy": np.array(sorted(self._recent_entropy.items()), dtype=np.float64).reshape(-1, 2),
             "calibration": self._calibrator.ring.values,
@@ -500,9 +527,9 @@ class CbadDetector(IncidentActions):
         return snapshot.encode(_TAG, _VERSION, header, arrays)
 
     @classmethod
-    def restore(cls, data: bytes) -> CbadDetector:
-        snap = snapshot.decode(data, _TAG)
-        if snap.version not in (1, 2, 3, _VERSION):
+    def restore(cls, data: bytes | memoryview) -> CbadDetector:
+        snap = snapshot.decode(data, _TAG, views=_EVENT_BUFFERS)
+        if snap.version not in (1, 2, 3, 4, _VERSION):
             raise ValueError(f"cbad snapshot version {snap.version} is not readable by this version")
         header, arrays = snap.header, snap.arrays
         config = dict(header["config"])
@@ -512,17 +539,27 @@ class CbadDetector(IncidentActions):
         config.setdefault("field_test", False)  # written before the field test: go on exactly as before
         config.setdefault("field_attributes", False)  # written before its attribute field: the same
         det = cls(**config)
-        det._baseline = deque(_split(arrays["baseline"], arrays["baseline_lens"]))
         det._tail = _split(arrays["tail"], arrays["tail_lens"])
+        det._tail_base = header["tail_base"]
+        if snap.version >= 5:
+            others = _split(arrays["others"], arrays["others_lens"])
+            baseline_refs, held_refs = arrays["baseline_refs"], arrays["held_refs"]
+            det._baseline = deque(_resolve(baseline_refs, det._tail, others))
+            det._held = _resolve(held_refs, det._tail, others)
+        else:  # versions 1-4: the baseline and held events as byte strings of their own
+            same = {e: e for e in det._tail}
+            det._baseline = deque(_shared(_split(arrays["baseline"], arrays["baseline_lens"]), same))
+            det._held = _shared(_split(arrays["held"], arrays["held_lens"]), same)
+            baseline_refs, held_refs, _ = _refs_into(det._tail, det._baseline, det._held)
+        det._baseline_at = _offsets(baseline_refs, det._tail_base)
+        det._held_at = _offsets(held_refs, det._tail_base).tolist()
         det._taint = arrays["taint"].astype(np.uint8)
         det._bits = arrays["bits"]
-        det._held = _split(arrays["held"], arrays["held_lens"])
         det._scored_upto = header["scored_upto"]
         det._hist = arrays["hist"]
         det._hist_lo, det._hist_hi = header["hist_lo"], header["hist_hi"]
         det._recent_entropy = {int(k): float(v) for k, v in arrays["recent_entropy"].tolist()}
         det._seen = header["seen"]
-        det._tail_base = header["tail_base"]
         det._admitted_upto = header["admitted_upto"]
         det._anomaly_run = header["anomaly_run"]
         ring = arrays["calibration"]
@@ -538,7 +575,8 @@ class CbadDetector(IncidentActions):
         else:
             det._model.rebuild(det._baseline)
         # version 1 (before incidents): no tracker state, no times
-        det._times = arrays.get("times", np.full(len(det._tail), _NO_TIME, np.int64)).astype(np.int64)
+        times = arrays.get("times")
+        det._times = np.full(len(det._tail), _NO_TIME, np.int64) if times is None else times.astype(np.int64)
         det._frozen = bool(header.get("frozen", False))
         det._last_end = int(header.get("last_end", 0))
         det._tracker.load(header.get("incidents"))
@@ -564,15 +602,19 @@ class CbadDetector(IncidentActions):
 class _Queues:
     """Brings the detector's baseline deque and held list to where the kernel's queues of refs are."""
 
-    def __init__(self, det: CbadDetector, lo: int, extra: list[bytes], fifo: np.ndarray, held: np.ndarray,
-                 n_old: int) -> None:
-        self.det, self.lo, self.extra, self.fifo, self.held = det, lo, extra, fifo, held
+    def __init__(self, det: CbadDetector, lo: int, extra: list[bytes], extra_at: list[int], fifo: np.ndarray,
+                 held: np.ndarray, n_old: int) -> None:
+        self.det, self.lo, self.fifo, self.held = det, lo, fifo, held
+        self.extra, self.extra_at = extra, extra_at  # what negative refs name, and their offsets
         self.entered = n_old  # fifo[:entered] already in the deque
         self.removed = 0
 
     def _event(self, ref: int) -> bytes:
         det = self.det
         return det._tail[self.lo - det._tail_base + ref] if ref >= 0 else self.extra[-1 - ref]
+
+    def _at(self, ref: int) -> int:
+        return self.lo + ref if ref >= 0 else self.extra_at[-1 - ref]
 
     def sync(self, state: np.ndarray) -> bool:
         """Apply what the kernel did since the last call; True if the baseline changed."""
@@ -582,23 +624,102 @@ class _Queues:
         held_head, held_len = int(state[H.HELD_HEAD]), int(state[H.HELD_LEN])
         if length > self.entered:
             if held_len == 0:  # nothing was held: what entered is a run of recent events, in order
-                start = self.lo - det._tail_base + int(self.fifo[self.entered])
+                first = self.lo + int(self.fifo[self.entered])
+                start = first - det._tail_base
                 det._baseline.extend(det._tail[start:start + length - self.entered])
+                entered_at = np.arange(first, first + length - self.entered, dtype=np.int64)
             else:
-                det._baseline.extend(self._event(r) for r in self.fifo[self.entered:length].tolist())
-        for _ in range(head - self.removed):
-            det._baseline.popleft()
+                refs = self.fifo[self.entered:length].tolist()
+                det._baseline.extend(map(self._event, refs))
+                entered_at = np.fromiter(map(self._at, refs), np.int64, len(refs))
+            det._baseline_at = np.concatenate((det._baseline_at, entered_at))
+        if head > self.removed:
+            for _ in range(head - self.removed):
+                det._baseline.popleft()
+            det._baseline_at = det._baseline_at[head - self.removed:]
         self.entered, self.removed = length, head
         if held_len > held_head or det._held:
-            det._held = [self._event(r) for r in self.held[held_head:held_len].tolist()]
+            refs = self.held[held_head:held_len].tolist()
+            det._held = [self._event(r) for r in refs]
+            det._held_at = [self._at(r) for r in refs]
         return changed
 
 
 def _split(buf: np.ndarray, lens: np.ndarray) -> list[bytes]:
     raw = buf.tobytes()
     ends = np.cumsum(lens).tolist()
-    starts = [0, *ends[:-1]] if ends else []
-    return [raw[a:b] for a, b in zip(starts, ends, strict=True)]
+    return [raw[a:b] for a, b in itertools.pairwise([0, *ends])]
+
+
+def _refs_into(tail: list[bytes], baseline: deque[bytes], held: list[bytes]
+               ) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
+    """Where the baseline's and the held events are: ``r >= 0`` is ``tail[r]``, ``r < 0`` is
+    ``others[-1 - r]`` (an event that left the tail). A live detector's baseline and held events are the
+    tail's own objects (``_Queues`` moves references), so a snapshot stores each event's bytes once and a
+    restore shares them again (``_resolve``; ``_shared`` for the versions before)."""
+    where = {id(e): i for i, e in enumerate(tail)}
+    others: list[bytes] = []
+
+    def refs(events: Sequence[bytes]) -> np.ndarray:
+        out = np.fromiter(map(where.get, map(id, events), itertools.repeat(-1)), np.int32, len(events))
+        for i in np.flatnonzero(out < 0).tolist():
+            out[i] = -1 - len(others)
+            others.append(events[i])
+        return out
+
+    return refs(baseline), refs(held), others
+
+
+def _refs_match(refs: np.ndarray, events: Sequence[bytes], tail: list[bytes]) -> bool:
+    """A cheap check of offsets kept beside events: the newest and the oldest event still in the tail."""
+    if not len(refs):
+        return True
+    if int(refs.max()) >= len(tail):
+        return False
+    inside = np.flatnonzero(refs >= 0)
+    return not inside.size or all(events[i] is tail[refs[i]] for i in (int(inside[0]), int(inside[-1])))
+
+
+def _number_others(refs: np.ndarray, events: Sequence[bytes], others: list[bytes]) -> np.ndarray:
+    """``refs`` as int32, those of events that left the tail (< 0) renumbered into ``others``."""
+    out = refs.astype(np.int32)
+    gone = np.flatnonzero(out < 0)
+    if gone.size:
+        out[gone] = -1 - len(others) - np.arange(gone.size, dtype=np.int32)
+        others.extend(events[i] for i in gone.tolist())
+    return out
+
+
+def _offsets(refs: np.ndarray, tail_base: int) -> np.ndarray:
+    """The stream offsets of events at ``refs``; -1 for those that left the tail (only ever compared with
+    the tail's base, which never decreases)."""
+    return np.where(refs >= 0, refs.astype(np.int64) + tail_base, -1)
+
+
+def _shared(events: list[bytes], same: dict[bytes, bytes]) -> list[bytes]:
+    """``events``, each replaced by its equal in ``same`` if it has one: bytes are immutable, so nothing tells
+    them apart, and the copies are freed (a live detector shares its baseline's events with the tail)."""
+    return [same.get(e, e) for e in events]
+
+
+def _resolve(refs: np.ndarray, tail: list[bytes], others: list[bytes]) -> list[bytes]:
+    """The events ``refs`` (``_refs_into``) names, as the tail's (or ``others``') own objects."""
+    n = len(refs)
+    if n == 0:
+        return []
+    # the usual baseline: a few events that left the tail (others[:k], in order), then a run of the tail
+    inside = refs >= 0
+    k = int(np.argmax(inside)) if inside.any() else n
+    first, last = int(refs[k]) if k < n else 0, int(refs[-1])
+    if k < n and last < len(tail) and last - first == n - k - 1 and bool(np.all(np.diff(refs[k:]) == 1)) \
+            and k <= len(others) and bool(np.all(refs[:k] == np.arange(-1, -1 - k, -1))):
+        return [*others[:k], *tail[first:last + 1]]
+    if int(refs.max()) >= len(tail) or int(refs.min()) < -len(others):
+        raise ValueError("corrupt cbad snapshot: an event reference outside its events")
+    pool = [*tail, *others]
+    at = np.where(refs >= 0, refs, len(tail) - 1 - refs.astype(np.int64))
+    got = operator.itemgetter(*at.tolist())(pool)
+    return list(got) if n > 1 else [got]
 
 
 def _create(**config: Any) -> CbadDetector:

@@ -490,7 +490,8 @@ class NumericDetector(IncidentActions):
         return snapshot.encode(_TAG, _VERSION, header, arrays)
 
     @classmethod
-    def restore(cls, data: bytes) -> NumericDetector:
+    def restore(cls, data: bytes | memoryview) -> NumericDetector:
+        data = bytes(data)  # a numeric snapshot is small: the legacy reader wants bytes
         if data.startswith(_LEGACY_MAGIC):
             header, arrays = _read_legacy(data)
             if header["config"].get("tail_shape_min") == _LEGACY_SHAPE_MIN:  # that code's default: today's

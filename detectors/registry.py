@@ -12,14 +12,15 @@ from typing import Any
 from detectors.base import Detector
 
 _FACTORIES: dict[str, Callable[..., Detector]] = {}
-_RESTORERS: dict[str, Callable[[bytes], Detector]] = {}
+Restorer = Callable[[bytes | memoryview], Detector]
+_RESTORERS: dict[str, Restorer] = {}
 _BUILTIN_MODULES = ("detectors.cbad", "detectors.numeric")
 
 
 Factory = Callable[..., Detector]
 
 
-def register(kind: str, *, restore: Callable[[bytes], Detector]) -> Callable[[Factory], Factory]:
+def register(kind: str, *, restore: Restorer) -> Callable[[Factory], Factory]:
     def wrap(factory: Factory) -> Factory:
         if kind in _FACTORIES:
             raise ValueError(f"detector kind {kind!r} is already registered")
@@ -54,6 +55,7 @@ def create(kind: str, **config: Any) -> Detector:
     return factory(**config)
 
 
-def restore(kind: str, data: bytes) -> Detector:
+def restore(kind: str, data: bytes | memoryview) -> Detector:
+    """The detector a ``snapshot`` of kind ``kind`` wrote; ``data`` may be a view into a larger snapshot."""
     _load_builtins()
     return _RESTORERS[kind](data)

@@ -256,7 +256,7 @@ class EventRing:
         return b"".join([head, *(columns[c.name].astype(c.dtype, copy=False).tobytes() for c in _LAYOUT)])
 
     @classmethod
-    def load(cls, capacity: int, data: bytes) -> EventRing:
+    def load(cls, capacity: int, data: bytes | memoryview) -> EventRing:
         """The ring ``dump`` wrote; ValueError when the bytes are not one."""
         if len(data) < _HEAD.size:
             raise ValueError("corrupt ring snapshot: truncated")

@@ -312,21 +312,30 @@ class PythonCbad(CbadDetector):
     def _admit(self, w0: int) -> tuple[list[bytes], list[bytes]]:
         """Events that left the window enter the baseline, unless held by an anomaly that still lasts."""
         base = self._tail_base
+        # the stream offsets of the events moved (``_baseline_at``, ``_held_at``) alongside them
+        leaving = range(self._admitted_upto, max(w0, self._admitted_upto))
+        added_at: list[int] = []
         if self._frozen:  # an open incident: every leaving event is held, the baseline stays
             added = []
-            self._held.extend(self._tail[self._admitted_upto - base:max(w0, self._admitted_upto) - base])
+            self._held.extend(self._tail[leaving.start - base:leaving.stop - base])
+            self._held_at.extend(leaving)
         elif self._anomaly_run == 0:
-            added = self._tail[self._admitted_upto - base:max(w0, self._admitted_upto) - base]
+            added, added_at = self._tail[leaving.start - base:leaving.stop - base], list(leaving)
             if self._held:
                 added, self._held = self._held + added, []
+                added_at, self._held_at = self._held_at + added_at, []
         else:
             added = []
             for off in range(self._admitted_upto, w0):
-                (self._held if self._taint[off - base] else added).append(self._tail[off - base])
+                held = bool(self._taint[off - base])
+                (self._held if held else added).append(self._tail[off - base])
+                (self._held_at if held else added_at).append(off)
         if len(self._held) > self.profile.baseline:
             del self._held[: len(self._held) - self.profile.baseline]
+            del self._held_at[: len(self._held_at) - self.profile.baseline]
         self._admitted_upto = max(self._admitted_upto, w0)
         self._baseline.extend(added)
         overflow = len(self._baseline) - self.profile.baseline
         removed = [self._baseline.popleft() for _ in range(overflow)] if overflow > 0 else []
+        self._baseline_at = np.concatenate((self._baseline_at, np.array(added_at, np.int64)))[len(removed):]
         return added, removed

@@ -17,8 +17,9 @@ The zlib oracle's windows are unchanged. Re-recorded a third time when cbad's ta
 scenarios changed (balanced_spans 4 anomalous windows instead of 6, warm_up_then_stream 3 instead of 4,
 window_not_multiple_of_hop 2 instead of 3: windows near the threshold on histories of tens of windows).
 Re-recorded a fourth time for the snapshot version byte alone (cbad snapshot version 4, the field test's
-attribute field): every window digest matched the record, only the 9 snapshot digests changed.
-Re-record only for an intended change:
+attribute field): every window digest matched the record, only the 9 snapshot digests changed. The same
+again for version 5 (the baseline and held events as references into the tail): every window digest stayed
+as recorded. Re-record only for an intended change:
 
     python -m tests.detectors.test_cbad_golden --record
 """

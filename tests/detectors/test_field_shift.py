@@ -303,22 +303,3 @@ def test_snapshots_without_the_attribute_field_restore_with_it_off():
     old.update(EventBatch(events))
     assert "field_attributes" not in old.config
     assert "field_attributes" not in registry.restore("cbad", old.snapshot()).config
-
-
-def test_a_version_3_snapshot_with_the_field_test_restores_without_field_c_and_continues_exactly():
-    """Version 3 (before field ``c``) is today's layout without ``field_attributes`` and its arrays: the
-    bytes below, a ``field_attributes=False`` snapshot with the version byte set to 3, are the bytes the
-    previous code wrote for these events (checked against it when version 4 was made)."""
-    rng = np.random.default_rng(12)
-    events = ([_checkout(rng, "card-processor-a") for _ in range(3000)]
-              + [_checkout(rng, "card-processor-b") for _ in range(600)])
-    times = [1.7e9 + 0.3 * i for i in range(len(events))]
-    before = registry.create("cbad", profile="balanced", seed=1, field_attributes=False)
-    before.update(EventBatch(events[:1500], times[:1500]))
-    data = bytearray(before.snapshot())
-    assert data.startswith(b"CBAD\x04")
-    data[4] = 3
-    restored = registry.restore("cbad", bytes(data))
-    assert "field_attributes" not in restored.config and restored.config == before.config
-    rest = EventBatch(events[1500:], times[1500:])
-    assert restored.update(rest) == before.update(rest)  # as the previous code went on: field c stays off

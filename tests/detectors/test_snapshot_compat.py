@@ -76,7 +76,8 @@ def test_cbad_snapshots_of_the_previous_code_continue_as_in_their_own_table_size
     wide_snapshot = snapshot.decode(det.snapshot(), b"CBAD")
     wide_snapshot.header["config"]["table_bits"] = 17
     del wide_snapshot.arrays["table"]  # no table: recounted from the baseline in the size of the config
-    wide = registry.restore("cbad", snapshot.encode(b"CBAD", 3, wide_snapshot.header, wide_snapshot.arrays))
+    wide = registry.restore("cbad", snapshot.encode(b"CBAD", wide_snapshot.version, wide_snapshot.header,
+                                                    wide_snapshot.arrays))
     assert wide.table_bits == 17
     results = wide.update(EventBatch(cbad_events()[case["cut"]:]))
     same_until = _first_tail_window(case)
@@ -85,24 +86,32 @@ def test_cbad_snapshots_of_the_previous_code_continue_as_in_their_own_table_size
 
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if c["kind"] == "cbad"])
 def test_cbad_writes_the_format_it_reads(name):
-    """A version-1 snapshot (before incidents) is rewritten as version 4 with every part of it unchanged
-    (same header entries, same arrays) but the table size, converted to today's default, and with the
-    incident state, the event times and the count table added; version 4 rewrites byte for byte."""
+    """A version-1 snapshot (before incidents) is rewritten as version 5 with every part of it unchanged
+    (same header entries, same arrays, the same baseline and held events) but the table size, converted to
+    today's default, and with the incident state, the event times and the count table added, the baseline
+    and held events as references into the tail; version 5 rewrites byte for byte."""
     data = (LEGACY / CASES[name]["file"]).read_bytes()
-    rewritten = registry.restore("cbad", data).snapshot()
+    restored = registry.restore("cbad", data)
+    rewritten = restored.snapshot()
     old, new = snapshot.decode(data, b"CBAD"), snapshot.decode(rewritten, b"CBAD")
-    assert (old.version, new.version) == (1, 4)
+    assert (old.version, new.version) == (1, 5)
     assert old.header["config"]["table_bits"] == 17
     assert new.header["config"] == {**old.header["config"], "table_bits": DEFAULT_TABLE_BITS}
     assert {k: v for k, v in new.header.items() if k in old.header and k != "config"} == {
         k: v for k, v in old.header.items() if k != "config"}
     assert set(new.header) - set(old.header) == {"frozen", "last_end", "incidents"}
     assert not new.header["frozen"] and new.header["incidents"]["open"] is None
+    by_reference = {"baseline", "baseline_lens", "held", "held_lens"}
     for name_, array in old.arrays.items():
-        np.testing.assert_array_equal(new.arrays[name_], array)
-    assert set(new.arrays) - set(old.arrays) == {"table", "times"}
+        if name_ not in by_reference:
+            np.testing.assert_array_equal(new.arrays[name_], array)
+    assert set(new.arrays) - set(old.arrays) == {"table", "times", "baseline_refs", "held_refs", "others",
+                                                 "others_lens"}
+    assert set(old.arrays) - set(new.arrays) == by_reference
     assert new.arrays["table"].shape == (1 << DEFAULT_TABLE_BITS,) and new.arrays["table"].any()
-    assert registry.restore("cbad", rewritten).snapshot() == rewritten
+    again = registry.restore("cbad", rewritten)
+    assert list(again._baseline) == list(restored._baseline) and again._held == restored._held
+    assert again.snapshot() == rewritten
 
 
 def test_cbad_held_events_survive_the_legacy_snapshot():
@@ -185,3 +194,29 @@ def test_numeric_version_2_snapshots_restore_and_continue_as_that_code_did(name)
     again = det.snapshot()
     assert snapshot.decode(again, b"NUMR").version == 3
     assert registry.restore("numeric", again).snapshot() == again
+
+
+V3_CASES = json.loads((LEGACY / "cases_v3.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(V3_CASES))
+def test_cbad_version_3_snapshots_continue_exactly_as_the_code_that_wrote_them(name):
+    """Version 3 (the events as separate byte strings, before the field test's attribute field) restores into
+    today's state and goes on bit for bit as the code that wrote it did: every window and every incident
+    update of the rest of the stream; the field test stays on, its attribute field off."""
+    from tests.detectors.legacy.generate_v3 import continue_in_batches
+
+    case = V3_CASES[name]
+    data = (LEGACY / case["file"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == case["sha256"]
+    assert snapshot.decode(data, b"CBAD").version == 3
+    det = registry.restore("cbad", data)
+    assert det.events_seen == case["cut"]
+    assert det.field_test and not det.field_attributes and "field_attributes" not in det.config
+    # the baseline's and the held events equal to tail events are the tail's objects (as in a live detector)
+    tail = {e: e for e in det._tail}
+    assert all(e is tail.get(e, e) for e in [*det._baseline, *det._held])
+    assert sum(e in tail for e in det._baseline) > len(det._baseline) // 2
+    windows, incidents = continue_in_batches(det, cbad_events()[case["cut"]:])
+    assert windows == case["windows"]
+    assert incidents == case["incidents"]

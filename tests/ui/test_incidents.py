@@ -377,7 +377,8 @@ FIRST_REQUESTS = """() => {
 
 @pytest.mark.parametrize("which", ["list", "incident", "stream"])
 def test_a_pages_first_requests_go_out_before_its_code_has_loaded_and_once(open_page, seeded, which: str):
-    """js/first.js starts who is signed in and the page's first data while the other modules still load
+    """js/first.js starts who is signed in and the page's first data (a stream's page: the stream, its
+    incidents and its last hour of scores) while the other modules still load
     (the cold-load waterfall), and the page takes those answers instead of asking again; the settings
     come in the shell."""
     gw, rows = seeded
@@ -397,4 +398,10 @@ def test_a_pages_first_requests_go_out_before_its_code_has_loaded_and_once(open_
     api = [(url, before_dom) for url, kind, before_dom in requests if kind == "fetch"]
     for url in ["/v1/me", *first]:
         assert [before for u, before in api if u == url] == [True], (url, api)  # once, and early
+    if which == "stream":  # and the last hour of its scores, ending when js/first.js ran
+        recent = next(u for u, _ in api if u.startswith(f"/v1/streams/{stream}/scores?"))
+        assert [before for u, before in api if u == recent] == [True], (recent, api)
+        asked = {name: dt.datetime.fromisoformat(values[0]) for name, values in
+                 parse_qs(urlsplit(recent).query).items()}
+        assert asked["until"] - asked["since"] == dt.timedelta(hours=1), recent
     assert not [u for u, _ in api if u.startswith("/ui/settings.json")]

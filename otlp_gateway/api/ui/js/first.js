@@ -112,6 +112,11 @@ export const incidentPath = (id) => `/v1/incidents/${enc(id)}`;
 export const incidentAuditPath = (id) => `${incidentPath(id)}/audit`;
 export const streamApiPath = (id) => `/v1/streams/${streamPath(id)}`;
 export const streamIncidentsPath = (id) => `/v1/incidents${query({ stream_id: id, limit: STREAM_INCIDENTS })}`;
+export const RECENT_SCORES_SECONDS = 3600;
+/** When this module ran: a stream page's first "recent scores" end here, so they are asked for at once. */
+export const pageStartedAt = new Date();
+export const streamScoresPath = (id, since, until) =>
+  `${streamApiPath(id)}/scores${query({ since: since.toISOString(), until: until.toISOString() })}`;
 
 /** The API paths a page asks for before anything else, as it will ask for them. */
 function firstPaths(page, params) {
@@ -124,7 +129,8 @@ function firstPaths(page, params) {
     case "incident":
       return [incidentPath(params[0]), incidentAuditPath(params[0])];
     case "stream":
-      return [streamApiPath(params[0]), streamIncidentsPath(params[0])];
+      return [streamApiPath(params[0]), streamIncidentsPath(params[0]),
+        streamScoresPath(params[0], new Date(pageStartedAt - RECENT_SCORES_SECONDS * 1000), pageStartedAt)];
     default:
       return [];
   }

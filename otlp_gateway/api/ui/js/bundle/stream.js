@@ -22,7 +22,6 @@ import {
   h,
   notice,
   pValue,
-  query,
   setTitle,
   signalLabel,
   streamName,
@@ -31,7 +30,7 @@ import {
 } from "./chunk-Y4QQZCXI.js";
 
 // otlp_gateway/api/ui/js/pages/stream.js
-import { streamApiPath, streamIncidentsPath } from "../first.js";
+import { pageStartedAt, RECENT_SCORES_SECONDS, streamApiPath, streamIncidentsPath, streamScoresPath } from "../first.js";
 var NUMBER_FIELDS = [
   ["baseline", "Baseline (events)", "Events of the reference each window is compared with.", { min: 1, max: 1e6, step: 1 }],
   ["window", "Window (events)", "Events per scored window.", { min: 1, max: 1e6, step: 1 }],
@@ -40,7 +39,7 @@ var NUMBER_FIELDS = [
 ];
 var FIELD_NAMES = ["profile", ...NUMBER_FIELDS.map(([name]) => name), "enabled"];
 var PROFILES = ["sensitive", "balanced", "strict"];
-var SCORE_RANGES = [["3600", "the last hour"], ["21600", "the last 6 hours"], ["86400", "the last 24 hours"]];
+var SCORE_RANGES = [[String(RECENT_SCORES_SECONDS), "the last hour"], ["21600", "the last 6 hours"], ["86400", "the last 24 hours"]];
 var AROUND_INCIDENT = "incident";
 var STATE_TEXT = {
   warming: "Learning what normal looks like: no window is scored before the baseline is full.",
@@ -219,16 +218,17 @@ function readOnlySettings(stream) {
     h("p", { class: "hint" }, "Changing them needs an admin key or token.")
   );
 }
-function scoreWindow(choice, latestIncident) {
+function scoreWindow(choice, latestIncident, now = /* @__PURE__ */ new Date()) {
   if (choice === AROUND_INCIDENT && latestIncident) {
     const end = new Date(latestIncident.resolved_at || latestIncident.last_anomalous_at);
-    return { since: new Date(end - 50 * 6e4).toISOString(), until: new Date(end.getTime() + 10 * 6e4).toISOString() };
+    return { since: new Date(end - 50 * 6e4), until: new Date(end.getTime() + 10 * 6e4) };
   }
-  const seconds = Number(choice) || 3600;
-  return { since: new Date(Date.now() - seconds * 1e3).toISOString(), until: (/* @__PURE__ */ new Date()).toISOString() };
+  const seconds = Number(choice) || RECENT_SCORES_SECONDS;
+  return { since: new Date(now - seconds * 1e3), until: now };
 }
-async function loadScores(stream, choice, latestIncident) {
-  return api(`/v1/streams/${streamPath(stream.stream_id)}/scores${query(scoreWindow(choice, latestIncident))}`);
+async function loadScores(stream, choice, latestIncident, now = /* @__PURE__ */ new Date()) {
+  const { since, until } = scoreWindow(choice, latestIncident, now);
+  return api(streamScoresPath(stream.stream_id, since, until));
 }
 function scoresPlot(stream, series, latestIncident, choice) {
   const around = choice === AROUND_INCIDENT && latestIncident;
@@ -292,7 +292,7 @@ async function render(app, streamId) {
   );
   async function drawScores(firstTime = false, incidentsLoading2 = null) {
     try {
-      let series = await loadScores(stream, range.value, latestIncident);
+      let series = await loadScores(stream, range.value, latestIncident, firstTime ? pageStartedAt : /* @__PURE__ */ new Date());
       if (incidentsLoading2) await incidentsLoading2;
       if (firstTime && !series.points.length && latestIncident) {
         range.value = AROUND_INCIDENT;

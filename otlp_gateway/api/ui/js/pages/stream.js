@@ -2,14 +2,14 @@
 // anomalous buckets marked, its profile and settings (editable by admins, errors next to the field), and
 // its incidents.
 
-import { api, ApiError, enc, query, streamPath } from "../api.js";
+import { api, ApiError, enc, streamPath } from "../api.js";
 import { announce, h, notice, setTitle, table } from "../dom.js";
 import { count, pValue, signalLabel, streamName } from "../format.js";
 import { INCIDENT_COLUMNS, syncRows } from "../incident_rows.js";
 import { timelinePlot } from "../plot.js";
 import { when } from "../widgets.js";
 import { stateBadge } from "./streams.js";
-import { streamApiPath, streamIncidentsPath } from "../first.js";
+import { pageStartedAt, RECENT_SCORES_SECONDS, streamApiPath, streamIncidentsPath, streamScoresPath } from "../first.js";
 
 const NUMBER_FIELDS = [
   ["baseline", "Baseline (events)", "Events of the reference each window is compared with.", { min: 1, max: 1000000, step: 1 }],
@@ -19,7 +19,7 @@ const NUMBER_FIELDS = [
 ];
 const FIELD_NAMES = ["profile", ...NUMBER_FIELDS.map(([name]) => name), "enabled"];
 const PROFILES = ["sensitive", "balanced", "strict"];
-const SCORE_RANGES = [["3600", "the last hour"], ["21600", "the last 6 hours"], ["86400", "the last 24 hours"]];
+const SCORE_RANGES = [[String(RECENT_SCORES_SECONDS), "the last hour"], ["21600", "the last 6 hours"], ["86400", "the last 24 hours"]];
 const AROUND_INCIDENT = "incident";
 
 const STATE_TEXT = {
@@ -175,17 +175,19 @@ function readOnlySettings(stream) {
  * Buckets are in event time: "the last hour" is the hour before now. An incident's hour (50 minutes before
  * its last anomalous window to 10 after) shows a stream whose events carry older timestamps too.
  */
-function scoreWindow(choice, latestIncident) {
+function scoreWindow(choice, latestIncident, now = new Date()) {
   if (choice === AROUND_INCIDENT && latestIncident) {
     const end = new Date(latestIncident.resolved_at || latestIncident.last_anomalous_at);
-    return { since: new Date(end - 50 * 60000).toISOString(), until: new Date(end.getTime() + 10 * 60000).toISOString() };
+    return { since: new Date(end - 50 * 60000), until: new Date(end.getTime() + 10 * 60000) };
   }
-  const seconds = Number(choice) || 3600;
-  return { since: new Date(Date.now() - seconds * 1000).toISOString(), until: new Date().toISOString() };
+  const seconds = Number(choice) || RECENT_SCORES_SECONDS;
+  return { since: new Date(now - seconds * 1000), until: now };
 }
 
-async function loadScores(stream, choice, latestIncident) {
-  return api(`/v1/streams/${streamPath(stream.stream_id)}/scores${query(scoreWindow(choice, latestIncident))}`);
+/** `now`: the end of a relative range (the page's start the first time: js/first.js asked for it then). */
+async function loadScores(stream, choice, latestIncident, now = new Date()) {
+  const { since, until } = scoreWindow(choice, latestIncident, now);
+  return api(streamScoresPath(stream.stream_id, since, until));
 }
 
 function scoresPlot(stream, series, latestIncident, choice) {
@@ -245,8 +247,8 @@ export async function render(app, streamId) {
 
   async function drawScores(firstTime = false, incidentsLoading = null) {
     try {
-      // the first time, the recent scores are asked for while the incidents load (both at once)
-      let series = await loadScores(stream, range.value, latestIncident);
+      // the first time, js/first.js already asked for the recent scores, with the stream and its incidents
+      let series = await loadScores(stream, range.value, latestIncident, firstTime ? pageStartedAt : new Date());
       if (incidentsLoading) await incidentsLoading;
       if (firstTime && !series.points.length && latestIncident) {
         // nothing in the last hour of event time: show the hour of the stream's latest incident instead

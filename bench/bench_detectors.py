@@ -3,7 +3,8 @@
 (1) events/s per core (thread CPU time) of the default detector (context model) at each profile, on
     synthetic canonical log and span streams, fed in 512-event batches (and smaller batches: 128 is what a
     stream gets from a 512-span request spread over four streams); then where a hop's CPU goes: the batched
-    numba kernel (all hops of one ``update`` call) versus the Python around it;
+    numba kernel (all hops of one ``update`` call) versus the Python around it; and the cost of the field
+    test's attribute field (off and on, alternating);
 (2) the same log stream through a faithful re-implementation of the earlier system's algorithm (zstd-3,
     B=400, W=50, a detection per event: NCD + 300 line permutations, each a fresh one-shot compression),
     on a few hundred events, and the ratio (1)/(2);
@@ -62,9 +63,9 @@ def hop_split(events: list[bytes], batch: int = 128) -> tuple[float, float, int]
 
 
 def detector_rate(events: list[bytes], profile: str, compressor: str = "cm",
-                  batch: int = BATCH) -> tuple[float, int, int]:
+                  batch: int = BATCH, **config: object) -> tuple[float, int, int]:
     """Events/s per core; windows scored; anomalies flagged (warm-up excluded from timing)."""
-    det = registry.create("cbad", profile=profile, seed=42, compressor=compressor)
+    det = registry.create("cbad", profile=profile, seed=42, compressor=compressor, **config)
     warm = 3000
     det.update(EventBatch(events[:warm]))
     windows = flagged = 0
@@ -74,6 +75,25 @@ def detector_rate(events: list[bytes], profile: str, compressor: str = "cm",
             windows += 1
             flagged += r.is_anomaly
     return (len(events) - warm) / (time.thread_time() - start), windows, flagged
+
+
+def field_attribute_cost(streams: dict[str, list[bytes]], rounds: int = 3) -> None:
+    """The field test's attribute field (``field_attributes``): µs per event with it off and on, alternating
+    in this process (medians of ``rounds``), and the snapshot size after the stream, at balanced."""
+    for name, events in streams.items():
+        us: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(rounds):
+            for on in (False, True):
+                rate, _, _ = detector_rate(events, "balanced", field_attributes=on)
+                us[on].append(1e6 / rate)
+        sizes = {}
+        for on in (False, True):
+            det = registry.create("cbad", profile="balanced", seed=42, field_attributes=on)
+            det.update(EventBatch(events))
+            sizes[on] = len(det.snapshot()) / 1000
+        off, on_ = float(np.median(us[False])), float(np.median(us[True]))
+        print(f"  balanced  {name:5s} field c off/on: {off:5.2f} / {on_:5.2f} µs per event "
+              f"(+{on_ - off:.2f}); snapshot {sizes[False]:.0f} / {sizes[True]:.0f} kB")
 
 
 class LegacyDetector:
@@ -198,6 +218,7 @@ def main() -> None:
     for compressor in ("zlib", "zstd"):
         rate, _, _ = detector_rate(streams["logs"][:8000], "balanced", compressor)
         print(f"  balanced  logs  {rate:10,.0f} ev/s   (oracle compressor={compressor}, rebuilt per hop)")
+    field_attribute_cost(streams)
 
     print(f"\n(2) earlier system's algorithm (zstd-3, B=400, W=50, per event, NCD + 300 permutations), "
           f"{args.legacy_events} events")

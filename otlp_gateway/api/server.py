@@ -2,8 +2,8 @@
 of ``otlp_gateway.http_guard`` (``api.http_limits``, ``api.max_body_bytes``).
 
 The server listens as soon as it starts, in front of the application (``front.LoadingFront``); the
-application itself is built on a worker thread once the receivers listen (``ApiApplicationLoader``, the
-gateway's last component), so loading FastAPI is not on the path to ready.
+application itself is built on a worker thread once the receivers listen and the kernels are loaded
+(``ApiApplicationLoader``, the gateway's last component), so loading FastAPI is not on the path to ready.
 """
 
 from __future__ import annotations

@@ -23,6 +23,11 @@ def _f(x: Any, nd: int = 3) -> str:
     return f"{x:.{nd}f}" if isinstance(x, float) else str(x)
 
 
+def _fp_for_f1(ceiling: dict[str, Any]) -> str:
+    needed = ceiling["fp_for_f1_0.9"]
+    return "never" if needed is None else str(needed)
+
+
 def summary(which: str, r: dict[str, Any]) -> str:
     if "pending" in r:
         return f"{which}: pending ({r['pending']})"
@@ -44,6 +49,12 @@ def summary(which: str, r: dict[str, Any]) -> str:
             c = r["held_out_check"]
             line += (f"; {c['file']}: precision {c['precision']:.3f} recall {c['recall']:.3f} "
                      f"F1 {c['f1']:.3f}")
+        for prof, o in _ordered(r.get("other_profiles", {}), _PROFILE_ORDER):
+            line += f"; at {prof}: F1 {o['f1']:.3f} (recall {o['recall']:.3f}, fp {o['fp']})"
+        for c in r.get("budget_ceilings", ()):
+            line += f"\n  ceiling, {c['score']}: " + ", ".join(
+                f"{prof} F1 {c[prof]['f1']:.3f}" for prof in _PROFILE_ORDER if prof in c) + (
+                f"; normal sessions flagged to reach F1 0.9: {_fp_for_f1(c)}")
         return line
     if which == "nezha":
         return "nezha: " + "; ".join(
@@ -233,6 +244,22 @@ def _prf(key: str, title: str, r: dict[str, Any]) -> str:
         warm = (f"\nAfter warm-up (from line {r['warm_from_line']}; {r['alerts_before_warm']} alerts came "
                 f"before it): precision {a['precision']:.3f}, recall {a['recall']:.3f}, F1 {a['f1']:.3f} "
                 f"(TP {a['tp']}, FP {a['fp']}, FN {a['fn']}).\n")
+    if r.get("other_profiles"):
+        warm += ("\nThe same mapping at the other profiles (each its own per-session target): " + "; ".join(
+            f"{prof} precision {o['precision']:.3f}, recall {o['recall']:.3f}, F1 {o['f1']:.3f} "
+            f"(TP {o['tp']}, FP {o['fp']})" for prof, o in _ordered(r["other_profiles"], _PROFILE_ORDER))
+            + ".\n")
+    if r.get("budget_ceilings"):
+        profiles = [k for k in r["budget_ceilings"][0] if k in _PROFILE_ORDER]
+        warm += ("\nCeilings within each profile's false-positive budget (the threshold chosen on the labels "
+                 "so that at most target x 1,000 of the 1,000 normal sessions are flagged; bounds for a "
+                 "per-session decision, not detectors; `detectors.evaluate.logs.hdfs_budget_ceilings`), "
+                 "F1 (recall):\n\n| score | " + " | ".join(
+                     f"{prof}: at most {r['budget_ceilings'][0][prof]['budget']} FP" for prof in profiles)
+                 + " | normal sessions flagged to reach F1 0.9 |\n|---|" + "---|" * (len(profiles) + 1) + "\n"
+                 + "".join(f"| {c['score']} | " + " | ".join(
+                     f"{c[prof]['f1']:.3f} ({c[prof]['recall']:.3f})" for prof in profiles)
+                     + f" | {_fp_for_f1(c)} |\n" for c in r["budget_ceilings"]))
     if r.get("ceilings"):
         warm += ("\nCeilings of the bar (loghub's ground-truth templates given, the threshold k chosen on "
                  "the "

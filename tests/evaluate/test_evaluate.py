@@ -114,6 +114,25 @@ def test_transition_codes_survive_canonical_masking_and_never_run_together():
     assert "`" not in "".join(singles)
 
 
+def test_hdfs_budget_ceilings_flag_at_most_each_profiles_budget_and_break_no_ties():
+    train = [["5", "22", "11"]] * 50 + [["5", "22", "9"]] * 50
+    # 1,000 normal sessions (budgets: sensitive 10, balanced 1, strict 0), 3 of them holding a never-seen
+    # transition exactly like the 20 anomalies, so a threshold that catches those anomalies flags all 3
+    normal = [(["5", "22", "11"], False)] * 997 + [(["5", "7", "11"], False)] * 3
+    anomalous = [(["5", "7", "11"], True)] * 20
+    valid = normal + anomalous
+    p_values = [0.5] * 997 + [1e-4] * 3 + [1e-4] * 20
+    rows = {row["score"]: row for row in logs.hdfs_budget_ceilings(train, valid, p_values)}
+    rarest = rows["the rarest of its transitions (fewest training sessions holding it)"]
+    assert rarest["sensitive"]["budget"] == 10 and rarest["balanced"]["budget"] == 1
+    assert rarest["sensitive"]["recall"] == 1.0 and rarest["sensitive"]["fp"] == 3
+    # the three novel normals tie with the anomalies: within 1 or 0 false positives nothing is flagged
+    assert rarest["balanced"]["tp"] == rarest["balanced"]["fp"] == 0
+    assert rarest["strict"]["tp"] == rarest["strict"]["fp"] == 0
+    assert rarest["fp_for_f1_0.9"] == 3
+    assert rows["the detector's own p-value (cbad, this mapping)"]["balanced"]["fp"] <= 1
+
+
 def _warm_detector():
     from detectors import registry
     from detectors.synthetic import synthetic_logs

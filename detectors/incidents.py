@@ -39,6 +39,9 @@ from detectors.incident_types import FieldChange, IncidentStatus, IncidentUpdate
 HOUR_NS = 3600 * 10**9
 MAX_EVIDENCE = 20
 MAX_FIELDS = 8
+MAX_SAMPLE = 200
+"""The first this many events of an incident's abnormal windows: the explanation reads the fields' shares
+off them (see ``_describe``); kept while the incident is open (~50 KB of span events)."""
 _NATS_CAP = 700.0  # -ln(1e-300): p-values are floored there
 _RANKS: tuple[Severity, ...] = ("none", "low", "medium", "high", "critical")
 
@@ -220,6 +223,7 @@ class IncidentTracker:
         o["last_time_ns"] = int(now if now is not None else o["last_time_ns"])
         o["min_p"] = min(o["min_p"], float(window.p_value))
         o["severity"] = _severity_max(o["severity"], window.severity)
+        self._sample(host, o, window)
         for top in window.explanation.get("top_events", ()):
             if float(top.get("excess_bits", 1.0)) <= 0 and not top.get("carrier"):
                 continue  # a listed event that cost nothing extra (a field shift's carrier may: it counts)
@@ -233,6 +237,18 @@ class IncidentTracker:
         windows, min_p, sev = last
         return (o["windows"] & (o["windows"] - 1) == 0 or o["min_p"] < min_p / 10
                 or _RANKS.index(o["severity"]) > _RANKS.index(sev)) and o["windows"] != windows
+
+    @staticmethod
+    def _sample(host: IncidentHost, o: dict[str, Any], window: WindowResult) -> None:
+        """Add the window's events not sampled yet, up to MAX_SAMPLE (by stream offset, so the sample does
+        not depend on how events were batched; windows overlap, each offset counts once)."""
+        sample: list[str] = o.setdefault("sample", [])
+        start = max(int(window.start_offset), int(o.get("sampled_to", 0)))
+        for offset in range(start, min(int(window.end_offset), start + MAX_SAMPLE - len(sample))):
+            event = host._incident_event(offset)
+            if event is not None:
+                sample.append(event.decode("utf-8", "replace"))
+        o["sampled_to"] = max(int(o.get("sampled_to", 0)), int(window.end_offset))
 
     def _close(self, host: IncidentHost, status: IncidentStatus, now: int | None) -> None:
         assert self.open is not None
@@ -296,21 +312,30 @@ _SPAN_KINDS = frozenset((b"INTERNAL", b"SERVER", b"CLIENT", b"PRODUCER", b"CONSU
 
 def _describe(reference: Sequence[bytes] | None, incident: dict[str, Any]) -> tuple[
         tuple[FieldChange, ...], str]:
-    """Fields and a plain summary for an incident: its blamed events against the frozen reference.
+    """Fields and a plain summary for an incident against the frozen reference.
 
-    Byte events are explained field by field (``explain_fields``); when no field stands out on its own
-    (every row below its significance floor), whole events are compared instead.
+    Byte events are explained field by field (``explain_fields``), first on the first events of the
+    abnormal windows (``MAX_SAMPLE``): the blamed events are the costliest ones, so shares read off them
+    overstate the change ("95 % of spans now ERROR" for a 30 % error rate) and over-represent rare values
+    of unrelated fields. When no field stands out there (a change too rare or too slight for that many
+    events), the blamed events are explained and the summary says its shares are theirs; when no field
+    stands out there either, whole events are compared.
     """
     blamed = incident["blamed"]
     if reference is None:
         return _describe_values(blamed, incident)
+    sample = [event.encode() for event in incident.get("sample", ())]
+    if sample:
+        explained, summary = explain_fields(reference, sample)
+        if explained:
+            return explained, summary
     events = [b["event"].encode() for b in blamed if b["event"] is not None]
     distinct = list(dict.fromkeys(events))  # first seen first
     if not distinct:
         return (), f"{incident['windows']} unusual window(s) in this stream"
     explained, summary = explain_fields(reference, events)
     if explained:
-        return explained, summary
+        return explained, f"in its {len(events)} most unusual events, {summary}"
     counts: dict[bytes, int] = dict.fromkeys(distinct, 0)
     for event in reference:
         if event in counts:

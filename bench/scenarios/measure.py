@@ -83,6 +83,8 @@ class FaultResult:
     window_share: float
     windows_in_fault: int
     windows_outside: int
+    summaries: list[str] = field(default_factory=list)
+    """The one-sentence summary of each of them, as the API gives it (what a person is told)."""
 
     @property
     def passed(self) -> bool:
@@ -138,7 +140,8 @@ def fault_result(incidents: list[dict[str, Any]], anomalies: list[dict[str, Any]
         resolve_s=resolve, statuses=[i["status"] for i in ours], false_incidents=len(others),
         window_detect_s=None if first_window is None else first_window - fault_start,
         window_share=union_within(in_fault, fault_start, fault_end) / fault_len,
-        windows_in_fault=len(in_fault), windows_outside=len(anomalies) - len(in_fault))
+        windows_in_fault=len(in_fault), windows_outside=len(anomalies) - len(in_fault),
+        summaries=[str(i.get("summary") or "") for i in ours])
 
 
 def normal_events(streams: list[dict[str, Any]]) -> int:

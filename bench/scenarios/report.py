@@ -37,6 +37,17 @@ def fault_rows(runs: Sequence[Run]) -> list[list[str]]:
     return rows
 
 
+def summary_rows(runs: Sequence[Run]) -> list[list[str]]:
+    """What each fault's incidents told a person: their one-sentence summaries, as stored."""
+    rows = []
+    for run in runs:
+        r = run.result
+        assert isinstance(r, FaultResult)
+        said = " / ".join(f"`{text}`" if text else "(none)" for text in r.summaries) or "-"
+        rows.append([run.scenario.name, said])
+    return rows
+
+
 def control_rows(runs: Sequence[Run]) -> list[list[str]]:
     rows = []
     for run in runs:
@@ -52,6 +63,7 @@ def control_rows(runs: Sequence[Run]) -> list[list[str]]:
 FAULT_HEAD = ["fault", "what changes", "incidents (goal 1)", "detect (s)", "open share of fault",
               "resolve after fault (s)", "other incidents", "bar met",
               "windows: detect (s) / share / outside", "events / wall s"]
+SUMMARY_HEAD = ["fault", "the incident's summary (one per incident)"]
 CONTROL_HEAD = ["control", "what", "events after warm-up", "false incidents",
                 "per million events (95 % upper)", "declared per million", "within", "anomalous windows",
                 "events / wall s"]
@@ -116,6 +128,7 @@ def terminal(runs: Sequence[Run]) -> str:
     parts = []
     if faults:
         parts.append(text_table(FAULT_HEAD, fault_rows(faults)))
+        parts.append(text_table(SUMMARY_HEAD, summary_rows(faults)))
     if controls:
         parts.append(text_table(CONTROL_HEAD, control_rows(controls)))
     misses = shortfalls(runs)
@@ -164,6 +177,8 @@ def section(runs: Sequence[Run], *, command: str, when: str, profile: str, notes
     parts = [BEGIN, text]
     if faults:
         parts += [markdown_table(FAULT_HEAD, fault_rows(faults)), ""]
+        parts += ["What each fault's incident told the on-call engineer (its `summary`, as stored):", "",
+                  markdown_table(SUMMARY_HEAD, summary_rows(faults)), ""]
     if controls:
         parts += [markdown_table(CONTROL_HEAD, control_rows(controls)), ""]
     misses = shortfalls(runs)

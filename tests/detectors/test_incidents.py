@@ -61,7 +61,9 @@ def test_accumulated_evidence_opens_where_no_single_window_would():
     assert out[-1].incident_seq == 0 and host.calls == ["freeze"]
     [update] = tracker.take_updates()
     assert (update.seq, update.status, update.opened_offset) == (0, "open", (20 + needed - 1) * 10)
-    assert update.summary and update.fields[0].field == "log.template"
+    # explained on the sample of the window's events (every one "ERROR boom | a=2" here)
+    assert {f.field for f in update.fields} == {"log.template", "a", "severity"}
+    assert 'new log message "boom" (100 % of logs)' in update.summary
     # evidence decays between unrelated borderline windows: the same windows spread out open nothing
     tracker2 = IncidentTracker(BALANCED)
     spread = [p for _ in range(needed) for p in (1e-4, 0.5, 0.5, 0.5, 0.5)]

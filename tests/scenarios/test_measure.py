@@ -102,3 +102,16 @@ def test_the_section_says_where_the_bar_is_missed() -> None:
     assert "- `new_error_type`: no incident: anomalous windows covered 0 % of the fault (the first 3" in text
     assert "`latency_x5`:" not in text.split("Where the bar is missed:")[1]
     assert "| latency_x5 |" in text and "| 1 (resolved) | 4 | 99 % | 50 | 0 | yes |" in text
+
+
+def test_the_section_quotes_what_each_incident_told_a_person() -> None:
+    scenarios = {s.name: s for s in catalog()}
+    said = {**incident(TARGET, T + 4, T + 650), "summary": "POST /checkout: 30 % of spans now ERROR | 503"}
+    met = fault_result([said], [], TARGET, *FAULT, END_OF_TRAFFIC)
+    silent = fault_result([], [], TARGET, *FAULT, END_OF_TRAFFIC)
+    assert met.summaries == ["POST /checkout: 30 % of spans now ERROR | 503"]
+    runs = [Run(scenarios["new_error_type"], met, 1000, [], 1.0, {}, "balanced"),
+            Run(scenarios["latency_x5"], silent, 1000, [], 1.0, {}, "balanced")]
+    text = section(runs, command="python bench/scenarios/run.py", when="now", profile="balanced")
+    assert "| new_error_type | `POST /checkout: 30 % of spans now ERROR \\| 503` |" in text
+    assert "| latency_x5 | - |" in text

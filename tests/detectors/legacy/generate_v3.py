@@ -28,14 +28,24 @@ def digest(item: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def incident_state_digest(update: Any) -> str:
+    """An incident update without its explanation (``fields``, ``summary``): what a snapshot must carry on
+    bit for bit; later code may word the explanation differently (and has: 2026-12-05)."""
+    state = dataclasses.asdict(update)
+    state.pop("fields")
+    state.pop("summary")
+    return hashlib.sha256(json.dumps(state, sort_keys=True, allow_nan=True).encode()).hexdigest()[:12]
+
+
 def continue_in_batches(det: Any, events: list[bytes]) -> tuple[list[str], list[str]]:
-    """Digests of the windows and of the incident updates of ``events`` fed in batches of ``BATCH``."""
+    """Digests of the windows and of the incident updates' states (:func:`incident_state_digest`) of
+    ``events`` fed in batches of ``BATCH``."""
     windows: list[str] = []
     incidents: list[str] = []
     for i in range(0, len(events), BATCH):
         out = det.update(EventBatch(events[i:i + BATCH]))
         windows += map(digest, out)
-        incidents += map(digest, out.incidents)
+        incidents += map(incident_state_digest, out.incidents)
     return windows, incidents
 
 
@@ -49,7 +59,7 @@ def main() -> None:
         (HERE / f"{name}.snap").write_bytes(data)
         windows, incidents = continue_in_batches(det, events[cut:])
         cases[name] = {"cut": cut, "file": f"{name}.snap", "sha256": hashlib.sha256(data).hexdigest(),
-                       "windows": windows, "incidents": incidents}
+                       "windows": windows, "incident_states": incidents}
     (HERE / "cases_v3.json").write_text(json.dumps(cases, indent=1, sort_keys=True) + "\n")
     print(f"wrote {len(cases)} version-3 snapshots to {HERE}")
 

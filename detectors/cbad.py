@@ -395,6 +395,9 @@ class CbadDetector(IncidentActions):
     def _incident_reference(self) -> list[bytes]:
         return list(self._baseline)
 
+    def _incident_band(self) -> None:
+        return None
+
     def _incident_event(self, offset: int) -> bytes | None:
         i = offset - self._tail_base
         return self._tail[i] if 0 <= i < len(self._tail) else None

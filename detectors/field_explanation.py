@@ -426,14 +426,16 @@ def _reference_band(model: str, expected: float, reference: np.ndarray) -> tuple
 def explain_band(explanation: Mapping[str, Any], *, service: str = "", name: str = "",
                  p_value: float | None = None, band: tuple[float, float] | None = None,
                  reference_values: Sequence[float] | np.ndarray | None = None,
-                 ) -> tuple[tuple[FieldChange, ...], str]:
+                 band_by: str | None = None) -> tuple[tuple[FieldChange, ...], str]:
     """A metric window's explanation (the numeric detector's ``explanation`` dict) as one ``band`` row.
 
     The costliest value of ``top_events`` is compared with the band: ``band`` as given, else from the
     ``reference_values`` (the frozen reference): for the ``range`` predictor their 0.5-99.5 % quantiles, for
     the ``mean`` predictor the prediction +/- the 99th percentile of their distances from their mean, for
     the others the prediction +/- the 99th percentile of the reference's one-step moves. Without either the
-    row names the prediction alone. ``bits`` is the sum of the top values' excess bits.
+    row names the prediction alone. ``band_by`` says what set a given band when the predictor did not
+    (an incident's frozen range: "its range before the incident"); the predictor's expectation is then
+    named beside it. ``bits`` is the sum of the top values' excess bits.
     """
     prefix = _prefix(service, name)
     tops = [t for t in explanation.get("top_events", []) if isinstance(t, Mapping)]
@@ -446,6 +448,16 @@ def explain_band(explanation: Mapping[str, Any], *, service: str = "", name: str
     if band is None and reference_values is not None:
         band = _reference_band(model, expected, np.asarray(reference_values, dtype=np.float64))
     bits = sum(max(float(t.get("excess_bits", 0.0)), 0.0) for t in tops)
+    unusual = f"window p = {p_value:.2g}" if p_value is not None else f"{bits:.0f} bits above usual"
+    now = f"observed {_number(observed)}"
+    if band is not None and band_by is not None:
+        low, high = sorted(band)
+        side = "above" if observed > high else "below" if observed < low else "inside"
+        before = f"{_number(low)} to {_number(high)} ({band_by}); about {_number(expected)} by {predictor}"
+        summary = (f"{prefix}value {_number(observed)} {side} {band_by}, {_number(low)} to {_number(high)} "
+                   f"({predictor} expected about {_number(expected)})")
+        return (FieldChange(field="value", change="band", before=before, now=now, unusual=unusual,
+                            bits=round(bits, 2)),), summary
     if band is not None:
         low, high = sorted(band)
         before = f"expected {_number(low)} to {_number(high)} (set by {predictor})"
@@ -454,9 +466,8 @@ def explain_band(explanation: Mapping[str, Any], *, service: str = "", name: str
     else:
         before = f"expected about {_number(expected)} (set by {predictor})"
         where = f"where about {_number(expected)} was expected"
-    unusual = f"window p = {p_value:.2g}" if p_value is not None else f"{bits:.0f} bits above usual"
-    change = FieldChange(field="value", change="band", before=before, now=f"observed {_number(observed)}",
-                         unusual=unusual, bits=round(bits, 2))
+    change = FieldChange(field="value", change="band", before=before, now=now, unusual=unusual,
+                         bits=round(bits, 2))
     summary = f"{prefix}value {_number(observed)} {where} (set by {predictor})"
     return (change,), summary
 

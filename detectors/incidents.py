@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from detectors.base import Severity, WindowResult
-from detectors.field_explanation import explain_fields
+from detectors.field_explanation import explain_band, explain_fields
 from detectors.incident_types import FieldChange, IncidentStatus, IncidentUpdate
 
 HOUR_NS = 3600 * 10**9
@@ -79,6 +79,9 @@ class IncidentHost(Protocol):
 
     def _incident_event(self, offset: int) -> bytes | None:
         """The event at ``offset`` while the detector still holds it (cbad); None for values."""
+
+    def _incident_band(self) -> tuple[float, float] | None:
+        """The range of the values frozen as the reference (a detector of values, while frozen); else None."""
 
 
 def _severity_max(a: str, b: str) -> Severity:
@@ -267,7 +270,7 @@ class IncidentTracker:
     def _emit(self, host: IncidentHost, status: IncidentStatus, closed_time_ns: int | None) -> None:
         o = self.open
         assert o is not None
-        fields, summary = _describe(host._incident_reference(), o)
+        fields, summary = _describe(host._incident_reference(), o, host._incident_band())
         o["reported"] = (o["windows"], o["min_p"], o["severity"])
         self._pending.append(IncidentUpdate(
             seq=o["seq"], status=status, opened_offset=o["opened_offset"], opened_time_ns=o["opened_time_ns"],
@@ -310,8 +313,8 @@ def to_ns(seconds: float) -> int:
 _SPAN_KINDS = frozenset((b"INTERNAL", b"SERVER", b"CLIENT", b"PRODUCER", b"CONSUMER"))
 
 
-def _describe(reference: Sequence[bytes] | None, incident: dict[str, Any]) -> tuple[
-        tuple[FieldChange, ...], str]:
+def _describe(reference: Sequence[bytes] | None, incident: dict[str, Any],
+              band: tuple[float, float] | None = None) -> tuple[tuple[FieldChange, ...], str]:
     """Fields and a plain summary for an incident against the frozen reference.
 
     Byte events are explained field by field (``explain_fields``), first on the first events of the
@@ -323,7 +326,7 @@ def _describe(reference: Sequence[bytes] | None, incident: dict[str, Any]) -> tu
     """
     blamed = incident["blamed"]
     if reference is None:
-        return _describe_values(blamed, incident)
+        return _describe_values(blamed, incident, band)
     sample = [event.encode() for event in incident.get("sample", ())]
     if sample:
         explained, summary = explain_fields(reference, sample)
@@ -364,28 +367,17 @@ def _describe(reference: Sequence[bytes] | None, incident: dict[str, Any]) -> tu
     return tuple(fields), summary
 
 
-_MODELS = {"range": "the recent range", "step": "the previous value", "daily": "the daily cycle",
-           "weekly": "the weekly cycle", "mean": "the recent mean"}
-
-
-def _describe_values(blamed: Sequence[dict[str, Any]], incident: dict[str, Any]) -> tuple[
-        tuple[FieldChange, ...], str]:
+def _describe_values(blamed: Sequence[dict[str, Any]], incident: dict[str, Any],
+                     band: tuple[float, float] | None) -> tuple[tuple[FieldChange, ...], str]:
+    """The costliest blamed value against the range frozen when the incident opened (``explain_band``)."""
     points = [b for b in blamed if b["observed"] is not None]
     if not points:
         return (), f"{incident['windows']} unusual window(s) of values in this stream"
-    fields = []
-    for pt in points[:MAX_FIELDS]:
-        model = str(pt["model"])
-        fields.append(FieldChange(
-            field="value", change="band",
-            before=f"expected {pt['expected']:.6g} ({_MODELS.get(model, model)})",
-            now=f"observed {pt['observed']:.6g}", unusual=f"p = {incident['min_p']:.2g} for its window",
-            bits=float(pt.get("bits", 0.0))))
-    lead = points[0]
-    model = str(lead["model"])
-    summary = (f"value {lead['observed']:.6g} where {_MODELS.get(model, model)} expected about "
-               f"{lead['expected']:.6g}")
-    return tuple(fields), summary
+    explanation = {"model": points[0]["model"], "top_events": [
+        {"observed": pt["observed"], "expected": pt["expected"], "excess_bits": pt.get("bits", 0.0)}
+        for pt in points]}
+    return explain_band(explanation, p_value=float(incident["min_p"]), band=band,
+                        band_by=None if band is None else "its range before the incident")
 
 
 __all__ = ["IncidentActions", "IncidentHost", "IncidentPolicy", "IncidentTracker", "to_ns"]

@@ -362,6 +362,11 @@ class NumericDetector(IncidentActions):
     def _incident_event(self, offset: int) -> None:
         return None
 
+    def _incident_band(self) -> tuple[float, float] | None:
+        lo, hi = float(self._fstate[K.F_FROZEN_LO]), float(self._fstate[K.F_FROZEN_HI])
+        frozen = bool(self._istate[K.I_FROZEN])
+        return (lo, hi) if frozen and math.isfinite(lo) and math.isfinite(hi) else None
+
     # ----------------------------------------------------------------- internals
     def _score(self, vals: np.ndarray, stamps: np.ndarray | None, offsets: np.ndarray) -> list[WindowResult]:
         learning = self._period <= 0 and stamps is not None

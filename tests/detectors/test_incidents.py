@@ -5,6 +5,7 @@ snapshots and independence from request boundaries — on the tracker alone and 
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -39,6 +40,9 @@ class Host:
 
     def _incident_event(self, offset: int) -> bytes:
         return b"ERROR boom | a=2"
+
+    def _incident_band(self) -> None:
+        return None
 
 
 def window(i: int, p: float) -> WindowResult:
@@ -155,7 +159,14 @@ def test_a_sustained_level_shift_stays_open_on_the_numeric_detector():
     assert [(u.seq, u.status) for u in result.incidents if u.status != "open"] == [(0, "resolved")]
     inside = [w for w in result if w.start_offset >= 3000 and w.end_offset <= 6000]
     assert sum(w.incident_seq == 0 for w in inside) >= 0.9 * len(inside)
-    assert result.incidents[-1].fields[0].field == "value" and "expected" in result.incidents[-1].summary
+    last = result.incidents[-1]
+    assert last.fields[0].field == "value" and "expected" in last.summary
+    # the value against the range frozen when it opened (noise sd 1 about 50: roughly 46 to 54), in words
+    band = re.search(r"above its range before the incident, ([\d.]+) to ([\d.]+) \(", last.summary)
+    assert band, last.summary
+    assert 44 < float(band[1]) < 48 < 52 < float(band[2]) < 56
+    observed = float(re.search(r"value ([\d.]+) ", last.summary)[1])
+    assert observed > float(band[2])
 
 
 def test_the_same_burst_recurring_after_resolution_opens_a_new_incident():

@@ -16,6 +16,8 @@ again: the UI's files cached for good under their versioned URLs, as when moving
   * ``shell``: navigation start to the HTML shell's last byte (responseEnd),
   * ``dom``: DOMContentLoaded done (the ES modules fetched and run),
   * ``rendered``: the page's ``driftlock:rendered`` mark (its data fetched from /v1 and in the DOM),
+  * ``painted``: the page's ``driftlock:painted`` mark, the task after the first animation frame that
+    follows ``rendered`` (that frame draws the plots and paints; "—" for a checkout without the mark),
 and the ratio of the rendered median to the 300 ms goal; plus the gateway's CPU time per load (this
 process's CPU clock: the gateway and the thin Playwright client; Chromium runs in its own processes).
 Timing starts once the gateway's ``/readyz`` answers 200 (its kernels loaded). The incidents are never
@@ -42,6 +44,7 @@ from urllib.parse import quote
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 from otlp_gateway.store.base import StreamInfo
@@ -54,9 +57,11 @@ NOT_FOUND = ("Stream not found", "Incident not found", "Page not found")
 TIMING = """() => {
     const nav = performance.getEntriesByType("navigation")[0];
     const mark = performance.getEntriesByName("driftlock:rendered")[0];
+    const painted = performance.getEntriesByName("driftlock:painted")[0];
     return {shell: nav.responseEnd, dom: nav.domContentLoadedEventEnd,
-            rendered: mark ? mark.startTime : null};
+            rendered: mark ? mark.startTime : null, painted: painted ? painted.startTime : null};
 }"""
+PAINTED = "() => performance.getEntriesByName('driftlock:painted').length > 0"
 
 
 def seed_store(gw: UiGateway, incidents: int, streams: int) -> tuple[str, str]:
@@ -112,7 +117,8 @@ class Loader:
         self.browser, self.cold = browser, cold
         self.context = browser.new_context(viewport={"width": 1920, "height": 1080})
         self.page = self.context.new_page()
-        self.out: dict[str, list[float]] = {"shell": [], "dom": [], "rendered": [], "cpu": []}
+        self.out: dict[str, list[float]] = {"shell": [], "dom": [], "rendered": [], "painted": [], "cpu": []}
+        self.painted = True  # until a page without the mark (an older checkout) says otherwise
 
     def load(self, url: str, cpu: Callable[[], float], keep: bool) -> None:
         if self.cold:
@@ -122,14 +128,20 @@ class Loader:
         used = cpu()
         self.page.goto(url)
         self.page.wait_for_selector("html[data-ready='true']", state="attached", timeout=30_000)
+        if self.painted:
+            try:
+                self.page.wait_for_function(PAINTED, timeout=5_000)
+            except PlaywrightTimeout:
+                self.painted = False
         used = cpu() - used
         timing = self.page.evaluate(TIMING)
         heading = self.page.locator("main h1").first.text_content()
         if heading in NOT_FOUND:
             raise SystemExit(f"{url}: the page says {heading!r}")
         if keep:  # not the warm-ups: the gateway's first queries, Chromium's first start of a renderer
-            for key in ("shell", "dom", "rendered"):
-                self.out[key].append(float(timing[key]))
+            for key in ("shell", "dom", "rendered", "painted"):
+                if timing[key] is not None:
+                    self.out[key].append(float(timing[key]))
             self.out["cpu"].append(used * 1000)
 
     def close(self) -> None:
@@ -140,7 +152,7 @@ def measure(browser: Any, targets: list[Target], loads: int) -> None:
     """Every page warm, then cold; with two targets their loads alternate (the same moments of a shared
     machine's load for both)."""
     print(f"{'page':<34} {'shell ms':>14} {'dom ms':>14} {'rendered ms':>14} {'vs 300 ms':>10} "
-          f"{'CPU ms/load':>12}   (median / p95 of {loads} loads)")
+          f"{'painted ms':>14} {'CPU ms/load':>12}   (median / p95 of {loads} loads)")
     for cold in (False, True):
         for name in targets[0].pages:
             loaders = [Loader(browser, cold) for _ in targets]
@@ -154,8 +166,10 @@ def measure(browser: Any, targets: list[Target], loads: int) -> None:
                          for k in ("shell", "dom", "rendered")]
                 label = f"{name} ({'cold' if cold else 'warm'}) {target.label}".strip()
                 ratio = statistics.median(m["rendered"]) / GOAL_MS
+                painted = (f"{statistics.median(m['painted']):6.0f} /{p95(m['painted']):5.0f}"
+                           if len(m["painted"]) == len(m["rendered"]) else "—")
                 print(f"{label:<34} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14} {ratio:>9.2f}x "
-                      f"{statistics.median(m['cpu']):>12.1f}", flush=True)
+                      f"{painted:>14} {statistics.median(m['cpu']):>12.1f}", flush=True)
 
 
 def load_average() -> str:

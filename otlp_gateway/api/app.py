@@ -39,6 +39,7 @@ def create_api_app(ctx: ApiContext) -> FastAPI:
                    responses=error_responses(400, 401, 403, 422, 429, 503))
     for module in (incidents, anomalies, streams, keys, audit, debug):
         v1.include_router(module.router)
+    v1.include_router(streams.services_router)
     v1.include_router(ui.session_router)
     app.include_router(v1)
     app.include_router(ui.router)

@@ -196,6 +196,13 @@ class StreamList(_Out):
     """Pass as ``cursor`` to get the next page; null on the last page."""
 
 
+class ServiceList(_Out):
+    items: list[str]
+    """The services, in code-point order."""
+    truncated: bool
+    """More services exist than ``limit``."""
+
+
 class StreamPatch(StreamSettings):
     """Only the fields present change; ``null`` on a numeric field clears the API's value (the stream then
     runs with the configured one). The fields and their bounds are those of ``StreamSettings``, the type of
@@ -304,6 +311,9 @@ class ScoreSeriesOut(_Out):
     threshold_p: float | None
     """The stream's false-alarm target per window: windows below it are anomalous."""
     points: list[ScorePoint]
+    around_incident_id: str | None = None
+    """Set when the window asked for held no bucket and ``fallback=latest_incident`` answered the hour of
+    this incident (the stream's most recently opened) instead."""
 
     @classmethod
     def from_buckets(cls, buckets: list[ScoreBucket], bucket_seconds: int,

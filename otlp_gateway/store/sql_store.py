@@ -116,6 +116,10 @@ class SqlStore:
         rows = await self._fetch("get_stream", {"stream_id": stream_id})
         return self.connector.decode.stream(rows[0]) if rows else None
 
+    async def stream_services(self, limit: int = 1000) -> list[str]:
+        codec.check_limit(limit)
+        return [r["service"] for r in await self._fetch("stream_services", {"limit": limit})]
+
     async def save_state(self, stream_id: str, snapshot: bytes, at: dt.datetime | None = None) -> None:
         saved_at = self._time(at or dt.datetime.now(dt.UTC))
         await self._execute("save_state", {"stream_id": stream_id, "snapshot": bytes(snapshot),

@@ -86,6 +86,13 @@ class StreamControl:
         items = [i for i in items if state is None or i.state == state]
         return StreamPage(items, encode_cursor(next_after) if next_after is not None else None)
 
+    async def services(self, limit: int = 1000) -> list[str]:
+        """The distinct services of the streams, in code-point order, at most ``limit`` (the store's, as
+        ``list_streams``; the live streams' without a store)."""
+        if self._store is not None:
+            return await self._store.stream_services(limit)
+        return sorted({s.key.service for s in self._live_streams()})[:limit]
+
     async def get_stream(self, stream_id: str) -> StreamInfo | None:
         stream = self._table.get(stream_id) if self._table is not None else None
         if stream is not None:

@@ -278,6 +278,37 @@ def test_stream_scores_and_the_stream_fields_incidents_add(live_api: LiveApi, re
                                  headers=auth(read_key)).status_code in (403, 405)
 
 
+def test_scores_fall_back_to_the_latest_incidents_hour_when_asked(live_api: LiveApi, read_key: str):
+    """fallback=latest_incident: an empty window answers the hour of the stream's most recently opened
+    incident (50 min before its close to 10 after), in the same round trip; a window with scores, or a
+    stream without incidents, answers as without it."""
+    stream_id = "logs/cart/app"
+    live_api.run(live_api.store.upsert_stream(make_stream(stream_id)))
+    get = live_api.client.get
+    path = f"/v1/streams/{stream_id}/scores"
+    plain = get(path, headers=auth(read_key), params={"fallback": "latest_incident"}).json()
+    assert plain["points"] == [] and plain["around_incident_id"] is None  # no incident: nothing to fall to
+    older = make_incident(0, 0, minute=0, status="resolved", stream_id=stream_id)
+    latest = make_incident(0, 1, minute=120, status="resolved", stream_id=stream_id)
+    live_api.run(live_api.store.upsert_incidents([latest, older]))
+    close = latest.resolved_at
+    assert close is not None
+    minutes = (-70, -50, -1, 0, 9, 10, 30)  # 50 min before the close (included) to 10 after (excluded)
+    live_api.run(live_api.store.write_scores(
+        [ScoreBucket(stream_id, close + dt.timedelta(minutes=m), 1, 0, 0.3, 0.5) for m in minutes]))
+    answer = get(path, headers=auth(read_key), params={"fallback": "latest_incident"}).json()
+    assert answer["around_incident_id"] == latest.id
+    assert [dt.datetime.fromisoformat(p["t"]) - close for p in answer["points"]] == [
+        dt.timedelta(minutes=m) for m in (-50, -1, 0, 9)]
+    assert get(path, headers=auth(read_key)).json() == {**plain, "threshold_p": answer["threshold_p"]}
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    live_api.run(live_api.store.write_scores([ScoreBucket(stream_id, now - dt.timedelta(minutes=5), 2, 0, 0.2,
+                                                          0.7)]))
+    recent = get(path, headers=auth(read_key), params={"fallback": "latest_incident"}).json()
+    assert [p["windows"] for p in recent["points"]] == [2] and recent["around_incident_id"] is None
+    assert get(path, headers=auth(read_key), params={"fallback": "other"}).status_code == 422
+
+
 @pytest.mark.parametrize("state, events, expected", [("warming", 120, 120), ("warming", 5000, 799),
                                                       ("evicted", 10, 800)])
 def test_warmup_of_a_stream_that_is_not_live(live_api: LiveApi, read_key: str, state: str, events: int,

@@ -49,6 +49,22 @@ def test_streams_are_paged_with_a_cursor(live_api: LiveApi, read_key: str) -> No
     assert get("/v1/streams", params={"limit": 0}, headers=headers).status_code == 422
 
 
+def test_services_are_the_streams_distinct_services(live_api: LiveApi, read_key: str) -> None:
+    """The incidents list's service suggestions: one distinct query, not every stream's record."""
+    get = live_api.client.get
+    headers = auth(read_key)
+    assert get("/v1/services", headers=headers).json() == {"items": [], "truncated": False}
+    for i in range(60):
+        live_api.run(live_api.store.upsert_stream(make_stream(f"traces/svc{i % 9}/op-{i:04d}")))
+    assert get("/v1/services", headers=headers).json() == {"items": [f"svc{i}" for i in range(9)],
+                                                           "truncated": False}
+    assert get("/v1/services", params={"limit": 4}, headers=headers).json() == {
+        "items": ["svc0", "svc1", "svc2", "svc3"], "truncated": True}
+    assert get("/v1/services", params={"limit": 9}, headers=headers).json()["truncated"] is False
+    assert get("/v1/services", params={"limit": 0}, headers=headers).status_code == 422
+    assert get("/v1/services").status_code == 401
+
+
 def _patch(gw: ThreadedGateway, body: dict[str, Any]) -> httpx.Response:
     return httpx.patch(f"{gw.api_url}/v1/streams/{STREAM}", json=body, timeout=30)
 

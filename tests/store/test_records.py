@@ -59,6 +59,21 @@ def test_streams_list_in_pages_after_a_stream_id(store_target: StoreTarget) -> N
     run(body())
 
 
+def test_stream_services_are_distinct_in_code_point_order(store_target: StoreTarget) -> None:
+    async def body() -> None:
+        async with store_target.opened() as store:
+            assert await store.stream_services() == []
+            for i, service in enumerate(["cart", "Zeta", "cart", "ab", "a-b", "cart", "éclair", "b"]):
+                await store.upsert_stream(_stream(i, service=service))
+            # code points: "-" < uppercase < lowercase < "é", whatever the database's collation
+            assert await store.stream_services() == ["Zeta", "a-b", "ab", "b", "cart", "éclair"]
+            assert await store.stream_services(limit=2) == ["Zeta", "a-b"]
+            with pytest.raises(ValueError):
+                await store.stream_services(0)
+
+    run(body())
+
+
 def test_detector_state_snapshots(store_target: StoreTarget) -> None:
     blob = bytes(range(256)) * 100
 

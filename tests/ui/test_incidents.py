@@ -127,15 +127,15 @@ def test_filters_are_in_the_url_and_applied_by_the_api(open_page, seeded):
 
 
 def test_the_service_suggestions_are_asked_for_when_the_field_takes_the_focus(open_page, seeded):
-    """Loading the list asks the gateway for its incidents only: the service field's suggestions (a page of
-    streams, more work for the gateway than the list itself) come when someone is about to type."""
+    """Loading the list asks the gateway for its incidents only: the service field's suggestions (the
+    streams' distinct services, /v1/services) come when someone is about to type."""
     gw, _ = seeded
     for stream_id in ("traces/payments/POST /pay", "logs/search/query"):
         gw.run(gw.gateway.gateway.store.upsert_stream(make_stream(stream_id)))
     page = open_page(gw.url + "/", credential=gw.read_key)
-    streams_asked = """() => performance.getEntriesByType("resource")
-        .filter((e) => new URL(e.name).pathname === "/v1/streams").length"""
-    assert page.evaluate(streams_asked) == 0
+    asked = """(path) => performance.getEntriesByType("resource")
+        .filter((e) => new URL(e.name).pathname === path).length"""
+    assert page.evaluate(asked, "/v1/services") == 0
     expect(page.locator("#services option")).to_have_count(0)
     page.locator("#f-service").focus()
     options = page.locator("#services option")
@@ -144,7 +144,8 @@ def test_the_service_suggestions_are_asked_for_when_the_field_takes_the_focus(op
     assert {"payments", "search"} <= set(services)
     expect(options).to_have_count(len(services))
     assert options.evaluate_all("els => els.map((e) => e.value)") == services
-    assert page.evaluate(streams_asked) == 1
+    assert page.evaluate(asked, "/v1/services") == 1
+    assert page.evaluate(asked, "/v1/streams") == 0  # not every stream's record
 
 
 def test_time_range_filter(open_page, seeded):
@@ -377,10 +378,10 @@ FIRST_REQUESTS = """() => {
 
 @pytest.mark.parametrize("which", ["list", "incident", "stream"])
 def test_a_pages_first_requests_go_out_before_its_code_has_loaded_and_once(open_page, seeded, which: str):
-    """js/first.js starts who is signed in and the page's first data (a stream's page: the stream, its
-    incidents and its last hour of scores) while the other modules still load
-    (the cold-load waterfall), and the page takes those answers instead of asking again; the settings
-    come in the shell."""
+    """js/early.js starts who is signed in and the page's first data (a stream's page: the stream, its
+    incidents and its last hour of scores) while the modules still load (the cold-load waterfall), and
+    the page takes those answers instead of asking again; the settings come in the shell. A stream whose
+    last hour has no scores shows its latest incident's hour, in the answer to that same request."""
     gw, rows = seeded
     rec = rows[0]
     stream = "/".join(quote(part, safe="") for part in rec.stream_id.split("/"))
@@ -398,10 +399,17 @@ def test_a_pages_first_requests_go_out_before_its_code_has_loaded_and_once(open_
     api = [(url, before_dom) for url, kind, before_dom in requests if kind == "fetch"]
     for url in ["/v1/me", *first]:
         assert [before for u, before in api if u == url] == [True], (url, api)  # once, and early
-    if which == "stream":  # and the last hour of its scores, ending when js/first.js ran
-        recent = next(u for u, _ in api if u.startswith(f"/v1/streams/{stream}/scores?"))
+    if which == "stream":  # and the last hour of its scores, ending when js/early.js ran
+        scores = [u for u, _ in api if u.startswith(f"/v1/streams/{stream}/scores?")]
+        recent = scores[0]
         assert [before for u, before in api if u == recent] == [True], (recent, api)
         asked = {name: dt.datetime.fromisoformat(values[0]) for name, values in
-                 parse_qs(urlsplit(recent).query).items()}
+                 parse_qs(urlsplit(recent).query).items() if name != "fallback"}
         assert asked["until"] - asked["since"] == dt.timedelta(hours=1), recent
+        # the seeded scores are all around rows[0], the stream's latest incident: the same answer has its
+        # hour (fallback=latest_incident), no second request
+        assert len(scores) == 1, scores
+        assert parse_qs(urlsplit(recent).query)["fallback"] == ["latest_incident"], recent
+        expect(page.locator("#score-range")).to_have_value("incident")
+        expect(page.locator("svg circle.anomalous").first).to_be_visible()
     assert not [u for u, _ in api if u.startswith("/ui/settings.json")]

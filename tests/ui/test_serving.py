@@ -67,10 +67,11 @@ def test_every_page_is_the_shell_under_a_strict_policy(ui_api):
         assert policy["require-trusted-types-for"] == ["'script'"] and policy["trusted-types"] == ["'none'"]
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["x-frame-options"] == "DENY"
-        module = r'<script type="module"[^>]*src="/ui/v/[0-9a-f]{16}/([^"]+)"></script>'
-        scripts = re.findall(module, response.text)
-        assert scripts == ["js/first.js", f"js/bundle/{PAGE_OF[path]}.js"], (path, scripts)
-    assert "js/bundle/streams.js" in api.client.get("/streams/").text  # the list, as js/first.js routes it
+        script = r'<script( type="module")? src="/ui/v/[0-9a-f]{16}/([^"]+)"></script>'
+        scripts = re.findall(script, response.text)
+        assert scripts == [("", "js/early.js"), (' type="module"', f"js/bundle/{PAGE_OF[path]}.js")], \
+            (path, scripts)
+    assert "js/bundle/streams.js" in api.client.get("/streams/").text  # the list, as js/early.js routes it
     assert api.client.get("/incidents/a/b").status_code == 404  # only the documented pages are pages
     assert api.client.get("/nope").json()["error"] == "not_found"
 
@@ -147,7 +148,7 @@ def test_modules_import_only_shipped_files_and_never_parse_markup():
 def test_assets_are_served_with_their_types_and_cached_by_version(ui_api):
     api = ui_api()
     shell = api.client.get("/").text
-    prefix = re.search(r'src="(/ui/v/[0-9a-f]{16}/)js/first.js"', shell).group(1)  # type: ignore[union-attr]
+    prefix = re.search(r'src="(/ui/v/[0-9a-f]{16}/)js/early.js"', shell).group(1)  # type: ignore[union-attr]
     assert not re.search(r'(href|src)="/ui/(?!v/)', shell)  # every asset under the version
     types = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".html": "text/html"}
     for path in ui_files():
@@ -172,23 +173,23 @@ BUNDLE = UI_DIR / "js" / "bundle"
 
 
 def static_imports(name: str) -> list[str]:
-    """The files of js/bundle/ that ``name`` runs, itself first, following its imports (js/first.js aside)."""
+    """The files of js/bundle/ that ``name`` runs, itself first, following its imports."""
     found: list[str] = []
     todo = [name]
     while todo:
         current = todo.pop(0)
         if current not in found:
             found.append(current)
-            todo += [t.removeprefix("./") for t in _IMPORT.findall((BUNDLE / current).read_text())
-                     if t != "../first.js"]
+            todo += [t.removeprefix("./") for t in _IMPORT.findall((BUNDLE / current).read_text())]
     return found
 
 
 def test_each_page_preloads_its_entry_and_the_chunks_it_shares(ui_api):
     """No import waterfall on a cold load: a page's shell preloads its entry and every chunk the entry
-    imports, transitively, and nothing else; the files import only js/first.js (which the shell already
-    loads) and chunks, never dynamically; and the shared code is stored once: each source module is in
-    exactly one file of js/bundle/, every chunk serves some page."""
+    imports, transitively, and nothing else; the files import only chunks, never dynamically (js/first.js
+    is bundled too: it only exports what js/early.js, the shell's classic script, set up); and the shared
+    code is stored once: each source module is in exactly one file of js/bundle/, every chunk serves some
+    page."""
     files = sorted(p.name for p in BUNDLE.iterdir())
     pages = sorted(p.stem for p in (UI_DIR / "js" / "pages").glob("*.js"))
     entries = [f for f in files if not f.startswith("chunk-")]
@@ -198,8 +199,7 @@ def test_each_page_preloads_its_entry_and_the_chunks_it_shares(ui_api):
         text = (BUNDLE / name).read_text()
         assert "import(" not in text, name
         for target in _IMPORT.findall(text):
-            assert target == "../first.js" or re.fullmatch(r"\./chunk-[0-9A-Z]{8}\.js", target), \
-                (name, target)
+            assert re.fullmatch(r"\./chunk-[0-9A-Z]{8}\.js", target), (name, target)
     api = ui_api()
     used: set[str] = set()
     for path, page in PAGE_OF.items():
@@ -212,7 +212,7 @@ def test_each_page_preloads_its_entry_and_the_chunks_it_shares(ui_api):
         used.update(expected)
     assert used == set(files)  # no chunk that no page runs
     sources = [p.relative_to(REPO).as_posix() for p in (UI_DIR / "js").rglob("*.js")
-               if "bundle" not in p.parts and p.name != "first.js"]
+               if "bundle" not in p.parts and p.name != "early.js"]
     for source in sources:
         holders = [f for f in files if f"// {source}\n" in (BUNDLE / f).read_text()]
         assert len(holders) == 1, (source, holders)
@@ -265,8 +265,10 @@ def shell_settings(text: str) -> dict:
 
 def test_the_shell_carries_the_settings_and_starts_the_first_requests(ui_api):
     """No page waits a round trip for its settings: they are in every shell (escaped: a trace template
-    with quotes and angle brackets stays data), the same as /ui/settings.json; js/first.js, which starts
-    the page's first requests, is an async module script before the stylesheet."""
+    with quotes and angle brackets stays data), the same as /ui/settings.json; js/early.js, which reads them
+    and starts the page's first requests, is a classic (parser-blocking) script after them and before the
+    stylesheet and the modules: it runs the moment it arrives, not when the renderer gets to an async
+    module."""
     template = 'https://traces.example/t/{trace_id}?q="<b>&x=1'
     api = ui_api(auth_required=False, ui={"trace_url_template": template, "poll_seconds": "3s"})
     served = api.client.get("/ui/settings.json").json()
@@ -274,8 +276,10 @@ def test_the_shell_carries_the_settings_and_starts_the_first_requests(ui_api):
         text = api.client.get(path).text
         assert shell_settings(text) == served and served["trace_url_template"] == template
         assert served["auth_required"] is False and served["poll_seconds"] == 3.0
-        first = re.search(r'<script type="module" async src="/ui/v/[0-9a-f]{16}/js/first.js"></script>', text)
-        assert first is not None and first.start() < text.index('rel="stylesheet"'), path
+        early = re.search(r'<script src="/ui/v/[0-9a-f]{16}/js/early.js"></script>', text)
+        assert early is not None, path
+        assert text.index('name="driftlock-settings"') < early.start() < text.index('rel="stylesheet"'), path
+        assert early.start() < text.index('rel="modulepreload"') < text.index('type="module"'), path
     assert shell_settings(ui_api().client.get("/").text)["auth_required"] is True
 
 

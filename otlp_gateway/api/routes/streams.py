@@ -8,13 +8,13 @@ series route, so a stream whose own id ends in ``/scores`` is read through the l
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from detectors.profiles import resolve_profile
-from otlp_gateway.store.base import SCORE_BUCKET_SECONDS, StreamInfo
+from otlp_gateway.store.base import SCORE_BUCKET_SECONDS, IncidentFilter, IncidentRecord, StreamInfo
 from otlp_gateway.streams.control import (
     InvalidCursorError,
     InvalidStreamChange,
@@ -25,7 +25,7 @@ from otlp_gateway.streams.control import (
 from ..audit import record_change, stream_view
 from ..auth import CurrentPrincipal
 from ..errors import ApiError, check_time_range, error_responses
-from ..schemas import ScoreSeriesOut, StreamList, StreamOut, StreamPatch, StreamState, Timestamp
+from ..schemas import ScoreSeriesOut, ServiceList, StreamList, StreamOut, StreamPatch, StreamState, Timestamp
 
 
 class StreamIdConvertor(PathConvertor):
@@ -37,9 +37,17 @@ class StreamIdConvertor(PathConvertor):
 
 register_url_convertor("stream", StreamIdConvertor())
 router = APIRouter(prefix="/streams", tags=["streams"])
+# Not under /streams: there a path is a stream id.
+services_router = APIRouter(prefix="/services", tags=["streams"])
 StreamId = Annotated[str, Path(min_length=1, max_length=512, description="The stream id")]
 DEFAULT_SERIES_SECONDS = 3600.0
 MAX_SERIES_SECONDS = 86_400.0
+# An incident's hour, as the stream page's "around the latest incident" shows it: 50 minutes before its last
+# anomalous window (or its close) to 10 minutes after.
+BEFORE_INCIDENT_END = dt.timedelta(minutes=50)
+AFTER_INCIDENT_END = dt.timedelta(minutes=10)
+LATEST_INCIDENT_AMONG = 20
+"""The stream's incidents the latest is picked from: the first page the stream page lists (open first)."""
 
 
 def _control(request: Request) -> StreamControl:
@@ -88,6 +96,14 @@ async def list_streams(request: Request, _: CurrentPrincipal,
     return StreamList(items=await _outs(control, page.items), next_cursor=page.next_cursor)
 
 
+@services_router.get("", response_model=ServiceList,
+                     summary="The distinct services of the streams, in code-point order (filter suggestions)")
+async def list_services(request: Request, _: CurrentPrincipal,
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 1000) -> ServiceList:
+    found = await _control(request).services(limit + 1)
+    return ServiceList(items=found[:limit], truncated=len(found) > limit)
+
+
 @router.get("/{stream_id:path}/scores", response_model=ScoreSeriesOut, responses=error_responses(400, 404),
             summary="The stream's score series: its windows in 10 s buckets of event time")
 async def get_scores(request: Request, _: CurrentPrincipal, stream_id: StreamId,
@@ -95,6 +111,11 @@ async def get_scores(request: Request, _: CurrentPrincipal, stream_id: StreamId,
                          description="buckets starting at or after (RFC 3339); default until - 1 h")] = None,
                      until: Annotated[Timestamp | None, Query(
                          description="buckets starting before (RFC 3339); default now")] = None,
+                     fallback: Annotated[Literal["latest_incident"] | None, Query(
+                         description="latest_incident: when [since, until) holds no bucket, answer the hour "
+                                     "of the stream's most recently opened incident instead (50 minutes "
+                                     "before its last anomalous window or close to 10 after; "
+                                     "around_incident_id says so)")] = None,
                      ) -> ScoreSeriesOut:
     control = _control(request)
     info = await control.get_stream(stream_id)
@@ -105,7 +126,25 @@ async def get_scores(request: Request, _: CurrentPrincipal, stream_id: StreamId,
     check_time_range(start, end)
     if (end - start).total_seconds() > MAX_SERIES_SECONDS:
         raise ApiError(400, "bad_request", f"ask for at most {MAX_SERIES_SECONDS / 3600:.0f} hours at once")
-    return await score_series(request, stream_id, start, end, info, info.profile)
+    series = await score_series(request, stream_id, start, end, info, info.profile)
+    if fallback is None or series.points:
+        return series
+    # A quiet stream, or one whose events carry older times: its latest incident's hour, in the same answer
+    # (the stream page would otherwise ask again once its incidents are in: a third round trip).
+    latest = await latest_incident(request, stream_id)
+    if latest is None:
+        return series
+    close = latest.resolved_at or latest.last_anomalous_at
+    around = await score_series(request, stream_id, close - BEFORE_INCIDENT_END, close + AFTER_INCIDENT_END,
+                                info, info.profile)
+    return around.model_copy(update={"around_incident_id": latest.id})
+
+
+async def latest_incident(request: Request, stream_id: str) -> IncidentRecord | None:
+    """The most recently opened of the stream's first incidents (open ones first, as the page lists them)."""
+    page = await request.app.state.ctx.store.query_incidents(IncidentFilter(stream_id=stream_id),
+                                                             LATEST_INCIDENT_AMONG, None)
+    return max(page.items, key=lambda r: r.opened_at, default=None)
 
 
 @router.get("/{stream_id:stream}", response_model=StreamOut, responses=error_responses(404),

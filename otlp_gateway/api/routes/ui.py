@@ -76,7 +76,7 @@ async def streams_page(request: Request) -> HTMLResponse:
 
 @router.get("/streams/{stream_id:path}")
 async def stream_page(request: Request, stream_id: Annotated[str, PathParam(max_length=512)]) -> HTMLResponse:
-    # "/streams/" is the list, as the pages' own routing reads it (js/first.js strips trailing slashes)
+    # "/streams/" is the list, as the pages' own routing reads it (js/early.js strips trailing slashes)
     return _page(request, "stream" if stream_id.strip("/") else "streams")
 
 
@@ -134,7 +134,7 @@ _SETTINGS_MARK = "<!-- settings: the server writes here the gateway's settings f
 
 class UiAssets:
     """The UI's files, read once into memory and served without a thread hop (a full page load fetches a few
-    of them: the shell's stylesheet, js/first.js, the page's entry and its shared chunks; through
+    of them: the shell's stylesheet, js/early.js, js/first.js, the page's entry and its shared chunks; through
     StaticFiles each costs a stat and a threaded read). ``/ui/<path>`` revalidates by ETag;
     ``/ui/v/<digest>/<path>``, the URLs the shell uses, is immutable: a new version of any file changes the
     digest, so browsers cache everything for good (a chunk fetched for one page serves the next)."""
@@ -182,13 +182,14 @@ class UiAssets:
         js/main.js and js/pages/<page>.js by tools/build_ui.mjs) and the shared chunks it imports, which
         other pages share and the browser caches once. The shell preloads every one of them
         (``<link rel="modulepreload">``, found here from the committed entry's static imports): a cold load
-        fetches them all at once instead of one import level at a time. js/first.js, which they import
-        too, is already loading as its own async module."""
+        fetches them all at once instead of one import level at a time (js/first.js, which they all
+        import, among them). js/early.js, the classic script that starts the page's first requests, is in
+        the shell itself, before the stylesheet."""
         if page not in self._shells:
             entry = f"js/bundle/{page}.js"
             if entry not in self.files:
                 raise LookupError(f"no UI entry {entry}: run `npm run build:ui`")
-            needed = [m for m in self.imports(entry) if m != "js/first.js"]
+            needed = self.imports(entry)
             links = "".join(f'  <link rel="modulepreload" href="{self.prefix}{m}">\n' for m in needed)
             script = f'  <script type="module" src="{self.prefix}{entry}"></script>\n'
             self._shells[page] = self._shell.replace(_PAGE_MARK, (links + script).lstrip())

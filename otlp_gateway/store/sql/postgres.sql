@@ -103,6 +103,11 @@ FROM streams WHERE stream_id COLLATE "C" > %(after)s AND (CAST(%(state)s AS TEXT
 ORDER BY stream_id COLLATE "C"
 LIMIT %(limit)s
 
+-- name: stream_services
+-- The distinct services of the stored streams, in code-point order (as SQLite sorts them), at most `limit`:
+-- the incidents list's service suggestions, without reading every stream's record.
+SELECT DISTINCT service COLLATE "C" AS service FROM streams ORDER BY 1 LIMIT %(limit)s
+
 -- name: get_stream
 SELECT stream_id, signal, service, name, state, profile, settings, events_seen, updated_at
 FROM streams WHERE stream_id = %(stream_id)s

@@ -83,6 +83,11 @@ FROM streams WHERE stream_id > :after AND (:state IS NULL OR state = :state)
 ORDER BY stream_id
 LIMIT :limit
 
+-- name: stream_services
+-- The distinct services of the stored streams, in code-point order (the streams_service_idx index), at most
+-- `limit`: the incidents list's service suggestions, without reading every stream's record.
+SELECT DISTINCT service FROM streams ORDER BY service LIMIT :limit
+
 -- name: get_stream
 SELECT stream_id, signal, service, name, state, profile, settings, events_seen, updated_at
 FROM streams WHERE stream_id = :stream_id

@@ -1,6 +1,6 @@
 // Talking to /v1: one error type, one place that decides what a 401 means for the page. The credential
-// kept for this tab (sessionStorage) and the request itself are in js/first.js, which starts a page's
-// first requests before the rest of the code has loaded.
+// kept for this tab (sessionStorage) and the request itself are in js/early.js (through js/first.js), which
+// starts a page's first requests before the rest of the code has loaded.
 
 import { send, takeStarted } from "./first.js";
 
@@ -60,15 +60,17 @@ export function onUnauthorized(handler) {
 
 export async function api(path, { method = "GET", body, signal, quiet401 = false } = {}) {
   let response;
+  let text;
   try {
-    // a GET the page's first requests already made (js/first.js) takes that answer
+    // a GET the page's first requests already made (js/early.js) takes that answer, already read
     const early = method === "GET" ? takeStarted(path) : undefined;
-    response = await (early || send(path, { method, body, signal }));
+    if (early) ({ response, text } = await early);
+    else response = await send(path, { method, body, signal });
   } catch (err) {
     if (err.name === "AbortError") throw err;
     throw new ApiError(0, { detail: err.message || "network error" });
   }
-  const text = await response.text();
+  if (text === undefined) text = await response.text();
   let parsed = null;
   if (text) {
     try {

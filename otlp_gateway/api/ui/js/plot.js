@@ -159,14 +159,24 @@ function legend(options) {
     options.changePoint ? item("key-change", "change point") : null);
 }
 
+/**
+ * The plotted data as a table, in a closed <details>: its rows (hundreds, each with a formatted time) are
+ * built when it is first opened, not while the page renders (on a cold load they cost more than the plot).
+ */
 function dataTable(points, series, options) {
-  const rows = points.map((p) => h("tr", null,
-    h("td", null, absolute(new Date(p.t))), h("td", { class: "num" }, pValue(p.p)),
-    h("td", { class: "num" }, String(p.windows ?? "")), h("td", { class: "num" }, String(p.anomalous ?? ""))));
-  return h("details", { class: "plot-data" },
+  const body = h("tbody");
+  const details = h("details", { class: "plot-data" },
     h("summary", null, `The plotted data as a table (${points.length} buckets of ${series.bucket_seconds || 10} s)`),
     h("table", { class: "data" },
       h("thead", null, h("tr", null, ["Bucket start", "Lowest p", "Windows", "Anomalous"].map((t) => h("th", { scope: "col" }, t)))),
-      h("tbody", null, rows)),
+      body),
     options.changePoint ? h("p", null, `Change point: ${absolute(options.changePoint)}`) : null);
+  const fill = () => {
+    if (!details.open || body.firstChild) return;
+    body.append(...points.map((p) => h("tr", null,
+      h("td", null, absolute(new Date(p.t))), h("td", { class: "num" }, pValue(p.p)),
+      h("td", { class: "num" }, String(p.windows ?? "")), h("td", { class: "num" }, String(p.anomalous ?? "")))));
+  };
+  details.addEventListener("toggle", fill);
+  return details;
 }

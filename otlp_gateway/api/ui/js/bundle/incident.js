@@ -2,10 +2,10 @@
 import {
   AUDIT_COLUMNS,
   auditRow
-} from "./chunk-LAAEA5QV.js";
+} from "./chunk-VXZVUH5Q.js";
 import {
   timelinePlot
-} from "./chunk-AXX2CZLA.js";
+} from "./chunk-7YZDMPLQ.js";
 import {
   ackBadge,
   confirmAction,
@@ -13,7 +13,7 @@ import {
   severityBadge,
   statusBadge,
   when
-} from "./chunk-5NO2BHHY.js";
+} from "./chunk-5ONOY7MU.js";
 import {
   ApiError,
   absolute,
@@ -24,6 +24,8 @@ import {
   duration,
   enc,
   h,
+  incidentAuditPath,
+  incidentPath,
   notice,
   pValue,
   setTitle,
@@ -33,10 +35,9 @@ import {
   streamPath,
   table,
   td
-} from "./chunk-Y4QQZCXI.js";
+} from "./chunk-SOJMM3JW.js";
 
 // otlp_gateway/api/ui/js/pages/incident.js
-import { incidentAuditPath, incidentPath } from "../first.js";
 var ACTIONS = [
   {
     action: "acknowledge",

@@ -2,10 +2,11 @@
 import {
   INCIDENT_COLUMNS,
   syncRows
-} from "./chunk-P4PWZS3Z.js";
-import "./chunk-5NO2BHHY.js";
+} from "./chunk-CJA456KV.js";
+import "./chunk-5ONOY7MU.js";
 import {
   ApiError,
+  INCIDENT_FILTERS,
   SEVERITIES,
   SIGNALS,
   STATUSES,
@@ -13,16 +14,17 @@ import {
   api,
   boot,
   h,
+  incidentsPath,
+  incidentsState,
   notice,
   query,
   setTitle,
   signalLabel,
   statusLabel,
   table
-} from "./chunk-Y4QQZCXI.js";
+} from "./chunk-SOJMM3JW.js";
 
 // otlp_gateway/api/ui/js/pages/incidents.js
-import { INCIDENT_FILTERS as FILTERS, incidentsPath, incidentsState as readUrl } from "../first.js";
 var RANGES = [
   ["", "any time"],
   ["1h", "last hour"],
@@ -33,7 +35,7 @@ var RANGES = [
   ["custom", "between…"]
 ];
 function writeUrl(state, push) {
-  const url = `/${query(Object.fromEntries([...FILTERS, "cursor"].map((n) => [n, state[n]])))}`;
+  const url = `/${query(Object.fromEntries([...INCIDENT_FILTERS, "cursor"].map((n) => [n, state[n]])))}`;
   if (url !== location.pathname + location.search) history[push ? "pushState" : "replaceState"](null, "", url);
 }
 function toLocalInput(iso) {
@@ -102,7 +104,7 @@ function filterForm(state, onChange) {
   );
   const collect = () => {
     const data = new FormData(form);
-    const next = Object.fromEntries(FILTERS.map((n) => [n, (data.get(n) || "").toString().trim()]));
+    const next = Object.fromEntries(INCIDENT_FILTERS.map((n) => [n, (data.get(n) || "").toString().trim()]));
     next.since = next.range === "custom" ? fromLocalInput(since.value) : "";
     next.until = next.range === "custom" ? fromLocalInput(until.value) : "";
     next.cursor = "";
@@ -122,13 +124,13 @@ function filterForm(state, onChange) {
   });
   form.querySelector("#f-clear").addEventListener("click", () => {
     form.reset();
-    onChange(Object.fromEntries([...FILTERS, "cursor"].map((n) => [n, ""])));
+    onChange(Object.fromEntries([...INCIDENT_FILTERS, "cursor"].map((n) => [n, ""])));
   });
   return form;
 }
 async function render(app) {
   setTitle("Incidents");
-  let state = readUrl();
+  let state = incidentsState();
   const tbody = h("tbody");
   const status = h("p", { class: "count-line", role: "status" }, "Loading…");
   const pager = h("nav", { class: "pager", "aria-label": "Pages" });
@@ -155,7 +157,7 @@ async function render(app) {
       if (loading === controller) loading = null;
     }
     problem.replaceChildren();
-    const filtered = FILTERS.some((n) => state[n]);
+    const filtered = INCIDENT_FILTERS.some((n) => state[n]);
     const empty = filtered ? "No incidents match these filters." : "No incidents yet. The gateway is watching; they appear here as they open.";
     const fresh = syncRows(tbody, page.items, empty);
     if (live && fresh.length) {
@@ -187,7 +189,7 @@ async function render(app) {
     tbody.closest("table").focus?.();
   });
   window.addEventListener("popstate", () => {
-    state = readUrl();
+    state = incidentsState();
     const replacement = filterForm(state, apply);
     form.replaceWith(replacement);
     form = replacement;
@@ -200,7 +202,7 @@ async function render(app) {
 }
 var servicesAsked = null;
 function fillServices(datalist) {
-  servicesAsked ??= api("/v1/streams?limit=1000").then((page) => [...new Set(page.items.map((s) => s.service))].sort()).catch(() => {
+  servicesAsked ??= api("/v1/services").then((page) => page.items).catch(() => {
     servicesAsked = null;
     return [];
   });

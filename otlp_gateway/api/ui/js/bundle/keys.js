@@ -3,7 +3,7 @@ import {
   confirmAction,
   copyButton,
   when
-} from "./chunk-5NO2BHHY.js";
+} from "./chunk-5ONOY7MU.js";
 import {
   ApiError,
   announce,
@@ -15,7 +15,7 @@ import {
   setTitle,
   table,
   td
-} from "./chunk-Y4QQZCXI.js";
+} from "./chunk-SOJMM3JW.js";
 
 // otlp_gateway/api/ui/js/pages/keys.js
 function secretPanel(title, issued) {

@@ -10,7 +10,7 @@ import {
   notice,
   setCredential,
   setTitle
-} from "./chunk-Y4QQZCXI.js";
+} from "./chunk-SOJMM3JW.js";
 
 // otlp_gateway/api/ui/js/pages/signin.js
 function safeNext() {

@@ -173,7 +173,8 @@ function readOnlySettings(stream) {
 
 /**
  * Buckets are in event time: "the last hour" is the hour before now. An incident's hour (50 minutes before
- * its last anomalous window to 10 after) shows a stream whose events carry older timestamps too.
+ * its last anomalous window to 10 after, as the gateway's fallback=latest_incident answers it) shows a
+ * stream whose events carry older timestamps too.
  */
 function scoreWindow(choice, latestIncident, now = new Date()) {
   if (choice === AROUND_INCIDENT && latestIncident) {
@@ -184,10 +185,14 @@ function scoreWindow(choice, latestIncident, now = new Date()) {
   return { since: new Date(now - seconds * 1000), until: now };
 }
 
-/** `now`: the end of a relative range (the page's start the first time: js/first.js asked for it then). */
-async function loadScores(stream, choice, latestIncident, now = new Date()) {
+/**
+ * `now`: the end of a relative range (the page's start the first time: js/early.js asked for it then);
+ * `fallback` "latest_incident": when the range holds no score, the gateway answers the hour of the stream's
+ * latest incident instead (in the same round trip; the page's first scores ask so).
+ */
+async function loadScores(stream, choice, latestIncident, now = new Date(), fallback = undefined) {
   const { since, until } = scoreWindow(choice, latestIncident, now);
-  return api(streamScoresPath(stream.stream_id, since, until));
+  return api(streamScoresPath(stream.stream_id, since, until, fallback));
 }
 
 function scoresPlot(stream, series, latestIncident, choice) {
@@ -247,14 +252,13 @@ export async function render(app, streamId) {
 
   async function drawScores(firstTime = false, incidentsLoading = null) {
     try {
-      // the first time, js/first.js already asked for the recent scores, with the stream and its incidents
-      let series = await loadScores(stream, range.value, latestIncident, firstTime ? pageStartedAt : new Date());
+      // the first time, js/early.js already asked for the recent scores, with the stream and its incidents
+      const series = firstTime
+        ? await loadScores(stream, range.value, latestIncident, pageStartedAt, "latest_incident")
+        : await loadScores(stream, range.value, latestIncident);
       if (incidentsLoading) await incidentsLoading;
-      if (firstTime && !series.points.length && latestIncident) {
-        // nothing in the last hour of event time: show the hour of the stream's latest incident instead
-        range.value = AROUND_INCIDENT;
-        series = await loadScores(stream, AROUND_INCIDENT, latestIncident);
-      }
+      // nothing in the last hour of event time: the gateway answered the hour of the latest incident
+      if (series.around_incident_id && latestIncident) range.value = AROUND_INCIDENT;
       plotSlot.replaceChildren(scoresPlot(stream, series, latestIncident, range.value));
     } catch (err) {
       plotSlot.replaceChildren(notice(err instanceof ApiError ? err.explain("load the scores") : String(err), "error"));

@@ -6,7 +6,7 @@ import {
   pValue,
   svg,
   zoneLabel
-} from "./chunk-Y4QQZCXI.js";
+} from "./chunk-SOJMM3JW.js";
 
 // otlp_gateway/api/ui/js/plot.js
 var MARGIN = { top: 18, right: 14, bottom: 40, left: 46 };
@@ -175,15 +175,8 @@ function legend(options) {
   );
 }
 function dataTable(points, series, options) {
-  const rows = points.map((p) => h(
-    "tr",
-    null,
-    h("td", null, absolute(new Date(p.t))),
-    h("td", { class: "num" }, pValue(p.p)),
-    h("td", { class: "num" }, String(p.windows ?? "")),
-    h("td", { class: "num" }, String(p.anomalous ?? ""))
-  ));
-  return h(
+  const body = h("tbody");
+  const details = h(
     "details",
     { class: "plot-data" },
     h("summary", null, `The plotted data as a table (${points.length} buckets of ${series.bucket_seconds || 10} s)`),
@@ -191,10 +184,23 @@ function dataTable(points, series, options) {
       "table",
       { class: "data" },
       h("thead", null, h("tr", null, ["Bucket start", "Lowest p", "Windows", "Anomalous"].map((t) => h("th", { scope: "col" }, t)))),
-      h("tbody", null, rows)
+      body
     ),
     options.changePoint ? h("p", null, `Change point: ${absolute(options.changePoint)}`) : null
   );
+  const fill = () => {
+    if (!details.open || body.firstChild) return;
+    body.append(...points.map((p) => h(
+      "tr",
+      null,
+      h("td", null, absolute(new Date(p.t))),
+      h("td", { class: "num" }, pValue(p.p)),
+      h("td", { class: "num" }, String(p.windows ?? "")),
+      h("td", { class: "num" }, String(p.anomalous ?? ""))
+    )));
+  };
+  details.addEventListener("toggle", fill);
+  return details;
 }
 
 export {

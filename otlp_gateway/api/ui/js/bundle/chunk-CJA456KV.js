@@ -4,7 +4,7 @@ import {
   severityBadge,
   statusBadge,
   when
-} from "./chunk-5NO2BHHY.js";
+} from "./chunk-5ONOY7MU.js";
 import {
   duration,
   enc,
@@ -13,7 +13,7 @@ import {
   streamName,
   streamPath,
   td
-} from "./chunk-Y4QQZCXI.js";
+} from "./chunk-SOJMM3JW.js";
 
 // otlp_gateway/api/ui/js/incident_rows.js
 var INCIDENT_COLUMNS = [

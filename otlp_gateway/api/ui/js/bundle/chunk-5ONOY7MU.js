@@ -5,7 +5,7 @@ import {
   byId,
   h,
   statusLabel
-} from "./chunk-Y4QQZCXI.js";
+} from "./chunk-SOJMM3JW.js";
 
 // otlp_gateway/api/ui/js/widgets.js
 function severityBadge(severity) {

@@ -1,0 +1,252 @@
+"""A stream's retained events by stream offset: the newest as ``bytes``, older ones in compressed blocks.
+
+cbad keeps a few hundred canonical events per stream (the baseline, the window tail, held events), ~290
+bytes each as Python ``bytes``; most of them are only read again when they leave the baseline, for an
+explanation or an incident's reference. :class:`EventBlocks` keeps the events from ``raw_start`` on as
+``bytes`` (what every hop reads) and seals older ones, :data:`BLOCK` consecutive stream offsets at a time
+(blocks aligned to multiples of ``BLOCK``), into one LZ4 block each: their event lengths and bytes,
+compressed ~20x (a sealed event costs ~13 bytes instead of ~330). Nothing is decompressed until it is read;
+a read of sealed events decompresses their blocks once per call (:meth:`forget` drops what was kept).
+
+Blocks are released by the owner (:meth:`release`) once every event in them is older than what it still
+needs, except blocks holding an event it still refers to (baseline and held events, by stream offset): so
+an offset once stored stays readable for as long as its owner pins it, and the store may hold a few events
+beyond what the owner reads (a block is freed whole).
+
+A snapshot carries the sealed blocks as they are and the ``bytes`` part joined (:meth:`dump`,
+:meth:`load`): no per-event work but for the few ``bytes`` events.
+
+>>> store = EventBlocks()
+>>> store.extend(0, [b"GET /a OK", b"GET /b OK", b"POST /c ERROR"] * 30)
+>>> store.seal_below(64)
+>>> store.raw_start, store.get(1), store.take([0, 89, 2])
+(64, b'GET /b OK', [b'GET /a OK', b'POST /c ERROR', b'POST /c ERROR'])
+>>> again = EventBlocks.load(*store.dump())
+>>> again.range(60, 66) == store.range(60, 66) and again.raw_start == 64
+True
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+from collections.abc import Iterable, Sequence
+
+import lz4.block
+import numpy as np
+
+from detectors._kernels.layout import Events
+
+BLOCK = 32
+"""Stream offsets per sealed block: 32 canonical span events compress ~20x with LZ4 (64: ~26x, 16: ~13x;
+the decompression of a block is paid whenever one of its events is read)."""
+_HEAD = struct.Struct("<qI")  # a sealed block's first offset and its number of events, then their lengths
+
+
+def _seal(start: int, events: Sequence[bytes]) -> bytes:
+    lens = np.fromiter(map(len, events), np.uint32, len(events))
+    return lz4.block.compress(b"".join([_HEAD.pack(start, len(events)), lens.tobytes(), *events]),
+                              store_size=True)
+
+
+def _unseal(block: bytes) -> tuple[int, np.ndarray, bytes]:
+    """(first offset, bounds, raw) of a sealed block: event ``i`` is ``raw[bounds[i]:bounds[i + 1]]``."""
+    try:
+        raw = lz4.block.decompress(block)
+        start, n = _HEAD.unpack_from(raw)
+    except (lz4.block.LZ4BlockError, struct.error) as exc:
+        raise ValueError(f"corrupt event block: {exc}") from None
+    lens = np.frombuffer(raw, np.uint32, n, _HEAD.size)
+    ends = np.empty(n + 1, np.int64)
+    ends[0] = _HEAD.size + 4 * n
+    np.cumsum(lens, out=ends[1:])
+    ends[1:] += ends[0]
+    return start, ends, raw
+
+
+class EventBlocks:
+    """Events by stream offset: ``bytes`` from ``raw_start`` to ``end``, sealed blocks below (see module)."""
+
+    __slots__ = ("_open", "_raw", "_sealed", "raw_start")
+
+    def __init__(self, raw_start: int = 0) -> None:
+        self._raw: list[bytes] = []
+        self.raw_start = raw_start
+        self._sealed: dict[int, bytes] = {}  # offset // BLOCK -> sealed block
+        self._open: dict[int, tuple[int, list[bytes]]] = {}  # decompressed during this call: key -> events
+
+    @property
+    def end(self) -> int:
+        """One past the newest offset."""
+        return self.raw_start + len(self._raw)
+
+    @property
+    def sealed_blocks(self) -> int:
+        return len(self._sealed)
+
+    def extend(self, at: int, events: list[bytes]) -> None:
+        """Append ``events`` at stream offset ``at`` (the current end, or anywhere if empty)."""
+        if not self._raw and at != self.raw_start:
+            self.raw_start = at
+        elif at != self.end:
+            raise ValueError(f"events appended at {at}, the store ends at {self.end}")
+        self._raw.extend(events)
+
+    def seal_below(self, limit: int) -> None:
+        """Seal the ``bytes`` events of every block that ends at or below ``limit`` (and is complete)."""
+        raw, start, end = self._raw, self.raw_start, self.end
+        cut = 0
+        while True:
+            key = start // BLOCK
+            slot_end = key * BLOCK + BLOCK
+            if slot_end > limit or slot_end > end:
+                break
+            self._sealed[key] = _seal(start, raw[cut:cut + slot_end - start])
+            cut += slot_end - start
+            start = slot_end
+        if cut:
+            del raw[:cut]
+            self.raw_start = start
+
+    def add_sealed(self, offsets: Sequence[int], events: Sequence[bytes]) -> None:
+        """Store ``events`` at ``offsets`` (ascending, below every offset stored so far) in sealed blocks:
+        events that left what the store holds but are still referred to (a restored older snapshot's)."""
+        at = 0
+        for key, group in itertools.groupby(offsets, lambda o: o // BLOCK):
+            n = len(list(group))
+            if key in self._sealed or key * BLOCK + BLOCK > self.raw_start:
+                raise ValueError("sealed events must lie below the events stored")
+            self._sealed[key] = _seal(offsets[at], events[at:at + n])
+            at += n
+
+    def release(self, keep_from: int, pinned: np.ndarray) -> None:
+        """Free the events below ``keep_from`` (whole blocks; ``bytes`` events from the front), but those
+        of a block holding an offset in ``pinned`` (int64)."""
+        free = [k for k in self._sealed if k * BLOCK + BLOCK <= keep_from]
+        cut = min(keep_from, self.end) - self.raw_start
+        if not free and cut <= 0:
+            return
+        keep = set(np.unique(pinned // BLOCK).tolist()) if len(pinned) else set()
+        for key in free:
+            if key not in keep:
+                del self._sealed[key]
+        if cut > 0:
+            inside = pinned[(pinned >= self.raw_start) & (pinned < self.raw_start + cut)]
+            if inside.size:  # a pinned event among the bytes: keep them from its block on (sealed later)
+                cut = int(inside.min()) // BLOCK * BLOCK - self.raw_start
+            if cut > 0:
+                del self._raw[:cut]
+                self.raw_start += cut
+
+    def holds(self, offsets: np.ndarray) -> bool:
+        """Whether every offset in ``offsets`` (int64) lies among the ``bytes`` events or in a sealed block
+        (checked per block: a restore's check of the offsets it was given, without decompressing)."""
+        outside = offsets[(offsets < self.raw_start) | (offsets >= self.end)]
+        if outside.size == 0:
+            return True
+        keys = set(np.unique(outside // BLOCK).tolist())
+        return int(outside.max()) < self.end and keys <= self._sealed.keys()
+
+    def forget(self) -> None:
+        """Drop the blocks decompressed by reads since the last call."""
+        self._open.clear()
+
+    # ------------------------------------------------------------------ reads
+
+    def _block(self, key: int) -> tuple[int, list[bytes]]:
+        opened = self._open.get(key)
+        if opened is None:
+            sealed = self._sealed.get(key)
+            if sealed is None:
+                raise KeyError(f"no events stored at offsets {key * BLOCK}..{key * BLOCK + BLOCK - 1}")
+            start, ends, raw = _unseal(sealed)
+            opened = self._open[key] = (start, [raw[a:b] for a, b in itertools.pairwise(ends.tolist())])
+        return opened
+
+    def get(self, offset: int) -> bytes:
+        i = offset - self.raw_start
+        if 0 <= i < len(self._raw):
+            return self._raw[i]
+        start, events = self._block(offset // BLOCK)
+        if not 0 <= offset - start < len(events):
+            raise KeyError(f"no event stored at offset {offset}")
+        return events[offset - start]
+
+    def take(self, offsets: Iterable[int]) -> list[bytes]:
+        """The events at ``offsets``, in that order."""
+        return list(map(self.get, offsets))
+
+    def range(self, lo: int, hi: int) -> list[bytes]:
+        """The events at offsets ``lo..hi-1``."""
+        if lo >= self.raw_start:
+            return self._raw[lo - self.raw_start:hi - self.raw_start]
+        out: list[bytes] = []
+        at = lo
+        while at < min(hi, self.raw_start):
+            start, events = self._block(at // BLOCK)
+            upto = min(hi, start + len(events))
+            if at < start or upto <= at:
+                raise KeyError(f"no event stored at offset {at}")
+            out += events[at - start:upto - start]
+            at = upto
+        if hi > self.raw_start:
+            out += self._raw[:hi - self.raw_start]
+        return out
+
+    def layout(self, lo: int) -> Events:
+        """The flat layout (``detectors._kernels.layout``) of the events from ``lo`` to the end; sealed ones
+        are laid out from their decompressed block without a ``bytes`` object each."""
+        parts: list[bytes | memoryview] = []
+        lens: list[np.ndarray] = []
+        at = lo
+        while at < self.raw_start:
+            sealed = self._sealed.get(at // BLOCK)
+            if sealed is None:
+                raise KeyError(f"no event stored at offset {at}")
+            start, ends, raw = _unseal(sealed)
+            first, upto = at - start, min(len(ends) - 1, self.raw_start - start)
+            parts.append(memoryview(raw)[ends[first]:ends[upto]])
+            lens.append(np.diff(ends[first:upto + 1]))
+            at = start + upto
+        raw_events = self._raw[max(0, lo - self.raw_start):]
+        parts += raw_events
+        lens.append(np.fromiter(map(len, raw_events), np.int64, len(raw_events)))
+        all_lens = lens[0] if len(lens) == 1 else np.concatenate(lens)
+        ends_out = np.cumsum(all_lens)
+        return Events(np.frombuffer(b"".join(parts), np.uint8), ends_out - all_lens, ends_out)
+
+    # ------------------------------------------------------------------ snapshot
+
+    def dump(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(raw_start, the ``bytes`` events joined, their lengths, the sealed blocks joined, their sizes,
+        their keys): the sealed blocks as they are, ordered by offset."""
+        raw = self._raw
+        keys = sorted(self._sealed)
+        blocks = [self._sealed[k] for k in keys]
+        return (self.raw_start,
+                np.frombuffer(b"".join(raw), np.uint8),
+                np.fromiter(map(len, raw), np.int64, len(raw)),
+                np.frombuffer(b"".join(blocks), np.uint8),
+                np.fromiter(map(len, blocks), np.int64, len(blocks)),
+                np.array(keys, np.int64))
+
+    @classmethod
+    def load(cls, raw_start: int, raw: np.ndarray, raw_lens: np.ndarray, blocks: np.ndarray,
+             block_sizes: np.ndarray, block_keys: np.ndarray) -> EventBlocks:
+        """The store :meth:`dump` described (the arrays may be views of a snapshot: nothing refers to
+        them afterwards). A corrupt sealed block raises ValueError when it is read."""
+        store = cls(raw_start)
+        store._raw = _split(raw, raw_lens)
+        data = blocks.tobytes()
+        bounds = np.cumsum(block_sizes).tolist()
+        if (bounds[-1] if bounds else 0) != len(data) or len(block_keys) != len(bounds):
+            raise ValueError("corrupt event blocks: sizes do not add up")
+        store._sealed = dict(zip(block_keys.tolist(),
+                                 (data[a:b] for a, b in itertools.pairwise([0, *bounds])), strict=True))
+        return store
+
+
+def _split(buf: np.ndarray, lens: np.ndarray) -> list[bytes]:
+    raw = buf.tobytes()
+    ends = np.cumsum(lens).tolist()
+    return [raw[a:b] for a, b in itertools.pairwise([0, *ends])]

@@ -255,7 +255,6 @@ class CbadDetector(IncidentActions):
         n_base, n_held = len(self._baseline_at), len(self._held_at)
         n_old = min(n_base, max(0, n_base + may_admit + n_held - p.baseline))
         extra_at = [*self._baseline_at[:n_old].tolist(), *self._held_at]
-        extra_events = self._events.take(extra_at)
         fifo = np.empty(n_old + n_held + may_admit, np.int64)
         fifo[:n_old] = np.arange(-1, -1 - n_old, -1)
         held = np.empty(n_held + may_admit, np.int64)
@@ -270,7 +269,7 @@ class CbadDetector(IncidentActions):
         excess_out = np.empty((n, w))
         bits = self._bits[lo - base:]
         taint = self._taint[lo - base:]
-        extra = layout(extra_events) if extra_events else _NO_EVENTS
+        extra = self._events.layout_at(extra_at) if extra_at else _NO_EVENTS
         done = 0
         while True:
             done += H.hops(model.counts or _NO_COUNTS, recent, extra, bits, taint, self._hist, cal.ring,
@@ -471,12 +470,15 @@ class CbadDetector(IncidentActions):
         keep_from = max(0, min(self._admitted_upto, last_end + p.hop - p.window - p.baseline))
         cut = keep_from - self._tail_base
         if cut > 0:
-            self._events.release(keep_from, np.concatenate((self._baseline_at,
-                                                            np.array(self._held_at, np.int64))))
+            self._events.release(keep_from, self._pinned)
             self._taint = self._taint[cut:].copy()
             self._bits = self._bits[cut:].copy()
             self._times = self._times[cut:].copy()
             self._tail_base = keep_from
+
+    def _pinned(self) -> np.ndarray:
+        """The offsets the event store must keep whatever their age: the baseline and held events."""
+        return np.concatenate((self._baseline_at, np.array(self._held_at, np.int64)))
 
     def _seal(self, last_end: int) -> None:
         """Compress the events no hop reads again in place: those below where the next call's layout starts
@@ -536,11 +538,9 @@ class CbadDetector(IncidentActions):
         det = cls(**config)
         det._tail_base = header["tail_base"]
         if snap.version >= 6:
-            if header["event_block"] != BLOCK:
-                raise ValueError(f"cbad snapshot with event blocks of {header['event_block']} offsets "
-                                 f"(this version: {BLOCK})")
             det._events = EventBlocks.load(header["raw_start"], arrays["raw"], arrays["raw_lens"],
-                                           arrays["blocks"], arrays["block_sizes"], arrays["block_keys"])
+                                           arrays["blocks"], arrays["block_sizes"], arrays["block_keys"],
+                                           header["event_block"])
             det._baseline_at = arrays["baseline_at"].astype(np.int64)
             det._held_at = arrays["held_at"].tolist()
             if not det._events.holds(np.concatenate((det._baseline_at, arrays["held_at"]))):

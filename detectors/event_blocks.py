@@ -5,8 +5,9 @@ bytes each as Python ``bytes``; most of them are only read again when they leave
 explanation or an incident's reference. :class:`EventBlocks` keeps the events from ``raw_start`` on as
 ``bytes`` (what every hop reads) and seals older ones, :data:`BLOCK` consecutive stream offsets at a time
 (blocks aligned to multiples of ``BLOCK``), into one LZ4 block each: their event lengths and bytes,
-compressed ~20x (a sealed event costs ~13 bytes instead of ~330). Nothing is decompressed until it is read;
-a read of sealed events decompresses their blocks once per call (:meth:`forget` drops what was kept).
+compressed ~26x (a sealed span event costs ~10 bytes instead of ~330 as ``bytes``). Nothing is decompressed
+until it is read: the kernels' layouts are built from a decompressed block without a ``bytes`` object per
+event; reads of single events keep their decompressed blocks until :meth:`forget`.
 
 Blocks are released by the owner (:meth:`release`) once every event in them is older than what it still
 needs, except blocks holding an event it still refers to (baseline and held events, by stream offset): so
@@ -30,50 +31,50 @@ from __future__ import annotations
 
 import itertools
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import lz4.block
 import numpy as np
 
-from detectors._kernels.layout import Events
+from detectors._kernels.layout import Events, layout
 
-BLOCK = 32
-"""Stream offsets per sealed block: 32 canonical span events compress ~20x with LZ4 (64: ~26x, 16: ~13x;
-the decompression of a block is paid whenever one of its events is read)."""
+BLOCK = 64
+"""Stream offsets per sealed block. 64 canonical span events (~250 B each) compress ~26x with LZ4 (32: ~19x,
+16: ~12x); a block is compressed once and decompressed about once (when its events leave the baseline), and
+a read decompresses the whole block, so smaller blocks cost more CPU per event on both sides (measured with
+``bench/bench_detectors.py``: 32 was slower than 64 at 16-event batches)."""
 _HEAD = struct.Struct("<qI")  # a sealed block's first offset and its number of events, then their lengths
 
 
 def _seal(start: int, events: Sequence[bytes]) -> bytes:
-    lens = np.fromiter(map(len, events), np.uint32, len(events))
-    return lz4.block.compress(b"".join([_HEAD.pack(start, len(events)), lens.tobytes(), *events]),
-                              store_size=True)
+    n = len(events)
+    return lz4.block.compress(b"".join([_HEAD.pack(start, n), struct.pack(f"<{n}I", *map(len, events)),
+                                        *events]), store_size=True)
 
 
-def _unseal(block: bytes) -> tuple[int, np.ndarray, bytes]:
-    """(first offset, bounds, raw) of a sealed block: event ``i`` is ``raw[bounds[i]:bounds[i + 1]]``."""
+def _unseal(block: bytes) -> tuple[int, tuple[int, ...], bytes, list[int]]:
+    """(first offset, event lengths, raw, bounds) of a sealed block: event ``i`` is
+    ``raw[bounds[i]:bounds[i + 1]]`` (Python ints: a block's few events cost less than numpy calls)."""
     try:
         raw = lz4.block.decompress(block)
         start, n = _HEAD.unpack_from(raw)
+        lens = struct.unpack_from(f"<{n}I", raw, _HEAD.size)
     except (lz4.block.LZ4BlockError, struct.error) as exc:
         raise ValueError(f"corrupt event block: {exc}") from None
-    lens = np.frombuffer(raw, np.uint32, n, _HEAD.size)
-    ends = np.empty(n + 1, np.int64)
-    ends[0] = _HEAD.size + 4 * n
-    np.cumsum(lens, out=ends[1:])
-    ends[1:] += ends[0]
-    return start, ends, raw
+    return start, lens, raw, list(itertools.accumulate(lens, initial=_HEAD.size + 4 * n))
 
 
 class EventBlocks:
     """Events by stream offset: ``bytes`` from ``raw_start`` to ``end``, sealed blocks below (see module)."""
 
-    __slots__ = ("_open", "_raw", "_sealed", "raw_start")
+    __slots__ = ("_checked", "_open", "_raw", "_sealed", "raw_start")
 
     def __init__(self, raw_start: int = 0) -> None:
         self._raw: list[bytes] = []
         self.raw_start = raw_start
         self._sealed: dict[int, bytes] = {}  # offset // BLOCK -> sealed block
         self._open: dict[int, tuple[int, list[bytes]]] = {}  # decompressed during this call: key -> events
+        self._checked = -1  # the block ``release`` last looked for pinned offsets below
 
     @property
     def end(self) -> int:
@@ -101,7 +102,14 @@ class EventBlocks:
             slot_end = key * BLOCK + BLOCK
             if slot_end > limit or slot_end > end:
                 break
-            self._sealed[key] = _seal(start, raw[cut:cut + slot_end - start])
+            first, events = start, raw[cut:cut + slot_end - start]
+            prior = self._sealed.get(key)
+            if prior is not None:  # the block's older events, sealed apart (resealed from another size)
+                first, _, data, bounds = _unseal(prior)
+                if first + len(bounds) - 1 != start:
+                    raise ValueError("a sealed block does not end where the bytes events start")
+                events = [*(data[a:b] for a, b in itertools.pairwise(bounds)), *events]
+            self._sealed[key] = _seal(first, events)
             cut += slot_end - start
             start = slot_end
         if cut:
@@ -114,24 +122,39 @@ class EventBlocks:
         at = 0
         for key, group in itertools.groupby(offsets, lambda o: o // BLOCK):
             n = len(list(group))
-            if key in self._sealed or key * BLOCK + BLOCK > self.raw_start:
+            if key in self._sealed or offsets[at + n - 1] >= self.raw_start:
                 raise ValueError("sealed events must lie below the events stored")
             self._sealed[key] = _seal(offsets[at], events[at:at + n])
             at += n
 
-    def release(self, keep_from: int, pinned: np.ndarray) -> None:
+    def release(self, keep_from: int, pinned: Callable[[], np.ndarray]) -> None:
         """Free the events below ``keep_from`` (whole blocks; ``bytes`` events from the front), but those
-        of a block holding an offset in ``pinned`` (int64)."""
-        free = [k for k in self._sealed if k * BLOCK + BLOCK <= keep_from]
+        of a block holding an offset ``pinned()`` (int64; asked only if there is something to free)."""
         cut = min(keep_from, self.end) - self.raw_start
+        if keep_from // BLOCK == self._checked and cut <= 0:
+            # Nothing new below keep_from since the last look: a block then pinned may have been let go
+            # since, and is freed at the next look (once keep_from reaches another block). An offset below
+            # keep_from is never pinned anew (what the owner pins later is newer), so this only delays.
+            return
+        self._checked = keep_from // BLOCK
+        free = []
+        for key in self._sealed:  # in ascending order (sealed oldest first; a load sorts them)
+            if key * BLOCK + BLOCK > keep_from:
+                break
+            free.append(key)
         if not free and cut <= 0:
             return
-        keep = set(np.unique(pinned // BLOCK).tolist()) if len(pinned) else set()
-        for key in free:
-            if key not in keep:
-                del self._sealed[key]
+        at = pinned()
+        if free:
+            # the block of the oldest pinned offset stays; older blocks go; newer ones (an older event held
+            # while newer ones entered the baseline, say) are looked for among the pinned offsets
+            oldest = int(at.min()) // BLOCK if len(at) else free[-1] + 1
+            keys = at // BLOCK
+            for key in free:
+                if key < oldest or (key > oldest and not bool((keys == key).any())):
+                    del self._sealed[key]
         if cut > 0:
-            inside = pinned[(pinned >= self.raw_start) & (pinned < self.raw_start + cut)]
+            inside = at[(at >= self.raw_start) & (at < self.raw_start + cut)]
             if inside.size:  # a pinned event among the bytes: keep them from its block on (sealed later)
                 cut = int(inside.min()) // BLOCK * BLOCK - self.raw_start
             if cut > 0:
@@ -159,8 +182,8 @@ class EventBlocks:
             sealed = self._sealed.get(key)
             if sealed is None:
                 raise KeyError(f"no events stored at offsets {key * BLOCK}..{key * BLOCK + BLOCK - 1}")
-            start, ends, raw = _unseal(sealed)
-            opened = self._open[key] = (start, [raw[a:b] for a, b in itertools.pairwise(ends.tolist())])
+            start, _, raw, bounds = _unseal(sealed)
+            opened = self._open[key] = (start, [raw[a:b] for a, b in itertools.pairwise(bounds)])
         return opened
 
     def get(self, offset: int) -> bytes:
@@ -193,27 +216,48 @@ class EventBlocks:
             out += self._raw[:hi - self.raw_start]
         return out
 
-    def layout(self, lo: int) -> Events:
-        """The flat layout (``detectors._kernels.layout``) of the events from ``lo`` to the end; sealed ones
-        are laid out from their decompressed block without a ``bytes`` object each."""
-        parts: list[bytes | memoryview] = []
-        lens: list[np.ndarray] = []
-        at = lo
-        while at < self.raw_start:
+    def layout(self, lo: int, hi: int | None = None) -> Events:
+        """The flat layout (``detectors._kernels.layout``) of the events at offsets ``lo..hi-1`` (to the end
+        by default); sealed ones are laid out from their decompressed block without a ``bytes`` object
+        each."""
+        if lo >= self.raw_start:  # the usual case: only bytes events
+            return layout(self._raw[lo - self.raw_start:None if hi is None else hi - self.raw_start])
+        parts: list[bytes] = []
+        lens: list[int] = []
+        self._lay(lo, self.end if hi is None else hi, parts, lens)
+        return _joined(parts, lens)
+
+    def layout_at(self, offsets: Sequence[int]) -> Events:
+        """The flat layout of the events at ``offsets``, in that order (laid out a run of consecutive
+        offsets at a time: the baseline's leaving events and the held ones are such runs)."""
+        parts: list[bytes] = []
+        lens: list[int] = []
+        i, n = 0, len(offsets)
+        while i < n:
+            j = i + 1
+            while j < n and offsets[j] == offsets[j - 1] + 1:
+                j += 1
+            self._lay(offsets[i], offsets[j - 1] + 1, parts, lens)
+            i = j
+        return _joined(parts, lens)
+
+    def _lay(self, lo: int, hi: int, parts: list[bytes], lens: list[int]) -> None:
+        at, sealed_hi = lo, min(hi, self.raw_start)
+        while at < sealed_hi:
             sealed = self._sealed.get(at // BLOCK)
             if sealed is None:
                 raise KeyError(f"no event stored at offset {at}")
-            start, ends, raw = _unseal(sealed)
-            first, upto = at - start, min(len(ends) - 1, self.raw_start - start)
-            parts.append(memoryview(raw)[ends[first]:ends[upto]])
-            lens.append(np.diff(ends[first:upto + 1]))
+            start, block_lens, raw, bounds = _unseal(sealed)
+            first, upto = at - start, min(len(block_lens), sealed_hi - start)
+            if not 0 <= first < upto:
+                raise KeyError(f"no event stored at offset {at}")
+            parts.append(raw[bounds[first]:bounds[upto]])
+            lens += block_lens[first:upto]
             at = start + upto
-        raw_events = self._raw[max(0, lo - self.raw_start):]
-        parts += raw_events
-        lens.append(np.fromiter(map(len, raw_events), np.int64, len(raw_events)))
-        all_lens = lens[0] if len(lens) == 1 else np.concatenate(lens)
-        ends_out = np.cumsum(all_lens)
-        return Events(np.frombuffer(b"".join(parts), np.uint8), ends_out - all_lens, ends_out)
+        if hi > self.raw_start:
+            raw_events = self._raw[max(0, lo - self.raw_start):hi - self.raw_start]
+            parts += raw_events
+            lens += map(len, raw_events)
 
     # ------------------------------------------------------------------ snapshot
 
@@ -232,9 +276,22 @@ class EventBlocks:
 
     @classmethod
     def load(cls, raw_start: int, raw: np.ndarray, raw_lens: np.ndarray, blocks: np.ndarray,
-             block_sizes: np.ndarray, block_keys: np.ndarray) -> EventBlocks:
+             block_sizes: np.ndarray, block_keys: np.ndarray, block: int = BLOCK) -> EventBlocks:
         """The store :meth:`dump` described (the arrays may be views of a snapshot: nothing refers to
-        them afterwards). A corrupt sealed block raises ValueError when it is read."""
+        them afterwards), written with blocks of ``block`` offsets (resealed if that is not ``BLOCK``). A
+        corrupt sealed block raises ValueError when it is read."""
+        if block != BLOCK:
+            old = cls.load(raw_start, raw, raw_lens, blocks, block_sizes, block_keys)
+            offsets: list[int] = []
+            events: list[bytes] = []
+            for sealed in old._sealed.values():  # ascending
+                start, _, data, bounds = _unseal(sealed)
+                offsets += range(start, start + len(bounds) - 1)
+                events += [data[a:b] for a, b in itertools.pairwise(bounds)]
+            store = cls(raw_start)
+            store._raw = old._raw
+            store.add_sealed(offsets, events)
+            return store
         store = cls(raw_start)
         store._raw = _split(raw, raw_lens)
         data = blocks.tobytes()
@@ -244,6 +301,12 @@ class EventBlocks:
         store._sealed = dict(zip(block_keys.tolist(),
                                  (data[a:b] for a, b in itertools.pairwise([0, *bounds])), strict=True))
         return store
+
+
+def _joined(parts: list[bytes], lens: list[int]) -> Events:
+    sizes = np.fromiter(lens, np.int64, len(lens))
+    ends = np.cumsum(sizes)
+    return Events(np.frombuffer(b"".join(parts), np.uint8), ends - sizes, ends)
 
 
 def _split(buf: np.ndarray, lens: np.ndarray) -> list[bytes]:

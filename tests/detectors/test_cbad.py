@@ -229,3 +229,25 @@ def test_a_snapshot_with_an_event_reference_outside_its_events_is_refused():
         data = snapshot.encode(b"CBAD", snap.version, snap.header, {**snap.arrays, name: at})
         with pytest.raises(ValueError, match="event offset"):
             registry.restore("cbad", data)
+
+
+def test_a_snapshot_sealed_in_blocks_of_another_size_restores_and_continues_exactly(monkeypatch):
+    """The block size is in the snapshot: one written with another size is resealed on restore and goes on
+    exactly as the detector that wrote it."""
+    import detectors.event_blocks
+
+    events = synthetic_logs(1200, seed=5, anomalies=range(1000, 1004))
+    config = {"seed": 2, **SMALL}
+    whole = registry.create("cbad", **config)
+    expected = whole.update(EventBatch(events[:611])) + whole.update(EventBatch(events[611:]))
+    for size in (24, 100):
+        with monkeypatch.context() as patch:
+            patch.setattr(detectors.event_blocks, "BLOCK", size)
+            patch.setattr(detectors.cbad, "BLOCK", size)
+            det = registry.create("cbad", **config)
+            first = det.update(EventBatch(events[:611]))
+            data, baseline = det.snapshot(), det.baseline_events
+        assert snapshot.decode(data, b"CBAD").header["event_block"] == size
+        restored = registry.restore("cbad", data)
+        assert restored.baseline_events == baseline
+        assert first + restored.update(EventBatch(events[611:])) == expected

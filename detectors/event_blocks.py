@@ -52,16 +52,21 @@ def _seal(start: int, events: Sequence[bytes]) -> bytes:
                                         *events]), store_size=True)
 
 
-def _unseal(block: bytes) -> tuple[int, tuple[int, ...], bytes, list[int]]:
-    """(first offset, event lengths, raw, bounds) of a sealed block: event ``i`` is
-    ``raw[bounds[i]:bounds[i + 1]]`` (Python ints: a block's few events cost less than numpy calls)."""
+def _open(block: bytes) -> tuple[int, tuple[int, ...], bytes]:
+    """(first offset, event lengths, raw) of a sealed block; the events follow each other in ``raw`` from
+    ``_HEAD.size + 4 * len(lengths)`` on (Python ints: a block's few events cost less than numpy calls)."""
     try:
         raw = lz4.block.decompress(block)
         start, n = _HEAD.unpack_from(raw)
-        lens = struct.unpack_from(f"<{n}I", raw, _HEAD.size)
+        return start, struct.unpack_from(f"<{n}I", raw, _HEAD.size), raw
     except (lz4.block.LZ4BlockError, struct.error) as exc:
         raise ValueError(f"corrupt event block: {exc}") from None
-    return start, lens, raw, list(itertools.accumulate(lens, initial=_HEAD.size + 4 * n))
+
+
+def _unseal(block: bytes) -> tuple[int, bytes, list[int]]:
+    """(first offset, raw, bounds) of a sealed block: event ``i`` is ``raw[bounds[i]:bounds[i + 1]]``."""
+    start, lens, raw = _open(block)
+    return start, raw, list(itertools.accumulate(lens, initial=_HEAD.size + 4 * len(lens)))
 
 
 class EventBlocks:
@@ -105,7 +110,7 @@ class EventBlocks:
             first, events = start, raw[cut:cut + slot_end - start]
             prior = self._sealed.get(key)
             if prior is not None:  # the block's older events, sealed apart (resealed from another size)
-                first, _, data, bounds = _unseal(prior)
+                first, data, bounds = _unseal(prior)
                 if first + len(bounds) - 1 != start:
                     raise ValueError("a sealed block does not end where the bytes events start")
                 events = [*(data[a:b] for a, b in itertools.pairwise(bounds)), *events]
@@ -182,7 +187,7 @@ class EventBlocks:
             sealed = self._sealed.get(key)
             if sealed is None:
                 raise KeyError(f"no events stored at offsets {key * BLOCK}..{key * BLOCK + BLOCK - 1}")
-            start, _, raw, bounds = _unseal(sealed)
+            start, raw, bounds = _unseal(sealed)
             opened = self._open[key] = (start, [raw[a:b] for a, b in itertools.pairwise(bounds)])
         return opened
 
@@ -227,12 +232,16 @@ class EventBlocks:
         self._lay(lo, self.end if hi is None else hi, parts, lens)
         return _joined(parts, lens)
 
-    def layout_at(self, offsets: Sequence[int]) -> Events:
+    def layout_at(self, offsets: list[int]) -> Events:
         """The flat layout of the events at ``offsets``, in that order (laid out a run of consecutive
         offsets at a time: the baseline's leaving events and the held ones are such runs)."""
         parts: list[bytes] = []
         lens: list[int] = []
-        i, n = 0, len(offsets)
+        n = len(offsets)
+        if n and offsets == list(range(offsets[0], offsets[0] + n)):  # the usual case: one run
+            self._lay(offsets[0], offsets[0] + n, parts, lens)
+            return _joined(parts, lens)
+        i = 0
         while i < n:
             j = i + 1
             while j < n and offsets[j] == offsets[j - 1] + 1:
@@ -247,12 +256,14 @@ class EventBlocks:
             sealed = self._sealed.get(at // BLOCK)
             if sealed is None:
                 raise KeyError(f"no event stored at offset {at}")
-            start, block_lens, raw, bounds = _unseal(sealed)
+            start, block_lens, raw = _open(sealed)
             first, upto = at - start, min(len(block_lens), sealed_hi - start)
             if not 0 <= first < upto:
                 raise KeyError(f"no event stored at offset {at}")
-            parts.append(raw[bounds[first]:bounds[upto]])
-            lens += block_lens[first:upto]
+            a = _HEAD.size + 4 * len(block_lens) + sum(block_lens[:first])
+            taken = block_lens[first:upto]
+            parts.append(raw[a:a + sum(taken)])
+            lens += taken
             at = start + upto
         if hi > self.raw_start:
             raw_events = self._raw[max(0, lo - self.raw_start):hi - self.raw_start]
@@ -285,7 +296,7 @@ class EventBlocks:
             offsets: list[int] = []
             events: list[bytes] = []
             for sealed in old._sealed.values():  # ascending
-                start, _, data, bounds = _unseal(sealed)
+                start, data, bounds = _unseal(sealed)
                 offsets += range(start, start + len(bounds) - 1)
                 events += [data[a:b] for a, b in itertools.pairwise(bounds)]
             store = cls(raw_start)

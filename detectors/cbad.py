@@ -156,7 +156,7 @@ class CbadDetector(IncidentActions):
                                                         resolve_after_windows=resolve_after_windows,
                                                         accept_after_ns=accept_after_ns))
         self._frozen = False  # an incident is open: the baseline and calibration are frozen
-        self._times = np.zeros(0, np.int64)  # parallel to _tail: event time (ns), _NO_TIME if not given
+        self._times = np.zeros(0, np.int64)  # per tail event: event time (ns), _NO_TIME if not given
         self._last_end = 0  # end offset of the last window scored
         # the per-field distribution test beside the compression score (None for very short windows)
         self.field_test = bool(field_test)

@@ -262,7 +262,9 @@ def stream_parts(streams: list[LiveStream]) -> dict[str, float]:
             pages = table.view(np.uint8)[: table.nbytes // 4096 * 4096].reshape(-1, 4096)
             add("count table, pages touched (resident)", 4096 * int(np.count_nonzero(pages.any(axis=1))))
             skip.add(id(table))
-        retained = sum(_deep_size(getattr(det, name, []), skip) for name in ("_baseline", "_tail", "_held"))
+        # the event store (detectors/event_blocks.py); before it, the baseline, tail and held lists of bytes
+        retained = sum(_deep_size(getattr(det, name, []), skip)
+                       for name in ("_events", "_baseline", "_tail", "_held"))
         add("retained events (baseline, tail, held)", retained)
         add("rest of the detector (calibration, per-event arrays, ...)", _deep_size(det, skip) - retained)
         add("ring of recent items (ids, times, positions)", _deep_size(stream.ring, set()))

@@ -32,8 +32,6 @@ import hashlib
 import itertools
 import json
 import math
-import operator
-from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -54,6 +52,7 @@ from detectors.calibration import (
     calibration_capacity,
 )
 from detectors.compressors import COMPRESSORS, DEFAULT_TABLE_BITS, CodeLengthModel, ContextModel, make_model
+from detectors.event_blocks import BLOCK, EventBlocks
 from detectors.explain import event_bits_table, sentence, top_events
 from detectors.field_shift import CBAD_WEIGHT, FieldShift, combine, for_profile
 from detectors.incidents import IncidentActions, IncidentTracker
@@ -62,11 +61,13 @@ from detectors.severity import severity
 
 KIND = "cbad"
 _TAG = b"CBAD"
-_VERSION = 5  # 5: the baseline and held events as references into the tail (each event's bytes stored once);
+_VERSION = 6  # 6: the retained events as the event store holds them (detectors.event_blocks: the newest as
+# joined bytes, older ones as their sealed blocks), the baseline and held events as stream offsets into it;
+# 5: the baseline and held events as references into the tail (each event's bytes stored once);
 # 4: the field test's attribute field (config key field_attributes, its arrays); 3: the count table's raw
-# slots; 2: the incident tracker's state, the frozen flag and event times. 1 to 4 still restore (1 and 2:
+# slots; 2: the incident tracker's state, the frozen flag and event times. 1 to 5 still restore (1 and 2:
 # their counts rebuilt from the baseline, in the current table size; 1 to 3: no attribute field)
-_EVENT_BUFFERS = frozenset({"tail", "others", "baseline", "held"})
+_EVENT_BUFFERS = frozenset({"tail", "others", "baseline", "held", "raw", "blocks"})
 """Snapshot arrays only split into events on restore: read in place, not copied first."""
 _OLD_DEFAULT_TABLE_BITS = 17  # the default of snapshot versions 1 and 2 (2**17 uint32 slots)
 _NO_TIME = -1
@@ -130,14 +131,13 @@ class CbadDetector(IncidentActions):
                                     clip_alpha=p.false_alarm_target / _STATS, min_scale=MIN_SCALE,
                                     single=p.window == 1, tail=CBAD_TAIL))
         self._calibrator = Calibrator(_STATS, calibration_capacity(p.false_alarm_target))
-        self._baseline: deque[bytes] = deque()
-        self._tail: list[bytes] = []  # recent events, stream offsets [tail_base, seen)
-        self._taint = np.zeros(0, np.uint8)  # parallel to _tail: 1 if the event was in an anomalous window
-        self._bits = np.zeros(0)  # parallel to _tail: code length of each event when it entered the window
-        self._held: list[bytes] = []  # events of anomalous windows, waiting for the anomaly to end
-        # the stream offset of each baseline and held event (below ``_tail_base``: it left the tail), so that
-        # a snapshot refers to the tail's copy of an event instead of storing it again (``_refs``); an array,
-        # not Python ints (~36 bytes each, 14 KiB for a baseline of 400)
+        # The retained events by stream offset: the tail [tail_base, seen) and every baseline and held event
+        # (those may have left the tail); the newest as bytes, older ones in compressed blocks.
+        self._events = EventBlocks()
+        self._taint = np.zeros(0, np.uint8)  # per tail event: 1 if the event was in an anomalous window
+        self._bits = np.zeros(0)  # per tail event: code length of each event when it entered the window
+        # the baseline (oldest first) and the held events (of anomalous windows, waiting for the anomaly to
+        # end) as stream offsets into ``_events``; an array, not Python ints (~36 bytes each)
         self._baseline_at = np.zeros(0, np.int64)
         self._held_at: list[int] = []
         self._scored_upto = 0
@@ -156,7 +156,7 @@ class CbadDetector(IncidentActions):
                                                         resolve_after_windows=resolve_after_windows,
                                                         accept_after_ns=accept_after_ns))
         self._frozen = False  # an incident is open: the baseline and calibration are frozen
-        self._times = np.zeros(0, np.int64)  # parallel to _tail: event time (ns), _NO_TIME if not given
+        self._times = np.zeros(0, np.int64)  # per tail event: event time (ns), _NO_TIME if not given
         self._last_end = 0  # end offset of the last window scored
         # the per-field distribution test beside the compression score (None for very short windows)
         self.field_test = bool(field_test)
@@ -186,7 +186,7 @@ class CbadDetector(IncidentActions):
     @property
     def warmed_up(self) -> bool:
         """True once the baseline holds B events and enough normal windows calibrate the p-values."""
-        return len(self._baseline) >= self.profile.baseline and self._calibrator.count >= MIN_CALIBRATION
+        return len(self._baseline_at) >= self.profile.baseline and self._calibrator.count >= MIN_CALIBRATION
 
     @property
     def skipped_points(self) -> Mapping[str, int]:
@@ -196,7 +196,7 @@ class CbadDetector(IncidentActions):
     @property
     def baseline_events(self) -> list[bytes]:
         """The events the current windows are judged against, oldest first."""
-        return list(self._baseline)
+        return self._events.take(self._baseline_at.tolist())
 
     def update(self, batch: EventBatch) -> UpdateResult:
         """Feed events in stream order; returns one result per hop completed by them, and the incident
@@ -207,7 +207,7 @@ class CbadDetector(IncidentActions):
             return UpdateResult()
         p = self.profile
         first = self._seen
-        self._tail.extend(events)
+        self._events.extend(first, events)
         self._taint = np.concatenate((self._taint, np.zeros(len(events), np.uint8)))
         self._bits = np.concatenate((self._bits, np.zeros(len(events))))
         times = (np.full(len(events), _NO_TIME, np.int64) if batch.times is None
@@ -219,11 +219,12 @@ class CbadDetector(IncidentActions):
         first_end = max(p.hop * (first // p.hop + 1), p.hop * math.ceil(p.window / p.hop))
         hop_ends = range(first_end, self._seen + 1, p.hop)
         if not hop_ends:
+            self._events.forget()
             return UpdateResult()
         # Lay out only what this call's hops read: from the first window's reference block (or the oldest
         # event still in the window histogram) on, so small batches do not copy the whole retained tail.
         lo = max(self._tail_base, min(self._hist_lo, self._admitted_upto, hop_ends[0] - 2 * p.window))
-        recent = layout(self._tail[lo - self._tail_base:])
+        recent = self._events.layout(lo)
         results: list[WindowResult] = []
         k = 0
         while k < len(hop_ends):
@@ -233,6 +234,7 @@ class CbadDetector(IncidentActions):
             upto = len(hop_ends) if stop is None else k + stop + 1
             k += self._run_hops(hop_ends[k:upto], lo, recent, results)
         self._trim(hop_ends[-1])
+        self._seal(hop_ends[-1])
         if self._fields is not None:
             self._fields.trim(hop_ends[-1] + p.hop)
         return UpdateResult(results, self._tracker.take_updates())
@@ -250,9 +252,8 @@ class CbadDetector(IncidentActions):
         # The baseline events this run may remove (the oldest, at most as many as the run can admit), then
         # the held events: the kernel reaches them through ``extra``.
         may_admit = max(0, hop_ends[-1] - w - self._admitted_upto)
-        n_base, n_held = len(self._baseline), len(self._held)
+        n_base, n_held = len(self._baseline_at), len(self._held_at)
         n_old = min(n_base, max(0, n_base + may_admit + n_held - p.baseline))
-        extra_events = [*itertools.islice(self._baseline, n_old), *self._held]
         extra_at = [*self._baseline_at[:n_old].tolist(), *self._held_at]
         fifo = np.empty(n_old + n_held + may_admit, np.int64)
         fifo[:n_old] = np.arange(-1, -1 - n_old, -1)
@@ -262,13 +263,13 @@ class CbadDetector(IncidentActions):
         state = np.array([self._scored_upto - lo, self._admitted_upto - lo, self._hist_lo - lo,
                           self._hist_hi - lo, n_base, cal.count, cal.position, self._anomaly_run, 0, n_old, 0,
                           n_held, H.READY, int(self._frozen)], dtype=np.int64)
-        queues = _Queues(self, lo, extra_events, extra_at, fifo, held, n_old)
+        queues = _Queues(self, lo, extra_at, fifo, held, n_old)
         n = len(hop_ends)
         out = np.empty((n, H.OUT_COLUMNS))
         excess_out = np.empty((n, w))
         bits = self._bits[lo - base:]
         taint = self._taint[lo - base:]
-        extra = layout(extra_events) if extra_events else _NO_EVENTS
+        extra = self._events.layout_at(extra_at) if extra_at else _NO_EVENTS
         done = 0
         while True:
             done += H.hops(model.counts or _NO_COUNTS, recent, extra, bits, taint, self._hist, cal.ring,
@@ -278,9 +279,9 @@ class CbadDetector(IncidentActions):
                 break
             # A model that scores in Python: the hop is admitted; score its new events and resume.
             if queues.sync(state):
-                model.rebuild(self._baseline)
+                model.rebuild(self.baseline_events)
             s0, end = int(state[H.SCORED]), hop_ends[done] - lo
-            bits[s0:end] = model.score(self._tail[lo - base + s0:lo - base + end])
+            bits[s0:end] = model.score(self._events.range(lo + s0, lo + end))
             state[H.PHASE] = H.SCORES_GIVEN
         queues.sync(state)
         self._admitted_upto = int(state[H.ADMITTED]) + lo
@@ -343,9 +344,8 @@ class CbadDetector(IncidentActions):
             figures.update(cbad_p_value=p_cbad, field_p_value=p_fields)
         tops: list[dict[str, Any]] = []
         if is_anomaly:
-            i0 = w0 - self._tail_base
-            figures.update(self._compat_figures(max(i0 - w, 0), i0))
-            events = self._tail[i0:i0 + w]
+            figures.update(self._compat_figures(max(w0 - w, self._tail_base), w0))
+            events = self._events.range(w0, end)
             among = None
             if self._fields is not None and not int(flags) & ANOMALY:  # flagged by the field test alone:
                 among = self._fields.carriers(events, end, (1.0 - CBAD_WEIGHT) * p.false_alarm_target)
@@ -384,7 +384,7 @@ class CbadDetector(IncidentActions):
     def _incident_thaw(self, keep_events: bool) -> None:
         self._frozen = False
         if not keep_events:
-            self._held, self._held_at = [], []
+            self._held_at = []
         if self._fields is not None:
             self._fields.thaw(keep_events, self._last_end)
 
@@ -393,14 +393,13 @@ class CbadDetector(IncidentActions):
         self._adopt_new_normal(max(0, self._last_end - self.profile.window))
 
     def _incident_reference(self) -> list[bytes]:
-        return list(self._baseline)
+        return self.baseline_events
 
     def _incident_band(self) -> None:
         return None
 
     def _incident_event(self, offset: int) -> bytes | None:
-        i = offset - self._tail_base
-        return self._tail[i] if 0 <= i < len(self._tail) else None
+        return self._events.get(offset) if self._tail_base <= offset < self._seen else None
 
     # ------------------------------------------------------------------ bulk warm-up
 
@@ -419,7 +418,7 @@ class CbadDetector(IncidentActions):
             raise ValueError("warm_up needs the cm compressor (leave-one-out subtracts counts)")
         results = self.update(history)
         w = self.profile.window
-        events = list(self._baseline)
+        events = self.baseline_events
         blocks = len(events) // w
         if blocks == 0:
             return results
@@ -443,21 +442,21 @@ class CbadDetector(IncidentActions):
         """Drift: the B events before the window become the baseline and calibration starts over."""
         p = self.profile
         lo = max(w0 - p.baseline, self._tail_base)
-        self._baseline = deque(self._tail[lo - self._tail_base:w0 - self._tail_base])
         self._baseline_at = np.arange(lo, w0, dtype=np.int64)
-        self._model.rebuild(self._baseline)
+        self._model.rebuild(self._events.range(lo, w0))
         self._calibrator.reset()
         self._anomaly_run = 0
-        self._held, self._held_at = [], []
+        self._held_at = []
         self._taint[w0 - self._tail_base:] = 0
         if self._fields is not None:
             self._fields.restart(w0 - p.baseline, w0 + p.window)  # the events the new baseline holds
 
-    def _compat_figures(self, r0: int, i0: int) -> dict[str, float]:
-        """NCD, ratios and delta bits on equal-sized blocks: the window W and the W events before it (R)."""
+    def _compat_figures(self, r0: int, w0: int) -> dict[str, float]:
+        """NCD, ratios and delta bits on equal-sized blocks: the window W (from stream offset ``w0``) and the
+        events before it from ``r0`` (R: W of them, fewer at the stream's start)."""
         w = self.profile.window
-        raw_w = b"".join(e + b"\n" for e in self._tail[i0:i0 + w])
-        raw_r = b"".join(e + b"\n" for e in self._tail[r0:i0])
+        raw_w = b"".join(e + b"\n" for e in self._events.range(w0, w0 + w))
+        raw_r = b"".join(e + b"\n" for e in self._events.range(r0, w0))
         c_w = self._model.block_bits(raw_w)
         c_r, c_rw = self._model.joint_bits(raw_r, raw_w) if raw_r else (0.0, c_w)
         big, small = max(c_r, c_w), min(c_r, c_w)
@@ -474,39 +473,36 @@ class CbadDetector(IncidentActions):
         keep_from = max(0, min(self._admitted_upto, last_end + p.hop - p.window - p.baseline))
         cut = keep_from - self._tail_base
         if cut > 0:
-            del self._tail[:cut]
+            self._events.release(keep_from, self._pinned)
             self._taint = self._taint[cut:].copy()
             self._bits = self._bits[cut:].copy()
             self._times = self._times[cut:].copy()
             self._tail_base = keep_from
 
-    # ------------------------------------------------------------------ snapshot
+    def _pinned(self) -> np.ndarray:
+        """The offsets the event store must keep whatever their age: the baseline and held events."""
+        return np.concatenate((self._baseline_at, np.array(self._held_at, np.int64)))
 
-    def _refs(self) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
-        """``_refs_into`` from the offsets kept beside the baseline and held events; found again from the
-        events themselves if those offsets do not match them (a subclass that moves events on its own)."""
-        tail, base = self._tail, self._tail_base
-        n_base, n_held = len(self._baseline), len(self._held)
-        if len(self._baseline_at) == n_base and len(self._held_at) == n_held:
-            baseline_refs = self._baseline_at - base
-            held_refs = np.array(self._held_at, np.int64) - base
-            if _refs_match(baseline_refs, self._baseline, tail) and _refs_match(held_refs, self._held, tail):
-                others: list[bytes] = []
-                return (_number_others(baseline_refs, self._baseline, others),
-                        _number_others(held_refs, self._held, others), others)
-        return _refs_into(tail, self._baseline, self._held)
+    def _seal(self, last_end: int) -> None:
+        """Compress the events no hop reads again in place: those below where the next call's layout starts
+        (``update``'s ``lo`` for a first hop ending at ``last_end + hop`` or later)."""
+        p = self.profile
+        self._events.seal_below(min(self._hist_lo, self._admitted_upto, last_end + p.hop - 2 * p.window))
+        self._events.forget()
+
+    # ------------------------------------------------------------------ snapshot
 
     def snapshot(self) -> bytes:
         """State as bytes in the shared format (:mod:`detectors.snapshot`); see ``registry.restore``."""
-        tail = self._tail
-        baseline_refs, held_refs, others = self._refs()
+        raw_start, raw, raw_lens, blocks, block_sizes, block_keys = self._events.dump()
         arrays: dict[str, np.ndarray] = {
-            "tail": np.frombuffer(b"".join(tail), dtype=np.uint8),
-            "tail_lens": np.fromiter(map(len, tail), dtype=np.int64, count=len(tail)),
-            "baseline_refs": baseline_refs,
-            "held_refs": held_refs,
-            "others": np.frombuffer(b"".join(others), dtype=np.uint8),
-            "others_lens": np.fromiter(map(len, others), dtype=np.int64, count=len(others)),
+            "raw": raw,
+            "raw_lens": raw_lens,
+            "blocks": blocks,
+            "block_sizes": block_sizes,
+            "block_keys": block_keys,
+            "baseline_at": self._baseline_at,
+            "held_at": np.array(self._held_at, np.int64),
             "taint": self._taint,
             "bits": self._bits,
             "hist": self._hist,
@@ -517,6 +513,7 @@ class CbadDetector(IncidentActions):
         if isinstance(self._model, ContextModel):  # restoring copies the counts instead of recounting B
             arrays["table"] = self._model.table
         header = {"config": self.config, "seen": self._seen, "tail_base": self._tail_base,
+                  "raw_start": raw_start, "event_block": BLOCK,
                   "admitted_upto": self._admitted_upto, "scored_upto": self._scored_upto,
                   "hist_lo": self._hist_lo, "hist_hi": self._hist_hi,
                   "anomaly_run": self._anomaly_run,
@@ -532,7 +529,7 @@ class CbadDetector(IncidentActions):
     @classmethod
     def restore(cls, data: bytes | memoryview) -> CbadDetector:
         snap = snapshot.decode(data, _TAG, views=_EVENT_BUFFERS)
-        if snap.version not in (1, 2, 3, 4, _VERSION):
+        if snap.version not in (1, 2, 3, 4, 5, _VERSION):
             raise ValueError(f"cbad snapshot version {snap.version} is not readable by this version")
         header, arrays = snap.header, snap.arrays
         config = dict(header["config"])
@@ -542,20 +539,18 @@ class CbadDetector(IncidentActions):
         config.setdefault("field_test", False)  # written before the field test: go on exactly as before
         config.setdefault("field_attributes", False)  # written before its attribute field: the same
         det = cls(**config)
-        det._tail = _split(arrays["tail"], arrays["tail_lens"])
         det._tail_base = header["tail_base"]
-        if snap.version >= 5:
-            others = _split(arrays["others"], arrays["others_lens"])
-            baseline_refs, held_refs = arrays["baseline_refs"], arrays["held_refs"]
-            det._baseline = deque(_resolve(baseline_refs, det._tail, others))
-            det._held = _resolve(held_refs, det._tail, others)
-        else:  # versions 1-4: the baseline and held events as byte strings of their own
-            same = {e: e for e in det._tail}
-            det._baseline = deque(_shared(_split(arrays["baseline"], arrays["baseline_lens"]), same))
-            det._held = _shared(_split(arrays["held"], arrays["held_lens"]), same)
-            baseline_refs, held_refs, _ = _refs_into(det._tail, det._baseline, det._held)
-        det._baseline_at = _offsets(baseline_refs, det._tail_base)
-        det._held_at = _offsets(held_refs, det._tail_base).tolist()
+        if snap.version >= 6:
+            det._events = EventBlocks.load(header["raw_start"], arrays["raw"], arrays["raw_lens"],
+                                           arrays["blocks"], arrays["block_sizes"], arrays["block_keys"],
+                                           header["event_block"])
+            det._baseline_at = arrays["baseline_at"].astype(np.int64)
+            det._held_at = arrays["held_at"].tolist()
+            if not det._events.holds(np.concatenate((det._baseline_at, arrays["held_at"]))):
+                raise ValueError("corrupt cbad snapshot: a baseline or held event offset outside its events")
+        else:
+            det._events, det._baseline_at, det._held_at = _events_before_6(snap.version, arrays,
+                                                                            det._tail_base)
         det._taint = arrays["taint"].astype(np.uint8)
         det._bits = arrays["bits"]
         det._scored_upto = header["scored_upto"]
@@ -576,15 +571,18 @@ class CbadDetector(IncidentActions):
         if table is not None and isinstance(det._model, ContextModel):
             det._model.load_table(table)
         else:
-            det._model.rebuild(det._baseline)
+            det._model.rebuild(det.baseline_events)
         # version 1 (before incidents): no tracker state, no times
         times = arrays.get("times")
-        det._times = np.full(len(det._tail), _NO_TIME, np.int64) if times is None else times.astype(np.int64)
+        det._times = (np.full(det._seen - det._tail_base, _NO_TIME, np.int64) if times is None
+                      else times.astype(np.int64))
         det._frozen = bool(header.get("frozen", False))
         det._last_end = int(header.get("last_end", 0))
         det._tracker.load(header.get("incidents"))
         if det._fields is not None:
             det._fields.load(header["fields"], arrays)
+        if snap.version < 6:  # sealed as a live detector would have sealed them
+            det._seal(det._last_end)
         return det
 
     # ------------------------------------------------------------------ conformance helpers
@@ -603,18 +601,14 @@ class CbadDetector(IncidentActions):
 
 
 class _Queues:
-    """Brings the detector's baseline deque and held list to where the kernel's queues of refs are."""
+    """Brings the detector's baseline and held offsets to where the kernel's queues of refs are."""
 
-    def __init__(self, det: CbadDetector, lo: int, extra: list[bytes], extra_at: list[int], fifo: np.ndarray,
-                 held: np.ndarray, n_old: int) -> None:
+    def __init__(self, det: CbadDetector, lo: int, extra_at: list[int], fifo: np.ndarray, held: np.ndarray,
+                 n_old: int) -> None:
         self.det, self.lo, self.fifo, self.held = det, lo, fifo, held
-        self.extra, self.extra_at = extra, extra_at  # what negative refs name, and their offsets
-        self.entered = n_old  # fifo[:entered] already in the deque
+        self.extra_at = extra_at  # the offsets of the events negative refs name
+        self.entered = n_old  # fifo[:entered] already in the baseline
         self.removed = 0
-
-    def _event(self, ref: int) -> bytes:
-        det = self.det
-        return det._tail[self.lo - det._tail_base + ref] if ref >= 0 else self.extra[-1 - ref]
 
     def _at(self, ref: int) -> int:
         return self.lo + ref if ref >= 0 else self.extra_at[-1 - ref]
@@ -628,23 +622,16 @@ class _Queues:
         if length > self.entered:
             if held_len == 0:  # nothing was held: what entered is a run of recent events, in order
                 first = self.lo + int(self.fifo[self.entered])
-                start = first - det._tail_base
-                det._baseline.extend(det._tail[start:start + length - self.entered])
                 entered_at = np.arange(first, first + length - self.entered, dtype=np.int64)
             else:
                 refs = self.fifo[self.entered:length].tolist()
-                det._baseline.extend(map(self._event, refs))
                 entered_at = np.fromiter(map(self._at, refs), np.int64, len(refs))
             det._baseline_at = np.concatenate((det._baseline_at, entered_at))
         if head > self.removed:
-            for _ in range(head - self.removed):
-                det._baseline.popleft()
             det._baseline_at = det._baseline_at[head - self.removed:]
         self.entered, self.removed = length, head
-        if held_len > held_head or det._held:
-            refs = self.held[held_head:held_len].tolist()
-            det._held = [self._event(r) for r in refs]
-            det._held_at = [self._at(r) for r in refs]
+        if held_len > held_head or det._held_at:
+            det._held_at = [self._at(r) for r in self.held[held_head:held_len].tolist()]
         return changed
 
 
@@ -654,75 +641,45 @@ def _split(buf: np.ndarray, lens: np.ndarray) -> list[bytes]:
     return [raw[a:b] for a, b in itertools.pairwise([0, *ends])]
 
 
-def _refs_into(tail: list[bytes], baseline: deque[bytes], held: list[bytes]
-               ) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
-    """Where the baseline's and the held events are: ``r >= 0`` is ``tail[r]``, ``r < 0`` is
-    ``others[-1 - r]`` (an event that left the tail). A live detector's baseline and held events are the
-    tail's own objects (``_Queues`` moves references), so a snapshot stores each event's bytes once and a
-    restore shares them again (``_resolve``; ``_shared`` for the versions before)."""
-    where = {id(e): i for i, e in enumerate(tail)}
-    others: list[bytes] = []
+def _events_before_6(version: int, arrays: Mapping[str, np.ndarray], tail_base: int
+                     ) -> tuple[EventBlocks, np.ndarray, list[int]]:
+    """The event store, baseline and held offsets of a snapshot of versions 1-5 (the tail as joined bytes;
+    the baseline and held events as references into it, version 5, or as bytes of their own, versions 1-4).
+    The baseline and held events that had left the tail are given offsets below 0 (in order: nothing reads
+    their offsets but the store) and stored sealed."""
+    tail = _split(arrays["tail"], arrays["tail_lens"])
+    if version >= 5:
+        others = _split(arrays["others"], arrays["others_lens"])
+        baseline_refs = arrays["baseline_refs"].astype(np.int64)
+        held_refs = arrays["held_refs"].astype(np.int64)
+        every = np.concatenate((baseline_refs, held_refs))
+        if len(every) and (int(every.max()) >= len(tail) or int(every.min()) < -len(others)):
+            raise ValueError("corrupt cbad snapshot: an event reference outside its events")
+    else:  # each event equal to a tail event is that event (bytes: nothing else tells them apart)
+        where = {e: i for i, e in enumerate(tail)}
+        others = []
 
-    def refs(events: Sequence[bytes]) -> np.ndarray:
-        out = np.fromiter(map(where.get, map(id, events), itertools.repeat(-1)), np.int32, len(events))
-        for i in np.flatnonzero(out < 0).tolist():
-            out[i] = -1 - len(others)
-            others.append(events[i])
-        return out
+        def refs(events: list[bytes]) -> np.ndarray:
+            out = np.empty(len(events), np.int64)
+            for i, e in enumerate(events):
+                r = where.get(e)
+                if r is None:
+                    r = -1 - len(others)
+                    others.append(e)
+                out[i] = r
+            return out
 
-    return refs(baseline), refs(held), others
+        baseline_refs = refs(_split(arrays["baseline"], arrays["baseline_lens"]))
+        held_refs = refs(_split(arrays["held"], arrays["held_lens"]))
+    store = EventBlocks(tail_base)
+    store.extend(tail_base, tail)
+    # others[j] at offset j - len(others): ascending, below 0 (a stream offset is never negative)
+    store.add_sealed(range(-len(others), 0), others)
 
+    def offsets(refs: np.ndarray) -> np.ndarray:
+        return np.where(refs >= 0, refs + tail_base, -1 - refs - len(others)).astype(np.int64)
 
-def _refs_match(refs: np.ndarray, events: Sequence[bytes], tail: list[bytes]) -> bool:
-    """A cheap check of offsets kept beside events: the newest and the oldest event still in the tail."""
-    if not len(refs):
-        return True
-    if int(refs.max()) >= len(tail):
-        return False
-    inside = np.flatnonzero(refs >= 0)
-    return not inside.size or all(events[i] is tail[refs[i]] for i in (int(inside[0]), int(inside[-1])))
-
-
-def _number_others(refs: np.ndarray, events: Sequence[bytes], others: list[bytes]) -> np.ndarray:
-    """``refs`` as int32, those of events that left the tail (< 0) renumbered into ``others``."""
-    out = refs.astype(np.int32)
-    gone = np.flatnonzero(out < 0)
-    if gone.size:
-        out[gone] = -1 - len(others) - np.arange(gone.size, dtype=np.int32)
-        others.extend(events[i] for i in gone.tolist())
-    return out
-
-
-def _offsets(refs: np.ndarray, tail_base: int) -> np.ndarray:
-    """The stream offsets of events at ``refs``; -1 for those that left the tail (only ever compared with
-    the tail's base, which never decreases)."""
-    return np.where(refs >= 0, refs.astype(np.int64) + tail_base, -1)
-
-
-def _shared(events: list[bytes], same: dict[bytes, bytes]) -> list[bytes]:
-    """``events``, each replaced by its equal in ``same`` if it has one: bytes are immutable, so nothing tells
-    them apart, and the copies are freed (a live detector shares its baseline's events with the tail)."""
-    return [same.get(e, e) for e in events]
-
-
-def _resolve(refs: np.ndarray, tail: list[bytes], others: list[bytes]) -> list[bytes]:
-    """The events ``refs`` (``_refs_into``) names, as the tail's (or ``others``') own objects."""
-    n = len(refs)
-    if n == 0:
-        return []
-    # the usual baseline: a few events that left the tail (others[:k], in order), then a run of the tail
-    inside = refs >= 0
-    k = int(np.argmax(inside)) if inside.any() else n
-    first, last = int(refs[k]) if k < n else 0, int(refs[-1])
-    if k < n and last < len(tail) and last - first == n - k - 1 and bool(np.all(np.diff(refs[k:]) == 1)) \
-            and k <= len(others) and bool(np.all(refs[:k] == np.arange(-1, -1 - k, -1))):
-        return [*others[:k], *tail[first:last + 1]]
-    if int(refs.max()) >= len(tail) or int(refs.min()) < -len(others):
-        raise ValueError("corrupt cbad snapshot: an event reference outside its events")
-    pool = [*tail, *others]
-    at = np.where(refs >= 0, refs, len(tail) - 1 - refs.astype(np.int64))
-    got = operator.itemgetter(*at.tolist())(pool)
-    return list(got) if n > 1 else [got]
+    return store, offsets(baseline_refs), offsets(held_refs).tolist()
 
 
 def _create(**config: Any) -> CbadDetector:

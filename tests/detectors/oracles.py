@@ -236,13 +236,13 @@ class PythonCbad(CbadDetector):
                     buf, starts, ends = layout(group)
                     cm.count_events(model.counts, buf, starts, ends, add)
         elif added or removed:
-            model.rebuild(self._baseline)
+            model.rebuild(self.baseline_events)
         s0 = self._scored_upto
         if end > s0:
-            self._bits[s0 - base:end - base] = model.score(self._tail[s0 - base:end - base])
+            self._bits[s0 - base:end - base] = model.score(self._events.range(s0, end))
         self._scored_upto = end
         self._hist_lo, self._hist_hi = w0, end
-        window = self._tail[w0 - base:end - base]
+        window = self._events.range(w0, end)
         bits = self._bits[w0 - base:end - base]
         sizes = [len(e) + 1 for e in window]
         total = 0.0
@@ -271,7 +271,7 @@ class PythonCbad(CbadDetector):
         n_excess = sum(x > 0 for x in excess)
         history = [cal.history(i).copy() for i in range(2)]
         greater = [int(np.count_nonzero(history[i] >= stats[i])) for i in range(2)]
-        full = len(self._baseline) >= p.baseline
+        full = len(self._baseline_at) >= p.baseline
         p_value, flags, effect = 1.0, 0, 0.0
         if full and cal.count >= MIN_CALIBRATION:
             ps = [cbad_pvalue(history[i], stats[i]) for i in range(1 if w == 1 else 2)]
@@ -295,7 +295,7 @@ class PythonCbad(CbadDetector):
             if full and not self._frozen:
                 self._ring_add(stats)
         row = [total, float(n_bytes), entropy, top_bpb, float(n_excess), float(greater[0]), float(greater[1]),
-               expected, p_value, float(len(self._baseline)), float(cal.count), effect, float(flags)]
+               expected, p_value, float(len(self._baseline_at)), float(cal.count), effect, float(flags)]
         results.append(self._result(end, lo, recent, row, bits.tolist(), excess))
         return 1
 
@@ -312,30 +312,22 @@ class PythonCbad(CbadDetector):
     def _admit(self, w0: int) -> tuple[list[bytes], list[bytes]]:
         """Events that left the window enter the baseline, unless held by an anomaly that still lasts."""
         base = self._tail_base
-        # the stream offsets of the events moved (``_baseline_at``, ``_held_at``) alongside them
+        # the baseline and held events as stream offsets (``_baseline_at``, ``_held_at``)
         leaving = range(self._admitted_upto, max(w0, self._admitted_upto))
         added_at: list[int] = []
         if self._frozen:  # an open incident: every leaving event is held, the baseline stays
-            added = []
-            self._held.extend(self._tail[leaving.start - base:leaving.stop - base])
             self._held_at.extend(leaving)
         elif self._anomaly_run == 0:
-            added, added_at = self._tail[leaving.start - base:leaving.stop - base], list(leaving)
-            if self._held:
-                added, self._held = self._held + added, []
-                added_at, self._held_at = self._held_at + added_at, []
+            added_at = [*self._held_at, *leaving]
+            self._held_at = []
         else:
-            added = []
             for off in range(self._admitted_upto, w0):
-                held = bool(self._taint[off - base])
-                (self._held if held else added).append(self._tail[off - base])
-                (self._held_at if held else added_at).append(off)
-        if len(self._held) > self.profile.baseline:
-            del self._held[: len(self._held) - self.profile.baseline]
+                (self._held_at if self._taint[off - base] else added_at).append(off)
+        if len(self._held_at) > self.profile.baseline:
             del self._held_at[: len(self._held_at) - self.profile.baseline]
         self._admitted_upto = max(self._admitted_upto, w0)
-        self._baseline.extend(added)
-        overflow = len(self._baseline) - self.profile.baseline
-        removed = [self._baseline.popleft() for _ in range(overflow)] if overflow > 0 else []
-        self._baseline_at = np.concatenate((self._baseline_at, np.array(added_at, np.int64)))[len(removed):]
-        return added, removed
+        joined = np.concatenate((self._baseline_at, np.array(added_at, np.int64)))
+        overflow = max(0, len(joined) - self.profile.baseline)
+        removed_at = joined[:overflow].tolist()
+        self._baseline_at = joined[overflow:]
+        return self._events.take(added_at), self._events.take(removed_at)

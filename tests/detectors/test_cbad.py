@@ -14,10 +14,12 @@ import detectors.canonical._mask
 import detectors.canonical._values
 import detectors.cbad
 import detectors.compressors
+import detectors.event_blocks
 import detectors.explain
 import detectors.severity
 import detectors.snapshot
 from detectors import EventBatch, registry, snapshot
+from detectors.event_blocks import BLOCK
 from detectors.synthetic import synthetic_logs, synthetic_spans
 
 SMALL = {"profile": "sensitive", "baseline": 100, "window": 20, "hop": 5}
@@ -25,7 +27,7 @@ SMALL = {"profile": "sensitive", "baseline": 100, "window": 20, "hop": 5}
 
 DOCUMENTED = [detectors.canonical, detectors.canonical._mask, detectors.canonical._values,
               detectors.calibration, detectors.compressors, detectors.explain, detectors.cbad,
-              detectors.severity, detectors.snapshot]
+              detectors.severity, detectors.snapshot, detectors.event_blocks]
 
 
 @pytest.mark.parametrize("module", DOCUMENTED, ids=lambda m: m.__name__)
@@ -134,30 +136,31 @@ def test_snapshot_is_json_plus_raw_arrays_and_restores_exactly():
     det = registry.create("cbad", seed=4, **SMALL)
     det.update(EventBatch(events[:613]))
     data = det.snapshot()
-    assert b"pickle" not in data and data.startswith(b"CBAD\x05")
+    assert b"pickle" not in data and data.startswith(b"CBAD\x06")
     restored = registry.restore("cbad", data)
     assert restored.update(EventBatch(events[613:])) == det.update(EventBatch(events[613:]))
     np.testing.assert_array_equal(restored._model.table, det._model.table)
 
 
-def test_a_snapshot_stores_each_retained_event_once_and_a_restore_shares_them_again():
-    """The baseline's events are the tail's own objects in a live detector: the snapshot refers to them
-    (bytes stored once) and a restore makes them shared again, not copies (memory of a restored stream)."""
+def test_retained_events_older_than_the_hops_read_are_sealed_and_a_snapshot_carries_the_blocks_as_they_are():
+    """The baseline and held events are stream offsets into the detector's event store; the events no hop
+    reads in place any more are in compressed blocks, which a snapshot stores (and a restore takes) as they
+    are, so the round trip does no per-event work but for the newest events."""
     events = synthetic_logs(900, seed=2, anomalies=[850])
     det = registry.create("cbad", seed=4, **SMALL)
     det.update(EventBatch(events[:613]))
+    store = det._events
+    assert store.sealed_blocks > 0 and store.raw_start > det._tail_base
+    assert store.end - store.raw_start < 2 * det.profile.window + 2 * BLOCK  # only the newest as bytes
+    assert det.baseline_events == [events[o] for o in det._baseline_at.tolist()]
+    assert store.range(det._tail_base, 613) == events[det._tail_base:613]
     snap = snapshot.decode(det.snapshot(), b"CBAD")
-    tail_ids = {id(e): i for i, e in enumerate(det._tail)}
-    expected = [tail_ids.get(id(e)) for e in det._baseline]
-    assert sum(r is not None for r in expected) > len(expected) // 2  # the case this is about
-    refs = snap.arrays["baseline_refs"].tolist()
-    assert [r if r >= 0 else None for r in refs] == expected
-    others = [e for e in [*det._baseline, *det._held] if id(e) not in tail_ids]
-    assert snap.arrays["others_lens"].tolist() == [len(e) for e in others]
-    assert snap.arrays["tail"].size == sum(map(len, det._tail))
+    assert snap.arrays["blocks"].tobytes() == b"".join(store._sealed[k] for k in sorted(store._sealed))
+    assert snap.arrays["raw"].tobytes() == b"".join(events[store.raw_start:613])
     restored = registry.restore("cbad", det.snapshot())
-    assert list(restored._baseline) == list(det._baseline) and restored._held == det._held
-    assert all(restored._baseline[i] is restored._tail[r] for i, r in enumerate(refs) if r >= 0)
+    assert restored._events._sealed == store._sealed and restored.baseline_events == det.baseline_events
+    assert restored.snapshot() == det.snapshot()
+    assert restored.update(EventBatch(events[613:])) == det.update(EventBatch(events[613:]))
 
 
 def test_scoring_cost_does_not_depend_on_the_baseline_size():
@@ -185,15 +188,10 @@ def test_window_not_a_multiple_of_hop_is_chunking_invariant_and_restorable():
 
 
 @pytest.mark.parametrize("batch", [1, 7, 37])
-def test_the_offsets_kept_beside_the_baseline_and_held_events_name_them(batch, monkeypatch):
-    """A snapshot refers to the tail's copy of each baseline and held event through the offsets kept beside
-    them: through anomalies, an incident holding events, a drift adopted and restores, each offset still in
-    the tail is that very event's position (and the snapshots never need to search the tail instead)."""
-
-    def search(*args):
-        raise AssertionError("the offsets did not match their events")
-
-    monkeypatch.setattr(detectors.cbad, "_refs_into", search)
+def test_the_baseline_and_held_offsets_always_name_their_events_in_the_store(batch):
+    """Through anomalies, an incident holding events, a drift adopted and restores, every baseline and held
+    offset reads the stream's event at that offset (the store never frees a block they need), and only the
+    newest events stay uncompressed."""
     novel = [*range(700, 708), *range(1300, 1303), *range(2000, 2030)]
     events = synthetic_logs(2400, seed=3, anomalies=novel)
     events += synthetic_spans(900, seed=4)  # another kind of stream: adopted as the new normal
@@ -204,21 +202,52 @@ def test_the_offsets_kept_beside_the_baseline_and_held_events_name_them(batch, m
         drift += sum(r.is_drift for r in det.update(EventBatch(events[i:i + batch])))
         if i % 500 < batch:
             det = registry.restore("cbad", det.snapshot())
-        assert len(det._baseline_at) == len(det._baseline) and len(det._held_at) == len(det._held)
-        tail, base = det._tail, det._tail_base
-        for kept, at in ((list(det._baseline), list(det._baseline_at)), (det._held, det._held_at)):
-            assert all(tail[o - base] is e for e, o in zip(kept, at, strict=True) if o >= base)
-        held = max(held, len(det._held))
+        for at in (det._baseline_at.tolist(), det._held_at):
+            assert det._events.take(at) == [events[o] for o in at]
+        store = det._events
+        assert store.end == det.events_seen and store.end - store.raw_start < 2 * 10 + 5 + BLOCK + batch
+        held = max(held, len(det._held_at))
     assert held >= 5 and drift  # the paths this is about ran
 
 
 def test_a_snapshot_with_an_event_reference_outside_its_events_is_refused():
-    det = registry.create("cbad", seed=4, **SMALL)
-    det.update(EventBatch(synthetic_logs(400, seed=2)))
-    snap = snapshot.decode(det.snapshot(), b"CBAD")
+    from tests.detectors.test_snapshot_compat import LEGACY
+
+    data = (LEGACY / "cbad_v5_incident_open.snap").read_bytes()  # version 5: references into the tail
+    snap = snapshot.decode(data, b"CBAD")
     for bad in (len(snap.arrays["tail_lens"]), -1 - len(snap.arrays["others_lens"])):
         refs = snap.arrays["baseline_refs"].copy()
         refs[len(refs) // 2] = bad
         data = snapshot.encode(b"CBAD", snap.version, snap.header, {**snap.arrays, "baseline_refs": refs})
         with pytest.raises(ValueError, match="event reference"):
             registry.restore("cbad", data)
+    det = registry.create("cbad", seed=4, **SMALL)  # version 6: stream offsets into the event store
+    det.update(EventBatch(synthetic_logs(400, seed=2)))
+    snap = snapshot.decode(det.snapshot(), b"CBAD")
+    for name, bad in (("held_at", 400), ("baseline_at", det._tail_base - 10 * BLOCK)):
+        at = np.append(snap.arrays[name], bad)
+        data = snapshot.encode(b"CBAD", snap.version, snap.header, {**snap.arrays, name: at})
+        with pytest.raises(ValueError, match="event offset"):
+            registry.restore("cbad", data)
+
+
+def test_a_snapshot_sealed_in_blocks_of_another_size_restores_and_continues_exactly(monkeypatch):
+    """The block size is in the snapshot: one written with another size is resealed on restore and goes on
+    exactly as the detector that wrote it."""
+    import detectors.event_blocks
+
+    events = synthetic_logs(1200, seed=5, anomalies=range(1000, 1004))
+    config = {"seed": 2, **SMALL}
+    whole = registry.create("cbad", **config)
+    expected = whole.update(EventBatch(events[:611])) + whole.update(EventBatch(events[611:]))
+    for size in (24, 100):
+        with monkeypatch.context() as patch:
+            patch.setattr(detectors.event_blocks, "BLOCK", size)
+            patch.setattr(detectors.cbad, "BLOCK", size)
+            det = registry.create("cbad", **config)
+            first = det.update(EventBatch(events[:611]))
+            data, baseline = det.snapshot(), det.baseline_events
+        assert snapshot.decode(data, b"CBAD").header["event_block"] == size
+        restored = registry.restore("cbad", data)
+        assert restored.baseline_events == baseline
+        assert first + restored.update(EventBatch(events[611:])) == expected

@@ -73,7 +73,7 @@ def test_held_events_cross_kernel_calls_and_snapshots():
     whole = CbadDetector(**config).update(EventBatch(events))
     det = CbadDetector(**config)
     parts = det.update(EventBatch(events[:712]))
-    assert det._held and det._frozen  # the cut falls inside the incident the anomaly opened
+    assert det._held_at and det._frozen  # the cut falls inside the incident the anomaly opened
     restored = CbadDetector.restore(det.snapshot())
     parts += restored.update(EventBatch(events[712:]))
     assert parts == whole

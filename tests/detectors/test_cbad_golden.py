@@ -18,8 +18,9 @@ scenarios changed (balanced_spans 4 anomalous windows instead of 6, warm_up_then
 window_not_multiple_of_hop 2 instead of 3: windows near the threshold on histories of tens of windows).
 Re-recorded a fourth time for the snapshot version byte alone (cbad snapshot version 4, the field test's
 attribute field): every window digest matched the record, only the 9 snapshot digests changed. The same
-again for version 5 (the baseline and held events as references into the tail): every window digest stayed
-as recorded. Re-record only for an intended change:
+again for version 5 (the baseline and held events as references into the tail) and version 6 (the retained
+events in compressed blocks, ``detectors.event_blocks``): every window digest stayed as recorded. Re-record
+only for an intended change:
 
     python -m tests.detectors.test_cbad_golden --record
 """

@@ -49,10 +49,12 @@ def continue_in_batches(det: Any, events: list[bytes]) -> tuple[list[str], list[
     return windows, incidents
 
 
-def main() -> None:
+def write_fixtures(version: int, cuts: dict[str, int]) -> None:
+    """Snapshot the stream at each cut with the code on the path, continue it, and write the snapshots and
+    ``cases_v<version>.json`` (the digests of what followed)."""
     events = cbad_events()
     cases: dict[str, dict[str, Any]] = {}
-    for name, cut in CASES.items():
+    for name, cut in cuts.items():
         det = registry.create("cbad", **CBAD_SMALL)
         det.update(EventBatch(events[:cut]))
         data = det.snapshot()
@@ -60,8 +62,12 @@ def main() -> None:
         windows, incidents = continue_in_batches(det, events[cut:])
         cases[name] = {"cut": cut, "file": f"{name}.snap", "sha256": hashlib.sha256(data).hexdigest(),
                        "windows": windows, "incident_states": incidents}
-    (HERE / "cases_v3.json").write_text(json.dumps(cases, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {len(cases)} version-3 snapshots to {HERE}")
+    (HERE / f"cases_v{version}.json").write_text(json.dumps(cases, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {len(cases)} version-{version} snapshots to {HERE}")
+
+
+def main() -> None:
+    write_fixtures(3, CASES)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ again: the UI's files cached for good under their versioned URLs, as when moving
   * ``rendered``: the page's ``driftlock:rendered`` mark (its data fetched from /v1 and in the DOM),
   * ``painted``: the page's ``driftlock:painted`` mark, the task after the first animation frame that
     follows ``rendered`` (that frame draws the plots and paints; "—" for a checkout without the mark),
+  * ``frame``: painted minus rendered within each load (that frame alone: less moved by a slow start),
 and the ratio of the rendered median to the 300 ms goal; plus the gateway's CPU time per load (this
 process's CPU clock: the gateway and the thin Playwright client; Chromium runs in its own processes).
 Timing starts once the gateway's ``/readyz`` answers 200 (its kernels loaded). The incidents are never
@@ -117,7 +118,8 @@ class Loader:
         self.browser, self.cold = browser, cold
         self.context = browser.new_context(viewport={"width": 1920, "height": 1080})
         self.page = self.context.new_page()
-        self.out: dict[str, list[float]] = {"shell": [], "dom": [], "rendered": [], "painted": [], "cpu": []}
+        keys = ("shell", "dom", "rendered", "painted", "frame", "cpu")
+        self.out: dict[str, list[float]] = {key: [] for key in keys}
         self.painted = True  # until a page without the mark (an older checkout) says otherwise
 
     def load(self, url: str, cpu: Callable[[], float], keep: bool) -> None:
@@ -142,6 +144,8 @@ class Loader:
             for key in ("shell", "dom", "rendered", "painted"):
                 if timing[key] is not None:
                     self.out[key].append(float(timing[key]))
+            if timing["painted"] is not None and timing["rendered"] is not None:
+                self.out["frame"].append(float(timing["painted"] - timing["rendered"]))
             self.out["cpu"].append(used * 1000)
 
     def close(self) -> None:
@@ -152,7 +156,7 @@ def measure(browser: Any, targets: list[Target], loads: int) -> None:
     """Every page warm, then cold; with two targets their loads alternate (the same moments of a shared
     machine's load for both)."""
     print(f"{'page':<34} {'shell ms':>14} {'dom ms':>14} {'rendered ms':>14} {'vs 300 ms':>10} "
-          f"{'painted ms':>14} {'CPU ms/load':>12}   (median / p95 of {loads} loads)")
+          f"{'painted ms':>14} {'frame ms':>12} {'CPU ms/load':>12}   (median / p95 of {loads} loads)")
     for cold in (False, True):
         for name in targets[0].pages:
             loaders = [Loader(browser, cold) for _ in targets]
@@ -168,8 +172,10 @@ def measure(browser: Any, targets: list[Target], loads: int) -> None:
                 ratio = statistics.median(m["rendered"]) / GOAL_MS
                 painted = (f"{statistics.median(m['painted']):6.0f} /{p95(m['painted']):5.0f}"
                            if len(m["painted"]) == len(m["rendered"]) else "—")
+                frame = (f"{statistics.median(m['frame']):5.0f} /{p95(m['frame']):4.0f}"
+                         if painted != "—" else "—")
                 print(f"{label:<34} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14} {ratio:>9.2f}x "
-                      f"{painted:>14} {statistics.median(m['cpu']):>12.1f}", flush=True)
+                      f"{painted:>14} {frame:>12} {statistics.median(m['cpu']):>12.1f}", flush=True)
 
 
 def load_average() -> str:

@@ -85,6 +85,8 @@ def test_list_shows_open_incidents_first_with_their_facts(open_page, seeded):
     expect(row.locator("time.when")).to_have_attribute("datetime", re.compile(r"^2026-11-01T"))
     expect(row.locator("time.when .abs")).to_have_text(re.compile(r"^2026-11-01 \d\d:\d\d:\d\d GMT\+1$"))
     expect(row.locator("time.when .rel")).to_have_text(re.compile(r"^\(\S.*\)$"))  # "(last month)"
+    # the footer names the reader's zone (filled in after the first paint)
+    expect(page.locator("#tz-choice option[value='local']")).to_have_text("your time zone (Europe/Berlin)")
     expect(row).to_contain_text("7 min")  # the duration: opened to last anomalous window, event time
     # the summary links to the incident, the name to its stream
     summary_link = row.get_by_role("link", name=first.summary, exact=True)

@@ -13,11 +13,12 @@ export function setTimeZone(value) {
   else localStorage.removeItem(TZ_SLOT);
 }
 
-export function localZoneName() {
-  return Intl.DateTimeFormat().resolvedOptions().timeZone || "local";
-}
-
 const formatters = new Map();
+
+export function localZoneName() {
+  // the local formatter the times use (no second DateTimeFormat to build): the browser's own zone
+  return formatter(undefined).resolvedOptions().timeZone || "local";
+}
 
 function formatter(zone) {
   const key = zone || "local";

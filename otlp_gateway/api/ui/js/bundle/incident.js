@@ -2,10 +2,10 @@
 import {
   AUDIT_COLUMNS,
   auditRow
-} from "./chunk-VXZVUH5Q.js";
+} from "./chunk-MR7AR32A.js";
 import {
   timelinePlot
-} from "./chunk-7YZDMPLQ.js";
+} from "./chunk-NIFZHOZX.js";
 import {
   ackBadge,
   confirmAction,
@@ -13,7 +13,7 @@ import {
   severityBadge,
   statusBadge,
   when
-} from "./chunk-5ONOY7MU.js";
+} from "./chunk-F3BKGR5Y.js";
 import {
   ApiError,
   absolute,
@@ -35,7 +35,7 @@ import {
   streamPath,
   table,
   td
-} from "./chunk-SOJMM3JW.js";
+} from "./chunk-6LFUW4Y7.js";
 
 // otlp_gateway/api/ui/js/pages/incident.js
 var ACTIONS = [
@@ -169,7 +169,7 @@ async function render(app, incidentId) {
   const actionsSlot = h("div");
   const message = h("div", { "aria-live": "polite" });
   const plotSlot = h("div");
-  const auditSlot = h("div");
+  const auditSlot = h("div", { class: "lazy-layout" });
   function paint(now = /* @__PURE__ */ new Date()) {
     const name = streamName(incident.stream_id, incident.signal, incident.service);
     setTitle(`${statusLabel(incident.status)}: ${incident.service} ${name}`);
@@ -248,10 +248,10 @@ async function render(app, incidentId) {
       h("p", { class: "hint" }, "Each point is a 10 s bucket's most unusual window: higher is more unusual; above the dashed line a window counts as anomalous."),
       plotSlot
     ),
-    h("section", { "aria-labelledby": "fields-title" }, h("h2", { id: "fields-title" }, "Why: what changed"), fieldTable(incident.fields)),
+    h("section", { class: "lazy-layout", "aria-labelledby": "fields-title" }, h("h2", { id: "fields-title" }, "Why: what changed"), fieldTable(incident.fields)),
     h(
       "section",
-      { "aria-labelledby": "evidence-title" },
+      { class: "lazy-layout", "aria-labelledby": "evidence-title" },
       h("h2", { id: "evidence-title" }, "Examples"),
       h("p", { class: "hint" }, "Real events the incident blames. Highlighted parts were masked before scoring (numbers, ids, addresses)."),
       evidenceList(incident.evidence, app.settings.trace_url_template)

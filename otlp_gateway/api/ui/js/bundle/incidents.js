@@ -2,8 +2,8 @@
 import {
   INCIDENT_COLUMNS,
   syncRows
-} from "./chunk-CJA456KV.js";
-import "./chunk-5ONOY7MU.js";
+} from "./chunk-TDU3TO3A.js";
+import "./chunk-F3BKGR5Y.js";
 import {
   ApiError,
   INCIDENT_FILTERS,
@@ -22,7 +22,7 @@ import {
   signalLabel,
   statusLabel,
   table
-} from "./chunk-SOJMM3JW.js";
+} from "./chunk-6LFUW4Y7.js";
 
 // otlp_gateway/api/ui/js/pages/incidents.js
 var RANGES = [

@@ -3,7 +3,7 @@ import {
   confirmAction,
   copyButton,
   when
-} from "./chunk-5ONOY7MU.js";
+} from "./chunk-F3BKGR5Y.js";
 import {
   ApiError,
   announce,
@@ -15,7 +15,7 @@ import {
   setTitle,
   table,
   td
-} from "./chunk-SOJMM3JW.js";
+} from "./chunk-6LFUW4Y7.js";
 
 // otlp_gateway/api/ui/js/pages/keys.js
 function secretPanel(title, issued) {

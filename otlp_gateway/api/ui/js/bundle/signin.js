@@ -10,7 +10,7 @@ import {
   notice,
   setCredential,
   setTitle
-} from "./chunk-SOJMM3JW.js";
+} from "./chunk-6LFUW4Y7.js";
 
 // otlp_gateway/api/ui/js/pages/signin.js
 function safeNext() {

@@ -105,7 +105,7 @@ export async function render(app, incidentId) {
   const actionsSlot = h("div");
   const message = h("div", { "aria-live": "polite" });
   const plotSlot = h("div");
-  const auditSlot = h("div");
+  const auditSlot = h("div", { class: "lazy-layout" });
 
   function paint(now = new Date()) {
     const name = streamName(incident.stream_id, incident.signal, incident.service);
@@ -177,8 +177,8 @@ export async function render(app, incidentId) {
       h("h2", { id: "timeline-title" }, "Timeline"),
       h("p", { class: "hint" }, "Each point is a 10 s bucket's most unusual window: higher is more unusual; above the dashed line a window counts as anomalous."),
       plotSlot),
-    h("section", { "aria-labelledby": "fields-title" }, h("h2", { id: "fields-title" }, "Why: what changed"), fieldTable(incident.fields)),
-    h("section", { "aria-labelledby": "evidence-title" },
+    h("section", { class: "lazy-layout", "aria-labelledby": "fields-title" }, h("h2", { id: "fields-title" }, "Why: what changed"), fieldTable(incident.fields)),
+    h("section", { class: "lazy-layout", "aria-labelledby": "evidence-title" },
       h("h2", { id: "evidence-title" }, "Examples"),
       h("p", { class: "hint" }, "Real events the incident blames. Highlighted parts were masked before scoring (numbers, ids, addresses)."),
       evidenceList(incident.evidence, app.settings.trace_url_template)),

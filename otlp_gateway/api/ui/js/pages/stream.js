@@ -223,7 +223,7 @@ export async function render(app, streamId) {
   let latestIncident = null;
   const plotSlot = h("div", null, h("p", { class: "loading" }, "Loading scores…"));
   const settingsMessage = h("div", { "aria-live": "polite" });
-  const settingsSlot = h("div");
+  const settingsSlot = h("div", { class: "lazy-layout" });
   const incidentsBody = h("tbody");
   const incidentsTable = table({ caption: `Incidents of ${stream.stream_id}`, columns: INCIDENT_COLUMNS, rows: [] });
   incidentsTable.replaceChild(incidentsBody, incidentsTable.querySelector("tbody"));
@@ -246,7 +246,7 @@ export async function render(app, streamId) {
       h("h2", { id: "scores-title" }, "Recent scores"),
       h("div", { class: "field inline" }, h("label", { for: "score-range" }, "Show"), range),
       plotSlot),
-    h("section", { "aria-labelledby": "incidents-title" },
+    h("section", { class: "lazy-layout", "aria-labelledby": "incidents-title" },
       h("h2", { id: "incidents-title" }, "Incidents of this stream"), incidentsProblem, incidentsTable),
     settingsMessage, settingsSlot);
 

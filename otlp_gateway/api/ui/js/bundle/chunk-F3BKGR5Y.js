@@ -5,7 +5,7 @@ import {
   byId,
   h,
   statusLabel
-} from "./chunk-SOJMM3JW.js";
+} from "./chunk-6LFUW4Y7.js";
 
 // otlp_gateway/api/ui/js/widgets.js
 function severityBadge(severity) {

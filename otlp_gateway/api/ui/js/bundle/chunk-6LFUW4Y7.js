@@ -185,10 +185,10 @@ function setTimeZone(value) {
   if (value === "UTC") localStorage.setItem(TZ_SLOT, "UTC");
   else localStorage.removeItem(TZ_SLOT);
 }
-function localZoneName() {
-  return Intl.DateTimeFormat().resolvedOptions().timeZone || "local";
-}
 var formatters = /* @__PURE__ */ new Map();
+function localZoneName() {
+  return formatter(void 0).resolvedOptions().timeZone || "local";
+}
 function formatter(zone) {
   const key = zone || "local";
   if (!formatters.has(key)) {
@@ -360,9 +360,11 @@ function markNavigation(section) {
     else link.removeAttribute("aria-current");
   }
 }
+function nameLocalZone() {
+  byId("tz-choice").options[0].textContent = `your time zone (${localZoneName()})`;
+}
 function wireFooter() {
   const choice = byId("tz-choice");
-  choice.options[0].textContent = `your time zone (${localZoneName()})`;
   choice.value = timeZone() === "UTC" ? "UTC" : "local";
   choice.addEventListener("change", () => {
     setTimeZone(choice.value);
@@ -393,6 +395,7 @@ async function boot(name, module) {
   if (flash) showBanner(flash.text, flash.kind);
   if (!here || here.page !== name) {
     clear(app.main).append(h("h1", null, "Page not found"), h("p", null, h("a", { href: "/" }, "Go to the incidents")));
+    nameLocalZone();
     return;
   }
   const section = SECTIONS[here.page];
@@ -412,7 +415,10 @@ async function boot(name, module) {
   }
   performance.mark("driftlock:rendered");
   document.documentElement.dataset.ready = "true";
-  window.requestAnimationFrame(() => window.setTimeout(() => performance.mark("driftlock:painted"), 0));
+  window.requestAnimationFrame(() => window.setTimeout(() => {
+    performance.mark("driftlock:painted");
+    nameLocalZone();
+  }, 0));
 }
 
 export {

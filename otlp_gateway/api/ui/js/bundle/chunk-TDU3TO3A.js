@@ -4,7 +4,7 @@ import {
   severityBadge,
   statusBadge,
   when
-} from "./chunk-5ONOY7MU.js";
+} from "./chunk-F3BKGR5Y.js";
 import {
   duration,
   enc,
@@ -13,7 +13,7 @@ import {
   streamName,
   streamPath,
   td
-} from "./chunk-SOJMM3JW.js";
+} from "./chunk-6LFUW4Y7.js";
 
 // otlp_gateway/api/ui/js/incident_rows.js
 var INCIDENT_COLUMNS = [

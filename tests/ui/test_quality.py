@@ -99,6 +99,28 @@ def test_keyboard_only_creates_and_revokes_a_key(open_page, ui_gateway: UiGatewa
     expect(page.locator("tr", has_text="keyboard user")).to_contain_text("revoked")
 
 
+def test_a_confirmation_reopened_before_the_last_close_event_still_acts(open_page, ui_gateway: UiGateway):
+    """A dialog's close event comes a task after it closes: reopening it in between (a quick Escape, then
+    Enter on the same button) must not let that late event answer the new question (it did: the revoke
+    was silently cancelled, and the confirm button then did nothing)."""
+    page = open_page(ui_gateway.url + "/admin/keys", width=DESKTOP, credential=ui_gateway.admin_key)
+    page.locator("#key-name").fill("reopened dialog")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.locator("#new-secret")).to_be_visible()
+    revoke = "button[data-action=revoke][data-name='reopened dialog']"
+    page.locator(revoke).click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    # cancel and reopen in one task, before the first close event is dispatched
+    page.evaluate("""(selector) => {
+        document.getElementById("confirm-cancel").click();
+        document.querySelector(selector).click();
+    }""", revoke)
+    expect(dialog).to_be_visible()
+    page.locator("#confirm-ok").click()
+    expect(page.locator("tr", has_text="reopened dialog")).to_contain_text("revoked")
+
+
 def test_keyboard_focus_is_always_visible(open_page, ui_gateway: UiGateway):
     page = open_page(ui_gateway.url + "/admin/keys", width=PHONE, credential=ui_gateway.admin_key)
     for _ in range(12):

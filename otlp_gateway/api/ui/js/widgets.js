@@ -39,11 +39,24 @@ export function confirmAction({ title, text, confirmLabel = "Confirm", danger = 
   ok.textContent = confirmLabel;
   ok.className = danger ? "danger" : "";
   const opener = document.activeElement;
+  const form = byId("confirm-form");
   return new Promise((resolve) => {
-    dialog.addEventListener("close", () => {
+    // Answered when the dialog closes, by its buttons (submit) or Escape (cancel): both come in the same
+    // task as the closing. Its "close" event comes a task later, so a dialog reopened in between (Escape,
+    // then Enter on the same button) would take the first one's late close event as its own answer.
+    const answer = (ok) => {
+      form.removeEventListener("submit", onSubmit);
+      dialog.removeEventListener("cancel", onCancel);
+      dialog.removeEventListener("close", onClose);
       if (opener && opener.isConnected) opener.focus();
-      resolve({ ok: dialog.returnValue === "ok", note: note.value.trim() });
-    }, { once: true });
+      resolve({ ok, note: note.value.trim() });
+    };
+    const onSubmit = (event) => answer(event.submitter?.value === "ok");
+    const onCancel = () => answer(false);
+    const onClose = () => { if (!dialog.open) answer(dialog.returnValue === "ok"); }; // closed by code
+    form.addEventListener("submit", onSubmit);
+    dialog.addEventListener("cancel", onCancel);
+    dialog.addEventListener("close", onClose);
     dialog.returnValue = "cancel";
     dialog.showModal();
     (withNote ? note : byId("confirm-cancel")).focus();

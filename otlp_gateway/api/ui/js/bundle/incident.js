@@ -2,7 +2,7 @@
 import {
   AUDIT_COLUMNS,
   auditRow
-} from "./chunk-MR7AR32A.js";
+} from "./chunk-NQYS2QIW.js";
 import {
   timelinePlot
 } from "./chunk-NIFZHOZX.js";
@@ -13,7 +13,7 @@ import {
   severityBadge,
   statusBadge,
   when
-} from "./chunk-F3BKGR5Y.js";
+} from "./chunk-Z5ITM4WY.js";
 import {
   ApiError,
   absolute,

@@ -2,8 +2,8 @@
 import {
   INCIDENT_COLUMNS,
   syncRows
-} from "./chunk-TDU3TO3A.js";
-import "./chunk-F3BKGR5Y.js";
+} from "./chunk-KK2EQ3GK.js";
+import "./chunk-Z5ITM4WY.js";
 import {
   ApiError,
   INCIDENT_FILTERS,

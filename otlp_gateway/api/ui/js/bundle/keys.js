@@ -3,7 +3,7 @@ import {
   confirmAction,
   copyButton,
   when
-} from "./chunk-F3BKGR5Y.js";
+} from "./chunk-Z5ITM4WY.js";
 import {
   ApiError,
   announce,

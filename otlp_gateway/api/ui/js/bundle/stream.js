@@ -5,13 +5,13 @@ import {
 import {
   INCIDENT_COLUMNS,
   syncRows
-} from "./chunk-TDU3TO3A.js";
+} from "./chunk-KK2EQ3GK.js";
 import {
   stateBadge
-} from "./chunk-RJZKLPRF.js";
+} from "./chunk-ZYJWX2YK.js";
 import {
   when
-} from "./chunk-F3BKGR5Y.js";
+} from "./chunk-Z5ITM4WY.js";
 import {
   ApiError,
   RECENT_SCORES_SECONDS,

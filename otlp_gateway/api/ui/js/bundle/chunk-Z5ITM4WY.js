@@ -43,11 +43,23 @@ function confirmAction({ title, text, confirmLabel = "Confirm", danger = false, 
   ok.textContent = confirmLabel;
   ok.className = danger ? "danger" : "";
   const opener = document.activeElement;
+  const form = byId("confirm-form");
   return new Promise((resolve) => {
-    dialog.addEventListener("close", () => {
+    const answer = (ok2) => {
+      form.removeEventListener("submit", onSubmit);
+      dialog.removeEventListener("cancel", onCancel);
+      dialog.removeEventListener("close", onClose);
       if (opener && opener.isConnected) opener.focus();
-      resolve({ ok: dialog.returnValue === "ok", note: note.value.trim() });
-    }, { once: true });
+      resolve({ ok: ok2, note: note.value.trim() });
+    };
+    const onSubmit = (event) => answer(event.submitter?.value === "ok");
+    const onCancel = () => answer(false);
+    const onClose = () => {
+      if (!dialog.open) answer(dialog.returnValue === "ok");
+    };
+    form.addEventListener("submit", onSubmit);
+    dialog.addEventListener("cancel", onCancel);
+    dialog.addEventListener("close", onClose);
     dialog.returnValue = "cancel";
     dialog.showModal();
     (withNote ? note : byId("confirm-cancel")).focus();

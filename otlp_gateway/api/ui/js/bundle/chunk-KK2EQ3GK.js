@@ -4,7 +4,7 @@ import {
   severityBadge,
   statusBadge,
   when
-} from "./chunk-F3BKGR5Y.js";
+} from "./chunk-Z5ITM4WY.js";
 import {
   duration,
   enc,

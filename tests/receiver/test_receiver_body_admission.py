@@ -84,7 +84,9 @@ def test_inflating_runs_off_the_event_loop():
             await read_body(_receive_from(bomb), "gzip", 64 * MiB)
         return time.thread_time() - start
 
-    on_loop = asyncio.run(loop_thread_cpu())
+    # the least of three runs: the first also pays one-time costs (the executor's thread, first calls)
+    # that are the loop's but not the inflation's, and a busy machine adds a few ms to any one run
+    on_loop = min(asyncio.run(loop_thread_cpu()) for _ in range(3))
     assert inline > 0.02, f"the bomb's first chunk inflated in {inline:.3f} s CPU: not a bomb"
     assert on_loop < inline / 5, f"the loop's thread spent {on_loop:.3f} s CPU (inline: {inline:.3f} s)"
 

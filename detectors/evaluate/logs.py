@@ -31,7 +31,7 @@ from detectors import EventBatch, registry
 from detectors.cbad import CbadDetector
 from detectors.evaluate import _paths
 from detectors.evaluate._progress import Progress
-from detectors.profiles import PROFILES, resolve_profile
+from detectors.profiles import PROFILES
 
 _SEVERITY = {"DEBUG": 5, "INFO": 9, "WARNING": 13, "WARN": 13, "ERROR": 17, "SEVERE": 17, "FAILURE": 21,
              "FATAL": 21}
@@ -97,12 +97,7 @@ def hdfs(profile: str = "sensitive", progress: bool = True, limit: int | None = 
         valid = [(row["Sequence"].split(), row["label"].strip() == "1") for row in csv.DictReader(fh)]
     if limit:
         valid = valid[:limit // 2] + valid[-limit // 2:]
-    codebook = TransitionCodebook()
-    # the baseline holds every training session (a block's normal shape may be rare in time), and the
-    # p-values are calibrated on the training sessions themselves, each scored without its own counts
-    det = CbadDetector(profile=profile, seed=42, window=1, hop=1, baseline=len(train))
-    det.warm_up(EventBatch([hdfs_event(k, codebook) for k in train]))
-    snap = det.snapshot()
+    snap, codebook = _warmed(profile, train)
     held_out_book = copy.deepcopy(codebook)
     pred, pvals = _score_sessions(snap, valid, codebook, Progress("hdfs", len(valid), progress))
     truth = [label for _, label in valid]
@@ -110,7 +105,8 @@ def hdfs(profile: str = "sensitive", progress: bool = True, limit: int | None = 
               "codes": len(codebook), **prf(pred, truth), "_rows": {"p_values": pvals, "labels": truth},
               "other_profiles": {other: _hdfs_at(other, train, valid)
                                  for other in PROFILES if other != profile},
-              "budget_ceilings": hdfs_budget_ceilings(train, valid, pvals)}
+              "budget_ceilings": hdfs_budget_ceilings(train, valid, pvals),
+              "novelty": hdfs_novelty(train, valid)}
     if held_out:
         # The same warmed detector on robust_log_train.csv, a labelled file that played no part in choosing
         # the mapping or the calibration. It shares its pool with valid (1,650 of valid's 2,000 rows occur
@@ -128,17 +124,47 @@ def hdfs(profile: str = "sensitive", progress: bool = True, limit: int | None = 
     return result
 
 
-def _hdfs_at(profile: str, train: list[list[str]], valid: list[tuple[list[str], bool]]) -> dict[str, Any]:
-    """The same mapping and detector at another profile (its own target), valid only."""
+def _warmed(profile: str, train: list[list[str]]) -> tuple[bytes, TransitionCodebook]:
+    """The warmed detector's snapshot and the codebook the training sessions filled. The baseline holds every
+    training session (a block's normal shape may be rare in time), and the p-values are calibrated on the
+    training sessions themselves, each scored without its own counts."""
     codebook = TransitionCodebook()
     det = CbadDetector(profile=profile, seed=42, window=1, hop=1, baseline=len(train))
     det.warm_up(EventBatch([hdfs_event(k, codebook) for k in train]))
-    pred, _ = _score_sessions(det.snapshot(), valid, codebook, Progress(f"hdfs {profile}", len(valid), False))
+    return det.snapshot(), codebook
+
+
+def _hdfs_at(profile: str, train: list[list[str]], valid: list[tuple[list[str], bool]]) -> dict[str, Any]:
+    """The same mapping and detector at another profile (its own target), valid only."""
+    snap, codebook = _warmed(profile, train)
+    pred, _ = _score_sessions(snap, valid, codebook, Progress(f"hdfs {profile}", len(valid), False))
     return prf(pred, [label for _, label in valid])
 
 
 def _transitions(keys: list[str]) -> set[str]:
     return {f"{a}>{b}" for a, b in itertools.pairwise(["^", *keys, "$"])}
+
+
+def _holding(train: list[list[str]]) -> dict[str, int]:
+    """How many training sessions hold each key transition."""
+    holding: dict[str, int] = {}
+    for keys in train:
+        for t in _transitions(keys):
+            holding[t] = holding.get(t, 0) + 1
+    return holding
+
+
+def hdfs_novelty(train: list[list[str]], valid: list[tuple[list[str], bool]]) -> dict[str, dict[str, int]]:
+    """Per label, the sessions holding a transition no training session holds, and one at most 2 hold: how
+    novel the normal sessions are beside the anomalous ones."""
+    holding = _holding(train)
+    out = {}
+    for label, kind in ((False, "normal"), (True, "anomalous")):
+        sessions = [keys for keys, t in valid if t == label]
+        rarest = [min(holding.get(t, 0) for t in _transitions(k)) for k in sessions]
+        out[kind] = {"sessions": len(sessions), "never_seen": sum(c == 0 for c in rarest),
+                     "held_by_at_most_2": sum(c <= 2 for c in rarest)}
+    return out
 
 
 def hdfs_budget_ceilings(train: list[list[str]], valid: list[tuple[list[str], bool]],
@@ -153,10 +179,7 @@ def hdfs_budget_ceilings(train: list[list[str]], valid: list[tuple[list[str], bo
     profile's false-positive rate; they are not detectors.
     """
     n = len(train)
-    holding: dict[str, int] = {}  # training sessions holding each transition
-    for keys in train:
-        for t in _transitions(keys):
-            holding[t] = holding.get(t, 0) + 1
+    holding = _holding(train)
     shapes: dict[frozenset[str], int] = {}
     for keys in train:
         shape = frozenset(_transitions(keys))
@@ -191,7 +214,7 @@ def hdfs_budget_ceilings(train: list[list[str]], valid: list[tuple[list[str], bo
 
         row: dict[str, Any] = {"score": name}
         for profile in PROFILES:
-            budget = int(resolve_profile(profile).false_alarm_target * normals + 1e-9)
+            budget = int(PROFILES[profile].false_alarm_target * normals + 1e-9)
             row[profile] = {"budget": budget, **within(budget)}
         # the fewest normal sessions a threshold on this score must flag to reach F1 0.9
         row["fp_for_f1_0.9"] = next((b for b in range(normals + 1) if within(b)["f1"] >= 0.9), None)

@@ -249,6 +249,12 @@ def _prf(key: str, title: str, r: dict[str, Any]) -> str:
             f"{prof} precision {o['precision']:.3f}, recall {o['recall']:.3f}, F1 {o['f1']:.3f} "
             f"(TP {o['tp']}, FP {o['fp']})" for prof, o in _ordered(r["other_profiles"], _PROFILE_ORDER))
             + ".\n")
+    if r.get("novelty"):
+        nov = r["novelty"]
+        warm += ("\nHow novel the sessions are (`detectors.evaluate.logs.hdfs_novelty`): " + "; ".join(
+            f"{v['never_seen']} of the {v['sessions']} {kind} sessions hold a key transition no training "
+            f"session holds, {v['held_by_at_most_2']} one that at most 2 hold" for kind, v in nov.items())
+            + ".\n")
     if r.get("budget_ceilings"):
         profiles = [k for k in r["budget_ceilings"][0] if k in _PROFILE_ORDER]
         warm += ("\nCeilings within each profile's false-positive budget (the threshold chosen on the labels "

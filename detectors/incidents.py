@@ -201,7 +201,7 @@ class IncidentTracker:
             "seq": self.next_seq, "opened_offset": int(window.start_offset),
             "opened_time_ns": int(opened or 0), "last_offset": int(window.end_offset) - 1,
             "last_time_ns": int(self.last_time_ns or 0), "windows": 0, "min_p": 1.0, "severity": "low",
-            "evidence": [], "blamed": [], "normal_run": 0, "reported": None,
+            "evidence": [], "blamed": [], "normal_run": 0, "reported": None, "sample": [], "sampled_to": 0,
         }
         self.next_seq += 1
         self.open = o
@@ -245,13 +245,13 @@ class IncidentTracker:
     def _sample(host: IncidentHost, o: dict[str, Any], window: WindowResult) -> None:
         """Add the window's events not sampled yet, up to MAX_SAMPLE (by stream offset, so the sample does
         not depend on how events were batched; windows overlap, each offset counts once)."""
-        sample: list[str] = o.setdefault("sample", [])
-        start = max(int(window.start_offset), int(o.get("sampled_to", 0)))
+        sample: list[str] = o["sample"]
+        start = max(int(window.start_offset), o["sampled_to"])
         for offset in range(start, min(int(window.end_offset), start + MAX_SAMPLE - len(sample))):
             event = host._incident_event(offset)
             if event is not None:
                 sample.append(event.decode("utf-8", "replace"))
-        o["sampled_to"] = max(int(o.get("sampled_to", 0)), int(window.end_offset))
+        o["sampled_to"] = max(o["sampled_to"], int(window.end_offset))
 
     def _close(self, host: IncidentHost, status: IncidentStatus, now: int | None) -> None:
         assert self.open is not None
@@ -300,6 +300,8 @@ class IncidentTracker:
             o = dict(o)
             o["evidence"] = [int(x) for x in o["evidence"]]
             o["reported"] = None if o["reported"] is None else tuple(o["reported"])
+            o.setdefault("sample", [])  # written before incidents kept a sample of their events
+            o["sampled_to"] = int(o.get("sampled_to", 0))
         self.open = o
 
 
@@ -327,7 +329,7 @@ def _describe(reference: Sequence[bytes] | None, incident: dict[str, Any],
     blamed = incident["blamed"]
     if reference is None:
         return _describe_values(blamed, incident, band)
-    sample = [event.encode() for event in incident.get("sample", ())]
+    sample = [event.encode() for event in incident["sample"]]
     if sample:
         explained, summary = explain_fields(reference, sample)
         if explained:

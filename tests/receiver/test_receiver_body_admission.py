@@ -69,7 +69,7 @@ def test_a_gzip_bomb_is_stopped_while_inflating():
 
 
 def test_inflating_runs_off_the_event_loop():
-    """One 64 KiB chunk of a bomb inflates to the whole 64 MiB limit (about a quarter of a second of CPU):
+    """One 64 KiB chunk of a bomb inflates to the whole 64 MiB limit (15-250 ms of CPU, by machine):
     the event loop's thread, which serves every client of both receivers, must not pay for it (CPU time of
     that thread, against the same inflation done inline)."""
     bomb = gzip_bomb(256 * MiB)
@@ -87,7 +87,7 @@ def test_inflating_runs_off_the_event_loop():
     # the least of three runs: the first also pays one-time costs (the executor's thread, first calls)
     # that are the loop's but not the inflation's, and a busy machine adds a few ms to any one run
     on_loop = min(asyncio.run(loop_thread_cpu()) for _ in range(3))
-    assert inline > 0.02, f"the bomb's first chunk inflated in {inline:.3f} s CPU: not a bomb"
+    assert inline > 0.01, f"the bomb's first chunk inflated in {inline:.3f} s CPU: not a bomb"
     assert on_loop < inline / 5, f"the loop's thread spent {on_loop:.3f} s CPU (inline: {inline:.3f} s)"
 
 

@@ -83,22 +83,26 @@ class RssSampler:
 
 
 async def overload(endpoint: str, payloads: list[bytes], rate: float, deadline: float
-                   ) -> tuple[Counter[str], set[bytes], float]:
-    """Send ``payloads`` at ``rate`` per second, open loop; answers by code, the accepted requests and the
-    seconds the sending took (the answers may come later)."""
+                   ) -> tuple[Counter[str], set[bytes], float, dict[str, list[float]]]:
+    """Send ``payloads`` at ``rate`` per second, open loop; answers by code, the accepted requests, the
+    seconds the sending took (the answers may come later) and each answer's time by code."""
     codes: Counter[str] = Counter()
     accepted: set[bytes] = set()
+    waits: dict[str, list[float]] = {}
     async with grpc.aio.insecure_channel(endpoint, options=GRPC_OPTIONS) as channel:
         call = channel.unary_unary(METHODS["traces"], request_serializer=None, response_deserializer=None)
 
         async def one(payload: bytes) -> None:
+            sent = time.monotonic()
             try:
                 await call(payload, timeout=deadline)
+                code = "OK"
             except grpc.aio.AioRpcError as exc:
-                codes[exc.code().name] += 1
-                return
-            codes["OK"] += 1
-            accepted.add(request_key(payload))
+                code = exc.code().name
+            codes[code] += 1
+            waits.setdefault(code, []).append(time.monotonic() - sent)
+            if code == "OK":
+                accepted.add(request_key(payload))
 
         start = time.monotonic()
         tasks = []
@@ -109,7 +113,16 @@ async def overload(endpoint: str, payloads: list[bytes], rate: float, deadline: 
             tasks.append(asyncio.create_task(one(payload)))
         sending = time.monotonic() - start
         await asyncio.gather(*tasks)
-    return codes, accepted, sending
+    return codes, accepted, sending, waits
+
+
+def answer_times(waits: dict[str, list[float]]) -> str:
+    """Median / p99 / max seconds to each answer, by code."""
+    def quantile(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return "; ".join(f"{code} {quantile(v, 0.5):.2f} / {quantile(v, 0.99):.2f} / {max(v):.2f} s"
+                     for code, v in sorted(waits.items()))
 
 
 async def delivered_in_time(downstream: CountingDownstream, accepted: set[bytes], timeout: float) -> bool:
@@ -146,7 +159,7 @@ async def run(args: argparse.Namespace) -> int:
         payloads = gen.requests("traces", count, ITEMS)
         with RssSampler(gateway) as rss:
             started = time.monotonic()
-            codes, accepted, sending = await overload(gateway.endpoint, payloads, rate, args.deadline)
+            codes, accepted, sending, waits = await overload(gateway.endpoint, payloads, rate, args.deadline)
             seconds = time.monotonic() - started
         delivered = await delivered_in_time(downstream, accepted, 120)
         missing = sum(1 for key in accepted if key not in downstream.arrivals)
@@ -155,9 +168,14 @@ async def run(args: argparse.Namespace) -> int:
         soft = await gateway.metric("driftlock_memory_limiter_limit_bytes", {"limit": "soft"})
         hard = await gateway.metric("driftlock_memory_limiter_limit_bytes", {"limit": "hard"})
         answers = ", ".join(f"{n} {code}" for code, n in codes.most_common())
+        throttled = {reason: await gateway.metric("driftlock_ingest_throttled_requests_total",
+                                                  {"transport": "grpc", "reason": reason})
+                     for reason in ("admission", "queue_delay", "memory_limiter", "overloaded")}
         print(f"overload: {len(payloads)} requests sent in {sending:.1f} s ({len(payloads) / sending:.0f}/s "
               f"offered), all answered after {seconds:.1f} s ({codes['OK'] / seconds:.1f}/s accepted): "
               f"{answers}; memory limiter refusals counted: {refused:.0f}; {load_average()}")
+        print(f"answer time median / p99 / max by code: {answer_times(waits)}; refused with a retry hint, by "
+              f"reason: {', '.join(f'{r} {n:.0f}' for r, n in throttled.items() if n)}")
         print(f"gateway RSS: idle {idle / MiB:.0f} MiB; peak under overload {rss.peak / MiB:.0f} MiB "
               f"({rss.samples} samples), VmHWM {hwm / MiB:.0f} MiB")
         if args.limit_mib:

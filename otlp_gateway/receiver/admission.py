@@ -12,13 +12,25 @@ oversized-but-legal request can never be refused forever.
 OTLP/HTTP bodies are counted while they are still being read (a ``Transit``): the bytes received so far
 (decompressed) hold their share of ``max_inflight_bytes`` and of the smaller ``max_transit_bytes``, so
 stalled or slow uploads cannot hold unbounded memory, nor crowd out requests that have fully arrived.
-When the body is complete, admission takes its bytes over in one step.
+When the body is complete, it stops counting against ``max_transit_bytes`` but keeps its share of
+``max_inflight_bytes`` while it waits for a decode thread and is decoded; then admission takes its bytes
+over in one step. OTLP/gRPC requests arrive whole: their bytes are held the same way from the moment the
+handler sees them (``hold_arrived``), so requests queued for decoding count against the budget too.
+
+Bytes alone do not bound how long a request waits: under a flood the event loop and the decode threads
+fall behind, and every request (even one that will be refused) waits seconds before anything answers it.
+The queues a request passes register a probe of their current delay (``watch_delay``); while one of them
+is behind by more than ``max_queue_delay_seconds``, new requests are refused at once with the retry hint.
+Refusing costs little, so the queues drain, and clients hear back while their deadlines still hold.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from collections.abc import Callable
 
+from otlp_gateway.receiver.loop_lag import LoopLag
 from otlp_gateway.receiver.settings import AdmissionSettings
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
@@ -46,13 +58,15 @@ class Admission:
 
 
 class Transit:
-    """The bytes held by one body being read; ``release`` is idempotent."""
+    """The bytes held by one body, being read (``reading``) or arrived and not yet admitted; ``release``
+    is idempotent."""
 
-    __slots__ = ("_controller", "nbytes")
+    __slots__ = ("_controller", "nbytes", "reading")
 
-    def __init__(self, controller: AdmissionController):
+    def __init__(self, controller: AdmissionController, reading: bool = True):
         self._controller: AdmissionController | None = controller
         self.nbytes = 0
+        self.reading = reading
 
     def hold(self, nbytes: int) -> bool:
         """Grow the holding to ``nbytes`` in total; False (nothing changed) when that does not fit."""
@@ -60,6 +74,12 @@ class Transit:
         if controller is None or nbytes <= self.nbytes:
             return controller is not None
         return controller._grow_transit(self, nbytes)
+
+    def arrived(self) -> None:
+        """The whole body is read: it no longer counts against the bytes-in-transit budget."""
+        controller = self._controller
+        if controller is not None and self.reading:
+            controller._arrive(self)
 
     def release(self) -> None:
         controller, self._controller = self._controller, None
@@ -82,6 +102,9 @@ class AdmissionController:
         self._max_transit = settings.max_transit_bytes
         self.retry_after = settings.retry_after_seconds
         """Seconds suggested to refused clients."""
+        self._max_delay = settings.max_queue_delay_seconds
+        self._delays: dict[str, list[Callable[[], float]]] = {}
+        self._loops: dict[asyncio.AbstractEventLoop, LoopLag] = {}
         self._metrics = metrics
         self._lock = threading.Lock()
         self._items = 0
@@ -100,6 +123,40 @@ class AdmissionController:
     def saturated(self) -> bool:
         """True when no further request could be admitted (checked before reading or parsing a body)."""
         return self._items >= self._max_items or self._bytes >= self._max_bytes
+
+    def watch_delay(self, queue: str, probe: Callable[[], float]) -> None:
+        """Count ``probe()`` (seconds the oldest request in ``queue`` has waited) in ``behind``; a queue
+        may have several probes (one pool per receiver in tests), its delay is their largest."""
+        probes = self._delays.setdefault(queue, [])
+        if probe in probes:
+            return
+        probes.append(probe)
+        if len(probes) == 1:
+            self._metrics.ingest_queue_delay.labels(queue).set_function(lambda: self._delay(queue))
+
+    def watch_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Watch how late ``loop`` (the receivers' event loop; called on it) runs (idempotent)."""
+        if loop not in self._loops:
+            lag = self._loops[loop] = LoopLag(loop)
+            self.watch_delay("event_loop", lag.seconds)
+
+    def stop_watching(self, loop: asyncio.AbstractEventLoop) -> None:
+        lag = self._loops.pop(loop, None)
+        if lag is not None:
+            lag.stop()
+            self._delays["event_loop"].remove(lag.seconds)
+
+    def _delay(self, queue: str) -> float:
+        return max((probe() for probe in self._delays.get(queue, ())), default=0.0)
+
+    def behind(self) -> tuple[str, float] | None:
+        """The first queue whose delay is over ``max_queue_delay_seconds``, with that delay; None when none
+        is (checked before reading or parsing a body)."""
+        for queue in self._delays:
+            delay = self._delay(queue)
+            if delay > self._max_delay:
+                return queue, delay
+        return None
 
     @property
     def transit_bytes(self) -> int:
@@ -127,14 +184,23 @@ class AdmissionController:
         """Start counting a body being read (it holds nothing until its first ``hold``)."""
         return Transit(self)
 
+    def hold_arrived(self, nbytes: int) -> Transit | None:
+        """Hold a whole request body until it is admitted or refused; None when it does not fit (the caller
+        refuses the request). Like ``try_admit``, a body larger than the budget fits when nothing else is
+        held."""
+        transit = Transit(self, reading=False)
+        return transit if transit.hold(nbytes) else None
+
     def _grow_transit(self, transit: Transit, nbytes: int) -> bool:
         delta = nbytes - transit.nbytes
         with self._lock:
             alone = self._bytes == transit.nbytes and self._items == 0
-            over = self._transit + delta > self._max_transit or self._bytes + delta > self._max_bytes
+            over = self._bytes + delta > self._max_bytes or (
+                transit.reading and self._transit + delta > self._max_transit)
             if over and not alone:
                 return False
-            self._transit += delta
+            if transit.reading:
+                self._transit += delta
             self._bytes += delta
             transit.nbytes = nbytes
             self._publish()
@@ -145,8 +211,16 @@ class AdmissionController:
             self._end_transit_locked(transit)
             self._publish()
 
+    def _arrive(self, transit: Transit) -> None:
+        with self._lock:
+            if transit.reading:
+                self._transit -= transit.nbytes
+                transit.reading = False
+                self._publish()
+
     def _end_transit_locked(self, transit: Transit) -> None:
-        self._transit -= transit.nbytes
+        if transit.reading:
+            self._transit -= transit.nbytes
         self._bytes -= transit.nbytes
         transit.nbytes = 0
         transit._controller = None

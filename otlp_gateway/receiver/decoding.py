@@ -5,6 +5,10 @@ Each thread keeps its own ``RequestCodec``s (codecs reuse their tables and memo,
 one that extracts events for detection, one that only validates (``decode(extract=False)``: a request
 detection will not take while decoding costs forwarding only the validating walk). One pool serves both
 receivers of a gateway.
+
+The pool keeps the time each queued request started waiting for a thread: admission control refuses new
+requests while the oldest has waited too long (``queue_wait``), instead of letting the queue grow until
+clients' deadlines pass.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from otlp_gateway.batch import Signal
@@ -30,6 +35,10 @@ class DecodePool:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="otlp-decode")
         self._local = threading.local()
         self._closed = False
+        self._queue_lock = threading.Lock()
+        self._queued: dict[int, float] = {}
+        """Requests waiting for a thread, in submission order (the executor's FIFO): number → when queued."""
+        self._next_number = 0
         self._kernels_ready = threading.Event()
         """Set once the codec's kernels are compiled (or loaded from the JIT cache): until then requests
         are decoded by upb alone, so no client waits for the compiler."""
@@ -42,6 +51,23 @@ class DecodePool:
             setattr(self._local, name, codec)
         return codec
 
+    def queue_wait(self) -> float:
+        """Seconds the oldest request still waiting for a decode thread has waited (0.0 when none waits)."""
+        with self._queue_lock:
+            oldest = next(iter(self._queued.values()), None)
+        return 0.0 if oldest is None else time.monotonic() - oldest
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a decode thread."""
+        return len(self._queued)
+
+    def _start(self, number: int, signal: Signal, body: bytes, encoding: Encoding,
+               extract: bool) -> DecodedRequest:
+        with self._queue_lock:
+            self._queued.pop(number, None)
+        return self._decode(signal, body, encoding, extract)
+
     def _decode(self, signal: Signal, body: bytes, encoding: Encoding, extract: bool) -> DecodedRequest:
         codec = self._codec(extract and self.extraction is not None)
         if not self._kernels_ready.is_set():
@@ -53,8 +79,22 @@ class DecodePool:
         """``RequestCodec.decode`` on a decode thread (raises ``MalformedRequest`` the same way). With
         ``extract=False`` the events are not extracted even when the pool has extraction options (detection
         will extract the request later, or not score it): the validating walk alone."""
-        job = self._pool.submit(self._decode, signal, body, encoding, extract)
+        with self._queue_lock:
+            number = self._next_number
+            self._next_number += 1
+            self._queued[number] = time.monotonic()
+        try:
+            job = self._pool.submit(self._start, number, signal, body, encoding, extract)
+        except BaseException:  # closed: nothing will start it
+            with self._queue_lock:
+                self._queued.pop(number, None)
+            raise
+        job.add_done_callback(lambda _: self._forget(number))  # cancelled before it started
         return await asyncio.wrap_future(job)
+
+    def _forget(self, number: int) -> None:
+        with self._queue_lock:
+            self._queued.pop(number, None)
 
     def warm_up(self) -> Future[None]:
         """Compile (or load from cache) the codec's kernels on a decode thread, ahead of the first request

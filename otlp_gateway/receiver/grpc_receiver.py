@@ -84,6 +84,7 @@ class OtlpGrpcReceiver:
         """The bound port once started (useful with ``:0``)."""
 
     async def start(self) -> None:
+        self._core.watch_loop()
         options = [("grpc.max_receive_message_length", self._settings.max_request_bytes),
                    ("grpc.so_reuseport", 0)]
         server = grpc.aio.server(options=options)
@@ -124,6 +125,7 @@ class OtlpGrpcReceiver:
             await self._health.close()
             await self._server.stop(grace)
         finally:
+            self._core.stop_watching_loop()
             if self._own_decoder:
                 self._core.decoder.close()
 

@@ -78,6 +78,7 @@ class OtlpHttpReceiver:
         self.port: int | None = None
 
     async def start(self) -> None:
+        self._core.watch_loop()
         sock = _bind(self._settings.http_listen)
         self.port = sock.getsockname()[1]
         config = guarded_config(
@@ -110,6 +111,7 @@ class OtlpHttpReceiver:
         try:
             await self._stop_server(grace)
         finally:
+            self._core.stop_watching_loop()
             if self._own_decoder:
                 self._core.decoder.close()
 

@@ -10,6 +10,7 @@ of ours failed), and any other error is retryable (UNAVAILABLE / 503).
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hmac
 import logging
@@ -31,6 +32,7 @@ from otlp_gateway.telemetry.metrics import GatewayMetrics
 log = logging.getLogger(__name__)
 
 _AT_LIMIT = "the gateway is at its in-flight limit; retry later"
+_QUEUE_NAMES = {"decode": "decode queue", "event_loop": "event loop"}
 
 
 class RefusalKind(enum.Enum):
@@ -74,6 +76,15 @@ class IngestCore:
         self._memory_limiter = memory_limiter
         self._expected_token = bearer_token.get_secret_value().encode() if bearer_token else None
         self.draining = False
+        admission.watch_delay("decode", decoder.queue_wait)
+
+    def watch_loop(self) -> None:
+        """Called on the receivers' event loop when a receiver starts: admission watches its lag."""
+        self._admission.watch_loop(asyncio.get_running_loop())
+
+    def stop_watching_loop(self) -> None:
+        """When a receiver shuts down (on the loop): the loop is no longer watched."""
+        self._admission.stop_watching(asyncio.get_running_loop())
 
     # ------------------------------------------------------------------------------------ before the body
     def authenticate(self, authorization: str | None) -> None:
@@ -88,7 +99,7 @@ class IngestCore:
 
     def gate(self) -> None:
         """Refuse cheaply, before the body is read or parsed: draining, memory limiter, rate limit,
-        admission full."""
+        admission full, the decode queue behind."""
         if self.draining:
             raise self._retry_later(RefusalKind.OVERLOADED, "draining",
                                     "the gateway is shutting down; retry against another instance")
@@ -105,14 +116,31 @@ class IngestCore:
                                         "ingest rate limit exceeded; retry later", wait)
         if self._admission.saturated:
             raise self._refuse_admission()
+        behind = self._admission.behind()
+        if behind is not None:  # clients would wait in a queue past their deadlines: shed load now
+            queue, delay = behind
+            raise self._refuse_admission(
+                f"the gateway's {_QUEUE_NAMES.get(queue, queue)} is {delay:.1f} s behind; retry later",
+                "queue_delay")
 
     # ------------------------------------------------------------------------------------ the body
     async def ingest(self, spec: SignalSpec, body: bytes, encoding: Encoding = "protobuf",
                      transit: Transit | None = None) -> Message:
         """Decode (on a decode thread), admit and hand the request to the next stage; return the
         Export*ServiceResponse. ``body`` is the decompressed request; it is forwarded as it is when it
-        was protobuf and every item in it is valid. ``transit`` holds the bytes of the body read so far;
-        admission takes them over."""
+        was protobuf and every item in it is valid. ``transit`` holds the bytes of the body read so far
+        (OTLP/HTTP); without one (OTLP/gRPC, whose requests arrive whole) the body's bytes are held here
+        until admission takes them over, so requests waiting for a decode thread count too."""
+        if transit is not None:
+            transit.arrived()
+            return await self._ingest(spec, body, encoding, transit)
+        held = self._admission.hold_arrived(len(body))
+        if held is None:
+            raise self._refuse_admission()
+        with held:  # released here unless admission took the bytes over
+            return await self._ingest(spec, body, encoding, held)
+
+    async def _ingest(self, spec: SignalSpec, body: bytes, encoding: Encoding, transit: Transit) -> Message:
         signal = spec.signal
         try:
             # no extraction for a request detection has no room for: forwarding never pays for it
@@ -151,9 +179,9 @@ class IngestCore:
         return refusal
 
     # ------------------------------------------------------------------------------------ errors
-    def _refuse_admission(self, message: str = _AT_LIMIT) -> Refusal:
+    def _refuse_admission(self, message: str = _AT_LIMIT, reason: str = "admission") -> Refusal:
         self._note_refused(message)
-        return self._retry_later(RefusalKind.OVERLOADED, "admission", message)
+        return self._retry_later(RefusalKind.OVERLOADED, reason, message)
 
     def _note_refused(self, why: str) -> None:
         if self._refusals is not None:

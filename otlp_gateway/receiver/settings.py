@@ -18,6 +18,11 @@ class AdmissionSettings(StrictModel):
     are refused (503) beyond it instead of starving requests that already arrived."""
     retry_after_seconds: Duration = Field(1.0, gt=0)
     """The retry hint sent with UNAVAILABLE / 503 / 429."""
+    max_queue_delay_seconds: Duration = Field(1.0, gt=0)
+    """New requests are refused (UNAVAILABLE / 503 with the retry hint) while the receivers' event loop
+    runs late, or the oldest request waiting for a decode thread has waited, by more than this: beyond it
+    every client waits in a queue, and clients' deadlines (5-10 s in the collector's and SDKs' exporters)
+    pass before even a refusal reaches them."""
 
 
 class IngestRateLimitSettings(StrictModel):

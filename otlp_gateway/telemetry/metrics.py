@@ -108,6 +108,10 @@ class GatewayMetrics:
         self.transit_bytes = Gauge("driftlock_ingest_transit_bytes",
                                    "OTLP/HTTP body bytes being read (part of the in-flight bytes)",
                                    registry=r)
+        self.ingest_queue_delay = Gauge(
+            "driftlock_ingest_queue_delay_seconds",
+            "how far behind a queue every request passes is: the event loop, the decode threads (new "
+            "requests are refused beyond receiver.admission.max_queue_delay_seconds)", ["queue"], registry=r)
         # --- the memory limiter (receiver.memory_limiter)
         self.memory_limiter_state = Gauge(
             "driftlock_memory_limiter_state",

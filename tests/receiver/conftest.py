@@ -15,6 +15,7 @@ from otlp_gateway.batch import TelemetryBatch
 from otlp_gateway.health import HealthState, Phase
 from otlp_gateway.ratelimit import TokenBucket
 from otlp_gateway.receiver import AdmissionController, OtlpGrpcReceiver, OtlpHttpReceiver
+from otlp_gateway.receiver.decoding import DecodePool
 from otlp_gateway.receiver.settings import ReceiverSettings
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 from tests.fixtures.waiting import wait_until  # noqa: F401  (re-exported for the receiver tests)
@@ -122,17 +123,22 @@ class _LoopThread:
 def start_receivers() -> Iterator[Callable[..., Receivers]]:
     """``start_receivers(rate_limiter=None, phase=Phase.SERVING, **settings)`` -> running ``Receivers``."""
     started: list[Receivers] = []
+    pools: list[DecodePool] = []
     loop_thread = _LoopThread()
 
     def start(rate_limiter: TokenBucket | None = None, phase: Phase = Phase.SERVING,
-              **overrides: Any) -> Receivers:
+              decoder: DecodePool | None = None, **overrides: Any) -> Receivers:
         settings = ReceiverSettings.model_validate(
             {"grpc_listen": "127.0.0.1:0", "http_listen": "127.0.0.1:0", **overrides})
         metrics, health, consumer = GatewayMetrics(), HealthState(), RecordingConsumer()
         admission = AdmissionController(settings.admission, metrics)
         args = (settings, consumer, metrics, health, admission, rate_limiter)
-        rx = Receivers(settings, metrics, health, consumer, admission, OtlpGrpcReceiver(*args),
-                       OtlpHttpReceiver(*args), loop_thread.loop)
+        if decoder is not None:  # one pool for both receivers, as the gateway wires them
+            decoder.warm_up()
+            pools.append(decoder)
+        rx = Receivers(settings, metrics, health, consumer, admission,
+                       OtlpGrpcReceiver(*args, decoder=decoder), OtlpHttpReceiver(*args, decoder=decoder),
+                       loop_thread.loop)
         rx.run(rx.grpc.start())
         rx.run(rx.http.start())
         for receiver in (rx.grpc, rx.http):  # the fast path, not the upb one used while kernels compile
@@ -146,4 +152,6 @@ def start_receivers() -> Iterator[Callable[..., Receivers]]:
         rx.release()
         rx.run(rx.grpc.shutdown(1.0))
         rx.run(rx.http.shutdown(1.0))
+    for pool in pools:
+        pool.close()
     loop_thread.stop()

@@ -249,3 +249,33 @@ def test_read_body_stops_when_hold_refuses():
     with pytest.raises(NoRoom):
         asyncio.run(read_body(_receive_from(bytes(500_000)), "", MiB, hold))
     assert offered == [65_536, 131_072, 196_608, 262_144]
+
+
+def test_an_arrived_body_holds_its_bytes_outside_the_transit_share_until_admitted():
+    metrics = GatewayMetrics()
+    settings = AdmissionSettings(max_inflight_items=100, max_inflight_bytes=1000, max_transit_bytes=400)
+    controller = AdmissionController(settings, metrics)
+    waiting = controller.hold_arrived(600)  # a gRPC request waiting for a decode thread
+    assert waiting is not None
+    assert (controller.inflight_bytes, controller.transit_bytes) == (600, 0)
+    assert controller.hold_arrived(500) is None  # 1100 would pass the budget
+    uploading = controller.open_transit()
+    assert uploading.hold(300)
+    uploading.arrived()  # read to its end: out of the transit share, still held
+    assert (controller.inflight_bytes, controller.transit_bytes) == (900, 0)
+    assert controller.open_transit().hold(100)  # the share is free for another upload
+    admitted = controller.try_admit(3, 600, waiting)
+    assert admitted is not None and controller.inflight_bytes == 1000
+    waiting.release()  # taken over: a no-op
+    uploading.release()
+    admitted.release()
+    assert controller.inflight_bytes == 100  # the other upload's
+
+
+def test_a_body_larger_than_the_budget_is_held_when_nothing_else_is():
+    controller, _ = _controller(100, 1000)
+    alone = controller.hold_arrived(5000)
+    assert alone is not None and controller.inflight_bytes == 5000
+    assert controller.hold_arrived(1) is None
+    alone.release()
+    assert controller.inflight_bytes == 0

@@ -3,6 +3,8 @@ and memory (in-flight items and bytes) stays within the configured bounds under 
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -10,6 +12,7 @@ import httpx
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otlp_gateway.ratelimit import TokenBucket
+from otlp_gateway.receiver.decoding import DecodePool
 from tests.fixtures.otlp_payloads import trace_request
 from tests.receiver.conftest import wait_until
 from tests.receiver.grpc_client import TRACE_EXPORT, assert_retry_info, call, expect_refusal
@@ -117,3 +120,74 @@ def test_a_flood_stays_within_the_in_flight_bounds(start_receivers):
     assert codes.count(grpc.StatusCode.UNAVAILABLE) == 60  # never RESOURCE_EXHAUSTED without RetryInfo
     assert peak["items"] <= 200 and peak["bytes"] <= 4 * len(body)
     assert rx.consumer.items() == 200
+
+
+class _OneSlowDecode(DecodePool):
+    """The real decode pool with one thread, whose first request keeps that thread until ``finish`` is
+    set: a decode thread busy with a slow request, so that the next requests queue behind it."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.finish = threading.Event()
+        self._first = True
+
+    def _decode(self, *args):  # type: ignore[no-untyped-def]
+        if self._first:
+            self._first = False
+            self.finish.wait(30)
+        return super()._decode(*args)
+
+
+def test_requests_queued_for_decoding_hold_their_bytes_and_a_late_queue_sheds_new_ones(start_receivers):
+    pool = _OneSlowDecode()
+    rx = start_receivers(decoder=pool, admission={"max_queue_delay_seconds": 0.3, **FAST_RETRY})
+    body = trace_request(5).SerializeToString()
+    with ThreadPoolExecutor(2) as clients:
+        first = clients.submit(call, rx.grpc_target, body)  # holds the only decode thread
+        wait_until(lambda: rx.admission.inflight_bytes == len(body) and pool.queued == 0,
+                   what="the first request on the decode thread")
+        second = clients.submit(call, rx.grpc_target, body)
+        wait_until(lambda: pool.queued == 1, what="the second request queued for decoding")
+        assert rx.admission.inflight_bytes == 2 * len(body)  # its bytes count while it waits
+        wait_until(lambda: pool.queue_wait() > 0.3, what="the queue to fall behind")
+        assert rx.sample("driftlock_ingest_queue_delay_seconds", {"queue": "decode"}) > 0.3
+        assert rx.sample("driftlock_ingest_queue_delay_seconds", {"queue": "event_loop"}) < 0.3
+        refused = expect_refusal(rx.grpc_target, body)
+        assert refused.code() is grpc.StatusCode.UNAVAILABLE and "decode queue is" in refused.details()
+        assert_retry_info(refused, 0.05)
+        response = httpx.post(rx.http_url + "/v1/traces", content=body, timeout=10,
+                              headers={"content-type": "application/x-protobuf"})
+        assert response.status_code == 503 and "decode queue is" in response.text
+        assert rx.sample("driftlock_ingest_throttled_requests_total",
+                         {"transport": "grpc", "reason": "queue_delay"}) == 1
+        assert rx.sample("driftlock_ingest_throttled_requests_total",
+                         {"transport": "http", "reason": "queue_delay"}) == 1
+        pool.finish.set()
+        assert first.result(10) == b"" and second.result(10) == b""
+    assert rx.consumer.items() == 10  # both queued requests delivered; the refused ones were not taken
+    assert pool.queued == 0 and pool.queue_wait() == 0.0
+    assert rx.admission.inflight_bytes == 0
+    assert call(rx.grpc_target, body) == b""  # the queue caught up: accepted again
+
+
+def test_a_late_event_loop_sheds_new_requests_with_a_retry_hint(start_receivers):
+    rx = start_receivers(admission={"max_queue_delay_seconds": 0.3, **FAST_RETRY})
+    body = trace_request(3).SerializeToString()
+    assert call(rx.grpc_target, body) == b""
+    blocked = threading.Event()
+
+    def block_the_loop() -> None:  # what a starved loop looks like to a request arriving meanwhile
+        blocked.set()
+        time.sleep(0.8)
+
+    rx.loop.call_soon_threadsafe(block_the_loop)
+    assert blocked.wait(5)
+    refused = expect_refusal(rx.grpc_target, body)  # its handler runs once the loop is free, 0.8 s late
+    assert refused.code() is grpc.StatusCode.UNAVAILABLE and "event loop is" in refused.details()
+    assert_retry_info(refused, 0.05)
+    assert rx.sample("driftlock_ingest_throttled_requests_total",
+                     {"transport": "grpc", "reason": "queue_delay"}) == 1
+    wait_until(lambda: rx.sample("driftlock_ingest_queue_delay_seconds", {"queue": "event_loop"}) < 0.3,
+               what="the loop to catch up")
+    assert call(rx.grpc_target, body) == b""
+    assert rx.consumer.items() == 6

@@ -194,9 +194,10 @@ def test_modules_import_only_shipped_files_and_never_parse_markup():
 def test_assets_are_served_with_their_types_and_cached_by_version(ui_api):
     api = ui_api()
     shell = api.client.get("/").text
-    prefix = re.search(r'href="(/ui/v/[0-9a-f]{16}/)favicon.svg"', shell).group(1)  # type: ignore[union-attr]
+    prefix = re.search(r'href="(/ui/v/[0-9a-f]{16}/)favicon.png"', shell).group(1)  # type: ignore[union-attr]
     assert not re.search(r'(href|src)="/ui/(?!v/)', shell)  # every asset under the version
-    types = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".html": "text/html"}
+    types = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".png": "image/png",
+             ".html": "text/html"}
     for path in ui_files():
         name = path.relative_to(UI_DIR).as_posix()
         plain, versioned = api.client.get("/ui/" + name), api.client.get(prefix + name)

@@ -157,7 +157,7 @@ class UiAssets:
     version of any file changes the digest."""
 
     TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-             ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8"}
+             ".svg": "image/svg+xml", ".png": "image/png", ".html": "text/html; charset=utf-8"}
 
     def __init__(self, root: Path = UI_DIR, settings: dict[str, Any] | None = None):
         self.files: dict[str, tuple[bytes, str, str]] = {}

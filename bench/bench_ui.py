@@ -21,7 +21,7 @@ again: the UI's files cached for good under their versioned URLs, as when moving
   * ``frame``: painted minus rendered within each load (that frame alone: less moved by a slow start),
   * ``fcp`` and ``lcp``: the browser's own First Contentful Paint and Largest Contentful Paint (the
     ``largest-contentful-paint`` entry's renderTime: when the largest text or image was presented, the
-    web's standard "loaded" figure), read once the page is painted and two more frames have gone by,
+    web's standard "loaded" figure), read two frames and 250 ms after the painted mark,
 and the ratio of the rendered median to the 300 ms goal; plus the gateway's CPU time per load (this
 process's CPU clock: the gateway and the thin Playwright client; Chromium runs in its own processes).
 Timing starts once the gateway's ``/readyz`` answers 200 (its kernels loaded). The incidents are never
@@ -78,8 +78,8 @@ WAIT_MARKS = """new Promise((resolve) => {
     seen();
     setTimeout(() => resolve("timeout"), 30000);
 })"""
-# The paint entries once two more frames have been presented after the last candidate could be painted
-# (an LCP entry is queued when its frame is presented). Buffered: the observer sees the entries before it.
+# The paint entries two frames and 250 ms after the painted mark (the last candidate has been presented by
+# then: an LCP entry is queued when its frame is presented). Buffered: the observer sees earlier entries.
 PAINTS = """() => new Promise((resolve) => {
     const seen = {lcp: null, fcp: null};
     const lcp = new PerformanceObserver((list) => {
@@ -93,7 +93,7 @@ PAINTS = """() => new Promise((resolve) => {
         for (const last of lcp.takeRecords().slice(-1)) seen.lcp = last.renderTime || last.startTime;
         lcp.disconnect();
         resolve(seen);
-    }, 50)));
+    }, 250)));
 })"""
 
 

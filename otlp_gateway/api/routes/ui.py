@@ -171,21 +171,24 @@ class UiAssets:
         self.prefix = f"/ui/v/{self.version}/"
         shell = self.files["index.html"][0].decode()
         # js/early.js first (parser-blocking on purpose: it starts the page's first requests as the parser
-        # meets it), then the stylesheet: inline, so neither waits for a round trip
+        # meets it), then the stylesheet: inline, so neither waits for a round trip. Written in last (after
+        # the shell's own rewriting), so that the text the browser runs is the text hashed in the policy.
         self._early = self.text("js/early.js")
         self._style = self.text("style.css")
         inline = ((_EARLY, f"<script>{self._early}</script>"), (_STYLE, f"<style>{self._style}</style>"))
-        for marker, element in inline:
-            if marker not in shell:
-                raise LookupError(f"the shell has no {marker}")
-            shell = shell.replace(marker, element)
-        # The shell names its other assets (the icon) under the versioned prefix.
-        for attr in ("href", "src"):
-            shell = shell.replace(f'{attr}="/ui/', f'{attr}="{self.prefix}')
+        for marker, _ in inline:
+            if shell.count(marker) != 1:
+                raise LookupError(f"the shell should hold {marker} once")
         # The pages' settings travel in the shell (a <meta>: data, not script), so no page waits for a
         # round trip to learn them.
         meta = f'<meta name="driftlock-settings" content="{html.escape(json.dumps(settings or {}))}">\n'
-        self._shell = shell.replace(_SETTINGS_MARK, meta.lstrip() if settings is not None else "")
+        shell = shell.replace(_SETTINGS_MARK, meta.lstrip() if settings is not None else "")
+        # The shell names its other assets (the icon) under the versioned prefix.
+        for attr in ("href", "src"):
+            shell = shell.replace(f'{attr}="/ui/', f'{attr}="{self.prefix}')
+        for marker, element in inline:
+            shell = shell.replace(marker.replace('="/ui/', f'="{self.prefix}'), element)
+        self._shell = shell
         self._shells: dict[str, tuple[str, str]] = {}
 
     def text(self, name: str) -> str:

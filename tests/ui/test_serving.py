@@ -1,10 +1,13 @@
 """The UI as the server delivers it, without a browser: one shell for every page under a strict
-content-security policy, self-contained assets (no CDN, no build step at install: the committed page entries
-and shared chunks are checked against the sources), the pages' settings, ``/v1/me``, packaging."""
+content-security policy (the shell's inline script and style elements allowed by their hashes, nothing else
+inline), self-contained assets (no CDN, no build step at install: the committed page bundles are checked
+against the sources), the pages' settings, ``/v1/me``, packaging."""
 
 from __future__ import annotations
 
+import base64
 import fnmatch
+import hashlib
 import html
 import json
 import os
@@ -53,25 +56,68 @@ def directives(policy: str) -> dict[str, list[str]]:
     return out
 
 
+def sha256_source(text: str) -> str:
+    return f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'"
+
+
+class _Inline(HTMLParser):
+    """A served shell's script and style elements: (tag, attributes, text)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.found: list[tuple[str, dict[str, str | None], str]] = []
+        self._open: tuple[str, dict[str, str | None]] | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._open, self._text = (tag, dict(attrs)), []
+
+    def handle_data(self, data: str) -> None:
+        if self._open:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._open and tag == self._open[0]:
+            self.found.append((*self._open, "".join(self._text)))
+            self._open = None
+
+
+def inline_elements(text: str) -> list[tuple[str, dict[str, str | None], str]]:
+    parser = _Inline()
+    parser.feed(text)
+    return parser.found
+
+
 def test_every_page_is_the_shell_under_a_strict_policy(ui_api):
+    """Nothing inline runs but the shell's own three elements, each allowed by its hash: js/early.js (a
+    classic script), the stylesheet and the page's bundle (a module); no 'unsafe-inline', no eval, no
+    script or style from anywhere but this origin."""
     api = ui_api()
+    early = (UI_DIR / "js" / "early.js").read_text()
+    style = (UI_DIR / "style.css").read_text()
     for path in PAGES:
         response = api.client.get(path)
         assert response.status_code == 200, path
         assert response.headers["content-type"].startswith("text/html")
         policy = directives(response.headers["content-security-policy"])
+        bundle = (UI_DIR / "js" / "bundle" / f"{PAGE_OF[path]}.js").read_text()
         assert policy["default-src"] == ["'none'"]
-        assert policy["script-src"] == ["'self'"] and policy["style-src"] == ["'self'"]
+        assert policy["script-src"] == ["'self'", sha256_source(early), sha256_source(bundle)], path
+        assert policy["style-src"] == ["'self'", sha256_source(style)], path
+        assert not [v for values in policy.values() for v in values
+                    if v in ("'unsafe-inline'", "'unsafe-eval'", "'unsafe-hashes'", "'strict-dynamic'")]
         assert policy["connect-src"] == ["'self'"] and policy["img-src"] == ["'self'"]
         assert policy["frame-ancestors"] == ["'none'"] and policy["base-uri"] == ["'none'"]
         assert policy["require-trusted-types-for"] == ["'script'"] and policy["trusted-types"] == ["'none'"]
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["x-frame-options"] == "DENY"
-        script = r'<script( type="module")? src="/ui/v/[0-9a-f]{16}/([^"]+)"></script>'
-        scripts = re.findall(script, response.text)
-        assert scripts == [("", "js/early.js"), (' type="module"', f"js/bundle/{PAGE_OF[path]}.js")], \
-            (path, scripts)
-    assert "js/bundle/streams.js" in api.client.get("/streams/").text  # the list, as js/early.js routes it
+        assert inline_elements(response.text) == [("script", {}, early), ("style", {}, style),
+                                                  ("script", {"type": "module"}, bundle)], path
+        assert "<script src=" not in response.text and 'rel="stylesheet"' not in response.text, path
+    streams = (BUNDLE / "streams.js").read_text()
+    # the list, as js/early.js routes it
+    assert f'<script type="module">{streams}</script>' in api.client.get("/streams/").text
     assert api.client.get("/incidents/a/b").status_code == 404  # only the documented pages are pages
     assert api.client.get("/nope").json()["error"] == "not_found"
 
@@ -148,9 +194,10 @@ def test_modules_import_only_shipped_files_and_never_parse_markup():
 def test_assets_are_served_with_their_types_and_cached_by_version(ui_api):
     api = ui_api()
     shell = api.client.get("/").text
-    prefix = re.search(r'src="(/ui/v/[0-9a-f]{16}/)js/early.js"', shell).group(1)  # type: ignore[union-attr]
+    prefix = re.search(r'href="(/ui/v/[0-9a-f]{16}/)favicon.png"', shell).group(1)  # type: ignore[union-attr]
     assert not re.search(r'(href|src)="/ui/(?!v/)', shell)  # every asset under the version
-    types = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".html": "text/html"}
+    types = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".png": "image/png",
+             ".html": "text/html"}
     for path in ui_files():
         name = path.relative_to(UI_DIR).as_posix()
         plain, versioned = api.client.get("/ui/" + name), api.client.get(prefix + name)
@@ -172,50 +219,25 @@ def test_assets_are_served_with_their_types_and_cached_by_version(ui_api):
 BUNDLE = UI_DIR / "js" / "bundle"
 
 
-def static_imports(name: str) -> list[str]:
-    """The files of js/bundle/ that ``name`` runs, itself first, following its imports."""
-    found: list[str] = []
-    todo = [name]
-    while todo:
-        current = todo.pop(0)
-        if current not in found:
-            found.append(current)
-            todo += [t.removeprefix("./") for t in _IMPORT.findall((BUNDLE / current).read_text())]
-    return found
-
-
-def test_each_page_preloads_its_entry_and_the_chunks_it_shares(ui_api):
-    """No import waterfall on a cold load: a page's shell preloads its entry and every chunk the entry
-    imports, transitively, and nothing else; the files import only chunks, never dynamically (js/first.js
-    is bundled too: it only exports what js/early.js, the shell's classic script, set up); and the shared
-    code is stored once: each source module is in exactly one file of js/bundle/, every chunk serves some
-    page."""
+def test_each_page_runs_one_bundle_that_imports_nothing():
+    """A page's code is one file, js/bundle/<page>.js, written into its shell (no import to fetch on a cold
+    load): it imports nothing, statically or dynamically, and boots its page; every source module a page
+    runs is in its bundle (js/first.js too: it only exports what js/early.js, the shell's classic script,
+    set up); every source module is in some bundle."""
     files = sorted(p.name for p in BUNDLE.iterdir())
     pages = sorted(p.stem for p in (UI_DIR / "js" / "pages").glob("*.js"))
-    entries = [f for f in files if not f.startswith("chunk-")]
-    assert entries == [f"{page}.js" for page in pages] and set(PAGE_OF.values()) == set(pages)
-    assert all(re.fullmatch(r"chunk-[0-9A-Z]{8}\.js", f) for f in files if f not in entries), files
+    assert files == [f"{page}.js" for page in pages] and set(PAGE_OF.values()) == set(pages)
+    held: set[str] = set()
     for name in files:
         text = (BUNDLE / name).read_text()
-        assert "import(" not in text, name
-        for target in _IMPORT.findall(text):
-            assert re.fullmatch(r"\./chunk-[0-9A-Z]{8}\.js", target), (name, target)
-    api = ui_api()
-    used: set[str] = set()
-    for path, page in PAGE_OF.items():
-        assert re.search(rf'^boot\("{page}", \{{ render(: \w+)? \}}\);$', (BUNDLE / f"{page}.js").read_text(),
-                         re.M), page
-        preloaded = re.findall(r'<link rel="modulepreload" href="/ui/v/[0-9a-f]{16}/js/bundle/([^"]+)">',
-                               api.client.get(path).text)
-        expected = static_imports(f"{page}.js")
-        assert preloaded == expected and len(expected) >= 2, (path, preloaded)
-        used.update(expected)
-    assert used == set(files)  # no chunk that no page runs
-    sources = [p.relative_to(REPO).as_posix() for p in (UI_DIR / "js").rglob("*.js")
-               if "bundle" not in p.parts and p.name != "early.js"]
-    for source in sources:
-        holders = [f for f in files if f"// {source}\n" in (BUNDLE / f).read_text()]
-        assert len(holders) == 1, (source, holders)
+        assert "import(" not in text and not _IMPORT.findall(text), name
+        assert re.search(rf'^boot\("{name[:-3]}", \{{ render(: \w+)? \}}\);$', text, re.M), name
+        held.update(re.findall(r"^// (otlp_gateway/api/ui/js/\S+\.js)$", text, re.M))
+        for needed in ("main.js", "first.js", "api.js", f"pages/{name}"):
+            assert f"// otlp_gateway/api/ui/js/{needed}\n" in text, (name, needed)
+    sources = {p.relative_to(REPO).as_posix() for p in (UI_DIR / "js").rglob("*.js")
+               if "bundle" not in p.parts and p.name != "early.js"}
+    assert held == sources
 
 
 def test_the_committed_bundles_are_built_from_the_sources(tmp_path: Path):
@@ -266,20 +288,20 @@ def shell_settings(text: str) -> dict:
 def test_the_shell_carries_the_settings_and_starts_the_first_requests(ui_api):
     """No page waits a round trip for its settings: they are in every shell (escaped: a trace template
     with quotes and angle brackets stays data), the same as /ui/settings.json; js/early.js, which reads them
-    and starts the page's first requests, is a classic (parser-blocking) script after them and before the
-    stylesheet and the modules: it runs the moment it arrives, not when the renderer gets to an async
-    module."""
+    and starts the page's first requests, is a classic (parser-blocking) script in the shell after them and
+    before the stylesheet and the page's module: it runs as the parser meets it, and no file is fetched
+    before it can."""
     template = 'https://traces.example/t/{trace_id}?q="<b>&x=1'
     api = ui_api(auth_required=False, ui={"trace_url_template": template, "poll_seconds": "3s"})
     served = api.client.get("/ui/settings.json").json()
+    early = (UI_DIR / "js" / "early.js").read_text()
     for path in PAGES:
         text = api.client.get(path).text
         assert shell_settings(text) == served and served["trace_url_template"] == template
         assert served["auth_required"] is False and served["poll_seconds"] == 3.0
-        early = re.search(r'<script src="/ui/v/[0-9a-f]{16}/js/early.js"></script>', text)
-        assert early is not None, path
-        assert text.index('name="driftlock-settings"') < early.start() < text.index('rel="stylesheet"'), path
-        assert early.start() < text.index('rel="modulepreload"') < text.index('type="module"'), path
+        at = text.index(f"<script>{early}</script>")
+        assert text.index('name="driftlock-settings"') < at < text.index("<style>"), path
+        assert text.index("<style>") < text.index('<script type="module">'), path
     assert shell_settings(ui_api().client.get("/").text)["auth_required"] is True
 
 

@@ -1,16 +1,16 @@
-"""The web UI: one HTML shell for every page, ES modules and CSS from ``otlp_gateway/api/ui`` (no build
-step at install: the pages' modules are built into committed entries and shared chunks; nothing from
-another origin), the few settings the pages need, and ``/v1/me`` (who the caller is and what the UI may
-offer them)."""
+"""The web UI: one HTML shell for every page, with the page's code and the stylesheet from
+``otlp_gateway/api/ui`` written into it (no build step at install: each page's modules are built into one
+committed bundle; nothing from another origin), the few settings the pages need, and ``/v1/me`` (who the
+caller is and what the UI may offer them)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import json
-import posixpath
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -30,9 +30,10 @@ from ..settings import ApiSettings
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 
-# Scripts, styles and data only from this origin, nothing inline (no 'unsafe-inline', no eval); pages may
-# not be framed, forms post only here. Trusted Types with no policy: the UI never assigns HTML strings to
-# the DOM (text nodes and elements only), so any sink that parses markup is refused by the browser.
+# Scripts, styles and data only from this origin, and the page's own inline script and style elements,
+# each allowed by its SHA-256 (never 'unsafe-inline', no eval); pages may not be framed, forms post only
+# here. Trusted Types with no policy: the UI never assigns HTML strings to the DOM (text nodes and elements
+# only), so any sink that parses markup is refused by the browser. ``policy`` adds a page's hashes.
 CONTENT_SECURITY_POLICY = "; ".join((
     "default-src 'none'",
     "script-src 'self'",
@@ -45,6 +46,20 @@ CONTENT_SECURITY_POLICY = "; ".join((
     "require-trusted-types-for 'script'",
     "trusted-types 'none'",
 ))
+
+
+def csp_hash(text: str) -> str:
+    """The CSP source that allows exactly this inline script or style element's text."""
+    return f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'"
+
+
+def policy(scripts: list[str], styles: list[str]) -> str:
+    """CONTENT_SECURITY_POLICY with these inline scripts and styles allowed by their hashes."""
+    allowed = {"script-src": scripts, "style-src": styles}
+    return "; ".join(" ".join([part, *map(csp_hash, allowed.get(part.split()[0], []))])
+                     for part in CONTENT_SECURITY_POLICY.split("; "))
+
+
 COMMON_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
                   "Cache-Control": "no-cache"}
 PAGE_HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Frame-Options": "DENY",
@@ -54,7 +69,9 @@ router = APIRouter(include_in_schema=False)
 
 
 def _page(request: Request, page: str) -> HTMLResponse:
-    return HTMLResponse(request.app.state.ui_assets.shell(page), headers=PAGE_HEADERS)
+    assets: UiAssets = request.app.state.ui_assets
+    shell, page_policy = assets.shell(page)
+    return HTMLResponse(shell, headers={**PAGE_HEADERS, "Content-Security-Policy": page_policy})
 
 
 # Every page is the same shell; the page's module renders from the URL (links and reloads work).
@@ -124,23 +141,23 @@ async def ui_status(request: Request) -> JSONResponse:
     return JSONResponse(body, headers=COMMON_HEADERS)
 
 
-# A static import as esbuild writes it (`import {...} from "./x.js";` or `import "./x.js";`, at a line's
-# start); dynamic import() is not followed (the build has none: tests/ui/test_serving.py checks).
-_STATIC_IMPORT = re.compile(r"""^import\s+(?:[^;"']*?\sfrom\s+)?["'](\.{1,2}/[^"']+)["']""", re.M)
-_PAGE_MARK = ("<!-- page: the server writes here the page's code, js/bundle/<page>.js (its entry, built by "
-              "tools/build_ui.mjs) and the shared chunks it imports, preloaded -->\n")
+_PAGE_MARK = ("<!-- page: the server writes here the page's code, js/bundle/<page>.js (built by "
+              "tools/build_ui.mjs), as an inline module -->\n")
 _SETTINGS_MARK = "<!-- settings: the server writes here the gateway's settings for the pages -->\n"
+_EARLY = '<script src="/ui/js/early.js"></script>'
+_STYLE = '<link rel="stylesheet" href="/ui/style.css">'
 
 
 class UiAssets:
-    """The UI's files, read once into memory and served without a thread hop (a full page load fetches a few
-    of them: the shell's stylesheet, js/early.js, js/first.js, the page's entry and its shared chunks; through
-    StaticFiles each costs a stat and a threaded read). ``/ui/<path>`` revalidates by ETag;
-    ``/ui/v/<digest>/<path>``, the URLs the shell uses, is immutable: a new version of any file changes the
-    digest, so browsers cache everything for good (a chunk fetched for one page serves the next)."""
+    """The UI's files, read once into memory and served without a thread hop. A page's shell carries what a
+    load needs before its data, so a cold load fetches none of it: js/early.js (the classic script that
+    starts the page's first requests), the stylesheet and the page's bundle are written into it as inline
+    elements, each allowed by its hash in that page's policy. The files stay served too: ``/ui/<path>``
+    revalidates by ETag; ``/ui/v/<digest>/<path>``, the URLs the shell uses (the icon), is immutable: a new
+    version of any file changes the digest."""
 
     TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-             ".svg": "image/svg+xml", ".html": "text/html; charset=utf-8"}
+             ".svg": "image/svg+xml", ".png": "image/png", ".html": "text/html; charset=utf-8"}
 
     def __init__(self, root: Path = UI_DIR, settings: dict[str, Any] | None = None):
         self.files: dict[str, tuple[bytes, str, str]] = {}
@@ -152,47 +169,48 @@ class UiAssets:
             self.files[name] = (body, self.TYPES[path.suffix], f'"{hashlib.sha256(body).hexdigest()[:20]}"')
         self.version = digest.hexdigest()[:16]
         self.prefix = f"/ui/v/{self.version}/"
-        # The shell names its assets under the versioned prefix (relative imports inside the modules follow).
         shell = self.files["index.html"][0].decode()
+        # js/early.js first (parser-blocking on purpose: it starts the page's first requests as the parser
+        # meets it), then the stylesheet: inline, so neither waits for a round trip. Written in last (after
+        # the shell's own rewriting), so that the text the browser runs is the text hashed in the policy.
+        self._early = self.text("js/early.js")
+        self._style = self.text("style.css")
+        inline = ((_EARLY, f"<script>{self._early}</script>"), (_STYLE, f"<style>{self._style}</style>"))
+        for marker, _ in inline:
+            if shell.count(marker) != 1:
+                raise LookupError(f"the shell should hold {marker} once")
+        # The pages' settings travel in the shell (a <meta>: data, not script), so no page waits for a
+        # round trip to learn them.
+        meta = f'<meta name="driftlock-settings" content="{html.escape(json.dumps(settings or {}))}">\n'
+        shell = shell.replace(_SETTINGS_MARK, meta.lstrip() if settings is not None else "")
+        # The shell names its other assets (the icon) under the versioned prefix.
         for attr in ("href", "src"):
             shell = shell.replace(f'{attr}="/ui/', f'{attr}="{self.prefix}')
-        # The pages' settings travel in the shell (a <meta>: data, not script, so the CSP stays strict), so
-        # no page waits for a round trip to learn them.
-        meta = f'<meta name="driftlock-settings" content="{html.escape(json.dumps(settings or {}))}">\n'
-        self._shell = shell.replace(_SETTINGS_MARK, meta.lstrip() if settings is not None else "")
-        self._shells: dict[str, str] = {}
+        for marker, element in inline:
+            shell = shell.replace(marker.replace('="/ui/', f'="{self.prefix}'), element)
+        self._shell = shell
+        self._shells: dict[str, tuple[str, str]] = {}
 
-    def imports(self, module: str) -> list[str]:
-        """``module`` and every module it imports statically, transitively (paths under the UI root), in
-        the order found."""
-        found: list[str] = []
-        todo = [module]
-        while todo:
-            name = todo.pop(0)
-            if name in found or name not in self.files:
-                continue
-            found.append(name)
-            base = PurePosixPath(name).parent
-            for target in _STATIC_IMPORT.findall(self.files[name][0].decode()):
-                todo.append(posixpath.normpath((base / target).as_posix()))
-        return found
+    def text(self, name: str) -> str:
+        """A file written into the shell: text that cannot end the element it is written into."""
+        text = self.files[name][0].decode()
+        if re.search(r"</(script|style)", text, re.I):
+            raise ValueError(f"{name} contains a closing script or style tag: it cannot be inlined")
+        return text
 
-    def shell(self, page: str) -> str:
-        """The shell for ``page``: its code is the entry ``js/bundle/<page>.js`` (committed, built from
-        js/main.js and js/pages/<page>.js by tools/build_ui.mjs) and the shared chunks it imports, which
-        other pages share and the browser caches once. The shell preloads every one of them
-        (``<link rel="modulepreload">``, found here from the committed entry's static imports): a cold load
-        fetches them all at once instead of one import level at a time (js/first.js, which they all
-        import, among them). js/early.js, the classic script that starts the page's first requests, is in
-        the shell itself, before the stylesheet."""
+    def shell(self, page: str) -> tuple[str, str]:
+        """The shell for ``page`` and its Content-Security-Policy. Its code is ``js/bundle/<page>.js``
+        (committed, built from js/main.js and js/pages/<page>.js by tools/build_ui.mjs: one file that
+        imports nothing), written at the end of the head as an inline module (deferred: it runs once the
+        shell is parsed), after js/early.js and the stylesheet; the policy allows these three by their
+        hashes and nothing else inline."""
         if page not in self._shells:
             entry = f"js/bundle/{page}.js"
             if entry not in self.files:
-                raise LookupError(f"no UI entry {entry}: run `npm run build:ui`")
-            needed = self.imports(entry)
-            links = "".join(f'  <link rel="modulepreload" href="{self.prefix}{m}">\n' for m in needed)
-            script = f'  <script type="module" src="{self.prefix}{entry}"></script>\n'
-            self._shells[page] = self._shell.replace(_PAGE_MARK, (links + script).lstrip())
+                raise LookupError(f"no UI bundle {entry}: run `npm run build:ui`")
+            code = self.text(entry)
+            self._shells[page] = (self._shell.replace(_PAGE_MARK, f'<script type="module">{code}</script>\n'),
+                                  policy([self._early, code], [self._style]))
         return self._shells[page]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

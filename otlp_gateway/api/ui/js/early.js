@@ -1,10 +1,11 @@
 // The first requests of a page, started while the shell is still being parsed. This is a classic script
-// (not a module), loaded by the shell before its stylesheet and the page's modules: the parser runs it the
-// moment it arrives, so who is signed in and the page's first data are on their way before the page's code
-// has been fetched and compiled. (As an async module it ran only when the renderer got round to it, often
-// just before the page's own modules, ~100 ms after it had arrived on a cold load.) It defines no global
-// name but `driftlockEarly`, which js/first.js exports to the modules; the pages ask for the same paths
-// through api(), which takes these answers instead of asking again.
+// (not a module), which the server writes into the shell (allowed by its hash in the page's policy) before
+// the stylesheet and the page's module: the parser runs it as it meets it, so who is signed in and the
+// page's first data are on their way before the page's code has been compiled. (As an async module it ran
+// only when the renderer got round to it, often just before the page's own modules, ~100 ms after it had
+// arrived on a cold load; as a file of its own it waited for a round trip.) It defines no global name but
+// `driftlockEarly`, which js/first.js exports to the modules; the pages ask for the same paths through
+// api(), which takes these answers instead of asking again.
 
 (() => {
   "use strict";

@@ -127,8 +127,6 @@ export async function boot(name, module) {
   if (settings.version) byId("version").textContent = ` · v${settings.version}`;
   onUnauthorized((err) => goToSignIn(err.explain("continue")));
   const here = route(location.pathname);
-  refreshHealth();
-  window.setInterval(refreshHealth, HEALTH_EVERY_MS);
   let refused = null;
   try {
     refused = await loadMe();
@@ -140,7 +138,7 @@ export async function boot(name, module) {
   if (flash) showBanner(flash.text, flash.kind);
   if (!here || here.page !== name) {
     clear(app.main).append(h("h1", null, "Page not found"), h("p", null, h("a", { href: "/" }, "Go to the incidents")));
-    nameLocalZone();
+    afterPaint();
     return;
   }
   const section = SECTIONS[here.page];
@@ -157,7 +155,10 @@ export async function boot(name, module) {
     if (err instanceof ApiError && err.status === 401) return; // already on its way to the sign-in page
     const known = err instanceof ApiError;
     app.main.append(notice(known ? err.explain("load this page") : `This page failed: ${err}`, "error"));
-    if (!known) throw err; // a bug: let it reach the console (the browser tests fail on it)
+    if (!known) {
+      afterPaint();
+      throw err; // a bug: let it reach the console (the browser tests fail on it)
+    }
   }
   performance.mark("driftlock:rendered");
   document.documentElement.dataset.ready = "true";
@@ -165,6 +166,14 @@ export async function boot(name, module) {
   // frame (bench/bench_ui.py reports both marks)
   window.requestAnimationFrame(() => window.setTimeout(() => {
     performance.mark("driftlock:painted");
-    nameLocalZone();
+    afterPaint();
   }, 0));
+}
+
+/** What the header and footer show besides the page, once the page has been drawn: the gateway's readiness
+ * (a request and the header's relayout; the pill shows "…" until then) and the footer's zone name. */
+function afterPaint() {
+  refreshHealth();
+  window.setInterval(refreshHealth, HEALTH_EVERY_MS);
+  nameLocalZone();
 }

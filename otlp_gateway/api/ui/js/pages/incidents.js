@@ -4,7 +4,7 @@
 import { api, ApiError, query } from "../api.js";
 import { INCIDENT_FILTERS as FILTERS, incidentsPath, incidentsState as readUrl } from "../first.js";
 import { announce, h, notice, setTitle, table } from "../dom.js";
-import { SEVERITIES, SIGNALS, STATUSES, signalLabel, statusLabel } from "../format.js";
+import { clock, SEVERITIES, SIGNALS, STATUSES, signalLabel, statusLabel, zoneLabel } from "../format.js";
 import { INCIDENT_COLUMNS, syncRows } from "../incident_rows.js";
 
 const RANGES = [["", "any time"], ["1h", "last hour"], ["6h", "last 6 hours"], ["24h", "last 24 hours"],
@@ -119,8 +119,9 @@ export async function render(app) {
       announce(`${fresh.length} new incident${fresh.length > 1 ? "s" : ""}`);
     }
     const open = page.items.filter((i) => i.status === "open").length;
+    const updated = new Date();
     const shown = `${page.items.length} incident${page.items.length === 1 ? "" : "s"} on this page`;
-    status.textContent = `${shown}${open ? `, ${open} open` : ""} · updated ${new Date().toLocaleTimeString()}; refreshes every ${app.settings.poll_seconds} s`;
+    status.textContent = `${shown}${open ? `, ${open} open` : ""} · updated ${clock(updated, true)} ${zoneLabel(updated)}; refreshes every ${app.settings.poll_seconds} s`;
     pager.replaceChildren(...[
       state.cursor ? h("a", { href: "#", id: "first-page", class: "button secondary" }, "← First page") : null,
       page.next_cursor ? h("a", { href: "#", id: "next-page", class: "button secondary", dataset: { cursor: page.next_cursor } }, "Next page →") : null,

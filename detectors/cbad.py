@@ -236,7 +236,11 @@ class CbadDetector(IncidentActions):
         self._trim(hop_ends[-1])
         self._seal(hop_ends[-1])
         if self._fields is not None:
-            self._fields.trim(hop_ends[-1] + p.hop)
+            # a later restart names the events from a window's start - B on (a drift's or an accepted
+            # incident's new baseline: the window ends at hop_ends[-1] at the earliest), a thaw the last
+            # test window's
+            last = hop_ends[-1]
+            self._fields.trim(last + p.hop, min(last - p.window - p.baseline, last - self._fields.window))
         return UpdateResult(results, self._tracker.take_updates())
 
     # ------------------------------------------------------------------ the hop kernel

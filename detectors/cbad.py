@@ -61,11 +61,13 @@ from detectors.severity import severity
 
 KIND = "cbad"
 _TAG = b"CBAD"
-_VERSION = 6  # 6: the retained events as the event store holds them (detectors.event_blocks: the newest as
+_VERSION = 7  # 7: the per-event arrays (taint, bits, times) from ``arrays_base`` on (where the next hops
+# read), the calibration ring's first ``calibration_count`` windows and its ``calibration_capacity``;
+# 6: the retained events as the event store holds them (detectors.event_blocks: the newest as
 # joined bytes, older ones as their sealed blocks), the baseline and held events as stream offsets into it;
 # 5: the baseline and held events as references into the tail (each event's bytes stored once);
 # 4: the field test's attribute field (config key field_attributes, its arrays); 3: the count table's raw
-# slots; 2: the incident tracker's state, the frozen flag and event times. 1 to 5 still restore (1 and 2:
+# slots; 2: the incident tracker's state, the frozen flag and event times. 1 to 6 still restore (1 and 2:
 # their counts rebuilt from the baseline, in the current table size; 1 to 3: no attribute field)
 _EVENT_BUFFERS = frozenset({"tail", "others", "baseline", "held", "raw", "blocks"})
 """Snapshot arrays only split into events on restore: read in place, not copied first."""
@@ -134,8 +136,10 @@ class CbadDetector(IncidentActions):
         # The retained events by stream offset: the tail [tail_base, seen) and every baseline and held event
         # (those may have left the tail); the newest as bytes, older ones in compressed blocks.
         self._events = EventBlocks()
-        self._taint = np.zeros(0, np.uint8)  # per tail event: 1 if the event was in an anomalous window
-        self._bits = np.zeros(0)  # per tail event: code length of each event when it entered the window
+        # per event from stream offset ``_arrays_base`` on (where the next call's hops start reading):
+        self._taint = np.zeros(0, np.uint8)  # 1 if the event was in an anomalous window
+        self._bits = np.zeros(0)  # code length of each event when it entered the window
+        self._arrays_base = 0
         # the baseline (oldest first) and the held events (of anomalous windows, waiting for the anomaly to
         # end) as stream offsets into ``_events``; an array, not Python ints (~36 bytes each)
         self._baseline_at = np.zeros(0, np.int64)
@@ -156,7 +160,7 @@ class CbadDetector(IncidentActions):
                                                         resolve_after_windows=resolve_after_windows,
                                                         accept_after_ns=accept_after_ns))
         self._frozen = False  # an incident is open: the baseline and calibration are frozen
-        self._times = np.zeros(0, np.int64)  # per tail event: event time (ns), _NO_TIME if not given
+        self._times = np.zeros(0, np.int64)  # per event (as _bits): event time (ns), _NO_TIME if not given
         self._last_end = 0  # end offset of the last window scored
         # the per-field distribution test beside the compression score (None for very short windows)
         self.field_test = bool(field_test)
@@ -250,9 +254,10 @@ class CbadDetector(IncidentActions):
         results (explaining the anomaly, adopting a drift) and return how many hops were done."""
         p = self.profile
         w = p.window
-        base = self._tail_base
+        base = self._arrays_base
         model = self._model
         cal = self._calibrator
+        cal.reserve(len(hop_ends))  # each hop adds at most one window to the ring
         # The baseline events this run may remove (the oldest, at most as many as the run can admit), then
         # the held events: the kernel reaches them through ``extra``.
         may_admit = max(0, hop_ends[-1] - w - self._admitted_upto)
@@ -365,7 +370,7 @@ class CbadDetector(IncidentActions):
         }
         # Positional (start_offset, end_offset, score, p_value, is_anomaly, severity, is_drift, figures,
         # explanation): keyword arguments cost a third more, once per window.
-        t0, t1 = int(self._times[w0 - self._tail_base]), int(self._times[end - 1 - self._tail_base])
+        t0, t1 = int(self._times[w0 - self._arrays_base]), int(self._times[end - 1 - self._arrays_base])
         start_ns, end_ns = None if t0 == _NO_TIME else t0, None if t1 == _NO_TIME else t1
         result = WindowResult(w0, end, -math.log10(max(p_value, 1e-300)), p_value, is_anomaly,
                               severity(p_value, p.false_alarm_target, effect, is_anomaly), is_drift, figures,
@@ -451,7 +456,7 @@ class CbadDetector(IncidentActions):
         self._calibrator.reset()
         self._anomaly_run = 0
         self._held_at = []
-        self._taint[w0 - self._tail_base:] = 0
+        self._taint[w0 - self._arrays_base:] = 0
         if self._fields is not None:
             self._fields.restart(w0 - p.baseline, w0 + p.window)  # the events the new baseline holds
 
@@ -475,13 +480,24 @@ class CbadDetector(IncidentActions):
         """Keep what later hops need: the next windows, and B events before them for a drift rebuild."""
         p = self.profile
         keep_from = max(0, min(self._admitted_upto, last_end + p.hop - p.window - p.baseline))
-        cut = keep_from - self._tail_base
-        if cut > 0:
+        if keep_from > self._tail_base:
             self._events.release(keep_from, self._pinned)
+            self._tail_base = keep_from
+        self._trim_arrays(last_end)
+
+    def _trim_arrays(self, last_end: int) -> None:
+        """The per-event arrays from where the next call's hops start reading on (``update``'s ``lo`` for a
+        first hop ending at ``last_end + hop`` or later) or an accepted incident's new normal resets the taint
+        (from the last window's start)."""
+        p = self.profile
+        reads = min(self._hist_lo, self._admitted_upto, last_end + p.hop - 2 * p.window, last_end - p.window)
+        keep_from = max(self._tail_base, reads)
+        cut = keep_from - self._arrays_base
+        if cut > 0:
             self._taint = self._taint[cut:].copy()
             self._bits = self._bits[cut:].copy()
             self._times = self._times[cut:].copy()
-            self._tail_base = keep_from
+            self._arrays_base = keep_from
 
     def _pinned(self) -> np.ndarray:
         """The offsets the event store must keep whatever their age: the baseline and held events."""
@@ -511,12 +527,13 @@ class CbadDetector(IncidentActions):
             "bits": self._bits,
             "hist": self._hist,
             "recent_entropy": np.array(sorted(self._recent_entropy.items()), dtype=np.float64).reshape(-1, 2),
-            "calibration": self._calibrator.ring.values,
+            "calibration": self._calibrator.ring.values[:, :self._calibrator.count],
             "times": self._times,
         }
         if isinstance(self._model, ContextModel):  # restoring copies the counts instead of recounting B
             arrays["table"] = self._model.table
         header = {"config": self.config, "seen": self._seen, "tail_base": self._tail_base,
+                  "arrays_base": self._arrays_base, "calibration_capacity": self._calibrator.capacity,
                   "raw_start": raw_start, "event_block": BLOCK,
                   "admitted_upto": self._admitted_upto, "scored_upto": self._scored_upto,
                   "hist_lo": self._hist_lo, "hist_hi": self._hist_hi,
@@ -533,7 +550,7 @@ class CbadDetector(IncidentActions):
     @classmethod
     def restore(cls, data: bytes | memoryview) -> CbadDetector:
         snap = snapshot.decode(data, _TAG, views=_EVENT_BUFFERS)
-        if snap.version not in (1, 2, 3, 4, 5, _VERSION):
+        if snap.version not in (1, 2, 3, 4, 5, 6, _VERSION):
             raise ValueError(f"cbad snapshot version {snap.version} is not readable by this version")
         header, arrays = snap.header, snap.arrays
         config = dict(header["config"])
@@ -544,6 +561,7 @@ class CbadDetector(IncidentActions):
         config.setdefault("field_attributes", False)  # written before its attribute field: the same
         det = cls(**config)
         det._tail_base = header["tail_base"]
+        det._arrays_base = header.get("arrays_base", det._tail_base)  # before 7: from the tail's first event
         if snap.version >= 6:
             det._events = EventBlocks.load(header["raw_start"], arrays["raw"], arrays["raw_lens"],
                                            arrays["blocks"], arrays["block_sizes"], arrays["block_keys"],
@@ -565,12 +583,12 @@ class CbadDetector(IncidentActions):
         det._admitted_upto = header["admitted_upto"]
         det._anomaly_run = header["anomaly_run"]
         ring = arrays["calibration"]
-        if ring.shape != det._calibrator.ring.values.shape:  # enlarged by a bulk warm-up
-            det._calibrator = Calibrator(_STATS, ring.shape[1])
-        det._calibrator.ring.values[:] = ring
-        det._calibrator.ring.sums[:] = header["calibration_sums"]
-        det._calibrator.count = header["calibration_count"]
-        det._calibrator.position = header["calibration_position"]
+        # before 7: the ring at its capacity
+        capacity = int(header["calibration_capacity"]) if "calibration_capacity" in header else ring.shape[1]
+        if capacity != det._calibrator.capacity:  # enlarged by a bulk warm-up
+            det._calibrator = Calibrator(_STATS, capacity)
+        det._calibrator.load(ring, header["calibration_count"], header["calibration_position"],
+                             header["calibration_sums"])
         table = arrays.get("table")
         if table is not None and isinstance(det._model, ContextModel):
             det._model.load_table(table)
@@ -578,7 +596,7 @@ class CbadDetector(IncidentActions):
             det._model.rebuild(det.baseline_events)
         # version 1 (before incidents): no tracker state, no times
         times = arrays.get("times")
-        det._times = (np.full(det._seen - det._tail_base, _NO_TIME, np.int64) if times is None
+        det._times = (np.full(det._seen - det._arrays_base, _NO_TIME, np.int64) if times is None
                       else times.astype(np.int64))
         det._frozen = bool(header.get("frozen", False))
         det._last_end = int(header.get("last_end", 0))
@@ -587,6 +605,8 @@ class CbadDetector(IncidentActions):
             det._fields.load(header["fields"], arrays)
         if snap.version < 6:  # sealed as a live detector would have sealed them
             det._seal(det._last_end)
+        if snap.version < 7:  # the per-event arrays as a live detector keeps them
+            det._trim_arrays(det._last_end)
         return det
 
     # ------------------------------------------------------------------ conformance helpers

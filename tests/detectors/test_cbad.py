@@ -136,7 +136,7 @@ def test_snapshot_is_json_plus_raw_arrays_and_restores_exactly():
     det = registry.create("cbad", seed=4, **SMALL)
     det.update(EventBatch(events[:613]))
     data = det.snapshot()
-    assert b"pickle" not in data and data.startswith(b"CBAD\x06")
+    assert b"pickle" not in data and data.startswith(b"CBAD\x07")
     restored = registry.restore("cbad", data)
     assert restored.update(EventBatch(events[613:])) == det.update(EventBatch(events[613:]))
     np.testing.assert_array_equal(restored._model.table, det._model.table)

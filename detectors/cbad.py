@@ -225,9 +225,10 @@ class CbadDetector(IncidentActions):
         if not hop_ends:
             self._events.forget()
             return UpdateResult()
-        # Lay out only what this call's hops read: from the first window's reference block (or the oldest
-        # event still in the window histogram) on, so small batches do not copy the whole retained tail.
-        lo = max(self._tail_base, min(self._hist_lo, self._admitted_upto, hop_ends[0] - 2 * p.window))
+        # Lay out only what this call's hops read: from the first window's start (or its reference block, see
+        # _reach; or the oldest event still in the window histogram) on, so small batches do not copy the
+        # whole retained tail.
+        lo = max(self._tail_base, min(self._hist_lo, self._admitted_upto, hop_ends[0] - self._reach))
         recent = self._events.layout(lo)
         results: list[WindowResult] = []
         k = 0
@@ -328,11 +329,13 @@ class CbadDetector(IncidentActions):
         # Entropy of the equal-sized block before the window: the window that ended at w0, if one did.
         entropy_reference = self._recent_entropy.get(w0)
         if entropy_reference is None:  # W not a multiple of H, or the stream's first windows
-            j0 = w0 - lo
-            rj0 = max(j0 - w, 0)
+            r0 = max(w0 - w, self._tail_base)
             entropy_reference = entropy_window
-            if j0 > rj0:
-                entropy_reference = byte_entropy(recent.buf, recent.starts[rj0], recent.ends[j0 - 1])
+            if w0 > r0 and r0 >= lo:
+                entropy_reference = byte_entropy(recent.buf, recent.starts[r0 - lo], recent.ends[w0 - lo - 1])
+            elif w0 > r0:  # sealed already (W a multiple of H: only a stream's first windows; rare)
+                block = self._events.layout(r0, w0)
+                entropy_reference = byte_entropy(block.buf, block.starts[0], block.ends[-1])
         self._recent_entropy[end] = entropy_window
         self._recent_entropy.pop(end - (w // p.hop + 2) * p.hop, None)
         figures = {
@@ -490,7 +493,7 @@ class CbadDetector(IncidentActions):
         first hop ending at ``last_end + hop`` or later) or an accepted incident's new normal resets the taint
         (from the last window's start)."""
         p = self.profile
-        reads = min(self._hist_lo, self._admitted_upto, last_end + p.hop - 2 * p.window, last_end - p.window)
+        reads = min(self._hist_lo, self._admitted_upto, last_end + p.hop - self._reach, last_end - p.window)
         keep_from = max(self._tail_base, reads)
         cut = keep_from - self._arrays_base
         if cut > 0:
@@ -503,11 +506,19 @@ class CbadDetector(IncidentActions):
         """The offsets the event store must keep whatever their age: the baseline and held events."""
         return np.concatenate((self._baseline_at, np.array(self._held_at, np.int64)))
 
+    @property
+    def _reach(self) -> int:
+        """How far before its end a call's first window reads events in place: its start (W) when the
+        entropy of the block before it is the one recorded for the window that ended there (W a multiple of
+        H), else that block too (2W)."""
+        w = self.profile.window
+        return w if w % self.profile.hop == 0 else 2 * w
+
     def _seal(self, last_end: int) -> None:
         """Compress the events no hop reads again in place: those below where the next call's layout starts
         (``update``'s ``lo`` for a first hop ending at ``last_end + hop`` or later)."""
         p = self.profile
-        self._events.seal_below(min(self._hist_lo, self._admitted_upto, last_end + p.hop - 2 * p.window))
+        self._events.seal_below(min(self._hist_lo, self._admitted_upto, last_end + p.hop - self._reach))
         self._events.forget()
 
     # ------------------------------------------------------------------ snapshot

@@ -337,6 +337,7 @@ def test_rows_are_compacted_and_widened_without_changing_a_p_value(monkeypatch):
                     out.append(test.window_p(end, frozen=False))
             test.trim(min(lo + 37, len(events)) // 10 * 10 + 10)
             if lo == 37 * 100:
+                assert test._dense is None and 0 < test._ref_codes.size < K.CODES // 10  # at rest
                 counts = _reference_counts(test)
                 assert test.reference_events == 2000 and np.array_equal(counts, test._ref)
         return out

@@ -71,6 +71,10 @@ def tail_quantile(history: np.ndarray, alpha: float, rule: T.TailRule = CBAD_TAI
 class Calibrator:
     """The ring of the last ``capacity`` normal windows' statistics (one row per statistic).
 
+    The ring's array reaches as far as its history does (``GROW`` windows at a time) up to ``capacity``:
+    a young stream's ring holds its few windows. Before a kernel adds up to ``n`` windows to ``ring``, call
+    :meth:`reserve` (``n``); :meth:`add` does.
+
     >>> cal = Calibrator(n_stats=2, capacity=50)
     >>> for i in range(60):
     ...     cal.add((1.0 + 0.01 * (i % 7), 2.0 + 0.02 * (i % 5)))
@@ -78,25 +82,49 @@ class Calibrator:
     (50, 10, 1.03)
     """
 
+    GROW = 64
+
     def __init__(self, n_stats: int, capacity: int = CALIBRATION_CAPACITY) -> None:
-        self.ring = K.Ring(np.zeros((n_stats, capacity), dtype=np.float64), np.zeros(n_stats))
+        self._capacity = int(capacity)
+        self.ring = K.Ring(np.zeros((n_stats, min(self._capacity, self.GROW)), dtype=np.float64),
+                           np.zeros(n_stats))
         self.count = 0
         self.position = 0
 
     @property
     def capacity(self) -> int:
-        return int(self.ring.values.shape[1])
+        return self._capacity
+
+    def reserve(self, windows: int) -> None:
+        """Room for ``windows`` more windows: until the ring is full, ``position == count`` and the kernels
+        wrap at the array's length, so the array must be longer than ``count + windows`` (or full size)."""
+        allocated = self.ring.values.shape[1]
+        if allocated < self._capacity and self.count + windows >= allocated:
+            size = min(self._capacity, max(self.count + windows + 1, allocated + self.GROW))
+            values = np.zeros((self.ring.values.shape[0], size), dtype=np.float64)
+            values[:, :allocated] = self.ring.values
+            self.ring = K.Ring(values, self.ring.sums)
+
+    def load(self, values: np.ndarray, count: int, position: int, sums: list[float]) -> None:
+        """The state a snapshot holds: ``values`` at least the first ``count`` windows of the ring."""
+        self.count, self.position = int(count), int(position)
+        self.ring.sums[:] = sums
+        size = self._capacity if self.count == self._capacity else min(self._capacity, self.count + self.GROW)
+        ring = np.zeros((self.ring.values.shape[0], size), dtype=np.float64)
+        ring[:, :self.count] = values[:, :self.count]
+        self.ring = K.Ring(ring, self.ring.sums)
 
     def history(self, stat: int) -> np.ndarray:
         return self.ring.values[stat, : self.count]
 
     def add(self, stats: tuple[float, ...]) -> None:
+        self.reserve(1)
         self.count, self.position = K.add(self.ring, self.count, self.position,
                                           np.asarray(stats, dtype=np.float64))
 
     def reset(self) -> None:
-        self.ring.values[:] = 0.0
-        self.ring.sums[:] = 0.0
+        self.ring = K.Ring(np.zeros((self.ring.values.shape[0], min(self._capacity, self.GROW))),
+                           np.zeros(self.ring.sums.shape[0]))
         self.count = 0
         self.position = 0
 

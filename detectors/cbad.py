@@ -61,11 +61,13 @@ from detectors.severity import severity
 
 KIND = "cbad"
 _TAG = b"CBAD"
-_VERSION = 6  # 6: the retained events as the event store holds them (detectors.event_blocks: the newest as
+_VERSION = 7  # 7: the per-event arrays (taint, bits, times) from ``arrays_base`` on (where the next hops
+# read), the calibration ring's first ``calibration_count`` windows and its ``calibration_capacity``;
+# 6: the retained events as the event store holds them (detectors.event_blocks: the newest as
 # joined bytes, older ones as their sealed blocks), the baseline and held events as stream offsets into it;
 # 5: the baseline and held events as references into the tail (each event's bytes stored once);
 # 4: the field test's attribute field (config key field_attributes, its arrays); 3: the count table's raw
-# slots; 2: the incident tracker's state, the frozen flag and event times. 1 to 5 still restore (1 and 2:
+# slots; 2: the incident tracker's state, the frozen flag and event times. 1 to 6 still restore (1 and 2:
 # their counts rebuilt from the baseline, in the current table size; 1 to 3: no attribute field)
 _EVENT_BUFFERS = frozenset({"tail", "others", "baseline", "held", "raw", "blocks"})
 """Snapshot arrays only split into events on restore: read in place, not copied first."""
@@ -134,8 +136,10 @@ class CbadDetector(IncidentActions):
         # The retained events by stream offset: the tail [tail_base, seen) and every baseline and held event
         # (those may have left the tail); the newest as bytes, older ones in compressed blocks.
         self._events = EventBlocks()
-        self._taint = np.zeros(0, np.uint8)  # per tail event: 1 if the event was in an anomalous window
-        self._bits = np.zeros(0)  # per tail event: code length of each event when it entered the window
+        # per event from stream offset ``_arrays_base`` on (where the next call's hops start reading):
+        self._taint = np.zeros(0, np.uint8)  # 1 if the event was in an anomalous window
+        self._bits = np.zeros(0)  # code length of each event when it entered the window
+        self._arrays_base = 0
         # the baseline (oldest first) and the held events (of anomalous windows, waiting for the anomaly to
         # end) as stream offsets into ``_events``; an array, not Python ints (~36 bytes each)
         self._baseline_at = np.zeros(0, np.int64)
@@ -156,7 +160,7 @@ class CbadDetector(IncidentActions):
                                                         resolve_after_windows=resolve_after_windows,
                                                         accept_after_ns=accept_after_ns))
         self._frozen = False  # an incident is open: the baseline and calibration are frozen
-        self._times = np.zeros(0, np.int64)  # per tail event: event time (ns), _NO_TIME if not given
+        self._times = np.zeros(0, np.int64)  # per event (as _bits): event time (ns), _NO_TIME if not given
         self._last_end = 0  # end offset of the last window scored
         # the per-field distribution test beside the compression score (None for very short windows)
         self.field_test = bool(field_test)
@@ -221,9 +225,10 @@ class CbadDetector(IncidentActions):
         if not hop_ends:
             self._events.forget()
             return UpdateResult()
-        # Lay out only what this call's hops read: from the first window's reference block (or the oldest
-        # event still in the window histogram) on, so small batches do not copy the whole retained tail.
-        lo = max(self._tail_base, min(self._hist_lo, self._admitted_upto, hop_ends[0] - 2 * p.window))
+        # Lay out only what this call's hops read: from the first window's start (or its reference block, see
+        # _reach; or the oldest event still in the window histogram) on, so small batches do not copy the
+        # whole retained tail.
+        lo = max(self._tail_base, min(self._hist_lo, self._admitted_upto, hop_ends[0] - self._reach))
         recent = self._events.layout(lo)
         results: list[WindowResult] = []
         k = 0
@@ -236,7 +241,11 @@ class CbadDetector(IncidentActions):
         self._trim(hop_ends[-1])
         self._seal(hop_ends[-1])
         if self._fields is not None:
-            self._fields.trim(hop_ends[-1] + p.hop)
+            # a later restart names the events from a window's start - B on (a drift's or an accepted
+            # incident's new baseline: the window ends at hop_ends[-1] at the earliest), a thaw the last
+            # test window's
+            last = hop_ends[-1]
+            self._fields.trim(last + p.hop, min(last - p.window - p.baseline, last - self._fields.window))
         return UpdateResult(results, self._tracker.take_updates())
 
     # ------------------------------------------------------------------ the hop kernel
@@ -246,9 +255,10 @@ class CbadDetector(IncidentActions):
         results (explaining the anomaly, adopting a drift) and return how many hops were done."""
         p = self.profile
         w = p.window
-        base = self._tail_base
+        base = self._arrays_base
         model = self._model
         cal = self._calibrator
+        cal.reserve(len(hop_ends))  # each hop adds at most one window to the ring
         # The baseline events this run may remove (the oldest, at most as many as the run can admit), then
         # the held events: the kernel reaches them through ``extra``.
         may_admit = max(0, hop_ends[-1] - w - self._admitted_upto)
@@ -319,11 +329,13 @@ class CbadDetector(IncidentActions):
         # Entropy of the equal-sized block before the window: the window that ended at w0, if one did.
         entropy_reference = self._recent_entropy.get(w0)
         if entropy_reference is None:  # W not a multiple of H, or the stream's first windows
-            j0 = w0 - lo
-            rj0 = max(j0 - w, 0)
+            r0 = max(w0 - w, self._tail_base)
             entropy_reference = entropy_window
-            if j0 > rj0:
-                entropy_reference = byte_entropy(recent.buf, recent.starts[rj0], recent.ends[j0 - 1])
+            if w0 > r0 and r0 >= lo:
+                entropy_reference = byte_entropy(recent.buf, recent.starts[r0 - lo], recent.ends[w0 - lo - 1])
+            elif w0 > r0:  # sealed already (W a multiple of H: only a stream's first windows; rare)
+                block = self._events.layout(r0, w0)
+                entropy_reference = byte_entropy(block.buf, block.starts[0], block.ends[-1])
         self._recent_entropy[end] = entropy_window
         self._recent_entropy.pop(end - (w // p.hop + 2) * p.hop, None)
         figures = {
@@ -361,7 +373,7 @@ class CbadDetector(IncidentActions):
         }
         # Positional (start_offset, end_offset, score, p_value, is_anomaly, severity, is_drift, figures,
         # explanation): keyword arguments cost a third more, once per window.
-        t0, t1 = int(self._times[w0 - self._tail_base]), int(self._times[end - 1 - self._tail_base])
+        t0, t1 = int(self._times[w0 - self._arrays_base]), int(self._times[end - 1 - self._arrays_base])
         start_ns, end_ns = None if t0 == _NO_TIME else t0, None if t1 == _NO_TIME else t1
         result = WindowResult(w0, end, -math.log10(max(p_value, 1e-300)), p_value, is_anomaly,
                               severity(p_value, p.false_alarm_target, effect, is_anomaly), is_drift, figures,
@@ -447,7 +459,7 @@ class CbadDetector(IncidentActions):
         self._calibrator.reset()
         self._anomaly_run = 0
         self._held_at = []
-        self._taint[w0 - self._tail_base:] = 0
+        self._taint[w0 - self._arrays_base:] = 0
         if self._fields is not None:
             self._fields.restart(w0 - p.baseline, w0 + p.window)  # the events the new baseline holds
 
@@ -471,23 +483,42 @@ class CbadDetector(IncidentActions):
         """Keep what later hops need: the next windows, and B events before them for a drift rebuild."""
         p = self.profile
         keep_from = max(0, min(self._admitted_upto, last_end + p.hop - p.window - p.baseline))
-        cut = keep_from - self._tail_base
-        if cut > 0:
+        if keep_from > self._tail_base:
             self._events.release(keep_from, self._pinned)
+            self._tail_base = keep_from
+        self._trim_arrays(last_end)
+
+    def _trim_arrays(self, last_end: int) -> None:
+        """The per-event arrays from where the next call's hops start reading on (``update``'s ``lo`` for a
+        first hop ending at ``last_end + hop`` or later) or an accepted incident's new normal resets the taint
+        (from the last window's start)."""
+        p = self.profile
+        reads = min(self._hist_lo, self._admitted_upto, last_end + p.hop - self._reach, last_end - p.window)
+        keep_from = max(self._tail_base, reads)
+        cut = keep_from - self._arrays_base
+        if cut > 0:
             self._taint = self._taint[cut:].copy()
             self._bits = self._bits[cut:].copy()
             self._times = self._times[cut:].copy()
-            self._tail_base = keep_from
+            self._arrays_base = keep_from
 
     def _pinned(self) -> np.ndarray:
         """The offsets the event store must keep whatever their age: the baseline and held events."""
         return np.concatenate((self._baseline_at, np.array(self._held_at, np.int64)))
 
+    @property
+    def _reach(self) -> int:
+        """How far before its end a call's first window reads events in place: its start (W) when the
+        entropy of the block before it is the one recorded for the window that ended there (W a multiple of
+        H), else that block too (2W)."""
+        w = self.profile.window
+        return w if w % self.profile.hop == 0 else 2 * w
+
     def _seal(self, last_end: int) -> None:
         """Compress the events no hop reads again in place: those below where the next call's layout starts
         (``update``'s ``lo`` for a first hop ending at ``last_end + hop`` or later)."""
         p = self.profile
-        self._events.seal_below(min(self._hist_lo, self._admitted_upto, last_end + p.hop - 2 * p.window))
+        self._events.seal_below(min(self._hist_lo, self._admitted_upto, last_end + p.hop - self._reach))
         self._events.forget()
 
     # ------------------------------------------------------------------ snapshot
@@ -507,12 +538,13 @@ class CbadDetector(IncidentActions):
             "bits": self._bits,
             "hist": self._hist,
             "recent_entropy": np.array(sorted(self._recent_entropy.items()), dtype=np.float64).reshape(-1, 2),
-            "calibration": self._calibrator.ring.values,
+            "calibration": self._calibrator.ring.values[:, :self._calibrator.count],
             "times": self._times,
         }
         if isinstance(self._model, ContextModel):  # restoring copies the counts instead of recounting B
             arrays["table"] = self._model.table
         header = {"config": self.config, "seen": self._seen, "tail_base": self._tail_base,
+                  "arrays_base": self._arrays_base, "calibration_capacity": self._calibrator.capacity,
                   "raw_start": raw_start, "event_block": BLOCK,
                   "admitted_upto": self._admitted_upto, "scored_upto": self._scored_upto,
                   "hist_lo": self._hist_lo, "hist_hi": self._hist_hi,
@@ -529,7 +561,7 @@ class CbadDetector(IncidentActions):
     @classmethod
     def restore(cls, data: bytes | memoryview) -> CbadDetector:
         snap = snapshot.decode(data, _TAG, views=_EVENT_BUFFERS)
-        if snap.version not in (1, 2, 3, 4, 5, _VERSION):
+        if snap.version not in (1, 2, 3, 4, 5, 6, _VERSION):
             raise ValueError(f"cbad snapshot version {snap.version} is not readable by this version")
         header, arrays = snap.header, snap.arrays
         config = dict(header["config"])
@@ -540,6 +572,7 @@ class CbadDetector(IncidentActions):
         config.setdefault("field_attributes", False)  # written before its attribute field: the same
         det = cls(**config)
         det._tail_base = header["tail_base"]
+        det._arrays_base = header.get("arrays_base", det._tail_base)  # before 7: from the tail's first event
         if snap.version >= 6:
             det._events = EventBlocks.load(header["raw_start"], arrays["raw"], arrays["raw_lens"],
                                            arrays["blocks"], arrays["block_sizes"], arrays["block_keys"],
@@ -561,12 +594,12 @@ class CbadDetector(IncidentActions):
         det._admitted_upto = header["admitted_upto"]
         det._anomaly_run = header["anomaly_run"]
         ring = arrays["calibration"]
-        if ring.shape != det._calibrator.ring.values.shape:  # enlarged by a bulk warm-up
-            det._calibrator = Calibrator(_STATS, ring.shape[1])
-        det._calibrator.ring.values[:] = ring
-        det._calibrator.ring.sums[:] = header["calibration_sums"]
-        det._calibrator.count = header["calibration_count"]
-        det._calibrator.position = header["calibration_position"]
+        # before 7: the ring at its capacity
+        capacity = int(header["calibration_capacity"]) if "calibration_capacity" in header else ring.shape[1]
+        if capacity != det._calibrator.capacity:  # enlarged by a bulk warm-up
+            det._calibrator = Calibrator(_STATS, capacity)
+        det._calibrator.load(ring, header["calibration_count"], header["calibration_position"],
+                             header["calibration_sums"])
         table = arrays.get("table")
         if table is not None and isinstance(det._model, ContextModel):
             det._model.load_table(table)
@@ -574,7 +607,7 @@ class CbadDetector(IncidentActions):
             det._model.rebuild(det.baseline_events)
         # version 1 (before incidents): no tracker state, no times
         times = arrays.get("times")
-        det._times = (np.full(det._seen - det._tail_base, _NO_TIME, np.int64) if times is None
+        det._times = (np.full(det._seen - det._arrays_base, _NO_TIME, np.int64) if times is None
                       else times.astype(np.int64))
         det._frozen = bool(header.get("frozen", False))
         det._last_end = int(header.get("last_end", 0))
@@ -583,6 +616,8 @@ class CbadDetector(IncidentActions):
             det._fields.load(header["fields"], arrays)
         if snap.version < 6:  # sealed as a live detector would have sealed them
             det._seal(det._last_end)
+        if snap.version < 7:  # the per-event arrays as a live detector keeps them
+            det._trim_arrays(det._last_end)
         return det
 
     # ------------------------------------------------------------------ conformance helpers

@@ -95,7 +95,14 @@ _CACHE: dict[bytes, tuple[int, int, bytes]] = {}  # canonical events repeat (ids
 _CACHE_SIZE = 8192
 _CODE = np.int16
 _VALUE = np.uint8
-_COUNT = np.int32
+_COUNT = np.int32  # the window's scratch counts
+_REF_COUNT = np.uint16
+"""The reference's counts: at most ``reference`` events carry a code (a wider type for a larger one)."""
+_ROW = np.uint16
+"""An event's row index (its distinct codes); a wider type once a stream holds more distinct rows."""
+_MIN_ROWS = 32
+_NOTHING_MUTED = np.zeros(K.CODES, np.bool_)
+"""Shared by every test that mutes nothing (the usual case): never written; muting copies it first."""
 
 
 def event_codes(event: bytes) -> tuple[int, int]:
@@ -176,7 +183,9 @@ def combine(p_cbad: float, p_fields: float) -> float:
 
 class FieldShift:
     """Per-stream state of the field test: the reference's codes and counts, and the codes of the events
-    not yet in it (stream offsets ``[base, base + len)``).
+    not yet in it (stream offsets ``[base, base + len)``). Codes are kept per distinct row (an event's
+    ``a``, ``b`` and ``c`` codes; a stream repeats a few dozen to a few hundred of them), an event as its
+    row's index.
 
     The caller (the detector) feeds events with :meth:`extend`, asks for each window's p-value in stream
     order with :meth:`window_p`, and tells it when the reference freezes (an incident opened), thaws (with or
@@ -195,19 +204,42 @@ class FieldShift:
         self.share_factor, self.min_rise = float(share_factor), float(min_rise)
         self.attributes = bool(attributes)
         self._groups = ATTRIBUTE_GROUPS if self.attributes else 0
-        self._ring_ab = np.zeros((self.reference, 2), _CODE)
-        self._ring_c = np.zeros((self.reference, self._groups), _VALUE)
-        self._ref = np.zeros(K.CODES, _COUNT)
+        # the distinct code rows met (``_n_rows`` of them, found through ``_table``) and still referenced
+        self._rows_ab = np.zeros((_MIN_ROWS, 2), _CODE)
+        self._rows_c = np.zeros((_MIN_ROWS, self._groups), _VALUE)
+        self._n_rows = 0
+        self._rows_kept = 0  # rows after the last compaction
+        self._table = np.full(2 * _MIN_ROWS, -1, np.int32)
+        self._ring: np.ndarray = np.zeros(self.reference, _ROW)  # the reference (row indices), a FIFO
+        # the reference's count per code: dense while an update uses it, between updates only the codes the
+        # reference holds (a few dozen of the 6,270) and their counts
+        self._dense: np.ndarray | None = None
+        self._ref_codes = np.zeros(0, np.uint16)
+        self._ref_counts = np.zeros(0, _REF_COUNT if self.reference <= np.iinfo(_REF_COUNT).max else _COUNT)
         self._state = np.zeros(K.STATE_SIZE, np.int64)
-        self._codes_ab = np.zeros((0, 2), _CODE)
-        self._codes_c = np.zeros((0, self._groups), _VALUE)
+        self._ids: np.ndarray = np.zeros(0, _ROW)  # the held events' rows
         self._base = 0
-        self._muted = np.zeros(K.CODES, np.bool_)  # codes whose rise an operator called normal
+        self._muted = _NOTHING_MUTED  # codes whose rise an operator called normal
         self._floor = 0  # windows start here at the earliest (after a false positive or a restart)
         self._due: int | None = None  # the last window end whose admission is still to be done
         self._generation = 0  # bumped by every freeze, thaw and restart: invalidates what first_flag saw
         self._seen: dict[int, float] = {}  # window end -> p-value found by first_flag in this generation
         self._seen_generation = -1
+
+    @property
+    def _ref(self) -> np.ndarray:
+        """The reference's count per code (dense; made from the codes it holds when it is not)."""
+        if self._dense is None:
+            self._dense = np.zeros(K.CODES, self._ref_counts.dtype)
+            self._dense[self._ref_codes] = self._ref_counts
+        return self._dense
+
+    def _rest(self) -> None:
+        """Between updates: keep only the codes the reference holds and their counts."""
+        if self._dense is not None:
+            codes = np.flatnonzero(self._dense != 0)  # 4x faster than on the uint16 counts
+            self._ref_codes, self._ref_counts = codes.astype(np.uint16), self._dense[codes]
+            self._dense = None
 
     @property
     def reference_events(self) -> int:
@@ -219,20 +251,64 @@ class FieldShift:
             return
         codes = [_codes(e) for e in events]
         ab = np.array([(a, A_CODES + b) for a, b, _ in codes], dtype=_CODE).reshape(-1, 2)
-        self._codes_ab = np.concatenate((self._codes_ab, ab))
         if self.attributes:
-            c = np.frombuffer(b"".join(values for _, _, values in codes), _VALUE).reshape(-1, self._groups)
+            c = np.frombuffer(bytearray().join(values for _, _, values in codes), _VALUE).reshape(
+                -1, self._groups)  # writable, as load's: one compiled kernel
         else:
             c = np.zeros((len(codes), 0), _VALUE)
-        self._codes_c = np.concatenate((self._codes_c, c))
+        self._ids = np.concatenate((self._ids, self._intern(ab, c)))
+
+    def _intern(self, ab: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """The row indices of events with codes ``ab``, ``c`` (new rows added)."""
+        ids = np.empty(ab.shape[0], self._ring.dtype)
+        done = 0
+        while True:
+            done, self._n_rows = K.intern(ab, c, done, self._rows_ab, self._rows_c, self._n_rows, self._table,
+                                          ids)
+            if done == ab.shape[0]:
+                return ids
+            self._resize_rows(2 * self._rows_ab.shape[0])
+            if ids.dtype != self._ring.dtype:  # widened
+                ids = ids.astype(self._ring.dtype)
+
+    def _resize_rows(self, capacity: int) -> None:
+        """Room for ``capacity`` rows (the first ``_n_rows`` kept); row indices widen when they need to."""
+        rows_ab = np.zeros((capacity, 2), _CODE)
+        rows_c = np.zeros((capacity, self._groups), _VALUE)
+        rows_ab[:self._n_rows] = self._rows_ab[:self._n_rows]
+        rows_c[:self._n_rows] = self._rows_c[:self._n_rows]
+        self._rows_ab, self._rows_c = rows_ab, rows_c
+        self._table = np.full(2 * capacity, -1, np.int32)
+        K.rehash(self._rows_ab, self._rows_c, self._n_rows, self._table)
+        kind = _ROW if capacity - 1 <= np.iinfo(_ROW).max else np.uint32
+        if self._ring.dtype != kind or self._ids.dtype != kind:
+            self._ring, self._ids = self._ring.astype(kind), self._ids.astype(kind)
+
+    def _compact(self) -> None:
+        """Forget the rows no held or reference event has, once the rows doubled since the last time."""
+        if self._n_rows < 2 * max(_MIN_ROWS, self._rows_kept):
+            return
+        head, length = int(self._state[K.HEAD]), int(self._state[K.LENGTH])
+        ring = np.roll(self._ring, -head)[:length]
+        used = np.unique(np.concatenate((ring, self._ids)))
+        remap = np.zeros(self._n_rows, np.int64)
+        remap[used] = np.arange(used.size)
+        # slots past the ring's length hold any valid row; the indices narrow again if they can
+        self._ring, self._ids = remap[self._ring], remap[self._ids]
+        self._rows_ab, self._rows_c = self._rows_ab[used], self._rows_c[used]
+        self._n_rows = self._rows_kept = used.size
+        capacity = _MIN_ROWS
+        while capacity < used.size:
+            capacity *= 2
+        self._resize_rows(capacity)
 
     # ------------------------------------------------------------------ windows
 
-    def _scan(self, ends: np.ndarray, frozen: bool, alpha: float, ring_ab: np.ndarray, ring_c: np.ndarray,
-              ref: np.ndarray, state: np.ndarray) -> np.ndarray:
+    def _scan(self, ends: np.ndarray, frozen: bool, alpha: float, ring: np.ndarray, ref: np.ndarray,
+              state: np.ndarray) -> np.ndarray:
         out = np.empty(ends.size)
-        done = K.scan(self._codes_ab, self._codes_c, self._base, ends, self.window, self._floor, frozen,
-                      ring_ab, ring_c, ref, state, self._muted, self.pool_min, self.share_factor,
+        done = K.scan(self._rows_ab, self._rows_c, self._ids, self._base, ends, self.window, self._floor,
+                      frozen, ring, ref, state, self._muted, self.pool_min, self.share_factor,
                       self.min_rise, self.window, alpha, out, np.zeros(K.CODES, _COUNT))
         return out[:done]
 
@@ -242,8 +318,8 @@ class FieldShift:
         if self._due is not None:
             upto = max(self._due - self.window, self._floor)
             if upto > self._state[K.ADMITTED]:
-                K.admit(self._codes_ab, self._codes_c, self._base, upto, self._ring_ab, self._ring_c,
-                        self._ref, self._state)
+                K.admit(self._rows_ab, self._rows_c, self._ids, self._base, upto, self._ring, self._ref,
+                        self._state)
             self._due = None
 
     def first_flag(self, ends: Sequence[int], frozen: bool, alpha: float) -> int | None:
@@ -251,8 +327,8 @@ class FieldShift:
         is at most ``alpha`` if no freeze, thaw or restart happens before it; nothing changes (a copy of the
         reference moves). The p-values found are kept for :meth:`window_p`."""
         self._sync()
-        p = self._scan(np.asarray(ends, np.int64), frozen, alpha, self._ring_ab.copy(), self._ring_c.copy(),
-                       self._ref.copy(), self._state.copy())
+        p = self._scan(np.asarray(ends, np.int64), frozen, alpha, self._ring.copy(), self._ref.copy(),
+                       self._state.copy())
         self._seen = dict(zip(ends[:p.size], p.tolist(), strict=True))
         self._seen_generation = self._generation
         return p.size - 1 if p.size and p[-1] <= alpha else None
@@ -264,16 +340,17 @@ class FieldShift:
             p = self._seen.pop(end)
         else:
             self._sync()
-            p = float(self._scan(np.array([end], np.int64), frozen, 0.0, self._ring_ab, self._ring_c,
-                                 self._ref, self._state)[0])
+            p = float(self._scan(np.array([end], np.int64), frozen, 0.0, self._ring, self._ref,
+                                 self._state)[0])
         if not frozen:
             self._due = end
         return p
 
     def _window_counts(self, start: int, stop: int) -> np.ndarray:
         """Per code, how many of the held events ``[start, stop)`` (indices into the held codes) carry it."""
-        counts = np.bincount(self._codes_ab[start:stop].ravel(), minlength=K.CODES)
-        values = self._codes_c[start:stop].astype(np.int64)
+        ids = self._ids[start:stop]
+        counts = np.bincount(self._rows_ab[ids].ravel(), minlength=K.CODES)
+        values = self._rows_c[ids].astype(np.int64)
         if values.size:
             codes = K.C_START + np.arange(self._groups) * ATTRIBUTE_VALUES + values - 1
             counts += np.bincount(codes[values > 0], minlength=K.CODES)
@@ -355,8 +432,11 @@ class FieldShift:
         if keep_events:
             start, stop = max(last_end - self.window, self._floor) - self._base, last_end - self._base
             if start >= 0:
-                K.mute_risen(self._codes_ab, self._codes_c, start, stop, self._ref,
-                             int(self._state[K.LENGTH]), self._muted, MUTE_P, np.zeros(K.CODES, _COUNT))
+                muted = self._muted.copy()
+                K.mute_risen(self._rows_ab, self._rows_c, self._ids, start, stop, self._ref,
+                             int(self._state[K.LENGTH]), muted, MUTE_P, np.zeros(K.CODES, _COUNT))
+                if muted.any():
+                    self._muted = muted
             self._floor = max(self._floor, last_end)
         else:
             self._state[K.ADMITTED] = max(int(self._state[K.ADMITTED]), last_end - self.window)
@@ -368,26 +448,29 @@ class FieldShift:
         self._due = None
         self._generation += 1
         self._floor = max(self._floor, end)
-        self._muted[:] = False
-        self._ring_ab[:] = 0
-        self._ring_c[:] = 0
-        self._ref[:] = 0
+        self._muted = _NOTHING_MUTED
+        self._ring[:] = 0
+        self._dense = None
+        self._ref_codes, self._ref_counts = self._ref_codes[:0], self._ref_counts[:0]
         self._state[K.HEAD] = self._state[K.LENGTH] = 0
         self._state[K.ADMITTED] = max(self._base, since)
 
-    def trim(self, next_end: int) -> None:
-        """Forget codes no later window needs (the next window ends at ``next_end``): all but the last
-        ``reference`` events before the window (a restart refills from them; a frozen reference that thaws
-        with its events keeps only that many of them anyway) and the window's own."""
+    def trim(self, next_end: int, keep_from: int | None = None) -> None:
+        """Forget codes no later window needs (the next window ends at ``next_end``): those not yet admitted
+        and the window's own, and those a later restart or thaw may read: from ``keep_from`` on (the
+        earliest offset the caller may name as a restart's ``since`` or as a thaw's ``last_end - window``),
+        or by default the last ``reference`` events before the window (a frozen reference that thaws with
+        its events keeps only that many of them anyway)."""
         self._sync()
         start = next_end - self.window
         admitted = max(int(self._state[K.ADMITTED]), start - self.reference)
         self._state[K.ADMITTED] = admitted
-        cut = min(admitted, start - self.reference) - self._base
+        cut = min(admitted, start - self.reference if keep_from is None else keep_from) - self._base
         if cut > 0:
-            self._codes_ab = self._codes_ab[cut:].copy()
-            self._codes_c = self._codes_c[cut:].copy()
+            self._ids = self._ids[cut:].copy()
             self._base += cut
+        self._compact()
+        self._rest()
 
     # ------------------------------------------------------------------ snapshot
 
@@ -395,18 +478,20 @@ class FieldShift:
         """Header entries and arrays for a snapshot (the reference in FIFO order, the pending codes; field
         ``c``'s only with ``attributes``, so a snapshot without them is the layout from before it)."""
         self._sync()
+        self._rest()
         head, length = int(self._state[K.HEAD]), int(self._state[K.LENGTH])
         order = (head + np.arange(length)) % self.reference
         header = {"base": self._base, "admitted": int(self._state[K.ADMITTED]), "floor": self._floor,
                   "window": self.window, "reference": self.reference}
-        ring = self._ring_ab[order]
-        arrays = {"field_ref_a": ring[:, 0].copy(), "field_ref_b": (ring[:, 1] - A_CODES).astype(_CODE),
-                  "field_codes_a": self._codes_ab[:, 0].copy(),
-                  "field_codes_b": (self._codes_ab[:, 1] - A_CODES).astype(_CODE),
+        ring = self._ring[order]
+        ring_ab, codes_ab = self._rows_ab[ring], self._rows_ab[self._ids]
+        arrays = {"field_ref_a": ring_ab[:, 0].copy(), "field_ref_b": (ring_ab[:, 1] - A_CODES).astype(_CODE),
+                  "field_codes_a": codes_ab[:, 0].copy(),
+                  "field_codes_b": (codes_ab[:, 1] - A_CODES).astype(_CODE),
                   "field_muted_a": self._muted[:A_CODES].copy(),
                   "field_muted_b": self._muted[A_CODES:K.C_START].copy()}
         if self.attributes:
-            arrays.update(field_ref_c=self._ring_c[order], field_codes_c=self._codes_c.copy(),
+            arrays.update(field_ref_c=self._rows_c[ring], field_codes_c=self._rows_c[self._ids],
                           field_muted_c=self._muted[K.C_START:].copy())
         return header, arrays
 
@@ -423,19 +508,23 @@ class FieldShift:
         ref_ab = ab("field_ref_a", "field_ref_b")
         self.restart(0, 0)
         self._base = 0
-        self._codes_ab, self._codes_c = ref_ab, c("field_ref_c", ref_ab.shape[0])
+        self._ids = self._intern(ref_ab, c("field_ref_c", ref_ab.shape[0]))
         self._state[K.ADMITTED] = 0
-        K.admit(self._codes_ab, self._codes_c, 0, ref_ab.shape[0], self._ring_ab, self._ring_c, self._ref,
+        K.admit(self._rows_ab, self._rows_c, self._ids, 0, ref_ab.shape[0], self._ring, self._ref,
                 self._state)
-        self._codes_ab = ab("field_codes_a", "field_codes_b")
-        self._codes_c = c("field_codes_c", self._codes_ab.shape[0])
+        codes_ab = ab("field_codes_a", "field_codes_b")
+        self._ids = self._intern(codes_ab, c("field_codes_c", codes_ab.shape[0]))
         self._base = int(header["base"])
         self._state[K.ADMITTED] = int(header["admitted"])
         self._floor = int(header["floor"])
-        self._muted[:A_CODES] = np.asarray(arrays["field_muted_a"], np.bool_)
-        self._muted[A_CODES:K.C_START] = np.asarray(arrays["field_muted_b"], np.bool_)
+        muted = np.zeros(K.CODES, np.bool_)
+        muted[:A_CODES] = np.asarray(arrays["field_muted_a"], np.bool_)
+        muted[A_CODES:K.C_START] = np.asarray(arrays["field_muted_b"], np.bool_)
         if self.attributes:
-            self._muted[K.C_START:] = np.asarray(arrays["field_muted_c"], np.bool_)
+            muted[K.C_START:] = np.asarray(arrays["field_muted_c"], np.bool_)
+        self._muted = muted if muted.any() else _NOTHING_MUTED
+        self._compact()
+        self._rest()
 
 
 _GROUP_OF = np.concatenate((np.zeros(A_CODES, np.int64), np.ones(B_CODES, np.int64),

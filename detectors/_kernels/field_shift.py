@@ -2,11 +2,12 @@
 window's p-value.
 
 Every event carries one code of field ``a`` (span status or log severity) and one of field ``b`` (span
-duration bucket or log template), both in ``codes_ab`` (one row per event, in one code space: ``b`` codes
-start at ``A_CODES``), and, when attributes are tested, one value per attribute group of field ``c`` in
-``codes_c`` (one row per event, one column per group: 0 when the event has no kept attribute in that group,
-else ``1 + value`` with ``value < C_VALUES``). The reference is a FIFO ring of at most ``capacity`` events'
-codes with per-code counts of the events that carry each code.
+duration bucket or log template), in one code space (``b`` codes start at ``A_CODES``), and, when attributes
+are tested, one value per attribute group of field ``c`` (0 when the event has no kept attribute in that
+group, else ``1 + value`` with ``value < C_VALUES``). Events repeat their codes (ids are masked before), so a
+stream's distinct code rows are kept once, in ``rows_ab`` (the ``a`` and ``b`` codes) and ``rows_c`` (one
+column per group), and an event is its row's index in ``ids``. The reference is a FIFO ring of at most
+``capacity`` events' row indices with per-code counts of the events that carry each code.
 
 Cells are grouped: group 0 is field ``a``, group 1 field ``b``, group ``2 + g`` the attribute group ``g``.
 An event carries at most one code per group, so every cell's count is a count of events. A window's
@@ -95,13 +96,14 @@ def group_of(code):
 
 
 @kernel
-def _count(codes_ab, codes_c, start, stop, counts, step):
-    """Add ``step`` to the count of every code the events ``[start, stop)`` carry."""
+def _count(rows_ab, rows_c, ids, start, stop, counts, step):
+    """Add ``step`` to the count of every code the events ``ids[start:stop]`` carry."""
     for i in range(start, stop):
-        counts[codes_ab[i, 0]] += step
-        counts[codes_ab[i, 1]] += step
-        for g in range(codes_c.shape[1]):
-            v = codes_c[i, g]
+        r = ids[i]
+        counts[rows_ab[r, 0]] += step
+        counts[rows_ab[r, 1]] += step
+        for g in range(rows_c.shape[1]):
+            v = rows_c[r, g]
             if v > 0:
                 counts[C_START + g * C_VALUES + v - 1] += step
 
@@ -150,35 +152,33 @@ def _cells_p(ref, win, n_ref, n_win, muted, pool_min, factor, min_rise, result):
 
 
 @kernel
-def window_p(codes_ab, codes_c, start, stop, ref, n_ref, muted, pool_min, factor, min_rise, win):
-    """The p-value of the window of events ``[start, stop)`` against the reference counts ``ref`` of
+def window_p(rows_ab, rows_c, ids, start, stop, ref, n_ref, muted, pool_min, factor, min_rise, win):
+    """The p-value of the window of events ``ids[start:stop]`` against the reference counts ``ref`` of
     ``n_ref`` events. ``win`` is a zeroed scratch array of the counts' size (left zeroed)."""
     if stop <= start:
         return 1.0
-    _count(codes_ab, codes_c, start, stop, win, 1)
+    _count(rows_ab, rows_c, ids, start, stop, win, 1)
     result = np.empty(2)
     _cells_p(ref, win, n_ref, stop - start, muted, pool_min, factor, min_rise, result)
-    _count(codes_ab, codes_c, start, stop, win, -1)
+    _count(rows_ab, rows_c, ids, start, stop, win, -1)
     return min(1.0, result[0] * max(result[1], 1.0))
 
 
 @kernel
-def admit(codes_ab, codes_c, base, upto, ring_ab, ring_c, ref, state):
-    """Move the events ``[state[ADMITTED], upto)`` (codes at ``offset - base``) into the reference ring,
-    the oldest leaving once it holds ``ring_ab.shape[0]`` events."""
-    capacity = ring_ab.shape[0]
+def admit(rows_ab, rows_c, ids, base, upto, ring, ref, state):
+    """Move the events ``[state[ADMITTED], upto)`` (row indices at ``ids[offset - base]``) into the
+    reference ring, the oldest leaving once it holds ``ring.size`` events."""
+    capacity = ring.shape[0]
     head = state[HEAD]
     length = state[LENGTH]
     for offset in range(state[ADMITTED], upto):
         if length == capacity:
-            _count(ring_ab, ring_c, head, head + 1, ref, -1)
+            _count(rows_ab, rows_c, ring, head, head + 1, ref, -1)
             head = (head + 1) % capacity
             length -= 1
         j = offset - base
-        slot = (head + length) % capacity
-        ring_ab[slot] = codes_ab[j]
-        ring_c[slot] = codes_c[j]
-        _count(codes_ab, codes_c, j, j + 1, ref, 1)
+        ring[(head + length) % capacity] = ids[j]
+        _count(rows_ab, rows_c, ids, j, j + 1, ref, 1)
         length += 1
     state[HEAD] = head
     state[LENGTH] = length
@@ -187,12 +187,12 @@ def admit(codes_ab, codes_c, base, upto, ring_ab, ring_c, ref, state):
 
 
 @kernel
-def mute_risen(codes_ab, codes_c, start, stop, ref, n_ref, muted, alpha, win):
-    """Mark in ``muted`` every code whose count in the window ``[start, stop)`` is above the reference's
+def mute_risen(rows_ab, rows_c, ids, start, stop, ref, n_ref, muted, alpha, win):
+    """Mark in ``muted`` every code whose count in the window ``ids[start:stop]`` is above the reference's
     share (``n_ref`` events) with a one-sided Fisher p-value under ``alpha``. ``win`` is zeroed scratch (left
     zeroed)."""
     n_win = stop - start
-    _count(codes_ab, codes_c, start, stop, win, 1)
+    _count(rows_ab, rows_c, ids, start, stop, win, 1)
     for code in range(win.size):
         k = win[code]
         if k > 0:
@@ -203,7 +203,7 @@ def mute_risen(codes_ab, codes_c, start, stop, ref, n_ref, muted, alpha, win):
 
 
 @kernel
-def scan(codes_ab, codes_c, base, ends, window, floor, frozen, ring_ab, ring_c, ref, state, muted, pool_min,
+def scan(rows_ab, rows_c, ids, base, ends, window, floor, frozen, ring, ref, state, muted, pool_min,
          factor, min_rise, min_reference, alpha, out, win):
     """The windows ending at ``ends`` in order: unless ``frozen``, the events that left the test window
     (it starts at ``max(end - window, floor)``) join the reference, then the window's p-value goes to
@@ -214,12 +214,68 @@ def scan(codes_ab, codes_c, base, ends, window, floor, frozen, ring_ab, ring_c, 
         end = ends[i]
         start = max(end - window, floor)
         if not frozen and start > state[ADMITTED]:
-            admit(codes_ab, codes_c, base, start, ring_ab, ring_c, ref, state)
+            admit(rows_ab, rows_c, ids, base, start, ring, ref, state)
         p = 1.0
         if end - window >= base and state[LENGTH] >= min_reference:
-            p = window_p(codes_ab, codes_c, start - base, end - base, ref, state[LENGTH], muted, pool_min,
+            p = window_p(rows_ab, rows_c, ids, start - base, end - base, ref, state[LENGTH], muted, pool_min,
                          factor, min_rise, win)
         out[i] = p
         if p <= alpha:
             return i + 1
     return ends.size
+
+
+@kernel
+def _row_slot(rows_ab, rows_c, r, table):
+    """The first slot of row ``r``'s probe sequence in ``table`` (a power of two long)."""
+    h = (rows_ab[r, 0] * 1_000_003 + rows_ab[r, 1]) & 0x7FFFFFFF
+    for g in range(rows_c.shape[1]):
+        h = (h * 1_000_003 + rows_c[r, g]) & 0x7FFFFFFF
+    return h & (table.size - 1)
+
+
+@kernel
+def intern(ab, c, start, rows_ab, rows_c, n_rows, table, ids):
+    """Row indices ``ids[i]`` of the events ``i >= start`` whose codes are ``ab[i]``, ``c[i]``: an existing
+    row's (found through ``table``, open addressing, -1 empty) or a new row's, appended at ``n_rows``.
+    Stops before an event that needs a new row when the rows are full. Returns (events done, rows)."""
+    capacity = rows_ab.shape[0]
+    groups = rows_c.shape[1]
+    mask = table.size - 1
+    for i in range(start, ab.shape[0]):
+        # the new row's codes go to rows[n_rows] first (hashed and compared from there)
+        if n_rows == capacity:
+            return i, n_rows
+        rows_ab[n_rows, 0] = ab[i, 0]
+        rows_ab[n_rows, 1] = ab[i, 1]
+        for g in range(groups):
+            rows_c[n_rows, g] = c[i, g]
+        slot = _row_slot(rows_ab, rows_c, n_rows, table)
+        while True:
+            r = table[slot]
+            if r < 0:
+                table[slot] = n_rows
+                r = n_rows
+                n_rows += 1
+                break
+            same = rows_ab[r, 0] == ab[i, 0] and rows_ab[r, 1] == ab[i, 1]
+            g = 0
+            while same and g < groups:
+                same = rows_c[r, g] == c[i, g]
+                g += 1
+            if same:
+                break
+            slot = (slot + 1) & mask
+        ids[i] = r
+    return ab.shape[0], n_rows
+
+
+@kernel
+def rehash(rows_ab, rows_c, n_rows, table):
+    """Fill ``table`` (all -1) with the rows ``[0, n_rows)`` (distinct)."""
+    mask = table.size - 1
+    for r in range(n_rows):
+        slot = _row_slot(rows_ab, rows_c, r, table)
+        while table[slot] >= 0:
+            slot = (slot + 1) & mask
+        table[slot] = r

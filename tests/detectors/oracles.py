@@ -226,7 +226,7 @@ class PythonCbad(CbadDetector):
         end = hop_ends[0]
         p = self.profile
         w = p.window
-        base = self._tail_base
+        base = self._arrays_base
         w0 = end - w
         model = self._model
         added, removed = self._admit(w0)
@@ -301,6 +301,7 @@ class PythonCbad(CbadDetector):
 
     def _ring_add(self, stats: tuple[float, ...]) -> None:
         cal = self._calibrator
+        cal.reserve(1)
         values, sums = cal.ring
         for i, s in enumerate(stats):
             old = values[i, cal.position] if cal.count == cal.capacity else 0.0
@@ -311,7 +312,7 @@ class PythonCbad(CbadDetector):
 
     def _admit(self, w0: int) -> tuple[list[bytes], list[bytes]]:
         """Events that left the window enter the baseline, unless held by an anomaly that still lasts."""
-        base = self._tail_base
+        base = self._arrays_base
         # the baseline and held events as stream offsets (``_baseline_at``, ``_held_at``)
         leaving = range(self._admitted_upto, max(w0, self._admitted_upto))
         added_at: list[int] = []

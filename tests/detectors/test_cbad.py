@@ -136,7 +136,7 @@ def test_snapshot_is_json_plus_raw_arrays_and_restores_exactly():
     det = registry.create("cbad", seed=4, **SMALL)
     det.update(EventBatch(events[:613]))
     data = det.snapshot()
-    assert b"pickle" not in data and data.startswith(b"CBAD\x06")
+    assert b"pickle" not in data and data.startswith(b"CBAD\x07")
     restored = registry.restore("cbad", data)
     assert restored.update(EventBatch(events[613:])) == det.update(EventBatch(events[613:]))
     np.testing.assert_array_equal(restored._model.table, det._model.table)
@@ -251,3 +251,24 @@ def test_a_snapshot_sealed_in_blocks_of_another_size_restores_and_continues_exac
         restored = registry.restore("cbad", data)
         assert restored.baseline_events == baseline
         assert first + restored.update(EventBatch(events[611:])) == expected
+
+
+def test_the_block_before_a_window_is_read_from_the_store_once_sealed(monkeypatch):
+    """With W a multiple of H only the window itself is kept as bytes: the entropy of the block before a
+    window is the one recorded for the window that ended there; when none was (forgotten here before every
+    call), the block is laid out from the store, sealed or not, and gives what keeping it in place gave."""
+    events = synthetic_logs(1500, seed=5, anomalies=[1200, 1201])
+
+    def run() -> tuple[list, int]:
+        det = registry.create("cbad", seed=4, **SMALL)
+        out = []
+        for lo in range(0, len(events), 37):
+            det._recent_entropy.clear()
+            out += det.update(EventBatch(events[lo:lo + 37]))
+        return out, det.events_seen - det._events.raw_start
+
+    sealed, as_bytes = run()
+    assert as_bytes <= SMALL["window"] + SMALL["hop"] + BLOCK  # W + H events, and the block they start in
+    monkeypatch.setattr(detectors.cbad.CbadDetector, "_reach", property(lambda self: 2 * self.profile.window))
+    kept_as_bytes, more = run()
+    assert sealed == kept_as_bytes and any(r.is_anomaly for r in sealed) and more > as_bytes

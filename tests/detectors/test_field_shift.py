@@ -303,3 +303,80 @@ def test_snapshots_without_the_attribute_field_restore_with_it_off():
     old.update(EventBatch(events))
     assert "field_attributes" not in old.config
     assert "field_attributes" not in registry.restore("cbad", old.snapshot()).config
+
+
+def _versioned(rng: np.random.Generator, n: int, every: int) -> list[bytes]:
+    """Checkout spans whose ``build`` value changes every ``every`` events: ever new code rows."""
+    def word(k: int) -> str:  # letters only: the canonical form keeps the value verbatim
+        return "".join(chr(97 + k // 26 ** j % 26) for j in range(3))
+
+    return [_checkout(rng, str(rng.choice(["card-processor-a", "card-processor-b"])),
+                      {"build": word(i // every), "shard": word(i % 7)}) for i in range(n)]
+
+
+def _reference_counts(test: FieldShift) -> np.ndarray:
+    """The reference's per-code counts recounted from what a snapshot holds of it."""
+    _, arrays = test.dump()
+    codes = [arrays["field_ref_a"], arrays["field_ref_b"].astype(np.int64) + K.A_CODES]
+    c = arrays["field_ref_c"].astype(np.int64).reshape(len(arrays["field_ref_a"]), -1)
+    codes.append((K.C_START + np.arange(c.shape[1]) * K.C_VALUES + c - 1)[c > 0])
+    return np.bincount(np.concatenate([x.ravel() for x in codes]), minlength=K.CODES)
+
+
+def test_rows_are_compacted_and_widened_without_changing_a_p_value(monkeypatch):
+    """Each distinct code row is kept once and events as row indices: forgetting rows no event holds any
+    more, and widening the indices past 8 (here) or 16 bits, change no p-value."""
+    events = _versioned(np.random.default_rng(12), 6000, 2)
+
+    def run(test: FieldShift) -> list[float]:
+        out = []
+        for lo in range(0, len(events), 37):
+            test.extend(events[lo:lo + 37])
+            for end in range(max(10, lo - lo % 10), min(lo + 37, len(events)) + 1, 10):
+                if end > lo:
+                    out.append(test.window_p(end, frozen=False))
+            test.trim(min(lo + 37, len(events)) // 10 * 10 + 10)
+            if lo == 37 * 100:
+                assert test._dense is None and 0 < test._ref_codes.size < K.CODES // 10  # at rest
+                counts = _reference_counts(test)
+                assert test.reference_events == 2000 and np.array_equal(counts, test._ref)
+        return out
+
+    compacted = FieldShift(window=200, reference=2000)
+    expected = run(compacted)
+    monkeypatch.setattr(FieldShift, "_compact", lambda self: None)
+    kept = FieldShift(window=200, reference=2000)
+    assert run(kept) == expected and kept._n_rows > 1.5 * compacted._n_rows  # rows no event holds: forgotten
+    monkeypatch.setattr("detectors.field_shift._ROW", np.uint8)
+    widened = FieldShift(window=200, reference=2000)
+    assert widened._ring.dtype == np.uint8
+    assert run(widened) == expected and widened._ring.dtype == np.uint32
+
+
+def test_the_detector_keeps_only_the_codes_a_restart_or_thaw_may_read(monkeypatch):
+    """cbad tells the field test which events a later restart (a drift, an accepted incident) or thaw may
+    still name; keeping every code of the last reference's worth instead changes no result."""
+    rng = np.random.default_rng(13)
+    events = ([_checkout(rng, "card-processor-a") for _ in range(3000)]
+              + [_checkout(rng, "card-processor-b") for _ in range(800)]
+              + _versioned(rng, 2500, 50) + synthetic_spans(2500, seed=3))
+
+    def run() -> tuple[list[tuple[float, bool]], int]:
+        det = registry.create("cbad", profile="sensitive", seed=1)
+        out, actions, held = [], 0, 0
+        for lo in range(0, len(events), 45):
+            result = det.update(EventBatch(events[lo:lo + 45]))
+            out += [(r.p_value, r.is_anomaly) for r in result]
+            held = max(held, det._fields._ids.size)
+            seq = det.open_incident_seq
+            if seq is not None and lo % 4 == 0:
+                (det.accept, det.mark_false_positive, det.resolve)[actions % 3](seq)
+                actions += 1
+        assert actions >= 3
+        return out, held
+
+    trimmed, held = run()
+    trim = FieldShift.trim
+    monkeypatch.setattr(FieldShift, "trim", lambda self, next_end, keep_from=None: trim(self, next_end))
+    everything, held_before = run()
+    assert trimmed == everything and held < held_before / 3

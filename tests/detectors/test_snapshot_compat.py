@@ -86,25 +86,33 @@ def test_cbad_snapshots_of_the_previous_code_continue_as_in_their_own_table_size
 
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if c["kind"] == "cbad"])
 def test_cbad_writes_the_format_it_reads(name):
-    """A version-1 snapshot (before incidents) is rewritten as version 6 with every part of it unchanged
+    """A version-1 snapshot (before incidents) is rewritten as version 7 with every part of it unchanged
     (same header entries, same arrays, the same baseline and held events) but the table size, converted to
     today's default, and with the incident state, the event times and the count table added, the retained
-    events as the event store holds them (the older ones in sealed blocks) and the baseline and held events
-    as stream offsets into it; version 6 rewrites byte for byte."""
+    events as the event store holds them (the older ones in sealed blocks), the baseline and held events
+    as stream offsets into it, and the per-event arrays and the calibration ring as far as they are read
+    (from ``arrays_base``; the ring's ``calibration_count`` windows of its ``calibration_capacity``);
+    version 7 rewrites byte for byte."""
     data = (LEGACY / CASES[name]["file"]).read_bytes()
     restored = registry.restore("cbad", data)
     rewritten = restored.snapshot()
     old, new = snapshot.decode(data, b"CBAD"), snapshot.decode(rewritten, b"CBAD")
-    assert (old.version, new.version) == (1, 6)
+    assert (old.version, new.version) == (1, 7)
     assert old.header["config"]["table_bits"] == 17
     assert new.header["config"] == {**old.header["config"], "table_bits": DEFAULT_TABLE_BITS}
     assert {k: v for k, v in new.header.items() if k in old.header and k != "config"} == {
         k: v for k, v in old.header.items() if k != "config"}
     assert set(new.header) - set(old.header) == {"frozen", "last_end", "incidents", "raw_start",
-                                                 "event_block"}
+                                                 "event_block", "arrays_base", "calibration_capacity"}
+    cut = new.header["arrays_base"] - old.header["tail_base"]  # 0: version 1 has no last window end
+    assert cut >= 0 and new.header["calibration_capacity"] == old.arrays["calibration"].shape[1]
     assert not new.header["frozen"] and new.header["incidents"]["open"] is None
     events = {"baseline", "baseline_lens", "held", "held_lens", "tail", "tail_lens"}
     for name_, array in old.arrays.items():
+        if name_ in ("taint", "bits"):
+            array = array[cut:]
+        elif name_ == "calibration":
+            array = array[:, :old.header["calibration_count"]]
         if name_ not in events:
             np.testing.assert_array_equal(new.arrays[name_], array)
     assert set(new.arrays) - set(old.arrays) == {"table", "times", "baseline_at", "held_at", "raw",
@@ -254,6 +262,31 @@ def test_cbad_version_5_snapshots_continue_exactly_as_the_code_that_wrote_them(n
     det = registry.restore("cbad", data)
     assert det.events_seen == case["cut"]
     assert det.field_test and det.field_attributes
+    windows, incidents = continue_in_batches(det, cbad_events()[case["cut"]:])
+    assert windows == case["windows"]
+    assert incidents == case["incident_states"]  # the explanation's wording may change; its state not
+
+
+V6_CASES = json.loads((LEGACY / "cases_v6.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(V6_CASES))
+def test_cbad_version_6_snapshots_continue_exactly_as_the_code_that_wrote_them(name):
+    """Version 6 (the per-event arrays from the tail's first event on, the calibration ring at its full
+    capacity; made by ``generate_v6.py`` with the code of that time) restores and goes on bit for bit as the
+    code that wrote it did, and its restored state is what a live detector keeps (the arrays from where the
+    next hops read, the calibration ring as long as its history)."""
+    from tests.detectors.legacy.generate_v3 import continue_in_batches
+
+    case = V6_CASES[name]
+    data = (LEGACY / case["file"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == case["sha256"]
+    assert snapshot.decode(data, b"CBAD").version == 6
+    det = registry.restore("cbad", data)
+    assert det.events_seen == case["cut"]
+    assert det.field_test and det.field_attributes
+    assert det._calibrator.ring.values.shape[1] < det._calibrator.capacity
+    assert det._arrays_base > det._tail_base
     windows, incidents = continue_in_batches(det, cbad_events()[case["cut"]:])
     assert windows == case["windows"]
     assert incidents == case["incident_states"]  # the explanation's wording may change; its state not

@@ -217,6 +217,10 @@ def _value(payload: bytes, off: int, length: int) -> Any:
     """The attribute value stored at [off, off+length) (length -1: a KeyValue without a value: None)."""
     if length < 0:
         return None
+    if length >= 2 and payload[off] == 0x0A and payload[off + 1] + 2 == length and payload[off + 1] < 0x80:
+        # the usual value: one string_value field of under 128 bytes (UTF-8 checked by the walk), read
+        # without parsing the AnyValue
+        return payload[off + 2:off + length].decode("utf-8")
     return any_value(AnyValue.FromString(payload[off:off + length]))
 
 

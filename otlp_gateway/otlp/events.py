@@ -121,9 +121,7 @@ class EventExtractor:
             return []
         items = t.items[rows].tolist()
         if self._logs:
-            bodies = [render_body(AnyValue.FromString(payload[item[w.ITEM_BODY_OFF]:
-                                                              item[w.ITEM_BODY_OFF] + item[w.ITEM_BODY_LEN]]))
-                      if item[w.ITEM_BODY_LEN] >= 0 else "" for item in items]
+            bodies = [_body(payload, item[w.ITEM_BODY_OFF], item[w.ITEM_BODY_LEN]) for item in items]
             return log_heads(bodies, [item[w.ITEM_SEVERITY] for item in items])
         names = [payload[item[w.ITEM_NAME_OFF]:item[w.ITEM_NAME_OFF] + item[w.ITEM_NAME_LEN]].decode("utf-8")
                  for item in items]
@@ -217,11 +215,32 @@ def _value(payload: bytes, off: int, length: int) -> Any:
     """The attribute value stored at [off, off+length) (length -1: a KeyValue without a value: None)."""
     if length < 0:
         return None
-    if length >= 2 and payload[off] == 0x0A and payload[off + 1] + 2 == length and payload[off + 1] < 0x80:
-        # the usual value: one string_value field of under 128 bytes (UTF-8 checked by the walk), read
-        # without parsing the AnyValue
-        return payload[off + 2:off + length].decode("utf-8")
+    text = string_value(payload, off, length)
+    if text is not None:
+        return text
     return any_value(AnyValue.FromString(payload[off:off + length]))
+
+
+def string_value(payload: bytes, off: int, length: int) -> str | None:
+    """The text of the AnyValue at [off, off+length) when it is one ``string_value`` field of under 16 KiB
+    (the usual attribute value or log body; its UTF-8 was checked by the walk), read without parsing the
+    AnyValue; ``None`` for anything else."""
+    if length < 2 or payload[off] != 0x0A:
+        return None
+    size = payload[off + 1]
+    if size < 0x80:
+        return payload[off + 2:off + length].decode("utf-8") if size + 2 == length else None
+    if length >= 3 and payload[off + 2] < 0x80 and (size & 0x7F | payload[off + 2] << 7) + 3 == length:
+        return payload[off + 3:off + length].decode("utf-8")
+    return None
+
+
+def _body(payload: bytes, off: int, length: int) -> str:
+    """A log body as ``render_body`` renders it (length -1: no body)."""
+    if length < 0:
+        return ""
+    text = string_value(payload, off, length)
+    return text if text is not None else render_body(AnyValue.FromString(payload[off:off + length]))
 
 
 def _sort_by_position(batch: StreamBatch) -> None:

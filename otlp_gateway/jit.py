@@ -97,9 +97,11 @@ WarmUpProgress = Callable[[int, int, str, float | None], None]
 
 
 def warm_up_kernels(seed: int = 0, progress: WarmUpProgress | None = None) -> None:
-    """Run every registered detector on its example events once, and the wire extraction, so every kernel
-    is compiled (or loaded from the cache) before a request needs it; ``progress`` hears about each group."""
+    """Run every registered detector on its example events once, the masking of canonical text and the wire
+    extraction, so every kernel is compiled (or loaded from the cache) before a request needs it;
+    ``progress`` hears about each group."""
     from detectors import registry
+    from detectors.canonical._mask import warm_up as warm_up_masking
     from otlp_gateway.otlp.codec import warm_up as warm_up_codec
 
     def detector(kind: str) -> Callable[[], None]:
@@ -110,6 +112,7 @@ def warm_up_kernels(seed: int = 0, progress: WarmUpProgress | None = None) -> No
         return run
 
     groups = [(f"{kind} detector", detector(kind)) for kind in registry.available()]
+    groups.append(("canonical masking", warm_up_masking))
     groups.append(("OTLP codec", warm_up_codec))
     for step, (name, run) in enumerate(groups, start=1):
         if progress:

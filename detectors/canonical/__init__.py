@@ -13,13 +13,21 @@ b'CLIENT SELECT orders ERROR d=D11 | db.system=postgresql'
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from detectors.canonical._mask import mask_text
-from detectors.canonical._values import MAX_VALUE_CHARS, attributes_text, is_identifier_key, value_text
+from detectors.canonical._mask import mask_text, mask_texts
+from detectors.canonical._values import (
+    MAX_VALUE_CHARS,
+    attribute_texts,
+    attributes_text,
+    is_identifier_key,
+    value_text,
+    value_texts,
+)
 
-__all__ = ["MAX_VALUE_CHARS", "canonical_log", "canonical_span", "duration_bucket", "is_identifier_key",
-           "mask_text", "severity_name", "value_text"]
+__all__ = ["MAX_VALUE_CHARS", "attribute_texts", "canonical_log", "canonical_span", "duration_bucket",
+           "is_identifier_key", "log_heads", "mask_text", "mask_texts", "severity_name", "span_heads",
+           "value_text", "value_texts"]
 
 _SEVERITY_BANDS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 _SEVERITY_NAMES = ["UNSPECIFIED"] + [
@@ -67,9 +75,31 @@ def canonical_log(body: str, severity_number: int, attributes: Mapping[str, obje
 def canonical_span(name: str, kind: int, status_code: int, duration_ns: int,
                    attributes: Mapping[str, object] | None = None) -> bytes:
     """``KIND masked-name STATUS d=D<log2 us> | key=value ...`` as UTF-8 bytes."""
+    return _span_text(mask_text(name), kind, status_code, duration_ns, attributes_text(attributes))
+
+
+def _span_text(name_text: str, kind: int, status_code: int, duration_ns: int, attributes_part: str) -> bytes:
     kind_text = _SPAN_KINDS[kind] if 0 <= kind < len(_SPAN_KINDS) else f"KIND{kind}"
     known = 0 <= status_code < len(_STATUS_CODES)
     status_text = _STATUS_CODES[status_code] if known else f"STATUS{status_code}"
-    text = (f"{kind_text} {mask_text(name)} {status_text} d={duration_bucket(duration_ns)}"
-            f"{attributes_text(attributes)}")
+    text = f"{kind_text} {name_text} {status_text} d={duration_bucket(duration_ns)}{attributes_part}"
     return _encode(_escape_lines(text))
+
+
+def log_heads(bodies: Sequence[str], severity_numbers: Sequence[int]) -> list[bytes]:
+    """``[canonical_log(b, s, None) for b, s in zip(bodies, severity_numbers)]``, the bodies masked together
+    (``mask_texts``).
+
+    >>> log_heads(["took 35 ms", "user a@b.io"], [9, 17])
+    [b'INFO took <N2> ms', b'ERROR user <EMAIL>']
+    """
+    return [_encode(_escape_lines(f"{severity_name(s)} {text}"))
+            for text, s in zip(mask_texts(bodies), severity_numbers, strict=True)]
+
+
+def span_heads(names: Sequence[str], kinds: Sequence[int], status_codes: Sequence[int],
+               durations_ns: Sequence[int]) -> list[bytes]:
+    """``[canonical_span(n, k, s, d, None) ...]`` over the aligned sequences, the names masked together."""
+    return [_span_text(text, kind, status, duration, "")
+            for text, kind, status, duration in zip(mask_texts(names), kinds, status_codes, durations_ns,
+                                                    strict=True)]

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from detectors.canonical import canonical_log, canonical_span, is_identifier_key
+from detectors.canonical import is_identifier_key, log_heads, span_heads
 from otlp_gateway.otlp._kernels import fragments as frag
 from otlp_gateway.otlp._kernels import walk as w
 from otlp_gateway.otlp.extract import StreamBatch
 from otlp_gateway.otlp.memo import FragmentMemo
-from otlp_gateway.otlp.values import any_value, render_attribute, render_body
+from otlp_gateway.otlp.values import any_value, render_attributes, render_body
 from otlp_gateway.otlp.walker import Lookups, Walk, WalkedSignal
 from otlp_gateway.streams.routing import EMPTY_PART, StreamKey, StreamRouter, service_of
 
@@ -80,17 +80,25 @@ class EventExtractor:
         raise RuntimeError(f"canonical assembly did not finish in {MAX_ROUNDS} rounds")
 
     def _render(self, walk: Walk, misses: list[list[int]]) -> None:
-        """Render what the assembly missed with the real canonical functions, and memoize it."""
+        """Render what the assembly missed with the canonical functions, and memoize it: every text to
+        mask of the round (span names or log bodies, attribute values) is masked in one kernel call."""
         payload, t = walk.payload, walk.tables
         assert t is not None
-        fragments: dict[int, bytes] = {}
+        hashes: set[int] = set()
+        head_hashes: list[int] = []
+        head_rows: list[int] = []
+        pair_hashes: list[int] = []
+        pairs: list[tuple[str, Any]] = []
         keys: dict[int, bool] = {}
-        for kind, row, h1, h2, key_hash in misses:
-            if kind == frag.MISS_HEAD:
-                if h1 not in fragments:
-                    fragments[h1] = self._head(payload, t, row)
-                continue
-            key_off, key_len, val_off, val_len = t.kvs[row, :w.KV_KEY_HASH].tolist()
+        kv_misses = [m for m in misses if m[0] != frag.MISS_HEAD]
+        kv_rows = t.kvs[[m[1] for m in kv_misses], :w.KV_KEY_HASH].tolist() if kv_misses else []
+        for kind, row, h1, _, _ in misses:
+            if kind == frag.MISS_HEAD and h1 not in hashes:
+                hashes.add(h1)
+                head_hashes.append(h1)
+                head_rows.append(row)
+        for (kind, _, h1, h2, key_hash), (key_off, key_len, val_off, val_len) in zip(kv_misses, kv_rows,
+                                                                                    strict=True):
             key = payload[key_off:key_off + key_len].decode("utf-8")
             h = h1
             if kind == frag.MISS_KEY:
@@ -98,23 +106,28 @@ class EventExtractor:
                 if is_id is None:
                     is_id = keys[key_hash] = is_identifier_key(key)
                 h = h1 if is_id else h2
-            if h not in fragments:
-                fragments[h] = render_attribute(key, _value(payload, val_off, val_len))
+            if h not in hashes:
+                hashes.add(h)
+                pair_hashes.append(h)
+                pairs.append((key, _value(payload, val_off, val_len)))
         if keys:
             self.memo.add_keys(list(keys), list(keys.values()))
+        fragments = [*self._heads(payload, t, head_rows), *render_attributes(pairs)]
         if fragments:
-            self.memo.add_fragments(list(fragments), list(fragments.values()))
+            self.memo.add_fragments(head_hashes + pair_hashes, fragments)
 
-    def _head(self, payload: bytes, t: w.WalkTables, row: int) -> bytes:
-        item = t.items[row].tolist()
+    def _heads(self, payload: bytes, t: w.WalkTables, rows: list[int]) -> list[bytes]:
+        if not rows:
+            return []
+        items = t.items[rows].tolist()
         if self._logs:
-            off, length = item[w.ITEM_BODY_OFF], item[w.ITEM_BODY_LEN]
-            body = render_body(AnyValue.FromString(payload[off:off + length])) if length >= 0 else ""
-            return canonical_log(body, item[w.ITEM_SEVERITY], None)
-        off, length = item[w.ITEM_NAME_OFF], item[w.ITEM_NAME_LEN]
-        start, end = (int(x) for x in t.times[row])
-        return canonical_span(payload[off:off + length].decode("utf-8"), item[w.ITEM_KIND],
-                              item[w.ITEM_STATUS], end - start, None)
+            bodies = [_body(payload, item[w.ITEM_BODY_OFF], item[w.ITEM_BODY_LEN]) for item in items]
+            return log_heads(bodies, [item[w.ITEM_SEVERITY] for item in items])
+        names = [payload[item[w.ITEM_NAME_OFF]:item[w.ITEM_NAME_OFF] + item[w.ITEM_NAME_LEN]].decode("utf-8")
+                 for item in items]
+        durations = [end - start for start, end in t.times[rows].tolist()]  # Python ints: no uint64 wrap
+        return span_heads(names, [item[w.ITEM_KIND] for item in items],
+                          [item[w.ITEM_STATUS] for item in items], durations)
 
     # --- grouping -------------------------------------------------------------------------------------
     def extract(self, walk: Walk) -> dict[str, StreamBatch]:
@@ -202,7 +215,32 @@ def _value(payload: bytes, off: int, length: int) -> Any:
     """The attribute value stored at [off, off+length) (length -1: a KeyValue without a value: None)."""
     if length < 0:
         return None
+    text = string_value(payload, off, length)
+    if text is not None:
+        return text
     return any_value(AnyValue.FromString(payload[off:off + length]))
+
+
+def string_value(payload: bytes, off: int, length: int) -> str | None:
+    """The text of the AnyValue at [off, off+length) when it is one ``string_value`` field of under 16 KiB
+    (the usual attribute value or log body; its UTF-8 was checked by the walk), read without parsing the
+    AnyValue; ``None`` for anything else."""
+    if length < 2 or payload[off] != 0x0A:
+        return None
+    size = payload[off + 1]
+    if size < 0x80:
+        return payload[off + 2:off + length].decode("utf-8") if size + 2 == length else None
+    if length >= 3 and payload[off + 2] < 0x80 and (size & 0x7F | payload[off + 2] << 7) + 3 == length:
+        return payload[off + 3:off + length].decode("utf-8")
+    return None
+
+
+def _body(payload: bytes, off: int, length: int) -> str:
+    """A log body as ``render_body`` renders it (length -1: no body)."""
+    if length < 0:
+        return ""
+    text = string_value(payload, off, length)
+    return text if text is not None else render_body(AnyValue.FromString(payload[off:off + length]))
 
 
 def _sort_by_position(batch: StreamBatch) -> None:

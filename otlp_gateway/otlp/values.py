@@ -1,7 +1,8 @@
 """OTLP ``AnyValue``s as Python values and as canonical text (the pieces extraction renders).
 
-Pure functions. ``render_attribute`` and ``render_body`` produce exactly the text ``detectors.canonical``
-gives an attribute or a log body, so memoized fragments assemble into the same bytes as the canonical
+Pure functions. ``render_attribute`` (``render_attributes`` for many at once, their values masked in one
+kernel call) and ``render_body`` produce exactly the text ``detectors.canonical`` gives an attribute or a
+log body, so memoized fragments assemble into the same bytes as the canonical
 functions would (``tests/otlp/test_wire_extract.py`` checks this against the reference).
 """
 
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
-from detectors.canonical._values import attributes_text
+from detectors.canonical._values import attribute_texts, attributes_text
 
 
 def any_value(value: Any) -> Any:
@@ -53,3 +55,8 @@ def _escape(text: str) -> str:
 def render_attribute(key: str, value: Any) -> bytes:
     """One attribute's canonical fragment, `` key=text`` (escaped, encoded), as in ``attributes_text``."""
     return _escape(attributes_text({key: value})[2:]).encode("utf-8", "backslashreplace")
+
+
+def render_attributes(pairs: Sequence[tuple[str, Any]]) -> list[bytes]:
+    """``[render_attribute(key, value) for key, value in pairs]``, the values masked together."""
+    return [_escape(text).encode("utf-8", "backslashreplace") for text in attribute_texts(pairs)]

@@ -3,12 +3,14 @@ wire path) and per-stream values of metric points (on the parsed message)."""
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValueList
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValueList
 
 from detectors.canonical import canonical_log, canonical_span
 from otlp_gateway.otlp.codec import ExtractionOptions, RequestCodec
-from otlp_gateway.otlp.values import render_body
+from otlp_gateway.otlp.events import string_value
+from otlp_gateway.otlp.values import any_value, render_body
 from tests.otlp.otlp_data import LogSpec, SpanSpec, kv, logs_request, traces_request
 
 CODEC = RequestCodec(ExtractionOptions())
@@ -82,3 +84,18 @@ def test_metric_points_become_values_with_histogram_and_summary_sub_streams() ->
                       "metrics/svc/lat:mean": [2.5], "metrics/svc/q:count": [2.0], "metrics/svc/q:sum": [5.0],
                       "metrics/svc/q:q0.99": [4.5]}
     assert all(pos == -1 for b in decoded.extraction.streams.values() for pos in b.positions)
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 129, 16383, 16384, 20000])
+def test_a_string_value_read_off_the_payload_is_the_parsed_one(size: int) -> None:
+    text = ("é" * size)[:size // 2] + "x" * (size - size // 2)
+    others = [AnyValue(int_value=size), AnyValue(bytes_value=b"\x0a\x01x"),
+              AnyValue(array_value=ArrayValue(values=[AnyValue(string_value=text)]))]
+    for value in [AnyValue(string_value=text), *others]:
+        raw = b"pad" + value.SerializeToString() + b"pad"
+        read = string_value(raw, 3, len(raw) - 6)
+        assert read is None or read == any_value(value)
+        simple = value.WhichOneof("value") == "string_value" and len(text.encode()) < 16384
+        assert (read is not None) == simple
+    twice = AnyValue(string_value="a").SerializeToString() + AnyValue(string_value="b").SerializeToString()
+    assert string_value(twice, 0, len(twice)) is None  # two fields: parsed (the last one wins)

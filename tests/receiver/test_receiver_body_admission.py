@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import time
 import tracemalloc
@@ -90,10 +91,15 @@ def test_inflating_runs_off_the_event_loop():
             spent.append(time.thread_time() - start)
         return min(spent)
 
-    on_loop = asyncio.run(loop_thread_cpu())
+    gc.disable()  # a collection of the suite's heap would land on whichever thread allocates: not this test's
+    try:
+        on_loop = asyncio.run(loop_thread_cpu())
+    finally:
+        gc.enable()
     assert inline > 0.01, f"the bomb inflated in {inline:.3f} s CPU: not a bomb"
-    # what stays on the loop is a fixed 2-5 ms (awaiting the thread per chunk, the output's bookkeeping)
-    assert on_loop < inline / 3, f"the loop's thread spent {on_loop:.3f} s CPU (inline: {inline:.3f} s)"
+    # what stays on the loop is a fixed 2-5 ms (awaiting the thread per chunk, the output's bookkeeping);
+    # inflating there would cost at least the inline figure
+    assert on_loop < inline / 2, f"the loop's thread spent {on_loop:.3f} s CPU (inline: {inline:.3f} s)"
 
 
 def test_wire_limit_and_bad_streams():

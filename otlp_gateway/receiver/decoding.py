@@ -89,12 +89,7 @@ class DecodePool:
             with self._queue_lock:
                 self._queued.pop(number, None)
             raise
-        job.add_done_callback(lambda _: self._forget(number))  # cancelled before it started
         return await asyncio.wrap_future(job)
-
-    def _forget(self, number: int) -> None:
-        with self._queue_lock:
-            self._queued.pop(number, None)
 
     def warm_up(self) -> Future[None]:
         """Compile (or load from cache) the codec's kernels on a decode thread, ahead of the first request
@@ -137,6 +132,8 @@ class DecodePool:
         if not self._closed:
             self._closed = True
             self._pool.shutdown(wait=False, cancel_futures=True)
+            with self._queue_lock:  # the cancelled ones never start: they wait no more
+                self._queued.clear()
 
 
 def _log_failure(future: Future[None]) -> None:

@@ -269,6 +269,11 @@ class GatewayProcess:
             total += child_times.user + child_times.system
         return float(total)
 
+    def own_cpu_seconds(self) -> float:
+        """User + system CPU of the gateway's own process (every thread), without its child processes."""
+        times = self.process.cpu_times()
+        return float(times.user + times.system)
+
     def rss_bytes(self) -> int:
         """Resident memory of the gateway and of its child processes (pages they share counted once per
         process: an upper bound)."""

@@ -60,6 +60,11 @@ class DetectionSettings(StrictModel):
     first start, from stalling the clients."""
     workers: int = Field(2, gt=0)
     """Detection threads (numba kernels release the GIL); streams are sharded over them."""
+    detector_processes: bool = False
+    """Run each detection worker's span and log detectors in a process of its own (one per ``workers``),
+    so their per-window Python runs beside the gateway's instead of under its GIL. Same results either way;
+    each process costs ~150 MiB resident besides the detectors it holds, which move out of the gateway's
+    process. A process that dies is replaced; its streams start over with fresh detectors."""
     extract_processes: int = Field(0, ge=0, le=64)
     """Worker processes extracting the events of requests forwarded before detection took them (detection
     was behind): extraction is mostly Python, and in a process of its own it does not hold the gateway's

@@ -118,7 +118,7 @@ class DetectionStage:
                store: AnomalyStore | None, metrics: GatewayMetrics, engine_version: str,
                incidents: IncidentHandler | None = None) -> DetectionStage:
         """The stage with its collaborators: shard threads, the live-stream table over ``store``, metrics."""
-        shards = ShardPool(settings.workers)
+        shards = ShardPool(settings.workers, processes=settings.enabled and settings.detector_processes)
         defaults = DetectorDefaults(settings.seed, settings.compressor)
         ownership = None
         if store is not None and settings.ownership.active(store.backend):
@@ -146,6 +146,8 @@ class DetectionStage:
             return
         self._started = True
         if self.settings.enabled:
+            for starting in self._shards.start():  # the detector processes load the kernels meanwhile
+                starting.add_done_callback(_log_failure("starting a detector process"))
             await self._table.start()
             # compile (or load from cache) the wire kernels on the extraction thread, ahead of requests
             from otlp_gateway.otlp.codec import warm_up

@@ -15,13 +15,12 @@ import logging
 import struct
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from detectors import EventBatch, registry
+from detectors import EventBatch
 from detectors.base import WindowResult
 from otlp_gateway.otlp.extract import StreamBatch
 from otlp_gateway.store.base import AnomalyRecord, IncidentAction, ScoreBucket, StreamInfo, StreamState
@@ -34,6 +33,7 @@ from otlp_gateway.streams.incidents import (
     require_tracker,
     split_update,
 )
+from otlp_gateway.streams.places import LOCAL, DetectorLost, DetectorPlace
 from otlp_gateway.streams.ring import EventRing, RingChunk, RingItem
 from otlp_gateway.streams.routing import DETECTOR_KIND, StreamKey
 from otlp_gateway.streams.scores import ScoreSeries
@@ -100,6 +100,19 @@ class ScoredWindow:
 
 
 @dataclass(slots=True)
+class ScoreStep:
+    """A batch between ``LiveStream.begin_score`` and ``finish_score``."""
+
+    batch: StreamBatch
+    request_seq: int
+    outcome: ScoreOutcome
+    converted_skips: dict[str, int]
+    skipped_before: dict[str, int] = field(default_factory=dict)
+    feed: EventBatch | None = None
+    """What the detector's ``update`` takes (``None``: nothing to feed it)."""
+
+
+@dataclass(slots=True)
 class ScoreOutcome:
     stream: LiveStream
     scored: int
@@ -150,12 +163,14 @@ SKIPPED_POINTS_LOG = _SkippedPointsLog()
 
 class LiveStream:
     def __init__(self, key: StreamKey, spec: DetectorSpec, shard: int, *, detector: Any = None,
-                 offset_base: int = 0, ring: EventRing | None = None):
+                 offset_base: int = 0, ring: EventRing | None = None, place: DetectorPlace = LOCAL):
         self.key = key
         self.spec = spec
         self.shard = shard
+        self.place = place
+        """Where the stream's detectors are made: this process, or its shard's detector process."""
         if detector is None:
-            detector = registry.create(spec.kind, **spec.create_kwargs())
+            detector = place.create(spec.kind, spec.create_kwargs())
         self.detector = detector
         self.offset_base = offset_base
         self.ring = ring if ring is not None else EventRing(spec.ring_capacity())
@@ -194,31 +209,89 @@ class LiveStream:
         if spec.identity() == self.spec.identity():
             self.spec = spec  # only ``enabled`` changed
             return False
-        self.offset_base = self.events_seen
         self.spec = spec
-        self.detector = registry.create(spec.kind, **spec.create_kwargs())
-        self.ring = EventRing(spec.ring_capacity())
-        self.state = "warming"
-        self.dirty = True
+        self._new_detector()
         return True
 
+    def _new_detector(self) -> None:
+        """A fresh detector for the current spec; the stream's offsets continue past the old one's."""
+        self.offset_base = self.events_seen
+        self.detector = self.place.create(self.spec.kind, self.spec.create_kwargs())
+        self.ring = EventRing(self.spec.ring_capacity())
+        self.state = "warming"
+        self.dirty = True
+
+    def _detector_ready(self) -> bool:
+        """Whether the stream had to start over: its detector, in a detector process, is lost (its snapshot
+        did not restore, or the process died). The stream then goes on with a fresh detector, its offsets
+        continuing, as after a change of its settings."""
+        return self._detector_lost("ready")
+
+    def _detector_lost(self, how: str = "check") -> bool:
+        """``_detector_ready`` without a round trip to the process: only what is known lost already."""
+        probe = getattr(self.detector, how, None)
+        if probe is None:
+            return False
+        try:
+            probe()
+        except DetectorLost as lost:
+            self._start_over(lost)
+            return True
+        return False
+
+    def _start_over(self, lost: DetectorLost) -> None:
+        log.error("detection: the detector of stream %s is lost (%s); the stream starts over after event %d",
+                  self.key.stream_id, lost, self.offset_base + lost.events_seen,
+                  extra={"stream_id": self.key.stream_id})
+        self._new_detector()
+
     def score(self, batch: StreamBatch, request_seq: int) -> ScoreOutcome:
-        changed = self.apply_desired_spec()
+        step = self.begin_score(batch, request_seq)
+        output: Any = None
+        if step.feed is not None:
+            try:
+                output = self.detector.update(step.feed)
+            except DetectorLost as lost:
+                output = lost
+        return self.finish_score(step, output)
+
+    def begin_score(self, batch: StreamBatch, request_seq: int) -> ScoreStep:
+        """A batch's scoring up to its detector's ``update``: the caller runs ``step.feed`` through the
+        detector (when not ``None``), then ``finish_score``. Split so that a shard can send the updates of
+        several streams to its detector process at once (``detection.detector_processes``)."""
+        changed = self._detector_lost()
+        changed = self.apply_desired_spec() or changed
         received = len(batch.times)
         # also while scoring is paused, so the first delta after a resume covers one interval only
         batch, converted_skips, evicted = self._deltas(batch)
+        outcome = ScoreOutcome(self, 0, state_changed=changed, series_evicted=evicted)
+        step = ScoreStep(batch, request_seq, outcome, converted_skips)
         if not self.spec.config.scoring:
-            return ScoreOutcome(self, 0, state_changed=changed, series_evicted=evicted)
-        base = self.offset_base
-        skipped_before = dict(self.detector.skipped_points)
-        results, updates = self._feed(batch, request_seq) if batch.times else ([], [])
-        self.dirty = True
+            return step
         # every point the stream took counts as fed; the skipped ones are counted by reason as well
-        outcome = ScoreOutcome(self, received, state_changed=changed, series_evicted=evicted)
-        skipped = dict(converted_skips)
+        step.outcome.scored = received
+        step.skipped_before = dict(self.detector.skipped_points)
+        if batch.times:
+            step.feed = self._feed(batch, request_seq)
+        return step
+
+    def finish_score(self, step: ScoreStep, output: Any) -> ScoreOutcome:
+        """The rest of ``begin_score``'s batch, given what the detector's ``update`` returned for
+        ``step.feed`` (or the ``DetectorLost`` it raised: the batch then goes to a fresh detector)."""
+        outcome = step.outcome
+        if not self.spec.config.scoring:
+            return outcome
+        if isinstance(output, DetectorLost):  # its process died since the last batch
+            self._start_over(output)
+            outcome.state_changed, step.skipped_before = True, {}
+            output = self.detector.update(self._feed(step.batch, step.request_seq))
+        results, updates = split_update(output) if step.feed is not None else ([], [])
+        base = self.offset_base
+        self.dirty = True
+        skipped = dict(step.converted_skips)
         for reason, total in self.detector.skipped_points.items():
-            if total > skipped_before.get(reason, 0):
-                skipped[reason] = skipped.get(reason, 0) + total - skipped_before.get(reason, 0)
+            if total > step.skipped_before.get(reason, 0):
+                skipped[reason] = skipped.get(reason, 0) + total - step.skipped_before.get(reason, 0)
         for reason, n in skipped.items():
             SKIPPED_POINTS_LOG.note(self.key.signal, reason, n, self.key.stream_id)
         outcome.skipped = skipped
@@ -251,7 +324,8 @@ class LiveStream:
             outcome.state_changed = True
         return outcome
 
-    def _feed(self, batch: StreamBatch, request_seq: int) -> tuple[Sequence[WindowResult], Sequence[Any]]:
+    def _feed(self, batch: StreamBatch, request_seq: int) -> EventBatch:
+        """The batch as its detector takes it, its items in the ring."""
         times = np.asarray(batch.times, dtype=np.uint64)  # converted once: the ring's column, the stamps
         self.ring.append(RingChunk(self.events_seen, batch.trace_ids, batch.span_ids, times, batch.positions,
                                    request_seq))
@@ -259,11 +333,8 @@ class LiveStream:
         # numeric detector also learns the sampling period from them
         stamps = times / 1e9 if times.all() else None
         if self.spec.kind == "numeric":
-            values = np.asarray(batch.events, dtype=np.float64)
-            output = self.detector.update(EventBatch(values, stamps))
-        else:
-            output = self.detector.update(EventBatch(batch.events, stamps))
-        return split_update(output)
+            return EventBatch(np.asarray(batch.events, dtype=np.float64), stamps)
+        return EventBatch(batch.events, stamps)
 
     def _scored(self, result: WindowResult, base: int) -> ScoredWindow:
         start, end = base + result.start_offset, base + result.end_offset
@@ -323,6 +394,7 @@ class LiveStream:
         Raises ``IncidentActionsUnsupported`` when the detector tracks no incidents, ``ValueError`` when
         it knows no open incident ``seq`` or ``expected_id`` is not its incident ``seq`` (an incident of an
         earlier detector of the stream, whose numbers the current one reuses)."""
+        self._detector_ready()
         require_tracker(self.detector)
         if expected_id is not None and self.incidents.id_of(seq) != expected_id:
             raise ValueError(f"incident {expected_id} is not incident {seq} of the stream's current detector")
@@ -333,6 +405,7 @@ class LiveStream:
     def snapshot(self) -> bytes:
         """Version 2: the JSON header, the ring's raw arrays (``EventRing.dump``, ``ring_bytes`` long),
         then the detector's snapshot. Version 1 carried the ring as JSON inside the header."""
+        self._detector_ready()
         ring = self.ring.dump()
         header = {"v": SNAPSHOT_VERSION,
                   "key": [self.key.stream_id, self.key.signal, self.key.service, self.key.name],
@@ -345,7 +418,8 @@ class LiveStream:
         return b"".join((_MAGIC, struct.pack(">I", len(head)), head, ring, self.detector.snapshot()))
 
     @classmethod
-    def restore(cls, data: bytes, key: StreamKey, spec: DetectorSpec, shard: int) -> LiveStream:
+    def restore(cls, data: bytes, key: StreamKey, spec: DetectorSpec, shard: int,
+                place: DetectorPlace = LOCAL) -> LiveStream:
         """Resume from a snapshot (version 1 or 2); a snapshot taken under another detector spec (the
         configuration changed meanwhile) starts a fresh detector, continuing the stream's offsets."""
         if data[:4] != _MAGIC:
@@ -358,23 +432,25 @@ class LiveStream:
         # the series' previous points do not depend on the detector: they survive a detector change too
         cumulative = CumulativeDeltas.load(header.get("cumulative"))
         if header["spec"] != spec.identity():
-            fresh = cls(key, spec, shard, offset_base=int(header["events_seen"]))
+            fresh = cls(key, spec, shard, offset_base=int(header["events_seen"]), place=place)
             fresh.cumulative = cumulative
             return fresh
         view = memoryview(data)  # the parts are read in place, not sliced out (a copy of ~200 KiB)
         try:
-            detector = registry.restore(spec.kind, view[detector_start:])
+            detector = place.restore(spec.kind, spec.create_kwargs(), view[detector_start:],
+                                     events_seen=int(header["events_seen"]) - base,
+                                     warmed_up=header.get("state") in ("active", "drifted"))
         except Exception:
             log.exception("detection: detector state of stream %s is unreadable; it warms up again",
                           key.stream_id)
-            fresh = cls(key, spec, shard, offset_base=int(header["events_seen"]))
+            fresh = cls(key, spec, shard, offset_base=int(header["events_seen"]), place=place)
             fresh.cumulative = cumulative
             return fresh
         if int(header.get("v", 1)) >= 2:
             ring = EventRing.load(spec.ring_capacity(), view[ring_start:detector_start])
         else:
             ring = EventRing.load_v1(spec.ring_capacity(), header["ring"])
-        stream = cls(key, spec, shard, detector=detector, offset_base=base, ring=ring)
+        stream = cls(key, spec, shard, detector=detector, offset_base=base, ring=ring, place=place)
         stream.cumulative = cumulative
         stream.incidents = IncidentBook.load(header.get("incidents"))
         stream.scores = ScoreSeries.load(key.stream_id, header.get("scores"))

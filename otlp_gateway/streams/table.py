@@ -38,6 +38,7 @@ from otlp_gateway.streams.handoff import HeldStream
 from otlp_gateway.streams.incidents import IncidentActionsUnsupported, IncidentChange
 from otlp_gateway.streams.live import LiveStream, ScoreOutcome, detector_spec
 from otlp_gateway.streams.ownership import StreamOwnership
+from otlp_gateway.streams.places import DetectorPlace
 from otlp_gateway.streams.records import StreamRecords
 from otlp_gateway.streams.routing import DETECTOR_KIND, StreamKey
 from otlp_gateway.streams.settings import StreamSettings, StreamSettingsResolver
@@ -56,6 +57,14 @@ class Shards(Protocol):
     """Where streams run: one thread per shard, a stream always on the same one."""
 
     def shard_of(self, stream_id: str) -> int: ...
+
+    def place(self, shard: int) -> DetectorPlace:
+        """Where the detectors of the shard's streams live."""
+        ...
+
+    def score(self, shard: int, stream: LiveStream, batch: StreamBatch, ticket: int) -> Future[ScoreOutcome]:
+        """``stream.score(batch, ticket)`` on the shard, in submission order."""
+        ...
 
     def submit(self, shard: int, fn: Callable[..., T], *args: Any) -> Future[T]: ...
 
@@ -221,7 +230,7 @@ class LiveStreamTable:
             self._metrics.detector_dropped_events.labels(batch.key.signal).inc(len(batch.times))
             return None
         stream.last_used = time.monotonic()
-        return self._shards.submit(stream.shard, stream.score, batch, ticket)
+        return self._shards.score(stream.shard, stream, batch, ticket)
 
     def _refused(self, signal: str, events: int) -> None:
         if events:
@@ -236,13 +245,13 @@ class LiveStreamTable:
         stream: LiveStream | None = None
         if state:
             try:
-                stream = LiveStream.restore(state, key, spec, shard)
+                stream = LiveStream.restore(state, key, spec, shard, self._shards.place(shard))
             except Exception:
                 log.exception("detection: snapshot of stream %s is unreadable; starting it fresh",
                               key.stream_id)
         fresh = stream is None
         if stream is None:
-            stream = LiveStream(key, spec, shard)
+            stream = LiveStream(key, spec, shard, place=self._shards.place(shard))
         stream.api_settings = api
         return stream, fresh
 

@@ -29,13 +29,21 @@ class MemoryReader(Protocol):
 
 
 class ProcessMemory:
-    """This process's resident set size (what the kernel counts against the container's limit)."""
+    """The resident set of this process and of its child processes (detection's detector and extraction
+    processes, the forkserver that starts them): the container's limit counts them all. Pages they share
+    count once per process, so the figure errs high: the limiter refuses early rather than late."""
 
     def __init__(self) -> None:
         self._process = psutil.Process()
 
     def rss_bytes(self) -> int:
-        return int(self._process.memory_info().rss)
+        total = self._process.memory_info().rss
+        for child in self._process.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:  # ended meanwhile
+                continue
+        return int(total)
 
 
 def _read_limit(path: Path) -> int | None:

@@ -254,3 +254,23 @@ def test_cgroup_v1_and_no_limit(tmp_path: Path):
     assert memory_ceiling(lambda: 768 * MiB) == (768 * MiB, "the cgroup memory limit")
     total, source = memory_ceiling(lambda: None)
     assert total > 0 and "RAM" in source
+
+
+def test_the_process_memory_counts_child_processes() -> None:
+    """Detector and extraction processes are the gateway's children; the container's limit counts them."""
+    import subprocess
+    import sys
+
+    from otlp_gateway.receiver.memory import ProcessMemory
+
+    reader = ProcessMemory()
+    before = reader.rss_bytes()
+    child = subprocess.Popen([sys.executable, "-c", "import sys, time\nblock = bytearray(96 << 20)\n"
+                              "block[::4096] = b'x' * len(block[::4096])\nprint('ready', flush=True)\n"
+                              "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        assert reader.rss_bytes() - before >= 90 * MiB
+    finally:
+        child.kill()
+        child.wait()

@@ -17,6 +17,7 @@ detectors, their offsets continuing (``DetectorLost``), as when a snapshot canno
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import logging
@@ -59,7 +60,9 @@ class DetectorProcess:
         self._lock = threading.Lock()
         """Held for a call's round trip (the shard thread alone: uncontended), and by ``close``."""
         self._ids = itertools.count(1)
-        self._dropped: list[int] = []
+        self._dropped: collections.deque[int] = collections.deque()
+        """Ids of detectors let go of; appended on any thread (a proxy's ``__del__`` may run inside a call,
+        under ``_lock``), so a deque's atomic appends and pops rather than a lock."""
         self.generation = 0
         """How many processes were started: a proxy made in an older one lost its detector."""
         self.closed = False
@@ -132,7 +135,7 @@ class DetectorProcess:
                 return answers
             self._start()
             assert self._conn is not None
-            dropped, self._dropped = self._dropped, []
+            dropped = _drain(self._dropped)
             message = (dropped, [(calls[i][0].init, calls[i][1], calls[i][0].id, calls[i][2]) for i in sent])
             try:
                 self._conn.send_bytes(pickle.dumps(message, PICKLE_PROTOCOL))
@@ -175,6 +178,16 @@ class DetectorProcess:
         """A proxy was let go of: its detector goes with the next call (any thread)."""
         if generation == self.generation and not self.closed:
             self._dropped.append(detector_id)
+
+    def held(self) -> int:
+        """How many detectors the process holds now (after forgetting those let go of; shard thread)."""
+        with self._lock:
+            self._start()
+            assert self._conn is not None
+            self._conn.send_bytes(pickle.dumps((_drain(self._dropped), [(None, "held", 0, ())]),
+                                               PICKLE_PROTOCOL))
+            ((_, count, _),) = pickle.loads(self._conn.recv_bytes())
+        return int(count)
 
     def pid(self) -> int | None:
         """The running process's id (operators and tests)."""
@@ -313,3 +326,12 @@ def _score_run(process: DetectorProcess, jobs: list[ScoreJob]) -> None:
 def _feed_args(step: ScoreStep) -> tuple[Any, ...]:
     assert step.feed is not None
     return step.feed.events, step.feed.times
+
+
+def _drain(ids: collections.deque[int]) -> list[int]:
+    out = []
+    while True:
+        try:
+            out.append(ids.popleft())
+        except IndexError:
+            return out

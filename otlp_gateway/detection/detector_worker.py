@@ -5,7 +5,8 @@ the order the shard thread sends them, so each detector sees its events in arriv
 would on the shard thread itself. A message is ``(dropped, calls)``:
 
 - ``dropped``: ids of detectors the gateway let go of (evicted streams): forgotten first;
-- ``calls``: a list of ``(init, op, detector_id, args)``, run in order (one message carries the updates
+- ``calls``: a list of ``(init, op, detector_id, args)`` (or ``(None, "held", 0, ())``: how many detectors
+  the process holds), run in order (one message carries the updates
   of several streams of a shard: one round trip instead of one per stream):
   - ``init``: ``None``, or how to make detector ``detector_id`` before the op: ``("create", kind, kwargs)``
     or ``("restore", kind, kwargs, snapshot)`` (a snapshot that does not restore is answered
@@ -62,6 +63,8 @@ def serve(conn: Connection) -> None:
 
 def _answer(detectors: dict[int, Any], init: tuple[Any, ...] | None, op: str, detector_id: int,
             args: tuple[Any, ...]) -> tuple[Any, ...]:
+    if op == "held":  # of the process, not of a detector
+        return ("ok", len(detectors), None)
     if init is not None:
         if init[0] == "create":
             detectors[detector_id] = registry.create(init[1], **init[2])

@@ -6,6 +6,7 @@ with their offsets continuing (anomaly ids never repeat)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 from pathlib import Path
@@ -168,3 +169,19 @@ def test_incident_actions_reach_a_detector_in_the_process(process: DetectorProce
     with pytest.raises(ValueError):
         remote.incident_action(999, "resolve")
     assert remote.snapshot() == local.snapshot()
+
+
+def test_a_detector_let_go_of_leaves_the_process(process: DetectorProcess) -> None:
+    batches = _log_batches()
+    streams = [LiveStream(batches[0].key, SPEC, 0, place=process) for _ in range(5)]
+    for each in streams:
+        _feed(each, batches[:2])
+    del each
+    assert process.held() == 5
+    replaced = streams[0].detector
+    streams[0].desired_spec = detector_spec("logs", 42, "cm", StreamSettings(profile="balanced"))
+    _feed(streams[0], batches[2:3])  # a new detector for the new settings: the old one goes
+    del replaced
+    del streams[3:]  # evicted
+    gc.collect()
+    assert process.held() == 3

@@ -308,7 +308,13 @@ def _score_run(process: DetectorProcess, jobs: list[ScoreJob]) -> None:
             future.set_exception(exc)
     remote = [i for i, (stream, step, _) in enumerate(steps)
               if step.feed is not None and isinstance(stream.detector, RemoteDetector)]
-    answers = process.call_many([(steps[i][0].detector, "update", _feed_args(steps[i][1])) for i in remote])
+    calls = [(steps[i][0].detector, "update", _feed_args(steps[i][1])) for i in remote]
+    try:
+        answers = process.call_many(calls)
+    except BaseException as exc:  # a defect (nothing the process answered): every job of the run hears it
+        for _, _, future in steps:
+            future.set_exception(exc)
+        return
     outputs: dict[int, Any] = dict(zip(remote, answers, strict=True))
     for i, (stream, step, future) in enumerate(steps):
         try:

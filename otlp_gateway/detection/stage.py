@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -303,9 +304,10 @@ class DetectionStage:
         finally:
             self._turnstile.release(ticket)
         outcomes: list[ScoreOutcome] = []
+        await _all_done([job for _, job in jobs])
         for stream_batch, job in jobs:
             try:
-                outcomes.append(await asyncio.wrap_future(job))
+                outcomes.append(job.result())
             except StreamNotScored:
                 continue  # another gateway owns the stream: forwarded unscored, counted by the table
             except Exception:
@@ -349,6 +351,35 @@ class DetectionStage:
             if job is not None:  # None: not scored here, counted by the table
                 jobs.append((stream_batch, job))
         return jobs
+
+
+def _all_done(jobs: Sequence[Future[Any]]) -> asyncio.Future[None]:
+    """Done once every job is (results and exceptions stay in the jobs). One wake-up of the event loop for
+    a request's streams, where awaiting each job's future woke it once per stream."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    left = len(jobs)
+    if not left:
+        waiter.set_result(None)
+        return waiter
+    lock = threading.Lock()
+
+    def one_done(_: Future[Any]) -> None:
+        nonlocal left
+        with lock:
+            left -= 1
+            last = left == 0
+        if last:
+            loop.call_soon_threadsafe(_settle, waiter)
+
+    for job in jobs:
+        job.add_done_callback(one_done)
+    return waiter
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _log_failure(what: str) -> Callable[[Future[Any]], None]:

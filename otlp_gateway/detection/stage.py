@@ -39,6 +39,7 @@ from typing import Any, Protocol, cast
 
 from otlp_gateway.batch import ReservingConsumer, TelemetryBatch
 from otlp_gateway.detection.decision import Decision, decide
+from otlp_gateway.detection.detector_processes import DetectorProcess
 from otlp_gateway.detection.extract_processes import ExtractionProcesses
 from otlp_gateway.detection.metrics import DetectionMetrics
 from otlp_gateway.detection.settings import DetectionSettings
@@ -134,6 +135,11 @@ class DetectionStage:
     def extract_processes(self) -> ExtractionProcesses | None:
         """The worker processes extracting requests the receivers did not (``None``: the thread does)."""
         return self._processes
+
+    @property
+    def detector_processes(self) -> list[DetectorProcess]:
+        """The shards' detector processes (empty: the detectors run in this process)."""
+        return self._shards.processes
 
     @property
     def streams(self) -> LiveStreamTable:

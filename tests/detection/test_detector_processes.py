@@ -38,6 +38,7 @@ def _requests() -> list[tuple[str, object]]:
 async def _run(tmp_path: Path, name: str, *, processes: bool, workers: int = 2,
                kill_after: int | None = None, at_once: bool = False) -> tuple[list, float]:
     run = await open_run(tmp_path / f"{name}.db", detector_processes=processes, workers=workers)
+    killed: list[int | None] = []
     try:
         if at_once:  # queued together: a shard's group holds several batches of one stream
             for signal_name in ("logs", "traces"):
@@ -45,11 +46,14 @@ async def _run(tmp_path: Path, name: str, *, processes: bool, workers: int = 2,
         for i, (signal_name, request) in enumerate(() if at_once else _requests()):
             if kill_after is not None and i == kill_after:
                 await run.stage.drain()
-                pids = [p.pid() for p in run.stage.streams._shards.processes]  # type: ignore[attr-defined]
-                assert all(pids), "every shard's detector process is running"
-                for pid in pids:
-                    os.kill(pid, signal.SIGKILL)
+                killed = [p.pid() for p in run.stage.detector_processes]
+                assert len(killed) == workers and all(killed), "every shard's detector process is running"
+                for pid in killed:
+                    os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
             await run.feed(signal_name, [request])
+        if killed:
+            replaced = [p.pid() for p in run.stage.detector_processes]
+            assert all(replaced) and not set(replaced) & set(killed), "new processes took the shards over"
         records = await run.stored()
         scored = sum(run.metric("driftlock_detector_events_total", {"stream_type": t})
                      for t in ("logs", "traces"))

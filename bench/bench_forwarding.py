@@ -48,18 +48,23 @@ from harness import (
 from traffic import TrafficGenerator
 
 ITEMS = 512
+POLL_SECONDS = 0.2
+"""How often the measured phase asks whether detection has scored everything (one /metrics scrape)."""
 
 
 async def wait_scored(gateway: GatewayProcess, signal: str, target: float, timeout: float) -> float:
     """Wait until the gateway has scored (or dropped) ``target`` events of ``signal``; returns scored."""
     deadline = time.monotonic() + timeout
     scored = 0.0
+    labels = {"stream_type": signal}
     while time.monotonic() < deadline:
-        scored = await gateway.metric("driftlock_detector_events_total", {"stream_type": signal})
-        dropped = await gateway.metric("driftlock_detector_dropped_events_total", {"stream_type": signal})
+        scored, dropped = await gateway.metrics([("driftlock_detector_events_total", labels),
+                                                 ("driftlock_detector_dropped_events_total", labels)])
         if scored + dropped >= target:
             break
-        await asyncio.sleep(0.05)
+        # a scrape costs the gateway ~4 ms of CPU: polled every 50 ms (two scrapes each), as before
+        # 2026-12-05, it added ~13 % of a core to the CPU measured while detection caught up
+        await asyncio.sleep(POLL_SECONDS)
     return scored
 
 

@@ -2,11 +2,12 @@
 
 From the walk's tables (``walker.Walk``): ``_kernels.fragments.assemble`` builds every item's canonical
 bytes from memoized fragments (the same bytes as ``detectors.canonical.canonical_span``/``canonical_log``
-on the item's kept attributes); Python renders only fragments it has not seen, routes each *group* of
-items once (items with equal group hashes share resource, name or scope and looked-up attribute values,
-hence their stream), and slices the per-stream lists. Every stream-key configuration takes this path:
-the walk records the values of the explicit ``driftlock.stream_id`` and of every attribute part, on the
-item and on its resource, and ``StreamRouter.stream_id`` decides from those.
+on the item's kept attributes), rendering the fragments it has not seen itself when they are ASCII text,
+integers, booleans, bytes or nothing; Python renders only the others (doubles, arrays, kvlists, non-ASCII
+text), routes each *group* of items once (items with equal group hashes share resource, name or scope
+and looked-up attribute values, hence their stream), and slices the per-stream lists. Every stream-key
+configuration takes this path: the walk records the values of the explicit ``driftlock.stream_id`` and of
+every attribute part, on the item and on its resource, and ``StreamRouter.stream_id`` decides from those.
 
 Not thread-safe: one extractor per thread (it reuses its buffers and its memo).
 """
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from detectors._kernels import mask as canon
 from detectors.canonical import is_identifier_key, log_heads, span_heads
 from otlp_gateway.otlp._kernels import fragments as frag
 from otlp_gateway.otlp._kernels import walk as w
@@ -30,6 +32,10 @@ from otlp_gateway.streams.routing import EMPTY_PART, StreamKey, StreamRouter, se
 MAX_ROUNDS = 6
 """assemble -> render misses -> assemble ...: the memo makes room for a whole request, so three rounds
 (four with an output buffer to grow) always suffice; more means a bug."""
+MAX_ROOM_ROUNDS = 64
+"""Calls of ``assemble`` in all, those stopped for room in the memo included: each of those either clears
+what earlier requests left (once a request) or grows a table (the fragment and key tables at most once
+each, to fit the whole request; the arena at least doubling)."""
 OUTPUT_BYTES = 1 << 16
 KEEP_OUTPUT_BYTES = 1 << 24
 """A larger output buffer (grown for one big request) is given back after that request."""
@@ -47,6 +53,8 @@ class EventExtractor:
         self._item_keys = lookups.item_keys
         self._resource_keys = lookups.resource_keys
         self._out = np.zeros(OUTPUT_BYTES, dtype=np.uint8)
+        self._text = np.zeros(canon.TEXT_BYTES, dtype=np.uint8)
+        self._tmp = np.zeros(canon.TMP_BYTES, dtype=np.uint8)
         self._resources: dict[tuple[bytes | None, ...], tuple[str, dict[str, Any]]] = {}
 
     # --- canonical bytes ------------------------------------------------------------------------------
@@ -62,10 +70,18 @@ class EventExtractor:
             order=np.empty(sort_rows, dtype=np.int64), merge=np.empty(sort_rows, dtype=np.int64),
             slots=np.empty(rows, dtype=np.int64), misses=np.empty((rows, frag.MISS_COLUMNS), dtype=np.int64),
             out=self._out, out_off=np.empty(n_items, dtype=np.int64),
-            out_len=np.empty(n_items, dtype=np.int64), sizes=np.zeros(2, dtype=np.int64))
+            out_len=np.empty(n_items, dtype=np.int64), sizes=np.zeros(frag.SIZES, dtype=np.int64),
+            text=self._text, tmp=self._tmp)
         self.memo.begin_request()
-        for _ in range(MAX_ROUNDS):
+        rounds = 0
+        for _ in range(MAX_ROOM_ROUNDS):
             written = frag.assemble(walk.buf, t.items, t.times, t.kvs, self._logs, self.memo.tables, work)
+            if written == frag.NEED_ROOM:  # not a round: the memo grows at most a few times
+                self.memo.make_room(rows, int(work.sizes[2]), rows, int(work.sizes[3]) == frag.ROOM_ARENA)
+                continue
+            rounds += 1
+            if rounds > MAX_ROUNDS:
+                break
             if written == frag.NEED_OUTPUT:
                 self._out = np.zeros(2 * int(work.sizes[0]), dtype=np.uint8)
                 work = work._replace(out=self._out)
@@ -80,8 +96,9 @@ class EventExtractor:
         raise RuntimeError(f"canonical assembly did not finish in {MAX_ROUNDS} rounds")
 
     def _render(self, walk: Walk, misses: list[list[int]]) -> None:
-        """Render what the assembly missed with the canonical functions, and memoize it: every text to
-        mask of the round (span names or log bodies, attribute values) is masked in one kernel call."""
+        """Render what the assembly kernel left to Python with the canonical functions, and memoize it:
+        every text to mask of the round (span names or log bodies, attribute values) is masked in one
+        kernel call."""
         payload, t = walk.payload, walk.tables
         assert t is not None
         hashes: set[int] = set()

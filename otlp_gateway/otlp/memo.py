@@ -68,6 +68,14 @@ class FragmentMemo:
         while not frag.insert_keys(self.tables, h, flags):
             self._make_room(0, 0, len(hashes))
 
+    def make_room(self, fragments: int, nbytes: int, keys: int, arena_full: bool = False) -> None:
+        """Room for ``fragments`` more fragments of ``nbytes`` bytes in all and ``keys`` more keys: what
+        earlier requests left is dropped first, else the tables grow (the arena at least doubles when
+        ``arena_full``: the assembly kernel knows only the size of the fragment that did not fit)."""
+        if arena_full and not self._stale:
+            nbytes = max(nbytes, self.tables.arena.size)
+        self._make_room(fragments, nbytes, keys)
+
     def _make_room(self, fragments: int, nbytes: int, keys: int) -> None:
         t = self.tables
         if self._stale:  # drop what earlier requests left first

@@ -85,14 +85,15 @@ Memo = namedtuple("Memo", ["fragment_hashes", "fragment_offsets", "fragment_leng
 """
 
 Assembly = namedtuple("Assembly", ["order", "merge", "slots", "misses", "out", "out_off", "out_len", "sizes",
-                                   "text", "tmp"])
+                                   "text", "tmp", "write_order"])
 """Scratch and output of ``assemble`` (``otlp_gateway.otlp.events`` sizes them per request).
 
 * ``order`` / ``merge``: int64 [>= the most kept attributes of an item] — sort scratch;
 * ``slots``: int64 [kept attributes + items] — memo slot of every head and fragment;
 * ``misses``: int64 [kept attributes + items, MISS_COLUMNS] — what to render (``MISS_*``);
-* ``out``: uint8 — the canonical bytes; ``out_off`` / ``out_len``: int64 [items] — item ``s`` is
-  ``out[out_off[s]:out_off[s] + out_len[s]]``;
+* ``out``: uint8 — the canonical bytes of the items in ``write_order`` (int64 [items]), each followed by a
+  newline (which canonical bytes never hold: they escape it); ``out_off`` / ``out_len``: int64 [items] —
+  item ``s`` is ``out[out_off[s]:out_off[s] + out_len[s]]``;
 * ``sizes``: int64 [SIZES] — output bytes needed, misses listed, and what did not fit (``NEED_ROOM``);
 * ``text`` / ``tmp``: uint8 [``canon.TEXT_BYTES``] / [``canon.TMP_BYTES``] — scratch of the fragments the
   kernel renders itself.
@@ -488,18 +489,21 @@ def assemble(buf, items, times, kvs, logs, memo, work):
             kept += 1
         if kept > 0:
             total += 2
-        out_len[s] = kept  # fragments of this item, until the write pass
+        out_off[s] = cursor - 1  # its head's row of ``slots``, and its fragments' count, until the write pass
+        out_len[s] = kept
         cursor += kept
+    total += n_items  # the newlines
     sizes[0] = total
     sizes[1] = n_miss
     if n_miss > 0:
         return HAS_MISSES
     if total > out.size:
         return NEED_OUTPUT
-    cursor = 0
     written = 0
-    for s in range(n_items):
+    for k in range(n_items):
+        s = work.write_order[k]
         kept = out_len[s]
+        cursor = out_off[s]
         out_off[s] = written
         for i in range(kept + 1):
             if i == 1:
@@ -512,9 +516,49 @@ def assemble(buf, items, times, kvs, logs, memo, work):
             for j in range(n):  # a loop: numba's slice assignment costs more for a few bytes
                 out[written + j] = arena[a + j]
             written += n
-        cursor += kept + 1
         out_len[s] = written - out_off[s]
+        out[written] = 10
+        written += 1
     return written
+
+
+@kernel
+def group_items(hashes, order, bounds):
+    """Items grouped by hash: groups in order of first appearance, items in arrival order within a group.
+    Writes ``order`` (int64 [items]: the items group by group) and ``bounds`` (int64 [items + 1]: group
+    ``g`` is ``order[bounds[g]:bounds[g + 1]]``); returns the number of groups."""
+    n = hashes.size
+    size = 8
+    while size < 2 * n:
+        size *= 2
+    mask = size - 1
+    keys = np.zeros(size, dtype=np.int64)
+    used = np.zeros(size, dtype=np.bool_)
+    ids = np.zeros(size, dtype=np.int64)
+    group = np.empty(n, dtype=np.int64)
+    counts = np.zeros(n + 1, dtype=np.int64)
+    groups = 0
+    for s in range(n):
+        h = hashes[s]
+        i = np.int64(np.uint64(h) & np.uint64(mask))
+        while used[i] and keys[i] != h:
+            i = (i + 1) & mask
+        if not used[i]:
+            used[i] = True
+            keys[i] = h
+            ids[i] = groups
+            groups += 1
+        group[s] = ids[i]
+        counts[ids[i] + 1] += 1
+    bounds[0] = 0
+    for g in range(groups):
+        bounds[g + 1] = bounds[g] + counts[g + 1]
+        counts[g + 1] = bounds[g]  # now the next free place of group g
+    for s in range(n):
+        g = group[s]
+        order[counts[g + 1]] = s
+        counts[g + 1] += 1
+    return groups
 
 
 @kernel

@@ -21,10 +21,12 @@ ARENA_BYTES = 1 << 23
 
 
 def _tables(slots: int, key_slots: int, arena_bytes: int) -> frag.Memo:
-    return frag.Memo(np.zeros(slots, dtype=np.uint64), np.zeros(slots, dtype=np.int64),
-                     np.zeros(slots, dtype=np.int64), np.zeros(arena_bytes, dtype=np.uint8),
-                     np.zeros(key_slots, dtype=np.uint64), np.zeros(key_slots, dtype=np.int8),
-                     np.zeros(frag.META, dtype=np.int64))
+    """A fragment slot's hash, offset and length are one row of one array (the three columns are views):
+    a lookup of a memo much larger than the caches costs one miss, not three."""
+    rows = np.zeros((slots, 3), dtype=np.int64)
+    return frag.Memo(rows[:, 0].view(np.uint64), rows[:, 1], rows[:, 2],
+                     np.zeros(arena_bytes, dtype=np.uint8), np.zeros(key_slots, dtype=np.uint64),
+                     np.zeros(key_slots, dtype=np.int8), np.zeros(frag.META, dtype=np.int64))
 
 
 class FragmentMemo:

@@ -79,7 +79,8 @@ Memo = namedtuple("Memo", ["fragment_hashes", "fragment_offsets", "fragment_leng
 """The memo tables (``otlp_gateway.otlp.memo.FragmentMemo`` owns and grows them).
 
 * ``fragment_hashes``: uint64 [slots], open addressing, 0 = empty; ``fragment_offsets`` /
-  ``fragment_lengths``: int64 [slots] — where each fragment's bytes are in ``arena`` (uint8);
+  ``fragment_lengths``: int64 [slots] — where each fragment's bytes are in ``arena`` (uint8); the memo
+  makes the three columns of one [slots, 3] array, so that a slot is one row;
 * ``key_hashes``: uint64 [key slots]; ``key_flags``: int8 [key slots] — 1 identifier key, 2 not;
 * ``meta``: int64 [META] — fragments stored, arena bytes used, keys stored.
 """

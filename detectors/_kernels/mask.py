@@ -375,3 +375,214 @@ def mask_batch(data, offs, lens, out, out_offs, out_lens):
         w = mask_one(data, offs[v], lens[v], out, w)
         out_lens[v] = w - out_offs[v]
     return w
+
+
+# --- canonical texts of attributes and heads, for ASCII inputs ------------------------------------------
+# The rules of ``detectors.canonical`` (``attribute_texts``, ``span_heads``, ``log_heads``, then the line
+# escaping), for the extraction's kernels: they render a fragment the memo misses without a round trip to
+# Python. Inputs with any non-ASCII character stay with the Python functions (the regexes are Unicode-aware).
+
+MAX_VALUE_CHARS = 48
+"""As ``detectors.canonical._values.MAX_VALUE_CHARS`` (a test checks they agree)."""
+EXACT_INT_LIMIT = 1000
+"""As ``detectors.canonical._values.EXACT_INT_LIMIT``."""
+MAX_KEY_BYTES = 4096
+"""Longer keys (and their fragments) are left to the Python functions (the output bounds below)."""
+TEXT_BYTES = 1 << 16
+"""``out`` bytes an ``attribute_fragment``/``span_head``/``log_head`` call may write (escaped, worst case)."""
+TMP_BYTES = 1 << 15
+"""Scratch bytes those calls need (a masked text, and a number's digits at the end)."""
+_NUMBER_AT = TMP_BYTES - 32
+
+V_TEXT = 0
+"""Attribute value kinds: a string (masked); ``V_NULL`` no value; ``V_TRUE``/``V_FALSE``; ``V_BYTES``; an
+integer (``V_INT``: exact below ``EXACT_INT_LIMIT``, else its decimal text masked)."""
+V_NULL = 1
+V_TRUE = 2
+V_FALSE = 3
+V_BYTES = 4
+V_INT = 5
+
+ID_KEY_WORDS = ("id", "uuid", "guid", "token", "session", "email", "user", "username", "hash", "digest")
+"""``_values._ID_KEY``'s words (after ``^`` or one of ``._-``, any case, at the end)."""
+CAMEL_ID_KEY_WORDS = ("Id", "ID", "Uuid", "Token")
+"""``_values._CAMEL_ID_KEY``'s words (after a lowercase ASCII letter, this case, at the end)."""
+SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
+STATUS_CODES = ("UNSET", "OK", "ERROR")
+SEVERITY_NAMES = ("UNSPECIFIED", *(band + (str(step + 1) if step else "")
+                                   for band in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+                                   for step in range(4)))
+"""As in ``detectors.canonical`` (a test checks they agree); values outside these tables go to Python."""
+
+
+def _table(words: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    encoded = [w.encode("ascii") for w in words]
+    lens = np.array([len(e) for e in encoded], dtype=np.int64)
+    return (np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(), np.cumsum(lens) - lens, lens)
+
+
+_ID_BLOB, _ID_OFFS, _ID_LENS = _table(ID_KEY_WORDS)
+_CAMEL_BLOB, _CAMEL_OFFS, _CAMEL_LENS = _table(CAMEL_ID_KEY_WORDS)
+_KIND_BLOB, _KIND_OFFS, _KIND_LENS = _table(SPAN_KINDS)
+_STATUS_BLOB, _STATUS_OFFS, _STATUS_LENS = _table(STATUS_CODES)
+_SEV_BLOB, _SEV_OFFS, _SEV_LENS = _table(SEVERITY_NAMES)
+_T_ID = np.frombuffer(b"<ID>", dtype=np.uint8)
+_T_LONG = np.frombuffer(b"<LONG>", dtype=np.uint8)
+_T_NULL = np.frombuffer(b"null", dtype=np.uint8)
+_T_TRUE = np.frombuffer(b"true", dtype=np.uint8)
+_T_FALSE = np.frombuffer(b"false", dtype=np.uint8)
+_T_BYTES = np.frombuffer(b"<BYTES>", dtype=np.uint8)
+
+
+@kernel
+def is_ascii(d, start, n):
+    for k in range(start, start + n):  # noqa: SIM110 (numba: no generator in all())
+        if d[k] >= 0x80:
+            return False
+    return True
+
+
+@kernel
+def _ends_with(d, start, end, blob, off, n, fold):
+    """Whether ``d[start:end]`` ends with ``blob[off:off+n]`` (ASCII case folded when ``fold``)."""
+    if end - start < n:
+        return False
+    for k in range(n):
+        c = d[end - n + k]
+        if fold and 65 <= c <= 90:
+            c += 32
+        if c != blob[off + k]:
+            return False
+    return True
+
+
+@kernel
+def _identifier_ending_at(d, start, end):
+    for i in range(_ID_LENS.size):
+        n = _ID_LENS[i]
+        if _ends_with(d, start, end, _ID_BLOB, _ID_OFFS[i], n, True):
+            b = end - n
+            if b == start or d[b - 1] == 46 or d[b - 1] == 95 or d[b - 1] == 45:  # '.', '_', '-'
+                return True
+    for i in range(_CAMEL_LENS.size):
+        n = _CAMEL_LENS[i]
+        if _ends_with(d, start, end, _CAMEL_BLOB, _CAMEL_OFFS[i], n, False):
+            b = end - n
+            if b > start and 97 <= d[b - 1] <= 122:
+                return True
+    return False
+
+
+@kernel
+def identifier_key(d, start, n):
+    """``is_identifier_key`` of the ASCII key ``d[start:start+n]`` (``$`` also matches before a final
+    newline, as in Python's ``re``)."""
+    end = start + n
+    if _identifier_ending_at(d, start, end):
+        return True
+    return n > 0 and d[end - 1] == 10 and _identifier_ending_at(d, start, end - 1)
+
+
+@kernel
+def _put_escaped(src, a, n, out, w):
+    """``src[a:a+n]`` with CR and LF written as ``\\r`` and ``\\n`` (``_escape_lines``)."""
+    for k in range(a, a + n):
+        c = src[k]
+        if c == 10 or c == 13:
+            out[w] = 92  # '\\'
+            out[w + 1] = 110 if c == 10 else 114  # 'n', 'r'
+            w += 2
+        else:
+            out[w] = c
+            w += 1
+    return w
+
+
+@kernel
+def _put_word(blob, offs, lens, i, out, w):
+    a = offs[i]
+    for k in range(lens[i]):
+        out[w + k] = blob[a + k]
+    return w + lens[i]
+
+
+@kernel
+def _put_decimal(out, w, v):
+    """The decimal text of the uint64 ``v``."""
+    n = 1
+    t = v
+    while t >= np.uint64(10):
+        t //= np.uint64(10)
+        n += 1
+    for k in range(n - 1, -1, -1):
+        out[w + k] = 48 + np.uint8(v % np.uint64(10))
+        v //= np.uint64(10)
+    return w + n
+
+
+@kernel
+def attribute_fragment(key_buf, key_off, key_len, identifier, kind, src, s_off, s_len, number, tmp, out, w):
+    """`` key=text`` of one attribute with an ASCII key, escaped, into ``out`` from ``w`` (returns the new
+    end): ``<ID>`` under an identifier key, else the value's text (``kind``: ``V_TEXT`` the ASCII string
+    ``src[s_off:s_off+s_len]`` masked, ``V_INT`` the integer ``number``, or a constant), ``<LONG>`` when
+    that text is longer than ``MAX_VALUE_CHARS``. ``tmp``: ``TMP_BYTES`` of scratch."""
+    out[w] = 32  # ' '
+    w = _put_escaped(key_buf, key_off, key_len, out, w + 1)
+    out[w] = 61  # '='
+    w += 1
+    if identifier:
+        return _put(out, w, _T_ID)
+    if kind == V_NULL:
+        return _put(out, w, _T_NULL)
+    if kind == V_TRUE:
+        return _put(out, w, _T_TRUE)
+    if kind == V_FALSE:
+        return _put(out, w, _T_FALSE)
+    if kind == V_BYTES:
+        return _put(out, w, _T_BYTES)
+    if kind == V_INT:
+        p = _NUMBER_AT
+        if number < 0:
+            tmp[p] = 45  # '-'
+            p += 1
+        p = _put_decimal(tmp, p, np.uint64(0) - np.uint64(number) if number < 0 else np.uint64(number))
+        if -EXACT_INT_LIMIT < number < EXACT_INT_LIMIT:
+            return _put_escaped(tmp, _NUMBER_AT, p - _NUMBER_AT, out, w)
+        m = mask_one(tmp, _NUMBER_AT, p - _NUMBER_AT, tmp, 0)
+    else:
+        m = mask_one(src, s_off, s_len, tmp, 0)
+    if m > MAX_VALUE_CHARS:
+        return _put(out, w, _T_LONG)
+    return _put_escaped(tmp, 0, m, out, w)
+
+
+@kernel
+def span_head(name_buf, off, n, kind, status, bucket, tmp, out, w):
+    """``canonical_span(name, kind, status, duration)`` without attributes for an ASCII name, into ``out``
+    from ``w`` (returns the new end; -1 when the kind or the status has no name in the tables: Python's
+    part). ``bucket``: the duration's log2 bucket in microseconds."""
+    if not (0 <= kind < _KIND_LENS.size and 0 <= status < _STATUS_LENS.size):
+        return -1
+    w = _put_word(_KIND_BLOB, _KIND_OFFS, _KIND_LENS, kind, out, w)
+    out[w] = 32
+    m = mask_one(name_buf, off, n, tmp, 0)
+    w = _put_escaped(tmp, 0, m, out, w + 1)
+    out[w] = 32
+    w = _put_word(_STATUS_BLOB, _STATUS_OFFS, _STATUS_LENS, status, out, w + 1)
+    out[w] = 32  # ' d=D'
+    out[w + 1] = 100
+    out[w + 2] = 61
+    out[w + 3] = 68
+    return _put_decimal(out, w + 4, np.uint64(bucket))
+
+
+@kernel
+def log_head(body_buf, off, n, severity, tmp, out, w):
+    """``canonical_log(body, severity)`` without attributes for an ASCII body string, into ``out`` from
+    ``w`` (returns the new end; -1 when the severity has no name in the table)."""
+    if not 0 <= severity < _SEV_LENS.size:
+        return -1
+    w = _put_word(_SEV_BLOB, _SEV_OFFS, _SEV_LENS, severity, out, w)
+    out[w] = 32
+    m = mask_one(body_buf, off, n, tmp, 0)
+    return _put_escaped(tmp, 0, m, out, w + 1)

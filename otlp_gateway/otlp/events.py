@@ -2,11 +2,14 @@
 
 From the walk's tables (``walker.Walk``): ``_kernels.fragments.assemble`` builds every item's canonical
 bytes from memoized fragments (the same bytes as ``detectors.canonical.canonical_span``/``canonical_log``
-on the item's kept attributes); Python renders only fragments it has not seen, routes each *group* of
-items once (items with equal group hashes share resource, name or scope and looked-up attribute values,
-hence their stream), and slices the per-stream lists. Every stream-key configuration takes this path:
-the walk records the values of the explicit ``driftlock.stream_id`` and of every attribute part, on the
-item and on its resource, and ``StreamRouter.stream_id`` decides from those.
+on the item's kept attributes), rendering the fragments it has not seen itself when they are ASCII text,
+integers, booleans, bytes or nothing; Python renders only the others (doubles, arrays, kvlists, non-ASCII
+text), routes each *group* of items once (items with equal group hashes share resource, name or scope
+and looked-up attribute values, hence their stream; routes are memoized by those raw bytes), and slices
+the per-stream lists: the events come out of the kernel in group order, newline-separated, and are split
+into bytes objects in one call; the ids are made by numpy in one call each. Every stream-key
+configuration takes this path: the walk records the values of the explicit ``driftlock.stream_id`` and of
+every attribute part, on the item and on its resource, and ``StreamRouter.stream_id`` decides from those.
 
 Not thread-safe: one extractor per thread (it reuses its buffers and its memo).
 """
@@ -18,6 +21,7 @@ from typing import Any
 import numpy as np
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from detectors._kernels import mask as canon
 from detectors.canonical import is_identifier_key, log_heads, span_heads
 from otlp_gateway.otlp._kernels import fragments as frag
 from otlp_gateway.otlp._kernels import walk as w
@@ -30,10 +34,16 @@ from otlp_gateway.streams.routing import EMPTY_PART, StreamKey, StreamRouter, se
 MAX_ROUNDS = 6
 """assemble -> render misses -> assemble ...: the memo makes room for a whole request, so three rounds
 (four with an output buffer to grow) always suffice; more means a bug."""
+MAX_ROOM_ROUNDS = 64
+"""Calls of ``assemble`` in all, those stopped for room in the memo included: each of those either clears
+what earlier requests left (once a request) or grows a table (the fragment and key tables at most once
+each, to fit the whole request; the arena at least doubling)."""
 OUTPUT_BYTES = 1 << 16
 KEEP_OUTPUT_BYTES = 1 << 24
 """A larger output buffer (grown for one big request) is given back after that request."""
 RESOURCE_MEMO = 4096
+ROUTE_MEMO = 4096
+"""Stream keys memoized by the raw bytes they are computed from (resource values, name, item values)."""
 
 
 class EventExtractor:
@@ -47,11 +57,14 @@ class EventExtractor:
         self._item_keys = lookups.item_keys
         self._resource_keys = lookups.resource_keys
         self._out = np.zeros(OUTPUT_BYTES, dtype=np.uint8)
+        self._text = np.zeros(canon.TEXT_BYTES, dtype=np.uint8)
+        self._tmp = np.zeros(canon.TMP_BYTES, dtype=np.uint8)
         self._resources: dict[tuple[bytes | None, ...], tuple[str, dict[str, Any]]] = {}
+        self._routes: dict[tuple[Any, ...], StreamKey] = {}
 
     # --- canonical bytes ------------------------------------------------------------------------------
-    def canonical(self, walk: Walk) -> tuple[bytes, np.ndarray, np.ndarray]:
-        """(blob, offsets, lengths): item ``s``'s canonical bytes are ``blob[off[s]:off[s]+len[s]]``."""
+    def canonical(self, walk: Walk, order: np.ndarray | None = None) -> list[bytes]:
+        """Every item's canonical bytes, items in ``order`` (int64 [items]; default: arrival order)."""
         t = walk.tables
         assert t is not None, "canonical events need a walk in extract mode"
         n_items, n_kvs = t.items.shape[0], t.kvs.shape[0]
@@ -62,10 +75,19 @@ class EventExtractor:
             order=np.empty(sort_rows, dtype=np.int64), merge=np.empty(sort_rows, dtype=np.int64),
             slots=np.empty(rows, dtype=np.int64), misses=np.empty((rows, frag.MISS_COLUMNS), dtype=np.int64),
             out=self._out, out_off=np.empty(n_items, dtype=np.int64),
-            out_len=np.empty(n_items, dtype=np.int64), sizes=np.zeros(2, dtype=np.int64))
+            out_len=np.empty(n_items, dtype=np.int64), sizes=np.zeros(frag.SIZES, dtype=np.int64),
+            text=self._text, tmp=self._tmp,
+            write_order=order if order is not None else np.arange(n_items, dtype=np.int64))
         self.memo.begin_request()
-        for _ in range(MAX_ROUNDS):
+        rounds = 0
+        for _ in range(MAX_ROOM_ROUNDS):
             written = frag.assemble(walk.buf, t.items, t.times, t.kvs, self._logs, self.memo.tables, work)
+            if written == frag.NEED_ROOM:  # not a round: the memo grows at most a few times
+                self.memo.make_room(rows, int(work.sizes[2]), rows, int(work.sizes[3]) == frag.ROOM_ARENA)
+                continue
+            rounds += 1
+            if rounds > MAX_ROUNDS:
+                break
             if written == frag.NEED_OUTPUT:
                 self._out = np.zeros(2 * int(work.sizes[0]), dtype=np.uint8)
                 work = work._replace(out=self._out)
@@ -76,12 +98,17 @@ class EventExtractor:
             blob = self._out[:written].tobytes()
             if self._out.size > KEEP_OUTPUT_BYTES:
                 self._out = np.zeros(OUTPUT_BYTES, dtype=np.uint8)
-            return blob, work.out_off, work.out_len
+            events = blob.split(b"\n")  # one bytes object per event in one call: no slice per event
+            events.pop()  # what follows the last newline
+            if len(events) != n_items:  # unreachable: canonical bytes escape newlines
+                raise RuntimeError("a canonical event holds a newline")
+            return events
         raise RuntimeError(f"canonical assembly did not finish in {MAX_ROUNDS} rounds")
 
     def _render(self, walk: Walk, misses: list[list[int]]) -> None:
-        """Render what the assembly missed with the canonical functions, and memoize it: every text to
-        mask of the round (span names or log bodies, attribute values) is masked in one kernel call."""
+        """Render what the assembly kernel left to Python with the canonical functions, and memoize it:
+        every text to mask of the round (span names or log bodies, attribute values) is masked in one
+        kernel call."""
         payload, t = walk.payload, walk.tables
         assert t is not None
         hashes: set[int] = set()
@@ -137,67 +164,70 @@ class EventExtractor:
         n = walk.items
         if n == 0:
             return {}
-        blob, out_off, out_len = self.canonical(walk)
-        payload = walk.payload
         items = t.items
-        group_hashes = items[:, w.ITEM_GROUP]
-        if group_hashes.min() == group_hashes.max():  # one group: the usual request
-            order = np.arange(n)
-            bounds = [0, n]
-            group_order = [0]
-        else:
-            _, first, inverse = np.unique(group_hashes, return_index=True, return_inverse=True)
-            order = np.argsort(inverse, kind="stable")
-            bounds = [0, *np.cumsum(np.bincount(inverse, minlength=first.size)).tolist()]
-            group_order = np.argsort(first, kind="stable").tolist()
+        order = np.empty(n, dtype=np.int64)
+        bounds_a = np.empty(n + 1, dtype=np.int64)
+        groups = frag.group_items(items[:, w.ITEM_GROUP], order, bounds_a)
+        bounds = bounds_a[:groups + 1].tolist()
+        events = self.canonical(walk, order)
+        payload = walk.payload
         ordered = items[order]
-        ev_start = out_off[order]
-        ev_end = (ev_start + out_len[order]).tolist()
-        tid = ordered[:, w.ITEM_TID_OFF]
-        tid_end = (tid + ordered[:, w.ITEM_TID_LEN]).tolist()
-        sid = ordered[:, w.ITEM_SID_OFF]
-        sid_end = (sid + ordered[:, w.ITEM_SID_LEN]).tolist()
+        trace_ids = _ids(walk, ordered[:, w.ITEM_TID_OFF], ordered[:, w.ITEM_TID_LEN], 16)
+        span_ids = _ids(walk, ordered[:, w.ITEM_SID_OFF], ordered[:, w.ITEM_SID_LEN], 8)
         if self._logs:  # a record's time, or its observed time when it has none
             times = np.where(t.times[:, 0] != 0, t.times[:, 0], t.times[:, 1])[order].tolist()
         else:
             times = t.times[order, 0].tolist()
         positions = order.tolist()
-        ev_start_l, tid_l, sid_l = ev_start.tolist(), tid.tolist(), sid.tolist()
+        firsts = [positions[lo] for lo in bounds[:-1]]
+        heads = items[firsts][:, [w.ITEM_RESOURCE, w.ITEM_SCOPE, w.ITEM_NAME_OFF, w.ITEM_NAME_LEN]].tolist()
+        looked_up = t.item_values[firsts].tolist()
+        resources: dict[int, tuple[bytes | None, ...]] = {}
         streams: dict[str, StreamBatch] = {}
-        for g in group_order:
+        for g in range(groups):
             lo, hi = bounds[g], bounds[g + 1]
-            key = self._route(payload, t, positions[lo])
+            resource, scope, name_off, name_len = heads[g]
+            raw_resource = resources.get(resource)
+            if raw_resource is None:
+                raw_resource = resources[resource] = _raw(payload, t.resource_values[resource].tolist())
+            if self._logs:
+                scope_off, scope_len = t.scopes[scope].tolist()
+                raw_name = payload[scope_off:scope_off + scope_len] if scope_off >= 0 else None
+            else:
+                raw_name = payload[name_off:name_off + name_len]
+            route = (raw_resource, raw_name, tuple(payload[off:off + length] if off >= 0 and length >= 0
+                                                   else off >= 0 for off, length in looked_up[g]))
+            key = self._routes.get(route)
+            if key is None:
+                if len(self._routes) >= ROUTE_MEMO:
+                    self._routes.clear()
+                key = self._routes[route] = self._route(payload, raw_resource, raw_name, looked_up[g])
             batch = streams.get(key.stream_id)
             if batch is None:
                 batch = streams[key.stream_id] = StreamBatch(key)
-            batch.events.extend(map(blob.__getitem__, map(slice, ev_start_l[lo:hi], ev_end[lo:hi])))
-            batch.trace_ids.extend(map(payload.__getitem__, map(slice, tid_l[lo:hi], tid_end[lo:hi])))
-            batch.span_ids.extend(map(payload.__getitem__, map(slice, sid_l[lo:hi], sid_end[lo:hi])))
+            batch.events.extend(events[lo:hi])
+            batch.trace_ids.extend(trace_ids[lo:hi])
+            batch.span_ids.extend(span_ids[lo:hi])
             batch.times.extend(times[lo:hi])
             batch.positions.extend(positions[lo:hi])
-        if len(streams) < len(group_order):  # groups sharing a stream id: back to arrival order
+        if len(streams) < groups:  # groups sharing a stream id: back to arrival order
             for batch in streams.values():
                 _sort_by_position(batch)
         return streams
 
-    def _route(self, payload: bytes, t: w.WalkTables, row: int) -> StreamKey:
-        """The stream of item ``row`` (and of every item of its group)."""
-        item = t.items[row].tolist()
-        service, resource_attrs = self._resource(payload, t.resource_values[item[w.ITEM_RESOURCE]].tolist())
-        if self._logs:
-            name = self._scope_name(payload, *t.scopes[item[w.ITEM_SCOPE]].tolist())
-        else:
-            off = item[w.ITEM_NAME_OFF]
-            name = payload[off:off + item[w.ITEM_NAME_LEN]].decode("utf-8")
+    def _route(self, payload: bytes, raw_resource: tuple[bytes | None, ...], raw_name: bytes | None,
+               looked_up: list[list[int]]) -> StreamKey:
+        """The stream of a group of items: its resource's looked-up values, its span name (or its log
+        scope's name: ``None`` when the scope has none) and its items' looked-up values."""
+        service, resource_attrs = self._resource(raw_resource)
+        name = raw_name.decode("utf-8") if raw_name is not None else ""
         item_attrs = {key: _value(payload, off, length)
-                      for key, (off, length) in zip(self._item_keys, t.item_values[row].tolist(), strict=True)
-                      if off >= 0}
+                      for key, (off, length) in zip(self._item_keys, looked_up, strict=True) if off >= 0}
         stream_id = self.router.stream_id(self.signal, service, name, item_attrs, resource_attrs)
         return StreamKey(stream_id, self.signal, service, name or EMPTY_PART)
 
-    def _resource(self, payload: bytes, values: list[list[int]]) -> tuple[str, dict[str, Any]]:
+    def _resource(self, raw: tuple[bytes | None, ...]) -> tuple[str, dict[str, Any]]:
         """(service, looked-up attributes) of a resource, memoized by the raw values (resources repeat)."""
-        raw = tuple(payload[off:off + length] if off >= 0 and length >= 0 else None for off, length in values)
         found = self._resources.get(raw)
         if found is None:
             attrs = {key: any_value(AnyValue.FromString(value))
@@ -207,8 +237,27 @@ class EventExtractor:
             found = self._resources[raw] = (service_of(attrs), attrs)
         return found
 
-    def _scope_name(self, payload: bytes, off: int, length: int) -> str:
-        return payload[off:off + length].decode("utf-8") if off >= 0 else ""
+
+
+def _raw(payload: bytes, values: list[list[int]]) -> tuple[bytes | None, ...]:
+    """Looked-up values as their raw AnyValue bytes (``None``: the attribute is absent or has no value)."""
+    return tuple(payload[off:off + length] if off >= 0 and length >= 0 else None for off, length in values)
+
+
+def _ids(walk: Walk, offsets: np.ndarray, lengths: np.ndarray, width: int) -> list[bytes]:
+    """The ids at ``offsets`` as bytes objects, made by numpy in one call when they are ``width`` bytes
+    long (as valid ids are unless empty); the others sliced one by one."""
+    full = lengths == width
+    if walk.buf.size < width:
+        full[:] = False
+    starts = np.where(full, offsets, 0)
+    ids: list[bytes] = walk.buf[starts[:, None] + np.arange(width)].view(f"V{width}").ravel().tolist()
+    if not full.all():
+        payload = walk.payload
+        for i in np.flatnonzero(~full).tolist():
+            off = int(offsets[i])
+            ids[i] = payload[off:off + int(lengths[i])] if off >= 0 else b""
+    return ids
 
 
 def _value(payload: bytes, off: int, length: int) -> Any:

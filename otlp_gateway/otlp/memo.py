@@ -21,10 +21,12 @@ ARENA_BYTES = 1 << 23
 
 
 def _tables(slots: int, key_slots: int, arena_bytes: int) -> frag.Memo:
-    return frag.Memo(np.zeros(slots, dtype=np.uint64), np.zeros(slots, dtype=np.int64),
-                     np.zeros(slots, dtype=np.int64), np.zeros(arena_bytes, dtype=np.uint8),
-                     np.zeros(key_slots, dtype=np.uint64), np.zeros(key_slots, dtype=np.int8),
-                     np.zeros(frag.META, dtype=np.int64))
+    """A fragment slot's hash, offset and length are one row of one array (the three columns are views):
+    a lookup of a memo much larger than the caches costs one miss, not three."""
+    rows = np.zeros((slots, 3), dtype=np.int64)
+    return frag.Memo(rows[:, 0].view(np.uint64), rows[:, 1], rows[:, 2],
+                     np.zeros(arena_bytes, dtype=np.uint8), np.zeros(key_slots, dtype=np.uint64),
+                     np.zeros(key_slots, dtype=np.int8), np.zeros(frag.META, dtype=np.int64))
 
 
 class FragmentMemo:
@@ -67,6 +69,14 @@ class FragmentMemo:
         flags = np.array([1 if i else 2 for i in identifier], dtype=np.int8)
         while not frag.insert_keys(self.tables, h, flags):
             self._make_room(0, 0, len(hashes))
+
+    def make_room(self, fragments: int, nbytes: int, keys: int, arena_full: bool = False) -> None:
+        """Room for ``fragments`` more fragments of ``nbytes`` bytes in all and ``keys`` more keys: what
+        earlier requests left is dropped first, else the tables grow (the arena at least doubles when
+        ``arena_full``: the assembly kernel knows only the size of the fragment that did not fit)."""
+        if arena_full and not self._stale:
+            nbytes = max(nbytes, self.tables.arena.size)
+        self._make_room(fragments, nbytes, keys)
 
     def _make_room(self, fragments: int, nbytes: int, keys: int) -> None:
         t = self.tables

@@ -32,14 +32,17 @@ STREAM_KEYS = [DEFAULT_KEY, ("service.name", "http.route"),
 """Stream-key configurations: the default, attribute parts looked up on the item then the resource, a key
 naming the explicit attribute itself."""
 KEYS = st.sampled_from(["http.method", "http.route", "user_id", "n", "flag", "note", "requestId", "x.y",
-                        "é.clé", "", "service.name", "a\nb", "token", "k8s.pod.name", "driftlock.stream_id"])
+                        "é.clé", "", "service.name", "a\nb", "token", "k8s.pod.name", "driftlock.stream_id",
+                        "user_id\n", "x.ID", "XID", "aToken", "Session", "k\r"])
+"""Keys: identifier or not by the regexes' edge cases (``$`` before a final newline, case), non-ASCII."""
 SCALARS = st.one_of(
     st.text(max_size=40), st.integers(-(2**63), 2**63 - 1), st.integers(-1100, 1100), st.booleans(),
     st.floats(allow_nan=True, allow_infinity=True), st.floats(-1e16, 1e16), st.floats(-2.0, 2.0),
     st.sampled_from([0.0, -0.0, 1e-3, 9.99e-4, 1e15, 999999999999999.9, 5e-324, 0.1, 123.0, -1.5]),
     st.binary(max_size=6), st.none(),
     st.sampled_from(["GET", "line1\nline2", "a\rb", "10.0.0.7", "日本語 42", "user@example.com",
-                     "3f2a9c1e-0b7d-4c1a-9e2f-1234567890ab", "x" * 60, "", "s1", "s2"]),
+                     "3f2a9c1e-0b7d-4c1a-9e2f-1234567890ab", "x" * 60, "", "s1", "s2", "x" * 48, "x" * 49,
+                     "1 " * 25, "w " * 3000, "id 12 \r\n", "é" * 3]),
 )
 
 
@@ -316,6 +319,32 @@ def test_the_benchmark_shaped_workload_matches_and_memoizes() -> None:
         assert_same(codec.decode("traces", payload).extraction, reference("traces", payload)[0])
     # classes, not values: ports, ratios and sessions add a handful of fragments, not one per span
     assert codec._events["traces"].memo.fragments < 60
+
+
+@pytest.mark.parametrize("signal", ["traces", "logs"])
+def test_realistic_traffic_gives_the_same_events_whatever_the_memo_and_the_request_boundaries(
+        signal: str) -> None:
+    """The benchmarks' never-repeated traffic: every request matches the reference with a default memo and
+    with a tiny one (cleared and grown within every request), and its items give the same events when they
+    come in two requests instead of one."""
+    from bench.traffic import TrafficGenerator  # a namespace package: the repository root is on sys.path
+
+    big = RequestCodec(ExtractionOptions())
+    tiny = RequestCodec(ExtractionOptions(), FragmentMemo(slots=64, key_slots=16, arena_bytes=512))
+    for payload in TrafficGenerator(seed=3).requests(signal, 3, 200):
+        expected = reference(signal, payload)[0]
+        for codec in (big, tiny):
+            assert_same(codec.decode(signal, payload).extraction, expected)  # type: ignore[arg-type]
+        message = parse_request(signal, payload)
+        groups = list(message.resource_spans if signal == "traces" else message.resource_logs)
+        split: list[bytes] = []
+        for part in (groups[:len(groups) // 2], groups[len(groups) // 2:]):
+            half = type(message)()
+            (half.resource_spans if signal == "traces" else half.resource_logs).extend(part)
+            extraction = tiny.decode(signal, half.SerializeToString()).extraction  # type: ignore[arg-type]
+            assert extraction is not None
+            split.extend(event for batch in extraction.streams.values() for event in batch.events)
+        assert sorted(split) == sorted(event for batch in expected.streams.values() for event in batch.events)
 
 
 @pytest.mark.parametrize("payload", [b"\x0a\xff\xff\xff\xff\x0f", b"\x0a\x05\x12\x03\x12\x01", b"\x0b",

@@ -16,9 +16,12 @@ text by the canonical rules (the caller's property tests check this against ``de
 Keys and classes are 64-bit hashes (FNV-1a + a finalizer; domain-tagged so heads, fragments and keys
 never share a hash by construction of the inputs). The memo is an open-addressing table (``uint64`` keys,
 0 = empty) pointing into a byte arena; the key table records per key hash 1 = identifier, 2 = not.
-The assembly kernel reports what it misses instead of rendering: the caller renders those with the real
-canonical functions, inserts them (``insert_fragments``) and runs it again. An item's attributes are sorted
-by key in O(n log n) (an item may carry up to the detection cap of attributes).
+The assembly kernel renders what it misses itself when the canonical rules have a compiled form for it
+(``detectors._kernels.mask``: ASCII keys, names, bodies and strings; integers, booleans, bytes, no value)
+and memoizes it on the spot, so a request whose misses are all of that kind is assembled in one call. The
+rest (doubles, arrays, kvlists, merged AnyValues, non-ASCII text) it lists: the caller renders those with
+the real canonical functions, inserts them (``insert_fragments``) and runs it again. An item's attributes
+are sorted by key in O(n log n) (an item may carry up to the detection cap of attributes).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from collections import namedtuple
 import numpy as np
 
 from detectors._kernels import kernel
+from detectors._kernels import mask as canon
 from otlp_gateway.otlp._kernels.walk import (
     ITEM_BODY_LEN,
     ITEM_BODY_OFF,
@@ -36,6 +40,8 @@ from otlp_gateway.otlp._kernels.walk import (
     ITEM_KV_COUNT,
     ITEM_KV_FIRST,
     ITEM_NAME_HASH,
+    ITEM_NAME_LEN,
+    ITEM_NAME_OFF,
     ITEM_SEVERITY,
     ITEM_STATUS,
     KV_KEY_HASH,
@@ -55,6 +61,13 @@ NEED_OUTPUT = -1
 """``assemble`` return: the output buffer is too small (``work.sizes[0]`` holds the size needed)."""
 HAS_MISSES = -2
 """``assemble`` return: ``work.sizes[1]`` misses listed; render them, insert, run again."""
+NEED_ROOM = -3
+"""``assemble`` return: a fragment it rendered (``work.sizes[2]`` bytes) or a key did not fit in the memo
+(``work.sizes[3]``: ``ROOM_*``): make room and run again."""
+ROOM_FRAGMENTS = 0
+ROOM_ARENA = 1
+ROOM_KEYS = 2
+SIZES = 4
 
 M_FRAGMENTS = 0
 M_ARENA_USED = 1
@@ -66,20 +79,25 @@ Memo = namedtuple("Memo", ["fragment_hashes", "fragment_offsets", "fragment_leng
 """The memo tables (``otlp_gateway.otlp.memo.FragmentMemo`` owns and grows them).
 
 * ``fragment_hashes``: uint64 [slots], open addressing, 0 = empty; ``fragment_offsets`` /
-  ``fragment_lengths``: int64 [slots] — where each fragment's bytes are in ``arena`` (uint8);
+  ``fragment_lengths``: int64 [slots] — where each fragment's bytes are in ``arena`` (uint8); the memo
+  makes the three columns of one [slots, 3] array, so that a slot is one row;
 * ``key_hashes``: uint64 [key slots]; ``key_flags``: int8 [key slots] — 1 identifier key, 2 not;
 * ``meta``: int64 [META] — fragments stored, arena bytes used, keys stored.
 """
 
-Assembly = namedtuple("Assembly", ["order", "merge", "slots", "misses", "out", "out_off", "out_len", "sizes"])
+Assembly = namedtuple("Assembly", ["order", "merge", "slots", "misses", "out", "out_off", "out_len", "sizes",
+                                   "text", "tmp", "write_order"])
 """Scratch and output of ``assemble`` (``otlp_gateway.otlp.events`` sizes them per request).
 
 * ``order`` / ``merge``: int64 [>= the most kept attributes of an item] — sort scratch;
 * ``slots``: int64 [kept attributes + items] — memo slot of every head and fragment;
 * ``misses``: int64 [kept attributes + items, MISS_COLUMNS] — what to render (``MISS_*``);
-* ``out``: uint8 — the canonical bytes; ``out_off`` / ``out_len``: int64 [items] — item ``s`` is
-  ``out[out_off[s]:out_off[s] + out_len[s]]``;
-* ``sizes``: int64 [2] — output bytes needed, misses listed.
+* ``out``: uint8 — the canonical bytes of the items in ``write_order`` (int64 [items]), each followed by a
+  newline (which canonical bytes never hold: they escape it); ``out_off`` / ``out_len``: int64 [items] —
+  item ``s`` is ``out[out_off[s]:out_off[s] + out_len[s]]``;
+* ``sizes``: int64 [SIZES] — output bytes needed, misses listed, and what did not fit (``NEED_ROOM``);
+* ``text`` / ``tmp``: uint8 [``canon.TEXT_BYTES``] / [``canon.TMP_BYTES``] — scratch of the fragments the
+  kernel renders itself.
 """
 
 _TAG_HEAD = np.uint64(0x68656164)
@@ -110,10 +128,9 @@ def _digits(v):
 
 
 @kernel
-def value_class(buf, off, length, is_body):
-    """Class hash of the AnyValue message at [off, off+length) (length -1: no value)."""
-    if length < 0:
-        return mix(_T_NONE, 0)
+def _only_field(buf, off, length):
+    """(fields, field number, wire type, position of its value) of the AnyValue at [off, off+length):
+    fields -1 when it does not parse, 0 when empty, 2 for several (the rest then undefined)."""
     end = off + length
     pos = off
     fields = 0
@@ -123,18 +140,30 @@ def value_class(buf, off, length, is_body):
     while pos < end:
         tag, pos = read_varint(buf, pos, end)
         if pos < 0:
-            return mix(_T_RAW, hash_bytes(buf, off, length))
+            return -1, last_field, last_wire, last_pos
         last_field = tag >> np.uint64(3)
         last_wire = np.int64(tag & np.uint64(7))
         last_pos = pos
         pos = skip_scalar(buf, pos, end, last_wire)
         if pos < 0:
-            return mix(_T_RAW, hash_bytes(buf, off, length))
+            return -1, last_field, last_wire, last_pos
         fields += 1
+        if fields > 1:
+            return 2, last_field, last_wire, last_pos
+    return fields, last_field, last_wire, last_pos
+
+
+@kernel
+def value_class(buf, off, length, is_body):
+    """Class hash of the AnyValue message at [off, off+length) (length -1: no value)."""
+    if length < 0:
+        return mix(_T_NONE, 0)
+    fields, last_field, last_wire, last_pos = _only_field(buf, off, length)
     if fields == 0:
         return mix(_T_NONE, 0)
-    if fields > 1:
+    if fields != 1:
         return mix(_T_RAW, hash_bytes(buf, off, length))
+    end = off + length
     if last_field == 1 and last_wire == 2:
         n, p = read_varint(buf, last_pos, end)
         return mix(_T_STR, hash_bytes(buf, p, np.int64(n)))
@@ -259,12 +288,18 @@ def _digits_bits(v):
 
 
 @kernel
-def head_hash(name_hash, kind, status, times_row):
+def _bucket(times_row):
+    """``duration_bucket`` of a span's (start, end) times."""
     start = times_row[0]
     stop = times_row[1]
-    bucket = 0
     if stop > start:
-        bucket = _digits_bits((stop - start) // np.uint64(1000))
+        return _digits_bits((stop - start) // np.uint64(1000))
+    return 0
+
+
+@kernel
+def head_hash(name_hash, kind, status, times_row):
+    bucket = _bucket(times_row)
     h = mix(_TAG_HEAD, np.uint64(name_hash))
     h = mix(h, np.uint64(kind))
     h = mix(h, np.uint64(status))
@@ -282,18 +317,108 @@ def _miss(misses, n_miss, kind, row, h, extra):
 
 
 @kernel
+def _store(memo, slot, h, text, n, sizes):
+    """Memoize ``text[:n]`` under ``h`` at its empty ``slot``; False when it does not fit (``sizes[2:4]``
+    say how much and where)."""
+    meta = memo.meta
+    if meta[M_FRAGMENTS] + 1 > memo.fragment_hashes.size // 2 or meta[M_ARENA_USED] + n > memo.arena.size:
+        sizes[2] = n
+        sizes[3] = ROOM_FRAGMENTS if meta[M_FRAGMENTS] + 1 > memo.fragment_hashes.size // 2 else ROOM_ARENA
+        return False
+    a = meta[M_ARENA_USED]
+    arena = memo.arena
+    for j in range(n):
+        arena[a + j] = text[j]
+    memo.fragment_hashes[slot] = h
+    memo.fragment_offsets[slot] = a
+    memo.fragment_lengths[slot] = n
+    meta[M_FRAGMENTS] += 1
+    meta[M_ARENA_USED] += n
+    return True
+
+
+@kernel
+def _string_field(buf, pos, end):
+    """(start, length) of the string whose length varint is at ``pos``; length -1 when not all ASCII (the
+    walk checked it is UTF-8)."""
+    n, p = read_varint(buf, pos, end)
+    length = np.int64(n)
+    return p, length if canon.is_ascii(buf, p, length) else np.int64(-1)
+
+
+@kernel
+def _render_fragment(buf, kvs, row, identifier, work):
+    """The fragment of KeyValue ``row`` (an ASCII key) written to ``work.text``: its length, or -1 when it is
+    left to Python (a double, an array, a kvlist, a merged AnyValue, non-ASCII text)."""
+    off, length = kvs[row, KV_VAL_OFF], kvs[row, KV_VAL_LEN]
+    kind = canon.V_NULL
+    s_off = np.int64(0)
+    s_len = np.int64(0)
+    number = np.int64(0)
+    if not identifier and length >= 0:
+        fields, field, wire, pos = _only_field(buf, off, length)
+        if fields == 1:
+            if field == 1 and wire == 2:
+                s_off, s_len = _string_field(buf, pos, off + length)
+                if s_len < 0:
+                    return -1
+                kind = canon.V_TEXT
+            elif field == 2 and wire == 0:
+                v, _ = read_varint(buf, pos, off + length)
+                kind = canon.V_TRUE if v != 0 else canon.V_FALSE
+            elif field == 3 and wire == 0:
+                u, _ = read_varint(buf, pos, off + length)
+                number = np.int64(u)
+                kind = canon.V_INT
+            elif field == 7 and wire == 2:
+                kind = canon.V_BYTES
+            else:
+                return -1
+        elif fields != 0:
+            return -1
+    return canon.attribute_fragment(buf, kvs[row, KV_KEY_OFF], kvs[row, KV_KEY_LEN], identifier, kind, buf,
+                                    s_off, s_len, number, work.tmp, work.text, 0)
+
+
+@kernel
+def _render_head(buf, items, times, s, logs, work):
+    """Item ``s``'s head written to ``work.text``: its length, or -1 when it is left to Python (non-ASCII
+    text, a body that is not one string, a kind, status or severity without a name)."""
+    if logs:
+        off, length = items[s, ITEM_BODY_OFF], items[s, ITEM_BODY_LEN]
+        t_off = np.int64(0)
+        t_len = np.int64(0)
+        if length >= 0:
+            fields, field, wire, pos = _only_field(buf, off, length)
+            if fields == 1 and field == 1 and wire == 2:
+                t_off, t_len = _string_field(buf, pos, off + length)
+                if t_len < 0:
+                    return -1
+            elif fields != 0:
+                return -1
+        return canon.log_head(buf, t_off, t_len, items[s, ITEM_SEVERITY], work.tmp, work.text, 0)
+    off, n = items[s, ITEM_NAME_OFF], items[s, ITEM_NAME_LEN]
+    if not canon.is_ascii(buf, off, n):
+        return -1
+    return canon.span_head(buf, off, n, items[s, ITEM_KIND], items[s, ITEM_STATUS], _bucket(times[s]),
+                           work.tmp, work.text, 0)
+
+
+@kernel
 def assemble(buf, items, times, kvs, logs, memo, work):
     """Canonical bytes of every item (span, or log record when ``logs``) of the walk's tables.
 
     ``buf``: the request; ``items``/``times``/``kvs``: the walk's tables (exactly the request's items);
-    ``memo``: a ``Memo``; ``work``: an ``Assembly``. Returns the bytes written to ``work.out``,
-    ``HAS_MISSES`` (``work.misses[:work.sizes[1]]`` lists what to render; nothing written) or
+    ``memo``: a ``Memo``; ``work``: an ``Assembly``. A head or fragment the memo misses is rendered here
+    and memoized (``detectors._kernels.mask``: ASCII text, strings, integers, booleans, bytes, no value);
+    the rest is listed for Python. Returns the bytes written to ``work.out``, ``HAS_MISSES``
+    (``work.misses[:work.sizes[1]]`` lists what to render; nothing written), ``NEED_ROOM`` or
     ``NEED_OUTPUT``.
     """
     fkeys, flen, foff, arena = memo.fragment_hashes, memo.fragment_lengths, memo.fragment_offsets, memo.arena
     kkeys, kflag = memo.key_hashes, memo.key_flags
     order, slots, misses, out = work.order, work.slots, work.misses, work.out
-    out_off, out_len, sizes = work.out_off, work.out_len, work.sizes
+    out_off, out_len, sizes, text = work.out_off, work.out_len, work.sizes, work.text
     n_items = items.shape[0]
     n_miss = 0
     total = 0
@@ -308,7 +433,13 @@ def assemble(buf, items, times, kvs, logs, memo, work):
             hh = head_hash(items[s, ITEM_NAME_HASH], items[s, ITEM_KIND], items[s, ITEM_STATUS], times[s])
         hslot = find(fkeys, hh)
         if fkeys[hslot] == 0:
-            n_miss = _miss(misses, n_miss, MISS_HEAD, s, hh, np.uint64(0))
+            n = _render_head(buf, items, times, s, logs, work)
+            if n < 0:
+                n_miss = _miss(misses, n_miss, MISS_HEAD, s, hh, np.uint64(0))
+            elif not _store(memo, hslot, hh, text, n, sizes):
+                return NEED_ROOM
+            else:
+                total += n
         else:
             total += flen[hslot]
         slots[cursor] = hslot
@@ -325,37 +456,55 @@ def assemble(buf, items, times, kvs, logs, memo, work):
             kslot = find(kkeys, kh)
             id_hash = mix(kh, _TAG_ID)
             if kkeys[kslot] == 0:
-                misses[n_miss, 4] = np.int64(kh)
-                n_miss = _miss(misses, n_miss, MISS_KEY, row, id_hash,
-                               mix(kh, value_class(buf, kvs[row, KV_VAL_OFF], kvs[row, KV_VAL_LEN], False)))
-                slots[cursor + kept] = -1
-                kept += 1
-                continue
-            if kflag[kslot] == 1:
+                key_off, key_len = kvs[row, KV_KEY_OFF], kvs[row, KV_KEY_LEN]
+                if key_len > canon.MAX_KEY_BYTES or not canon.is_ascii(buf, key_off, key_len):
+                    misses[n_miss, 4] = np.int64(kh)
+                    vh = mix(kh, value_class(buf, kvs[row, KV_VAL_OFF], kvs[row, KV_VAL_LEN], False))
+                    n_miss = _miss(misses, n_miss, MISS_KEY, row, id_hash, vh)
+                    slots[cursor + kept] = -1
+                    kept += 1
+                    continue
+                if memo.meta[M_KEYS] + 1 > kkeys.size // 2:
+                    sizes[3] = ROOM_KEYS
+                    return NEED_ROOM
+                kkeys[kslot] = kh
+                kflag[kslot] = 1 if canon.identifier_key(buf, key_off, key_len) else 2
+                memo.meta[M_KEYS] += 1
+            identifier = kflag[kslot] == 1
+            if identifier:
                 fh = id_hash
             else:
                 fh = mix(kh, value_class(buf, kvs[row, KV_VAL_OFF], kvs[row, KV_VAL_LEN], False))
             fslot = find(fkeys, fh)
             if fkeys[fslot] == 0:
-                n_miss = _miss(misses, n_miss, MISS_FRAGMENT, row, fh, np.uint64(0))
+                n = _render_fragment(buf, kvs, row, identifier, work)
+                if n < 0:
+                    n_miss = _miss(misses, n_miss, MISS_FRAGMENT, row, fh, np.uint64(0))
+                elif not _store(memo, fslot, fh, text, n, sizes):
+                    return NEED_ROOM
+                else:
+                    total += n
             else:
                 total += flen[fslot]
             slots[cursor + kept] = fslot
             kept += 1
         if kept > 0:
             total += 2
-        out_len[s] = kept  # fragments of this item, until the write pass
+        out_off[s] = cursor - 1  # its head's row of ``slots``, and its fragments' count, until the write pass
+        out_len[s] = kept
         cursor += kept
+    total += n_items  # the newlines
     sizes[0] = total
     sizes[1] = n_miss
     if n_miss > 0:
         return HAS_MISSES
     if total > out.size:
         return NEED_OUTPUT
-    cursor = 0
     written = 0
-    for s in range(n_items):
+    for k in range(n_items):
+        s = work.write_order[k]
         kept = out_len[s]
+        cursor = out_off[s]
         out_off[s] = written
         for i in range(kept + 1):
             if i == 1:
@@ -368,9 +517,49 @@ def assemble(buf, items, times, kvs, logs, memo, work):
             for j in range(n):  # a loop: numba's slice assignment costs more for a few bytes
                 out[written + j] = arena[a + j]
             written += n
-        cursor += kept + 1
         out_len[s] = written - out_off[s]
+        out[written] = 10
+        written += 1
     return written
+
+
+@kernel
+def group_items(hashes, order, bounds):
+    """Items grouped by hash: groups in order of first appearance, items in arrival order within a group.
+    Writes ``order`` (int64 [items]: the items group by group) and ``bounds`` (int64 [items + 1]: group
+    ``g`` is ``order[bounds[g]:bounds[g + 1]]``); returns the number of groups."""
+    n = hashes.size
+    size = 8
+    while size < 2 * n:
+        size *= 2
+    mask = size - 1
+    keys = np.zeros(size, dtype=np.int64)
+    used = np.zeros(size, dtype=np.bool_)
+    ids = np.zeros(size, dtype=np.int64)
+    group = np.empty(n, dtype=np.int64)
+    counts = np.zeros(n + 1, dtype=np.int64)
+    groups = 0
+    for s in range(n):
+        h = hashes[s]
+        i = np.int64(np.uint64(h) & np.uint64(mask))
+        while used[i] and keys[i] != h:
+            i = (i + 1) & mask
+        if not used[i]:
+            used[i] = True
+            keys[i] = h
+            ids[i] = groups
+            groups += 1
+        group[s] = ids[i]
+        counts[ids[i] + 1] += 1
+    bounds[0] = 0
+    for g in range(groups):
+        bounds[g + 1] = bounds[g] + counts[g + 1]
+        counts[g + 1] = bounds[g]  # now the next free place of group g
+    for s in range(n):
+        g = group[s]
+        order[counts[g + 1]] = s
+        counts[g + 1] += 1
+    return groups
 
 
 @kernel

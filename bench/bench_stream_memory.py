@@ -82,7 +82,8 @@ def measure(streams: list[list[bytes]], bits: int, recount: bool) -> None:
         data = det.snapshot()
         if recount:  # what a restore did before snapshots carried the table
             snap = snapshot.decode(data, b"CBAD")
-            del snap.arrays["table"]
+            for name in ("table", "table_slots", "table_counts"):  # dense before version 8, then its slots
+                snap.arrays.pop(name, None)
             data = snapshot.encode(b"CBAD", snap.version, snap.header, snap.arrays)
         snaps.append(data)
     start = time.thread_time()

@@ -17,6 +17,7 @@ for validation and comparison, not for production throughput.
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Sequence
 from typing import Protocol
@@ -46,6 +47,10 @@ class CodeLengthModel(Protocol):
         """Make ``baseline`` the model's baseline."""
         ...
 
+    def close(self) -> None:
+        """Done with the model until the next call: it may hold its state more compactly meanwhile."""
+        ...
+
     def score(self, events: Sequence[bytes]) -> np.ndarray:
         """Code length in bits of each event (with its separator) given the baseline."""
         ...
@@ -71,14 +76,43 @@ def _split_lines(block: bytes) -> list[bytes]:
     return block.split(_SEP)[:-1] if block.endswith(_SEP) else block.split(_SEP)
 
 
+class _Scratch(threading.local):
+    """Zeroed dense count tables to lend to the models of this thread while they are in use (see
+    :meth:`ContextModel.close`): one table per size and thread instead of one per stream."""
+
+    def __init__(self) -> None:
+        self.free: dict[int, list[np.ndarray]] = {}
+
+    def take(self, size: int) -> np.ndarray:
+        free = self.free.get(size)
+        return free.pop() if free else np.zeros(size, dtype=cm.COUNT_DTYPE)
+
+    def give(self, table: np.ndarray) -> None:
+        free = self.free.setdefault(table.size, [])
+        if len(free) < _SCRATCH_KEPT:
+            free.append(table)
+
+
+_SCRATCH = _Scratch()
+_SCRATCH_KEPT = 2
+_NO_SLOTS: dict[int, np.ndarray] = {2: np.zeros(0, np.uint16), 4: np.zeros(0, np.uint32)}
+
+
 class ContextModel:
     """The default model: incremental hashed order-1..3 counts (see ``detectors._kernels.cm``); the hop
     kernel updates and reads its counts directly (:attr:`counts`).
+
+    Between uses (:meth:`close`) the counts are kept compact, as their nonzero slots and counts (a span
+    stream's 2**14-slot table has ~1,200 nonzero slots: ~5 instead of 32 KiB), when that is smaller than the
+    table; :attr:`counts` lays them out again in a dense table lent by the thread. The counts are the same
+    either way: only where they are held changes.
 
     >>> model = ContextModel(seed=1)
     >>> model.rebuild([b"GET /a 200"] * 50)
     >>> normal, novel = model.score([b"GET /a 200", b"PANIC kernel oops"])
     >>> bool(novel > 10 * normal)
+    True
+    >>> model.close(); model.compact
     True
     """
 
@@ -88,41 +122,98 @@ class ContextModel:
     def __init__(self, seed: int = 42, table_bits: int = DEFAULT_TABLE_BITS) -> None:
         if not 10 <= table_bits <= 26:
             raise ValueError("table_bits must be in [10, 26]")
-        self.table = np.zeros(1 << table_bits, dtype=cm.COUNT_DTYPE)
-        self._counts = cm.CountModel(self.table, *self._LOG_TABLES,
-                                     np.uint64((seed * 0x2545F4914F6CDD1D) & 0xFFFFFFFFFFFF),
-                                     np.uint64((1 << table_bits) - 1))
+        self._size = 1 << table_bits
+        self._salt = np.uint64((seed * 0x2545F4914F6CDD1D) & 0xFFFFFFFFFFFF)
+        self._slot_dtype = np.dtype(np.uint16 if self._size <= 1 << 16 else np.uint32)
+        # compact (``_counts`` None): the nonzero slots, ascending, and their counts
+        self._slots = _NO_SLOTS[self._slot_dtype.itemsize]
+        self._slot_counts = _NO_SLOTS[2]
+        self._counts: cm.CountModel | None = None  # in use: the dense table
 
     @property
     def counts(self) -> cm.CountModel:
+        """The counts in a dense table (laid out from the compact form if needed; :meth:`close` after use)."""
+        if self._counts is None:
+            table = _SCRATCH.take(self._size)
+            cm.put_slots(table, self._slots, self._slot_counts)
+            self._slots, self._slot_counts = _NO_SLOTS[self._slot_dtype.itemsize], _NO_SLOTS[2]
+            self._counts = cm.CountModel(table, *self._LOG_TABLES, self._salt, np.uint64(self._size - 1))
         return self._counts
 
+    @property
+    def compact(self) -> bool:
+        """True while the counts are held as their nonzero slots."""
+        return self._counts is None
+
+    def close(self) -> None:
+        """Done with the counts for now: keep them compact when that is smaller than the dense table (and
+        give the dense table back to the thread's scratch tables)."""
+        if self._counts is None:
+            return
+        table = self._counts.table
+        n = int(cm.count_nonzero(table))
+        if n * (self._slot_dtype.itemsize + table.itemsize) >= table.nbytes:
+            return  # denser than half the slots: stays dense
+        slots, counts = np.empty(n, self._slot_dtype), np.empty(n, cm.COUNT_DTYPE)
+        cm.take_nonzero(table, slots, counts)
+        self._slots, self._slot_counts = slots, counts
+        self._counts = None
+        _SCRATCH.give(table)
+
+    @property
+    def table(self) -> np.ndarray:
+        """The counts as the dense table of ``2**table_bits`` slots (a copy while compact)."""
+        if self._counts is not None:
+            return self._counts.table
+        table = np.zeros(self._size, dtype=cm.COUNT_DTYPE)
+        cm.put_slots(table, self._slots, self._slot_counts)
+        return table
+
+    def nonzero(self) -> tuple[np.ndarray, np.ndarray]:
+        """The nonzero slots (ascending; uint16 up to 2**16 slots, else uint32) and their counts."""
+        if self._counts is None:
+            return self._slots, self._slot_counts
+        table: np.ndarray = self._counts.table
+        slots = np.flatnonzero(table)
+        return slots.astype(self._slot_dtype), table[slots]
+
     def rebuild(self, baseline: Sequence[bytes]) -> None:
-        self.table[:] = 0
+        counts = self.counts
+        counts.table[:] = 0
         if baseline:
             buf, starts, ends = layout(list(baseline))
-            cm.count_events(self._counts, buf, starts, ends, True)
+            cm.count_events(counts, buf, starts, ends, True)
 
     def load_table(self, table: np.ndarray) -> None:
-        """Take ``table`` (a snapshot's copy of :attr:`table`) as the counts: no recount of the baseline."""
-        if table.shape != self.table.shape:
-            raise ValueError(f"a count table of {table.size} slots does not fit a model of {self.table.size}")
-        self.table[:] = table
+        """Take ``table`` (a dense copy of :attr:`table`) as the counts: no recount of the baseline."""
+        if table.shape != (self._size,):
+            raise ValueError(f"a count table of {table.size} slots does not fit a model of {self._size}")
+        self.counts.table[:] = table
+
+    def load_nonzero(self, slots: np.ndarray, counts: np.ndarray) -> None:
+        """Take the nonzero slots and counts of :meth:`nonzero` as the counts."""
+        if slots.shape != counts.shape or slots.ndim != 1:
+            raise ValueError("the count table's slots and counts differ in shape")
+        if slots.size and (int(slots.min()) < 0 or int(slots.max()) >= self._size):
+            raise ValueError(f"a count table slot outside a model of {self._size} slots")
+        table = self.counts.table
+        table[:] = 0
+        table[slots.astype(np.int64)] = counts
 
     def score(self, events: Sequence[bytes]) -> np.ndarray:
         out = np.zeros(len(events))
         if events:
             buf, starts, ends = layout(list(events))
-            cm.score_events(self._counts, buf, starts, ends, 0, len(events), out)
+            cm.score_events(self.counts, buf, starts, ends, 0, len(events), out)
         return out
 
     def leave_one_out(self, events: Events, i0: int, i1: int, out: np.ndarray) -> None:
         """Code lengths of ``events`` ``i0..i1`` (part of the baseline) given the baseline without them."""
-        cm.leave_one_out_bits(self._counts, events.buf, events.starts, events.ends, i0, i1, out)
+        cm.leave_one_out_bits(self.counts, events.buf, events.starts, events.ends, i0, i1, out)
 
     def event_byte_bits(self, event: bytes) -> np.ndarray:
         out = np.zeros(len(event), dtype=np.float64)
-        cm.byte_bits(self._counts, np.frombuffer(event, dtype=np.uint8), 0, len(event), out)
+        cm.byte_bits(self.counts, np.frombuffer(event, dtype=np.uint8), 0, len(event), out)
         return out
 
     def piece_bits(self, piece: bytes) -> float:
@@ -130,7 +221,7 @@ class ContextModel:
 
     def _adaptive(self, table: np.ndarray, block: bytes) -> float:
         buf, starts, ends = layout(_split_lines(block))
-        fresh = self._counts._replace(table=table, mask=np.uint64(table.size - 1))
+        fresh = cm.CountModel(table, *self._LOG_TABLES, self._salt, np.uint64(table.size - 1))
         return float(cm.adaptive_bits(fresh, buf, starts, ends, 0, starts.size))
 
     def block_bits(self, block: bytes) -> float:
@@ -165,6 +256,9 @@ class _OracleBase:
 
     def event_byte_bits(self, event: bytes) -> None:
         return None
+
+    def close(self) -> None:
+        pass
 
 
 class ZlibOracle(_OracleBase):

@@ -196,3 +196,34 @@ def leave_one_out_bits(model, buf, starts, ends, i0, i1, out_bits):
     score_events(model, buf, starts, ends, i0, i1, out_bits)
     for i in range(i0, i1):
         _count_event(model.table, model.salt, model.mask, buf, starts[i], ends[i], True)
+
+
+@kernel
+def count_nonzero(table):
+    """How many slots of ``table`` are not zero."""
+    n = 0
+    for k in range(table.size):
+        if table[k] != 0:
+            n += 1
+    return n
+
+
+@kernel
+def take_nonzero(table, out_slots, out_counts):
+    """The nonzero slots of ``table`` (ascending) and their counts into ``out_slots``/``out_counts`` (sized by
+    :func:`count_nonzero`); the slots are zeroed, so ``table`` is all zeros afterwards."""
+    j = 0
+    for k in range(table.size):
+        c = table[k]
+        if c != 0:
+            out_slots[j] = k
+            out_counts[j] = c
+            table[k] = 0
+            j += 1
+
+
+@kernel
+def put_slots(table, slots, counts):
+    """``table[slots] = counts`` (the inverse of :func:`take_nonzero` on a zeroed table)."""
+    for j in range(slots.size):
+        table[slots[j]] = counts[j]

@@ -136,7 +136,7 @@ def test_snapshot_is_json_plus_raw_arrays_and_restores_exactly():
     det = registry.create("cbad", seed=4, **SMALL)
     det.update(EventBatch(events[:613]))
     data = det.snapshot()
-    assert b"pickle" not in data and data.startswith(b"CBAD\x07")
+    assert b"pickle" not in data and data.startswith(b"CBAD\x08")
     restored = registry.restore("cbad", data)
     assert restored.update(EventBatch(events[613:])) == det.update(EventBatch(events[613:]))
     np.testing.assert_array_equal(restored._model.table, det._model.table)
@@ -272,3 +272,39 @@ def test_the_block_before_a_window_is_read_from_the_store_once_sealed(monkeypatc
     monkeypatch.setattr(detectors.cbad.CbadDetector, "_reach", property(lambda self: 2 * self.profile.window))
     kept_as_bytes, more = run()
     assert sealed == kept_as_bytes and any(r.is_anomaly for r in sealed) and more > as_bytes
+
+
+@pytest.mark.parametrize("table_bits", [10, 14])
+def test_the_count_table_kept_compact_between_calls_changes_nothing(table_bits, monkeypatch):
+    """Between calls the counts are held as their nonzero slots (when fewer than half the slots are in use;
+    at 2**10 slots these streams fill more, so the table stays dense): every result, incident update and
+    count is the same as with the dense table kept throughout."""
+    from detectors.compressors import ContextModel
+
+    rng = np.random.default_rng(table_bits)
+    events = synthetic_spans(1500, seed=5, anomalies=[1300, 1301]) + synthetic_logs(600, seed=6)
+    sizes = rng.integers(1, 60, 200).tolist()
+    compact = registry.create("cbad", seed=3, table_bits=table_bits, **SMALL)
+    dense = registry.create("cbad", seed=3, table_bits=table_bits, **SMALL)
+    monkeypatch.setattr(dense._model, "close", lambda: None)
+    at, states = 0, set()
+    for n in sizes:
+        batch = EventBatch(events[at:at + n])
+        got, want = compact.update(batch), dense.update(batch)
+        assert got == want and got.incidents == want.incidents
+        states.add(compact._model.compact)
+        np.testing.assert_array_equal(compact._model.table, dense._model.table)
+        at += n
+        if at >= len(events):
+            break
+    assert states == ({True} if table_bits == 14 else {False})
+    slots, counts = compact._model.nonzero()
+    table = dense._model.table
+    np.testing.assert_array_equal(slots, np.flatnonzero(table))
+    np.testing.assert_array_equal(counts, table[table != 0])
+    restored = registry.restore("cbad", compact.snapshot())
+    assert restored._model.compact == (table_bits == 14)
+    np.testing.assert_array_equal(restored._model.table, table)
+    bad = ContextModel(table_bits=table_bits)
+    with pytest.raises(ValueError, match="slot outside"):
+        bad.load_nonzero(np.array([1 << table_bits], np.uint32), np.array([1], np.uint16))

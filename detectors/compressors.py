@@ -18,7 +18,9 @@ for validation and comparison, not for production throughput.
 from __future__ import annotations
 
 import threading
+import weakref
 import zlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -76,43 +78,87 @@ def _split_lines(block: bytes) -> list[bytes]:
     return block.split(_SEP)[:-1] if block.endswith(_SEP) else block.split(_SEP)
 
 
-class _Scratch(threading.local):
-    """Zeroed dense count tables to lend to the models of this thread while they are in use (see
-    :meth:`ContextModel.close`): one table per size and thread instead of one per stream."""
+class _DenseTables:
+    """The dense count tables of the models used last: lent to a model while it is in use and left with it
+    after :meth:`ContextModel.close`, for at most ``keep`` models (whatever their thread); a model needing a
+    table beyond that compacts the least recently used one not in use and takes its table. A stream fed
+    often keeps its dense table (no compaction per call), the others are held compact."""
 
-    def __init__(self) -> None:
-        self.free: dict[int, list[np.ndarray]] = {}
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.lock = threading.Lock()
+        self.dense: OrderedDict[int, weakref.ref[ContextModel]] = OrderedDict()  # least recently used first
+        self._staging: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
-    def take(self, size: int) -> np.ndarray:
-        free = self.free.get(size)
-        return free.pop() if free else np.zeros(size, dtype=cm.COUNT_DTYPE)
+    def staging(self, size: int, slot_dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+        """Room for the nonzero slots and counts of a table compacted (under ``lock``): a compact table
+        holds fewer than half its slots."""
+        key = (size, slot_dtype.itemsize)
+        room = self._staging.get(key)
+        if room is None:
+            room = self._staging[key] = (np.empty(size // 2 + 1, slot_dtype),
+                                         np.empty(size // 2 + 1, cm.COUNT_DTYPE))
+        return room
 
-    def give(self, table: np.ndarray) -> None:
-        free = self.free.setdefault(table.size, [])
-        if len(free) < _SCRATCH_KEPT:
-            free.append(table)
+    def touch(self, model: ContextModel) -> None:
+        """``model`` holds a dense table and was just used (under ``lock``)."""
+        key = id(model)
+        self.dense[key] = weakref.ref(model)
+        self.dense.move_to_end(key)
+
+    def lend(self, size: int) -> np.ndarray:
+        """A zeroed table of ``size`` slots (under ``lock``)."""
+        while len(self.dense) >= self.keep:
+            victim = None
+            for key, ref in self.dense.items():
+                model = ref()
+                if model is None or not model._in_use:
+                    victim = key, model
+                    break
+            if victim is None:
+                break  # every one in use
+            del self.dense[victim[0]]
+            table = victim[1]._compact() if victim[1] is not None else None
+            if table is not None and table.size == size:
+                return table
+        return np.zeros(size, dtype=cm.COUNT_DTYPE)
+
+    def release_idle(self) -> None:
+        """Compact every model not in use (what a stream fed less often than ``keep`` others holds)."""
+        with self.lock:
+            keep, self.keep = self.keep, 0
+            try:
+                self.lend(0)
+            finally:
+                self.keep = keep
 
 
-_SCRATCH = _Scratch()
-_SCRATCH_KEPT = 2
+DENSE_TABLES_KEPT = 64
+"""Models that keep their dense count table between calls (the most recently used; 2 MiB at 2**14 slots)."""
+_TABLES = _DenseTables(DENSE_TABLES_KEPT)
 _NO_SLOTS: dict[int, np.ndarray] = {2: np.zeros(0, np.uint16), 4: np.zeros(0, np.uint32)}
+
+
+def release_idle_tables() -> None:
+    """Compact the count tables of every ContextModel not in use now (memory measurements, tests)."""
+    _TABLES.release_idle()
 
 
 class ContextModel:
     """The default model: incremental hashed order-1..3 counts (see ``detectors._kernels.cm``); the hop
     kernel updates and reads its counts directly (:attr:`counts`).
 
-    Between uses (:meth:`close`) the counts are kept compact, as their nonzero slots and counts (a span
-    stream's 2**14-slot table has ~1,200 nonzero slots: ~5 instead of 32 KiB), when that is smaller than the
-    table; :attr:`counts` lays them out again in a dense table lent by the thread. The counts are the same
-    either way: only where they are held changes.
+    Between uses (:meth:`close`) the counts of all but the ``DENSE_TABLES_KEPT`` models used last are kept
+    compact, as their nonzero slots and counts (a span stream's 2**14-slot table has ~1,200-2,000 nonzero
+    slots: ~5-8 instead of 32 KiB), when that is smaller than the table; :attr:`counts` lays them out again
+    in a dense table. The counts are the same either way: only where they are held changes.
 
     >>> model = ContextModel(seed=1)
     >>> model.rebuild([b"GET /a 200"] * 50)
     >>> normal, novel = model.score([b"GET /a 200", b"PANIC kernel oops"])
     >>> bool(novel > 10 * normal)
     True
-    >>> model.close(); model.compact
+    >>> model.close(); release_idle_tables(); model.compact
     True
     """
 
@@ -128,17 +174,24 @@ class ContextModel:
         # compact (``_counts`` None): the nonzero slots, ascending, and their counts
         self._slots = _NO_SLOTS[self._slot_dtype.itemsize]
         self._slot_counts = _NO_SLOTS[2]
-        self._counts: cm.CountModel | None = None  # in use: the dense table
+        self._counts: cm.CountModel | None = None  # the dense table, while lent (see _DenseTables)
+        self._in_use = False  # between counts and close: never compacted meanwhile
 
     @property
     def counts(self) -> cm.CountModel:
         """The counts in a dense table (laid out from the compact form if needed; :meth:`close` after use)."""
-        if self._counts is None:
-            table = _SCRATCH.take(self._size)
-            cm.put_slots(table, self._slots, self._slot_counts)
-            self._slots, self._slot_counts = _NO_SLOTS[self._slot_dtype.itemsize], _NO_SLOTS[2]
-            self._counts = cm.CountModel(table, *self._LOG_TABLES, self._salt, np.uint64(self._size - 1))
-        return self._counts
+        counts = self._counts
+        if counts is not None and self._in_use:
+            return counts
+        with _TABLES.lock:
+            self._in_use = True
+            if self._counts is None:
+                table = _TABLES.lend(self._size)
+                cm.put_slots(table, self._slots, self._slot_counts)
+                self._slots, self._slot_counts = _NO_SLOTS[self._slot_dtype.itemsize], _NO_SLOTS[2]
+                self._counts = cm.CountModel(table, *self._LOG_TABLES, self._salt, np.uint64(self._size - 1))
+            _TABLES.touch(self)
+            return self._counts
 
     @property
     def compact(self) -> bool:
@@ -146,36 +199,44 @@ class ContextModel:
         return self._counts is None
 
     def close(self) -> None:
-        """Done with the counts for now: keep them compact when that is smaller than the dense table (and
-        give the dense table back to the thread's scratch tables)."""
+        """Done with the counts for now: the dense table stays with the model until a model used later needs
+        it (:class:`_DenseTables`), then the counts are held compact."""
+        if self._in_use:
+            with _TABLES.lock:
+                self._in_use = False
+
+    def _compact(self) -> np.ndarray | None:
+        """Hold the counts as their nonzero slots when that is smaller than the dense table; returns the
+        table, zeroed (None if the counts stay dense). Under the tables' lock, the model not in use."""
         if self._counts is None:
-            return
+            return None
         table = self._counts.table
-        n = int(cm.count_nonzero(table))
-        if n * (self._slot_dtype.itemsize + table.itemsize) >= table.nbytes:
-            return  # denser than half the slots: stays dense
-        slots, counts = np.empty(n, self._slot_dtype), np.empty(n, cm.COUNT_DTYPE)
-        cm.take_nonzero(table, slots, counts)
-        self._slots, self._slot_counts = slots, counts
+        slots, counts = _TABLES.staging(self._size, self._slot_dtype)
+        n = int(cm.take_nonzero(table, slots, counts))
+        if n < 0:
+            return None  # half the slots or more in use: stays dense
+        self._slots, self._slot_counts = slots[:n].copy(), counts[:n].copy()
         self._counts = None
-        _SCRATCH.give(table)
+        return table
 
     @property
     def table(self) -> np.ndarray:
-        """The counts as the dense table of ``2**table_bits`` slots (a copy while compact)."""
-        if self._counts is not None:
-            return self._counts.table
-        table = np.zeros(self._size, dtype=cm.COUNT_DTYPE)
-        cm.put_slots(table, self._slots, self._slot_counts)
-        return table
+        """The counts as a dense table of ``2**table_bits`` slots (a copy)."""
+        with _TABLES.lock:
+            if self._counts is not None:
+                return self._counts.table.copy()
+            table = np.zeros(self._size, dtype=cm.COUNT_DTYPE)
+            cm.put_slots(table, self._slots, self._slot_counts)
+            return table
 
     def nonzero(self) -> tuple[np.ndarray, np.ndarray]:
         """The nonzero slots (ascending; uint16 up to 2**16 slots, else uint32) and their counts."""
-        if self._counts is None:
-            return self._slots, self._slot_counts
-        table: np.ndarray = self._counts.table
-        slots = np.flatnonzero(table)
-        return slots.astype(self._slot_dtype), table[slots]
+        with _TABLES.lock:
+            if self._counts is None:
+                return self._slots, self._slot_counts
+            table: np.ndarray = self._counts.table
+            slots = np.flatnonzero(table)
+            return slots.astype(self._slot_dtype), table[slots]
 
     def rebuild(self, baseline: Sequence[bytes]) -> None:
         counts = self.counts

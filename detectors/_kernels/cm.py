@@ -199,27 +199,22 @@ def leave_one_out_bits(model, buf, starts, ends, i0, i1, out_bits):
 
 
 @kernel
-def count_nonzero(table):
-    """How many slots of ``table`` are not zero."""
-    n = 0
-    for k in range(table.size):
-        if table[k] != 0:
-            n += 1
-    return n
-
-
-@kernel
 def take_nonzero(table, out_slots, out_counts):
-    """The nonzero slots of ``table`` (ascending) and their counts into ``out_slots``/``out_counts`` (sized by
-    :func:`count_nonzero`); the slots are zeroed, so ``table`` is all zeros afterwards."""
+    """Move the nonzero slots of ``table`` (ascending) and their counts into ``out_slots``/``out_counts``
+    and zero them in ``table``; returns how many. If there are ``out_slots.size`` or more, returns -1 with
+    ``table`` unchanged. (Each slot is written, kept by moving on when not zero: no branch to mispredict.)"""
     j = 0
+    last = out_slots.size - 1
     for k in range(table.size):
         c = table[k]
-        if c != 0:
-            out_slots[j] = k
-            out_counts[j] = c
-            table[k] = 0
-            j += 1
+        out_slots[j] = k
+        out_counts[j] = c
+        j += c != 0
+        if j == last:
+            return -1
+    for i in range(j):
+        table[out_slots[i]] = 0
+    return j
 
 
 @kernel

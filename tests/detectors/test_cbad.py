@@ -276,22 +276,24 @@ def test_the_block_before_a_window_is_read_from_the_store_once_sealed(monkeypatc
 
 @pytest.mark.parametrize("table_bits", [10, 14])
 def test_the_count_table_kept_compact_between_calls_changes_nothing(table_bits, monkeypatch):
-    """Between calls the counts are held as their nonzero slots (when fewer than half the slots are in use;
-    at 2**10 slots these streams fill more, so the table stays dense): every result, incident update and
-    count is the same as with the dense table kept throughout."""
-    from detectors.compressors import ContextModel
+    """Between calls the counts of a model not used lately are held as their nonzero slots (when fewer than
+    half the slots are in use; at 2**10 slots these streams fill more, so the table stays dense): compacted
+    after every call here, every result, incident update and count is the same as with the dense table kept
+    throughout."""
+    from detectors.compressors import ContextModel, release_idle_tables
 
     rng = np.random.default_rng(table_bits)
     events = synthetic_spans(1500, seed=5, anomalies=[1300, 1301]) + synthetic_logs(600, seed=6)
     sizes = rng.integers(1, 60, 200).tolist()
     compact = registry.create("cbad", seed=3, table_bits=table_bits, **SMALL)
     dense = registry.create("cbad", seed=3, table_bits=table_bits, **SMALL)
-    monkeypatch.setattr(dense._model, "close", lambda: None)
+    monkeypatch.setattr(dense._model, "close", lambda: None)  # in use throughout: never compacted
     at, states = 0, set()
     for n in sizes:
         batch = EventBatch(events[at:at + n])
         got, want = compact.update(batch), dense.update(batch)
         assert got == want and got.incidents == want.incidents
+        release_idle_tables()
         states.add(compact._model.compact)
         np.testing.assert_array_equal(compact._model.table, dense._model.table)
         at += n
@@ -303,8 +305,27 @@ def test_the_count_table_kept_compact_between_calls_changes_nothing(table_bits, 
     np.testing.assert_array_equal(slots, np.flatnonzero(table))
     np.testing.assert_array_equal(counts, table[table != 0])
     restored = registry.restore("cbad", compact.snapshot())
+    release_idle_tables()
     assert restored._model.compact == (table_bits == 14)
     np.testing.assert_array_equal(restored._model.table, table)
     bad = ContextModel(table_bits=table_bits)
     with pytest.raises(ValueError, match="slot outside"):
         bad.load_nonzero(np.array([1 << table_bits], np.uint32), np.array([1], np.uint16))
+
+
+def test_streams_beyond_the_dense_tables_kept_take_the_table_of_the_least_recently_used(monkeypatch):
+    """With two dense tables kept, five interleaved streams each compact and lay out their counts again at
+    almost every call: the same results as each stream fed alone."""
+    import detectors.compressors as compressors
+
+    monkeypatch.setattr(compressors._TABLES, "keep", 2)
+    compressors.release_idle_tables()
+    streams = [synthetic_spans(700, seed=s, anomalies=[650]) for s in range(5)]
+    alone = [registry.create("cbad", seed=s, **SMALL).update(EventBatch(e)) for s, e in enumerate(streams)]
+    dets = [registry.create("cbad", seed=s, **SMALL) for s in range(5)]
+    got: list[list] = [[] for _ in dets]
+    for at in range(0, 700, 23):
+        for s, det in enumerate(dets):
+            got[s] += det.update(EventBatch(streams[s][at:at + 23]))
+        assert sum(not d._model.compact for d in dets) <= 2
+    assert got == [list(r) for r in alone]

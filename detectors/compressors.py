@@ -103,7 +103,8 @@ class _DenseTables:
     def touch(self, model: ContextModel) -> None:
         """``model`` holds a dense table and was just used (under ``lock``)."""
         key = id(model)
-        self.dense[key] = weakref.ref(model)
+        if self.dense.get(key) is not model._ref:
+            self.dense[key] = model._ref
         self.dense.move_to_end(key)
 
     def lend(self, size: int) -> np.ndarray:
@@ -176,6 +177,7 @@ class ContextModel:
         self._slot_counts = _NO_SLOTS[2]
         self._counts: cm.CountModel | None = None  # the dense table, while lent (see _DenseTables)
         self._in_use = False  # between counts and close: never compacted meanwhile
+        self._ref = weakref.ref(self)
 
     @property
     def counts(self) -> cm.CountModel:

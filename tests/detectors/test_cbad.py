@@ -329,3 +329,40 @@ def test_streams_beyond_the_dense_tables_kept_take_the_table_of_the_least_recent
             got[s] += det.update(EventBatch(streams[s][at:at + 23]))
         assert sum(not d._model.compact for d in dets) <= 2
     assert got == [list(r) for r in alone]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_event_store_seals_blocks_in_parts_and_reads_back_every_event_it_keeps(seed):
+    """Sealing the first part of a block (``PARTIAL`` events or more below the limit) and the rest later,
+    releasing events (some pinned) and dumping/loading midway: every offset still held reads back as
+    appended, through ``get``, ``range`` and ``layout``."""
+    from detectors.event_blocks import PARTIAL, EventBlocks
+
+    rng = np.random.default_rng(seed)
+    events = [bytes(rng.integers(97, 123, int(rng.integers(0, 40))).astype(np.uint8)) for _ in range(3000)]
+    store, end, keep_from, partial = EventBlocks(), 0, 0, 0
+    pinned = np.zeros(0, np.int64)
+    while end < len(events):
+        n = int(rng.integers(1, 90))
+        store.extend(end, events[end:end + n])
+        end = min(end + n, len(events))
+        limit = end - int(rng.integers(0, 70))
+        before = store.raw_start
+        store.seal_below(limit)
+        partial += store.raw_start % BLOCK != 0 and store.raw_start > before
+        assert store.raw_start <= max(limit, before)
+        assert max(limit, before) - store.raw_start < max(PARTIAL, BLOCK)
+        keep_from = max(keep_from, end - int(rng.integers(0, 400)))  # at times into the bytes events
+        # pins stay until let go (an offset below keep_from is never pinned anew)
+        pinned = np.array(sorted(set(pinned[pinned >= keep_from - 300].tolist())
+                                 | set(rng.integers(keep_from, end, 3 * (end > keep_from)).tolist())),
+                          np.int64)
+        store.release(keep_from, lambda pins=pinned: pins)
+        if rng.random() < 0.2:
+            store = EventBlocks.load(*store.dump())
+        store.forget()
+        assert store.range(keep_from, end) == events[keep_from:end]
+        assert store.layout(keep_from).buf.tobytes() == b"".join(events[keep_from:end])
+        assert store.holds(pinned) and store.take(pinned.tolist()) == [events[o] for o in pinned.tolist()]
+        assert store.layout_at(pinned.tolist()).buf.tobytes() == b"".join(events[o] for o in pinned.tolist())
+    assert partial > 0

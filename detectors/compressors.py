@@ -91,13 +91,14 @@ class _DenseTables:
         self._staging: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def staging(self, size: int, slot_dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-        """Room for the nonzero slots and counts of a table compacted (under ``lock``): a compact table
-        holds fewer than half its slots."""
+        """Room for the nonzero slots and counts of a table compacted (under ``lock``): compact only when they
+        take fewer bytes than the dense table (fewer than half its slots with uint16 slot numbers, a third
+        with uint32)."""
         key = (size, slot_dtype.itemsize)
         room = self._staging.get(key)
         if room is None:
-            room = self._staging[key] = (np.empty(size // 2 + 1, slot_dtype),
-                                         np.empty(size // 2 + 1, cm.COUNT_DTYPE))
+            most = 2 * size // (slot_dtype.itemsize + 2)
+            room = self._staging[key] = (np.empty(most, slot_dtype), np.empty(most, cm.COUNT_DTYPE))
         return room
 
     def touch(self, model: ContextModel) -> None:
@@ -216,7 +217,7 @@ class ContextModel:
         slots, counts = _TABLES.staging(self._size, self._slot_dtype)
         n = int(cm.take_nonzero(table, slots, counts))
         if n < 0:
-            return None  # half the slots or more in use: stays dense
+            return None  # no smaller than the dense table: stays dense
         self._slots, self._slot_counts = slots[:n].copy(), counts[:n].copy()
         self._counts = None
         return table

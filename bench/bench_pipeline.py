@@ -53,7 +53,7 @@ from harness import (
 )
 from traffic import TrafficGenerator
 
-from detectors import EventBatch, registry
+from detectors import EventBatch, compressors, registry
 from otlp_gateway.batch import TelemetryBatch, Unreserved
 from otlp_gateway.detection import DetectionStage
 from otlp_gateway.detection.settings import DetectionSettings
@@ -204,6 +204,7 @@ def restored_size(snapshots: list[tuple[bytes, LiveStream]]) -> tuple[float, flo
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     kept = [LiveStream.restore(data, s.key, s.spec, s.shard) for data, s in snapshots]
+    _release_idle_tables()
     gc.collect()
     grown = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
@@ -212,6 +213,14 @@ def restored_size(snapshots: list[tuple[bytes, LiveStream]]) -> tuple[float, flo
     for s in kept:
         LiveStream.restore(s.snapshot(), s.key, s.spec, s.shard)
     return grown / max(1, len(kept)), (time.thread_time() - start) / max(1, len(kept))
+
+
+def _release_idle_tables() -> None:
+    """Compact the count tables of the models not in use, as all but the most recently used streams hold
+    them (detectors.compressors; absent before it)."""
+    release = getattr(compressors, "release_idle_tables", None)
+    if release is not None:
+        release()
 
 
 def _deep_size(obj: Any, skip: set[int], found: list[int] | None = None) -> int:
@@ -241,6 +250,7 @@ def stream_parts(streams: list[LiveStream]) -> dict[str, float]:
     its 4 KiB pages holding a non-zero count, i.e. resident), the events the detector retains (baseline,
     window tail, held), its other state, the ring of recent items. Arrays every detector shares (lookup
     tables) are left out."""
+    _release_idle_tables()
     seen: dict[int, int] = {}
     for stream in streams:
         found: list[int] = []
@@ -255,9 +265,15 @@ def stream_parts(streams: list[LiveStream]) -> dict[str, float]:
 
     for stream in streams:
         det = stream.detector
-        table = getattr(getattr(det, "_model", None), "table", None)
+        model = getattr(det, "_model", None)
+        table = getattr(model, "table", None)
         skip = set(shared)
-        if isinstance(table, np.ndarray):
+        if hasattr(model, "compact"):  # held as its nonzero slots between calls, or dense (recently used)
+            held = ([model._slots, model._slot_counts] if model.compact  # type: ignore[union-attr]
+                    else [model._counts.table])  # type: ignore[union-attr]
+            add("count table as held (nonzero slots, or dense)", sum(a.nbytes for a in held))
+            skip |= {id(a) for a in held}
+        elif isinstance(table, np.ndarray):
             add("count table, allocated", table.nbytes)
             pages = table.view(np.uint8)[: table.nbytes // 4096 * 4096].reshape(-1, 4096)
             add("count table, pages touched (resident)", 4096 * int(np.count_nonzero(pages.any(axis=1))))

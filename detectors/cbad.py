@@ -61,13 +61,14 @@ from detectors.severity import severity
 
 KIND = "cbad"
 _TAG = b"CBAD"
-_VERSION = 7  # 7: the per-event arrays (taint, bits, times) from ``arrays_base`` on (where the next hops
+_VERSION = 8  # 8: the count table as its nonzero slots and their counts (table_slots, table_counts);
+# 7: the per-event arrays (taint, bits, times) from ``arrays_base`` on (where the next hops
 # read), the calibration ring's first ``calibration_count`` windows and its ``calibration_capacity``;
 # 6: the retained events as the event store holds them (detectors.event_blocks: the newest as
 # joined bytes, older ones as their sealed blocks), the baseline and held events as stream offsets into it;
 # 5: the baseline and held events as references into the tail (each event's bytes stored once);
 # 4: the field test's attribute field (config key field_attributes, its arrays); 3: the count table's raw
-# slots; 2: the incident tracker's state, the frozen flag and event times. 1 to 6 still restore (1 and 2:
+# slots; 2: the incident tracker's state, the frozen flag and event times. 1 to 7 still restore (1 and 2:
 # their counts rebuilt from the baseline, in the current table size; 1 to 3: no attribute field)
 _EVENT_BUFFERS = frozenset({"tail", "others", "baseline", "held", "raw", "blocks"})
 """Snapshot arrays only split into events on restore: read in place, not copied first."""
@@ -127,7 +128,7 @@ class CbadDetector(IncidentActions):
         # A change is adopted as the new normal once anomalous windows cover max(2W, B/2) events in a row.
         drift_windows = math.ceil(max(2 * p.window, p.baseline / 2) / p.hop)
         self._hop_config = H.HopConfig(
-            hop=p.hop, window=p.window, top_m=self._top_m, internal=self._model.counts is not None,
+            hop=p.hop, window=p.window, top_m=self._top_m, internal=isinstance(self._model, ContextModel),
             decision=DecisionConfig(baseline=p.baseline, min_calibration=MIN_CALIBRATION,
                                     drift_windows=drift_windows, target=p.false_alarm_target,
                                     clip_alpha=p.false_alarm_target / _STATS, min_scale=MIN_SCALE,
@@ -205,6 +206,12 @@ class CbadDetector(IncidentActions):
     def update(self, batch: EventBatch) -> UpdateResult:
         """Feed events in stream order; returns one result per hop completed by them, and the incident
         updates they caused (``.incidents``)."""
+        try:
+            return self._update(batch)
+        finally:
+            self._model.close()  # the counts compact again until the next call
+
+    def _update(self, batch: EventBatch) -> UpdateResult:
         batch = require_batch(batch)
         events = _as_bytes_list(batch.events)
         if not events:
@@ -446,6 +453,7 @@ class CbadDetector(IncidentActions):
             per_byte = np.sort(bits / sizes[i0:i1])
             self._calibrator.add((float(bits.sum() / sizes[i0:i1].sum()),
                                   float(per_byte[-self._top_m:].mean())))
+        model.close()
         return results
 
     # ------------------------------------------------------------------ state kept between hops
@@ -542,7 +550,7 @@ class CbadDetector(IncidentActions):
             "times": self._times,
         }
         if isinstance(self._model, ContextModel):  # restoring copies the counts instead of recounting B
-            arrays["table"] = self._model.table
+            arrays["table_slots"], arrays["table_counts"] = self._model.nonzero()
         header = {"config": self.config, "seen": self._seen, "tail_base": self._tail_base,
                   "arrays_base": self._arrays_base, "calibration_capacity": self._calibrator.capacity,
                   "raw_start": raw_start, "event_block": BLOCK,
@@ -561,7 +569,7 @@ class CbadDetector(IncidentActions):
     @classmethod
     def restore(cls, data: bytes | memoryview) -> CbadDetector:
         snap = snapshot.decode(data, _TAG, views=_EVENT_BUFFERS)
-        if snap.version not in (1, 2, 3, 4, 5, 6, _VERSION):
+        if snap.version not in (1, 2, 3, 4, 5, 6, 7, _VERSION):
             raise ValueError(f"cbad snapshot version {snap.version} is not readable by this version")
         header, arrays = snap.header, snap.arrays
         config = dict(header["config"])
@@ -600,8 +608,10 @@ class CbadDetector(IncidentActions):
             det._calibrator = Calibrator(_STATS, capacity)
         det._calibrator.load(ring, header["calibration_count"], header["calibration_position"],
                              header["calibration_sums"])
-        table = arrays.get("table")
-        if table is not None and isinstance(det._model, ContextModel):
+        table = arrays.get("table")  # versions 3-7: the dense table; 8: its nonzero slots
+        if "table_slots" in arrays and isinstance(det._model, ContextModel):
+            det._model.load_nonzero(arrays["table_slots"], arrays["table_counts"])
+        elif table is not None and isinstance(det._model, ContextModel):
             det._model.load_table(table)
         else:
             det._model.rebuild(det.baseline_events)
@@ -618,6 +628,7 @@ class CbadDetector(IncidentActions):
             det._seal(det._last_end)
         if snap.version < 7:  # the per-event arrays as a live detector keeps them
             det._trim_arrays(det._last_end)
+        det._model.close()
         return det
 
     # ------------------------------------------------------------------ conformance helpers

@@ -17,7 +17,10 @@ for validation and comparison, not for production throughput.
 
 from __future__ import annotations
 
+import threading
+import weakref
 import zlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -46,6 +49,10 @@ class CodeLengthModel(Protocol):
         """Make ``baseline`` the model's baseline."""
         ...
 
+    def close(self) -> None:
+        """Done with the model until the next call: it may hold its state more compactly meanwhile."""
+        ...
+
     def score(self, events: Sequence[bytes]) -> np.ndarray:
         """Code length in bits of each event (with its separator) given the baseline."""
         ...
@@ -71,14 +78,89 @@ def _split_lines(block: bytes) -> list[bytes]:
     return block.split(_SEP)[:-1] if block.endswith(_SEP) else block.split(_SEP)
 
 
+class _DenseTables:
+    """The dense count tables of the models used last: lent to a model while it is in use and left with it
+    after :meth:`ContextModel.close`, for at most ``keep`` models (whatever their thread); a model needing a
+    table beyond that compacts the least recently used one not in use and takes its table. A stream fed
+    often keeps its dense table (no compaction per call), the others are held compact."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.lock = threading.Lock()
+        self.dense: OrderedDict[int, weakref.ref[ContextModel]] = OrderedDict()  # least recently used first
+        self._staging: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def staging(self, size: int, slot_dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+        """Room for the nonzero slots and counts of a table compacted (under ``lock``): compact only when they
+        take fewer bytes than the dense table (fewer than half its slots with uint16 slot numbers, a third
+        with uint32)."""
+        key = (size, slot_dtype.itemsize)
+        room = self._staging.get(key)
+        if room is None:
+            most = 2 * size // (slot_dtype.itemsize + 2)
+            room = self._staging[key] = (np.empty(most, slot_dtype), np.empty(most, cm.COUNT_DTYPE))
+        return room
+
+    def touch(self, model: ContextModel) -> None:
+        """``model`` holds a dense table and was just used (under ``lock``)."""
+        key = id(model)
+        if self.dense.get(key) is not model._ref:
+            self.dense[key] = model._ref
+        self.dense.move_to_end(key)
+
+    def lend(self, size: int) -> np.ndarray:
+        """A zeroed table of ``size`` slots (under ``lock``)."""
+        while len(self.dense) >= self.keep:
+            victim = None
+            for key, ref in self.dense.items():
+                model = ref()
+                if model is None or not model._in_use:
+                    victim = key, model
+                    break
+            if victim is None:
+                break  # every one in use
+            del self.dense[victim[0]]
+            table = victim[1]._compact() if victim[1] is not None else None
+            if table is not None and table.size == size:
+                return table
+        return np.zeros(size, dtype=cm.COUNT_DTYPE)
+
+    def release_idle(self) -> None:
+        """Compact every model not in use (what a stream fed less often than ``keep`` others holds)."""
+        with self.lock:
+            keep, self.keep = self.keep, 0
+            try:
+                self.lend(0)
+            finally:
+                self.keep = keep
+
+
+DENSE_TABLES_KEPT = 64
+"""Models that keep their dense count table between calls (the most recently used; 2 MiB at 2**14 slots)."""
+_TABLES = _DenseTables(DENSE_TABLES_KEPT)
+_NO_SLOTS: dict[int, np.ndarray] = {2: np.zeros(0, np.uint16), 4: np.zeros(0, np.uint32)}
+
+
+def release_idle_tables() -> None:
+    """Compact the count tables of every ContextModel not in use now (memory measurements, tests)."""
+    _TABLES.release_idle()
+
+
 class ContextModel:
     """The default model: incremental hashed order-1..3 counts (see ``detectors._kernels.cm``); the hop
     kernel updates and reads its counts directly (:attr:`counts`).
+
+    Between uses (:meth:`close`) the counts of all but the ``DENSE_TABLES_KEPT`` models used last are kept
+    compact, as their nonzero slots and counts (a span stream's 2**14-slot table has ~1,200-2,000 nonzero
+    slots: ~5-8 instead of 32 KiB), when that is smaller than the table; :attr:`counts` lays them out again
+    in a dense table. The counts are the same either way: only where they are held changes.
 
     >>> model = ContextModel(seed=1)
     >>> model.rebuild([b"GET /a 200"] * 50)
     >>> normal, novel = model.score([b"GET /a 200", b"PANIC kernel oops"])
     >>> bool(novel > 10 * normal)
+    True
+    >>> model.close(); release_idle_tables(); model.compact
     True
     """
 
@@ -88,41 +170,114 @@ class ContextModel:
     def __init__(self, seed: int = 42, table_bits: int = DEFAULT_TABLE_BITS) -> None:
         if not 10 <= table_bits <= 26:
             raise ValueError("table_bits must be in [10, 26]")
-        self.table = np.zeros(1 << table_bits, dtype=cm.COUNT_DTYPE)
-        self._counts = cm.CountModel(self.table, *self._LOG_TABLES,
-                                     np.uint64((seed * 0x2545F4914F6CDD1D) & 0xFFFFFFFFFFFF),
-                                     np.uint64((1 << table_bits) - 1))
+        self._size = 1 << table_bits
+        self._salt = np.uint64((seed * 0x2545F4914F6CDD1D) & 0xFFFFFFFFFFFF)
+        self._slot_dtype = np.dtype(np.uint16 if self._size <= 1 << 16 else np.uint32)
+        # compact (``_counts`` None): the nonzero slots, ascending, and their counts
+        self._slots = _NO_SLOTS[self._slot_dtype.itemsize]
+        self._slot_counts = _NO_SLOTS[2]
+        self._counts: cm.CountModel | None = None  # the dense table, while lent (see _DenseTables)
+        self._in_use = False  # between counts and close: never compacted meanwhile
+        self._ref = weakref.ref(self)
 
     @property
     def counts(self) -> cm.CountModel:
-        return self._counts
+        """The counts in a dense table (laid out from the compact form if needed; :meth:`close` after use)."""
+        counts = self._counts
+        if counts is not None and self._in_use:
+            return counts
+        with _TABLES.lock:
+            self._in_use = True
+            if self._counts is None:
+                table = _TABLES.lend(self._size)
+                cm.put_slots(table, self._slots, self._slot_counts)
+                self._slots, self._slot_counts = _NO_SLOTS[self._slot_dtype.itemsize], _NO_SLOTS[2]
+                self._counts = cm.CountModel(table, *self._LOG_TABLES, self._salt, np.uint64(self._size - 1))
+            _TABLES.touch(self)
+            return self._counts
+
+    @property
+    def compact(self) -> bool:
+        """True while the counts are held as their nonzero slots."""
+        return self._counts is None
+
+    def close(self) -> None:
+        """Done with the counts for now: the dense table stays with the model until a model used later needs
+        it (:class:`_DenseTables`), then the counts are held compact."""
+        if self._in_use:
+            with _TABLES.lock:
+                self._in_use = False
+
+    def _compact(self) -> np.ndarray | None:
+        """Hold the counts as their nonzero slots when that is smaller than the dense table; returns the
+        table, zeroed (None if the counts stay dense). Under the tables' lock, the model not in use."""
+        if self._counts is None:
+            return None
+        table = self._counts.table
+        slots, counts = _TABLES.staging(self._size, self._slot_dtype)
+        n = int(cm.take_nonzero(table, slots, counts))
+        if n < 0:
+            return None  # no smaller than the dense table: stays dense
+        self._slots, self._slot_counts = slots[:n].copy(), counts[:n].copy()
+        self._counts = None
+        return table
+
+    @property
+    def table(self) -> np.ndarray:
+        """The counts as a dense table of ``2**table_bits`` slots (a copy)."""
+        with _TABLES.lock:
+            if self._counts is not None:
+                return self._counts.table.copy()
+            table = np.zeros(self._size, dtype=cm.COUNT_DTYPE)
+            cm.put_slots(table, self._slots, self._slot_counts)
+            return table
+
+    def nonzero(self) -> tuple[np.ndarray, np.ndarray]:
+        """The nonzero slots (ascending; uint16 up to 2**16 slots, else uint32) and their counts."""
+        with _TABLES.lock:
+            if self._counts is None:
+                return self._slots, self._slot_counts
+            table: np.ndarray = self._counts.table
+            slots = np.flatnonzero(table)
+            return slots.astype(self._slot_dtype), table[slots]
 
     def rebuild(self, baseline: Sequence[bytes]) -> None:
-        self.table[:] = 0
+        counts = self.counts
+        counts.table[:] = 0
         if baseline:
             buf, starts, ends = layout(list(baseline))
-            cm.count_events(self._counts, buf, starts, ends, True)
+            cm.count_events(counts, buf, starts, ends, True)
 
     def load_table(self, table: np.ndarray) -> None:
-        """Take ``table`` (a snapshot's copy of :attr:`table`) as the counts: no recount of the baseline."""
-        if table.shape != self.table.shape:
-            raise ValueError(f"a count table of {table.size} slots does not fit a model of {self.table.size}")
-        self.table[:] = table
+        """Take ``table`` (a dense copy of :attr:`table`) as the counts: no recount of the baseline."""
+        if table.shape != (self._size,):
+            raise ValueError(f"a count table of {table.size} slots does not fit a model of {self._size}")
+        self.counts.table[:] = table
+
+    def load_nonzero(self, slots: np.ndarray, counts: np.ndarray) -> None:
+        """Take the nonzero slots and counts of :meth:`nonzero` as the counts."""
+        if slots.shape != counts.shape or slots.ndim != 1:
+            raise ValueError("the count table's slots and counts differ in shape")
+        if slots.size and (int(slots.min()) < 0 or int(slots.max()) >= self._size):
+            raise ValueError(f"a count table slot outside a model of {self._size} slots")
+        table = self.counts.table
+        table[:] = 0
+        table[slots.astype(np.int64)] = counts
 
     def score(self, events: Sequence[bytes]) -> np.ndarray:
         out = np.zeros(len(events))
         if events:
             buf, starts, ends = layout(list(events))
-            cm.score_events(self._counts, buf, starts, ends, 0, len(events), out)
+            cm.score_events(self.counts, buf, starts, ends, 0, len(events), out)
         return out
 
     def leave_one_out(self, events: Events, i0: int, i1: int, out: np.ndarray) -> None:
         """Code lengths of ``events`` ``i0..i1`` (part of the baseline) given the baseline without them."""
-        cm.leave_one_out_bits(self._counts, events.buf, events.starts, events.ends, i0, i1, out)
+        cm.leave_one_out_bits(self.counts, events.buf, events.starts, events.ends, i0, i1, out)
 
     def event_byte_bits(self, event: bytes) -> np.ndarray:
         out = np.zeros(len(event), dtype=np.float64)
-        cm.byte_bits(self._counts, np.frombuffer(event, dtype=np.uint8), 0, len(event), out)
+        cm.byte_bits(self.counts, np.frombuffer(event, dtype=np.uint8), 0, len(event), out)
         return out
 
     def piece_bits(self, piece: bytes) -> float:
@@ -130,7 +285,7 @@ class ContextModel:
 
     def _adaptive(self, table: np.ndarray, block: bytes) -> float:
         buf, starts, ends = layout(_split_lines(block))
-        fresh = self._counts._replace(table=table, mask=np.uint64(table.size - 1))
+        fresh = cm.CountModel(table, *self._LOG_TABLES, self._salt, np.uint64(table.size - 1))
         return float(cm.adaptive_bits(fresh, buf, starts, ends, 0, starts.size))
 
     def block_bits(self, block: bytes) -> float:
@@ -165,6 +320,9 @@ class _OracleBase:
 
     def event_byte_bits(self, event: bytes) -> None:
         return None
+
+    def close(self) -> None:
+        pass
 
 
 class ZlibOracle(_OracleBase):

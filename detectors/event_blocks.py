@@ -4,10 +4,11 @@ cbad keeps a few hundred canonical events per stream (the baseline, the window t
 bytes each as Python ``bytes``; most of them are only read again when they leave the baseline, for an
 explanation or an incident's reference. :class:`EventBlocks` keeps the events from ``raw_start`` on as
 ``bytes`` (what every hop reads) and seals older ones, :data:`BLOCK` consecutive stream offsets at a time
-(blocks aligned to multiples of ``BLOCK``), into one LZ4 block each: their event lengths and bytes,
-compressed ~26x (a sealed span event costs ~10 bytes instead of ~330 as ``bytes``). Nothing is decompressed
-until it is read: the kernels' layouts are built from a decompressed block without a ``bytes`` object per
-event; reads of single events keep their decompressed blocks until :meth:`forget`.
+(blocks aligned to multiples of ``BLOCK``; a block's first part may be sealed before the block is complete,
+:data:`PARTIAL`), into one LZ4 block each: their event lengths and bytes, compressed ~26x (a sealed span
+event costs ~10 bytes instead of ~330 as ``bytes``). Nothing is decompressed until it is read: the kernels'
+layouts are built from a decompressed block without a ``bytes`` object per event; reads of single events
+keep their decompressed blocks until :meth:`forget`.
 
 Blocks are released by the owner (:meth:`release`) once every event in them is older than what it still
 needs, except blocks holding an event it still refers to (baseline and held events, by stream offset): so
@@ -43,12 +44,29 @@ BLOCK = 64
 16: ~12x); a block is compressed once and decompressed about once (when its events leave the baseline), and
 a read decompresses the whole block, so smaller blocks cost more CPU per event on both sides (measured with
 ``bench/bench_detectors.py``: 32 was slower than 64 at 16-event batches)."""
+PARTIAL = 16
+"""The fewest events of a block sealed before the block is complete (then sealed again with the next ones):
+the newest events are kept as ``bytes`` from no earlier than ``PARTIAL`` before where the owner reads, not
+from the start of their block (~32 events, ~9 KiB of span events, on average), for a reseal every
+``PARTIAL`` events or more."""
 _HEAD = struct.Struct("<qI")  # a sealed block's first offset and its number of events, then their lengths
 
 
 def _seal(start: int, events: Sequence[bytes]) -> bytes:
     n = len(events)
     return lz4.block.compress(b"".join([_HEAD.pack(start, n), struct.pack(f"<{n}I", *map(len, events)),
+                                        *events]), store_size=True)
+
+
+def _append(block: bytes, at: int, events: Sequence[bytes]) -> bytes:
+    """``block`` (sealed) with ``events`` appended at offset ``at``, where its events end."""
+    start, lens, raw = _open(block)
+    if start + len(lens) != at:
+        raise ValueError("a sealed block does not end where the bytes events start")
+    n = len(lens) + len(events)
+    data = _HEAD.size + 4 * len(lens)
+    return lz4.block.compress(b"".join([_HEAD.pack(start, n), raw[_HEAD.size:data],
+                                        struct.pack(f"<{len(events)}I", *map(len, events)), raw[data:],
                                         *events]), store_size=True)
 
 
@@ -99,24 +117,25 @@ class EventBlocks:
         self._raw.extend(events)
 
     def seal_below(self, limit: int) -> None:
-        """Seal the ``bytes`` events of every block that ends at or below ``limit`` (and is complete)."""
+        """Seal the ``bytes`` events below ``limit``: every block that ends at or below it, and the first
+        part of the block ``limit`` falls in when at least :data:`PARTIAL` events of it are below (sealed
+        again with the rest of its events later)."""
         raw, start, end = self._raw, self.raw_start, self.end
+        limit = min(limit, end)
         cut = 0
-        while True:
+        while start < limit:
             key = start // BLOCK
-            slot_end = key * BLOCK + BLOCK
-            if slot_end > limit or slot_end > end:
+            upto = min(key * BLOCK + BLOCK, limit)
+            if upto - start < PARTIAL and upto < key * BLOCK + BLOCK:
                 break
-            first, events = start, raw[cut:cut + slot_end - start]
+            events = raw[cut:cut + upto - start]
             prior = self._sealed.get(key)
-            if prior is not None:  # the block's older events, sealed apart (resealed from another size)
-                first, data, bounds = _unseal(prior)
-                if first + len(bounds) - 1 != start:
-                    raise ValueError("a sealed block does not end where the bytes events start")
-                events = [*(data[a:b] for a, b in itertools.pairwise(bounds)), *events]
-            self._sealed[key] = _seal(first, events)
-            cut += slot_end - start
-            start = slot_end
+            if prior is None:
+                self._sealed[key] = _seal(start, events)
+            else:  # the block's older events, sealed apart (earlier, or resealed from another size)
+                self._sealed[key] = _append(prior, start, events)
+            cut += upto - start
+            start = upto
         if cut:
             del raw[:cut]
             self.raw_start = start
@@ -162,6 +181,9 @@ class EventBlocks:
             inside = at[(at >= self.raw_start) & (at < self.raw_start + cut)]
             if inside.size:  # a pinned event among the bytes: keep them from its block on (sealed later)
                 cut = int(inside.min()) // BLOCK * BLOCK - self.raw_start
+            key, new_start = self.raw_start // BLOCK, self.raw_start + cut
+            if new_start // BLOCK == key and new_start % BLOCK and key in self._sealed:
+                cut = 0  # the block's first part is sealed (seal_below): its events stay contiguous
             if cut > 0:
                 del self._raw[:cut]
                 self.raw_start += cut

@@ -196,3 +196,29 @@ def leave_one_out_bits(model, buf, starts, ends, i0, i1, out_bits):
     score_events(model, buf, starts, ends, i0, i1, out_bits)
     for i in range(i0, i1):
         _count_event(model.table, model.salt, model.mask, buf, starts[i], ends[i], True)
+
+
+@kernel
+def take_nonzero(table, out_slots, out_counts):
+    """Move the nonzero slots of ``table`` (ascending) and their counts into ``out_slots``/``out_counts``
+    and zero them in ``table``; returns how many. If there are ``out_slots.size`` or more, returns -1 with
+    ``table`` unchanged. (Each slot is written, kept by moving on when not zero: no branch to mispredict.)"""
+    j = 0
+    last = out_slots.size - 1
+    for k in range(table.size):
+        c = table[k]
+        out_slots[j] = k
+        out_counts[j] = c
+        j += c != 0
+        if j == last:
+            return -1
+    for i in range(j):
+        table[out_slots[i]] = 0
+    return j
+
+
+@kernel
+def put_slots(table, slots, counts):
+    """``table[slots] = counts`` (the inverse of :func:`take_nonzero` on a zeroed table)."""
+    for j in range(slots.size):
+        table[slots[j]] = counts[j]

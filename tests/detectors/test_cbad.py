@@ -136,7 +136,7 @@ def test_snapshot_is_json_plus_raw_arrays_and_restores_exactly():
     det = registry.create("cbad", seed=4, **SMALL)
     det.update(EventBatch(events[:613]))
     data = det.snapshot()
-    assert b"pickle" not in data and data.startswith(b"CBAD\x07")
+    assert b"pickle" not in data and data.startswith(b"CBAD\x08")
     restored = registry.restore("cbad", data)
     assert restored.update(EventBatch(events[613:])) == det.update(EventBatch(events[613:]))
     np.testing.assert_array_equal(restored._model.table, det._model.table)
@@ -272,3 +272,97 @@ def test_the_block_before_a_window_is_read_from_the_store_once_sealed(monkeypatc
     monkeypatch.setattr(detectors.cbad.CbadDetector, "_reach", property(lambda self: 2 * self.profile.window))
     kept_as_bytes, more = run()
     assert sealed == kept_as_bytes and any(r.is_anomaly for r in sealed) and more > as_bytes
+
+
+@pytest.mark.parametrize("table_bits", [10, 14, 17])
+def test_the_count_table_kept_compact_between_calls_changes_nothing(table_bits, monkeypatch):
+    """Between calls the counts of a model not used lately are held as their nonzero slots (when fewer than
+    half the slots are in use; at 2**10 slots these streams fill more, so the table stays dense): compacted
+    after every call here, every result, incident update and count is the same as with the dense table kept
+    throughout."""
+    from detectors.compressors import ContextModel, release_idle_tables
+
+    rng = np.random.default_rng(table_bits)
+    events = synthetic_spans(1500, seed=5, anomalies=[1300, 1301]) + synthetic_logs(600, seed=6)
+    sizes = rng.integers(1, 60, 200).tolist()
+    compact = registry.create("cbad", seed=3, table_bits=table_bits, **SMALL)
+    dense = registry.create("cbad", seed=3, table_bits=table_bits, **SMALL)
+    monkeypatch.setattr(dense._model, "close", lambda: None)  # in use throughout: never compacted
+    at, states = 0, set()
+    for n in sizes:
+        batch = EventBatch(events[at:at + n])
+        got, want = compact.update(batch), dense.update(batch)
+        assert got == want and got.incidents == want.incidents
+        release_idle_tables()
+        states.add(compact._model.compact)
+        np.testing.assert_array_equal(compact._model.table, dense._model.table)
+        at += n
+        if at >= len(events):
+            break
+    assert states == ({False} if table_bits == 10 else {True})  # 17: uint32 slot numbers
+    slots, counts = compact._model.nonzero()
+    table = dense._model.table
+    np.testing.assert_array_equal(slots, np.flatnonzero(table))
+    np.testing.assert_array_equal(counts, table[table != 0])
+    restored = registry.restore("cbad", compact.snapshot())
+    release_idle_tables()
+    assert restored._model.compact == (table_bits != 10)
+    np.testing.assert_array_equal(restored._model.table, table)
+    bad = ContextModel(table_bits=table_bits)
+    with pytest.raises(ValueError, match="slot outside"):
+        bad.load_nonzero(np.array([1 << table_bits], np.uint32), np.array([1], np.uint16))
+
+
+def test_streams_beyond_the_dense_tables_kept_take_the_table_of_the_least_recently_used(monkeypatch):
+    """With two dense tables kept, five interleaved streams each compact and lay out their counts again at
+    almost every call: the same results as each stream fed alone."""
+    import detectors.compressors as compressors
+
+    monkeypatch.setattr(compressors._TABLES, "keep", 2)
+    compressors.release_idle_tables()
+    streams = [synthetic_spans(700, seed=s, anomalies=[650]) for s in range(5)]
+    alone = [registry.create("cbad", seed=s, **SMALL).update(EventBatch(e)) for s, e in enumerate(streams)]
+    dets = [registry.create("cbad", seed=s, **SMALL) for s in range(5)]
+    got: list[list] = [[] for _ in dets]
+    for at in range(0, 700, 23):
+        for s, det in enumerate(dets):
+            got[s] += det.update(EventBatch(streams[s][at:at + 23]))
+        assert sum(not d._model.compact for d in dets) <= 2
+    assert got == [list(r) for r in alone]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_event_store_seals_blocks_in_parts_and_reads_back_every_event_it_keeps(seed):
+    """Sealing the first part of a block (``PARTIAL`` events or more below the limit) and the rest later,
+    releasing events (some pinned) and dumping/loading midway: every offset still held reads back as
+    appended, through ``get``, ``range`` and ``layout``."""
+    from detectors.event_blocks import PARTIAL, EventBlocks
+
+    rng = np.random.default_rng(seed)
+    events = [bytes(rng.integers(97, 123, int(rng.integers(0, 40))).astype(np.uint8)) for _ in range(3000)]
+    store, end, keep_from, partial = EventBlocks(), 0, 0, 0
+    pinned = np.zeros(0, np.int64)
+    while end < len(events):
+        n = int(rng.integers(1, 90))
+        store.extend(end, events[end:end + n])
+        end = min(end + n, len(events))
+        limit = end - int(rng.integers(0, 70))
+        before = store.raw_start
+        store.seal_below(limit)
+        partial += store.raw_start % BLOCK != 0 and store.raw_start > before
+        assert store.raw_start <= max(limit, before)
+        assert max(limit, before) - store.raw_start < max(PARTIAL, BLOCK)
+        keep_from = max(keep_from, end - int(rng.integers(0, 400)))  # at times into the bytes events
+        # pins stay until let go (an offset below keep_from is never pinned anew)
+        pinned = np.array(sorted(set(pinned[pinned >= keep_from - 300].tolist())
+                                 | set(rng.integers(keep_from, end, 3 * (end > keep_from)).tolist())),
+                          np.int64)
+        store.release(keep_from, lambda pins=pinned: pins)
+        if rng.random() < 0.2:
+            store = EventBlocks.load(*store.dump())
+        store.forget()
+        assert store.range(keep_from, end) == events[keep_from:end]
+        assert store.layout(keep_from).buf.tobytes() == b"".join(events[keep_from:end])
+        assert store.holds(pinned) and store.take(pinned.tolist()) == [events[o] for o in pinned.tolist()]
+        assert store.layout_at(pinned.tolist()).buf.tobytes() == b"".join(events[o] for o in pinned.tolist())
+    assert partial > 0

@@ -75,7 +75,8 @@ def test_cbad_snapshots_of_the_previous_code_continue_as_in_their_own_table_size
     assert det.table_bits == DEFAULT_TABLE_BITS
     wide_snapshot = snapshot.decode(det.snapshot(), b"CBAD")
     wide_snapshot.header["config"]["table_bits"] = 17
-    del wide_snapshot.arrays["table"]  # no table: recounted from the baseline in the size of the config
+    del wide_snapshot.arrays["table_slots"], wide_snapshot.arrays["table_counts"]  # no table: recounted
+    # from the baseline in the size of the config
     wide = registry.restore("cbad", snapshot.encode(b"CBAD", wide_snapshot.version, wide_snapshot.header,
                                                     wide_snapshot.arrays))
     assert wide.table_bits == 17
@@ -86,18 +87,18 @@ def test_cbad_snapshots_of_the_previous_code_continue_as_in_their_own_table_size
 
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if c["kind"] == "cbad"])
 def test_cbad_writes_the_format_it_reads(name):
-    """A version-1 snapshot (before incidents) is rewritten as version 7 with every part of it unchanged
+    """A version-1 snapshot (before incidents) is rewritten as version 8 with every part of it unchanged
     (same header entries, same arrays, the same baseline and held events) but the table size, converted to
     today's default, and with the incident state, the event times and the count table added, the retained
     events as the event store holds them (the older ones in sealed blocks), the baseline and held events
     as stream offsets into it, and the per-event arrays and the calibration ring as far as they are read
     (from ``arrays_base``; the ring's ``calibration_count`` windows of its ``calibration_capacity``);
-    version 7 rewrites byte for byte."""
+    the count table as its nonzero slots and their counts; version 8 rewrites byte for byte."""
     data = (LEGACY / CASES[name]["file"]).read_bytes()
     restored = registry.restore("cbad", data)
     rewritten = restored.snapshot()
     old, new = snapshot.decode(data, b"CBAD"), snapshot.decode(rewritten, b"CBAD")
-    assert (old.version, new.version) == (1, 7)
+    assert (old.version, new.version) == (1, 8)
     assert old.header["config"]["table_bits"] == 17
     assert new.header["config"] == {**old.header["config"], "table_bits": DEFAULT_TABLE_BITS}
     assert {k: v for k, v in new.header.items() if k in old.header and k != "config"} == {
@@ -115,10 +116,13 @@ def test_cbad_writes_the_format_it_reads(name):
             array = array[:, :old.header["calibration_count"]]
         if name_ not in events:
             np.testing.assert_array_equal(new.arrays[name_], array)
-    assert set(new.arrays) - set(old.arrays) == {"table", "times", "baseline_at", "held_at", "raw",
-                                                 "raw_lens", "blocks", "block_sizes", "block_keys"}
+    assert set(new.arrays) - set(old.arrays) == {"table_slots", "table_counts", "times", "baseline_at",
+                                                 "held_at", "raw", "raw_lens", "blocks", "block_sizes",
+                                                 "block_keys"}
     assert set(old.arrays) - set(new.arrays) == events
-    assert new.arrays["table"].shape == (1 << DEFAULT_TABLE_BITS,) and new.arrays["table"].any()
+    slots, counts = new.arrays["table_slots"], new.arrays["table_counts"]
+    assert slots.dtype == np.uint16 and slots.size == counts.size > 0 and counts.all()
+    assert (np.diff(slots.astype(np.int64)) > 0).all() and int(slots.max()) < 1 << DEFAULT_TABLE_BITS
     assert len(new.arrays["block_keys"]) > 0  # the older events sealed, as a live detector seals them
     tail = cbad_events()[old.header["tail_base"]:old.header["seen"]]
     assert b"".join(tail) == old.arrays["tail"].tobytes()
@@ -287,6 +291,27 @@ def test_cbad_version_6_snapshots_continue_exactly_as_the_code_that_wrote_them(n
     assert det.field_test and det.field_attributes
     assert det._calibrator.ring.values.shape[1] < det._calibrator.capacity
     assert det._arrays_base > det._tail_base
+    windows, incidents = continue_in_batches(det, cbad_events()[case["cut"]:])
+    assert windows == case["windows"]
+    assert incidents == case["incident_states"]  # the explanation's wording may change; its state not
+
+
+V7_CASES = json.loads((LEGACY / "cases_v7.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(V7_CASES))
+def test_cbad_version_7_snapshots_continue_exactly_as_the_code_that_wrote_them(name):
+    """Version 7 (the count table as its dense slots; made by ``generate_v7.py`` with the code of that time)
+    restores and goes on bit for bit as the code that wrote it did."""
+    from tests.detectors.legacy.generate_v3 import continue_in_batches
+
+    case = V7_CASES[name]
+    data = (LEGACY / case["file"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == case["sha256"]
+    assert snapshot.decode(data, b"CBAD").version == 7
+    det = registry.restore("cbad", data)
+    assert det.events_seen == case["cut"]
+    assert det.field_test and det.field_attributes
     windows, incidents = continue_in_batches(det, cbad_events()[case["cut"]:])
     assert windows == case["windows"]
     assert incidents == case["incident_states"]  # the explanation's wording may change; its state not

@@ -263,7 +263,7 @@ def test_the_process_memory_counts_child_processes() -> None:
 
     from otlp_gateway.receiver.memory import ProcessMemory
 
-    reader = ProcessMemory()
+    reader = ProcessMemory(relist_seconds=0.0)  # lists the children at every reading
     before = reader.rss_bytes()
     child = subprocess.Popen([sys.executable, "-c", "import sys, time\nblock = bytearray(96 << 20)\n"
                               "block[::4096] = b'x' * len(block[::4096])\nprint('ready', flush=True)\n"
@@ -271,6 +271,8 @@ def test_the_process_memory_counts_child_processes() -> None:
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         assert reader.rss_bytes() - before >= 90 * MiB
+        listed_once = ProcessMemory()  # the default lists the children once per 10 s: this one now
+        assert listed_once.rss_bytes() - before >= 90 * MiB
     finally:
         child.kill()
         child.wait()

@@ -225,27 +225,39 @@ def test_numeric_version_2_snapshots_restore_and_continue_as_that_code_did(name)
 V3_CASES = json.loads((LEGACY / "cases_v3.json").read_text())
 
 
+def _restored(case: dict, version: int):  # type: ignore[no-untyped-def]
+    """The detector a legacy fixture holds, checked to be the file and the version the case names."""
+    data = (LEGACY / case["file"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == case["sha256"]
+    assert snapshot.decode(data, b"CBAD").version == version
+    det = registry.restore("cbad", data)
+    assert det.events_seen == case["cut"]
+    return det
+
+
+def _continues_as_written(det, case: dict) -> None:  # type: ignore[no-untyped-def]
+    """Every window and every incident update of the rest of the stream, as the code that wrote the
+    fixture gave them (the incidents' state: the explanation's wording is today's)."""
+    from tests.detectors.legacy.generate_v3 import continue_in_batches
+
+    windows, incidents = continue_in_batches(det, cbad_events()[case["cut"]:])
+    assert windows == case["windows"]
+    assert incidents == case["incident_states"]
+
+
 @pytest.mark.parametrize("name", sorted(V3_CASES))
 def test_cbad_version_3_snapshots_continue_exactly_as_the_code_that_wrote_them(name):
     """Version 3 (the events as separate byte strings, before the field test's attribute field) restores into
     today's state and goes on bit for bit as the code that wrote it did: every window and every incident
     update of the rest of the stream (its state; the explanation's wording is today's); the field test stays
     on, its attribute field off."""
-    from tests.detectors.legacy.generate_v3 import continue_in_batches
-
     case = V3_CASES[name]
-    data = (LEGACY / case["file"]).read_bytes()
-    assert hashlib.sha256(data).hexdigest() == case["sha256"]
-    assert snapshot.decode(data, b"CBAD").version == 3
-    det = registry.restore("cbad", data)
-    assert det.events_seen == case["cut"]
+    det = _restored(case, 3)
     assert det.field_test and not det.field_attributes and "field_attributes" not in det.config
     # the baseline's and the held events equal to tail events are the tail's (as in a live detector)
     tail_at = range(det._tail_base, det.events_seen)
     assert sum(o in tail_at for o in det._baseline_at.tolist()) > len(det._baseline_at) // 2
-    windows, incidents = continue_in_batches(det, cbad_events()[case["cut"]:])
-    assert windows == case["windows"]
-    assert incidents == case["incident_states"]  # the explanation's wording may change; its state not
+    _continues_as_written(det, case)
 
 
 V5_CASES = json.loads((LEGACY / "cases_v5.json").read_text())
@@ -257,18 +269,10 @@ def test_cbad_version_5_snapshots_continue_exactly_as_the_code_that_wrote_them(n
     it; made by ``generate_v5.py`` with the code of that time) restores and goes on bit for bit as the code
     that wrote it did: every window and every incident update of the rest of the stream (its state; the
     explanation's wording is today's)."""
-    from tests.detectors.legacy.generate_v3 import continue_in_batches
-
     case = V5_CASES[name]
-    data = (LEGACY / case["file"]).read_bytes()
-    assert hashlib.sha256(data).hexdigest() == case["sha256"]
-    assert snapshot.decode(data, b"CBAD").version == 5
-    det = registry.restore("cbad", data)
-    assert det.events_seen == case["cut"]
+    det = _restored(case, 5)
     assert det.field_test and det.field_attributes
-    windows, incidents = continue_in_batches(det, cbad_events()[case["cut"]:])
-    assert windows == case["windows"]
-    assert incidents == case["incident_states"]  # the explanation's wording may change; its state not
+    _continues_as_written(det, case)
 
 
 V6_CASES = json.loads((LEGACY / "cases_v6.json").read_text())
@@ -280,20 +284,12 @@ def test_cbad_version_6_snapshots_continue_exactly_as_the_code_that_wrote_them(n
     capacity; made by ``generate_v6.py`` with the code of that time) restores and goes on bit for bit as the
     code that wrote it did, and its restored state is what a live detector keeps (the arrays from where the
     next hops read, the calibration ring as long as its history)."""
-    from tests.detectors.legacy.generate_v3 import continue_in_batches
-
     case = V6_CASES[name]
-    data = (LEGACY / case["file"]).read_bytes()
-    assert hashlib.sha256(data).hexdigest() == case["sha256"]
-    assert snapshot.decode(data, b"CBAD").version == 6
-    det = registry.restore("cbad", data)
-    assert det.events_seen == case["cut"]
+    det = _restored(case, 6)
     assert det.field_test and det.field_attributes
     assert det._calibrator.ring.values.shape[1] < det._calibrator.capacity
     assert det._arrays_base > det._tail_base
-    windows, incidents = continue_in_batches(det, cbad_events()[case["cut"]:])
-    assert windows == case["windows"]
-    assert incidents == case["incident_states"]  # the explanation's wording may change; its state not
+    _continues_as_written(det, case)
 
 
 V7_CASES = json.loads((LEGACY / "cases_v7.json").read_text())
@@ -303,15 +299,7 @@ V7_CASES = json.loads((LEGACY / "cases_v7.json").read_text())
 def test_cbad_version_7_snapshots_continue_exactly_as_the_code_that_wrote_them(name):
     """Version 7 (the count table as its dense slots; made by ``generate_v7.py`` with the code of that time)
     restores and goes on bit for bit as the code that wrote it did."""
-    from tests.detectors.legacy.generate_v3 import continue_in_batches
-
     case = V7_CASES[name]
-    data = (LEGACY / case["file"]).read_bytes()
-    assert hashlib.sha256(data).hexdigest() == case["sha256"]
-    assert snapshot.decode(data, b"CBAD").version == 7
-    det = registry.restore("cbad", data)
-    assert det.events_seen == case["cut"]
+    det = _restored(case, 7)
     assert det.field_test and det.field_attributes
-    windows, incidents = continue_in_batches(det, cbad_events()[case["cut"]:])
-    assert windows == case["windows"]
-    assert incidents == case["incident_states"]  # the explanation's wording may change; its state not
+    _continues_as_written(det, case)

@@ -55,6 +55,14 @@ def create(kind: str, **config: Any) -> Detector:
     return factory(**config)
 
 
+def exercise(kind: str, seed: int = 0, events: int = 1000) -> None:
+    """Run a fresh detector of ``kind`` on ``events`` of its class's example events (every detector class
+    makes them: the conformance suite's ``example_events``), so the kernels it uses are compiled, or loaded
+    from numba's cache, before real events need them."""
+    detector = create(kind, seed=seed)
+    detector.update(type(detector).example_events(events, seed))  # type: ignore[attr-defined]
+
+
 def restore(kind: str, data: bytes | memoryview) -> Detector:
     """The detector a ``snapshot`` of kind ``kind`` wrote; ``data`` may be a view into a larger snapshot."""
     _load_builtins()

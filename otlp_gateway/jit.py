@@ -19,6 +19,7 @@ it is (numba's own semantics).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -29,7 +30,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol, cast
 
 import platformdirs
 
@@ -86,12 +86,6 @@ def use_cache_dir(path: Path) -> Path:
     return path
 
 
-class _WithExamples(Protocol):
-    """Every registered detector class can make example events of its kind (the conformance suite's)."""
-
-    def example_events(self, n: int, seed: int) -> Any: ...
-
-
 WarmUpProgress = Callable[[int, int, str, float | None], None]
 """``(step, steps, group, seconds)``: called before a kernel group compiles (seconds None) and after it."""
 
@@ -104,14 +98,9 @@ def warm_up_kernels(seed: int = 0, progress: WarmUpProgress | None = None) -> No
     from detectors.canonical._mask import warm_up as warm_up_masking
     from otlp_gateway.otlp.codec import warm_up as warm_up_codec
 
-    def detector(kind: str) -> Callable[[], None]:
-        def run() -> None:
-            instance = registry.create(kind, seed=seed)
-            instance.update(cast(_WithExamples, type(instance)).example_events(1000, seed))
-
-        return run
-
-    groups = [(f"{kind} detector", detector(kind)) for kind in registry.available()]
+    groups: list[tuple[str, Callable[[], None]]] = [
+        (f"{kind} detector", functools.partial(registry.exercise, kind, seed))
+        for kind in registry.available()]
     groups.append(("canonical masking", warm_up_masking))
     groups.append(("OTLP codec", warm_up_codec))
     for step, (name, run) in enumerate(groups, start=1):

@@ -30,6 +30,8 @@ from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, cast
 
+from detectors import EventBatch
+from detectors.base import UpdateResult
 from otlp_gateway.detection.detector_worker import PICKLE_PROTOCOL, serve
 from otlp_gateway.streams.places import LOCAL, DetectorLost
 
@@ -125,25 +127,21 @@ class DetectorProcess:
         sent: list[int] = []
         with self._lock:
             for i, (detector, _, _) in enumerate(calls):
-                made = detector.generation
                 if self.closed:
                     answers[i] = DetectorLost("the detector processes are shut down", detector.events_seen)
-                elif detector.lost is None and made is not None and (made != self.generation
-                                                                     or self._conn is None):
-                    detector.lost = "its detector process died"
-                if answers[i] is None and detector.lost is not None:
-                    answers[i] = DetectorLost(detector.lost, detector.events_seen)
-                if answers[i] is None:
-                    sent.append(i)
+                elif self._conn is None and detector.generation is not None:  # its process died
+                    detector.lost = detector.lost or "its detector process died"
+                try:
+                    if answers[i] is None:
+                        detector.check()
+                        sent.append(i)
+                except DetectorLost as lost:
+                    answers[i] = lost
             if not sent:
                 return answers
-            self._start()
-            assert self._conn is not None
-            dropped = _drain(self._dropped)
-            message = (dropped, [(calls[i][0].init, calls[i][1], calls[i][0].id, calls[i][2]) for i in sent])
             try:
-                self._conn.send_bytes(pickle.dumps(message, PICKLE_PROTOCOL))
-                replies = pickle.loads(self._conn.recv_bytes())
+                replies = self._exchange([(calls[i][0].init, calls[i][1], calls[i][0].id, calls[i][2])
+                                          for i in sent])
             except (EOFError, OSError) as exc:
                 self._died(exc)
                 for i in sent:
@@ -167,6 +165,14 @@ class DetectorProcess:
                     stats
         return answers
 
+    def _exchange(self, calls: list[tuple[Any, ...]]) -> list[Any]:
+        """One round trip (under ``_lock``): the process started if it is not, the ids let go of forgotten
+        first, ``calls`` answered in order (see ``detector_worker``)."""
+        self._start()
+        assert self._conn is not None
+        self._conn.send_bytes(pickle.dumps((_drain(self._dropped), calls), PICKLE_PROTOCOL))
+        return pickle.loads(self._conn.recv_bytes())
+
     def _died(self, exc: BaseException) -> None:
         process, conn = self._process, self._conn
         self._process = self._conn = None
@@ -186,11 +192,7 @@ class DetectorProcess:
     def held(self) -> int:
         """How many detectors the process holds now (after forgetting those let go of; shard thread)."""
         with self._lock:
-            self._start()
-            assert self._conn is not None
-            self._conn.send_bytes(pickle.dumps((_drain(self._dropped), [(None, "held", 0, ())]),
-                                               PICKLE_PROTOCOL))
-            ((_, count, _),) = pickle.loads(self._conn.recv_bytes())
+            ((_, count, _),) = self._exchange([(None, "held", 0, ())])
         return int(count)
 
     def pid(self) -> int | None:
@@ -239,18 +241,30 @@ class RemoteDetector:
         self.config_hash = ""
 
     def check(self) -> None:
-        """Raises ``DetectorLost`` when the detector is known lost (no round trip)."""
+        """Raises ``DetectorLost`` when the detector is known lost (no round trip): its snapshot did not
+        restore, or it was made in a process that has been replaced since."""
         made = self.generation
-        if self.lost is not None or (made is not None and made != self._process.generation):
-            raise DetectorLost(self.lost or "its detector process died", self.events_seen)
+        if self.lost is None and made is not None and made != self._process.generation:
+            self.lost = "its detector process died"
+        if self.lost is not None:
+            raise DetectorLost(self.lost, self.events_seen)
 
     def ready(self) -> None:
         """Make the detector now if it is not (raises ``DetectorLost`` when it is gone)."""
         if self.init is not None or self.lost is not None or self.generation != self._process.generation:
             self._process.call(self, "ready")
 
-    def update(self, batch: Any) -> Any:
-        return _Update(*self._process.call(self, "update", (batch.events, batch.times)))
+    def update(self, batch: EventBatch) -> UpdateResult:
+        return self.output(self._process.call(*self.update_call(batch)))
+
+    def update_call(self, batch: EventBatch) -> tuple[RemoteDetector, str, tuple[Any, ...]]:
+        """``update(batch)`` as a call for ``DetectorProcess.call_many``."""
+        return self, "update", (batch.events, batch.times)
+
+    @staticmethod
+    def output(answer: tuple[list[Any], list[Any]]) -> UpdateResult:
+        """What ``update`` returns, from the process's answer to an update call."""
+        return UpdateResult(*answer)
 
     def snapshot(self) -> bytes:
         return self._process.call(self, "snapshot")
@@ -267,16 +281,6 @@ class RemoteDetector:
     def __del__(self) -> None:
         if self.generation is not None and self.lost is None:
             self._process.forget(self.id, self.generation)
-
-
-class _Update:
-    """An update's result as the stream reads it (``streams.incidents.split_update``)."""
-
-    __slots__ = ("incidents", "windows")
-
-    def __init__(self, windows: list[Any], incidents: list[Any]):
-        self.windows = windows
-        self.incidents = incidents
 
 
 ScoreJob = tuple["LiveStream", "StreamBatch", int, "Future[ScoreOutcome]"]
@@ -308,7 +312,7 @@ def _score_run(process: DetectorProcess, jobs: list[ScoreJob]) -> None:
             future.set_exception(exc)
     remote = [i for i, (stream, step, _) in enumerate(steps)
               if step.feed is not None and isinstance(stream.detector, RemoteDetector)]
-    calls = [(steps[i][0].detector, "update", _feed_args(steps[i][1])) for i in remote]
+    calls = [steps[i][0].detector.update_call(steps[i][1].feed) for i in remote]
     try:
         answers = process.call_many(calls)
     except BaseException as exc:  # a defect (nothing the process answered): every job of the run hears it
@@ -323,19 +327,12 @@ def _score_run(process: DetectorProcess, jobs: list[ScoreJob]) -> None:
                 if isinstance(output, BaseException) and not isinstance(output, DetectorLost):
                     raise output
                 if not isinstance(output, BaseException):
-                    output = _Update(*output)
-            elif step.feed is not None:  # a detector of this process (metric points)
-                output = stream.detector.update(step.feed)
-            else:
-                output = None
+                    output = RemoteDetector.output(output)
+            else:  # nothing to feed, or a detector of this process (metric points)
+                output = stream.run_feed(step)
             future.set_result(stream.finish_score(step, output))
         except BaseException as exc:
             future.set_exception(exc)
-
-
-def _feed_args(step: ScoreStep) -> tuple[Any, ...]:
-    assert step.feed is not None
-    return step.feed.events, step.feed.times
 
 
 def _drain(ids: collections.deque[int]) -> list[int]:

@@ -103,7 +103,4 @@ def _run(detector: Any, op: str, args: tuple[Any, ...]) -> Any:
 def _warm_up() -> None:
     """Load the compiled kernels (numba's cache, ``NUMBA_CACHE_DIR`` inherited) before the first stream."""
     for kind in registry.available():
-        detector = registry.create(kind, seed=0)
-        examples = getattr(type(detector), "example_events", None)
-        if examples is not None:
-            detector.update(examples(1000, 0))
+        registry.exercise(kind)

@@ -225,11 +225,11 @@ class LiveStream:
         """Whether the stream had to start over: its detector, in a detector process, is lost (its snapshot
         did not restore, or the process died). The stream then goes on with a fresh detector, its offsets
         continuing, as after a change of its settings."""
-        return self._detector_lost("ready")
+        return self._detector_lost(round_trip=True)
 
-    def _detector_lost(self, how: str = "check") -> bool:
+    def _detector_lost(self, round_trip: bool = False) -> bool:
         """``_detector_ready`` without a round trip to the process: only what is known lost already."""
-        probe = getattr(self.detector, how, None)
+        probe = getattr(self.detector, "ready" if round_trip else "check", None)  # a RemoteDetector's
         if probe is None:
             return False
         try:
@@ -247,13 +247,17 @@ class LiveStream:
 
     def score(self, batch: StreamBatch, request_seq: int) -> ScoreOutcome:
         step = self.begin_score(batch, request_seq)
-        output: Any = None
-        if step.feed is not None:
-            try:
-                output = self.detector.update(step.feed)
-            except DetectorLost as lost:
-                output = lost
-        return self.finish_score(step, output)
+        return self.finish_score(step, self.run_feed(step))
+
+    def run_feed(self, step: ScoreStep) -> Any:
+        """The detector's ``update`` of ``step.feed`` (``None`` when there is nothing to feed), or the
+        ``DetectorLost`` it raised, for ``finish_score``."""
+        if step.feed is None:
+            return None
+        try:
+            return self.detector.update(step.feed)
+        except DetectorLost as lost:
+            return lost
 
     def begin_score(self, batch: StreamBatch, request_seq: int) -> ScoreStep:
         """A batch's scoring up to its detector's ``update``: the caller runs ``step.feed`` through the

@@ -62,8 +62,8 @@ async def wait_scored(gateway: GatewayProcess, signal: str, target: float, timeo
                                                  ("driftlock_detector_dropped_events_total", labels)])
         if scored + dropped >= target:
             break
-        # a scrape costs the gateway ~4 ms of CPU: polled every 50 ms (two scrapes each), as before
-        # 2026-12-05, it added ~13 % of a core to the CPU measured while detection caught up
+        # a scrape costs the gateway 2.6-3.9 ms of CPU (bench_scrape_cost.py): polled every 50 ms (two
+        # scrapes each), as before 2026-12-05, it added ~9-13 % of a core to the CPU measured meanwhile
         await asyncio.sleep(POLL_SECONDS)
     return scored
 

@@ -1,12 +1,13 @@
 """What scoring through a detector process costs: the same requests scored in-process and through one
 detector process (``detection.detector_processes``), alternately, on never-repeated traffic.
 
-``--requests`` requests of ``bench/traffic.py`` (512 spans, 48 span streams) are extracted once; each round
+``--requests`` requests of ``bench/traffic.py`` (512 spans in 48 span streams, or 512 log records with
+``--signal logs``) are extracted once; each round
 scores all of them on fresh streams, in-process (``LiveStream.score``) or through one ``DetectorProcess``
 (``score_together``: a request's updates in one message, as a shard sends them). Printed per span: this
 process's CPU (thread time of the scoring thread: the gateway's side) and the detector process's CPU.
 
-    python bench/bench_detector_processes.py [--requests 120] [--rounds 2]
+    python bench/bench_detector_processes.py [--requests 120] [--rounds 2] [--signal traces|logs]
 """
 
 from __future__ import annotations
@@ -40,14 +41,18 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=120)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--signal", choices=("traces", "logs"), default="traces")
     args = parser.parse_args()
     generator = TrafficGenerator(seed=1)
     codec = RequestCodec(ExtractionOptions())
-    requests = [codec.extract("traces", generator.traces(512)).streams for _ in range(args.requests)]
-    spec = detector_spec("traces", 42, "cm", StreamSettings(profile="balanced"))
+    make = generator.traces if args.signal == "traces" else generator.logs
+    requests = [codec.extract(args.signal, make(512)).streams for _ in range(args.requests)]
+    spec = detector_spec(args.signal, 42, "cm", StreamSettings(profile="balanced"))
+    os.environ["PYTHONPATH"] = str(REPO)  # the detector process imports this checkout, as this script does
     process = DetectorProcess("bench-detector-process")
     process.start()
     pid = process.pid()
+    unit = "span" if args.signal == "traces" else "log record"
     assert pid is not None
     try:
         for _ in range(args.rounds):
@@ -74,8 +79,8 @@ def main() -> None:
                 own = (time.thread_time() - own0) / spans * 1e6
                 child = (process_cpu(pid) - child0) / spans * 1e6
                 mode = "through a detector process" if through_process else "in-process"
-                print(f"{mode:>28}: {spans} spans, this process {own:6.1f} us CPU/span, "
-                      f"detector process {child:6.1f} us CPU/span; load {os.getloadavg()[0]:.2f}")
+                print(f"{mode:>28}: {spans} {unit}s, this process {own:6.1f} us CPU/{unit}, "
+                      f"detector process {child:6.1f} us CPU/{unit}; load {os.getloadavg()[0]:.2f}")
     finally:
         process.close()
 

@@ -226,7 +226,10 @@ class GatewayProcess:
         if self.cpus is not None:
             command = ["taskset", "-c", self.cpus, *command]
         with open(self.workdir / "gateway.log", "wb") as log:
-            self.proc = subprocess.Popen(command, stderr=log, cwd=REPO)
+            # PYTHONPATH: the gateway's child processes (forkserver) import this checkout too, not an
+            # editable install of another
+            env = {**os.environ, "PYTHONPATH": str(REPO)}
+            self.proc = subprocess.Popen(command, stderr=log, cwd=REPO, env=env)
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient() as client:
             while True:

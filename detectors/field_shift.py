@@ -34,15 +34,13 @@ at a window this test flags, so the result does not depend on how events were sp
 
 from __future__ import annotations
 
-import re
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from detectors._kernels import field_shift as K
-from detectors.canonical.parse import split_attributes
+from detectors.field_codes import Codes, attribute_codes, codes_of, event_codes
 
 WINDOW_FACTOR = 4
 """The test's window is this many of cbad's windows: a share change of a few points needs a few hundred
@@ -67,10 +65,6 @@ shifts bucket shares by up to ~3x, the faults this test is for by 10x and more (
 MUTE_P = 0.01
 """A false positive mutes the codes whose rise in its last window has a cell p-value under this."""
 TEMPLATE_CODES = K.TEMPLATE_CODES
-_SPAN_STATUS = {b"UNSET": 1, b"OK": 2, b"ERROR": 3}
-_OTHER_STATUS = 4
-_SEVERITY = {b"TRACE": 5, b"DEBUG": 6, b"INFO": 7, b"WARN": 8, b"ERROR": 9, b"FATAL": 10, b"UNSPECIFIED": 11}
-_OTHER_SEVERITY = 12
 A_CODES = K.A_CODES
 """0 is an event that reads as neither span nor log."""
 _BUCKETS = K.BUCKETS
@@ -81,18 +75,6 @@ attributes in (keys of one group are coded together, as one combined value)."""
 ATTRIBUTE_VALUES = K.C_VALUES
 """Codes per attribute group: a new value collides with a known one of its group with chance (known values
 of the group) / 255, and is then counted in that value's cell."""
-_MAX_READ = 16_384  # bytes of an event read (as detectors.canonical.parse)
-_SPAN = re.compile(rb"(?:UNSPECIFIED|INTERNAL|SERVER|CLIENT|PRODUCER|CONSUMER|KIND-?\d+) .*? "
-                   rb"(UNSET|OK|ERROR|STATUS-?\d+) d=D(\d{1,3})(?= \| |$)", re.DOTALL)
-_LOG = re.compile(rb"(UNSPECIFIED|(TRACE|DEBUG|INFO|WARN|ERROR|FATAL)[234]?|SEV-?\d+) ")
-_ATTRS_START = re.compile(rb" \| (?=[^\s=|]+=)")
-_MASKED = re.compile(r"<[A-Z]+\d*>")
-"""A placeholder of the canonical form (``<ID>``, ``<N4>``, ``<IP>``, ``<LONG>``, ...): the raw value
-varied."""
-_SPAN_KINDS = frozenset((b"UNSPECIFIED", b"INTERNAL", b"SERVER", b"CLIENT", b"PRODUCER", b"CONSUMER"))
-_NO_ATTRIBUTES = bytes(ATTRIBUTE_GROUPS)
-_CACHE: dict[bytes, tuple[int, int, bytes]] = {}  # canonical events repeat (ids are masked): read each once
-_CACHE_SIZE = 8192
 _CODE = np.int16
 _VALUE = np.uint8
 _COUNT = np.int32  # the window's scratch counts
@@ -103,77 +85,6 @@ _ROW = np.uint16
 _MIN_ROWS = 32
 _NOTHING_MUTED = np.zeros(K.CODES, np.bool_)
 """Shared by every test that mutes nothing (the usual case): never written; muting copies it first."""
-
-
-def event_codes(event: bytes) -> tuple[int, int]:
-    """The codes ``(a, b)`` of one canonical event (``(0, 0)`` if it reads as neither span nor log).
-
-    >>> event_codes(b"SERVER GET /cart ERROR d=D15 | http.route=/cart")
-    (3, 16)
-    >>> a, b = event_codes(b"WARN2 disk <N2> % full | host.name=web-1")
-    >>> a, b > 128
-    (8, True)
-    """
-    a, b, _ = _codes(event)
-    return a, b
-
-
-def attribute_codes(event: bytes) -> bytes:
-    """Field ``c`` of one canonical event: per attribute group, 0 (no kept attribute) or ``1 + value``.
-
-    Kept are the attributes whose canonical value holds no placeholder: a value the canonical form wrote
-    as it came (``payment.provider=card-processor-a``, ``http.response.status_code=503``), not one it masked
-    (``enduser.id=<ID>``, ``url.path=/product/<N5>``, ``client.address=<IP>``), whose raw value varied.
-
-    >>> codes = attribute_codes(b"SERVER GET /cart OK d=D15 | enduser.id=<ID> http.route=/cart")
-    >>> sum(1 for v in codes if v), codes == attribute_codes(b"SERVER GET /cart OK d=D9 | http.route=/cart")
-    (1, True)
-    """
-    return _codes(event)[2]
-
-
-def _codes(event: bytes) -> tuple[int, int, bytes]:
-    found = _CACHE.get(event)
-    if found is None:
-        found = _read_codes(event)
-        if len(_CACHE) >= _CACHE_SIZE:  # a pure function of the bytes: forgetting changes nothing
-            _CACHE.clear()
-        _CACHE[event] = found
-    return found
-
-
-def _read_codes(event: bytes) -> tuple[int, int, bytes]:
-    text = event[:_MAX_READ]
-    first = text[:text.find(b" ")]
-    if first in _SPAN_KINDS or first.startswith(b"KIND"):
-        span = _SPAN.match(text)
-        if span is not None:
-            rest = text[span.end():]
-            attrs = rest[3:] if rest.startswith(b" | ") else b""
-            return (_SPAN_STATUS.get(span.group(1), _OTHER_STATUS), 1 + min(int(span.group(2)), _BUCKETS - 1),
-                    _attribute_values(attrs))
-    log = _LOG.match(text)
-    if log is None:
-        return 0, 0, _NO_ATTRIBUTES
-    band = log.group(2)
-    severity = _SEVERITY.get(band if band is not None else log.group(1), _OTHER_SEVERITY)
-    found = _ATTRS_START.search(text, log.end())
-    body = text[log.end():found.start() if found is not None else len(text)]
-    attrs = text[found.end():] if found is not None else b""
-    return severity, 1 + _BUCKETS + zlib.crc32(body) % TEMPLATE_CODES, _attribute_values(attrs)
-
-
-def _attribute_values(attrs: bytes) -> bytes:
-    """Field ``c`` from the text after `` | ``: the kept ``key=value`` pairs (in the canonical form's key
-    order) of each group hashed together into one of its ``ATTRIBUTE_VALUES`` values."""
-    if not attrs:
-        return _NO_ATTRIBUTES
-    groups: list[list[bytes]] = [[] for _ in range(ATTRIBUTE_GROUPS)]
-    for key, value in split_attributes(attrs.decode("utf-8", "replace")).items():
-        if _MASKED.search(value) is None:
-            pair = f"{key}={value}".encode("utf-8", "backslashreplace")
-            groups[zlib.crc32(key.encode("utf-8", "backslashreplace")) % ATTRIBUTE_GROUPS].append(pair)
-    return bytes(1 + zlib.crc32(b"\x1f".join(pairs)) % ATTRIBUTE_VALUES if pairs else 0 for pairs in groups)
 
 
 def combine(p_cbad: float, p_fields: float) -> float:
@@ -249,7 +160,7 @@ class FieldShift:
         """Codes of the next events of the stream (in order)."""
         if not events:
             return
-        codes = [_codes(e) for e in events]
+        codes = codes_of(events)
         ab = np.array([(a, A_CODES + b) for a, b, _ in codes], dtype=_CODE).reshape(-1, 2)
         if self.attributes:
             c = np.frombuffer(bytearray().join(values for _, _, values in codes), _VALUE).reshape(
@@ -405,10 +316,12 @@ class FieldShift:
         """Indices into ``events`` (the cbad window ending at ``end``) of the events that carry a value
         whose rise flags the test window (:meth:`risen`): the events a field shift can blame."""
         risen = self.risen(end, alpha)
-        return [k for k, event in enumerate(events) if not risen.isdisjoint(self._event_codes(event))]
+        return [k for k, codes in enumerate(codes_of(events))
+                if not risen.isdisjoint(self._test_codes(codes))]
 
-    def _event_codes(self, event: bytes) -> list[int]:
-        a, b, values = _codes(event)
+    def _test_codes(self, codes: Codes) -> list[int]:
+        """An event's codes in the test's one code space."""
+        a, b, values = codes
         out = [a, A_CODES + b]
         if self.attributes:
             out += [K.C_START + g * ATTRIBUTE_VALUES + v - 1 for g, v in enumerate(values) if v]

@@ -16,6 +16,7 @@ import detectors.cbad
 import detectors.compressors
 import detectors.event_blocks
 import detectors.explain
+import detectors.field_codes
 import detectors.severity
 import detectors.snapshot
 from detectors import EventBatch, registry, snapshot
@@ -27,7 +28,7 @@ SMALL = {"profile": "sensitive", "baseline": 100, "window": 20, "hop": 5}
 
 DOCUMENTED = [detectors.canonical, detectors.canonical._mask, detectors.canonical._values,
               detectors.calibration, detectors.compressors, detectors.explain, detectors.cbad,
-              detectors.severity, detectors.snapshot, detectors.event_blocks]
+              detectors.severity, detectors.snapshot, detectors.event_blocks, detectors.field_codes]
 
 
 @pytest.mark.parametrize("module", DOCUMENTED, ids=lambda m: m.__name__)

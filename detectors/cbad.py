@@ -123,6 +123,10 @@ class CbadDetector(IncidentActions):
         self.compressor = compressor
         self.table_bits = int(table_bits)
         self._model: CodeLengthModel = make_model(compressor, self.seed, self.table_bits)
+        self.event_bits_every_window = False
+        """Every window's explanation gets its ``event_bits`` table, not only an anomalous window's (the
+        offline evaluators read each event's excess bits). Off, the table is not built for the windows
+        nobody reads it in: it was a tenth of the per-window Python. Not part of the state or snapshot."""
         p = self.profile
         self._top_m = max(1, round(p.window / 10))
         # A change is adopted as the new normal once anomalous windows cover max(2W, B/2) events in a row.
@@ -373,11 +377,12 @@ class CbadDetector(IncidentActions):
                 is_anomaly = bool(among)
             if is_anomaly:
                 tops = top_events(self._model, events, w0, np.asarray(bits), np.asarray(excess), among)
-        explanation = {
+        explanation: dict[str, Any] = {
             "sentence": sentence(is_anomaly, is_drift, p_value, (w0, end), int(n_excess), tops, expected_bpb),
             "top_events": tops,
-            "event_bits": event_bits_table(w0, bits, excess),
         }
+        if is_anomaly or self.event_bits_every_window:
+            explanation["event_bits"] = event_bits_table(w0, bits, excess)
         # Positional (start_offset, end_offset, score, p_value, is_anomaly, severity, is_drift, figures,
         # explanation): keyword arguments cost a third more, once per window.
         t0, t1 = int(self._times[w0 - self._arrays_base]), int(self._times[end - 1 - self._arrays_base])

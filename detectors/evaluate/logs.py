@@ -257,7 +257,8 @@ def bgl_lines() -> list[tuple[bool, bytes]]:
 
 def bgl(profile: str = "sensitive", progress: bool = True) -> dict[str, Any]:
     lines = bgl_lines()
-    det = registry.create("cbad", profile=profile, seed=42, window=1, hop=1)
+    det = CbadDetector(profile=profile, seed=42, window=1, hop=1)
+    det.event_bits_every_window = True  # each line's excess bits, anomalous or not
     bar = Progress("bgl", len(lines), progress)
     pred = [False] * len(lines)
     bits = [0.0] * len(lines)
@@ -269,7 +270,7 @@ def bgl(profile: str = "sensitive", progress: bool = True) -> dict[str, Any]:
             pred[line] = r.is_anomaly
             if r.p_value < 1.0 or r.is_anomaly:
                 warm_from = min(warm_from, line)
-            for ev in r.explanation.get("event_bits", []):
+            for ev in r.explanation["event_bits"]:
                 if int(ev[0]) == line:
                     bits[line] = float(ev[2])
         bar.step(min(step, len(lines) - i))

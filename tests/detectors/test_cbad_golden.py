@@ -47,6 +47,7 @@ SMALL = {"profile": "sensitive", "baseline": 100, "window": 20, "hop": 5, "field
 
 
 def _feed(det, events: list[bytes], chunks: list[int]) -> list[WindowResult]:
+    det.event_bits_every_window = True  # the digests were recorded with every window's event_bits table
     out: list[WindowResult] = []
     i = k = 0
     while i < len(events):
@@ -95,6 +96,7 @@ def _zlib_oracle() -> tuple[list[WindowResult], bytes]:
 
 def _warm_up_then_stream() -> tuple[list[WindowResult], bytes]:
     det = registry.create("cbad", seed=2, **SMALL)
+    det.event_bits_every_window = True
     results = det.warm_up(EventBatch(synthetic_logs(600, seed=7)))
     results += _feed(det, synthetic_logs(400, seed=8, anomalies=[300, 301]), [40])
     return results, det.snapshot()

@@ -80,6 +80,7 @@ def test_cbad_snapshots_of_the_previous_code_continue_as_in_their_own_table_size
     wide = registry.restore("cbad", snapshot.encode(b"CBAD", wide_snapshot.version, wide_snapshot.header,
                                                     wide_snapshot.arrays))
     assert wide.table_bits == 17
+    wide.event_bits_every_window = True  # recorded when every window had its event_bits table
     results = wide.update(EventBatch(cbad_events()[case["cut"]:]))
     same_until = _first_tail_window(case)
     assert [_digest(r) for r in results[:same_until]] == case["continuation"][:same_until]

@@ -40,6 +40,7 @@ def incident_state_digest(update: Any) -> str:
 def continue_in_batches(det: Any, events: list[bytes]) -> tuple[list[str], list[str]]:
     """Digests of the windows and of the incident updates' states (:func:`incident_state_digest`) of
     ``events`` fed in batches of ``BATCH``."""
+    det.event_bits_every_window = True  # the digests hold every window's event_bits table (older code's only)
     windows: list[str] = []
     incidents: list[str] = []
     for i in range(0, len(events), BATCH):

@@ -95,6 +95,11 @@ def group_of(code):
     return 2 + (code - C_START) // C_VALUES
 
 
+GROUP_OF = np.array([0 if code < A_CODES else 1 if code < C_START else 2 + (code - C_START) // C_VALUES
+                     for code in range(CODES)], np.int64)
+"""``group_of`` of every code, compiled into the kernels as a constant."""
+
+
 @kernel
 def _count(rows_ab, rows_c, ids, start, stop, counts, step):
     """Add ``step`` to the count of every code the events ``ids[start:stop]`` carry."""
@@ -112,32 +117,46 @@ def _count(rows_ab, rows_c, ids, start, stop, counts, step):
 def _cells_p(ref, win, n_ref, n_win, muted, pool_min, factor, min_rise, result):
     """Smallest cell p-value (``result[0]``) and the number of cells tested (``result[1]``) of a window with
     counts ``win`` of ``n_win`` events against ``ref`` of ``n_ref``. Per group, ``muted`` codes (an operator
-    called their rise normal) are left out of the cells and their events out of both sides' totals."""
+    called their rise normal) are left out of the cells and their events out of both sides' totals.
+
+    One pass over the codes gathers the totals and the cells that may have risen (most codes are in
+    neither the window nor the reference and are skipped at once); only those are tested after it."""
     muted_ref = np.zeros(GROUPS, np.int64)
     muted_win = np.zeros(GROUPS, np.int64)
     pooled_ref = np.zeros(GROUPS, np.int64)
     pooled_win = np.zeros(GROUPS, np.int64)
+    big = np.zeros(GROUPS, np.int64)  # per group, the codes with a cell of their own
+    candidates = np.empty(ref.size, np.int64)
+    n_candidates = 0
     for code in range(ref.size):
-        g = group_of(code)
+        if ref[code] == 0 and win[code] == 0:
+            continue
+        g = GROUP_OF[code]
         if muted[code]:
             muted_ref[g] += ref[code]
             muted_win[g] += win[code]
         elif ref[code] < pool_min:
             pooled_ref[g] += ref[code]
             pooled_win[g] += win[code]
+        else:
+            big[g] += 1
+            if win[code] > 0:
+                candidates[n_candidates] = code
+                n_candidates += 1
     best = 1.0
     cells = 0
-    for code in range(ref.size):
+    for g in range(GROUPS):
+        if n_ref - muted_ref[g] > 0 and n_win - muted_win[g] > 0:
+            cells += big[g]
+    for i in range(n_candidates):
+        code = candidates[i]
         c = ref[code]
-        if muted[code] or c < pool_min:
-            continue
-        g = group_of(code)
+        g = GROUP_OF[code]
         nr, nw = n_ref - muted_ref[g], n_win - muted_win[g]
         if nr <= 0 or nw <= 0:
             continue
-        cells += 1
         k = win[code]
-        if k > 0 and risen(k, nw, c, nr, factor, min_rise):
+        if risen(k, nw, c, nr, factor, min_rise):
             best = min(best, upper_tail(k, c + k, nr + nw, nw))
     for g in range(GROUPS):
         nr, nw = n_ref - muted_ref[g], n_win - muted_win[g]

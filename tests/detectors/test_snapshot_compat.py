@@ -303,3 +303,17 @@ def test_cbad_version_7_snapshots_continue_exactly_as_the_code_that_wrote_them(n
     det = _restored(case, 7)
     assert det.field_test and det.field_attributes
     _continues_as_written(det, case)
+
+
+V8_CASES = json.loads((LEGACY / "cases_v8.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(V8_CASES))
+def test_cbad_version_8_snapshots_continue_exactly_as_the_code_that_wrote_them(name):
+    """Version 8 (the count table as its nonzero slots, the newest retained events as joined bytes; made by
+    ``generate_v8.py`` with the code of that time) restores and goes on bit for bit as the code that wrote it
+    did."""
+    case = V8_CASES[name]
+    det = _restored(case, 8)
+    assert det.field_test and det.field_attributes
+    _continues_as_written(det, case)

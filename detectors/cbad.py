@@ -61,16 +61,18 @@ from detectors.severity import severity
 
 KIND = "cbad"
 _TAG = b"CBAD"
-_VERSION = 8  # 8: the count table as its nonzero slots and their counts (table_slots, table_counts);
+_VERSION = 9  # 9: the newest retained events as the event store holds them between calls (raw_block: one
+# sealed block of them, detectors.event_blocks) instead of joined bytes and their lengths (raw, raw_lens);
+# 8: the count table as its nonzero slots and their counts (table_slots, table_counts);
 # 7: the per-event arrays (taint, bits, times) from ``arrays_base`` on (where the next hops
 # read), the calibration ring's first ``calibration_count`` windows and its ``calibration_capacity``;
 # 6: the retained events as the event store holds them (detectors.event_blocks: the newest as
 # joined bytes, older ones as their sealed blocks), the baseline and held events as stream offsets into it;
 # 5: the baseline and held events as references into the tail (each event's bytes stored once);
 # 4: the field test's attribute field (config key field_attributes, its arrays); 3: the count table's raw
-# slots; 2: the incident tracker's state, the frozen flag and event times. 1 to 7 still restore (1 and 2:
+# slots; 2: the incident tracker's state, the frozen flag and event times. 1 to 8 still restore (1 and 2:
 # their counts rebuilt from the baseline, in the current table size; 1 to 3: no attribute field)
-_EVENT_BUFFERS = frozenset({"tail", "others", "baseline", "held", "raw", "blocks"})
+_EVENT_BUFFERS = frozenset({"tail", "others", "baseline", "held", "raw", "raw_block", "blocks"})
 """Snapshot arrays only split into events on restore: read in place, not copied first."""
 _OLD_DEFAULT_TABLE_BITS = 17  # the default of snapshot versions 1 and 2 (2**17 uint32 slots)
 _NO_TIME = -1
@@ -206,10 +208,12 @@ class CbadDetector(IncidentActions):
     def update(self, batch: EventBatch) -> UpdateResult:
         """Feed events in stream order; returns one result per hop completed by them, and the incident
         updates they caused (``.incidents``)."""
+        self._events.open()
         try:
             return self._update(batch)
         finally:
             self._model.close()  # the counts compact again until the next call
+            self._events.close()  # and the newest events rest sealed (unless called again soon)
 
     def _update(self, batch: EventBatch) -> UpdateResult:
         batch = require_batch(batch)
@@ -454,6 +458,7 @@ class CbadDetector(IncidentActions):
             self._calibrator.add((float(bits.sum() / sizes[i0:i1].sum()),
                                   float(per_byte[-self._top_m:].mean())))
         model.close()
+        self._events.close()
         return results
 
     # ------------------------------------------------------------------ state kept between hops
@@ -533,10 +538,9 @@ class CbadDetector(IncidentActions):
 
     def snapshot(self) -> bytes:
         """State as bytes in the shared format (:mod:`detectors.snapshot`); see ``registry.restore``."""
-        raw_start, raw, raw_lens, blocks, block_sizes, block_keys = self._events.dump()
+        raw_start, _, raw_block, blocks, block_sizes, block_keys = self._events.dump()  # ends at seen
         arrays: dict[str, np.ndarray] = {
-            "raw": raw,
-            "raw_lens": raw_lens,
+            "raw_block": raw_block,
             "blocks": blocks,
             "block_sizes": block_sizes,
             "block_keys": block_keys,
@@ -569,7 +573,7 @@ class CbadDetector(IncidentActions):
     @classmethod
     def restore(cls, data: bytes | memoryview) -> CbadDetector:
         snap = snapshot.decode(data, _TAG, views=_EVENT_BUFFERS)
-        if snap.version not in (1, 2, 3, 4, 5, 6, 7, _VERSION):
+        if snap.version not in (1, 2, 3, 4, 5, 6, 7, 8, _VERSION):
             raise ValueError(f"cbad snapshot version {snap.version} is not readable by this version")
         header, arrays = snap.header, snap.arrays
         config = dict(header["config"])
@@ -582,9 +586,14 @@ class CbadDetector(IncidentActions):
         det._tail_base = header["tail_base"]
         det._arrays_base = header.get("arrays_base", det._tail_base)  # before 7: from the tail's first event
         if snap.version >= 6:
-            det._events = EventBlocks.load(header["raw_start"], arrays["raw"], arrays["raw_lens"],
-                                           arrays["blocks"], arrays["block_sizes"], arrays["block_keys"],
-                                           header["event_block"])
+            if snap.version >= 9:
+                det._events = EventBlocks.load(header["raw_start"], header["seen"], arrays["raw_block"],
+                                               arrays["blocks"], arrays["block_sizes"], arrays["block_keys"],
+                                               header["event_block"])
+            else:
+                det._events = EventBlocks.load_joined(header["raw_start"], arrays["raw"], arrays["raw_lens"],
+                                                      arrays["blocks"], arrays["block_sizes"],
+                                                      arrays["block_keys"], header["event_block"])
             det._baseline_at = arrays["baseline_at"].astype(np.int64)
             det._held_at = arrays["held_at"].tolist()
             if not det._events.holds(np.concatenate((det._baseline_at, arrays["held_at"]))):
@@ -629,6 +638,7 @@ class CbadDetector(IncidentActions):
         if snap.version < 7:  # the per-event arrays as a live detector keeps them
             det._trim_arrays(det._last_end)
         det._model.close()
+        det._events.rest()
         return det
 
     # ------------------------------------------------------------------ conformance helpers

@@ -83,6 +83,18 @@ _NO_COUNTS = CountModel(np.zeros(1, COUNT_DTYPE), np.zeros(1), np.zeros(1), np.u
 """What the hop kernel gets in place of counts when the model scores in Python (the oracles)."""
 
 
+def _offset_dtype(lo: int, hi: int) -> type[np.signedinteger[Any]]:
+    """The type of an array of stream offsets in ``[lo, hi)``: int32 while they fit (a stream's first 2**31
+    events: half the bytes), int64 beyond (an int32 array joined to an int64 one becomes int64)."""
+    return np.int32 if lo >= -(1 << 31) and hi <= 1 << 31 else np.int64
+
+
+def _narrow(offsets: np.ndarray) -> np.ndarray:
+    if not offsets.size:
+        return offsets.astype(np.int32)
+    return offsets.astype(_offset_dtype(int(offsets.min()), int(offsets.max()) + 1))
+
+
 def _as_bytes_list(events: Sequence[object] | np.ndarray) -> list[bytes]:
     batch: list[Any] = list(events)
     if set(map(type, batch)) <= {bytes}:  # the usual case, checked in C
@@ -144,8 +156,9 @@ class CbadDetector(IncidentActions):
         self._bits = np.zeros(0)  # code length of each event when it entered the window
         self._arrays_base = 0
         # the baseline (oldest first) and the held events (of anomalous windows, waiting for the anomaly to
-        # end) as stream offsets into ``_events``; an array, not Python ints (~36 bytes each)
-        self._baseline_at = np.zeros(0, np.int64)
+        # end) as stream offsets into ``_events``; an array (int32 while the offsets fit: ``_offset_dtype``),
+        # not Python ints (~36 bytes each)
+        self._baseline_at = np.zeros(0, np.int32)
         self._held_at: list[int] = []
         self._scored_upto = 0
         self._hist = np.zeros(256, dtype=np.int64)  # byte histogram of the events [hist_lo, hist_hi)
@@ -467,7 +480,7 @@ class CbadDetector(IncidentActions):
         """Drift: the B events before the window become the baseline and calibration starts over."""
         p = self.profile
         lo = max(w0 - p.baseline, self._tail_base)
-        self._baseline_at = np.arange(lo, w0, dtype=np.int64)
+        self._baseline_at = np.arange(lo, w0, dtype=_offset_dtype(lo, w0))
         self._model.rebuild(self._events.range(lo, w0))
         self._calibrator.reset()
         self._anomaly_run = 0
@@ -544,7 +557,7 @@ class CbadDetector(IncidentActions):
             "blocks": blocks,
             "block_sizes": block_sizes,
             "block_keys": block_keys,
-            "baseline_at": self._baseline_at,
+            "baseline_at": self._baseline_at.astype(np.int64),
             "held_at": np.array(self._held_at, np.int64),
             "taint": self._taint,
             "bits": self._bits,
@@ -594,13 +607,13 @@ class CbadDetector(IncidentActions):
                 det._events = EventBlocks.load_joined(header["raw_start"], arrays["raw"], arrays["raw_lens"],
                                                       arrays["blocks"], arrays["block_sizes"],
                                                       arrays["block_keys"], header["event_block"])
-            det._baseline_at = arrays["baseline_at"].astype(np.int64)
+            det._baseline_at = _narrow(arrays["baseline_at"])
             det._held_at = arrays["held_at"].tolist()
             if not det._events.holds(np.concatenate((det._baseline_at, arrays["held_at"]))):
                 raise ValueError("corrupt cbad snapshot: a baseline or held event offset outside its events")
         else:
-            det._events, det._baseline_at, det._held_at = _events_before_6(snap.version, arrays,
-                                                                            det._tail_base)
+            det._events, baseline_at, det._held_at = _events_before_6(snap.version, arrays, det._tail_base)
+            det._baseline_at = _narrow(baseline_at)
         det._taint = arrays["taint"].astype(np.uint8)
         det._bits = arrays["bits"]
         det._scored_upto = header["scored_upto"]
@@ -678,10 +691,11 @@ class _Queues:
         if length > self.entered:
             if held_len == 0:  # nothing was held: what entered is a run of recent events, in order
                 first = self.lo + int(self.fifo[self.entered])
-                entered_at = np.arange(first, first + length - self.entered, dtype=np.int64)
+                last = first + length - self.entered
+                entered_at = np.arange(first, last, dtype=_offset_dtype(first, last))
             else:
-                refs = self.fifo[self.entered:length].tolist()
-                entered_at = np.fromiter(map(self._at, refs), np.int64, len(refs))
+                at = list(map(self._at, self.fifo[self.entered:length].tolist()))
+                entered_at = np.array(at, _offset_dtype(min(at), max(at) + 1))
             det._baseline_at = np.concatenate((det._baseline_at, entered_at))
         if head > self.removed:
             det._baseline_at = det._baseline_at[head - self.removed:]

@@ -418,3 +418,20 @@ def test_the_event_store_refuses_a_resting_block_that_is_not_where_it_says():
         EventBlocks.load(raw_start, raw_start, resting, blocks, sizes, keys)
     with pytest.raises(ValueError, match="corrupt"):
         EventBlocks.load(raw_start, end, resting[:-3], blocks, sizes, keys).get(70)
+
+
+def test_baseline_offsets_are_int32_while_they_fit_and_int64_beyond():
+    from detectors.cbad import _narrow, _offset_dtype
+
+    assert _offset_dtype(0, 1 << 31) is np.int32 and _offset_dtype(-(1 << 31), 5) is np.int32
+    assert _offset_dtype(0, (1 << 31) + 1) is np.int64 and _offset_dtype(-(1 << 31) - 1, 5) is np.int64
+    assert _narrow(np.array([5, (1 << 31) - 1], np.int64)).dtype == np.int32
+    wide = _narrow(np.array([5, 1 << 31], np.int64))
+    assert wide.dtype == np.int64 and wide.tolist() == [5, 1 << 31]
+    # an int32 baseline joined to offsets past 2**31 widens (numpy's promotion), never wraps
+    joined = np.concatenate((np.arange(3, dtype=np.int32), np.array([1 << 33], np.int64)))
+    assert joined.dtype == np.int64 and joined.tolist()[-1] == 1 << 33
+    det = registry.create("cbad", seed=4, **SMALL)
+    det.update(EventBatch(synthetic_logs(400, seed=2)))
+    assert det._baseline_at.dtype == np.int32
+    assert snapshot.decode(det.snapshot(), b"CBAD").arrays["baseline_at"].dtype == np.int64

@@ -216,7 +216,8 @@ class CbadDetector(IncidentActions):
     @property
     def baseline_events(self) -> list[bytes]:
         """The events the current windows are judged against, oldest first."""
-        return self._events.take(self._baseline_at.tolist())
+        with self._events.held():
+            return self._events.take(self._baseline_at.tolist())
 
     def update(self, batch: EventBatch) -> UpdateResult:
         """Feed events in stream order; returns one result per hop completed by them, and the incident
@@ -426,7 +427,8 @@ class CbadDetector(IncidentActions):
 
     def _incident_adopt(self) -> None:
         self._frozen = False
-        self._adopt_new_normal(max(0, self._last_end - self.profile.window))
+        with self._events.held():  # an operator's action: between calls
+            self._adopt_new_normal(max(0, self._last_end - self.profile.window))
 
     def _incident_reference(self) -> list[bytes]:
         return self.baseline_events
@@ -435,7 +437,10 @@ class CbadDetector(IncidentActions):
         return None
 
     def _incident_event(self, offset: int) -> bytes | None:
-        return self._events.get(offset) if self._tail_base <= offset < self._seen else None
+        if not self._tail_base <= offset < self._seen:
+            return None
+        with self._events.held():
+            return self._events.get(offset)
 
     # ------------------------------------------------------------------ bulk warm-up
 
@@ -471,7 +476,6 @@ class CbadDetector(IncidentActions):
             self._calibrator.add((float(bits.sum() / sizes[i0:i1].sum()),
                                   float(per_byte[-self._top_m:].mean())))
         model.close()
-        self._events.close()
         return results
 
     # ------------------------------------------------------------------ state kept between hops
@@ -551,7 +555,8 @@ class CbadDetector(IncidentActions):
 
     def snapshot(self) -> bytes:
         """State as bytes in the shared format (:mod:`detectors.snapshot`); see ``registry.restore``."""
-        raw_start, _, raw_block, blocks, block_sizes, block_keys = self._events.dump()  # ends at seen
+        with self._events.held():  # not rested while read (nor woken)
+            raw_start, _, raw_block, blocks, block_sizes, block_keys = self._events.dump()  # ends at seen
         arrays: dict[str, np.ndarray] = {
             "raw_block": raw_block,
             "blocks": blocks,

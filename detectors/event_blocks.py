@@ -35,12 +35,13 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import struct
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import lz4.block
 import numpy as np
@@ -144,8 +145,9 @@ def rest_idle_stores() -> None:
 class EventBlocks:
     """Events by stream offset: ``bytes`` from ``raw_start`` to ``end``, sealed blocks below (see module).
 
-    The owner calls :meth:`open` before and :meth:`close` after each of its calls (a read or append outside
-    them is allowed: it opens the store until the owner's next call ends)."""
+    The owner calls :meth:`open` before and :meth:`close` after each of its calls, and reads between them
+    inside :meth:`held` (a read outside both is allowed: it opens the store until the owner's next call
+    ends)."""
 
     __slots__ = ("__weakref__", "_checked", "_in_use", "_open", "_raw", "_ref", "_resting", "_resting_end",
                  "_sealed", "raw_start")
@@ -181,6 +183,19 @@ class EventBlocks:
         newest events stay open, or rest (:meth:`rest`) once ``OPEN_STORES`` others were closed since."""
         self._open.clear()
         _OPEN.close(self)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """The owner's read or change between its calls (a snapshot, an operator's incident action), as a
+        call of its own: :meth:`open` and :meth:`close` around it, unless in a call already."""
+        if self._in_use:
+            yield
+            return
+        self.open()
+        try:
+            yield
+        finally:
+            self.close()
 
     def rest(self) -> None:
         """Seal the ``bytes`` events into one block until the next read or append (not in a call: see

@@ -388,12 +388,21 @@ def test_the_event_stores_of_the_detectors_that_called_last_stay_open_and_the_ot
     for det in dets:
         det.update(EventBatch(events))
     assert [d._events.resting for d in dets] == [True] * 5 + [False] * OPEN_STORES
-    # a read between calls opens a store; it is not rested behind its reader's back
+    # the detector's reads between calls (a snapshot, the baseline for an incident) are calls of their own:
+    # the store is among the open ones after them, and rests as they do
+    last = dets[-1]
+    data = last.snapshot()
+    assert not last._events.resting
     first = dets[0]
     assert first.baseline_events == [events[o] for o in first._baseline_at.tolist()]
     assert not first._events.resting
     rest_idle_stores()
-    assert not first._events.resting and all(d._events.resting for d in dets[1:])
+    assert all(d._events.resting for d in dets)
+    assert registry.restore("cbad", data).snapshot() == data == last.snapshot()  # resting or open: the same
+    # a read of the store itself outside both opens it, and it is not rested behind the reader's back
+    assert first._events.range(290, 300) == events[290:300]
+    rest_idle_stores()
+    assert not first._events.resting
     first.update(EventBatch(events[:10]))  # its next call ends: among the open ones again
     rest_idle_stores()
     assert first._events.resting

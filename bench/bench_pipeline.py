@@ -53,7 +53,7 @@ from harness import (
 )
 from traffic import TrafficGenerator
 
-from detectors import EventBatch, compressors, registry
+from detectors import EventBatch, compressors, event_blocks, registry
 from otlp_gateway.batch import TelemetryBatch, Unreserved
 from otlp_gateway.detection import DetectionStage
 from otlp_gateway.detection.settings import DetectionSettings
@@ -216,11 +216,13 @@ def restored_size(snapshots: list[tuple[bytes, LiveStream]]) -> tuple[float, flo
 
 
 def _release_idle_tables() -> None:
-    """Compact the count tables of the models not in use, as all but the most recently used streams hold
-    them (detectors.compressors; absent before it)."""
-    release = getattr(compressors, "release_idle_tables", None)
-    if release is not None:
-        release()
+    """Compact the count tables of the models not in use and rest the newest events of the event stores not
+    in use, as all but the most recently used streams hold them (detectors.compressors,
+    detectors.event_blocks; absent before them)."""
+    for module, name in ((compressors, "release_idle_tables"), (event_blocks, "rest_idle_stores")):
+        release = getattr(module, name, None)
+        if release is not None:
+            release()
 
 
 def _deep_size(obj: Any, skip: set[int], found: list[int] | None = None) -> int:

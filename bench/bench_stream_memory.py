@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from traffic import TrafficGenerator
 
-from detectors import EventBatch, compressors, registry, snapshot
+from detectors import EventBatch, compressors, event_blocks, registry, snapshot
 from detectors.compressors import DEFAULT_TABLE_BITS
 from otlp_gateway.otlp.codec import ExtractionOptions, RequestCodec
 from otlp_gateway.streams.live import detector_spec
@@ -71,11 +71,12 @@ def measure(streams: list[list[bytes]], bits: int, recount: bool) -> None:
         det = registry.create("cbad", table_bits=bits)
         det.update(EventBatch([bytes(bytearray(e)) for e in events]))
         detectors.append(det)
-    # all but the most recently used streams hold their count tables compact (detectors.compressors): as
-    # every stream but a few at scale
-    release = getattr(compressors, "release_idle_tables", None)
-    if release is not None:
-        release()
+    # all but the most recently used streams hold their count tables compact (detectors.compressors) and their
+    # newest events sealed (detectors.event_blocks): as every stream but a few at scale
+    for module, name in ((compressors, "release_idle_tables"), (event_blocks, "rest_idle_stores")):
+        release = getattr(module, name, None)
+        if release is not None:
+            release()
     grown = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     start = time.thread_time()

@@ -82,7 +82,9 @@ class Calibrator:
     (50, 10, 1.03)
     """
 
-    GROW = 64
+    GROW = 16
+    """Windows the ring's array grows by (2 x 8 bytes each): a young or restored stream holds at most this
+    many unused (was 64: 1 KiB of slack per stream; a reallocation every 16 windows copies at most 8 KiB)."""
 
     def __init__(self, n_stats: int, capacity: int = CALIBRATION_CAPACITY) -> None:
         self._capacity = int(capacity)

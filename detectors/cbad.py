@@ -61,16 +61,18 @@ from detectors.severity import severity
 
 KIND = "cbad"
 _TAG = b"CBAD"
-_VERSION = 8  # 8: the count table as its nonzero slots and their counts (table_slots, table_counts);
+_VERSION = 9  # 9: the newest retained events as the event store holds them between calls (raw_block: one
+# sealed block of them, detectors.event_blocks) instead of joined bytes and their lengths (raw, raw_lens);
+# 8: the count table as its nonzero slots and their counts (table_slots, table_counts);
 # 7: the per-event arrays (taint, bits, times) from ``arrays_base`` on (where the next hops
 # read), the calibration ring's first ``calibration_count`` windows and its ``calibration_capacity``;
 # 6: the retained events as the event store holds them (detectors.event_blocks: the newest as
 # joined bytes, older ones as their sealed blocks), the baseline and held events as stream offsets into it;
 # 5: the baseline and held events as references into the tail (each event's bytes stored once);
 # 4: the field test's attribute field (config key field_attributes, its arrays); 3: the count table's raw
-# slots; 2: the incident tracker's state, the frozen flag and event times. 1 to 7 still restore (1 and 2:
+# slots; 2: the incident tracker's state, the frozen flag and event times. 1 to 8 still restore (1 and 2:
 # their counts rebuilt from the baseline, in the current table size; 1 to 3: no attribute field)
-_EVENT_BUFFERS = frozenset({"tail", "others", "baseline", "held", "raw", "blocks"})
+_EVENT_BUFFERS = frozenset({"tail", "others", "baseline", "held", "raw", "raw_block", "blocks"})
 """Snapshot arrays only split into events on restore: read in place, not copied first."""
 _OLD_DEFAULT_TABLE_BITS = 17  # the default of snapshot versions 1 and 2 (2**17 uint32 slots)
 _NO_TIME = -1
@@ -79,6 +81,18 @@ MAX_WARM_UP_CALIBRATION = 8192  # calibration windows kept from a bulk warm-up (
 _NO_EVENTS = layout([])
 _NO_COUNTS = CountModel(np.zeros(1, COUNT_DTYPE), np.zeros(1), np.zeros(1), np.uint64(0), np.uint64(0))
 """What the hop kernel gets in place of counts when the model scores in Python (the oracles)."""
+
+
+def _offset_dtype(lo: int, hi: int) -> type[np.signedinteger[Any]]:
+    """The type of an array of stream offsets in ``[lo, hi)``: int32 while they fit (a stream's first 2**31
+    events: half the bytes), int64 beyond (an int32 array joined to an int64 one becomes int64)."""
+    return np.int32 if lo >= -(1 << 31) and hi <= 1 << 31 else np.int64
+
+
+def _narrow(offsets: np.ndarray) -> np.ndarray:
+    if not offsets.size:
+        return offsets.astype(np.int32)
+    return offsets.astype(_offset_dtype(int(offsets.min()), int(offsets.max()) + 1))
 
 
 def _as_bytes_list(events: Sequence[object] | np.ndarray) -> list[bytes]:
@@ -146,8 +160,9 @@ class CbadDetector(IncidentActions):
         self._bits = np.zeros(0)  # code length of each event when it entered the window
         self._arrays_base = 0
         # the baseline (oldest first) and the held events (of anomalous windows, waiting for the anomaly to
-        # end) as stream offsets into ``_events``; an array, not Python ints (~36 bytes each)
-        self._baseline_at = np.zeros(0, np.int64)
+        # end) as stream offsets into ``_events``; an array (int32 while the offsets fit: ``_offset_dtype``),
+        # not Python ints (~36 bytes each)
+        self._baseline_at = np.zeros(0, np.int32)
         self._held_at: list[int] = []
         self._scored_upto = 0
         self._hist = np.zeros(256, dtype=np.int64)  # byte histogram of the events [hist_lo, hist_hi)
@@ -205,15 +220,18 @@ class CbadDetector(IncidentActions):
     @property
     def baseline_events(self) -> list[bytes]:
         """The events the current windows are judged against, oldest first."""
-        return self._events.take(self._baseline_at.tolist())
+        with self._events.held():
+            return self._events.take(self._baseline_at.tolist())
 
     def update(self, batch: EventBatch) -> UpdateResult:
         """Feed events in stream order; returns one result per hop completed by them, and the incident
         updates they caused (``.incidents``)."""
+        self._events.open()
         try:
             return self._update(batch)
         finally:
             self._model.close()  # the counts compact again until the next call
+            self._events.close()  # and the newest events rest sealed (unless called again soon)
 
     def _update(self, batch: EventBatch) -> UpdateResult:
         batch = require_batch(batch)
@@ -414,7 +432,8 @@ class CbadDetector(IncidentActions):
 
     def _incident_adopt(self) -> None:
         self._frozen = False
-        self._adopt_new_normal(max(0, self._last_end - self.profile.window))
+        with self._events.held():  # an operator's action: between calls
+            self._adopt_new_normal(max(0, self._last_end - self.profile.window))
 
     def _incident_reference(self) -> list[bytes]:
         return self.baseline_events
@@ -423,7 +442,10 @@ class CbadDetector(IncidentActions):
         return None
 
     def _incident_event(self, offset: int) -> bytes | None:
-        return self._events.get(offset) if self._tail_base <= offset < self._seen else None
+        if not self._tail_base <= offset < self._seen:
+            return None
+        with self._events.held():
+            return self._events.get(offset)
 
     # ------------------------------------------------------------------ bulk warm-up
 
@@ -467,7 +489,7 @@ class CbadDetector(IncidentActions):
         """Drift: the B events before the window become the baseline and calibration starts over."""
         p = self.profile
         lo = max(w0 - p.baseline, self._tail_base)
-        self._baseline_at = np.arange(lo, w0, dtype=np.int64)
+        self._baseline_at = np.arange(lo, w0, dtype=_offset_dtype(lo, w0))
         self._model.rebuild(self._events.range(lo, w0))
         self._calibrator.reset()
         self._anomaly_run = 0
@@ -538,14 +560,14 @@ class CbadDetector(IncidentActions):
 
     def snapshot(self) -> bytes:
         """State as bytes in the shared format (:mod:`detectors.snapshot`); see ``registry.restore``."""
-        raw_start, raw, raw_lens, blocks, block_sizes, block_keys = self._events.dump()
+        with self._events.held():  # not rested while read (nor woken)
+            raw_start, _, raw_block, blocks, block_sizes, block_keys = self._events.dump()  # ends at seen
         arrays: dict[str, np.ndarray] = {
-            "raw": raw,
-            "raw_lens": raw_lens,
+            "raw_block": raw_block,
             "blocks": blocks,
             "block_sizes": block_sizes,
             "block_keys": block_keys,
-            "baseline_at": self._baseline_at,
+            "baseline_at": self._baseline_at.astype(np.int64),
             "held_at": np.array(self._held_at, np.int64),
             "taint": self._taint,
             "bits": self._bits,
@@ -574,7 +596,7 @@ class CbadDetector(IncidentActions):
     @classmethod
     def restore(cls, data: bytes | memoryview) -> CbadDetector:
         snap = snapshot.decode(data, _TAG, views=_EVENT_BUFFERS)
-        if snap.version not in (1, 2, 3, 4, 5, 6, 7, _VERSION):
+        if snap.version not in (1, 2, 3, 4, 5, 6, 7, 8, _VERSION):
             raise ValueError(f"cbad snapshot version {snap.version} is not readable by this version")
         header, arrays = snap.header, snap.arrays
         config = dict(header["config"])
@@ -587,16 +609,21 @@ class CbadDetector(IncidentActions):
         det._tail_base = header["tail_base"]
         det._arrays_base = header.get("arrays_base", det._tail_base)  # before 7: from the tail's first event
         if snap.version >= 6:
-            det._events = EventBlocks.load(header["raw_start"], arrays["raw"], arrays["raw_lens"],
-                                           arrays["blocks"], arrays["block_sizes"], arrays["block_keys"],
-                                           header["event_block"])
-            det._baseline_at = arrays["baseline_at"].astype(np.int64)
+            if snap.version >= 9:
+                det._events = EventBlocks.load(header["raw_start"], header["seen"], arrays["raw_block"],
+                                               arrays["blocks"], arrays["block_sizes"], arrays["block_keys"],
+                                               header["event_block"])
+            else:
+                det._events = EventBlocks.load_joined(header["raw_start"], arrays["raw"], arrays["raw_lens"],
+                                                      arrays["blocks"], arrays["block_sizes"],
+                                                      arrays["block_keys"], header["event_block"])
+            det._baseline_at = _narrow(arrays["baseline_at"])
             det._held_at = arrays["held_at"].tolist()
             if not det._events.holds(np.concatenate((det._baseline_at, arrays["held_at"]))):
                 raise ValueError("corrupt cbad snapshot: a baseline or held event offset outside its events")
         else:
-            det._events, det._baseline_at, det._held_at = _events_before_6(snap.version, arrays,
-                                                                            det._tail_base)
+            det._events, baseline_at, det._held_at = _events_before_6(snap.version, arrays, det._tail_base)
+            det._baseline_at = _narrow(baseline_at)
         det._taint = arrays["taint"].astype(np.uint8)
         det._bits = arrays["bits"]
         det._scored_upto = header["scored_upto"]
@@ -634,6 +661,7 @@ class CbadDetector(IncidentActions):
         if snap.version < 7:  # the per-event arrays as a live detector keeps them
             det._trim_arrays(det._last_end)
         det._model.close()
+        det._events.rest()
         return det
 
     # ------------------------------------------------------------------ conformance helpers
@@ -673,10 +701,11 @@ class _Queues:
         if length > self.entered:
             if held_len == 0:  # nothing was held: what entered is a run of recent events, in order
                 first = self.lo + int(self.fifo[self.entered])
-                entered_at = np.arange(first, first + length - self.entered, dtype=np.int64)
+                last = first + length - self.entered
+                entered_at = np.arange(first, last, dtype=_offset_dtype(first, last))
             else:
-                refs = self.fifo[self.entered:length].tolist()
-                entered_at = np.fromiter(map(self._at, refs), np.int64, len(refs))
+                at = list(map(self._at, self.fifo[self.entered:length].tolist()))
+                entered_at = np.array(at, _offset_dtype(min(at), max(at) + 1))
             det._baseline_at = np.concatenate((det._baseline_at, entered_at))
         if head > self.removed:
             det._baseline_at = det._baseline_at[head - self.removed:]

@@ -15,14 +15,19 @@ needs, except blocks holding an event it still refers to (baseline and held even
 an offset once stored stays readable for as long as its owner pins it, and the store may hold a few events
 beyond what the owner reads (a block is freed whole).
 
-A snapshot carries the sealed blocks as they are and the ``bytes`` part joined (:meth:`dump`,
-:meth:`load`): no per-event work but for the few ``bytes`` events.
+Between the owner's calls the ``bytes`` events rest sealed too (:meth:`close`): one block of all of them
+(~60 span events, ~15 KiB as ``bytes``, ~1 KiB sealed), opened again by the next read or append. Sealing
+and opening them costs ~10 us a call, so the stores of the :data:`OPEN_STORES` owners that called last stay
+open (a stream fed often pays nothing; the others are held sealed), as the count tables of
+``detectors.compressors`` are kept. A snapshot carries the sealed blocks and the resting block as they are
+(:meth:`dump`, :meth:`load`): no per-event work.
 
 >>> store = EventBlocks()
 >>> store.extend(0, [b"GET /a OK", b"GET /b OK", b"POST /c ERROR"] * 30)
 >>> store.seal_below(64)
 >>> store.raw_start, store.get(1), store.take([0, 89, 2])
 (64, b'GET /b OK', [b'GET /a OK', b'POST /c ERROR', b'POST /c ERROR'])
+>>> store.rest()
 >>> again = EventBlocks.load(*store.dump())
 >>> again.range(60, 66) == store.range(60, 66) and again.raw_start == 64
 True
@@ -30,9 +35,13 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import struct
-from collections.abc import Callable, Iterable, Sequence
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import lz4.block
 import numpy as np
@@ -49,6 +58,9 @@ PARTIAL = 16
 the newest events are kept as ``bytes`` from no earlier than ``PARTIAL`` before where the owner reads, not
 from the start of their block (~32 events, ~9 KiB of span events, on average), for a reseal every
 ``PARTIAL`` events or more."""
+OPEN_STORES = 64
+"""Stores whose newest events stay open (as ``bytes``) between their owner's calls: those of the owners that
+called last (~15 KiB each for span streams); the others rest sealed (~1 KiB)."""
 _HEAD = struct.Struct("<qI")  # a sealed block's first offset and its number of events, then their lengths
 
 
@@ -87,14 +99,66 @@ def _unseal(block: bytes) -> tuple[int, bytes, list[int]]:
     return start, raw, list(itertools.accumulate(lens, initial=_HEAD.size + 4 * len(lens)))
 
 
-class EventBlocks:
-    """Events by stream offset: ``bytes`` from ``raw_start`` to ``end``, sealed blocks below (see module)."""
+class _OpenStores:
+    """The stores left open after their owner's call, least recently closed first: at most ``keep``; a store
+    closed beyond that rests the oldest one (under ``lock``; a store in its owner's call is never among
+    them, nor one its owner reads between calls: see ``EventBlocks._claim``)."""
 
-    __slots__ = ("_checked", "_open", "_raw", "_sealed", "raw_start")
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.lock = threading.Lock()
+        self.idle: OrderedDict[int, weakref.ref[EventBlocks]] = OrderedDict()
+
+    def close(self, store: EventBlocks) -> None:
+        with self.lock:
+            store._in_use = False
+            if store._raw:
+                self.idle[id(store)] = store._ref
+                self.idle.move_to_end(id(store))
+            self._shrink(self.keep)
+
+    def _shrink(self, keep: int) -> None:
+        while len(self.idle) > keep:
+            victim = self.idle.popitem(last=False)[1]()
+            if victim is not None:
+                victim.rest()
+
+    def claim(self, store: EventBlocks) -> None:
+        with self.lock:
+            self.idle.pop(id(store), None)
+
+    def rest_idle(self) -> None:
+        """Rest every open store not in a call (what all but the ``keep`` owners that called last hold)."""
+        with self.lock:
+            self._shrink(0)
+
+
+_OPEN = _OpenStores(OPEN_STORES)
+
+
+def rest_idle_stores() -> None:
+    """Rest the newest events of every store whose owner is not in a call (measurements of what a stream
+    holds at rest)."""
+    _OPEN.rest_idle()
+
+
+class EventBlocks:
+    """Events by stream offset: ``bytes`` from ``raw_start`` to ``end``, sealed blocks below (see module).
+
+    The owner calls :meth:`open` before and :meth:`close` after each of its calls, and reads between them
+    inside :meth:`held` (a read outside both is allowed: it opens the store until the owner's next call
+    ends)."""
+
+    __slots__ = ("__weakref__", "_checked", "_in_use", "_open", "_raw", "_ref", "_resting", "_resting_end",
+                 "_sealed", "raw_start")
 
     def __init__(self, raw_start: int = 0) -> None:
         self._raw: list[bytes] = []
         self.raw_start = raw_start
+        self._resting: bytes | None = None  # while resting (:meth:`rest`): the ``bytes`` events sealed
+        self._resting_end = 0  # while resting: one past the newest offset
+        self._in_use = False  # between open and close
+        self._ref = weakref.ref(self)
         self._sealed: dict[int, bytes] = {}  # offset // BLOCK -> sealed block
         self._open: dict[int, tuple[int, list[bytes]]] = {}  # decompressed during this call: key -> events
         self._checked = -1  # the block ``release`` last looked for pinned offsets below
@@ -102,7 +166,61 @@ class EventBlocks:
     @property
     def end(self) -> int:
         """One past the newest offset."""
-        return self.raw_start + len(self._raw)
+        return self._resting_end if self._resting is not None else self.raw_start + len(self._raw)
+
+    @property
+    def resting(self) -> bool:
+        return self._resting is not None
+
+    def open(self) -> None:
+        """The owner's call starts: the store is its alone until :meth:`close`."""
+        if not self._in_use:
+            _OPEN.claim(self)
+            self._in_use = True
+
+    def close(self) -> None:
+        """The owner's call is done: the blocks decompressed by reads are dropped (:meth:`forget`) and the
+        newest events stay open, or rest (:meth:`rest`) once ``OPEN_STORES`` others were closed since."""
+        self._open.clear()
+        _OPEN.close(self)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """The owner's read or change between its calls (a snapshot, an operator's incident action), as a
+        call of its own: :meth:`open` and :meth:`close` around it, unless in a call already."""
+        if self._in_use:
+            yield
+            return
+        self.open()
+        try:
+            yield
+        finally:
+            self.close()
+
+    def rest(self) -> None:
+        """Seal the ``bytes`` events into one block until the next read or append (not in a call: see
+        ``_OpenStores``)."""
+        self._open.clear()
+        if self._resting is None and self._raw:
+            self._resting_end = self.end
+            self._resting = _seal(self.raw_start, self._raw)
+            self._raw = []
+
+    def _hold(self) -> None:
+        """Out of ``_OPEN``'s reach (a read between calls: until the owner's next call ends)."""
+        if not self._in_use:
+            _OPEN.claim(self)
+
+    def _claim(self) -> None:
+        """Before a read or a change: out of ``_OPEN``'s reach, and open."""
+        self._hold()
+        block = self._resting
+        if block is not None:
+            start, raw, bounds = _unseal(block)
+            if start != self.raw_start or start + len(bounds) - 1 != self._resting_end:
+                raise ValueError("corrupt event blocks: the newest events are not where the store says")
+            self._raw = [raw[a:b] for a, b in itertools.pairwise(bounds)]
+            self._resting = None
 
     @property
     def sealed_blocks(self) -> int:
@@ -110,6 +228,7 @@ class EventBlocks:
 
     def extend(self, at: int, events: list[bytes]) -> None:
         """Append ``events`` at stream offset ``at`` (the current end, or anywhere if empty)."""
+        self._claim()
         if not self._raw and at != self.raw_start:
             self.raw_start = at
         elif at != self.end:
@@ -120,6 +239,7 @@ class EventBlocks:
         """Seal the ``bytes`` events below ``limit``: every block that ends at or below it, and the first
         part of the block ``limit`` falls in when at least :data:`PARTIAL` events of it are below (sealed
         again with the rest of its events later)."""
+        self._claim()
         raw, start, end = self._raw, self.raw_start, self.end
         limit = min(limit, end)
         cut = 0
@@ -154,6 +274,7 @@ class EventBlocks:
     def release(self, keep_from: int, pinned: Callable[[], np.ndarray]) -> None:
         """Free the events below ``keep_from`` (whole blocks; ``bytes`` events from the front), but those
         of a block holding an offset ``pinned()`` (int64; asked only if there is something to free)."""
+        self._claim()
         cut = min(keep_from, self.end) - self.raw_start
         if keep_from // BLOCK == self._checked and cut <= 0:
             # Nothing new below keep_from since the last look: a block then pinned may have been let go
@@ -214,6 +335,7 @@ class EventBlocks:
         return opened
 
     def get(self, offset: int) -> bytes:
+        self._claim()
         i = offset - self.raw_start
         if 0 <= i < len(self._raw):
             return self._raw[i]
@@ -228,6 +350,7 @@ class EventBlocks:
 
     def range(self, lo: int, hi: int) -> list[bytes]:
         """The events at offsets ``lo..hi-1``."""
+        self._claim()
         if lo >= self.raw_start:
             return self._raw[lo - self.raw_start:hi - self.raw_start]
         out: list[bytes] = []
@@ -247,6 +370,7 @@ class EventBlocks:
         """The flat layout (``detectors._kernels.layout``) of the events at offsets ``lo..hi-1`` (to the end
         by default); sealed ones are laid out from their decompressed block without a ``bytes`` object
         each."""
+        self._claim()
         if lo >= self.raw_start:  # the usual case: only bytes events
             return layout(self._raw[lo - self.raw_start:None if hi is None else hi - self.raw_start])
         parts: list[bytes] = []
@@ -257,6 +381,7 @@ class EventBlocks:
     def layout_at(self, offsets: list[int]) -> Events:
         """The flat layout of the events at ``offsets``, in that order (laid out a run of consecutive
         offsets at a time: the baseline's leaving events and the held ones are such runs)."""
+        self._claim()
         parts: list[bytes] = []
         lens: list[int] = []
         n = len(offsets)
@@ -294,46 +419,62 @@ class EventBlocks:
 
     # ------------------------------------------------------------------ snapshot
 
-    def dump(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(raw_start, the ``bytes`` events joined, their lengths, the sealed blocks joined, their sizes,
-        their keys): the sealed blocks as they are, ordered by offset."""
-        raw = self._raw
+    def dump(self) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(raw_start, end, the ``bytes`` events as their resting block (:meth:`rest`; empty without
+        them), the sealed blocks joined, their sizes, their keys): the blocks as they are, ordered by
+        offset."""
+        self._hold()
+        resting = self._resting
+        if resting is None:
+            resting = _seal(self.raw_start, self._raw) if self._raw else b""
         keys = sorted(self._sealed)
         blocks = [self._sealed[k] for k in keys]
-        return (self.raw_start,
-                np.frombuffer(b"".join(raw), np.uint8),
-                np.fromiter(map(len, raw), np.int64, len(raw)),
+        return (self.raw_start, self.end, np.frombuffer(resting, np.uint8),
                 np.frombuffer(b"".join(blocks), np.uint8),
-                np.fromiter(map(len, blocks), np.int64, len(blocks)),
-                np.array(keys, np.int64))
+                np.fromiter(map(len, blocks), np.int64, len(blocks)), np.array(keys, np.int64))
 
     @classmethod
-    def load(cls, raw_start: int, raw: np.ndarray, raw_lens: np.ndarray, blocks: np.ndarray,
-             block_sizes: np.ndarray, block_keys: np.ndarray, block: int = BLOCK) -> EventBlocks:
-        """The store :meth:`dump` described (the arrays may be views of a snapshot: nothing refers to
-        them afterwards), written with blocks of ``block`` offsets (resealed if that is not ``BLOCK``). A
-        corrupt sealed block raises ValueError when it is read."""
-        if block != BLOCK:
-            old = cls.load(raw_start, raw, raw_lens, blocks, block_sizes, block_keys)
-            offsets: list[int] = []
-            events: list[bytes] = []
-            for sealed in old._sealed.values():  # ascending
-                start, data, bounds = _unseal(sealed)
-                offsets += range(start, start + len(bounds) - 1)
-                events += [data[a:b] for a, b in itertools.pairwise(bounds)]
-            store = cls(raw_start)
-            store._raw = old._raw
-            store.add_sealed(offsets, events)
-            return store
+    def load(cls, raw_start: int, end: int, resting: np.ndarray, blocks: np.ndarray, block_sizes: np.ndarray,
+             block_keys: np.ndarray, block: int = BLOCK) -> EventBlocks:
+        """The store :meth:`dump` described, resting (the arrays may be views of a snapshot: nothing refers
+        to them afterwards), written with blocks of ``block`` offsets (resealed if that is not ``BLOCK``). A
+        corrupt block raises ValueError when it is read."""
+        if end < raw_start or (end > raw_start) != (resting.size > 0):
+            raise ValueError("corrupt event blocks: the newest events do not match their offsets")
+        store = cls(raw_start)
+        if end > raw_start:
+            store._resting, store._resting_end = resting.tobytes(), end
+        store._take_blocks(blocks, block_sizes, block_keys, block)
+        return store
+
+    @classmethod
+    def load_joined(cls, raw_start: int, raw: np.ndarray, raw_lens: np.ndarray, blocks: np.ndarray,
+                    block_sizes: np.ndarray, block_keys: np.ndarray, block: int = BLOCK) -> EventBlocks:
+        """As :meth:`load`, from the layout before the resting block (cbad snapshots of versions 6 to 8):
+        the ``bytes`` events joined and their lengths."""
         store = cls(raw_start)
         store._raw = _split(raw, raw_lens)
+        store._take_blocks(blocks, block_sizes, block_keys, block)
+        return store
+
+    def _take_blocks(self, blocks: np.ndarray, block_sizes: np.ndarray, block_keys: np.ndarray,
+                     block: int) -> None:
         data = blocks.tobytes()
         bounds = np.cumsum(block_sizes).tolist()
         if (bounds[-1] if bounds else 0) != len(data) or len(block_keys) != len(bounds):
             raise ValueError("corrupt event blocks: sizes do not add up")
-        store._sealed = dict(zip(block_keys.tolist(),
-                                 (data[a:b] for a, b in itertools.pairwise([0, *bounds])), strict=True))
-        return store
+        sealed = dict(zip(block_keys.tolist(), (data[a:b] for a, b in itertools.pairwise([0, *bounds])),
+                          strict=True))
+        if block == BLOCK:
+            self._sealed = sealed
+            return
+        offsets: list[int] = []
+        events: list[bytes] = []
+        for key in sorted(sealed):
+            start, raw, event_bounds = _unseal(sealed[key])
+            offsets += range(start, start + len(event_bounds) - 1)
+            events += [raw[a:b] for a, b in itertools.pairwise(event_bounds)]
+        self.add_sealed(offsets, events)
 
 
 def _joined(parts: list[bytes], lens: list[int]) -> Events:

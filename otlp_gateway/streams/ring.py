@@ -5,8 +5,10 @@ dropped whole; the newest chunk is always kept whole.
 
 Columnar, so a stream costs bytes per item rather than Python objects: one row per item (trace id 16 bytes,
 span id 8, time, position in its request, which ids were present) and one row per chunk (first offset,
-first item row, request number), each in numpy arrays used as a bounded ring (``_Rows``). A snapshot is the
-raw arrays.
+first item row, request number, time base), each in numpy arrays used as a bounded ring (``_Rows``). An
+item's time is kept as 4 bytes, its distance from its chunk's time base (the items of one request lie
+within a few seconds of each other); a chunk whose times spread wider (or mix unknown times, 0, with known
+ones) keeps them whole beside the columns (``_wide``). A snapshot is the raw arrays (the times whole).
 """
 
 from __future__ import annotations
@@ -131,17 +133,41 @@ class _Rows:
 
 def _item_rows() -> _Rows:
     return _Rows({"trace": np.zeros((0, TRACE_ID_BYTES), np.uint8),
-                  "span": np.zeros((0, SPAN_ID_BYTES), np.uint8), "time": np.zeros(0, np.uint64),
+                  "span": np.zeros((0, SPAN_ID_BYTES), np.uint8), "time": np.zeros(0, np.uint32),
                   "position": np.zeros(0, np.int32), "flags": np.zeros(0, np.uint8)})
 
 
 def _chunk_rows() -> _Rows:
     return _Rows({"first_offset": np.zeros(0, np.int64), "first_row": np.zeros(0, np.int64),
-                  "request_seq": np.zeros(0, np.int64)})
+                  "request_seq": np.zeros(0, np.int64), "time_base": np.zeros(0, np.uint64)})
+
+
+def _counts(first_row: np.ndarray, rows: int) -> np.ndarray:
+    """Items per chunk of chunks starting at ``first_row`` (ascending, from 0) of ``rows`` items."""
+    counts = np.empty_like(first_row)
+    if counts.size:
+        np.subtract(first_row[1:], first_row[:-1], out=counts[:-1])
+        counts[-1] = rows - first_row[-1]
+    return counts
+
+
+_U64 = (1 << 64) - 1
+_SPREAD = 1 << 32
+
+
+def _narrow_times(times: Sequence[int] | np.ndarray) -> tuple[int, np.ndarray | None]:
+    """(base, the times' distances from it as uint32) when every time lies within 2**31 ns (~2.1 s) either
+    side of the first one (arithmetic mod 2**64, as uint64 is), else (0, None)."""
+    t = np.asarray(times, np.uint64)
+    base = (int(t[0]) - (1 << 31)) & _U64  # below 0 (a time 0: unknown) wraps, as uint64 differences do
+    deltas = t - np.uint64(base)
+    if int(deltas.max()) >= _SPREAD:
+        return 0, None
+    return int(base), deltas.astype(np.uint32)
 
 
 class EventRing:
-    __slots__ = ("_appended", "_chunks", "_items", "capacity")
+    __slots__ = ("_appended", "_chunks", "_items", "_wide", "capacity")
 
     def __init__(self, capacity: int):
         self.capacity = max(1, capacity)
@@ -149,6 +175,8 @@ class EventRing:
         self._chunks = _chunk_rows()
         self._appended = 0
         """Item rows ever appended: the row number of the next item (chunks name their first row so)."""
+        self._wide: dict[int, np.ndarray] = {}
+        """The times (uint64) of the chunks kept whole, by their first row (see the module)."""
 
     def append(self, chunk: RingChunk) -> None:
         n = len(chunk.times)
@@ -158,6 +186,7 @@ class EventRing:
         columns["first_offset"][c] = chunk.first_offset
         columns["first_row"][c] = self._appended
         columns["request_seq"][c] = chunk.request_seq
+        columns["time_base"][c] = 0
         if n:
             i = self._items.reserve(n)
             columns = self._items.columns
@@ -166,7 +195,13 @@ class EventRing:
             # through a byte view: numpy would first need an array of the bytes (several times the cost)
             columns["trace"].data.cast("B")[i * TRACE_ID_BYTES:(i + n) * TRACE_ID_BYTES] = traces
             columns["span"].data.cast("B")[i * SPAN_ID_BYTES:(i + n) * SPAN_ID_BYTES] = spans
-            columns["time"][i:i + n] = chunk.times
+            base, deltas = _narrow_times(chunk.times)
+            if deltas is None:
+                self._wide[self._appended] = np.asarray(chunk.times, np.uint64).copy()
+                columns["time"][i:i + n] = 0
+            else:
+                self._chunks.columns["time_base"][c] = base
+                columns["time"][i:i + n] = deltas
             columns["position"][i:i + n] = chunk.positions
             flags = has_trace * _HAS_TRACE + has_span * _HAS_SPAN
             if isinstance(flags, int):  # the same for every item (spans, metric points): bytes are cheaper
@@ -197,6 +232,10 @@ class EventRing:
         if dropped:
             chunks.drop(dropped)
             items.drop(rows)
+            if self._wide:
+                oldest = base + rows
+                for row in [row for row in self._wide if row < oldest]:
+                    del self._wide[row]
 
     def _find(self, offset: int) -> tuple[int, int] | None:
         """(item array index, chunk array index) of the item at ``offset``, if still kept."""
@@ -228,13 +267,21 @@ class EventRing:
         items = self._items
         flags = items["flags"].item(i)
         return RingItem(offset, items["trace"][i].tobytes() if flags & _HAS_TRACE else b"",
-                        items["span"][i].tobytes() if flags & _HAS_SPAN else b"", items["time"].item(i),
+                        items["span"][i].tobytes() if flags & _HAS_SPAN else b"", self._time(i, c),
                         items["position"].item(i), self._chunks["request_seq"].item(c))
 
     def time_at(self, offset: int) -> int:
         """The event time of the item at ``offset`` (0 when unknown or no longer kept)."""
         found = self._find(offset)
-        return 0 if found is None else self._items["time"].item(found[0])
+        return 0 if found is None else self._time(*found)
+
+    def _time(self, i: int, c: int) -> int:
+        """The time of the item at array index ``i`` of the chunk at array index ``c``."""
+        first_row = self._chunks["first_row"].item(c)
+        wide = self._wide.get(first_row)
+        if wide is not None:
+            return wide.item(i - self._items.head - (first_row - (self._appended - len(self._items))))
+        return (self._chunks["time_base"].item(c) + self._items["time"].item(i)) & _U64
 
     def __len__(self) -> int:
         return len(self._items)
@@ -242,18 +289,31 @@ class EventRing:
     @property
     def nbytes(self) -> int:
         """Bytes of the arrays behind the ring (their slack included)."""
-        return sum(column.nbytes for rows in (self._items, self._chunks) for column in rows.columns.values())
+        return (sum(column.nbytes for rows in (self._items, self._chunks) for column in rows.columns.values())
+                + sum(times.nbytes for times in self._wide.values()))
 
     # --- persistence (part of a stream snapshot); positions/request numbers do not survive a restart
     def dump(self) -> bytes:
         """``_HEAD`` (tag, version, chunks, items), then the live rows of each column of ``_LAYOUT``."""
         items, chunks = self._items, self._chunks
         oldest_row = self._appended - len(items)
-        columns = {"first_offset": chunks.live("first_offset"),
-                   "first_row": chunks.live("first_row") - oldest_row, "trace": items.live("trace"),
-                   "span": items.live("span"), "time": items.live("time"), "flags": items.live("flags")}
+        first_row = chunks.live("first_row") - oldest_row
+        columns = {"first_offset": chunks.live("first_offset"), "first_row": first_row,
+                   "trace": items.live("trace"), "span": items.live("span"),
+                   "time": self._whole_times(first_row), "flags": items.live("flags")}
         head = _HEAD.pack(SNAPSHOT_TAG, SNAPSHOT_VERSION, len(chunks), len(items))
         return b"".join([head, *(columns[c.name].astype(c.dtype, copy=False).tobytes() for c in _LAYOUT)])
+
+    def _whole_times(self, first_row: np.ndarray) -> np.ndarray:
+        """The live items' times (uint64), each chunk's base added (``first_row``: the live chunks' first
+        rows, from 0)."""
+        items = self._items
+        counts = _counts(first_row, len(items))
+        times = np.repeat(self._chunks.live("time_base"), counts) + items.live("time")  # uint64: mod 2**64
+        oldest_row = self._appended - len(items)
+        for row, wide in self._wide.items():
+            times[row - oldest_row:row - oldest_row + wide.size] = wide
+        return times
 
     @classmethod
     def load(cls, capacity: int, data: bytes | memoryview) -> EventRing:
@@ -279,11 +339,7 @@ class EventRing:
             covered = n_items == 0
         if not covered:
             raise ValueError("corrupt ring snapshot: its chunks do not cover its items")
-        items = _Rows({"trace": a["trace"], "span": a["span"], "time": a["time"],
-                       "position": np.full(n_items, -1, np.int32), "flags": a["flags"]})
-        chunks = _Rows({"first_offset": a["first_offset"], "first_row": first_row,
-                        "request_seq": np.full(n_chunks, -1, np.int64)})
-        return cls._of(capacity, items, chunks)
+        return cls._of(capacity, a["trace"], a["span"], a["time"], a["flags"], a["first_offset"], first_row)
 
     @classmethod
     def load_v1(cls, capacity: int, data: list[dict[str, Any]]) -> EventRing:
@@ -299,18 +355,44 @@ class EventRing:
         flags[trace.any(axis=1)] |= _HAS_TRACE
         flags[span.any(axis=1)] |= _HAS_SPAN
         sizes = [len(c["times"]) for c in data]
-        items = _Rows({"trace": trace, "span": span, "time": np.array(times, np.uint64),
-                       "position": np.full(n, -1, np.int32), "flags": flags})
-        chunks = _Rows({"first_offset": np.array([int(c["first"]) for c in data], np.int64),
-                        "first_row": np.cumsum([0, *sizes[:-1]], dtype=np.int64)[:len(sizes)],
-                        "request_seq": np.full(len(sizes), -1, np.int64)})
-        return cls._of(capacity, items, chunks)
+        return cls._of(capacity, trace, span, np.array(times, np.uint64), flags,
+                       np.array([int(c["first"]) for c in data], np.int64),
+                       np.cumsum([0, *sizes[:-1]], dtype=np.int64)[:len(sizes)])
 
     @classmethod
-    def _of(cls, capacity: int, items: _Rows, chunks: _Rows) -> EventRing:
+    def _of(cls, capacity: int, trace: np.ndarray, span: np.ndarray, times: np.ndarray, flags: np.ndarray,
+            first_offset: np.ndarray, first_row: np.ndarray) -> EventRing:
+        """The ring of restored rows (positions and request numbers unknown: -1); the times whole."""
+        n_items, n_chunks = len(times), len(first_row)
+        # as _narrow_times, every chunk at once: bases 2**31 ns before each chunk's first time (mod 2**64)
+        counts = _counts(first_row, n_items)
+        wide: dict[int, np.ndarray] = {}
+        if counts.all():  # the usual case: no empty chunk
+            filled = None
+            time_base = times[first_row] - np.uint64(1 << 31)
+        else:
+            filled = counts > 0
+            time_base = np.zeros(n_chunks, np.uint64)
+            time_base[filled] = times[first_row[filled]] - np.uint64(1 << 31)
+        spread = times - np.repeat(time_base, counts)
+        if n_items:
+            if filled is None:
+                too_wide = np.flatnonzero(np.maximum.reduceat(spread, first_row) >= _SPREAD)
+            else:
+                too_wide = np.flatnonzero(filled)[np.maximum.reduceat(spread, first_row[filled]) >= _SPREAD]
+            for c in too_wide.tolist():
+                a, b = int(first_row[c]), int(first_row[c]) + int(counts[c])
+                wide[a] = times[a:b].copy()
+                time_base[c] = 0
+                spread[a:b] = 0
+        deltas = spread.astype(np.uint32)
         ring = cls.__new__(cls)  # not __init__: its empty columns would be replaced at once
         ring.capacity = max(1, capacity)
-        ring._items, ring._chunks, ring._appended = items, chunks, len(items)
+        ring._items = _Rows({"trace": trace, "span": span, "time": deltas,
+                             "position": np.full(n_items, -1, np.int32), "flags": flags})
+        ring._chunks = _Rows({"first_offset": first_offset, "first_row": first_row,
+                              "request_seq": np.full(n_chunks, -1, np.int64), "time_base": time_base})
+        ring._appended, ring._wide = n_items, wide
         ring._drop_old(0)  # as appending the chunks one by one would have
         return ring
 

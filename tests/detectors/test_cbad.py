@@ -20,7 +20,7 @@ import detectors.field_codes
 import detectors.severity
 import detectors.snapshot
 from detectors import EventBatch, registry, snapshot
-from detectors.event_blocks import BLOCK
+from detectors.event_blocks import BLOCK, rest_idle_stores
 from detectors.synthetic import synthetic_logs, synthetic_spans
 
 SMALL = {"profile": "sensitive", "baseline": 100, "window": 20, "hop": 5}
@@ -137,7 +137,7 @@ def test_snapshot_is_json_plus_raw_arrays_and_restores_exactly():
     det = registry.create("cbad", seed=4, **SMALL)
     det.update(EventBatch(events[:613]))
     data = det.snapshot()
-    assert b"pickle" not in data and data.startswith(b"CBAD\x08")
+    assert b"pickle" not in data and data.startswith(b"CBAD\x09")
     restored = registry.restore("cbad", data)
     assert restored.update(EventBatch(events[613:])) == det.update(EventBatch(events[613:]))
     np.testing.assert_array_equal(restored._model.table, det._model.table)
@@ -151,13 +151,21 @@ def test_retained_events_older_than_the_hops_read_are_sealed_and_a_snapshot_carr
     det = registry.create("cbad", seed=4, **SMALL)
     det.update(EventBatch(events[:613]))
     store = det._events
+    # the newest events rest sealed in one block between calls (but for the stores of the detectors that
+    # called last), and a snapshot stores that block
+    assert not store.resting
+    rest_idle_stores()
+    assert store.resting
+    resting = store._resting
+    snap = snapshot.decode(det.snapshot(), b"CBAD")
+    assert snap.arrays["raw_block"].tobytes() == resting
     assert store.sealed_blocks > 0 and store.raw_start > det._tail_base
     assert store.end - store.raw_start < 2 * det.profile.window + 2 * BLOCK  # only the newest as bytes
     assert det.baseline_events == [events[o] for o in det._baseline_at.tolist()]
     assert store.range(det._tail_base, 613) == events[det._tail_base:613]
-    snap = snapshot.decode(det.snapshot(), b"CBAD")
+    assert not store.resting  # read: open until the next call ends
     assert snap.arrays["blocks"].tobytes() == b"".join(store._sealed[k] for k in sorted(store._sealed))
-    assert snap.arrays["raw"].tobytes() == b"".join(events[store.raw_start:613])
+    assert store.range(store.raw_start, 613) == events[store.raw_start:613]
     restored = registry.restore("cbad", det.snapshot())
     assert restored._events._sealed == store._sealed and restored.baseline_events == det.baseline_events
     assert restored.snapshot() == det.snapshot()
@@ -359,6 +367,9 @@ def test_the_event_store_seals_blocks_in_parts_and_reads_back_every_event_it_kee
                                  | set(rng.integers(keep_from, end, 3 * (end > keep_from)).tolist())),
                           np.int64)
         store.release(keep_from, lambda pins=pinned: pins)
+        if rng.random() < 0.4:  # the caller's call is done: the newest events rest sealed
+            store.rest()
+            assert store.resting == (store.end > store.raw_start) and store.end == end
         if rng.random() < 0.2:
             store = EventBlocks.load(*store.dump())
         store.forget()
@@ -367,3 +378,70 @@ def test_the_event_store_seals_blocks_in_parts_and_reads_back_every_event_it_kee
         assert store.holds(pinned) and store.take(pinned.tolist()) == [events[o] for o in pinned.tolist()]
         assert store.layout_at(pinned.tolist()).buf.tobytes() == b"".join(events[o] for o in pinned.tolist())
     assert partial > 0
+
+
+def test_the_event_stores_of_the_detectors_that_called_last_stay_open_and_the_others_rest():
+    from detectors.event_blocks import OPEN_STORES
+
+    events = synthetic_logs(300, seed=2)
+    rest_idle_stores()
+    dets = [registry.create("cbad", seed=4, **SMALL) for _ in range(OPEN_STORES + 5)]
+    for det in dets:
+        det.update(EventBatch(events))
+    assert [d._events.resting for d in dets] == [True] * 5 + [False] * OPEN_STORES
+    # the detector's reads between calls (a snapshot, the baseline for an incident) are calls of their own:
+    # the store is among the open ones after them, and rests as they do
+    last = dets[-1]
+    data = last.snapshot()
+    assert not last._events.resting
+    first = dets[0]
+    assert first.baseline_events == [events[o] for o in first._baseline_at.tolist()]
+    assert not first._events.resting
+    rest_idle_stores()
+    assert all(d._events.resting for d in dets)
+    assert registry.restore("cbad", data).snapshot() == data == last.snapshot()  # resting or open: the same
+    # a read of the store itself outside both opens it, and it is not rested behind the reader's back
+    assert first._events.range(290, 300) == events[290:300]
+    rest_idle_stores()
+    assert not first._events.resting
+    first.update(EventBatch(events[:10]))  # its next call ends: among the open ones again
+    rest_idle_stores()
+    assert first._events.resting
+    twin = registry.create("cbad", seed=4, **SMALL)  # fed the same, its store open: the same results
+    twin.update(EventBatch(events))
+    twin.update(EventBatch(events[:10]))
+    assert first.update(EventBatch(events[10:80])) == twin.update(EventBatch(events[10:80]))
+
+
+def test_the_event_store_refuses_a_resting_block_that_is_not_where_it_says():
+    from detectors.event_blocks import EventBlocks
+
+    store = EventBlocks()
+    store.extend(0, [b"GET /a OK", b"GET /b OK"] * 40)
+    store.seal_below(64)
+    store.rest()
+    raw_start, end, resting, blocks, sizes, keys = store.dump()
+    assert EventBlocks.load(raw_start, end, resting, blocks, sizes, keys).range(60, 80) == store.range(60, 80)
+    with pytest.raises(ValueError, match="corrupt"):
+        EventBlocks.load(raw_start, end + 1, resting, blocks, sizes, keys).get(70)
+    with pytest.raises(ValueError, match="corrupt"):
+        EventBlocks.load(raw_start, raw_start, resting, blocks, sizes, keys)
+    with pytest.raises(ValueError, match="corrupt"):
+        EventBlocks.load(raw_start, end, resting[:-3], blocks, sizes, keys).get(70)
+
+
+def test_baseline_offsets_are_int32_while_they_fit_and_int64_beyond():
+    from detectors.cbad import _narrow, _offset_dtype
+
+    assert _offset_dtype(0, 1 << 31) is np.int32 and _offset_dtype(-(1 << 31), 5) is np.int32
+    assert _offset_dtype(0, (1 << 31) + 1) is np.int64 and _offset_dtype(-(1 << 31) - 1, 5) is np.int64
+    assert _narrow(np.array([5, (1 << 31) - 1], np.int64)).dtype == np.int32
+    wide = _narrow(np.array([5, 1 << 31], np.int64))
+    assert wide.dtype == np.int64 and wide.tolist() == [5, 1 << 31]
+    # an int32 baseline joined to offsets past 2**31 widens (numpy's promotion), never wraps
+    joined = np.concatenate((np.arange(3, dtype=np.int32), np.array([1 << 33], np.int64)))
+    assert joined.dtype == np.int64 and joined.tolist()[-1] == 1 << 33
+    det = registry.create("cbad", seed=4, **SMALL)
+    det.update(EventBatch(synthetic_logs(400, seed=2)))
+    assert det._baseline_at.dtype == np.int32
+    assert snapshot.decode(det.snapshot(), b"CBAD").arrays["baseline_at"].dtype == np.int64

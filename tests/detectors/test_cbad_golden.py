@@ -20,8 +20,9 @@ Re-recorded a fourth time for the snapshot version byte alone (cbad snapshot ver
 attribute field): every window digest matched the record, only the 9 snapshot digests changed. The same
 again for version 5 (the baseline and held events as references into the tail) and version 6 (the retained
 events in compressed blocks, ``detectors.event_blocks``) and version 7 (the per-event arrays and the
-calibration ring kept as far as they are read) and version 8 (the count table as its nonzero slots): every
-window digest stayed as recorded. Re-record
+calibration ring kept as far as they are read) and version 8 (the count table as its nonzero slots) and
+version 9 (the newest events resting in one sealed block between calls): every window digest stayed as
+recorded. Re-record
 only for an intended change:
 
     python -m tests.detectors.test_cbad_golden --record

@@ -88,18 +88,19 @@ def test_cbad_snapshots_of_the_previous_code_continue_as_in_their_own_table_size
 
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if c["kind"] == "cbad"])
 def test_cbad_writes_the_format_it_reads(name):
-    """A version-1 snapshot (before incidents) is rewritten as version 8 with every part of it unchanged
+    """A version-1 snapshot (before incidents) is rewritten as version 9 with every part of it unchanged
     (same header entries, same arrays, the same baseline and held events) but the table size, converted to
     today's default, and with the incident state, the event times and the count table added, the retained
     events as the event store holds them (the older ones in sealed blocks), the baseline and held events
     as stream offsets into it, and the per-event arrays and the calibration ring as far as they are read
     (from ``arrays_base``; the ring's ``calibration_count`` windows of its ``calibration_capacity``);
-    the count table as its nonzero slots and their counts; version 8 rewrites byte for byte."""
+    the count table as its nonzero slots and their counts, the newest events as one sealed block; version 9
+    rewrites byte for byte."""
     data = (LEGACY / CASES[name]["file"]).read_bytes()
     restored = registry.restore("cbad", data)
     rewritten = restored.snapshot()
     old, new = snapshot.decode(data, b"CBAD"), snapshot.decode(rewritten, b"CBAD")
-    assert (old.version, new.version) == (1, 8)
+    assert (old.version, new.version) == (1, 9)
     assert old.header["config"]["table_bits"] == 17
     assert new.header["config"] == {**old.header["config"], "table_bits": DEFAULT_TABLE_BITS}
     assert {k: v for k, v in new.header.items() if k in old.header and k != "config"} == {
@@ -118,7 +119,7 @@ def test_cbad_writes_the_format_it_reads(name):
         if name_ not in events:
             np.testing.assert_array_equal(new.arrays[name_], array)
     assert set(new.arrays) - set(old.arrays) == {"table_slots", "table_counts", "times", "baseline_at",
-                                                 "held_at", "raw", "raw_lens", "blocks", "block_sizes",
+                                                 "held_at", "raw_block", "blocks", "block_sizes",
                                                  "block_keys"}
     assert set(old.arrays) - set(new.arrays) == events
     slots, counts = new.arrays["table_slots"], new.arrays["table_counts"]
@@ -186,14 +187,14 @@ def test_numeric_restored_from_the_previous_format_writes_the_shared_one():
 
 
 def test_the_codec_refuses_what_it_did_not_write():
-    data = snapshot.encode(b"TEST", 9, {"a": 1}, {"x": np.arange(4, dtype=np.int64)})
+    data = snapshot.encode(b"TEST", 10, {"a": 1}, {"x": np.arange(4, dtype=np.int64)})
     with pytest.raises(ValueError, match="not a CBAD snapshot"):
         registry.restore("cbad", data)
     with pytest.raises(ValueError, match="stray bytes"):
         snapshot.decode(data + b"\0", b"TEST")
     with pytest.raises(ValueError, match="corrupt"):
         snapshot.decode(data[:12] + b"{" + data[13:], b"TEST")
-    with pytest.raises(ValueError, match="version 9"):
+    with pytest.raises(ValueError, match="version 10"):
         registry.restore("cbad", b"CBAD" + data[4:])
 
 
@@ -302,5 +303,19 @@ def test_cbad_version_7_snapshots_continue_exactly_as_the_code_that_wrote_them(n
     restores and goes on bit for bit as the code that wrote it did."""
     case = V7_CASES[name]
     det = _restored(case, 7)
+    assert det.field_test and det.field_attributes
+    _continues_as_written(det, case)
+
+
+V8_CASES = json.loads((LEGACY / "cases_v8.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(V8_CASES))
+def test_cbad_version_8_snapshots_continue_exactly_as_the_code_that_wrote_them(name):
+    """Version 8 (the count table as its nonzero slots, the newest retained events as joined bytes; made by
+    ``generate_v8.py`` with the code of that time) restores and goes on bit for bit as the code that wrote it
+    did."""
+    case = V8_CASES[name]
+    det = _restored(case, 8)
     assert det.field_test and det.field_attributes
     _continues_as_written(det, case)

@@ -46,7 +46,12 @@ def _chunk(rng: random.Random, first: int, size: int, seq: int) -> RingChunk:
     full = rng.random() < 0.5  # the usual span request: every id present
     traces = [rng.randbytes(16) if full else _id(rng, 16) for _ in range(size)]
     spans = [rng.randbytes(8) if full else _id(rng, 8) for _ in range(size)]
-    times = [rng.choice([0, rng.randrange(2**64)]) for _ in range(size)]
+    mode = rng.random()
+    if mode < 0.4:  # anything, unknown (0) among them: kept whole
+        times = [rng.choice([0, rng.randrange(2**64)]) for _ in range(size)]
+    else:  # a request's times: within ~2 s of each other (kept as 4 bytes each), or at times wider
+        now, spread = rng.randrange(2**64), rng.choice([10**6, 2**31 - 1, 2**31, 10**10])
+        times = [(now + rng.randrange(-spread, spread + 1)) % 2**64 for _ in range(size)]
     return RingChunk(first, traces, spans, times, [rng.randrange(-1, 5000) for _ in range(size)], seq)
 
 
@@ -114,6 +119,22 @@ def test_memory_follows_what_is_kept() -> None:
         ring.append(_chunk(random.Random(seq), offset, 10, seq))
         offset += 10
     assert len(ring) < 280 and ring.nbytes <= steady * 2
+
+
+def test_times_of_a_request_take_4_bytes_each() -> None:
+    ring = EventRing(264)
+    rng = random.Random(3)
+    now = 1_767_000_000 * 10**9
+    times = [now + rng.randrange(2 * 10**9) for _ in range(300)]
+    ring.append(RingChunk(0, [b"t" * 16] * 300, [b"s" * 8] * 300, times, list(range(300)), 1))
+    assert ring._items["time"].dtype.itemsize == 4 and not ring._wide
+    assert [ring.time_at(o) for o in range(300)] == times
+    wide = [0, *times[1:]]  # an unknown time among known ones: the chunk's times kept whole
+    ring.append(RingChunk(300, [b"t" * 16] * 300, [b"s" * 8] * 300, wide, list(range(300)), 2))
+    assert [ring.time_at(o) for o in range(300, 600)] == wide and len(ring._wide) == 1
+    ring.append(RingChunk(600, [b"t" * 16] * 300, [b"s" * 8] * 300, times, list(range(300)), 3))
+    assert not ring._wide  # left with its chunk
+    assert [EventRing.load(264, ring.dump()).time_at(o) for o in range(600, 900)] == times
 
 
 def test_a_corrupt_ring_snapshot_is_refused() -> None:

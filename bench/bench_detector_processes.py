@@ -2,12 +2,14 @@
 detector process (``detection.detector_processes``), alternately, on never-repeated traffic.
 
 ``--requests`` requests of ``bench/traffic.py`` (512 spans in 48 span streams, or 512 log records with
-``--signal logs``) are extracted once; each round
+``--signal logs``; ``--streams N``: N streams, a request reaching 4 services' of them, so past 64 streams a
+detector is fed after many others) are extracted once; each round
 scores all of them on fresh streams, in-process (``LiveStream.score``) or through one ``DetectorProcess``
 (``score_together``: a request's updates in one message, as a shard sends them). Printed per span: this
 process's CPU (thread time of the scoring thread: the gateway's side) and the detector process's CPU.
 
     python bench/bench_detector_processes.py [--requests 120] [--rounds 2] [--signal traces|logs]
+                                             [--streams 48]
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=120)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--signal", choices=("traces", "logs"), default="traces")
+    parser.add_argument("--streams", type=int, default=None, help="streams of the traffic (default 48)")
     args = parser.parse_args()
-    generator = TrafficGenerator(seed=1)
+    generator = TrafficGenerator(seed=1, streams=args.streams)
     codec = RequestCodec(ExtractionOptions())
     make = generator.traces if args.signal == "traces" else generator.logs
     requests = [codec.extract(args.signal, make(512)).streams for _ in range(args.requests)]

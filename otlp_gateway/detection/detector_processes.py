@@ -31,9 +31,10 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, cast
 
 from detectors import EventBatch
-from detectors.base import UpdateResult
+from detectors.base import WindowResult
 from otlp_gateway.detection.detector_worker import PICKLE_PROTOCOL, serve
 from otlp_gateway.streams.places import LOCAL, DetectorLost
+from otlp_gateway.streams.windows import WindowRow, WindowRows
 
 if TYPE_CHECKING:
     from otlp_gateway.otlp.extract import StreamBatch
@@ -254,7 +255,7 @@ class RemoteDetector:
         if self.init is not None or self.lost is not None or self.generation != self._process.generation:
             self._process.call(self, "ready")
 
-    def update(self, batch: EventBatch) -> UpdateResult:
+    def update(self, batch: EventBatch) -> WindowRows:
         return self.output(self._process.call(*self.update_call(batch)))
 
     def update_call(self, batch: EventBatch) -> tuple[RemoteDetector, str, tuple[Any, ...]]:
@@ -262,9 +263,9 @@ class RemoteDetector:
         return self, "update", (batch.events, batch.times)
 
     @staticmethod
-    def output(answer: tuple[list[Any], list[Any]]) -> UpdateResult:
-        """What ``update`` returns, from the process's answer to an update call."""
-        return UpdateResult(*answer)
+    def output(answer: tuple[list[WindowRow], list[WindowResult], list[Any]]) -> WindowRows:
+        """What ``update`` returns, from the process's answer to an update call: the windows as rows."""
+        return WindowRows(*answer)
 
     def snapshot(self) -> bytes:
         return self._process.call(self, "snapshot")

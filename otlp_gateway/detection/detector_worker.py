@@ -1,8 +1,9 @@
 """Inside a detector process: the detectors of one shard's streams, driven over a pipe.
 
-The process imports the detectors library only (no gateway, no gRPC). It answers one message at a time, in
-the order the shard thread sends them, so each detector sees its events in arrival order exactly as it
-would on the shard thread itself. A message is ``(dropped, calls)``:
+The process imports the detectors library only (and ``streams.windows``, which imports nothing else of the
+gateway; no gRPC). It answers one message at a time, in the order the shard thread sends them, so each
+detector sees its events in arrival order exactly as it would on the shard thread itself. A message is
+``(dropped, calls)``:
 
 - ``dropped``: ids of detectors the gateway let go of (evicted streams): forgotten first;
 - ``calls``: a list of ``(init, op, detector_id, args)`` (or ``(None, "held", 0, ())``: how many detectors
@@ -11,7 +12,8 @@ would on the shard thread itself. A message is ``(dropped, calls)``:
   - ``init``: ``None``, or how to make detector ``detector_id`` before the op: ``("create", kind, kwargs)``
     or ``("restore", kind, kwargs, snapshot)`` (a snapshot that does not restore is answered
     ``restore_failed`` and no detector is made);
-  - ``op``: ``"ready"`` (nothing more), ``"update"`` (``args``: events, stamps), ``"snapshot"``, or an
+  - ``op``: ``"ready"`` (nothing more), ``"update"`` (``args``: events, stamps; answered with the windows
+    as ``streams.windows.WindowRows``' parts), ``"snapshot"``, or an
     incident action (``"accept"``, ``"resolve"``, ``"mark_false_positive"``; ``args``: the incident's
     number).
 
@@ -22,13 +24,13 @@ detector between calls: ``(events_seen, warmed_up, skipped_points, config_hash)`
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pickle
 from multiprocessing.connection import Connection
 from typing import Any
 
 from detectors import EventBatch, registry
+from otlp_gateway.streams.windows import window_row
 
 NICENESS = 10
 """Detection only: the gateway's own process (receiving, forwarding) goes first on a busy machine."""
@@ -86,11 +88,11 @@ def _run(detector: Any, op: str, args: tuple[Any, ...]) -> Any:
     if op == "update":
         events, stamps = args
         output = detector.update(EventBatch(events, stamps))
-        # the windows and the incident updates, as plain lists (the result type keeps them in slots); the
-        # gateway reads a window's explanation only when it is anomalous, and it is most of a window's
-        # bytes (the cost of every event): the others go without it
-        windows = [w if w.is_anomaly else dataclasses.replace(w, explanation={}) for w in output]
-        return windows, list(getattr(output, "incidents", ()))
+        # the windows as rows of plain values, the anomalous ones whole, and the incident updates: the
+        # gateway reads a window whole (its explanation, most of its bytes) only when it is anomalous, and
+        # unpickling every window as a ``WindowResult`` cost it more than the rest of the round trip
+        return ([window_row(w) for w in output], [w for w in output if w.is_anomaly],
+                list(getattr(output, "incidents", ())))
     if op == "snapshot":
         return detector.snapshot()
     if op in ACTIONS:

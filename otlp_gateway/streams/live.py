@@ -38,15 +38,12 @@ from otlp_gateway.streams.ring import EventRing, RingChunk, RingItem
 from otlp_gateway.streams.routing import DETECTOR_KIND, StreamKey
 from otlp_gateway.streams.scores import ScoreSeries
 from otlp_gateway.streams.settings import EMPTY, StreamSettings
+from otlp_gateway.streams.windows import WindowRows
 
 log = logging.getLogger(__name__)
 _MAGIC = b"DLS1"
 SNAPSHOT_VERSION = 2
 """Of the stream's part of a snapshot (``LiveStream.snapshot``); version 1 is still read."""
-RATIO_FIGURE = "compression_ratio_conditional"
-"""The per-window ratio behind ``driftlock_cbad_compression_ratio``: raw bits of the window over its code
-length given the baseline; cbad reports it for every window (``compression_ratio_window`` only for
-anomalous ones)."""
 RING_WINDOWS = 4
 """The ring keeps this many windows' worth of items (at least), enough to map any completed window."""
 BLAME_SHARE = 0.25
@@ -120,7 +117,7 @@ class ScoreOutcome:
     state_changed: bool = False
     ratio_sum: float = 0.0
     ratio_count: int = 0
-    """Sum/count of ``RATIO_FIGURE`` over every window scored (not only anomalies)."""
+    """Sum/count of ``windows.RATIO_FIGURE`` over every window scored (not only anomalies)."""
     skipped: dict[str, int] = field(default_factory=dict)
     """Points not scored, by reason: NaN or infinite (the detector), or left out by the cumulative-to-delta
     conversion (``streams.cumulative``); forwarded all the same."""
@@ -289,7 +286,7 @@ class LiveStream:
             self._start_over(output)
             outcome.state_changed, step.skipped_before = True, {}
             output = self.detector.update(self._feed(step.batch, step.request_seq))
-        results, updates = split_update(output) if step.feed is not None else ([], [])
+        windows = _window_rows(output) if step.feed is not None else _NO_WINDOWS
         base = self.offset_base
         self.dirty = True
         skipped = dict(step.converted_skips)
@@ -300,26 +297,26 @@ class LiveStream:
             SKIPPED_POINTS_LOG.note(self.key.signal, reason, n, self.key.stream_id)
         outcome.skipped = skipped
         # before the windows: a window names the incident its batch opened
-        outcome.incidents = [self._change(update) for update in updates]
+        outcome.incidents = [self._change(update) for update in windows.incidents]
         drift = False
-        for result in results:
-            drift = drift or result.is_drift
-            ratio = result.figures.get(RATIO_FIGURE)
+        ring, scores = self.ring, self.scores
+        for end_offset, end_time_ns, p_value, score, anomalous, is_drift, ratio in windows.rows:
+            drift = drift or is_drift
             if ratio is not None:
                 outcome.ratio_sum += ratio
                 outcome.ratio_count += 1
             # the window's place in the score series: its last event's time (receipt time if it has none)
-            self.scores.add(self._end_time(result, base) or time.time_ns(),
-                            float(result.p_value), float(result.score), bool(result.is_anomaly))
-            if result.is_anomaly:
-                outcome.windows.append(self._scored(result, base))
-        outcome.scores = self.scores.take()
+            scores.add(end_time_ns or ring.time_at(base + end_offset - 1) or time.time_ns(), p_value, score,
+                       anomalous)
+        for result in windows.anomalies:
+            outcome.windows.append(self._scored(result, base))
+        outcome.scores = scores.take()
         new_state: StreamState
         if not self.detector.warmed_up:
             new_state = "warming"
         elif drift:
             new_state = "drifted"
-        elif results or self.state == "warming":
+        elif windows.rows or self.state == "warming":
             new_state = "active"
         else:
             new_state = self.state
@@ -461,6 +458,17 @@ class LiveStream:
         if header.get("state") in ("active", "drifted") and detector.warmed_up:
             stream.state = header["state"]
         return stream
+
+
+_NO_WINDOWS = WindowRows()
+
+
+def _window_rows(output: Any) -> WindowRows:
+    """A detector's ``update`` result as ``WindowRows`` (a detector process sends that form already)."""
+    if isinstance(output, WindowRows):
+        return output
+    results, updates = split_update(output)
+    return WindowRows.of(results, updates)
 
 
 def build_record(stream: LiveStream, window: ScoredWindow, *, engine_version: str, received_at: float

@@ -22,6 +22,8 @@ KEPT_BUCKETS = 6
 
 @dataclass(slots=True)
 class _Bucket:
+    at: dt.datetime
+    """The bucket's start (made once: ``take`` hands it out after every batch)."""
     windows: int = 0
     anomalous: int = 0
     min_p: float = 1.0
@@ -40,7 +42,7 @@ class ScoreSeries:
         start = time_ns - time_ns % BUCKET_NS
         bucket = self._buckets.get(start)
         if bucket is None:
-            bucket = self._buckets[start] = _Bucket()
+            bucket = self._buckets[start] = _Bucket(_at(start))
             while len(self._buckets) > KEPT_BUCKETS:
                 oldest, _ = self._buckets.popitem(last=False)
                 self._touched.discard(oldest)  # already handed out when it was touched
@@ -52,8 +54,11 @@ class ScoreSeries:
 
     def take(self) -> list[ScoreBucket]:
         """The current state of every bucket touched since the last call."""
-        out = [ScoreBucket(self.stream_id, _at(start), b.windows, b.anomalous, b.min_p, b.max_score)
-               for start, b in self._buckets.items() if start in self._touched]
+        touched = self._touched
+        if not touched:
+            return []
+        out = [ScoreBucket(self.stream_id, b.at, b.windows, b.anomalous, b.min_p, b.max_score)
+               for start, b in self._buckets.items() if start in touched]
         self._touched.clear()
         return out
 
@@ -65,7 +70,7 @@ class ScoreSeries:
     def load(cls, stream_id: str, data: list[list[Any]] | None) -> ScoreSeries:
         series = cls(stream_id)
         for start, windows, anomalous, min_p, max_score in data or ():
-            series._buckets[int(start)] = _Bucket(int(windows), int(anomalous), float(min_p),
+            series._buckets[int(start)] = _Bucket(_at(int(start)), int(windows), int(anomalous), float(min_p),
                                                   float(max_score))
         return series
 

@@ -44,10 +44,9 @@ class DetectionSettings(StrictModel):
     of ``profile``."""
     max_live_streams: int = Field(1_000, gt=0)
     """Least recently used streams beyond this are snapshotted to the store and evicted. A live log or span
-    stream with a full baseline holds about 68 KiB of heap (its retained events, most of them compressed,
-    the count table held compact between calls, the field test, the ring of recent items; docs/benchmarks.md),
-    so the default bounds detectors' heap near 70 MiB (20,000 young streams grew the resident set by 41-62 KiB
-    each)."""
+    stream with a full baseline holds about 49 KiB of heap at rest (its retained events compressed, the count
+    table held compact between calls, the field test, the ring of recent items; docs/benchmarks.md), so the
+    default bounds detectors' heap near 50 MiB."""
     queue_max_events: int = Field(1_000_000, gt=0)
     """Events waiting for a detector; beyond it events are forwarded unscored and counted."""
     queue_max_bytes: int = Field(32 << 20, gt=0)

@@ -8,10 +8,12 @@ to be scored (the scored counter's delta), and ``--rounds`` phases of new reques
 gateway after one warm-up: per round, the gateway's own process and its child processes (the detector
 processes with ``--detector-processes``), per item, and the rate at which the round's items were scored.
 ``--cpus 0`` pins the gateway to one core (``taskset``; its child processes inherit the pin): run with and
-without it for the two-core ratio.
+without it for the two-core ratio. Each round also prints the cores kept busy by the gateway (its processes'
+CPU over the round's wall time) and by this bench (its client, the downstream and the polling share the
+machine: on 2 cores, what they take is not the gateway's).
 
     python bench/bench_gateway_cpu.py [--signal traces|logs] [--detector-processes] [--requests 170]
-                                      [--rounds 3] [--inflight 16] [--cpus 0]
+                                      [--rounds 3] [--inflight 16] [--cpus 0] [--workers N]
 """
 
 from __future__ import annotations
@@ -58,12 +60,16 @@ async def run(args: argparse.Namespace) -> None:
                                     "queue_max_events": 10_000_000}
     if args.detector_processes:
         detection["detector_processes"] = True
+    if args.workers is not None:
+        detection["workers"] = args.workers
     gateway = GatewayProcess(downstream.port, True, overrides={"detection": detection}, cpus=args.cpus)
     mode = "detector processes" if args.detector_processes else "in-process"
     if args.cpus:
         mode += f", pinned to cpus {args.cpus}"
     own_list: list[float] = []
     rates: list[float] = []
+    gateway_cores: list[float] = []
+    bench_cores: list[float] = []
     try:
         await gateway.start()
         warm = max(args.warm_requests, 2 * math.ceil(len(gen.services) / gen.resources_per_request))
@@ -79,6 +85,7 @@ async def run(args: argparse.Namespace) -> None:
             payloads = gen.requests(signal, args.requests, ITEMS)
             scored0, dropped0 = await scored_events(gateway, signal)
             cpu0, own0 = gateway.cpu_seconds(), gateway.own_cpu_seconds()
+            bench0 = time.process_time()
             t0 = time.monotonic()
             result = await closed_loop(gateway.endpoint, signal, payloads, args.inflight)
             delivered += len(payloads)
@@ -86,20 +93,27 @@ async def run(args: argparse.Namespace) -> None:
             await wait_scored(gateway, signal, scored0 + dropped0 + len(payloads) * ITEMS)
             elapsed = time.monotonic() - t0
             cpu, own = gateway.cpu_seconds() - cpu0, gateway.own_cpu_seconds() - own0
+            bench = time.process_time() - bench0
             scored, dropped = await scored_events(gateway, signal)
             items = len(payloads) * ITEMS
             own_list.append(own / items)
             rates.append(items / elapsed)
+            gateway_cores.append(cpu / elapsed)
+            bench_cores.append(bench / elapsed)
             rate = items / elapsed / 1e3
             print(f"{signal} {mode}: {items} {ITEM[signal]}s in {elapsed:.1f} s ({rate:.1f} k/s, "
                   f"scored {int(scored - scored0)}, dropped {int(dropped - dropped0)}, retries "
                   f"{result.refused}); gateway's own process {own / items * 1e6:6.2f} us/{ITEM[signal]}, "
-                  f"child processes {(cpu - own) / items * 1e6:6.2f} us; {load_average()}", flush=True)
+                  f"child processes {(cpu - own) / items * 1e6:6.2f} us; cores busy: the gateway "
+                  f"{cpu / elapsed:.2f}, this bench (client, downstream, polling) {bench / elapsed:.2f}; "
+                  f"{load_average()}", flush=True)
     finally:
         gateway.stop()
         await downstream.stop()
     print(f"{signal} {mode}: median own {statistics.median(own_list) * 1e6:.2f} us/{ITEM[signal]}, median "
-          f"rate (every event scored) {statistics.median(rates) / 1e3:.1f} k/s over {len(own_list)} rounds")
+          f"rate (every event scored) {statistics.median(rates) / 1e3:.1f} k/s over {len(own_list)} rounds; "
+          f"cores busy: the gateway {statistics.median(gateway_cores):.2f}, this bench "
+          f"{statistics.median(bench_cores):.2f}")
 
 
 def main() -> None:
@@ -112,6 +126,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--inflight", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=int, help="detection.workers (shards; default: the config's)")
     parser.add_argument("--cpus", help="pin the gateway (and its child processes) with taskset -c, e.g. 0")
     asyncio.run(run(parser.parse_args()))
 

@@ -308,6 +308,10 @@ class GatewayProcess:
 
         async with httpx.AsyncClient() as client:
             text = (await client.get(f"http://127.0.0.1:{self.api_port}/metrics", timeout=10)).text
+        # only the queried series' lines are parsed: the whole text costs this process ~tens of ms a scrape,
+        # CPU the gateway shares on a 2-core machine
+        names = tuple(name for name, _ in queries)
+        text = "\n".join(line for line in text.splitlines() if line.startswith(names))
         totals = [0.0] * len(queries)
         for family in text_string_to_metric_families(text):
             for sample in family.samples:

@@ -51,10 +51,10 @@ from harness import (
     rss_bytes,
     us,
 )
+from sinks import NullConsumer
 from traffic import TrafficGenerator
 
 from detectors import EventBatch, compressors, event_blocks, registry
-from otlp_gateway.batch import TelemetryBatch, Unreserved
 from otlp_gateway.detection import DetectionStage
 from otlp_gateway.detection.settings import DetectionSettings
 from otlp_gateway.otlp.codec import ExtractionOptions, RequestCodec
@@ -68,13 +68,6 @@ from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 ITEMS = 512
 
-
-class NullConsumer:
-    async def consume(self, batch: TelemetryBatch) -> None:
-        return None
-
-    def reserve(self, batch: TelemetryBatch) -> Unreserved:
-        return Unreserved(self)
 
 
 def thread_cpu(fn: Any, payloads: list[bytes]) -> float:

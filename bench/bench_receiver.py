@@ -36,9 +36,9 @@ from google.protobuf import json_format
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness import ITEM, REQUEST_TYPES, closed_loop_calls, load_average, ms, paced_calls, percentile
+from sinks import NullConsumer
 from traffic import TrafficGenerator
 
-from otlp_gateway.batch import TelemetryBatch
 from otlp_gateway.otlp.codec import Encoding, ExtractionOptions
 from otlp_gateway.otlp.signals import SIGNAL_SPECS
 from otlp_gateway.ratelimit import TokenBucket
@@ -50,10 +50,6 @@ from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 ITEMS = 512
 
-
-class NullConsumer:
-    async def consume(self, batch: TelemetryBatch) -> None:
-        return None
 
 
 def make_core(extraction: ExtractionOptions | None, workers: int = 1) -> IngestCore:

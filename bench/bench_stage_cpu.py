@@ -29,9 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import ITEM, load_average
+from sinks import NullConsumer
 from traffic import TrafficGenerator
 
-from otlp_gateway.batch import TelemetryBatch, Unreserved
+from otlp_gateway.batch import TelemetryBatch
 from otlp_gateway.detection import DetectionStage
 from otlp_gateway.detection.settings import DetectionSettings
 from otlp_gateway.otlp.codec import ExtractionOptions, RequestCodec
@@ -39,13 +40,6 @@ from otlp_gateway.telemetry.metrics import GatewayMetrics
 
 ITEMS = 512
 
-
-class NullConsumer:
-    async def consume(self, batch: TelemetryBatch) -> None:
-        return None
-
-    def reserve(self, batch: TelemetryBatch) -> Unreserved:
-        return Unreserved(self)
 
 
 def process_cpu(pid: int) -> float:

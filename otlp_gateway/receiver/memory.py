@@ -1,7 +1,9 @@
 """Where the memory limiter's figures come from: the process's resident set and the memory it may use.
 
-``MemoryReader`` is the limiter's one input (tests give it a reader of their own). ``ProcessMemory`` reads
-the resident set with psutil (already a dependency, for the runtime gauges). ``memory_ceiling`` finds the
+``MemoryReader`` is the limiter's one input (tests give it a reader of their own): ``memory_reader`` picks
+``CgroupMemory`` (the working set of the cgroup whose limit binds: every process of the container, each page
+once) where there is one, else ``ProcessMemory`` (the resident sets of the process and its children, with
+psutil, already a dependency for the runtime gauges). ``memory_ceiling`` finds the
 container's limit: cgroup v2 ``memory.max`` of this process's cgroup and its parents (a limit can sit on
 any level), else cgroup v1 ``memory.limit_in_bytes``, never above the machine's RAM.
 """
@@ -14,6 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -78,23 +81,80 @@ def _own_cgroup_v2(proc_cgroup: Path) -> str | None:
     return None
 
 
-def cgroup_limit(root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
-    """The tightest memory limit on this process's cgroup, or None when there is none."""
-    limits: list[int] = []
+@dataclass(frozen=True)
+class CgroupLevel:
+    """The cgroup level whose memory limit binds: its directory and its limit in bytes."""
+
+    path: Path
+    limit: int
+    v2: bool
+
+
+def cgroup_level(root: Path = CGROUP_ROOT,
+                 proc_cgroup: Path = Path("/proc/self/cgroup")) -> CgroupLevel | None:
+    """The level with the tightest memory limit on this process's cgroup, or None when there is none."""
+    levels: list[CgroupLevel] = []
     own = _own_cgroup_v2(proc_cgroup)
     if own is not None:
         level = root / own.lstrip("/")
         while True:  # inside a container the namespace root is the container's own cgroup
             found = _read_limit(level / "memory.max")
             if found is not None:
-                limits.append(found)
+                levels.append(CgroupLevel(level, found, True))
             if level == root or root not in level.parents:
                 break
             level = level.parent
     v1 = _read_limit(root / "memory" / "memory.limit_in_bytes")
     if v1 is not None and v1 < 1 << 60:  # v1 writes "no limit" as a huge page-rounded number
-        limits.append(v1)
-    return min(limits) if limits else None
+        levels.append(CgroupLevel(root / "memory", v1, False))
+    return min(levels, key=lambda found: found.limit) if levels else None
+
+
+def cgroup_limit(root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
+    """The tightest memory limit on this process's cgroup, or None when there is none."""
+    level = cgroup_level(root, proc_cgroup)
+    return level.limit if level is not None else None
+
+
+class CgroupMemory:
+    """The working set of the cgroup level whose limit binds: its memory in use less its inactive file
+    pages (v2 ``memory.current`` - ``inactive_file``, v1 ``memory.usage_in_bytes`` - ``total_inactive_file``),
+    what the kubelet compares with the limit and what the kernel cannot reclaim before it kills. It counts
+    every process of the container once per page (the gateway, its detector and extraction processes, the
+    forkserver: the pages they share, once) and the page cache of the files they write while in use."""
+
+    def __init__(self, level: CgroupLevel) -> None:
+        self.level = level
+        self._usage = level.path / ("memory.current" if level.v2 else "memory.usage_in_bytes")
+        self._stat = level.path / "memory.stat"
+        self._inactive = b"inactive_file " if level.v2 else b"total_inactive_file "
+
+    def readable(self) -> bool:
+        try:
+            self.rss_bytes()
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def rss_bytes(self) -> int:
+        usage = int(self._usage.read_bytes())
+        inactive = 0
+        for line in self._stat.read_bytes().splitlines():
+            if line.startswith(self._inactive):
+                inactive = int(line[len(self._inactive):])
+                break
+        return max(0, usage - inactive)
+
+
+def memory_reader(level: Callable[[], CgroupLevel | None] = cgroup_level) -> tuple[MemoryReader, str]:
+    """(what the limiter reads, in words): the cgroup's working set where a cgroup limit binds and can be
+    read, else the resident sets of this process and its children."""
+    found = level()
+    if found is not None:
+        reader = CgroupMemory(found)
+        if reader.readable():
+            return reader, f"the working set of the cgroup {found.path}"
+    return ProcessMemory(), "the resident sets of the gateway and its child processes"
 
 
 def memory_ceiling(cgroup: Callable[[], int | None] = cgroup_limit) -> tuple[int, str]:

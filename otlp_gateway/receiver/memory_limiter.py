@@ -30,7 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from otlp_gateway.component import cancel_task
-from otlp_gateway.receiver.memory import MemoryReader, ProcessMemory, malloc_trim, memory_ceiling
+from otlp_gateway.receiver.memory import (
+    MemoryReader,
+    cgroup_level,
+    malloc_trim,
+    memory_ceiling,
+    memory_reader,
+)
 from otlp_gateway.receiver.settings import MemoryLimiterSettings
 from otlp_gateway.telemetry.metrics import GatewayMetrics
 
@@ -89,7 +95,13 @@ class MemoryLimiter:
         self.interval = settings.check_interval_seconds
         self.retry_after = settings.retry_after_seconds
         self.limits = limits if limits is not None else MemoryLimits.resolve(settings)
-        self._reader = reader if reader is not None else ProcessMemory()
+        self.reading = "a reader of the caller's"
+        """What the limiter reads, in words (for the start-up log line)."""
+        if reader is None:
+            # a limit taken from the cgroup is compared with the cgroup's use (every process of the container,
+            # each page once); ``limit_mib`` with the gateway's own processes, as the Collector's is
+            reader, self.reading = memory_reader(cgroup_level if settings.limit_mib is None else lambda: None)
+        self._reader = reader
         self._metrics = metrics
         self._clock = clock
         self._free_heap = free_heap
@@ -199,8 +211,8 @@ class MemoryLimiter:
     # --- component --------------------------------------------------------------------------------
     async def start(self) -> None:
         self.check()
-        log.info("memory limiter: soft limit %.0f MiB, hard limit %.0f MiB (%s); %.0f MiB resident now",
-                 self.limits.soft_bytes / MiB, self.limits.hard_bytes / MiB, self.limits.basis,
+        log.info("memory limiter: soft limit %.0f MiB, hard limit %.0f MiB (%s); reading %s: %.0f MiB now",
+                 self.limits.soft_bytes / MiB, self.limits.hard_bytes / MiB, self.limits.basis, self.reading,
                  self.rss / MiB)
         self._task = asyncio.create_task(self._run(), name="driftlock-memory-limiter")
 

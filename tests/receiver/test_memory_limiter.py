@@ -10,7 +10,15 @@ import pytest
 from prometheus_client import generate_latest
 
 from otlp_gateway.config import ConfigError, load_config
-from otlp_gateway.receiver.memory import cgroup_limit, memory_ceiling
+from otlp_gateway.receiver.memory import (
+    CgroupLevel,
+    CgroupMemory,
+    ProcessMemory,
+    cgroup_level,
+    cgroup_limit,
+    memory_ceiling,
+    memory_reader,
+)
 from otlp_gateway.receiver.memory_limiter import (
     LOG_QUIET_SECONDS,
     RELIEF_INTERVAL_SECONDS,
@@ -254,6 +262,49 @@ def test_cgroup_v1_and_no_limit(tmp_path: Path):
     assert memory_ceiling(lambda: 768 * MiB) == (768 * MiB, "the cgroup memory limit")
     total, source = memory_ceiling(lambda: None)
     assert total > 0 and "RAM" in source
+
+
+def test_a_cgroup_limit_is_compared_with_the_cgroups_working_set(tmp_path: Path):
+    """Where the limit comes from a cgroup, the limiter reads that cgroup's use less its inactive file pages:
+    every process of the container once per page (a forkserver's children share most of theirs with it)."""
+    root = tmp_path / "cgroup"
+    own = root / "kubepods" / "pod1" / "gateway"
+    own.mkdir(parents=True)
+    (own / "memory.max").write_text("max\n")
+    pod = own.parent
+    (pod / "memory.max").write_text(f"{1024 * MiB}\n")
+    (pod / "memory.current").write_text(f"{700 * MiB}\n")
+    (pod / "memory.stat").write_text(f"anon {500 * MiB}\nfile {200 * MiB}\nactive_file {50 * MiB}\n"
+                                     f"inactive_file {150 * MiB}\n")
+    proc = tmp_path / "proc-cgroup"
+    proc.write_text("0::/kubepods/pod1/gateway\n")
+    level = cgroup_level(root, proc)
+    assert level is not None and level.path == pod and level.limit == 1024 * MiB
+    reader, words = memory_reader(lambda: level)
+    assert isinstance(reader, CgroupMemory) and str(pod) in words
+    assert reader.rss_bytes() == 550 * MiB
+    (pod / "memory.current").write_text(f"{900 * MiB}\n")  # read at every check
+    assert reader.rss_bytes() == 750 * MiB
+    # cgroup v1: the memory controller's usage and its total_inactive_file
+    v1 = tmp_path / "v1"
+    (v1 / "memory").mkdir(parents=True)
+    (v1 / "memory" / "memory.limit_in_bytes").write_text(f"{768 * MiB}\n")
+    (v1 / "memory" / "memory.usage_in_bytes").write_text(f"{600 * MiB}\n")
+    (v1 / "memory" / "memory.stat").write_text(f"cache {300 * MiB}\ninactive_file {1 * MiB}\n"
+                                               f"total_inactive_file {100 * MiB}\n")
+    proc.write_text("4:memory:/some/where\n")
+    v1_level = cgroup_level(v1, proc)
+    assert v1_level is not None and not v1_level.v2
+    assert memory_reader(lambda: v1_level)[0].rss_bytes() == 500 * MiB
+
+
+def test_without_a_readable_cgroup_or_with_limit_mib_the_gateways_processes_are_read(tmp_path: Path):
+    assert isinstance(memory_reader(lambda: None)[0], ProcessMemory)
+    unreadable = CgroupLevel(tmp_path, 1024 * MiB, True)  # a limit, but no memory.current beside it
+    reader, words = memory_reader(lambda: unreadable)
+    assert isinstance(reader, ProcessMemory) and "resident sets" in words
+    limiter = MemoryLimiter(MemoryLimiterSettings(limit_mib=512), GatewayMetrics())
+    assert "resident sets" in limiter.reading  # an explicit budget is the gateway's, as the Collector's is
 
 
 def test_the_process_memory_counts_child_processes() -> None:

@@ -262,60 +262,24 @@ def test_cbad_version_3_snapshots_continue_exactly_as_the_code_that_wrote_them(n
     _continues_as_written(det, case)
 
 
-V5_CASES = json.loads((LEGACY / "cases_v5.json").read_text())
+LATER_CASES = {version: json.loads((LEGACY / f"cases_v{version}.json").read_text())
+               for version in (5, 6, 7, 8)}
+"""Fixtures made by ``generate_v<version>.py`` with the code of that time: version 5 keeps the retained events
+as one joined tail, the baseline and held events as references into it; 6 the per-event arrays from the
+tail's first event on, the calibration ring at its full capacity; 7 the count table as its dense slots; 8
+the count table as its nonzero slots, the newest retained events as joined bytes."""
 
 
-@pytest.mark.parametrize("name", sorted(V5_CASES))
-def test_cbad_version_5_snapshots_continue_exactly_as_the_code_that_wrote_them(name):
-    """Version 5 (the retained events as one joined tail, the baseline and held events as references into
-    it; made by ``generate_v5.py`` with the code of that time) restores and goes on bit for bit as the code
-    that wrote it did: every window and every incident update of the rest of the stream (its state; the
-    explanation's wording is today's)."""
-    case = V5_CASES[name]
-    det = _restored(case, 5)
+@pytest.mark.parametrize(("version", "name"), [(version, name) for version, cases in LATER_CASES.items()
+                                               for name in sorted(cases)])
+def test_cbad_snapshots_of_versions_5_to_8_continue_exactly_as_the_code_that_wrote_them(version, name):
+    """Each restores and goes on bit for bit as the code that wrote it did: every window and every incident
+    update of the rest of the stream (its state; the explanation's wording is today's)."""
+    case = LATER_CASES[version][name]
+    det = _restored(case, version)
     assert det.field_test and det.field_attributes
-    _continues_as_written(det, case)
-
-
-V6_CASES = json.loads((LEGACY / "cases_v6.json").read_text())
-
-
-@pytest.mark.parametrize("name", sorted(V6_CASES))
-def test_cbad_version_6_snapshots_continue_exactly_as_the_code_that_wrote_them(name):
-    """Version 6 (the per-event arrays from the tail's first event on, the calibration ring at its full
-    capacity; made by ``generate_v6.py`` with the code of that time) restores and goes on bit for bit as the
-    code that wrote it did, and its restored state is what a live detector keeps (the arrays from where the
-    next hops read, the calibration ring as long as its history)."""
-    case = V6_CASES[name]
-    det = _restored(case, 6)
-    assert det.field_test and det.field_attributes
-    assert det._calibrator.ring.values.shape[1] < det._calibrator.capacity
-    assert det._arrays_base > det._tail_base
-    _continues_as_written(det, case)
-
-
-V7_CASES = json.loads((LEGACY / "cases_v7.json").read_text())
-
-
-@pytest.mark.parametrize("name", sorted(V7_CASES))
-def test_cbad_version_7_snapshots_continue_exactly_as_the_code_that_wrote_them(name):
-    """Version 7 (the count table as its dense slots; made by ``generate_v7.py`` with the code of that time)
-    restores and goes on bit for bit as the code that wrote it did."""
-    case = V7_CASES[name]
-    det = _restored(case, 7)
-    assert det.field_test and det.field_attributes
-    _continues_as_written(det, case)
-
-
-V8_CASES = json.loads((LEGACY / "cases_v8.json").read_text())
-
-
-@pytest.mark.parametrize("name", sorted(V8_CASES))
-def test_cbad_version_8_snapshots_continue_exactly_as_the_code_that_wrote_them(name):
-    """Version 8 (the count table as its nonzero slots, the newest retained events as joined bytes; made by
-    ``generate_v8.py`` with the code of that time) restores and goes on bit for bit as the code that wrote it
-    did."""
-    case = V8_CASES[name]
-    det = _restored(case, 8)
-    assert det.field_test and det.field_attributes
+    if version == 6:  # its restored state is what a live detector keeps: the arrays from where the next
+        # hops read, the calibration ring as long as its history
+        assert det._calibrator.ring.values.shape[1] < det._calibrator.capacity
+        assert det._arrays_base > det._tail_base
     _continues_as_written(det, case)

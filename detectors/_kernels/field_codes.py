@@ -48,6 +48,8 @@ def _word_table(words: list[bytes]) -> np.ndarray:
 
 
 SPAN_KINDS = _word_table([b"UNSPECIFIED", b"INTERNAL", b"SERVER", b"CLIENT", b"PRODUCER", b"CONSUMER"])
+UNSPECIFIED = 0
+"""The row of ``UNSPECIFIED`` in ``SPAN_KINDS``."""
 SPAN_STATUSES = _word_table([b"UNSET", b"OK", b"ERROR"])
 """Codes 1, 2, 3 in this order; ``STATUS<n>`` is 4."""
 LOG_BANDS = _word_table([b"TRACE", b"DEBUG", b"INFO", b"WARN", b"ERROR", b"FATAL"])
@@ -146,8 +148,8 @@ def _status_tail(data, q, stop, out):
 @kernel
 def _log_head_end(data, start, stop, out):
     """End of a log's severity and its space (``out[0]``: the severity code), or -1."""
-    if _has_word(data, start, stop, SPAN_KINDS, 0):  # "UNSPECIFIED"
-        at = start + SPAN_KINDS[0, SPAN_KINDS.shape[1] - 1]
+    if _has_word(data, start, stop, SPAN_KINDS, UNSPECIFIED):  # a log's severity too
+        at = start + SPAN_KINDS[UNSPECIFIED, SPAN_KINDS.shape[1] - 1]
         if at < stop and data[at] == _SPACE:
             out[0] = 11
             return at + 1
